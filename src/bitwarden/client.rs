@@ -1,0 +1,422 @@
+//! HTTP client for the Bitwarden public API: client-credentials token (cached until five
+//! minutes before it expires) and the import request, with bounded retries on connection
+//! errors, 429 (honouring `Retry-After`) and 5xx.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+
+use super::urls::Urls;
+use super::wire::{TokenResponse, error_message};
+use crate::errors::ConfigError;
+use crate::logging::register_secret;
+
+/// The organization API key.
+#[derive(Clone)]
+pub struct ApiKey {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey({}, ********)", self.client_id)
+    }
+}
+
+impl ApiKey {
+    /// Checks the form `organization.<uuid>` and registers the secret for log redaction.
+    pub fn new(client_id: &str, client_secret: &str) -> anyhow::Result<ApiKey> {
+        let client_id = client_id.trim();
+        let client_secret = client_secret.trim();
+        if client_id.is_empty() {
+            return Err(ConfigError("client id is required".into()).into());
+        }
+        if client_secret.is_empty() {
+            return Err(ConfigError("client secret is required".into()).into());
+        }
+        let Some(org) = client_id.strip_prefix("organization.") else {
+            return Err(ConfigError(format!(
+                "`{client_id}` is not an organization API key: the client id must look like \
+                 organization.<id> (Admin Console → Settings → Organization info → API key)"
+            ))
+            .into());
+        };
+        if uuid::Uuid::parse_str(org).is_err() {
+            return Err(ConfigError(format!(
+                "invalid client id `{client_id}`: `{org}` is not a GUID"
+            ))
+            .into());
+        }
+        register_secret(client_secret);
+        Ok(ApiKey {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        })
+    }
+
+    /// The organization id inside the client id.
+    pub fn organization_id(&self) -> &str {
+        self.client_id
+            .strip_prefix("organization.")
+            .unwrap_or(&self.client_id)
+    }
+}
+
+/// Bounded retries with exponential backoff.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Defaults (5 attempts, 1 s doubling, at most 60 s), tunable with
+    /// `DIRECTORY_CONNECTOR_RETRIES` and `DIRECTORY_CONNECTOR_RETRY_BASE_MS`.
+    pub fn from_env() -> RetryPolicy {
+        let env_u64 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+        RetryPolicy {
+            max_attempts: env_u64("DIRECTORY_CONNECTOR_RETRIES")
+                .map(|n| n.clamp(1, 20) as u32)
+                .unwrap_or(5),
+            base_delay: Duration::from_millis(
+                env_u64("DIRECTORY_CONNECTOR_RETRY_BASE_MS").unwrap_or(1000),
+            ),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.min(10);
+        (self.base_delay * factor).min(self.max_delay)
+    }
+}
+
+/// A failed call, with the HTTP status when there was one.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(s) => write!(f, "HTTP {s}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+impl std::error::Error for ApiError {}
+
+struct Token {
+    value: String,
+    refresh_after: Instant,
+}
+
+/// Talks to one Bitwarden server for one organization.
+pub struct BitwardenClient {
+    http: reqwest::Client,
+    urls: Urls,
+    key: ApiKey,
+    device_id: String,
+    retry: RetryPolicy,
+    token: tokio::sync::Mutex<Option<Token>>,
+}
+
+fn os_name() -> (&'static str, &'static str, &'static str) {
+    // (Device-Type, User-Agent OS, deviceName)
+    if cfg!(target_os = "windows") {
+        ("6", "WINDOWS", "windows")
+    } else if cfg!(target_os = "macos") {
+        ("7", "MACOS", "macos")
+    } else {
+        ("8", "LINUX", "linux")
+    }
+}
+
+/// Builds the HTTP client used for Bitwarden (proxy from the environment, optional extra CA).
+pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let (device_type, os, _) = os_name();
+    let mut headers = HeaderMap::new();
+    headers.insert("Device-Type", HeaderValue::from_static(device_type));
+    headers.insert("Bitwarden-Client-Name", HeaderValue::from_static("connector"));
+    headers.insert(
+        "Bitwarden-Client-Version",
+        HeaderValue::from_static(crate::VERSION),
+    );
+    let mut b = reqwest::Client::builder()
+        .user_agent(format!("Bitwarden_DC/{} ({os})", crate::VERSION))
+        .default_headers(headers)
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(15 * 60));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| ConfigError(format!("server.ca_file {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            ConfigError(format!(
+                "server.ca_file {}: not a PEM certificate bundle: {e}",
+                path.display()
+            ))
+        })?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().context("building the HTTP client")
+}
+
+impl BitwardenClient {
+    pub fn new(
+        urls: Urls,
+        key: ApiKey,
+        device_id: String,
+        ca_file: Option<&Path>,
+        retry: RetryPolicy,
+    ) -> anyhow::Result<BitwardenClient> {
+        Ok(BitwardenClient {
+            http: http_client(ca_file)?,
+            urls,
+            key,
+            device_id,
+            retry,
+            token: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn urls(&self) -> &Urls {
+        &self.urls
+    }
+
+    /// Sends a request built by `build`, retrying connection errors, 429 and 5xx.
+    /// Returns the final response (any status) or the last transport error.
+    async fn send_with_retry(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.retry.max_attempts;
+            match build().send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                        || status.is_server_error();
+                    if !retryable || last {
+                        return Ok(resp);
+                    }
+                    let wait = retry_after(&resp)
+                        .map(|d| d.min(Duration::from_secs(300)))
+                        .unwrap_or_else(|| self.retry.backoff(attempt - 1));
+                    tracing::warn!(
+                        "{what}: HTTP {status}, retrying in {:.1}s (attempt {attempt}/{})",
+                        wait.as_secs_f64(),
+                        self.retry.max_attempts
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    if last {
+                        return Err(anyhow!(ApiError {
+                            status: None,
+                            message: format!(
+                                "{} (gave up after {attempt} attempts)",
+                                describe_transport(&e)
+                            ),
+                        }));
+                    }
+                    let wait = self.retry.backoff(attempt - 1);
+                    tracing::warn!(
+                        "{what}: {}, retrying in {:.1}s (attempt {attempt}/{})",
+                        describe_transport(&e),
+                        wait.as_secs_f64(),
+                        self.retry.max_attempts
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// An access token, from the cache or a new client-credentials request.
+    pub async fn token(&self) -> anyhow::Result<String> {
+        let mut guard = self.token.lock().await;
+        if let Some(t) = guard.as_ref()
+            && Instant::now() < t.refresh_after
+        {
+            return Ok(t.value.clone());
+        }
+        let url = format!("{}/connect/token", self.urls.identity);
+        let (device_type, _, device_name) = os_name();
+        let scope = if self.key.client_id.starts_with("organization") {
+            "api.organization"
+        } else {
+            "api"
+        };
+        let form = [
+            ("scope", scope),
+            ("client_id", self.key.client_id.as_str()),
+            ("deviceType", device_type),
+            ("deviceIdentifier", self.device_id.as_str()),
+            ("deviceName", device_name),
+            ("grant_type", "client_credentials"),
+            ("client_secret", self.key.client_secret.as_str()),
+        ];
+        let resp = self
+            .send_with_retry("token request", || {
+                self.http
+                    .post(&url)
+                    .header("Accept", "application/json")
+                    .timeout(Duration::from_secs(60))
+                    .form(&form)
+            })
+            .await
+            .with_context(|| format!("getting an access token from {url}"))?;
+        let status = resp.status();
+        let body = resp
+            .text()
+            .await
+            .with_context(|| format!("reading the token response from {url}"))?;
+        if !status.is_success() {
+            let msg = error_message(status.as_u16(), &body);
+            let message = if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED
+            {
+                format!(
+                    "the organization API key was rejected ({msg}); check the client id and \
+                     secret (Admin Console → Settings → Organization info → API key)"
+                )
+            } else {
+                msg
+            };
+            return Err(anyhow!(ApiError {
+                status: Some(status.as_u16()),
+                message,
+            }))
+            .with_context(|| format!("getting an access token from {url}"));
+        }
+        let tr: TokenResponse = serde_json::from_str(&body)
+            .with_context(|| format!("the token response from {url} is not valid JSON"))?;
+        register_secret(&tr.access_token);
+        let lifetime = Duration::from_secs(tr.expires_in);
+        let refresh_after = Instant::now() + lifetime.saturating_sub(Duration::from_secs(300));
+        *guard = Some(Token {
+            value: tr.access_token.clone(),
+            refresh_after,
+        });
+        Ok(tr.access_token)
+    }
+
+    /// Forgets the cached token.
+    pub async fn drop_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// `POST /public/organization/import` with a JSON body. A 401 gets one fresh token.
+    pub async fn import(&self, body: &[u8]) -> anyhow::Result<()> {
+        let url = format!("{}/public/organization/import", self.urls.api);
+        let mut fresh_token_tried = false;
+        loop {
+            let token = self.token().await?;
+            let resp = self
+                .send_with_retry("import", || {
+                    self.http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("Content-Type", "application/json; charset=utf-8")
+                        .body(body.to_vec())
+                })
+                .await
+                .with_context(|| format!("POST {url}"))?;
+            let status = resp.status();
+            if status == StatusCode::OK {
+                return Ok(());
+            }
+            let text = resp.text().await.unwrap_or_default();
+            if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+                && !fresh_token_tried
+            {
+                fresh_token_tried = true;
+                self.drop_token().await;
+                continue;
+            }
+            let message = match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
+                    "the server refused the API key's token ({}); check that the API key is \
+                     current and that the organization may use Directory Connector",
+                    error_message(status.as_u16(), &text)
+                ),
+                _ => error_message(status.as_u16(), &text),
+            };
+            return Err(anyhow!(ApiError {
+                status: Some(status.as_u16()),
+                message,
+            }))
+            .with_context(|| format!("POST {url}"));
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp.headers().get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_connect() {
+        "cannot connect".to_string()
+    } else if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        "connection failed".to_string()
+    };
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    let mut last = String::new();
+    while let Some(s) = src {
+        last = s.to_string();
+        src = s.source();
+    }
+    if !last.is_empty() {
+        msg.push_str(": ");
+        msg.push_str(&last);
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_form_is_checked() {
+        let k = ApiKey::new(" organization.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f ", "s3cretvalue").unwrap();
+        assert_eq!(k.organization_id(), "3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f");
+        assert!(format!("{k:?}").contains("********"));
+        assert!(ApiKey::new("user.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f", "x").is_err());
+        assert!(ApiKey::new("organization.nope", "x").is_err());
+        assert!(ApiKey::new("organization.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f", " ").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+        };
+        assert_eq!(p.backoff(0), Duration::from_secs(1));
+        assert_eq!(p.backoff(2), Duration::from_secs(4));
+        assert_eq!(p.backoff(8), Duration::from_secs(10));
+    }
+}

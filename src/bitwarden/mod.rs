@@ -1,0 +1,9 @@
+//! The Bitwarden side: server URLs, the organization API key, the token and import requests,
+//! and the server's error format.
+
+pub mod client;
+pub mod urls;
+pub mod wire;
+
+pub use client::{ApiKey, BitwardenClient, RetryPolicy};
+pub use urls::Urls;

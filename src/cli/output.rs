@@ -1,0 +1,335 @@
+//! What the CLI prints: tables for people, JSON for scripts, and a spinner on a terminal.
+
+use std::io::IsTerminal;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::json;
+
+use crate::config::{KEYS, Problem};
+use crate::connector::{SyncReport, TestReport};
+use crate::engine::diff::{GroupAction, MemberAction, RemovalReason};
+use crate::sources::Progress;
+use crate::store::RunRecord;
+
+pub struct Output {
+    pub json: bool,
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t
+}
+
+fn action_name(a: &MemberAction) -> String {
+    match a {
+        MemberAction::Invite => "invite".into(),
+        MemberAction::Update => "update".into(),
+        MemberAction::Resend => "resend".into(),
+        MemberAction::Remove(r) => format!(
+            "remove ({})",
+            match r {
+                RemovalReason::Deleted => "deleted",
+                RemovalReason::Disabled => "disabled",
+                RemovalReason::Missing => "no longer in directory",
+            }
+        ),
+    }
+}
+
+impl Output {
+    pub fn new(json: bool) -> Output {
+        Output { json }
+    }
+
+    /// Whether progress may be drawn (a terminal, not JSON).
+    pub fn interactive(&self) -> bool {
+        !self.json && std::io::stderr().is_terminal()
+    }
+
+    pub fn line(&self, s: &str) {
+        println!("{s}");
+    }
+
+    pub fn json_value(&self, v: &serde_json::Value) {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+
+    pub fn message(&self, title: &str, detail: &str) {
+        if self.json {
+            self.json_value(&json!({"success": true, "title": title, "message": detail}));
+        } else if detail.is_empty() {
+            println!("{title}");
+        } else {
+            println!("{title}\n{detail}");
+        }
+    }
+
+    pub fn test_report(&self, r: &TestReport) {
+        let n = &r.normalized;
+        let users = n.users.as_deref().unwrap_or_default();
+        let groups = n.groups.as_deref().unwrap_or_default();
+        let by_id: std::collections::HashMap<&str, &str> = users
+            .iter()
+            .map(|u| (u.external_id.as_str(), u.email.as_deref().unwrap_or(&u.reference_id)))
+            .collect();
+        if self.json {
+            let part = |f: &dyn Fn(&crate::engine::NormUser) -> bool| -> Vec<serde_json::Value> {
+                users
+                    .iter()
+                    .filter(|u| f(u))
+                    .map(|u| json!({"externalId": u.external_id, "referenceId": u.reference_id, "email": u.email}))
+                    .collect()
+            };
+            self.json_value(&json!({
+                "object": "test",
+                "enabledUsers": part(&|u| !u.deleted && !u.disabled),
+                "disabledUsers": part(&|u| !u.deleted && u.disabled),
+                "deletedUsers": part(&|u| u.deleted),
+                "groups": groups.iter().map(|g| json!({
+                    "externalId": g.external_id, "referenceId": g.reference_id, "name": g.name,
+                    "userIds": g.members,
+                })).collect::<Vec<_>>(),
+                "skipped": n.skipped,
+                "plan": r.plan,
+                "refused": r.refused,
+            }));
+            return;
+        }
+        let enabled = users.iter().filter(|u| !u.deleted && !u.disabled).count();
+        let disabled = users.iter().filter(|u| !u.deleted && u.disabled).count();
+        let deleted = users.iter().filter(|u| u.deleted).count();
+        if n.users.is_some() {
+            let mut t = table(&["User", "Status", "Directory id"]);
+            let mut sorted: Vec<_> = users.iter().collect();
+            sorted.sort_by(|a, b| a.email.cmp(&b.email));
+            for u in sorted {
+                let status = if u.deleted {
+                    "deleted"
+                } else if u.disabled {
+                    "disabled"
+                } else {
+                    "enabled"
+                };
+                t.add_row(vec![
+                    u.email.clone().unwrap_or_else(|| "(no email)".into()),
+                    status.to_string(),
+                    u.reference_id.clone(),
+                ]);
+            }
+            println!("Users: {} ({enabled} enabled, {disabled} disabled, {deleted} deleted)", users.len());
+            if !users.is_empty() {
+                println!("{t}");
+            }
+        }
+        if n.groups.is_some() {
+            println!("Groups: {}", groups.len());
+            if !groups.is_empty() {
+                let mut t = table(&["Group", "Members"]);
+                let mut sorted: Vec<_> = groups.iter().collect();
+                sorted.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+                for g in sorted {
+                    let mut names: Vec<&str> = g
+                        .members
+                        .iter()
+                        .map(|m| by_id.get(m.as_str()).copied().unwrap_or(m.as_str()))
+                        .collect();
+                    names.sort();
+                    t.add_row(vec![
+                        format!("{} ({})", g.name, g.members.len()),
+                        names.join("\n"),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        if !n.skipped.is_empty() {
+            println!("Skipped: {}", n.skipped.len());
+            let mut t = table(&["Kind", "Directory id", "Reason"]);
+            for s in &n.skipped {
+                t.add_row(vec![
+                    format!("{:?}", s.kind).to_lowercase(),
+                    s.reference_id.clone(),
+                    s.reason.clone(),
+                ]);
+            }
+            println!("{t}");
+        }
+        self.plan_summary(&r.plan);
+        if let Some(reason) = &r.refused {
+            println!("A sync now would be REFUSED: {reason}.");
+        }
+    }
+
+    fn plan_summary(&self, p: &crate::engine::Plan) {
+        println!(
+            "Plan{}: invite {}, update {}, remove {}{}; groups: create {}, update {}{}; unchanged: {} members, {} groups",
+            if p.full_push { " (full push)" } else { "" },
+            p.invites(),
+            p.updates(),
+            p.removals(),
+            if p.resends() > 0 { format!(", resend {}", p.resends()) } else { String::new() },
+            p.count_groups(GroupAction::Create),
+            p.count_groups(GroupAction::Update),
+            if p.count_groups(GroupAction::Resend) > 0 {
+                format!(", resend {}", p.count_groups(GroupAction::Resend))
+            } else {
+                String::new()
+            },
+            p.unchanged_members,
+            p.unchanged_groups,
+        );
+        let changes: Vec<_> = p
+            .members
+            .iter()
+            .filter(|m| m.action != MemberAction::Resend)
+            .collect();
+        if !changes.is_empty() {
+            let mut t = table(&["Member", "Change"]);
+            for m in changes {
+                let what = match &m.previous_email {
+                    Some(prev) => format!("{} (was {prev})", action_name(&m.action)),
+                    None => action_name(&m.action),
+                };
+                t.add_row(vec![m.email.clone(), what]);
+            }
+            println!("{t}");
+        }
+        let gchanges: Vec<_> = p.groups.iter().filter(|g| g.action != GroupAction::Resend).collect();
+        if !gchanges.is_empty() {
+            let mut t = table(&["Group", "Change"]);
+            for g in gchanges {
+                let what = match (g.action, g.previous_member_count) {
+                    (GroupAction::Update, Some(prev)) => {
+                        format!("update ({prev} → {} members)", g.members.len())
+                    }
+                    _ => format!("create ({} members)", g.members.len()),
+                };
+                t.add_row(vec![g.name.clone(), what]);
+            }
+            println!("{t}");
+        }
+        if !p.stale_groups.is_empty() {
+            println!(
+                "{} group(s) are no longer in the directory; the import API cannot delete groups, remove them in the Admin Console if needed.",
+                p.stale_groups.len()
+            );
+        }
+    }
+
+    pub fn sync_report(&self, r: &SyncReport) {
+        if self.json {
+            self.json_value(&json!({
+                "success": true,
+                "outcome": r.outcome,
+                "invited": r.plan.invites(),
+                "updated": r.plan.updates(),
+                "removed": r.plan.removals(),
+                "groupsChanged": r.plan.groups.len(),
+                "requests": r.requests,
+                "bytesPushed": r.bytes_pushed,
+                "plan": r.plan,
+            }));
+            return;
+        }
+        match r.outcome {
+            crate::store::RunOutcome::Unchanged => {
+                println!("Sync complete: unchanged. Nothing was sent.");
+            }
+            _ => {
+                println!(
+                    "Sync complete: {} request(s), {} bytes sent.",
+                    r.requests, r.bytes_pushed
+                );
+                self.plan_summary(&r.plan);
+            }
+        }
+    }
+
+    pub fn history(&self, runs: &[RunRecord]) {
+        if self.json {
+            self.json_value(&serde_json::to_value(runs).unwrap_or_default());
+            return;
+        }
+        if runs.is_empty() {
+            println!("No runs yet.");
+            return;
+        }
+        let mut t = table(&["#", "Started", "Outcome", "Invited", "Updated", "Removed", "Groups", "Members", "Error"]);
+        for r in runs {
+            t.add_row(vec![
+                r.id.to_string(),
+                r.started_at.chars().take(19).collect::<String>().replace('T', " "),
+                r.outcome.as_str().to_string(),
+                r.invited.to_string(),
+                r.updated.to_string(),
+                r.removed.to_string(),
+                r.groups_changed.to_string(),
+                r.members_after.to_string(),
+                r.error.clone().unwrap_or_default().chars().take(120).collect(),
+            ]);
+        }
+        println!("{t}");
+    }
+
+    pub fn problems(&self, problems: &[Problem]) {
+        if self.json {
+            self.json_value(&json!({"valid": problems.is_empty(), "problems": problems}));
+            return;
+        }
+        if problems.is_empty() {
+            println!("The configuration is valid.");
+            return;
+        }
+        eprintln!("{} problem(s):", problems.len());
+        for p in problems {
+            eprintln!("  {}: {}", p.key, p.message);
+        }
+    }
+
+    pub fn keys(&self) {
+        if self.json {
+            let v: Vec<_> = KEYS.iter().map(|(k, _, h)| json!({"key": k, "help": h})).collect();
+            self.json_value(&json!(v));
+            return;
+        }
+        for (k, _, h) in KEYS {
+            println!("{k:40} {h}");
+        }
+    }
+}
+
+/// A spinner on stderr for long stages; silent when not on a terminal.
+pub struct Spinner {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Spinner {
+    pub fn new(enabled: bool) -> Spinner {
+        let bar = enabled.then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        });
+        Spinner { bar }
+    }
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Spinner {
+    fn stage(&self, message: &str) {
+        tracing::info!("{message}");
+        if let Some(b) = &self.bar {
+            b.set_message(message.to_string());
+        }
+    }
+    fn count(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{} ({n} entries)", b.message().split(" (").next().unwrap_or_default()));
+        }
+    }
+}

@@ -1,0 +1,687 @@
+//! Typed configuration (`config.toml` in the data directory): load, save, get and set by key,
+//! and validation that names the key of every problem. Secrets are never stored here unless the
+//! value is a reference (`env:NAME`, `file:PATH`); see `secrets.rs`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{ConfigError, config_err};
+use crate::secrets::SecretRef;
+
+/// Which directory the connector reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryType {
+    Ldap,
+    Entra,
+    Google,
+    Okta,
+    Onelogin,
+}
+
+impl DirectoryType {
+    pub const ALL: [&'static str; 5] = ["ldap", "entra", "google", "okta", "onelogin"];
+}
+
+/// How the LDAP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    #[default]
+    None,
+    Starttls,
+    Ldaps,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Base URL: `https://vault.bitwarden.com` (US cloud, default), `https://vault.bitwarden.eu`
+    /// (EU cloud) or a self-hosted base.
+    pub url: Option<String>,
+    pub api_url: Option<String>,
+    pub identity_url: Option<String>,
+    /// Extra CA certificates (PEM) trusted for the Bitwarden server.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    #[serde(rename = "type")]
+    pub kind: Option<DirectoryType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    pub hostname: Option<String>,
+    /// Defaults to 389, or 636 with `encryption = "ldaps"`.
+    pub port: Option<u16>,
+    pub encryption: Encryption,
+    pub ca_file: Option<PathBuf>,
+    pub skip_cert_verification: bool,
+    pub root_path: Option<String>,
+    pub username: Option<String>,
+    /// Only a reference (`env:NAME`, `file:PATH`) may live here; the secret itself goes to the
+    /// secret store.
+    pub password: Option<String>,
+    pub ad: bool,
+    pub paged_search: bool,
+    pub page_size: u32,
+    /// Seconds for connecting and for each LDAP operation.
+    pub timeout_seconds: u64,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        LdapConfig {
+            hostname: None,
+            port: None,
+            encryption: Encryption::None,
+            ca_file: None,
+            skip_cert_verification: false,
+            root_path: None,
+            username: None,
+            password: None,
+            ad: false,
+            paged_search: true,
+            page_size: 500,
+            timeout_seconds: 300,
+        }
+    }
+}
+
+impl LdapConfig {
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.encryption {
+            Encryption::Ldaps => 636,
+            _ => 389,
+        })
+    }
+    pub fn user_object_class<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.user_object_class
+            .as_deref()
+            .unwrap_or(if self.ad { "person" } else { "inetOrgPerson" })
+    }
+    pub fn group_object_class<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.group_object_class
+            .as_deref()
+            .unwrap_or(if self.ad { "group" } else { "groupOfNames" })
+    }
+    pub fn user_email_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.user_email_attribute.as_deref().unwrap_or("mail")
+    }
+    pub fn group_name_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.group_name_attribute
+            .as_deref()
+            .unwrap_or(if self.ad { "name" } else { "cn" })
+    }
+    pub fn member_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.member_attribute.as_deref().unwrap_or("member")
+    }
+    pub fn email_prefix_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.email_prefix_attribute
+            .as_deref()
+            .unwrap_or(if self.ad { "sAMAccountName" } else { "uid" })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    pub users: bool,
+    pub groups: bool,
+    pub interval_minutes: u32,
+    pub user_filter: Option<String>,
+    pub group_filter: Option<String>,
+    pub user_path: Option<String>,
+    pub group_path: Option<String>,
+    pub user_object_class: Option<String>,
+    pub group_object_class: Option<String>,
+    pub user_email_attribute: Option<String>,
+    pub group_name_attribute: Option<String>,
+    pub member_attribute: Option<String>,
+    pub use_email_prefix_suffix: bool,
+    pub email_prefix_attribute: Option<String>,
+    pub email_suffix: Option<String>,
+    pub remove_disabled: bool,
+    pub remove_missing_users: bool,
+    pub overwrite_existing: bool,
+    /// Kept for upstream users; batching and `largeImport` are automatic.
+    pub large_import: bool,
+    pub invite_users_after_provisioning: bool,
+    pub max_removals: u64,
+    pub max_removal_percent: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            users: true,
+            groups: true,
+            interval_minutes: 5,
+            user_filter: None,
+            group_filter: None,
+            user_path: None,
+            group_path: None,
+            user_object_class: None,
+            group_object_class: None,
+            user_email_attribute: None,
+            group_name_attribute: None,
+            member_attribute: None,
+            use_email_prefix_suffix: false,
+            email_prefix_attribute: None,
+            email_suffix: None,
+            remove_disabled: false,
+            remove_missing_users: false,
+            overwrite_existing: false,
+            large_import: false,
+            invite_users_after_provisioning: false,
+            max_removals: crate::engine::guard::DEFAULT_MAX_REMOVALS,
+            max_removal_percent: crate::engine::guard::DEFAULT_MAX_REMOVAL_PERCENT,
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub directory: DirectoryConfig,
+    pub ldap: LdapConfig,
+    pub sync: SyncConfig,
+}
+
+/// The type of a settable key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Bool,
+    Int,
+    Str,
+    Path,
+    Url,
+    Enum(&'static [&'static str]),
+    /// A secret: the value lives in the secret store unless it is a reference.
+    Secret,
+}
+
+/// Every key `config set` and `config get` accept, with its type and a one-line help.
+pub const KEYS: &[(&str, KeyKind, &str)] = &[
+    ("server.url", KeyKind::Url, "Bitwarden server: https://vault.bitwarden.com (US, default), https://vault.bitwarden.eu (EU) or your self-hosted URL"),
+    ("server.api_url", KeyKind::Url, "custom API URL (overrides the one derived from server.url)"),
+    ("server.identity_url", KeyKind::Url, "custom identity URL (overrides the one derived from server.url)"),
+    ("server.ca_file", KeyKind::Path, "extra CA certificates (PEM) for the Bitwarden server"),
+    ("directory.type", KeyKind::Enum(&DirectoryType::ALL), "which directory to read"),
+    ("ldap.hostname", KeyKind::Str, "LDAP server host name, e.g. ad.company.com"),
+    ("ldap.port", KeyKind::Int, "LDAP port (default 389, or 636 for ldaps)"),
+    ("ldap.encryption", KeyKind::Enum(&["none", "starttls", "ldaps"]), "none, starttls or ldaps"),
+    ("ldap.ca_file", KeyKind::Path, "CA certificates (PEM) that signed the LDAP server's certificate"),
+    ("ldap.skip_cert_verification", KeyKind::Bool, "do not verify the LDAP server certificate (unsafe)"),
+    ("ldap.root_path", KeyKind::Str, "base DN, e.g. dc=company,dc=com"),
+    ("ldap.username", KeyKind::Str, "bind DN, DOMAIN\\user or UPN"),
+    ("ldap.password", KeyKind::Secret, "bind password (secret store, or env:NAME / file:PATH)"),
+    ("ldap.ad", KeyKind::Bool, "the server is Active Directory"),
+    ("ldap.paged_search", KeyKind::Bool, "use paged searches (RFC 2696)"),
+    ("ldap.page_size", KeyKind::Int, "entries per page for paged searches"),
+    ("ldap.timeout_seconds", KeyKind::Int, "connect and operation timeout"),
+    ("sync.users", KeyKind::Bool, "sync users"),
+    ("sync.groups", KeyKind::Bool, "sync groups"),
+    ("sync.interval_minutes", KeyKind::Int, "minutes between automatic syncs (desktop app; minimum 5)"),
+    ("sync.user_filter", KeyKind::Str, "LDAP filter ANDed with the user object class"),
+    ("sync.group_filter", KeyKind::Str, "LDAP filter ANDed with the group object class"),
+    ("sync.user_path", KeyKind::Str, "where users are, relative to the root path, e.g. ou=People"),
+    ("sync.group_path", KeyKind::Str, "where groups are, relative to the root path, e.g. ou=Groups"),
+    ("sync.user_object_class", KeyKind::Str, "user object class (default inetOrgPerson; AD: person)"),
+    ("sync.group_object_class", KeyKind::Str, "group object class (default groupOfNames; AD: group)"),
+    ("sync.user_email_attribute", KeyKind::Str, "email attribute (default mail)"),
+    ("sync.group_name_attribute", KeyKind::Str, "group name attribute (default cn; AD: name)"),
+    ("sync.member_attribute", KeyKind::Str, "membership attribute: member, uniqueMember or memberUid (default member)"),
+    ("sync.use_email_prefix_suffix", KeyKind::Bool, "build an email from a prefix attribute and a suffix when a user has none"),
+    ("sync.email_prefix_attribute", KeyKind::Str, "prefix attribute (default uid; AD: sAMAccountName)"),
+    ("sync.email_suffix", KeyKind::Str, "suffix, e.g. @company.com"),
+    ("sync.remove_disabled", KeyKind::Bool, "remove disabled users from the organization"),
+    ("sync.remove_missing_users", KeyKind::Bool, "remove members the directory no longer returns"),
+    ("sync.overwrite_existing", KeyKind::Bool, "let the server remove every external member not in the push (debugging)"),
+    ("sync.large_import", KeyKind::Bool, "accepted for upstream compatibility; batching is automatic"),
+    ("sync.invite_users_after_provisioning", KeyKind::Bool, "ask the server to email invitations"),
+    ("sync.max_removals", KeyKind::Int, "refuse a sync that removes more members than this (0: no limit)"),
+    ("sync.max_removal_percent", KeyKind::Int, "refuse a sync that removes more than this % of members (0: no limit)"),
+];
+
+/// Looks a key up (case-insensitive); a clear error for unknown keys.
+pub fn key_info(key: &str) -> anyhow::Result<(&'static str, KeyKind)> {
+    let lower = key.to_ascii_lowercase();
+    match KEYS.iter().find(|(k, _, _)| *k == lower) {
+        Some((k, kind, _)) => Ok((k, *kind)),
+        None => config_err(format!(
+            "unknown setting `{key}`; `config keys` lists every setting"
+        )),
+    }
+}
+
+/// Path of the config file in a data directory.
+pub fn config_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("config.toml")
+}
+
+/// Reads the config file; a missing file is the default config. Errors name the key.
+pub fn load(data_dir: &Path) -> anyhow::Result<Config> {
+    let path = config_path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)).into())
+}
+
+/// Parses config text, turning serde's errors into messages that name the key.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    toml::from_str::<Config>(text).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        let key = e
+            .span()
+            .and_then(|span| key_at(text, span.start))
+            .unwrap_or_default();
+        if key.is_empty() {
+            ConfigError(msg)
+        } else {
+            ConfigError(format!("`{key}`: {msg}"))
+        }
+    })
+}
+
+/// Best effort: the dotted key whose value or name starts at `offset`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut section = String::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            section = trimmed.trim_matches(['[', ']']).trim().to_string();
+        }
+        if offset >= pos && offset < pos + line.len() {
+            if let Some((k, _)) = trimmed.split_once('=') {
+                let k = k.trim();
+                return Some(if section.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{section}.{k}")
+                });
+            }
+            return Some(section);
+        }
+        pos += line.len();
+    }
+    None
+}
+
+/// Writes the config atomically (temp file + rename), mode 0600.
+pub fn save_text(data_dir: &Path, text: &str) -> anyhow::Result<()> {
+    let path = config_path(data_dir);
+    let tmp = data_dir.join(".config.toml.tmp");
+    crate::datadir::write_private(&tmp, text.as_bytes())?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Sets one key in the file, keeping comments and layout, and validates the result.
+/// `value = None` removes the key (back to its default).
+pub fn set_value(data_dir: &Path, key: &str, value: Option<&str>) -> anyhow::Result<Config> {
+    let (key, kind) = key_info(key)?;
+    let path = config_path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    let (section, field) = key.split_once('.').unwrap_or((key, ""));
+    match value {
+        None => {
+            if let Some(t) = doc.get_mut(section).and_then(|s| s.as_table_like_mut()) {
+                t.remove(field);
+            }
+        }
+        Some(raw) => {
+            let item = typed_value(key, kind, raw)?;
+            if doc.get(section).is_none() {
+                doc[section] = toml_edit::table();
+            }
+            doc[section][field] = toml_edit::value(item);
+        }
+    }
+    let new_text = doc.to_string();
+    let cfg = parse(&new_text)?;
+    save_text(data_dir, &new_text)?;
+    Ok(cfg)
+}
+
+fn typed_value(key: &str, kind: KeyKind, raw: &str) -> anyhow::Result<toml_edit::Value> {
+    let raw_t = raw.trim();
+    Ok(match kind {
+        KeyKind::Bool => match raw_t.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => true.into(),
+            "false" | "no" | "off" | "0" => false.into(),
+            _ => return config_err(format!("`{key}` must be true or false, not `{raw}`")),
+        },
+        KeyKind::Int => match raw_t.parse::<i64>() {
+            Ok(n) if n >= 0 => n.into(),
+            _ => return config_err(format!("`{key}` must be a whole number ≥ 0, not `{raw}`")),
+        },
+        KeyKind::Enum(options) => {
+            let v = raw_t.to_ascii_lowercase();
+            if !options.contains(&v.as_str()) {
+                return config_err(format!(
+                    "`{key}` must be one of {}, not `{raw}`",
+                    options.join(", ")
+                ));
+            }
+            v.into()
+        }
+        KeyKind::Url => {
+            let v = normalize_url(raw_t);
+            if url::Url::parse(&v).is_err() {
+                return config_err(format!("`{key}` is not a valid URL: `{raw}`"));
+            }
+            v.into()
+        }
+        KeyKind::Secret => {
+            if SecretRef::parse(raw_t).is_none() {
+                return config_err(format!(
+                    "`{key}` is a secret and is not accepted on the command line. Run \
+                     `config set {key}` without a value to be prompted (or pipe it on standard \
+                     input), or give a reference: env:NAME or file:PATH"
+                ));
+            }
+            raw_t.into()
+        }
+        KeyKind::Str | KeyKind::Path => raw.into(),
+    })
+}
+
+/// Upstream's URL normalization: trims, strips trailing slashes, adds `https://` when no scheme.
+pub fn normalize_url(raw: &str) -> String {
+    let v = raw.trim().trim_end_matches('/');
+    if v.starts_with("http://") || v.starts_with("https://") {
+        v.to_string()
+    } else {
+        format!("https://{v}")
+    }
+}
+
+/// The value of one key as the admin sees it (secrets masked), or `None` when unset.
+pub fn get_value(cfg: &Config, key: &str) -> anyhow::Result<Option<String>> {
+    let (key, kind) = key_info(key)?;
+    let json = serde_json::to_value(cfg).context("serializing the configuration")?;
+    let (section, field) = key.split_once('.').unwrap_or((key, ""));
+    let v = &json[section][field];
+    Ok(match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) if kind == KeyKind::Secret => Some(mask_secret_value(s)),
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    })
+}
+
+/// A secret value as shown: references are shown, literal secrets masked.
+pub fn mask_secret_value(v: &str) -> String {
+    if SecretRef::parse(v).is_some() {
+        v.to_string()
+    } else {
+        "********".into()
+    }
+}
+
+/// The whole config as TOML, secrets masked.
+pub fn show(cfg: &Config) -> anyhow::Result<String> {
+    let mut masked = cfg.clone();
+    if let Some(p) = &masked.ldap.password {
+        masked.ldap.password = Some(mask_secret_value(p));
+    }
+    toml::to_string_pretty(&masked).context("serializing the configuration")
+}
+
+/// One validation problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+fn problem(out: &mut Vec<Problem>, key: &str, message: impl Into<String>) {
+    out.push(Problem {
+        key: key.into(),
+        message: message.into(),
+    });
+}
+
+fn blank(v: &Option<String>) -> bool {
+    v.as_deref().is_none_or(|s| s.trim().is_empty())
+}
+
+/// Every problem in the config, each with its key. `password_known` tells whether the LDAP
+/// password is available from the secret store (it is not in the file).
+pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> Vec<Problem> {
+    let mut p = Vec::new();
+    for (key, v) in [
+        ("server.url", &cfg.server.url),
+        ("server.api_url", &cfg.server.api_url),
+        ("server.identity_url", &cfg.server.identity_url),
+    ] {
+        if let Some(u) = v
+            && url::Url::parse(u).is_err()
+        {
+            problem(&mut p, key, format!("not a valid URL: `{u}`"));
+        }
+    }
+    for (key, v) in [
+        ("server.ca_file", &cfg.server.ca_file),
+        ("ldap.ca_file", &cfg.ldap.ca_file),
+    ] {
+        if let Some(path) = v
+            && !path.is_file()
+        {
+            problem(&mut p, key, format!("file not found: {}", path.display()));
+        }
+    }
+    match cfg.directory.kind {
+        None => problem(
+            &mut p,
+            "directory.type",
+            format!("no directory configured; choose one of {}", DirectoryType::ALL.join(", ")),
+        ),
+        Some(DirectoryType::Ldap) => validate_ldap(cfg, password_known, plaintext_opt_in, &mut p),
+        Some(other) => problem(
+            &mut p,
+            "directory.type",
+            format!(
+                "`{}` is not supported by this build yet; only ldap is",
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
+    let s = &cfg.sync;
+    if !s.users && !s.groups {
+        problem(&mut p, "sync.users", "neither sync.users nor sync.groups is on: nothing to sync");
+    }
+    if s.interval_minutes != 0 && s.interval_minutes < 5 {
+        problem(&mut p, "sync.interval_minutes", "the minimum sync interval is 5 minutes (0 turns automatic syncs off)");
+    }
+    if s.max_removal_percent > 100 {
+        problem(&mut p, "sync.max_removal_percent", "must be between 0 and 100");
+    }
+    if s.use_email_prefix_suffix && blank(&s.email_suffix) {
+        problem(&mut p, "sync.email_suffix", "required when sync.use_email_prefix_suffix is on, e.g. @company.com");
+    }
+    for (key, v) in [("sync.user_filter", &s.user_filter), ("sync.group_filter", &s.group_filter)] {
+        if let Some(f) = v
+            && !f.trim().is_empty()
+            && let Err(e) = check_ldap_filter(f)
+        {
+            problem(&mut p, key, e);
+        }
+    }
+    p
+}
+
+fn validate_ldap(cfg: &Config, password_known: bool, plaintext_opt_in: bool, p: &mut Vec<Problem>) {
+    let l = &cfg.ldap;
+    if blank(&l.hostname) {
+        problem(p, "ldap.hostname", "required: the LDAP server's host name");
+    }
+    if l.port == Some(0) {
+        problem(p, "ldap.port", "must be between 1 and 65535");
+    }
+    if blank(&l.root_path) {
+        problem(p, "ldap.root_path", "required: the base DN, e.g. dc=company,dc=com");
+    }
+    if blank(&l.username) {
+        problem(p, "ldap.username", "required: the DN (or DOMAIN\\user) to bind as");
+    }
+    match &l.password {
+        Some(v) if SecretRef::parse(v).is_none() && !plaintext_opt_in => problem(
+            p,
+            "ldap.password",
+            "config.toml holds a plaintext password; move it to the secret store with \
+             `config set ldap.password`, use env:NAME or file:PATH, or opt in with \
+             DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true",
+        ),
+        Some(_) => {}
+        None if !password_known => problem(
+            p,
+            "ldap.password",
+            "not set: run `config set ldap.password` (prompts) or set it to env:NAME or file:PATH",
+        ),
+        None => {}
+    }
+    if l.page_size == 0 && l.paged_search {
+        problem(p, "ldap.page_size", "must be at least 1");
+    }
+    if l.timeout_seconds == 0 {
+        problem(p, "ldap.timeout_seconds", "must be at least 1");
+    }
+}
+
+/// A light syntax check of an LDAP filter: parentheses balance and it is wrapped in them.
+pub fn check_ldap_filter(f: &str) -> Result<(), String> {
+    let f = f.trim();
+    if !f.starts_with('(') || !f.ends_with(')') {
+        return Err(format!("an LDAP filter must be in parentheses, e.g. (cn=Sales*): `{f}`"));
+    }
+    let mut depth: i64 = 0;
+    let mut escaped = false;
+    for c in f.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(format!("unbalanced parentheses in LDAP filter `{f}`"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(format!("unbalanced parentheses in LDAP filter `{f}`"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = parse("[ldap]\nhostname = \"x\"\nportt = 1\n").unwrap_err();
+        assert!(e.0.contains("ldap.portt") && e.0.contains("unknown field"), "{}", e.0);
+        let e = parse("[sync]\nusers = \"yes\"\n").unwrap_err();
+        assert!(e.0.contains("sync.users"), "{}", e.0);
+        let e = parse("[ldap]\nencryption = \"tls\"\n").unwrap_err();
+        assert!(e.0.contains("ldap.encryption"), "{}", e.0);
+    }
+
+    #[test]
+    fn set_get_round_trip_keeps_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(config_path(dir.path()), "# my comment\n[ldap]\nhostname = \"a\"\n").unwrap();
+        set_value(dir.path(), "LDAP.Port", Some("1389")).unwrap();
+        set_value(dir.path(), "sync.remove_disabled", Some("yes")).unwrap();
+        set_value(dir.path(), "directory.type", Some("LDAP")).unwrap();
+        let text = std::fs::read_to_string(config_path(dir.path())).unwrap();
+        assert!(text.contains("# my comment"));
+        let cfg = load(dir.path()).unwrap();
+        assert_eq!(cfg.ldap.port, Some(1389));
+        assert!(cfg.sync.remove_disabled);
+        assert_eq!(get_value(&cfg, "directory.type").unwrap().as_deref(), Some("ldap"));
+        assert_eq!(get_value(&cfg, "ldap.hostname").unwrap().as_deref(), Some("a"));
+        set_value(dir.path(), "ldap.port", None).unwrap();
+        assert_eq!(load(dir.path()).unwrap().ldap.port, None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_and_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        set_value(dir.path(), "ldap.port", Some("389")).unwrap();
+        for (k, v) in [
+            ("ldap.port", "abc"),
+            ("ldap.port", "70000"),
+            ("sync.users", "maybe"),
+            ("ldap.encryption", "ssl"),
+            ("nope.key", "1"),
+            ("ldap.password", "hunter2"),
+        ] {
+            let e = set_value(dir.path(), k, Some(v)).unwrap_err();
+            assert!(e.downcast_ref::<ConfigError>().is_some(), "{k}: {e}");
+            assert!(format!("{e:#}").contains(k.split('.').next().unwrap()), "{k}: {e:#}");
+        }
+        assert_eq!(load(dir.path()).unwrap().ldap.port, Some(389));
+    }
+
+    #[test]
+    fn secret_references_are_accepted_and_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = set_value(dir.path(), "ldap.password", Some("env:LDAP_PW")).unwrap();
+        assert_eq!(get_value(&cfg, "ldap.password").unwrap().as_deref(), Some("env:LDAP_PW"));
+        let mut c = cfg.clone();
+        c.ldap.password = Some("hunter2".into());
+        let shown = show(&c).unwrap();
+        assert!(!shown.contains("hunter2") && shown.contains("********"));
+    }
+
+    #[test]
+    fn validate_lists_every_problem_with_its_key() {
+        let mut cfg = Config::default();
+        cfg.directory.kind = Some(DirectoryType::Ldap);
+        cfg.sync.interval_minutes = 2;
+        cfg.sync.user_filter = Some("(cn=x".into());
+        cfg.ldap.password = Some("plain".into());
+        let keys: Vec<String> = validate(&cfg, false, false).into_iter().map(|p| p.key).collect();
+        for k in ["ldap.hostname", "ldap.root_path", "ldap.username", "ldap.password", "sync.interval_minutes", "sync.user_filter"] {
+            assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");
+        }
+        assert!(validate(&Config::default(), false, false).iter().any(|p| p.key == "directory.type"));
+    }
+
+    #[test]
+    fn urls_are_normalized() {
+        assert_eq!(normalize_url(" vault.example.com/ "), "https://vault.example.com");
+        assert_eq!(normalize_url("http://x:8080//"), "http://x:8080");
+    }
+}

@@ -1,0 +1,416 @@
+//! The operations both front ends call: login, logout, test, sync, clear cache. They share the
+//! data directory, config, secret store and database.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use serde::Serialize;
+
+use crate::bitwarden::wire::ImportRequest;
+use crate::bitwarden::{ApiKey, BitwardenClient, RetryPolicy, Urls};
+use crate::config::{self, Config, DirectoryType};
+use crate::datadir;
+use crate::engine::batch::BATCH_SIZE;
+use crate::engine::diff::DiffOptions;
+use crate::engine::{
+    GuardLimits, Normalized, Plan, build_batches, check_guard, diff, normalize,
+};
+use crate::errors::{ConfigError, Refused};
+use crate::secrets::{self, SecretStore};
+use crate::sources::Progress;
+use crate::sources::ldap::LdapSource;
+use crate::store::{RunOutcome, RunRecord, Store, SyncKind};
+
+/// Secret-store keys.
+pub const KEY_CLIENT_ID: &str = "bitwarden.client_id";
+pub const KEY_CLIENT_SECRET: &str = "bitwarden.client_secret";
+pub const KEY_LDAP_PASSWORD: &str = "ldap.password";
+
+/// The connector for one data directory.
+pub struct Connector {
+    pub data_dir: PathBuf,
+    pub secrets: Arc<dyn SecretStore>,
+}
+
+/// What `test` found.
+#[derive(Debug, Serialize)]
+pub struct TestReport {
+    #[serde(skip)]
+    pub normalized: Normalized,
+    pub plan: Plan,
+    /// Why a sync would be refused, if it would.
+    pub refused: Option<String>,
+}
+
+/// What `sync` did.
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub outcome: RunOutcome,
+    pub plan: Plan,
+    pub requests: usize,
+    pub bytes_pushed: u64,
+    pub run_id: i64,
+}
+
+/// Options of one sync run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    pub allow_mass_removal: bool,
+}
+
+impl Connector {
+    /// Opens a data directory (created if needed) with the default secret store.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Connector> {
+        datadir::ensure(data_dir)?;
+        Ok(Connector {
+            data_dir: data_dir.to_path_buf(),
+            secrets: secrets::open_store(data_dir),
+        })
+    }
+
+    /// Opens with a given secret store (tests).
+    pub fn with_store(data_dir: &Path, store: Arc<dyn SecretStore>) -> anyhow::Result<Connector> {
+        datadir::ensure(data_dir)?;
+        Ok(Connector {
+            data_dir: data_dir.to_path_buf(),
+            secrets: store,
+        })
+    }
+
+    pub fn config(&self) -> anyhow::Result<Config> {
+        config::load(&self.data_dir)
+    }
+
+    pub fn store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.data_dir)
+    }
+
+    /// The API key: `BW_CLIENTID` / `BW_CLIENTSECRET` when both are set, else the stored login.
+    pub fn api_key(&self) -> anyhow::Result<Option<ApiKey>> {
+        if let (Ok(id), Ok(secret)) = (std::env::var("BW_CLIENTID"), std::env::var("BW_CLIENTSECRET"))
+            && !id.trim().is_empty()
+            && !secret.trim().is_empty()
+        {
+            return ApiKey::new(&id, &secret).map(Some);
+        }
+        let Some(id) = self.secrets.get(KEY_CLIENT_ID)? else {
+            return Ok(None);
+        };
+        let Some(secret) = self.secrets.get(KEY_CLIENT_SECRET)? else {
+            return Ok(None);
+        };
+        ApiKey::new(&id, &secret).map(Some)
+    }
+
+    fn require_api_key(&self) -> anyhow::Result<ApiKey> {
+        self.api_key()?.ok_or_else(|| {
+            ConfigError(
+                "not logged in: run `directory-connector login`, or set BW_CLIENTID and \
+                 BW_CLIENTSECRET"
+                    .into(),
+            )
+            .into()
+        })
+    }
+
+    fn client(&self, cfg: &Config, key: ApiKey) -> anyhow::Result<BitwardenClient> {
+        let store = self.store()?;
+        BitwardenClient::new(
+            Urls::from_config(&cfg.server),
+            key,
+            store.app_id()?,
+            cfg.server.ca_file.as_deref(),
+            RetryPolicy::from_env(),
+        )
+    }
+
+    /// Checks the key against the server (fetches a token) and stores it.
+    pub async fn login(&self, key: ApiKey, store_key: bool) -> anyhow::Result<()> {
+        let cfg = self.config()?;
+        let client = self.client(&cfg, key.clone())?;
+        client.token().await.context("login failed")?;
+        if store_key {
+            self.secrets
+                .set(KEY_CLIENT_ID, &key.client_id)
+                .and_then(|_| self.secrets.set(KEY_CLIENT_SECRET, &key.client_secret))
+                .with_context(|| format!("storing the API key in {}", self.secrets.describe()))?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the stored API key.
+    pub fn logout(&self) -> anyhow::Result<()> {
+        self.secrets.delete(KEY_CLIENT_ID)?;
+        self.secrets.delete(KEY_CLIENT_SECRET)?;
+        Ok(())
+    }
+
+    /// The LDAP bind password from its reference or the secret store.
+    pub fn ldap_password(&self, cfg: &Config) -> anyhow::Result<Option<String>> {
+        secrets::resolve(
+            self.secrets.as_ref(),
+            KEY_LDAP_PASSWORD,
+            cfg.ldap.password.as_deref(),
+        )
+    }
+
+    /// Every configuration problem (the password is looked up in the store).
+    pub fn validate(&self, cfg: &Config) -> Vec<config::Problem> {
+        let needs_store = cfg.directory.kind == Some(DirectoryType::Ldap) && cfg.ldap.password.is_none();
+        let known = !needs_store || matches!(self.secrets.get(KEY_LDAP_PASSWORD), Ok(Some(_)));
+        config::validate(cfg, known, secrets::plaintext_opt_in())
+    }
+
+    /// The config, or a ConfigError listing every problem.
+    pub fn checked_config(&self) -> anyhow::Result<Config> {
+        let cfg = self.config()?;
+        let problems = self.validate(&cfg);
+        if !problems.is_empty() {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| format!("  {}: {}", p.key, p.message))
+                .collect();
+            return Err(ConfigError(format!(
+                "the configuration has {} problem(s):\n{}",
+                problems.len(),
+                lines.join("\n")
+            ))
+            .into());
+        }
+        Ok(cfg)
+    }
+
+    /// Reads and normalizes the directory.
+    pub async fn read_directory(
+        &self,
+        cfg: &Config,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<Normalized> {
+        let snapshot = match cfg.directory.kind {
+            Some(DirectoryType::Ldap) => {
+                let password = self.ldap_password(cfg)?.ok_or_else(|| {
+                    ConfigError("ldap.password is not set".into())
+                })?;
+                let source = LdapSource {
+                    ldap: cfg.ldap.clone(),
+                    sync: cfg.sync.clone(),
+                    password,
+                };
+                source.fetch(progress).await.context("reading the directory")?
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "directory type {other:?} is not supported by this build"
+                ))
+                .into());
+            }
+        };
+        progress.stage("Normalizing");
+        normalize(snapshot).map_err(|e| anyhow!(e).context("checking the directory's entries"))
+    }
+
+    fn diff_options(cfg: &Config) -> DiffOptions {
+        DiffOptions {
+            remove_disabled: cfg.sync.remove_disabled,
+            remove_missing_users: cfg.sync.remove_missing_users,
+            overwrite_existing: cfg.sync.overwrite_existing,
+        }
+    }
+
+    fn limits(cfg: &Config) -> GuardLimits {
+        GuardLimits {
+            max_removals: cfg.sync.max_removals,
+            max_removal_percent: cfg.sync.max_removal_percent,
+        }
+    }
+
+    /// The cache scope: one server and organization.
+    fn scope(cfg: &Config, key: Option<&ApiKey>) -> Option<String> {
+        key.map(|k| format!("{}|{}", Urls::from_config(&cfg.server).api, k.organization_id()))
+    }
+
+    /// Reads the directory and shows what a sync would do. Pushes nothing, writes nothing.
+    pub async fn test(&self, progress: &dyn Progress) -> anyhow::Result<TestReport> {
+        let cfg = self.checked_config()?;
+        let normalized = self.read_directory(&cfg, progress).await?;
+        let store = self.store()?;
+        // A cache written for another organization does not count.
+        let key = self.api_key().ok().flatten();
+        let cache_scope = store.meta_get("cache_scope")?;
+        let cache = match (Self::scope(&cfg, key.as_ref()), cache_scope) {
+            (Some(a), Some(b)) if a != b => Default::default(),
+            _ => store.load_cache()?,
+        };
+        progress.stage("Comparing with the sync cache");
+        let plan = diff(&normalized, &cache, Self::diff_options(&cfg));
+        let refused = check_guard(&plan, Self::limits(&cfg));
+        Ok(TestReport {
+            normalized,
+            plan,
+            refused,
+        })
+    }
+
+    /// Reads the directory, pushes the differences and records what the server confirmed.
+    pub async fn sync(&self, opts: SyncOptions, progress: &dyn Progress) -> anyhow::Result<SyncReport> {
+        let cfg = self.checked_config()?;
+        let key = self.require_api_key()?;
+        let _lock = datadir::acquire_sync_lock(&self.data_dir, "sync")?;
+        let mut store = self.store()?;
+        if let Some(scope) = Self::scope(&cfg, Some(&key))
+            && store.ensure_cache_scope(&scope)?
+        {
+            tracing::info!("the organization or server changed: the sync cache was cleared");
+        }
+        let run_id = store.start_run("sync")?;
+        let mut record = RunRecord {
+            id: run_id,
+            kind: "sync".into(),
+            started_at: String::new(),
+            ended_at: None,
+            outcome: RunOutcome::Failed,
+            invited: 0,
+            updated: 0,
+            removed: 0,
+            groups_changed: 0,
+            directory_users: 0,
+            directory_groups: 0,
+            members_after: 0,
+            requests: 0,
+            bytes_pushed: 0,
+            error: None,
+        };
+        let result = self
+            .sync_inner(&cfg, key, opts, &mut store, &mut record, progress)
+            .await;
+        if let Ok((m, _)) = store.cache_counts() {
+            record.members_after = m as u64;
+        }
+        match &result {
+            Ok(report) => record.outcome = report.outcome,
+            Err(e) => {
+                record.outcome = if e.downcast_ref::<Refused>().is_some() {
+                    RunOutcome::Refused
+                } else {
+                    RunOutcome::Failed
+                };
+                record.error = Some(crate::logging::redact(&format!("{e:#}")));
+            }
+        }
+        if let Err(e) = store.finish_run(&record) {
+            tracing::error!("recording the run failed: {e:#}");
+        }
+        result
+    }
+
+    async fn sync_inner(
+        &self,
+        cfg: &Config,
+        key: ApiKey,
+        opts: SyncOptions,
+        store: &mut Store,
+        record: &mut RunRecord,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<SyncReport> {
+        let started = chrono::Utc::now().to_rfc3339();
+        let normalized = self.read_directory(cfg, progress).await?;
+        record.directory_users = normalized.users.as_ref().map_or(0, |u| u.len() as u64);
+        record.directory_groups = normalized.groups.as_ref().map_or(0, |g| g.len() as u64);
+        progress.stage("Comparing with the sync cache");
+        let cache = store.load_cache()?;
+        let plan = diff(&normalized, &cache, Self::diff_options(cfg));
+        drop(cache);
+        record.invited = plan.invites() as u64;
+        record.updated = plan.updates() as u64;
+        record.removed = plan.removals() as u64;
+        record.groups_changed = plan.groups.len() as u64;
+        if let Some(reason) = check_guard(&plan, Self::limits(cfg)) {
+            if opts.allow_mass_removal {
+                tracing::warn!("guard overridden with --allow-mass-removal: {reason}");
+            } else {
+                return Err(Refused(format!(
+                    "sync refused: {reason}. Nothing was pushed. Check the directory and the \
+                     filters with `test`; if the removals are intended, run \
+                     `sync --allow-mass-removal` once"
+                ))
+                .into());
+            }
+        }
+        let mark_times = |store: &Store| -> anyhow::Result<()> {
+            if cfg.sync.users {
+                store.set_last_sync(SyncKind::Users, &started)?;
+            }
+            if cfg.sync.groups {
+                store.set_last_sync(SyncKind::Groups, &started)?;
+            }
+            Ok(())
+        };
+        if plan.is_empty() {
+            store.drop_groups(&plan.stale_groups)?;
+            mark_times(store)?;
+            return Ok(SyncReport {
+                outcome: RunOutcome::Unchanged,
+                plan,
+                requests: 0,
+                bytes_pushed: 0,
+                run_id: record.id,
+            });
+        }
+        let batches = build_batches(&plan, BATCH_SIZE).map_err(ConfigError)?;
+        let client = self.client(cfg, key)?;
+        progress.stage("Signing in to Bitwarden");
+        client.token().await?;
+        let total = batches.len();
+        for (i, b) in batches.iter().enumerate() {
+            progress.stage(&format!(
+                "Pushing batch {}/{total} ({} members, {} groups)",
+                i + 1,
+                b.members.len(),
+                b.groups.len()
+            ));
+            let req = ImportRequest::from_batch(&plan, b, cfg.sync.invite_users_after_provisioning);
+            let body = serde_json::to_vec(&req).context("encoding the import request")?;
+            drop(req);
+            client.import(&body).await.with_context(|| {
+                let applied = if i == 0 {
+                    "nothing was applied".to_string()
+                } else {
+                    format!(
+                        "batches 1–{i} were applied and recorded; the next sync sends the rest"
+                    )
+                };
+                format!(
+                    "import batch {}/{total} ({} members, {} groups) failed; {applied}",
+                    i + 1,
+                    b.members.len(),
+                    b.groups.len()
+                )
+            })?;
+            store
+                .commit_batch(
+                    &plan.members[b.members.clone()],
+                    &plan.groups[b.groups.clone()],
+                    b.overwrite_existing,
+                )
+                .context("recording a confirmed batch in the sync cache")?;
+            record.requests += 1;
+            record.bytes_pushed += body.len() as u64;
+        }
+        store.drop_groups(&plan.stale_groups)?;
+        mark_times(store)?;
+        Ok(SyncReport {
+            outcome: RunOutcome::Synced,
+            plan,
+            requests: record.requests as usize,
+            bytes_pushed: record.bytes_pushed,
+            run_id: record.id,
+        })
+    }
+
+    /// Empties the sync cache so the next sync is a full push.
+    pub fn clear_cache(&self) -> anyhow::Result<()> {
+        let _lock = datadir::acquire_sync_lock(&self.data_dir, "clear-cache")?;
+        self.store()?.clear_cache()
+    }
+}

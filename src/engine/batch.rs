@@ -1,0 +1,133 @@
+//! Cuts a plan into import requests: at most 2000 members or 2000 groups each, members first,
+//! `largeImport` when the push holds more than 2000 entries in all.
+
+use std::ops::Range;
+
+use super::diff::Plan;
+
+/// The server's limit per request.
+pub const BATCH_SIZE: usize = 2000;
+
+/// One import request: slices of the plan's members and groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub members: Range<usize>,
+    pub groups: Range<usize>,
+    pub large_import: bool,
+    pub overwrite_existing: bool,
+}
+
+/// Builds the batches for a plan. `Err` explains why `overwrite_existing` cannot be used.
+pub fn build_batches(plan: &Plan, batch_size: usize) -> Result<Vec<Batch>, String> {
+    let (m, g) = (plan.members.len(), plan.groups.len());
+    if plan.is_empty() {
+        return Ok(Vec::new());
+    }
+    if m + g <= batch_size {
+        return Ok(vec![Batch {
+            members: 0..m,
+            groups: 0..g,
+            large_import: false,
+            overwrite_existing: plan.overwrite_existing,
+        }]);
+    }
+    if plan.overwrite_existing {
+        return Err(format!(
+            "sync.overwrite_existing cannot be used with more than {batch_size} members and \
+             groups ({m} members, {g} groups): it would make the server remove everyone who is \
+             not in the first request. Turn it off (`config set sync.overwrite_existing false`); \
+             use `clear-cache` for a full push and sync.remove_missing_users to remove members \
+             who left the directory"
+        ));
+    }
+    let mut out = Vec::new();
+    for start in (0..m).step_by(batch_size) {
+        out.push(Batch {
+            members: start..(start + batch_size).min(m),
+            groups: 0..0,
+            large_import: true,
+            overwrite_existing: false,
+        });
+    }
+    for start in (0..g).step_by(batch_size) {
+        out.push(Batch {
+            members: 0..0,
+            groups: start..(start + batch_size).min(g),
+            large_import: true,
+            overwrite_existing: false,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::diff::{GroupAction, GroupChange, MemberAction, MemberChange};
+
+    fn plan(m: usize, g: usize, overwrite: bool) -> Plan {
+        Plan {
+            overwrite_existing: overwrite,
+            members: (0..m)
+                .map(|i| MemberChange {
+                    external_id: i.to_string(),
+                    email: format!("{i}@x.com"),
+                    action: MemberAction::Invite,
+                    previous_email: None,
+                })
+                .collect(),
+            groups: (0..g)
+                .map(|i| GroupChange {
+                    external_id: i.to_string(),
+                    name: i.to_string(),
+                    members: vec![],
+                    fingerprint: String::new(),
+                    action: GroupAction::Create,
+                    previous_member_count: None,
+                })
+                .collect(),
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn small_push_is_one_request() {
+        let b = build_batches(&plan(1500, 500, false), BATCH_SIZE).unwrap();
+        assert_eq!(b.len(), 1);
+        assert!(!b[0].large_import);
+        assert_eq!(b[0].members, 0..1500);
+        assert_eq!(b[0].groups, 0..500);
+    }
+
+    #[test]
+    fn upstream_example_11000_and_11000_is_12_requests() {
+        let b = build_batches(&plan(11_000, 11_000, false), BATCH_SIZE).unwrap();
+        assert_eq!(b.len(), 12);
+        assert!(b.iter().all(|b| b.large_import && !b.overwrite_existing));
+        assert_eq!(b[5].members, 10_000..11_000);
+        assert_eq!(b[6].groups, 0..2000);
+        assert!(b[..6].iter().all(|b| b.groups.is_empty()));
+    }
+
+    #[test]
+    fn just_over_the_limit_splits() {
+        let b = build_batches(&plan(2000, 1, false), BATCH_SIZE).unwrap();
+        assert_eq!(b.len(), 2);
+        assert!(b[0].large_import);
+    }
+
+    #[test]
+    fn overwrite_with_several_batches_is_refused() {
+        let e = build_batches(&plan(2001, 0, true), BATCH_SIZE).unwrap_err();
+        assert!(e.contains("overwrite_existing"), "{e}");
+        let b = build_batches(&plan(10, 0, true), BATCH_SIZE).unwrap();
+        assert!(b[0].overwrite_existing);
+    }
+
+    #[test]
+    fn empty_plan_has_no_batches() {
+        assert!(build_batches(&plan(0, 0, false), BATCH_SIZE).unwrap().is_empty());
+        // overwrite with an empty directory is still one (empty) request
+        assert_eq!(build_batches(&plan(0, 0, true), BATCH_SIZE).unwrap().len(), 1);
+    }
+}

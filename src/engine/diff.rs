@@ -1,0 +1,496 @@
+//! Diff of the normalized directory against the cache of what the server last confirmed,
+//! giving the [`Plan`]: who to invite, update or remove, which groups to create or update.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::normalize::Normalized;
+
+/// A member the server confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedMember {
+    pub email: String,
+}
+
+/// A group the server confirmed, with a fingerprint of its name and member list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedGroup {
+    pub name: String,
+    pub fingerprint: String,
+    pub member_count: usize,
+}
+
+/// The cache as the diff sees it, keyed by externalId.
+#[derive(Debug, Clone, Default)]
+pub struct Cache {
+    pub members: HashMap<String, CachedMember>,
+    pub groups: HashMap<String, CachedGroup>,
+}
+
+/// Why a member is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemovalReason {
+    /// Deleted in the directory.
+    Deleted,
+    /// Disabled in the directory, with `remove_disabled` on.
+    Disabled,
+    /// No longer returned by the directory (`remove_missing_users` or `overwrite_existing`).
+    Missing,
+}
+
+/// What happens to one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberAction {
+    Invite,
+    Update,
+    /// Sent again unchanged (full push).
+    Resend,
+    Remove(RemovalReason),
+}
+
+/// One member in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberChange {
+    pub external_id: String,
+    pub email: String,
+    pub action: MemberAction,
+    /// The email the cache knew, when an update changes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_email: Option<String>,
+}
+
+impl MemberChange {
+    pub fn is_removal(&self) -> bool {
+        matches!(self.action, MemberAction::Remove(_))
+    }
+}
+
+/// What happens to one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupAction {
+    Create,
+    Update,
+    Resend,
+}
+
+/// One group in the plan, with the full member list it will have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupChange {
+    pub external_id: String,
+    pub name: String,
+    pub members: Vec<String>,
+    #[serde(skip)]
+    pub fingerprint: String,
+    pub action: GroupAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_member_count: Option<usize>,
+}
+
+/// Options that shape the diff.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiffOptions {
+    pub remove_disabled: bool,
+    pub remove_missing_users: bool,
+    pub overwrite_existing: bool,
+}
+
+/// What a sync would change.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    /// Everything is sent, not only the differences (empty cache or `overwrite_existing`).
+    pub full_push: bool,
+    pub overwrite_existing: bool,
+    pub members: Vec<MemberChange>,
+    pub groups: Vec<GroupChange>,
+    pub unchanged_members: usize,
+    pub unchanged_groups: usize,
+    /// Groups the cache knows that the directory no longer returns. The import API cannot
+    /// delete groups; they are dropped from the cache and left in the organization.
+    pub stale_groups: Vec<String>,
+    /// Members in the cache before this run.
+    pub cached_members: usize,
+    /// Whether users / groups were part of this run.
+    pub users_synced: bool,
+    pub groups_synced: bool,
+    /// Users the directory returned (after normalization), all states.
+    pub directory_users: usize,
+}
+
+impl Plan {
+    /// Nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.groups.is_empty() && !self.overwrite_existing
+    }
+    pub fn count_members(&self, f: impl Fn(&MemberAction) -> bool) -> usize {
+        self.members.iter().filter(|m| f(&m.action)).count()
+    }
+    pub fn invites(&self) -> usize {
+        self.count_members(|a| *a == MemberAction::Invite)
+    }
+    pub fn updates(&self) -> usize {
+        self.count_members(|a| *a == MemberAction::Update)
+    }
+    pub fn resends(&self) -> usize {
+        self.count_members(|a| *a == MemberAction::Resend)
+    }
+    pub fn removals(&self) -> usize {
+        self.count_members(|a| matches!(a, MemberAction::Remove(_)))
+    }
+    pub fn count_groups(&self, action: GroupAction) -> usize {
+        self.groups.iter().filter(|g| g.action == action).count()
+    }
+}
+
+/// Fingerprint of a group's name and (sorted) member list.
+pub fn group_fingerprint(name: &str, sorted_members: &[String]) -> String {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    for m in sorted_members {
+        h.update([0u8]);
+        h.update(m.as_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Computes the plan.
+pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
+    let full_push = opts.overwrite_existing || (cache.members.is_empty() && cache.groups.is_empty());
+    let mut plan = Plan {
+        full_push,
+        overwrite_existing: opts.overwrite_existing,
+        cached_members: cache.members.len(),
+        users_synced: n.users.is_some(),
+        groups_synced: n.groups.is_some(),
+        ..Plan::default()
+    };
+
+    // externalIds that will be members after this sync (None when users are not synced).
+    let mut desired: Option<HashSet<&str>> = None;
+    if let Some(users) = &n.users {
+        plan.directory_users = users.len();
+        let mut keep: HashSet<&str> = HashSet::with_capacity(users.len());
+        let mut seen: HashSet<&str> = HashSet::with_capacity(users.len());
+        for u in users {
+            seen.insert(u.external_id.as_str());
+            let cached = cache.members.get(&u.external_id);
+            let removal = if u.deleted {
+                Some(RemovalReason::Deleted)
+            } else if u.disabled && opts.remove_disabled {
+                Some(RemovalReason::Disabled)
+            } else {
+                None
+            };
+            if let Some(reason) = removal {
+                // Removal needs an email on the wire; the cache knows the confirmed one.
+                let email = cached.map(|c| c.email.clone()).or_else(|| {
+                    if full_push {
+                        u.email.clone()
+                    } else {
+                        None
+                    }
+                });
+                if let Some(email) = email {
+                    plan.members.push(MemberChange {
+                        external_id: u.external_id.clone(),
+                        email,
+                        action: MemberAction::Remove(reason),
+                        previous_email: None,
+                    });
+                }
+                continue;
+            }
+            let Some(email) = u.email.clone() else {
+                continue;
+            };
+            keep.insert(u.external_id.as_str());
+            let (action, previous_email) = match cached {
+                None => (Some(MemberAction::Invite), None),
+                Some(c) if c.email != email => (Some(MemberAction::Update), Some(c.email.clone())),
+                Some(_) if full_push => (Some(MemberAction::Resend), None),
+                Some(_) => (None, None),
+            };
+            match action {
+                Some(action) => plan.members.push(MemberChange {
+                    external_id: u.external_id.clone(),
+                    email,
+                    action,
+                    previous_email,
+                }),
+                None => plan.unchanged_members += 1,
+            }
+        }
+        if opts.remove_missing_users || opts.overwrite_existing {
+            let mut missing: Vec<(&String, &CachedMember)> = cache
+                .members
+                .iter()
+                .filter(|(id, _)| !seen.contains(id.as_str()))
+                .collect();
+            missing.sort_by(|a, b| a.0.cmp(b.0));
+            for (id, c) in missing {
+                plan.members.push(MemberChange {
+                    external_id: id.clone(),
+                    email: c.email.clone(),
+                    action: MemberAction::Remove(RemovalReason::Missing),
+                    previous_email: None,
+                });
+            }
+        }
+        desired = Some(keep);
+    }
+
+    if let Some(groups) = &n.groups {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(groups.len());
+        for g in groups {
+            seen.insert(g.external_id.as_str());
+            let mut members: Vec<String> = match &desired {
+                Some(keep) => g
+                    .members
+                    .iter()
+                    .filter(|m| keep.contains(m.as_str()))
+                    .cloned()
+                    .collect(),
+                None => g.members.clone(),
+            };
+            members.sort_unstable();
+            let fingerprint = group_fingerprint(&g.name, &members);
+            let cached = cache.groups.get(&g.external_id);
+            let action = match cached {
+                None => Some(GroupAction::Create),
+                Some(c) if c.fingerprint != fingerprint => Some(GroupAction::Update),
+                Some(_) if full_push => Some(GroupAction::Resend),
+                Some(_) => None,
+            };
+            match action {
+                Some(action) => plan.groups.push(GroupChange {
+                    external_id: g.external_id.clone(),
+                    name: g.name.clone(),
+                    members,
+                    fingerprint,
+                    action,
+                    previous_member_count: cached.map(|c| c.member_count),
+                }),
+                None => plan.unchanged_groups += 1,
+            }
+        }
+        let mut stale: Vec<String> = cache
+            .groups
+            .keys()
+            .filter(|id| !seen.contains(id.as_str()))
+            .cloned()
+            .collect();
+        stale.sort();
+        plan.stale_groups = stale;
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::normalize::{NormGroup, NormUser};
+
+    fn u(id: &str, email: &str) -> NormUser {
+        NormUser {
+            reference_id: format!("cn={id}"),
+            external_id: id.into(),
+            email: Some(email.into()),
+            disabled: false,
+            deleted: false,
+        }
+    }
+
+    fn g(id: &str, members: &[&str]) -> NormGroup {
+        NormGroup {
+            reference_id: id.into(),
+            external_id: id.into(),
+            name: format!("Group {id}"),
+            members: members.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn norm(users: Vec<NormUser>, groups: Vec<NormGroup>) -> Normalized {
+        Normalized {
+            users: Some(users),
+            groups: Some(groups),
+            skipped: vec![],
+        }
+    }
+
+    /// The cache after the server confirmed everything in `plan`.
+    fn confirmed(plan: &Plan, mut cache: Cache) -> Cache {
+        for m in &plan.members {
+            if m.is_removal() {
+                cache.members.remove(&m.external_id);
+            } else {
+                cache.members.insert(
+                    m.external_id.clone(),
+                    CachedMember {
+                        email: m.email.clone(),
+                    },
+                );
+            }
+        }
+        for gc in &plan.groups {
+            cache.groups.insert(
+                gc.external_id.clone(),
+                CachedGroup {
+                    name: gc.name.clone(),
+                    fingerprint: gc.fingerprint.clone(),
+                    member_count: gc.members.len(),
+                },
+            );
+        }
+        cache
+    }
+
+    #[test]
+    fn first_sync_is_a_full_push_and_second_is_empty() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1", "2"])],
+        );
+        let p = diff(&n, &Cache::default(), DiffOptions::default());
+        assert!(p.full_push);
+        assert_eq!(p.invites(), 2);
+        assert_eq!(p.count_groups(GroupAction::Create), 1);
+        let cache = confirmed(&p, Cache::default());
+        let p2 = diff(&n, &cache, DiffOptions::default());
+        assert!(p2.is_empty());
+        assert_eq!(p2.unchanged_members, 2);
+        assert_eq!(p2.unchanged_groups, 1);
+    }
+
+    #[test]
+    fn only_changes_are_sent() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1"]), g("H", &["2"])],
+        );
+        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let mut n2 = norm(
+            vec![u("1", "a2@x.com"), u("2", "b@x.com"), u("3", "c@x.com")],
+            vec![g("G", &["1", "3"]), g("H", &["2"])],
+        );
+        let p = diff(&n2, &cache, DiffOptions::default());
+        assert!(!p.full_push);
+        assert_eq!(p.invites(), 1);
+        assert_eq!(p.updates(), 1);
+        assert_eq!(p.members.iter().find(|m| m.external_id == "1").unwrap().previous_email.as_deref(), Some("a@x.com"));
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.groups[0].external_id, "G");
+        assert_eq!(p.groups[0].action, GroupAction::Update);
+        assert_eq!(p.groups[0].previous_member_count, Some(1));
+        // disabled without remove_disabled: still a member, unchanged
+        n2.users.as_mut().unwrap()[1].disabled = true;
+        let p = diff(&n2, &cache, DiffOptions::default());
+        assert_eq!(p.removals(), 0);
+    }
+
+    #[test]
+    fn disabled_and_deleted_users_are_removed_and_dropped_from_groups() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com"), u("3", "c@x.com")],
+            vec![g("G", &["1", "2", "3"])],
+        );
+        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let mut n2 = n.clone();
+        n2.users.as_mut().unwrap()[1].disabled = true;
+        n2.users.as_mut().unwrap()[2].deleted = true;
+        let opts = DiffOptions {
+            remove_disabled: true,
+            ..Default::default()
+        };
+        let p = diff(&n2, &cache, opts);
+        let removed: Vec<(&str, MemberAction)> = p
+            .members
+            .iter()
+            .map(|m| (m.external_id.as_str(), m.action))
+            .collect();
+        assert_eq!(
+            removed,
+            vec![
+                ("2", MemberAction::Remove(RemovalReason::Disabled)),
+                ("3", MemberAction::Remove(RemovalReason::Deleted))
+            ]
+        );
+        assert_eq!(p.groups[0].members, vec!["1".to_string()]);
+    }
+
+    #[test]
+    fn deleted_user_unknown_to_the_cache_is_not_sent_incrementally() {
+        let n = norm(vec![u("1", "a@x.com")], vec![]);
+        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let mut dead = u("9", "z@x.com");
+        dead.deleted = true;
+        let n2 = norm(vec![u("1", "a@x.com"), dead], vec![]);
+        assert!(diff(&n2, &cache, DiffOptions::default()).is_empty());
+        // but a full push makes sure it is gone
+        let p = diff(&n2, &Cache::default(), DiffOptions::default());
+        assert_eq!(p.removals(), 1);
+    }
+
+    #[test]
+    fn missing_users_are_removed_only_when_asked() {
+        let n = norm(vec![u("1", "a@x.com"), u("2", "b@x.com")], vec![]);
+        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let n2 = norm(vec![u("1", "a@x.com")], vec![]);
+        assert!(diff(&n2, &cache, DiffOptions::default()).is_empty());
+        let p = diff(
+            &n2,
+            &cache,
+            DiffOptions {
+                remove_missing_users: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.removals(), 1);
+        assert_eq!(p.members[0].email, "b@x.com");
+        assert_eq!(p.members[0].action, MemberAction::Remove(RemovalReason::Missing));
+    }
+
+    #[test]
+    fn overwrite_existing_resends_everything_and_shows_implicit_removals() {
+        let n = norm(vec![u("1", "a@x.com"), u("2", "b@x.com")], vec![g("G", &["1"])]);
+        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let n2 = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
+        let p = diff(
+            &n2,
+            &cache,
+            DiffOptions {
+                overwrite_existing: true,
+                ..Default::default()
+            },
+        );
+        assert!(p.full_push);
+        assert_eq!(p.resends(), 1);
+        assert_eq!(p.removals(), 1);
+        assert_eq!(p.count_groups(GroupAction::Resend), 1);
+    }
+
+    #[test]
+    fn stale_groups_are_reported() {
+        let n = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"]), g("H", &[])]);
+        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let n2 = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
+        let p = diff(&n2, &cache, DiffOptions::default());
+        assert!(p.is_empty());
+        assert_eq!(p.stale_groups, vec!["H".to_string()]);
+    }
+
+    #[test]
+    fn without_user_sync_group_members_are_not_filtered() {
+        let n = Normalized {
+            users: None,
+            groups: Some(vec![g("G", &["x", "y"])]),
+            skipped: vec![],
+        };
+        let p = diff(&n, &Cache::default(), DiffOptions::default());
+        assert!(p.members.is_empty());
+        assert_eq!(p.groups[0].members.len(), 2);
+    }
+}

@@ -1,0 +1,15 @@
+//! The sync engine: pure logic over values. A source's [`Snapshot`] is normalized (emails,
+//! nesting, duplicates), diffed against the cache into a [`Plan`], checked by the guard and cut
+//! into import batches. No I/O happens here.
+
+pub mod batch;
+pub mod diff;
+pub mod guard;
+pub mod model;
+pub mod normalize;
+
+pub use batch::{Batch, build_batches};
+pub use diff::{Cache, CachedGroup, CachedMember, GroupChange, MemberChange, Plan, diff};
+pub use guard::{GuardLimits, check_guard};
+pub use model::{DirGroup, DirUser, Snapshot};
+pub use normalize::{NormGroup, NormUser, Normalized, Skipped, normalize};

@@ -1,0 +1,36 @@
+//! What a directory source returns: users, groups, direct memberships and nested-group
+//! references, before any normalization.
+
+use serde::Serialize;
+
+/// A user as read from the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirUser {
+    /// Id inside the directory (LDAP: the DN), used to resolve relations and shown to the admin.
+    pub reference_id: String,
+    /// Stable id sent to Bitwarden (AD objectGUID, else DN; cloud: object id).
+    pub external_id: String,
+    /// Email as read, not yet trimmed or lower-cased.
+    pub email: Option<String>,
+    pub disabled: bool,
+    pub deleted: bool,
+}
+
+/// A group as read from the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirGroup {
+    pub reference_id: String,
+    pub external_id: String,
+    pub name: Option<String>,
+    /// externalIds of users that are direct members.
+    pub user_members: Vec<String>,
+    /// referenceIds of groups that are direct members (nested groups).
+    pub group_members: Vec<String>,
+}
+
+/// Everything one run read from the directory. `None` means that object type is not synced.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub users: Option<Vec<DirUser>>,
+    pub groups: Option<Vec<DirGroup>>,
+}

@@ -1,0 +1,24 @@
+//! Directory Connector: keeps a Bitwarden organization's members and groups in step with a
+//! company directory. The library holds every part; `main.rs` only starts the CLI (or, later,
+//! the window).
+
+pub mod bitwarden;
+pub mod cli;
+pub mod config;
+pub mod connector;
+pub mod datadir;
+pub mod engine;
+pub mod errors;
+pub mod logging;
+pub mod secrets;
+pub mod sources;
+pub mod store;
+
+/// The version sent to the server and shown to the admin.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs). Safe to call more than once.
+pub fn install_crypto_provider() {
+    // An Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

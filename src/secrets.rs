@@ -1,0 +1,330 @@
+//! Secrets (LDAP password, API key, later the cloud directories' secrets): the OS keyring, a
+//! reference the admin writes as the config value (`env:NAME`, `file:PATH`), a 0600 plaintext
+//! file only when `DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true`, or memory (tests).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::errors::ConfigError;
+use crate::logging::register_secret;
+
+/// Environment variable that opts in to plaintext secret storage.
+pub const PLAINTEXT_ENV: &str = "DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS";
+const KEYRING_SERVICE: &str = "Directory Connector";
+
+/// Whether the admin opted in to plaintext secrets.
+pub fn plaintext_opt_in() -> bool {
+    std::env::var(PLAINTEXT_ENV)
+        .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
+        .unwrap_or(false)
+}
+
+/// A reference written as a config value instead of the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretRef {
+    pub fn parse(v: &str) -> Option<SecretRef> {
+        if let Some(name) = v.strip_prefix("env:") {
+            (!name.trim().is_empty()).then(|| SecretRef::Env(name.trim().to_string()))
+        } else if let Some(path) = v.strip_prefix("file:") {
+            (!path.trim().is_empty()).then(|| SecretRef::File(PathBuf::from(path.trim())))
+        } else {
+            None
+        }
+    }
+
+    /// Reads the secret. A file's first line is used (trailing newline removed).
+    pub fn resolve(&self, key: &str) -> anyhow::Result<String> {
+        let value = match self {
+            SecretRef::Env(name) => std::env::var(name).map_err(|_| {
+                ConfigError(format!(
+                    "`{key}` refers to environment variable {name}, which is not set"
+                ))
+            })?,
+            SecretRef::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "`{key}` refers to file {}, which cannot be read: {e}",
+                        path.display()
+                    ))
+                })?;
+                text.lines().next().unwrap_or_default().to_string()
+            }
+        };
+        if value.is_empty() {
+            return Err(ConfigError(format!("`{key}`: the referenced secret is empty")).into());
+        }
+        register_secret(&value);
+        Ok(value)
+    }
+}
+
+/// Where secrets are kept.
+pub trait SecretStore: Send + Sync {
+    fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
+    fn set(&self, key: &str, value: &str) -> anyhow::Result<()>;
+    fn delete(&self, key: &str) -> anyhow::Result<()>;
+    /// A short name for messages ("the OS keyring", …).
+    fn describe(&self) -> String;
+}
+
+/// In-memory store for tests.
+#[derive(Default)]
+pub struct MemoryStore(Mutex<HashMap<String, String>>);
+
+impl SecretStore for MemoryStore {
+    fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .0
+            .lock()
+            .map_err(|_| anyhow!("secret store lock poisoned"))?
+            .get(key)
+            .cloned())
+    }
+    fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| anyhow!("secret store lock poisoned"))?
+            .insert(key.into(), value.into());
+        Ok(())
+    }
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| anyhow!("secret store lock poisoned"))?
+            .remove(key);
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+}
+
+/// Plaintext secrets in `secrets.toml` (mode 0600) — only with the opt-in.
+pub struct PlaintextStore {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl PlaintextStore {
+    pub fn new(data_dir: &Path) -> Self {
+        PlaintextStore {
+            path: data_dir.join("secrets.toml"),
+            lock: Mutex::new(()),
+        }
+    }
+    fn read(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(t) => toml::from_str(&t).with_context(|| format!("reading {}", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
+        }
+    }
+    fn write(&self, map: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        let text = toml::to_string(map).context("serializing secrets")?;
+        crate::datadir::write_private(&self.path, text.as_bytes())
+    }
+}
+
+impl SecretStore for PlaintextStore {
+    fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let _g = self.lock.lock().map_err(|_| anyhow!("lock poisoned"))?;
+        let v = self.read()?.get(key).cloned();
+        if let Some(v) = &v {
+            register_secret(v);
+        }
+        Ok(v)
+    }
+    fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let _g = self.lock.lock().map_err(|_| anyhow!("lock poisoned"))?;
+        let mut m = self.read()?;
+        m.insert(key.into(), value.into());
+        self.write(&m)
+    }
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let _g = self.lock.lock().map_err(|_| anyhow!("lock poisoned"))?;
+        let mut m = self.read()?;
+        if m.remove(key).is_some() {
+            self.write(&m)?;
+        }
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        format!("the plaintext file {}", self.path.display())
+    }
+}
+
+/// The OS keyring (Secret Service on Linux). Entries are scoped to the data directory so that
+/// several profiles on one machine do not share secrets.
+pub struct KeyringStore {
+    scope: String,
+}
+
+static KEYRING_INIT: OnceLock<Result<(), String>> = OnceLock::new();
+
+fn keyring_unavailable(err: &str) -> anyhow::Error {
+    ConfigError(format!(
+        "the OS keyring is not available ({err}). Choose one of: run inside a desktop session \
+         with an unlocked keyring; write the secret as a reference in config.toml (env:NAME or \
+         file:PATH, e.g. `config set ldap.password env:LDAP_PASSWORD`) and give the API key in \
+         BW_CLIENTID / BW_CLIENTSECRET; or opt in to a 0600 plaintext file with \
+         {PLAINTEXT_ENV}=true"
+    ))
+    .into()
+}
+
+impl KeyringStore {
+    pub fn new(data_dir: &Path) -> Self {
+        KeyringStore {
+            scope: data_dir.display().to_string(),
+        }
+    }
+
+    /// Runs a keyring call on its own thread: the Secret Service client runs its own executor
+    /// and must not run inside the caller's async runtime.
+    fn with_entry<T: Send>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send,
+    ) -> anyhow::Result<Result<T, keyring_core::Error>> {
+        let user = format!("{key}@{}", self.scope);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let init = KEYRING_INIT.get_or_init(|| {
+                    zbus_secret_service_keyring_store::Store::new()
+                        .map(|s| keyring_core::set_default_store(s))
+                        .map_err(|e| e.to_string())
+                });
+                if let Err(e) = init {
+                    return Err(keyring_unavailable(e));
+                }
+                let entry = keyring_core::Entry::new(KEYRING_SERVICE, &user)
+                    .map_err(|e| keyring_unavailable(&e.to_string()))?;
+                Ok(f(&entry))
+            })
+            .join()
+            .map_err(|_| anyhow!("the keyring thread panicked"))?
+        })
+    }
+}
+
+impl SecretStore for KeyringStore {
+    fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        match self.with_entry(key, |e| e.get_password())? {
+            Ok(v) => {
+                register_secret(&v);
+                Ok(Some(v))
+            }
+            Err(keyring_core::Error::NoEntry) => Ok(None),
+            Err(e) => Err(keyring_unavailable(&e.to_string())),
+        }
+    }
+    fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let value = value.to_string();
+        self.with_entry(key, move |e| e.set_password(&value))?
+            .map_err(|e| keyring_unavailable(&e.to_string()))
+    }
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        match self.with_entry(key, |e| e.delete_credential())? {
+            Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+            Err(e) => Err(keyring_unavailable(&e.to_string())),
+        }
+    }
+    fn describe(&self) -> String {
+        "the OS keyring".into()
+    }
+}
+
+/// The store for a data directory: plaintext with the opt-in (warns), otherwise the keyring.
+pub fn open_store(data_dir: &Path) -> Arc<dyn SecretStore> {
+    if plaintext_opt_in() {
+        tracing::warn!(
+            "{PLAINTEXT_ENV}=true: secrets are kept in plaintext in {}",
+            data_dir.join("secrets.toml").display()
+        );
+        Arc::new(PlaintextStore::new(data_dir))
+    } else {
+        Arc::new(KeyringStore::new(data_dir))
+    }
+}
+
+/// Resolves a secret setting: a reference in the config value wins, then a plaintext value in
+/// the config (only with the opt-in), then the store.
+pub fn resolve(
+    store: &dyn SecretStore,
+    key: &str,
+    config_value: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(v) = config_value {
+        if let Some(r) = SecretRef::parse(v) {
+            return r.resolve(key).map(Some);
+        }
+        if plaintext_opt_in() {
+            register_secret(v);
+            return Ok(Some(v.to_string()));
+        }
+        bail!(ConfigError(format!(
+            "`{key}` in config.toml is a plaintext secret; use `config set {key}` to move it to \
+             the secret store, or a reference (env:NAME, file:PATH)"
+        )));
+    }
+    store.get(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        std::fs::write(&f, "s3cret\nignored\n").unwrap();
+        let r = SecretRef::parse(&format!("file:{}", f.display())).unwrap();
+        assert_eq!(r.resolve("ldap.password").unwrap(), "s3cret");
+        assert_eq!(SecretRef::parse("plain"), None);
+        assert_eq!(SecretRef::parse("env:"), None);
+        let e = SecretRef::Env("DC_TEST_SURELY_UNSET_VAR".into())
+            .resolve("ldap.password")
+            .unwrap_err();
+        assert!(e.to_string().contains("DC_TEST_SURELY_UNSET_VAR"));
+        let e = SecretRef::File(dir.path().join("missing"))
+            .resolve("ldap.password")
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot be read"));
+    }
+
+    #[test]
+    fn memory_store_and_resolve_order() {
+        let store = MemoryStore::default();
+        assert_eq!(resolve(&store, "k", None).unwrap(), None);
+        store.set("k", "v").unwrap();
+        assert_eq!(resolve(&store, "k", None).unwrap().as_deref(), Some("v"));
+        store.delete("k").unwrap();
+        assert_eq!(store.get("k").unwrap(), None);
+    }
+
+    #[test]
+    fn plaintext_store_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PlaintextStore::new(dir.path());
+        s.set("a", "1").unwrap();
+        s.set("b", "2").unwrap();
+        s.delete("a").unwrap();
+        assert_eq!(s.get("b").unwrap().as_deref(), Some("2"));
+        assert_eq!(s.get("a").unwrap(), None);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("secrets.toml")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! A fake Bitwarden server that keeps one organization in memory and applies the server's
+//! import rules: token endpoint (form-encoded client credentials with device fields), invites,
+//! removals (owners never), links by email, group create/update with membership replacement,
+//! `overwriteExisting`, the 2000 limit without `largeImport`, validation errors, a seat limit,
+//! 401, 429 with `Retry-After`, 5xx — and a network cut in front of it (a TCP proxy that drops
+//! every connection while cut).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub email: String,
+    pub external_id: Option<String>,
+    pub owner: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub members: BTreeSet<String>,
+}
+
+/// An injected failure for the next import (or token) request.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    Status(u16, String),
+    RateLimited(u64),
+}
+
+/// One import request as received.
+#[derive(Debug, Clone)]
+pub struct ImportLog {
+    pub bytes: usize,
+    pub body: Value,
+    pub status: u16,
+}
+
+#[derive(Debug, Default)]
+pub struct Org {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Keyed by email.
+    pub members: BTreeMap<String, Member>,
+    /// Keyed by externalId.
+    pub groups: BTreeMap<String, Group>,
+    pub seat_limit: Option<usize>,
+    pub tokens: HashSet<String>,
+    pub token_requests: usize,
+    pub imports: Vec<ImportLog>,
+    pub import_failures: VecDeque<Failure>,
+    pub token_failures: VecDeque<Failure>,
+    /// Cut the network when the import after this many successful ones arrives.
+    pub cut_after_imports: Option<usize>,
+    pub successful_imports: usize,
+    pub last_headers: Option<HeaderMap>,
+}
+
+impl Org {
+    pub fn emails(&self) -> BTreeSet<String> {
+        self.members.keys().cloned().collect()
+    }
+    pub fn group_emails(&self, name: &str) -> BTreeSet<String> {
+        let Some(g) = self.groups.values().find(|g| g.name == name) else {
+            return BTreeSet::new();
+        };
+        self.members
+            .values()
+            .filter(|m| m.external_id.as_ref().is_some_and(|e| g.members.contains(e)))
+            .map(|m| m.email.clone())
+            .collect()
+    }
+}
+
+pub struct FakeBitwarden {
+    pub url: String,
+    pub org: Arc<Mutex<Org>>,
+    cut: Arc<AtomicBool>,
+    _rt: tokio::runtime::Runtime,
+}
+
+type Shared = (Arc<Mutex<Org>>, Arc<AtomicBool>);
+
+impl FakeBitwarden {
+    pub fn start() -> FakeBitwarden {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let org = Arc::new(Mutex::new(Org {
+            client_id: super::client_id(),
+            client_secret: super::CLIENT_SECRET.into(),
+            ..Org::default()
+        }));
+        let cut = Arc::new(AtomicBool::new(false));
+        let state: Shared = (org.clone(), cut.clone());
+        let app = Router::new()
+            .route("/identity/connect/token", post(token))
+            .route("/api/public/organization/import", post(import))
+            .with_state(state);
+        let (backend, front) = rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let backend = l.local_addr().expect("addr");
+            tokio::spawn(async move {
+                let _ = axum::serve(l, app).await;
+            });
+            let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            (backend, front)
+        });
+        let url = format!("http://{}", front.local_addr().expect("addr"));
+        rt.spawn(proxy(front, backend, cut.clone()));
+        FakeBitwarden {
+            url,
+            org,
+            cut,
+            _rt: rt,
+        }
+    }
+
+    pub fn org(&self) -> std::sync::MutexGuard<'_, Org> {
+        self.org.lock().expect("org lock")
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    pub fn import_count(&self) -> usize {
+        self.org().imports.len()
+    }
+}
+
+/// Forwards TCP connections to the backend; while `cut` is set, drops them (both new ones and
+/// those already open).
+async fn proxy(front: tokio::net::TcpListener, backend: SocketAddr, cut: Arc<AtomicBool>) {
+    loop {
+        let Ok((mut client, _)) = front.accept().await else {
+            return;
+        };
+        if cut.load(Ordering::SeqCst) {
+            drop(client);
+            continue;
+        }
+        let cut = cut.clone();
+        tokio::spawn(async move {
+            let Ok(mut server) = tokio::net::TcpStream::connect(backend).await else {
+                return;
+            };
+            let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+            tokio::pin!(copy);
+            loop {
+                tokio::select! {
+                    _ = &mut copy => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {
+                        if cut.load(Ordering::SeqCst) {
+                            return; // dropping both sockets cuts the connection
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn failure_response(f: Failure) -> Response {
+    match f {
+        Failure::Status(code, body) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [("content-type", "application/json")],
+            body,
+        )
+            .into_response(),
+        Failure::RateLimited(secs) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+            "",
+        )
+            .into_response(),
+    }
+}
+
+async fn token(State((org, _)): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    let mut org = org.lock().expect("lock");
+    org.token_requests += 1;
+    if let Some(f) = org.token_failures.pop_front() {
+        return failure_response(f);
+    }
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !ct.starts_with("application/x-www-form-urlencoded") {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "form expected").into_response();
+    }
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    for k in ["deviceType", "deviceIdentifier", "deviceName", "client_id", "client_secret"] {
+        if form.get(k).is_none_or(|v| v.is_empty()) {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": "invalid_request", "error_description": format!("{k} is required")})),
+            )
+                .into_response();
+        }
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials")
+        || form.get("scope").map(String::as_str) != Some("api.organization")
+    {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+    }
+    if form["client_id"] != org.client_id || form["client_secret"] != org.client_secret {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_client"}))).into_response();
+    }
+    let token = format!("tok-{}", org.token_requests);
+    org.tokens.insert(token.clone());
+    axum::Json(json!({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})).into_response()
+}
+
+fn invalid(errors: Vec<(String, String)>) -> Response {
+    let mut map = serde_json::Map::new();
+    for (k, v) in errors {
+        map.entry(k)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .map(|a| a.push(json!(v)));
+    }
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"message": "The model state is invalid.", "validationErrors": map})),
+    )
+        .into_response()
+}
+
+fn valid_email(e: &str) -> bool {
+    let parts: Vec<&str> = e.split('@').collect();
+    parts.len() == 2 && !parts[0].is_empty() && parts[1].contains('.')
+}
+
+async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    let cut_now = {
+        let o = org.lock().expect("lock");
+        o.cut_after_imports.is_some() && o.cut_after_imports == Some(o.successful_imports)
+    };
+    if cut_now {
+        // The network goes down while this request is in flight: the proxy drops the
+        // connection before any answer reaches the client, and nothing is applied.
+        cut.store(true, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let mut org = org.lock().expect("lock");
+    org.last_headers = Some(headers.clone());
+    let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let log = |org: &mut Org, status: u16| {
+        org.imports.push(ImportLog {
+            bytes: body.len(),
+            body: parsed.clone(),
+            status,
+        })
+    };
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    if !org.tokens.contains(&auth) {
+        log(&mut org, 401);
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if let Some(f) = org.import_failures.pop_front() {
+        let status = match &f {
+            Failure::Status(c, _) => *c,
+            Failure::RateLimited(_) => 429,
+        };
+        log(&mut org, status);
+        return failure_response(f);
+    }
+    // camelCase only, strings only (as Vaultwarden enforces)
+    let (Some(members), Some(groups), Some(overwrite), Some(large)) = (
+        parsed.get("members").and_then(Value::as_array),
+        parsed.get("groups").and_then(Value::as_array),
+        parsed.get("overwriteExisting").and_then(Value::as_bool),
+        parsed.get("largeImport").and_then(Value::as_bool),
+    ) else {
+        log(&mut org, 422);
+        return (StatusCode::UNPROCESSABLE_ENTITY, "camelCase body expected").into_response();
+    };
+    let mut errors = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let deleted = m.get("deleted").and_then(Value::as_bool).unwrap_or(false);
+        match m.get("externalId") {
+            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 300 => {}
+            _ => errors.push((format!("Members[{i}].ExternalId"), "The ExternalId field is required and must be a string of at most 300 characters.".to_string())),
+        }
+        match m.get("email") {
+            Some(Value::String(e)) if e.chars().count() > 256 => errors.push((format!("Members[{i}].Email"), "The field Email must be a string with a maximum length of 256.".into())),
+            Some(Value::String(e)) if !valid_email(e) => errors.push((format!("Members[{i}].Email"), "The Email field is not a valid e-mail address.".into())),
+            Some(Value::String(_)) => {}
+            _ if deleted => {}
+            _ => errors.push((format!("Members[{i}].Email"), "The Email field is required.".into())),
+        }
+    }
+    for (i, g) in groups.iter().enumerate() {
+        match g.get("name") {
+            Some(Value::String(n)) if !n.is_empty() && n.chars().count() <= 100 => {}
+            _ => errors.push((format!("Groups[{i}].Name"), "The Name field is required (at most 100 characters).".into())),
+        }
+        match g.get("externalId") {
+            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 300 => {}
+            _ => errors.push((format!("Groups[{i}].ExternalId"), "The ExternalId field is required.".into())),
+        }
+        if !g.get("memberExternalIds").and_then(Value::as_array).is_some_and(|a| a.iter().all(Value::is_string)) {
+            errors.push((format!("Groups[{i}].MemberExternalIds"), "must be an array of strings".into()));
+        }
+    }
+    if !errors.is_empty() {
+        log(&mut org, 400);
+        return invalid(errors);
+    }
+    let active: Vec<&Value> = members
+        .iter()
+        .filter(|m| !m.get("deleted").and_then(Value::as_bool).unwrap_or(false))
+        .collect();
+    if !large && (groups.len() > 2000 || active.len() > 2000) {
+        log(&mut org, 400);
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"message": "You cannot import this much data at once."})),
+        )
+            .into_response();
+    }
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    // Seat limit: checked before anything is applied.
+    if let Some(limit) = org.seat_limit {
+        let by_ext: HashSet<String> = org.members.values().filter_map(|m| m.external_id.clone()).collect();
+        let new = active
+            .iter()
+            .filter(|m| !by_ext.contains(&s(m, "externalId")) && !org.members.contains_key(&s(m, "email")))
+            .count();
+        let removed = members.len() - active.len();
+        if org.members.len() + new > limit + removed {
+            log(&mut org, 400);
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"message": format!("You have reached the maximum number of users ({limit}) for this plan.")})),
+            )
+                .into_response();
+        }
+    }
+    // Apply: removals, invites/links/updates, overwrite, groups.
+    for m in members {
+        let ext = s(m, "externalId");
+        if m.get("deleted").and_then(Value::as_bool).unwrap_or(false) {
+            org.members.retain(|_, x| x.owner || x.external_id.as_deref() != Some(ext.as_str()));
+        }
+    }
+    for m in &active {
+        let ext = s(m, "externalId");
+        let email = s(m, "email");
+        if org.members.values().any(|x| x.external_id.as_deref() == Some(ext.as_str())) {
+            continue; // existing member: the server keeps it as it is
+        }
+        match org.members.get_mut(&email) {
+            Some(x) if x.external_id.is_none() => x.external_id = Some(ext),
+            Some(_) => {}
+            None => {
+                org.members.insert(
+                    email.clone(),
+                    Member {
+                        email,
+                        external_id: Some(ext),
+                        owner: false,
+                    },
+                );
+            }
+        }
+    }
+    if overwrite {
+        let keep: HashSet<String> = active.iter().map(|m| s(m, "externalId")).collect();
+        org.members
+            .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| keep.contains(e)));
+    }
+    let known: HashSet<String> = org.members.values().filter_map(|m| m.external_id.clone()).collect();
+    for g in groups {
+        let members: BTreeSet<String> = g["memberExternalIds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).filter(|e| known.contains(*e)).map(str::to_string).collect())
+            .unwrap_or_default();
+        org.groups.insert(
+            s(g, "externalId"),
+            Group {
+                name: s(g, "name"),
+                members,
+            },
+        );
+    }
+    log(&mut org, 200);
+    org.successful_imports += 1;
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,139 @@
+//! Test support: a fake Bitwarden server with real organization semantics, a slapd launcher,
+//! and helpers to run the real binary.
+
+#![allow(dead_code)]
+
+pub mod fake_bitwarden;
+pub mod slapd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const ORG_ID: &str = "3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f";
+pub const CLIENT_SECRET: &str = "Xq9v2LmSecretValue";
+
+pub fn client_id() -> String {
+    format!("organization.{ORG_ID}")
+}
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_directory-connector"))
+}
+
+/// A data directory plus the environment the binary runs with.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub vars: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Env {
+    /// A fresh data directory; the API key comes from BW_CLIENTID / BW_CLIENTSECRET and
+    /// secrets are kept in the plaintext opt-in file (no keyring in tests).
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+            vars: vec![
+                ("BW_CLIENTID".into(), client_id()),
+                ("BW_CLIENTSECRET".into(), CLIENT_SECRET.into()),
+                ("DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS".into(), "true".into()),
+                ("DIRECTORY_CONNECTOR_RETRY_BASE_MS".into(), "20".into()),
+                ("NO_COLOR".into(), "1".into()),
+            ],
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn set_var(&mut self, k: &str, v: &str) {
+        self.vars.retain(|(a, _)| a != k);
+        self.vars.push((k.into(), v.into()));
+    }
+
+    pub fn remove_var(&mut self, k: &str) {
+        self.vars.retain(|(a, _)| a != k);
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--data-dir").arg(self.path()).args(args);
+        cmd.env_remove("BW_CLIENTID").env_remove("BW_CLIENTSECRET").env_remove("RUST_LOG");
+        cmd.env_remove("DIRECTORY_CONNECTOR_DATA_DIR");
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn binary");
+        {
+            use std::io::Write;
+            let mut si = child.stdin.take().expect("stdin");
+            let _ = si.write_all(stdin.as_bytes());
+        }
+        let out: Output = child.wait_with_output().expect("wait");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_stdin(args, "")
+    }
+
+    /// Runs and asserts the exit code, printing everything on mismatch.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        self.expect(args, 0)
+    }
+
+    pub fn expect(&self, args: &[&str], code: i32) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, code, "`{}` exited {}:\n{}", args.join(" "), r.code, r.all());
+        r
+    }
+
+    pub fn set(&self, key: &str, value: &str) {
+        self.ok(&["config", "set", key, value]);
+    }
+
+    /// Points the config at a slapd and a fake server.
+    pub fn configure(&self, slapd: &slapd::Slapd, server: &fake_bitwarden::FakeBitwarden) {
+        self.set("server.url", &server.url);
+        self.set("directory.type", "ldap");
+        self.set("ldap.hostname", "127.0.0.1");
+        self.set("ldap.port", &slapd.port.to_string());
+        self.set("ldap.root_path", slapd::BASE);
+        self.set("ldap.username", slapd::READER_DN);
+        let r = self.run_stdin(&["config", "set", "ldap.password"], slapd::READER_PW);
+        assert_eq!(r.code, 0, "{}", r.all());
+        self.set("sync.user_path", "ou=People");
+        self.set("sync.group_path", "ou=Groups");
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let r = self.ok(&a);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+    }
+
+    pub fn cache_counts(&self) -> (usize, usize) {
+        directory_connector::store::Store::open(self.path())
+            .and_then(|s| s.cache_counts())
+            .expect("cache counts")
+    }
+}

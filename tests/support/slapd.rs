@@ -1,0 +1,248 @@
+//! Starts a real OpenLDAP `slapd` on free loopback ports (plain and LDAPS, StartTLS on the
+//! plain port) with a test CA, loads an LDIF offline with `slapadd`, and stops it on drop.
+//! A reader account has a size limit of 10 for non-paged searches, so paging is exercised.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BASE: &str = "dc=example,dc=com";
+pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=com";
+pub const ADMIN_PW: &str = "AdminPw-123";
+pub const READER_DN: &str = "cn=reader,dc=example,dc=com";
+pub const READER_PW: &str = "ReaderPw-456";
+
+/// A custom schema that gives plain LDAP entries an AD-style `userAccountControl`.
+const EXTRA_SCHEMA: &str = "attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl' \
+  EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )\n\
+objectclass ( 1.3.6.1.4.1.55555.1.1 NAME 'dcTestAccount' AUXILIARY MAY userAccountControl )\n";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// CA and server certificate (SAN localhost, 127.0.0.1), made once per test process.
+pub struct Certs {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn certs() -> &'static Certs {
+    static CERTS: OnceLock<Certs> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("dc-test-certs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("cert dir");
+        let p = |n: &str| dir.join(n);
+        run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=Directory Connector Test CA"])
+            .arg("-keyout").arg(p("ca.key")).arg("-out").arg(p("ca.pem")));
+        run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+            .arg("-keyout").arg(p("server.key")).arg("-out").arg(p("server.csr")));
+        std::fs::write(p("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").expect("ext");
+        run(Command::new("openssl").args(["x509", "-req", "-days", "3650", "-CAcreateserial"])
+            .arg("-in").arg(p("server.csr")).arg("-CA").arg(p("ca.pem")).arg("-CAkey").arg(p("ca.key"))
+            .arg("-extfile").arg(p("ext.cnf")).arg("-out").arg(p("server.pem")));
+        Certs {
+            ca: p("ca.pem"),
+            cert: p("server.pem"),
+            key: p("server.key"),
+            dir,
+        }
+    })
+}
+
+pub struct Slapd {
+    pub port: u16,
+    pub ldaps_port: u16,
+    pub dir: tempfile::TempDir,
+    pid: Option<u32>,
+}
+
+fn slapd_bin() -> &'static str {
+    if Path::new("/usr/sbin/slapd").exists() {
+        "/usr/sbin/slapd"
+    } else {
+        "slapd"
+    }
+}
+
+/// The base entries every directory has: the suffix, the reader, People and Groups.
+pub fn base_ldif() -> String {
+    format!(
+        "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+dn: {READER_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: {READER_PW}\n\n\
+dn: ou=People,{BASE}\nobjectClass: organizationalUnit\nou: People\n\n\
+dn: ou=Groups,{BASE}\nobjectClass: organizationalUnit\nou: Groups\n\n"
+    )
+}
+
+/// An inetOrgPerson under ou=People.
+pub fn person(uid: &str, mail: Option<&str>, disabled: bool) -> String {
+    let mut s = format!(
+        "dn: uid={uid},ou=People,{BASE}\nobjectClass: inetOrgPerson\nobjectClass: dcTestAccount\nuid: {uid}\ncn: {uid}\nsn: {uid}\n"
+    );
+    if let Some(m) = mail {
+        s.push_str(&format!("mail: {m}\n"));
+    }
+    s.push_str(&format!("userAccountControl: {}\n\n", if disabled { 514 } else { 512 }));
+    s
+}
+
+/// A groupOfNames under ou=Groups; members are full DNs.
+pub fn group(cn: &str, member_dns: &[String]) -> String {
+    let mut s = format!("dn: cn={cn},ou=Groups,{BASE}\nobjectClass: groupOfNames\ncn: {cn}\n");
+    if member_dns.is_empty() {
+        s.push_str(&format!("member: {BASE}\n")); // groupOfNames needs one member
+    }
+    for m in member_dns {
+        s.push_str(&format!("member: {m}\n"));
+    }
+    s.push('\n');
+    s
+}
+
+pub fn user_dn(uid: &str) -> String {
+    format!("uid={uid},ou=People,{BASE}")
+}
+
+pub fn group_dn(cn: &str) -> String {
+    format!("cn={cn},ou=Groups,{BASE}")
+}
+
+impl Slapd {
+    /// Starts slapd with `base_ldif()` plus `ldif`.
+    pub fn start(ldif: &str) -> Slapd {
+        let c = certs();
+        let dir = tempfile::tempdir().expect("slapd dir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("db")).expect("db dir");
+        std::fs::write(d.join("extra.schema"), EXTRA_SCHEMA).expect("schema");
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\n\
+include /etc/ldap/schema/cosine.schema\n\
+include /etc/ldap/schema/inetorgperson.schema\n\
+include /etc/ldap/schema/nis.schema\n\
+include {d}/extra.schema\n\
+modulepath /usr/lib/ldap\n\
+moduleload back_mdb\n\
+pidfile {d}/slapd.pid\n\
+argsfile {d}/slapd.args\n\
+TLSCACertificateFile {ca}\n\
+TLSCertificateFile {cert}\n\
+TLSCertificateKeyFile {key}\n\
+database mdb\n\
+maxsize 1073741824\n\
+suffix \"{BASE}\"\n\
+rootdn \"{ADMIN_DN}\"\n\
+rootpw {ADMIN_PW}\n\
+directory {d}/db\n\
+index objectClass eq\n\
+limits dn.exact=\"{READER_DN}\" size.soft=10 size.hard=10 size.pr=unlimited size.prtotal=unlimited\n\
+access to attrs=userPassword by anonymous auth by * none\n\
+access to * by * read\n",
+            d = d.display(),
+            ca = c.ca.display(),
+            cert = c.cert.display(),
+            key = c.key.display(),
+        );
+        std::fs::write(d.join("slapd.conf"), conf).expect("conf");
+        std::fs::write(d.join("data.ldif"), format!("{}{ldif}", base_ldif())).expect("ldif");
+        run(Command::new("slapadd")
+            .arg("-f").arg(d.join("slapd.conf"))
+            .arg("-l").arg(d.join("data.ldif"))
+            .arg("-q"));
+        let port = free_port();
+        let ldaps_port = free_port();
+        run(Command::new(slapd_bin())
+            .arg("-f").arg(d.join("slapd.conf"))
+            .arg("-h").arg(format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/")));
+        let mut s = Slapd {
+            port,
+            ldaps_port,
+            dir,
+            pid: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = Command::new("ldapsearch")
+                .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}"), "-b", "", "-s", "base"])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "slapd did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s.pid = std::fs::read_to_string(s.dir.path().join("slapd.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        s
+    }
+
+    /// Applies an LDIF change as the admin (ldapmodify).
+    pub fn modify(&self, ldif: &str) {
+        use std::io::Write;
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", self.port), "-D", ADMIN_DN, "-w", ADMIN_PW])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ldapmodify");
+        child.stdin.take().expect("stdin").write_all(ldif.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "ldapmodify failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Adds entries (LDIF without changetype).
+    pub fn add(&self, ldif: &str) {
+        let with_type: String = ldif
+            .split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| {
+                let mut lines = e.lines();
+                let dn = lines.next().unwrap_or_default();
+                let rest: Vec<&str> = lines.collect();
+                format!("{dn}\nchangetype: add\n{}\n\n", rest.join("\n"))
+            })
+            .collect();
+        self.modify(&with_type);
+    }
+
+    pub fn delete(&self, dn: &str) {
+        self.modify(&format!("dn: {dn}\nchangetype: delete\n\n"));
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            // give it a moment to release the database
+            for _ in 0..50 {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}

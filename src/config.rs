@@ -123,9 +123,11 @@ impl LdapConfig {
         s.member_attribute.as_deref().unwrap_or("member")
     }
     pub fn email_prefix_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
-        s.email_prefix_attribute
-            .as_deref()
-            .unwrap_or(if self.ad { "sAMAccountName" } else { "uid" })
+        s.email_prefix_attribute.as_deref().unwrap_or(if self.ad {
+            "sAMAccountName"
+        } else {
+            "uid"
+        })
     }
 }
 
@@ -211,45 +213,189 @@ pub enum KeyKind {
 
 /// Every key `config set` and `config get` accept, with its type and a one-line help.
 pub const KEYS: &[(&str, KeyKind, &str)] = &[
-    ("server.url", KeyKind::Url, "Bitwarden server: https://vault.bitwarden.com (US, default), https://vault.bitwarden.eu (EU) or your self-hosted URL"),
-    ("server.api_url", KeyKind::Url, "custom API URL (overrides the one derived from server.url)"),
-    ("server.identity_url", KeyKind::Url, "custom identity URL (overrides the one derived from server.url)"),
-    ("server.ca_file", KeyKind::Path, "extra CA certificates (PEM) for the Bitwarden server"),
-    ("directory.type", KeyKind::Enum(&DirectoryType::ALL), "which directory to read"),
-    ("ldap.hostname", KeyKind::Str, "LDAP server host name, e.g. ad.company.com"),
-    ("ldap.port", KeyKind::Int, "LDAP port (default 389, or 636 for ldaps)"),
-    ("ldap.encryption", KeyKind::Enum(&["none", "starttls", "ldaps"]), "none, starttls or ldaps"),
-    ("ldap.ca_file", KeyKind::Path, "CA certificates (PEM) that signed the LDAP server's certificate"),
-    ("ldap.skip_cert_verification", KeyKind::Bool, "do not verify the LDAP server certificate (unsafe)"),
-    ("ldap.root_path", KeyKind::Str, "base DN, e.g. dc=company,dc=com"),
-    ("ldap.username", KeyKind::Str, "bind DN, DOMAIN\\user or UPN"),
-    ("ldap.password", KeyKind::Secret, "bind password (secret store, or env:NAME / file:PATH)"),
+    (
+        "server.url",
+        KeyKind::Url,
+        "Bitwarden server: https://vault.bitwarden.com (US, default), https://vault.bitwarden.eu (EU) or your self-hosted URL",
+    ),
+    (
+        "server.api_url",
+        KeyKind::Url,
+        "custom API URL (overrides the one derived from server.url)",
+    ),
+    (
+        "server.identity_url",
+        KeyKind::Url,
+        "custom identity URL (overrides the one derived from server.url)",
+    ),
+    (
+        "server.ca_file",
+        KeyKind::Path,
+        "extra CA certificates (PEM) for the Bitwarden server",
+    ),
+    (
+        "directory.type",
+        KeyKind::Enum(&DirectoryType::ALL),
+        "which directory to read",
+    ),
+    (
+        "ldap.hostname",
+        KeyKind::Str,
+        "LDAP server host name, e.g. ad.company.com",
+    ),
+    (
+        "ldap.port",
+        KeyKind::Int,
+        "LDAP port (default 389, or 636 for ldaps)",
+    ),
+    (
+        "ldap.encryption",
+        KeyKind::Enum(&["none", "starttls", "ldaps"]),
+        "none, starttls or ldaps",
+    ),
+    (
+        "ldap.ca_file",
+        KeyKind::Path,
+        "CA certificates (PEM) that signed the LDAP server's certificate",
+    ),
+    (
+        "ldap.skip_cert_verification",
+        KeyKind::Bool,
+        "do not verify the LDAP server certificate (unsafe)",
+    ),
+    (
+        "ldap.root_path",
+        KeyKind::Str,
+        "base DN, e.g. dc=company,dc=com",
+    ),
+    (
+        "ldap.username",
+        KeyKind::Str,
+        "bind DN, DOMAIN\\user or UPN",
+    ),
+    (
+        "ldap.password",
+        KeyKind::Secret,
+        "bind password (secret store, or env:NAME / file:PATH)",
+    ),
     ("ldap.ad", KeyKind::Bool, "the server is Active Directory"),
-    ("ldap.paged_search", KeyKind::Bool, "use paged searches (RFC 2696)"),
-    ("ldap.page_size", KeyKind::Int, "entries per page for paged searches"),
-    ("ldap.timeout_seconds", KeyKind::Int, "connect and operation timeout"),
+    (
+        "ldap.paged_search",
+        KeyKind::Bool,
+        "use paged searches (RFC 2696)",
+    ),
+    (
+        "ldap.page_size",
+        KeyKind::Int,
+        "entries per page for paged searches",
+    ),
+    (
+        "ldap.timeout_seconds",
+        KeyKind::Int,
+        "connect and operation timeout",
+    ),
     ("sync.users", KeyKind::Bool, "sync users"),
     ("sync.groups", KeyKind::Bool, "sync groups"),
-    ("sync.interval_minutes", KeyKind::Int, "minutes between automatic syncs (desktop app; minimum 5)"),
-    ("sync.user_filter", KeyKind::Str, "LDAP filter ANDed with the user object class"),
-    ("sync.group_filter", KeyKind::Str, "LDAP filter ANDed with the group object class"),
-    ("sync.user_path", KeyKind::Str, "where users are, relative to the root path, e.g. ou=People"),
-    ("sync.group_path", KeyKind::Str, "where groups are, relative to the root path, e.g. ou=Groups"),
-    ("sync.user_object_class", KeyKind::Str, "user object class (default inetOrgPerson; AD: person)"),
-    ("sync.group_object_class", KeyKind::Str, "group object class (default groupOfNames; AD: group)"),
-    ("sync.user_email_attribute", KeyKind::Str, "email attribute (default mail)"),
-    ("sync.group_name_attribute", KeyKind::Str, "group name attribute (default cn; AD: name)"),
-    ("sync.member_attribute", KeyKind::Str, "membership attribute: member, uniqueMember or memberUid (default member)"),
-    ("sync.use_email_prefix_suffix", KeyKind::Bool, "build an email from a prefix attribute and a suffix when a user has none"),
-    ("sync.email_prefix_attribute", KeyKind::Str, "prefix attribute (default uid; AD: sAMAccountName)"),
-    ("sync.email_suffix", KeyKind::Str, "suffix, e.g. @company.com"),
-    ("sync.remove_disabled", KeyKind::Bool, "remove disabled users from the organization"),
-    ("sync.remove_missing_users", KeyKind::Bool, "remove members the directory no longer returns"),
-    ("sync.overwrite_existing", KeyKind::Bool, "let the server remove every external member not in the push (debugging)"),
-    ("sync.large_import", KeyKind::Bool, "accepted for upstream compatibility; batching is automatic"),
-    ("sync.invite_users_after_provisioning", KeyKind::Bool, "ask the server to email invitations"),
-    ("sync.max_removals", KeyKind::Int, "refuse a sync that removes more members than this (0: no limit)"),
-    ("sync.max_removal_percent", KeyKind::Int, "refuse a sync that removes more than this % of members (0: no limit)"),
+    (
+        "sync.interval_minutes",
+        KeyKind::Int,
+        "minutes between automatic syncs (desktop app; minimum 5)",
+    ),
+    (
+        "sync.user_filter",
+        KeyKind::Str,
+        "LDAP filter ANDed with the user object class",
+    ),
+    (
+        "sync.group_filter",
+        KeyKind::Str,
+        "LDAP filter ANDed with the group object class",
+    ),
+    (
+        "sync.user_path",
+        KeyKind::Str,
+        "where users are, relative to the root path, e.g. ou=People",
+    ),
+    (
+        "sync.group_path",
+        KeyKind::Str,
+        "where groups are, relative to the root path, e.g. ou=Groups",
+    ),
+    (
+        "sync.user_object_class",
+        KeyKind::Str,
+        "user object class (default inetOrgPerson; AD: person)",
+    ),
+    (
+        "sync.group_object_class",
+        KeyKind::Str,
+        "group object class (default groupOfNames; AD: group)",
+    ),
+    (
+        "sync.user_email_attribute",
+        KeyKind::Str,
+        "email attribute (default mail)",
+    ),
+    (
+        "sync.group_name_attribute",
+        KeyKind::Str,
+        "group name attribute (default cn; AD: name)",
+    ),
+    (
+        "sync.member_attribute",
+        KeyKind::Str,
+        "membership attribute: member, uniqueMember or memberUid (default member)",
+    ),
+    (
+        "sync.use_email_prefix_suffix",
+        KeyKind::Bool,
+        "build an email from a prefix attribute and a suffix when a user has none",
+    ),
+    (
+        "sync.email_prefix_attribute",
+        KeyKind::Str,
+        "prefix attribute (default uid; AD: sAMAccountName)",
+    ),
+    (
+        "sync.email_suffix",
+        KeyKind::Str,
+        "suffix, e.g. @company.com",
+    ),
+    (
+        "sync.remove_disabled",
+        KeyKind::Bool,
+        "remove disabled users from the organization",
+    ),
+    (
+        "sync.remove_missing_users",
+        KeyKind::Bool,
+        "remove members the directory no longer returns",
+    ),
+    (
+        "sync.overwrite_existing",
+        KeyKind::Bool,
+        "let the server remove every external member not in the push (debugging)",
+    ),
+    (
+        "sync.large_import",
+        KeyKind::Bool,
+        "accepted for upstream compatibility; batching is automatic",
+    ),
+    (
+        "sync.invite_users_after_provisioning",
+        KeyKind::Bool,
+        "ask the server to email invitations",
+    ),
+    (
+        "sync.max_removals",
+        KeyKind::Int,
+        "refuse a sync that removes more members than this (0: no limit)",
+    ),
+    (
+        "sync.max_removal_percent",
+        KeyKind::Int,
+        "refuse a sync that removes more than this % of members (0: no limit)",
+    ),
 ];
 
 /// Looks a key up (case-insensitive); a clear error for unknown keys.
@@ -495,7 +641,10 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
         None => problem(
             &mut p,
             "directory.type",
-            format!("no directory configured; choose one of {}", DirectoryType::ALL.join(", ")),
+            format!(
+                "no directory configured; choose one of {}",
+                DirectoryType::ALL.join(", ")
+            ),
         ),
         Some(DirectoryType::Ldap) => validate_ldap(cfg, password_known, plaintext_opt_in, &mut p),
         Some(other) => problem(
@@ -512,18 +661,37 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
     }
     let s = &cfg.sync;
     if !s.users && !s.groups {
-        problem(&mut p, "sync.users", "neither sync.users nor sync.groups is on: nothing to sync");
+        problem(
+            &mut p,
+            "sync.users",
+            "neither sync.users nor sync.groups is on: nothing to sync",
+        );
     }
     if s.interval_minutes != 0 && s.interval_minutes < 5 {
-        problem(&mut p, "sync.interval_minutes", "the minimum sync interval is 5 minutes (0 turns automatic syncs off)");
+        problem(
+            &mut p,
+            "sync.interval_minutes",
+            "the minimum sync interval is 5 minutes (0 turns automatic syncs off)",
+        );
     }
     if s.max_removal_percent > 100 {
-        problem(&mut p, "sync.max_removal_percent", "must be between 0 and 100");
+        problem(
+            &mut p,
+            "sync.max_removal_percent",
+            "must be between 0 and 100",
+        );
     }
     if s.use_email_prefix_suffix && blank(&s.email_suffix) {
-        problem(&mut p, "sync.email_suffix", "required when sync.use_email_prefix_suffix is on, e.g. @company.com");
+        problem(
+            &mut p,
+            "sync.email_suffix",
+            "required when sync.use_email_prefix_suffix is on, e.g. @company.com",
+        );
     }
-    for (key, v) in [("sync.user_filter", &s.user_filter), ("sync.group_filter", &s.group_filter)] {
+    for (key, v) in [
+        ("sync.user_filter", &s.user_filter),
+        ("sync.group_filter", &s.group_filter),
+    ] {
         if let Some(f) = v
             && !f.trim().is_empty()
             && let Err(e) = check_ldap_filter(f)
@@ -543,10 +711,18 @@ fn validate_ldap(cfg: &Config, password_known: bool, plaintext_opt_in: bool, p: 
         problem(p, "ldap.port", "must be between 1 and 65535");
     }
     if blank(&l.root_path) {
-        problem(p, "ldap.root_path", "required: the base DN, e.g. dc=company,dc=com");
+        problem(
+            p,
+            "ldap.root_path",
+            "required: the base DN, e.g. dc=company,dc=com",
+        );
     }
     if blank(&l.username) {
-        problem(p, "ldap.username", "required: the DN (or DOMAIN\\user) to bind as");
+        problem(
+            p,
+            "ldap.username",
+            "required: the DN (or DOMAIN\\user) to bind as",
+        );
     }
     match &l.password {
         Some(v) if SecretRef::parse(v).is_none() && !plaintext_opt_in => problem(
@@ -576,7 +752,9 @@ fn validate_ldap(cfg: &Config, password_known: bool, plaintext_opt_in: bool, p: 
 pub fn check_ldap_filter(f: &str) -> Result<(), String> {
     let f = f.trim();
     if !f.starts_with('(') || !f.ends_with(')') {
-        return Err(format!("an LDAP filter must be in parentheses, e.g. (cn=Sales*): `{f}`"));
+        return Err(format!(
+            "an LDAP filter must be in parentheses, e.g. (cn=Sales*): `{f}`"
+        ));
     }
     let mut depth: i64 = 0;
     let mut escaped = false;
@@ -610,7 +788,11 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let e = parse("[ldap]\nhostname = \"x\"\nportt = 1\n").unwrap_err();
-        assert!(e.0.contains("ldap.portt") && e.0.contains("unknown field"), "{}", e.0);
+        assert!(
+            e.0.contains("ldap.portt") && e.0.contains("unknown field"),
+            "{}",
+            e.0
+        );
         let e = parse("[sync]\nusers = \"yes\"\n").unwrap_err();
         assert!(e.0.contains("sync.users"), "{}", e.0);
         let e = parse("[ldap]\nencryption = \"tls\"\n").unwrap_err();
@@ -620,7 +802,11 @@ mod tests {
     #[test]
     fn set_get_round_trip_keeps_comments() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(config_path(dir.path()), "# my comment\n[ldap]\nhostname = \"a\"\n").unwrap();
+        std::fs::write(
+            config_path(dir.path()),
+            "# my comment\n[ldap]\nhostname = \"a\"\n",
+        )
+        .unwrap();
         set_value(dir.path(), "LDAP.Port", Some("1389")).unwrap();
         set_value(dir.path(), "sync.remove_disabled", Some("yes")).unwrap();
         set_value(dir.path(), "directory.type", Some("LDAP")).unwrap();
@@ -629,8 +815,14 @@ mod tests {
         let cfg = load(dir.path()).unwrap();
         assert_eq!(cfg.ldap.port, Some(1389));
         assert!(cfg.sync.remove_disabled);
-        assert_eq!(get_value(&cfg, "directory.type").unwrap().as_deref(), Some("ldap"));
-        assert_eq!(get_value(&cfg, "ldap.hostname").unwrap().as_deref(), Some("a"));
+        assert_eq!(
+            get_value(&cfg, "directory.type").unwrap().as_deref(),
+            Some("ldap")
+        );
+        assert_eq!(
+            get_value(&cfg, "ldap.hostname").unwrap().as_deref(),
+            Some("a")
+        );
         set_value(dir.path(), "ldap.port", None).unwrap();
         assert_eq!(load(dir.path()).unwrap().ldap.port, None);
     }
@@ -649,7 +841,10 @@ mod tests {
         ] {
             let e = set_value(dir.path(), k, Some(v)).unwrap_err();
             assert!(e.downcast_ref::<ConfigError>().is_some(), "{k}: {e}");
-            assert!(format!("{e:#}").contains(k.split('.').next().unwrap()), "{k}: {e:#}");
+            assert!(
+                format!("{e:#}").contains(k.split('.').next().unwrap()),
+                "{k}: {e:#}"
+            );
         }
         assert_eq!(load(dir.path()).unwrap().ldap.port, Some(389));
     }
@@ -658,7 +853,10 @@ mod tests {
     fn secret_references_are_accepted_and_shown() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = set_value(dir.path(), "ldap.password", Some("env:LDAP_PW")).unwrap();
-        assert_eq!(get_value(&cfg, "ldap.password").unwrap().as_deref(), Some("env:LDAP_PW"));
+        assert_eq!(
+            get_value(&cfg, "ldap.password").unwrap().as_deref(),
+            Some("env:LDAP_PW")
+        );
         let mut c = cfg.clone();
         c.ldap.password = Some("hunter2".into());
         let shown = show(&c).unwrap();
@@ -672,16 +870,33 @@ mod tests {
         cfg.sync.interval_minutes = 2;
         cfg.sync.user_filter = Some("(cn=x".into());
         cfg.ldap.password = Some("plain".into());
-        let keys: Vec<String> = validate(&cfg, false, false).into_iter().map(|p| p.key).collect();
-        for k in ["ldap.hostname", "ldap.root_path", "ldap.username", "ldap.password", "sync.interval_minutes", "sync.user_filter"] {
+        let keys: Vec<String> = validate(&cfg, false, false)
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        for k in [
+            "ldap.hostname",
+            "ldap.root_path",
+            "ldap.username",
+            "ldap.password",
+            "sync.interval_minutes",
+            "sync.user_filter",
+        ] {
             assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");
         }
-        assert!(validate(&Config::default(), false, false).iter().any(|p| p.key == "directory.type"));
+        assert!(
+            validate(&Config::default(), false, false)
+                .iter()
+                .any(|p| p.key == "directory.type")
+        );
     }
 
     #[test]
     fn urls_are_normalized() {
-        assert_eq!(normalize_url(" vault.example.com/ "), "https://vault.example.com");
+        assert_eq!(
+            normalize_url(" vault.example.com/ "),
+            "https://vault.example.com"
+        );
         assert_eq!(normalize_url("http://x:8080//"), "http://x:8080");
     }
 }

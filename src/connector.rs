@@ -13,9 +13,7 @@ use crate::config::{self, Config, DirectoryType};
 use crate::datadir;
 use crate::engine::batch::BATCH_SIZE;
 use crate::engine::diff::DiffOptions;
-use crate::engine::{
-    GuardLimits, Normalized, Plan, build_batches, check_guard, diff, normalize,
-};
+use crate::engine::{GuardLimits, Normalized, Plan, build_batches, check_guard, diff, normalize};
 use crate::errors::{ConfigError, Refused};
 use crate::secrets::{self, SecretStore};
 use crate::sources::Progress;
@@ -88,8 +86,10 @@ impl Connector {
 
     /// The API key: `BW_CLIENTID` / `BW_CLIENTSECRET` when both are set, else the stored login.
     pub fn api_key(&self) -> anyhow::Result<Option<ApiKey>> {
-        if let (Ok(id), Ok(secret)) = (std::env::var("BW_CLIENTID"), std::env::var("BW_CLIENTSECRET"))
-            && !id.trim().is_empty()
+        if let (Ok(id), Ok(secret)) = (
+            std::env::var("BW_CLIENTID"),
+            std::env::var("BW_CLIENTSECRET"),
+        ) && !id.trim().is_empty()
             && !secret.trim().is_empty()
         {
             return ApiKey::new(&id, &secret).map(Some);
@@ -157,7 +157,8 @@ impl Connector {
 
     /// Every configuration problem (the password is looked up in the store).
     pub fn validate(&self, cfg: &Config) -> Vec<config::Problem> {
-        let needs_store = cfg.directory.kind == Some(DirectoryType::Ldap) && cfg.ldap.password.is_none();
+        let needs_store =
+            cfg.directory.kind == Some(DirectoryType::Ldap) && cfg.ldap.password.is_none();
         let known = !needs_store || matches!(self.secrets.get(KEY_LDAP_PASSWORD), Ok(Some(_)));
         config::validate(cfg, known, secrets::plaintext_opt_in())
     }
@@ -189,15 +190,18 @@ impl Connector {
     ) -> anyhow::Result<Normalized> {
         let snapshot = match cfg.directory.kind {
             Some(DirectoryType::Ldap) => {
-                let password = self.ldap_password(cfg)?.ok_or_else(|| {
-                    ConfigError("ldap.password is not set".into())
-                })?;
+                let password = self
+                    .ldap_password(cfg)?
+                    .ok_or_else(|| ConfigError("ldap.password is not set".into()))?;
                 let source = LdapSource {
                     ldap: cfg.ldap.clone(),
                     sync: cfg.sync.clone(),
                     password,
                 };
-                source.fetch(progress).await.context("reading the directory")?
+                source
+                    .fetch(progress)
+                    .await
+                    .context("reading the directory")?
             }
             other => {
                 return Err(ConfigError(format!(
@@ -227,7 +231,13 @@ impl Connector {
 
     /// The cache scope: one server and organization.
     fn scope(cfg: &Config, key: Option<&ApiKey>) -> Option<String> {
-        key.map(|k| format!("{}|{}", Urls::from_config(&cfg.server).api, k.organization_id()))
+        key.map(|k| {
+            format!(
+                "{}|{}",
+                Urls::from_config(&cfg.server).api,
+                k.organization_id()
+            )
+        })
     }
 
     /// Reads the directory and shows what a sync would do. Pushes nothing, writes nothing.
@@ -253,7 +263,11 @@ impl Connector {
     }
 
     /// Reads the directory, pushes the differences and records what the server confirmed.
-    pub async fn sync(&self, opts: SyncOptions, progress: &dyn Progress) -> anyhow::Result<SyncReport> {
+    pub async fn sync(
+        &self,
+        opts: SyncOptions,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<SyncReport> {
         let cfg = self.checked_config()?;
         let key = self.require_api_key()?;
         let _lock = datadir::acquire_sync_lock(&self.data_dir, "sync")?;
@@ -376,9 +390,7 @@ impl Connector {
                 let applied = if i == 0 {
                     "nothing was applied".to_string()
                 } else {
-                    format!(
-                        "batches 1–{i} were applied and recorded; the next sync sends the rest"
-                    )
+                    format!("batches 1–{i} were applied and recorded; the next sync sends the rest")
                 };
                 format!(
                     "import batch {}/{total} ({} members, {} groups) failed; {applied}",

@@ -104,7 +104,11 @@ pub fn acquire_sync_lock(dir: &Path, what: &str) -> anyhow::Result<SyncLock> {
             return Err(Busy(format!(
                 "another sync is running on the data directory {}: {}. Wait for it to finish.",
                 dir.display(),
-                if holder.is_empty() { "unknown process" } else { holder }
+                if holder.is_empty() {
+                    "unknown process"
+                } else {
+                    holder
+                }
             ))
             .into());
         }
@@ -134,7 +138,10 @@ mod tests {
         let _l = acquire_sync_lock(dir.path(), "sync from the CLI").unwrap();
         let e = acquire_sync_lock(dir.path(), "other").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains(&format!("process {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("process {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains("sync from the CLI"), "{msg}");
         drop(_l);
         acquire_sync_lock(dir.path(), "again").unwrap();

@@ -14,9 +14,16 @@ const USERS: usize = 4100;
 fn big_directory() -> String {
     let mut l = String::with_capacity(USERS * 200);
     for i in 0..USERS {
-        l.push_str(&person(&format!("user{i:05}"), Some(&format!("user{i:05}@example.com")), false));
+        l.push_str(&person(
+            &format!("user{i:05}"),
+            Some(&format!("user{i:05}@example.com")),
+            false,
+        ));
     }
-    let all: Vec<String> = (0..USERS).step_by(7).map(|i| user_dn(&format!("user{i:05}"))).collect();
+    let all: Vec<String> = (0..USERS)
+        .step_by(7)
+        .map(|i| user_dn(&format!("user{i:05}")))
+        .collect();
     l.push_str(&group("Every Seventh", &all));
     l
 }
@@ -33,7 +40,12 @@ fn paging_reads_past_the_server_size_limit_and_non_paged_search_is_an_error() {
     env.set("ldap.paged_search", "false");
     let r = env.expect(&["test"], 1);
     assert!(r.stderr.contains("size limit"), "{}", r.stderr);
-    assert!(r.stderr.contains("LDAP user search in `ou=People,dc=example,dc=com`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("LDAP user search in `ou=People,dc=example,dc=com`"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(server.import_count(), 0);
 }
 
@@ -47,11 +59,24 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
     server.org().cut_after_imports = Some(1);
 
     let r = env.expect(&["sync"], 1);
-    assert!(r.stderr.contains("import batch 2/4 (2000 members, 0 groups) failed"), "{}", r.stderr);
-    assert!(r.stderr.contains("batches 1–1 were applied and recorded"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("import batch 2/4 (2000 members, 0 groups) failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("batches 1–1 were applied and recorded"),
+        "{}",
+        r.stderr
+    );
     let first: BTreeSet<String> = server.org().emails();
     assert_eq!(first.len(), 2000);
-    assert_eq!(env.cache_counts(), (2000, 0), "the cache holds exactly what the server confirmed");
+    assert_eq!(
+        env.cache_counts(),
+        (2000, 0),
+        "the cache holds exactly what the server confirmed"
+    );
     {
         let org = server.org();
         let ok: Vec<_> = org.imports.iter().filter(|i| i.status == 200).collect();
@@ -74,8 +99,16 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
         .map(|m| m["email"].as_str().unwrap().to_string())
         .filter(|e| first.contains(e))
         .collect();
-    assert!(resent.is_empty(), "members already confirmed were sent again: {}", resent.len());
-    assert_eq!(org.imports.len() - before, 3, "2100 members in two batches, then the group");
+    assert!(
+        resent.is_empty(),
+        "members already confirmed were sent again: {}",
+        resent.len()
+    );
+    assert_eq!(
+        org.imports.len() - before,
+        3,
+        "2100 members in two batches, then the group"
+    );
     assert_eq!(org.group_emails("Every Seventh").len(), USERS.div_ceil(7));
     drop(org);
     assert_eq!(env.cache_counts(), (USERS, 1));
@@ -84,5 +117,9 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
     env.ok(&["clear-cache"]);
     env.set("sync.overwrite_existing", "true");
     let r = env.expect(&["sync"], 2);
-    assert!(r.stderr.contains("overwrite_existing cannot be used"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("overwrite_existing cannot be used"),
+        "{}",
+        r.stderr
+    );
 }

@@ -144,7 +144,10 @@ pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     let (device_type, os, _) = os_name();
     let mut headers = HeaderMap::new();
     headers.insert("Device-Type", HeaderValue::from_static(device_type));
-    headers.insert("Bitwarden-Client-Name", HeaderValue::from_static("connector"));
+    headers.insert(
+        "Bitwarden-Client-Name",
+        HeaderValue::from_static("connector"),
+    );
     headers.insert(
         "Bitwarden-Client-Version",
         HeaderValue::from_static(crate::VERSION),
@@ -206,8 +209,8 @@ impl BitwardenClient {
             match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let retryable = status == StatusCode::TOO_MANY_REQUESTS
-                        || status.is_server_error();
+                    let retryable =
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
                     if !retryable || last {
                         return Ok(resp);
                     }
@@ -400,7 +403,11 @@ mod tests {
 
     #[test]
     fn api_key_form_is_checked() {
-        let k = ApiKey::new(" organization.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f ", "s3cretvalue").unwrap();
+        let k = ApiKey::new(
+            " organization.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f ",
+            "s3cretvalue",
+        )
+        .unwrap();
         assert_eq!(k.organization_id(), "3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f");
         assert!(format!("{k:?}").contains("********"));
         assert!(ApiKey::new("user.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f", "x").is_err());

@@ -58,7 +58,10 @@ mod tests {
     fn cloud_regions_and_self_hosted() {
         assert_eq!(urls(None, None).api, "https://api.bitwarden.com");
         assert_eq!(urls(None, None).identity, "https://identity.bitwarden.com");
-        assert_eq!(urls(Some("https://vault.bitwarden.eu"), None).api, "https://api.bitwarden.eu");
+        assert_eq!(
+            urls(Some("https://vault.bitwarden.eu"), None).api,
+            "https://api.bitwarden.eu"
+        );
         let u = urls(Some("https://bw.example.com/"), None);
         assert_eq!(u.api, "https://bw.example.com/api");
         assert_eq!(u.identity, "https://bw.example.com/identity");

@@ -133,7 +133,9 @@ pub fn error_message(status: u16, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::diff::{GroupAction, GroupChange, MemberAction, MemberChange, RemovalReason};
+    use crate::engine::diff::{
+        GroupAction, GroupChange, MemberAction, MemberChange, RemovalReason,
+    };
 
     #[test]
     fn import_body_is_camel_case_with_strings() {
@@ -178,15 +180,30 @@ mod tests {
     #[test]
     fn error_bodies_become_sentences() {
         assert_eq!(
-            error_message(400, r#"{"message":"The model state is invalid.","validationErrors":{"Members[0].Email":["The Email field is not a valid e-mail address."]}}"#),
+            error_message(
+                400,
+                r#"{"message":"The model state is invalid.","validationErrors":{"Members[0].Email":["The Email field is not a valid e-mail address."]}}"#
+            ),
             "The model state is invalid.; Members[0].Email: The Email field is not a valid e-mail address."
         );
         assert_eq!(
-            error_message(400, r#"{"error":"invalid_client","error_description":"bad"}"#),
+            error_message(
+                400,
+                r#"{"error":"invalid_client","error_description":"bad"}"#
+            ),
             "bad"
         );
-        assert_eq!(error_message(400, r#"{"ErrorModel":{"Message":"Nope"}}"#), "Nope");
-        assert_eq!(error_message(429, ""), "rate limit exceeded; try again later");
-        assert_eq!(error_message(502, "<html>Bad gateway</html>"), "<html>Bad gateway</html>");
+        assert_eq!(
+            error_message(400, r#"{"ErrorModel":{"Message":"Nope"}}"#),
+            "Nope"
+        );
+        assert_eq!(
+            error_message(429, ""),
+            "rate limit exceeded; try again later"
+        );
+        assert_eq!(
+            error_message(502, "<html>Bad gateway</html>"),
+            "<html>Bad gateway</html>"
+        );
     }
 }

@@ -20,7 +20,12 @@ use crate::store::SyncKind;
 #[command(name = "directory-connector", version, about, long_about = None)]
 pub struct Cli {
     /// Data directory (config, database, logs). Default: the platform's app-data folder.
-    #[arg(long, global = true, env = "DIRECTORY_CONNECTOR_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "DIRECTORY_CONNECTOR_DATA_DIR",
+        value_name = "DIR"
+    )]
     pub data_dir: Option<PathBuf>,
     /// Print JSON for scripts instead of tables.
     #[arg(long, global = true)]
@@ -130,7 +135,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn dispatch(command: &Command, data_dir: &std::path::Path, out: &output::Output) -> anyhow::Result<i32> {
+fn dispatch(
+    command: &Command,
+    data_dir: &std::path::Path,
+    out: &output::Output,
+) -> anyhow::Result<i32> {
     match command {
         Command::DataFile => {
             out.line(&config::config_path(data_dir).display().to_string());
@@ -192,7 +201,10 @@ fn dispatch(command: &Command, data_dir: &std::path::Path, out: &output::Output)
         }
         Command::ClearCache => {
             Connector::open(data_dir)?.clear_cache()?;
-            out.message("The sync cache has been cleared.", "The next sync sends everything.");
+            out.message(
+                "The sync cache has been cleared.",
+                "The next sync sends everything.",
+            );
             Ok(0)
         }
         Command::History { limit } => {
@@ -203,12 +215,18 @@ fn dispatch(command: &Command, data_dir: &std::path::Path, out: &output::Output)
     }
 }
 
-fn config_command(c: &ConfigCommand, data_dir: &std::path::Path, out: &output::Output) -> anyhow::Result<i32> {
+fn config_command(
+    c: &ConfigCommand,
+    data_dir: &std::path::Path,
+    out: &output::Output,
+) -> anyhow::Result<i32> {
     match c {
         ConfigCommand::Set { key, value } => {
             let (key, kind) = config::key_info(key)?;
             if kind == config::KeyKind::Secret
-                && value.as_deref().is_none_or(|v| crate::secrets::SecretRef::parse(v).is_none())
+                && value
+                    .as_deref()
+                    .is_none_or(|v| crate::secrets::SecretRef::parse(v).is_none())
             {
                 if value.is_some() {
                     // typed_value refuses literal secrets with the full explanation
@@ -255,7 +273,9 @@ fn config_command(c: &ConfigCommand, data_dir: &std::path::Path, out: &output::O
             let (key, kind) = config::key_info(key)?;
             config::set_value(data_dir, key, None)?;
             if kind == config::KeyKind::Secret {
-                Connector::open(data_dir)?.secrets.delete(KEY_LDAP_PASSWORD)?;
+                Connector::open(data_dir)?
+                    .secrets
+                    .delete(KEY_LDAP_PASSWORD)?;
             }
             out.message(&format!("Removed setting `{key}`."), "");
             Ok(0)
@@ -264,7 +284,8 @@ fn config_command(c: &ConfigCommand, data_dir: &std::path::Path, out: &output::O
             let cfg = config::load(data_dir)?;
             if out.json {
                 let text = config::show(&cfg)?;
-                let v: toml::Value = toml::from_str(&text).context("re-reading the configuration")?;
+                let v: toml::Value =
+                    toml::from_str(&text).context("re-reading the configuration")?;
                 out.json_value(&serde_json::to_value(v)?);
             } else {
                 out.line(config::show(&cfg)?.trim_end());

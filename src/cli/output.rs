@@ -17,7 +17,8 @@ pub struct Output {
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
     t
 }
 
@@ -71,7 +72,12 @@ impl Output {
         let groups = n.groups.as_deref().unwrap_or_default();
         let by_id: std::collections::HashMap<&str, &str> = users
             .iter()
-            .map(|u| (u.external_id.as_str(), u.email.as_deref().unwrap_or(&u.reference_id)))
+            .map(|u| {
+                (
+                    u.external_id.as_str(),
+                    u.email.as_deref().unwrap_or(&u.reference_id),
+                )
+            })
             .collect();
         if self.json {
             let part = |f: &dyn Fn(&crate::engine::NormUser) -> bool| -> Vec<serde_json::Value> {
@@ -117,7 +123,10 @@ impl Output {
                     u.reference_id.clone(),
                 ]);
             }
-            println!("Users: {} ({enabled} enabled, {disabled} disabled, {deleted} deleted)", users.len());
+            println!(
+                "Users: {} ({enabled} enabled, {disabled} disabled, {deleted} deleted)",
+                users.len()
+            );
             if !users.is_empty() {
                 println!("{t}");
             }
@@ -127,7 +136,7 @@ impl Output {
             if !groups.is_empty() {
                 let mut t = table(&["Group", "Members"]);
                 let mut sorted: Vec<_> = groups.iter().collect();
-                sorted.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+                sorted.sort_by_cached_key(|g| g.name.to_lowercase());
                 for g in sorted {
                     let mut names: Vec<&str> = g
                         .members
@@ -168,7 +177,11 @@ impl Output {
             p.invites(),
             p.updates(),
             p.removals(),
-            if p.resends() > 0 { format!(", resend {}", p.resends()) } else { String::new() },
+            if p.resends() > 0 {
+                format!(", resend {}", p.resends())
+            } else {
+                String::new()
+            },
             p.count_groups(GroupAction::Create),
             p.count_groups(GroupAction::Update),
             if p.count_groups(GroupAction::Resend) > 0 {
@@ -195,7 +208,11 @@ impl Output {
             }
             println!("{t}");
         }
-        let gchanges: Vec<_> = p.groups.iter().filter(|g| g.action != GroupAction::Resend).collect();
+        let gchanges: Vec<_> = p
+            .groups
+            .iter()
+            .filter(|g| g.action != GroupAction::Resend)
+            .collect();
         if !gchanges.is_empty() {
             let mut t = table(&["Group", "Change"]);
             for g in gchanges {
@@ -255,18 +272,30 @@ impl Output {
             println!("No runs yet.");
             return;
         }
-        let mut t = table(&["#", "Started", "Outcome", "Invited", "Updated", "Removed", "Groups", "Members", "Error"]);
+        let mut t = table(&[
+            "#", "Started", "Outcome", "Invited", "Updated", "Removed", "Groups", "Members",
+            "Error",
+        ]);
         for r in runs {
             t.add_row(vec![
                 r.id.to_string(),
-                r.started_at.chars().take(19).collect::<String>().replace('T', " "),
+                r.started_at
+                    .chars()
+                    .take(19)
+                    .collect::<String>()
+                    .replace('T', " "),
                 r.outcome.as_str().to_string(),
                 r.invited.to_string(),
                 r.updated.to_string(),
                 r.removed.to_string(),
                 r.groups_changed.to_string(),
                 r.members_after.to_string(),
-                r.error.clone().unwrap_or_default().chars().take(120).collect(),
+                r.error
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(120)
+                    .collect(),
             ]);
         }
         println!("{t}");
@@ -289,7 +318,10 @@ impl Output {
 
     pub fn keys(&self) {
         if self.json {
-            let v: Vec<_> = KEYS.iter().map(|(k, _, h)| json!({"key": k, "help": h})).collect();
+            let v: Vec<_> = KEYS
+                .iter()
+                .map(|(k, _, h)| json!({"key": k, "help": h}))
+                .collect();
             self.json_value(&json!(v));
             return;
         }
@@ -329,7 +361,10 @@ impl Progress for Spinner {
     }
     fn count(&self, n: u64) {
         if let Some(b) = &self.bar {
-            b.set_message(format!("{} ({n} entries)", b.message().split(" (").next().unwrap_or_default()));
+            b.set_message(format!(
+                "{} ({n} entries)",
+                b.message().split(" (").next().unwrap_or_default()
+            ));
         }
     }
 }

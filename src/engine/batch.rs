@@ -126,8 +126,15 @@ mod tests {
 
     #[test]
     fn empty_plan_has_no_batches() {
-        assert!(build_batches(&plan(0, 0, false), BATCH_SIZE).unwrap().is_empty());
+        assert!(
+            build_batches(&plan(0, 0, false), BATCH_SIZE)
+                .unwrap()
+                .is_empty()
+        );
         // overwrite with an empty directory is still one (empty) request
-        assert_eq!(build_batches(&plan(0, 0, true), BATCH_SIZE).unwrap().len(), 1);
+        assert_eq!(
+            build_batches(&plan(0, 0, true), BATCH_SIZE).unwrap().len(),
+            1
+        );
     }
 }

@@ -159,7 +159,8 @@ pub fn group_fingerprint(name: &str, sorted_members: &[String]) -> String {
 
 /// Computes the plan.
 pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
-    let full_push = opts.overwrite_existing || (cache.members.is_empty() && cache.groups.is_empty());
+    let full_push =
+        opts.overwrite_existing || (cache.members.is_empty() && cache.groups.is_empty());
     let mut plan = Plan {
         full_push,
         overwrite_existing: opts.overwrite_existing,
@@ -187,13 +188,9 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
             };
             if let Some(reason) = removal {
                 // Removal needs an email on the wire; the cache knows the confirmed one.
-                let email = cached.map(|c| c.email.clone()).or_else(|| {
-                    if full_push {
-                        u.email.clone()
-                    } else {
-                        None
-                    }
-                });
+                let email = cached
+                    .map(|c| c.email.clone())
+                    .or_else(|| if full_push { u.email.clone() } else { None });
                 if let Some(email) = email {
                     plan.members.push(MemberChange {
                         external_id: u.external_id.clone(),
@@ -371,7 +368,10 @@ mod tests {
             vec![u("1", "a@x.com"), u("2", "b@x.com")],
             vec![g("G", &["1"]), g("H", &["2"])],
         );
-        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let cache = confirmed(
+            &diff(&n, &Cache::default(), DiffOptions::default()),
+            Cache::default(),
+        );
         let mut n2 = norm(
             vec![u("1", "a2@x.com"), u("2", "b@x.com"), u("3", "c@x.com")],
             vec![g("G", &["1", "3"]), g("H", &["2"])],
@@ -380,7 +380,15 @@ mod tests {
         assert!(!p.full_push);
         assert_eq!(p.invites(), 1);
         assert_eq!(p.updates(), 1);
-        assert_eq!(p.members.iter().find(|m| m.external_id == "1").unwrap().previous_email.as_deref(), Some("a@x.com"));
+        assert_eq!(
+            p.members
+                .iter()
+                .find(|m| m.external_id == "1")
+                .unwrap()
+                .previous_email
+                .as_deref(),
+            Some("a@x.com")
+        );
         assert_eq!(p.groups.len(), 1);
         assert_eq!(p.groups[0].external_id, "G");
         assert_eq!(p.groups[0].action, GroupAction::Update);
@@ -397,7 +405,10 @@ mod tests {
             vec![u("1", "a@x.com"), u("2", "b@x.com"), u("3", "c@x.com")],
             vec![g("G", &["1", "2", "3"])],
         );
-        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let cache = confirmed(
+            &diff(&n, &Cache::default(), DiffOptions::default()),
+            Cache::default(),
+        );
         let mut n2 = n.clone();
         n2.users.as_mut().unwrap()[1].disabled = true;
         n2.users.as_mut().unwrap()[2].deleted = true;
@@ -424,7 +435,10 @@ mod tests {
     #[test]
     fn deleted_user_unknown_to_the_cache_is_not_sent_incrementally() {
         let n = norm(vec![u("1", "a@x.com")], vec![]);
-        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let cache = confirmed(
+            &diff(&n, &Cache::default(), DiffOptions::default()),
+            Cache::default(),
+        );
         let mut dead = u("9", "z@x.com");
         dead.deleted = true;
         let n2 = norm(vec![u("1", "a@x.com"), dead], vec![]);
@@ -437,7 +451,10 @@ mod tests {
     #[test]
     fn missing_users_are_removed_only_when_asked() {
         let n = norm(vec![u("1", "a@x.com"), u("2", "b@x.com")], vec![]);
-        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let cache = confirmed(
+            &diff(&n, &Cache::default(), DiffOptions::default()),
+            Cache::default(),
+        );
         let n2 = norm(vec![u("1", "a@x.com")], vec![]);
         assert!(diff(&n2, &cache, DiffOptions::default()).is_empty());
         let p = diff(
@@ -450,13 +467,22 @@ mod tests {
         );
         assert_eq!(p.removals(), 1);
         assert_eq!(p.members[0].email, "b@x.com");
-        assert_eq!(p.members[0].action, MemberAction::Remove(RemovalReason::Missing));
+        assert_eq!(
+            p.members[0].action,
+            MemberAction::Remove(RemovalReason::Missing)
+        );
     }
 
     #[test]
     fn overwrite_existing_resends_everything_and_shows_implicit_removals() {
-        let n = norm(vec![u("1", "a@x.com"), u("2", "b@x.com")], vec![g("G", &["1"])]);
-        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1"])],
+        );
+        let cache = confirmed(
+            &diff(&n, &Cache::default(), DiffOptions::default()),
+            Cache::default(),
+        );
         let n2 = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
         let p = diff(
             &n2,
@@ -475,7 +501,10 @@ mod tests {
     #[test]
     fn stale_groups_are_reported() {
         let n = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"]), g("H", &[])]);
-        let cache = confirmed(&diff(&n, &Cache::default(), DiffOptions::default()), Cache::default());
+        let cache = confirmed(
+            &diff(&n, &Cache::default(), DiffOptions::default()),
+            Cache::default(),
+        );
         let n2 = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
         let p = diff(&n2, &cache, DiffOptions::default());
         assert!(p.is_empty());

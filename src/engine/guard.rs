@@ -95,7 +95,10 @@ mod tests {
         };
         assert!(check_guard(&plan(1000, 995, 5), limits).is_none());
         let r = check_guard(&plan(1000, 994, 6), limits).unwrap();
-        assert!(r.contains("remove 6 member(s)") && r.contains("max_removals = 5"), "{r}");
+        assert!(
+            r.contains("remove 6 member(s)") && r.contains("max_removals = 5"),
+            "{r}"
+        );
     }
 
     #[test]

@@ -636,10 +636,7 @@ mod tests {
     #[test]
     fn identical_duplicates_are_silently_merged() {
         let n = normalize(Snapshot {
-            users: Some(vec![
-                user("1", Some("a@x.com")),
-                user("1", Some("A@x.com")),
-            ]),
+            users: Some(vec![user("1", Some("a@x.com")), user("1", Some("A@x.com"))]),
             groups: None,
         })
         .unwrap();

@@ -90,7 +90,22 @@ pub fn guid_to_string(b: &[u8]) -> Option<String> {
     }
     Some(format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+        b[3],
+        b[2],
+        b[1],
+        b[0],
+        b[5],
+        b[4],
+        b[7],
+        b[6],
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
     ))
 }
 
@@ -136,7 +151,10 @@ pub fn describe_error(e: &LdapError) -> String {
             ("data 52e", "wrong user name or password"),
             ("data 525", "the user does not exist"),
             ("data 530", "the account may not log on at this time"),
-            ("data 531", "the account may not log on from this workstation"),
+            (
+                "data 531",
+                "the account may not log on from this workstation",
+            ),
             ("data 532", "the password has expired"),
             ("data 533", "the account is disabled"),
             ("data 701", "the account has expired"),
@@ -176,7 +194,9 @@ pub fn describe_error(e: &LdapError) -> String {
     }
     let all = chain.join(": ");
     let cert = if all.contains("UnknownIssuer") {
-        Some("the server certificate is signed by an unknown issuer: set ldap.ca_file to the CA that signed it")
+        Some(
+            "the server certificate is signed by an unknown issuer: set ldap.ca_file to the CA that signed it",
+        )
     } else if all.contains("NotValidForName") || all.contains("NotValidForNameContext") {
         Some("the server certificate does not match the host name in ldap.hostname")
     } else if all.contains("Expired") {
@@ -204,7 +224,12 @@ fn tls_config(cfg: &LdapConfig) -> anyhow::Result<Option<Arc<rustls::ClientConfi
     let mut roots = rustls::RootCertStore::empty();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow!("ldap.ca_file {}: cannot read PEM certificates: {e}", ca.display()))?;
+        .map_err(|e| {
+            anyhow!(
+                "ldap.ca_file {}: cannot read PEM certificates: {e}",
+                ca.display()
+            )
+        })?;
     if certs.is_empty() {
         anyhow::bail!("ldap.ca_file {}: no certificate found", ca.display());
     }
@@ -219,17 +244,28 @@ fn tls_config(cfg: &LdapConfig) -> anyhow::Result<Option<Arc<rustls::ClientConfi
     Ok(Some(Arc::new(config)))
 }
 
+/// One search: what it is for (named in errors), base, filter and attributes.
+struct Query<'q> {
+    what: &'q str,
+    base: &'q str,
+    filter: &'q str,
+    attrs: &'q [String],
+}
+
 /// Reads entries one by one; `on_entry` sees each. Server-side limits are errors.
 async fn search_each(
     ldap: &mut Ldap,
     cfg: &LdapConfig,
-    what: &str,
-    base: &str,
-    filter: &str,
-    attrs: &[String],
+    q: Query<'_>,
     progress: &dyn Progress,
     mut on_entry: impl FnMut(SearchEntry),
 ) -> anyhow::Result<u64> {
+    let Query {
+        what,
+        base,
+        filter,
+        attrs,
+    } = q;
     let timeout = Duration::from_secs(cfg.timeout_seconds);
     let ctx = || format!("LDAP {what} search in `{base}` with filter `{filter}`");
     tracing::info!("{what} search: {base} => {filter}");
@@ -250,7 +286,9 @@ async fn search_each(
         ldap.streaming_search(base, Scope::Subtree, filter, attrs)
             .await
     };
-    let mut stream = started.map_err(|e| anyhow!(describe_error(&e))).with_context(ctx)?;
+    let mut stream = started
+        .map_err(|e| anyhow!(describe_error(&e)))
+        .with_context(ctx)?;
     let mut n = 0u64;
     loop {
         match stream.next().await {
@@ -286,8 +324,10 @@ async fn search_each(
             .with_context(ctx);
         }
         _ => {
-            return Err(anyhow!(describe_error(&LdapError::LdapResult { result: res })))
-                .with_context(ctx);
+            return Err(anyhow!(describe_error(&LdapError::LdapResult {
+                result: res
+            })))
+            .with_context(ctx);
         }
     }
     progress.count(n);
@@ -340,7 +380,11 @@ impl LdapSource {
         result
     }
 
-    async fn fetch_with(&self, ldap: &mut Ldap, progress: &dyn Progress) -> anyhow::Result<Snapshot> {
+    async fn fetch_with(
+        &self,
+        ldap: &mut Ldap,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<Snapshot> {
         let cfg = &self.ldap;
         let s = &self.sync;
         let root = cfg.root_path.as_deref().unwrap_or_default();
@@ -366,7 +410,13 @@ impl LdapSource {
             }
             let base = search_base(s.user_path.as_deref(), root);
             let filter = search_filter(cfg.user_object_class(s), s.user_filter.as_deref());
-            search_each(ldap, cfg, "user", &base, &filter, &attrs, progress, |e| {
+            let q = Query {
+                what: "user",
+                base: &base,
+                filter: &filter,
+                attrs: &attrs,
+            };
+            search_each(ldap, cfg, q, progress, |e| {
                 let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
                 let disabled = first(&e, "userAccountControl")
                     .and_then(|v| v.trim().parse::<i64>().ok())
@@ -407,7 +457,13 @@ impl LdapSource {
             ];
             let base = search_base(s.group_path.as_deref(), root);
             let filter = search_filter(cfg.group_object_class(s), s.group_filter.as_deref());
-            search_each(ldap, cfg, "group", &base, &filter, &attrs, progress, |e| {
+            let q = Query {
+                what: "group",
+                base: &base,
+                filter: &filter,
+                attrs: &attrs,
+            };
+            search_each(ldap, cfg, q, progress, |e| {
                 let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
                 let name = first(&e, &name_attr)
                     .or_else(|| first(&e, "cn"))
@@ -471,10 +527,16 @@ mod tests {
 
     #[test]
     fn bases_and_filters() {
-        assert_eq!(search_base(Some("ou=People "), "dc=x,dc=com"), "ou=People,dc=x,dc=com");
+        assert_eq!(
+            search_base(Some("ou=People "), "dc=x,dc=com"),
+            "ou=People,dc=x,dc=com"
+        );
         assert_eq!(search_base(Some(""), "dc=x"), "dc=x");
         assert_eq!(search_filter("person", None), "(objectClass=person)");
-        assert_eq!(search_filter("person", Some("(cn=a*)")), "(&(objectClass=person)(cn=a*))");
+        assert_eq!(
+            search_filter("person", Some("(cn=a*)")),
+            "(&(objectClass=person)(cn=a*))"
+        );
         assert_eq!(strip_unique_id("cn=a,dc=x#'0101'B"), "cn=a,dc=x");
         assert_eq!(strip_unique_id("cn=a#b,dc=x"), "cn=a#b,dc=x");
     }

@@ -11,7 +11,9 @@ impl Store {
     /// Loads the whole cache.
     pub fn load_cache(&self) -> anyhow::Result<Cache> {
         let mut cache = Cache::default();
-        let mut st = self.conn.prepare("SELECT external_id, email FROM members")?;
+        let mut st = self
+            .conn
+            .prepare("SELECT external_id, email FROM members")?;
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         for row in rows {
             let (id, email) = row?;
@@ -47,7 +49,10 @@ impl Store {
         replace_members: bool,
     ) -> anyhow::Result<()> {
         let now = chrono::Utc::now().to_rfc3339();
-        let tx = self.conn.transaction().context("starting a cache transaction")?;
+        let tx = self
+            .conn
+            .transaction()
+            .context("starting a cache transaction")?;
         if replace_members {
             tx.execute("DELETE FROM members", [])?;
         }
@@ -111,8 +116,12 @@ impl Store {
 
     /// Number of cached members and groups.
     pub fn cache_counts(&self) -> anyhow::Result<(usize, usize)> {
-        let m: i64 = self.conn.query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))?;
-        let g: i64 = self.conn.query_row("SELECT COUNT(*) FROM groups", [], |r| r.get(0))?;
+        let m: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))?;
+        let g: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM groups", [], |r| r.get(0))?;
         Ok((m as usize, g as usize))
     }
 
@@ -168,14 +177,19 @@ mod tests {
             false,
         )
         .unwrap();
-        s.commit_batch(&[m("b", MemberAction::Remove(RemovalReason::Deleted))], &[], false)
-            .unwrap();
+        s.commit_batch(
+            &[m("b", MemberAction::Remove(RemovalReason::Deleted))],
+            &[],
+            false,
+        )
+        .unwrap();
         let c = s.load_cache().unwrap();
         assert_eq!(c.members.len(), 1);
         assert!(c.members.contains_key("a"));
         assert_eq!(c.groups["g"].fingerprint, "f1");
         assert_eq!(c.groups["g"].member_count, 1);
-        s.commit_batch(&[m("c", MemberAction::Resend)], &[], true).unwrap();
+        s.commit_batch(&[m("c", MemberAction::Resend)], &[], true)
+            .unwrap();
         let c = s.load_cache().unwrap();
         assert_eq!(c.members.keys().collect::<Vec<_>>(), vec!["c"]);
     }
@@ -184,7 +198,8 @@ mod tests {
     fn scope_change_clears_the_cache() {
         let mut s = Store::open_in_memory().unwrap();
         assert!(!s.ensure_cache_scope("api|org1").unwrap());
-        s.commit_batch(&[m("a", MemberAction::Invite)], &[], false).unwrap();
+        s.commit_batch(&[m("a", MemberAction::Invite)], &[], false)
+            .unwrap();
         s.set_last_sync(crate::store::SyncKind::Users, "t").unwrap();
         assert!(!s.ensure_cache_scope("api|org1").unwrap());
         assert_eq!(s.cache_counts().unwrap(), (1, 0));

@@ -103,7 +103,9 @@ impl Store {
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 params![key, v],
             )?,
-            None => self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+            None => self
+                .conn
+                .execute("DELETE FROM meta WHERE key = ?1", [key])?,
         };
         Ok(())
     }

@@ -75,7 +75,11 @@ impl Org {
         };
         self.members
             .values()
-            .filter(|m| m.external_id.as_ref().is_some_and(|e| g.members.contains(e)))
+            .filter(|m| {
+                m.external_id
+                    .as_ref()
+                    .is_some_and(|e| g.members.contains(e))
+            })
             .map(|m| m.email.clone())
             .collect()
     }
@@ -109,12 +113,16 @@ impl FakeBitwarden {
             .route("/api/public/organization/import", post(import))
             .with_state(state);
         let (backend, front) = rt.block_on(async {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             let backend = l.local_addr().expect("addr");
             tokio::spawn(async move {
                 let _ = axum::serve(l, app).await;
             });
-            let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let front = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             (backend, front)
         });
         let url = format!("http://{}", front.local_addr().expect("addr"));
@@ -205,7 +213,13 @@ async fn token(State((org, _)): State<Shared>, headers: HeaderMap, body: String)
     let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
-    for k in ["deviceType", "deviceIdentifier", "deviceName", "client_id", "client_secret"] {
+    for k in [
+        "deviceType",
+        "deviceIdentifier",
+        "deviceName",
+        "client_id",
+        "client_secret",
+    ] {
         if form.get(k).is_none_or(|v| v.is_empty()) {
             return (
                 StatusCode::BAD_REQUEST,
@@ -217,23 +231,31 @@ async fn token(State((org, _)): State<Shared>, headers: HeaderMap, body: String)
     if form.get("grant_type").map(String::as_str) != Some("client_credentials")
         || form.get("scope").map(String::as_str) != Some("api.organization")
     {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response();
     }
     if form["client_id"] != org.client_id || form["client_secret"] != org.client_secret {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_client"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
     }
     let token = format!("tok-{}", org.token_requests);
     org.tokens.insert(token.clone());
-    axum::Json(json!({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})).into_response()
+    axum::Json(json!({"access_token": token, "expires_in": 3600, "token_type": "Bearer"}))
+        .into_response()
 }
 
 fn invalid(errors: Vec<(String, String)>) -> Response {
     let mut map = serde_json::Map::new();
     for (k, v) in errors {
-        map.entry(k)
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .map(|a| a.push(json!(v)));
+        if let Some(a) = map.entry(k).or_insert_with(|| json!([])).as_array_mut() {
+            a.push(json!(v));
+        }
     }
     (
         StatusCode::BAD_REQUEST,
@@ -302,27 +324,53 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         let deleted = m.get("deleted").and_then(Value::as_bool).unwrap_or(false);
         match m.get("externalId") {
             Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 300 => {}
-            _ => errors.push((format!("Members[{i}].ExternalId"), "The ExternalId field is required and must be a string of at most 300 characters.".to_string())),
+            _ => errors.push((
+                format!("Members[{i}].ExternalId"),
+                "The ExternalId field is required and must be a string of at most 300 characters."
+                    .to_string(),
+            )),
         }
         match m.get("email") {
-            Some(Value::String(e)) if e.chars().count() > 256 => errors.push((format!("Members[{i}].Email"), "The field Email must be a string with a maximum length of 256.".into())),
-            Some(Value::String(e)) if !valid_email(e) => errors.push((format!("Members[{i}].Email"), "The Email field is not a valid e-mail address.".into())),
+            Some(Value::String(e)) if e.chars().count() > 256 => errors.push((
+                format!("Members[{i}].Email"),
+                "The field Email must be a string with a maximum length of 256.".into(),
+            )),
+            Some(Value::String(e)) if !valid_email(e) => errors.push((
+                format!("Members[{i}].Email"),
+                "The Email field is not a valid e-mail address.".into(),
+            )),
             Some(Value::String(_)) => {}
             _ if deleted => {}
-            _ => errors.push((format!("Members[{i}].Email"), "The Email field is required.".into())),
+            _ => errors.push((
+                format!("Members[{i}].Email"),
+                "The Email field is required.".into(),
+            )),
         }
     }
     for (i, g) in groups.iter().enumerate() {
         match g.get("name") {
             Some(Value::String(n)) if !n.is_empty() && n.chars().count() <= 100 => {}
-            _ => errors.push((format!("Groups[{i}].Name"), "The Name field is required (at most 100 characters).".into())),
+            _ => errors.push((
+                format!("Groups[{i}].Name"),
+                "The Name field is required (at most 100 characters).".into(),
+            )),
         }
         match g.get("externalId") {
             Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 300 => {}
-            _ => errors.push((format!("Groups[{i}].ExternalId"), "The ExternalId field is required.".into())),
+            _ => errors.push((
+                format!("Groups[{i}].ExternalId"),
+                "The ExternalId field is required.".into(),
+            )),
         }
-        if !g.get("memberExternalIds").and_then(Value::as_array).is_some_and(|a| a.iter().all(Value::is_string)) {
-            errors.push((format!("Groups[{i}].MemberExternalIds"), "must be an array of strings".into()));
+        if !g
+            .get("memberExternalIds")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().all(Value::is_string))
+        {
+            errors.push((
+                format!("Groups[{i}].MemberExternalIds"),
+                "must be an array of strings".into(),
+            ));
         }
     }
     if !errors.is_empty() {
@@ -341,13 +389,24 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         )
             .into_response();
     }
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     // Seat limit: checked before anything is applied.
     if let Some(limit) = org.seat_limit {
-        let by_ext: HashSet<String> = org.members.values().filter_map(|m| m.external_id.clone()).collect();
+        let by_ext: HashSet<String> = org
+            .members
+            .values()
+            .filter_map(|m| m.external_id.clone())
+            .collect();
         let new = active
             .iter()
-            .filter(|m| !by_ext.contains(&s(m, "externalId")) && !org.members.contains_key(&s(m, "email")))
+            .filter(|m| {
+                !by_ext.contains(&s(m, "externalId")) && !org.members.contains_key(&s(m, "email"))
+            })
             .count();
         let removed = members.len() - active.len();
         if org.members.len() + new > limit + removed {
@@ -363,13 +422,18 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
     for m in members {
         let ext = s(m, "externalId");
         if m.get("deleted").and_then(Value::as_bool).unwrap_or(false) {
-            org.members.retain(|_, x| x.owner || x.external_id.as_deref() != Some(ext.as_str()));
+            org.members
+                .retain(|_, x| x.owner || x.external_id.as_deref() != Some(ext.as_str()));
         }
     }
     for m in &active {
         let ext = s(m, "externalId");
         let email = s(m, "email");
-        if org.members.values().any(|x| x.external_id.as_deref() == Some(ext.as_str())) {
+        if org
+            .members
+            .values()
+            .any(|x| x.external_id.as_deref() == Some(ext.as_str()))
+        {
             continue; // existing member: the server keeps it as it is
         }
         match org.members.get_mut(&email) {
@@ -392,11 +456,21 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         org.members
             .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| keep.contains(e)));
     }
-    let known: HashSet<String> = org.members.values().filter_map(|m| m.external_id.clone()).collect();
+    let known: HashSet<String> = org
+        .members
+        .values()
+        .filter_map(|m| m.external_id.clone())
+        .collect();
     for g in groups {
         let members: BTreeSet<String> = g["memberExternalIds"]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).filter(|e| known.contains(*e)).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|e| known.contains(*e))
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         org.groups.insert(
             s(g, "externalId"),

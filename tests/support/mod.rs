@@ -48,7 +48,10 @@ impl Env {
             vars: vec![
                 ("BW_CLIENTID".into(), client_id()),
                 ("BW_CLIENTSECRET".into(), CLIENT_SECRET.into()),
-                ("DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS".into(), "true".into()),
+                (
+                    "DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS".into(),
+                    "true".into(),
+                ),
                 ("DIRECTORY_CONNECTOR_RETRY_BASE_MS".into(), "20".into()),
                 ("NO_COLOR".into(), "1".into()),
             ],
@@ -71,12 +74,16 @@ impl Env {
     pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
         let mut cmd = Command::new(bin());
         cmd.arg("--data-dir").arg(self.path()).args(args);
-        cmd.env_remove("BW_CLIENTID").env_remove("BW_CLIENTSECRET").env_remove("RUST_LOG");
+        cmd.env_remove("BW_CLIENTID")
+            .env_remove("BW_CLIENTSECRET")
+            .env_remove("RUST_LOG");
         cmd.env_remove("DIRECTORY_CONNECTOR_DATA_DIR");
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn binary");
         {
             use std::io::Write;
@@ -102,7 +109,14 @@ impl Env {
 
     pub fn expect(&self, args: &[&str], code: i32) -> Run {
         let r = self.run(args);
-        assert_eq!(r.code, code, "`{}` exited {}:\n{}", args.join(" "), r.code, r.all());
+        assert_eq!(
+            r.code,
+            code,
+            "`{}` exited {}:\n{}",
+            args.join(" "),
+            r.code,
+            r.all()
+        );
         r
     }
 

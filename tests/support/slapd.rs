@@ -100,7 +100,10 @@ pub fn person(uid: &str, mail: Option<&str>, disabled: bool) -> String {
     if let Some(m) = mail {
         s.push_str(&format!("mail: {m}\n"));
     }
-    s.push_str(&format!("userAccountControl: {}\n\n", if disabled { 514 } else { 512 }));
+    s.push_str(&format!(
+        "userAccountControl: {}\n\n",
+        if disabled { 514 } else { 512 }
+    ));
     s
 }
 
@@ -164,14 +167,20 @@ access to * by * read\n",
         std::fs::write(d.join("slapd.conf"), conf).expect("conf");
         std::fs::write(d.join("data.ldif"), format!("{}{ldif}", base_ldif())).expect("ldif");
         run(Command::new("slapadd")
-            .arg("-f").arg(d.join("slapd.conf"))
-            .arg("-l").arg(d.join("data.ldif"))
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-l")
+            .arg(d.join("data.ldif"))
             .arg("-q"));
         let port = free_port();
         let ldaps_port = free_port();
         run(Command::new(slapd_bin())
-            .arg("-f").arg(d.join("slapd.conf"))
-            .arg("-h").arg(format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/")));
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-h")
+            .arg(format!(
+                "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"
+            )));
         let mut s = Slapd {
             port,
             ldaps_port,
@@ -181,14 +190,25 @@ access to * by * read\n",
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ok = Command::new("ldapsearch")
-                .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}"), "-b", "", "-s", "base"])
+                .args([
+                    "-x",
+                    "-H",
+                    &format!("ldap://127.0.0.1:{port}"),
+                    "-b",
+                    "",
+                    "-s",
+                    "base",
+                ])
                 .output()
                 .map(|o| o.status.success())
                 .unwrap_or(false);
             if ok {
                 break;
             }
-            assert!(Instant::now() < deadline, "slapd did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         s.pid = std::fs::read_to_string(s.dir.path().join("slapd.pid"))
@@ -201,15 +221,32 @@ access to * by * read\n",
     pub fn modify(&self, ldif: &str) {
         use std::io::Write;
         let mut child = Command::new("ldapmodify")
-            .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", self.port), "-D", ADMIN_DN, "-w", ADMIN_PW])
+            .args([
+                "-x",
+                "-H",
+                &format!("ldap://127.0.0.1:{}", self.port),
+                "-D",
+                ADMIN_DN,
+                "-w",
+                ADMIN_PW,
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("ldapmodify");
-        child.stdin.take().expect("stdin").write_all(ldif.as_bytes()).expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(ldif.as_bytes())
+            .expect("write");
         let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "ldapmodify failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Adds entries (LDIF without changetype).

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. On a fresh Debian/Ubuntu machine it first installs what the tests
+# need (OpenLDAP slapd and ldap-utils, openssl) with apt-get, retrying transient failures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+retry() {
+  local i
+  for i in 1 2 3 4 5; do
+    if "$@"; then return 0; fi
+    echo "attempt $i failed: $*" >&2
+    sleep $((i * 5))
+  done
+  return 1
+}
+
+missing=()
+[ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1 || missing+=(slapd)
+command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -f /etc/ldap/schema/inetorgperson.schema ] || missing+=(slapd)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "installing: ${missing[*]}" >&2
+  retry $SUDO apt-get update -qq
+  retry $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates
+fi
+
+cargo test --locked "$@"

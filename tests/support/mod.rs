@@ -71,7 +71,8 @@ impl Env {
         self.vars.retain(|(a, _)| a != k);
     }
 
-    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
+    /// The binary with this environment's data directory and variables.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
         cmd.arg("--data-dir").arg(self.path()).args(args);
         cmd.env_remove("BW_CLIENTID")
@@ -81,6 +82,11 @@ impl Env {
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        let mut cmd = self.command(args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -1,0 +1,194 @@
+//! Sync benchmark: loads N users and N/100 groups into a real slapd, then times the release
+//! binary against the in-process fake Bitwarden server: `test`, a first full sync, an unchanged
+//! sync and a churn sync (1% new users added to one group, 1% deleted with
+//! `remove_missing_users`). Also times `ldapsearch` reading the same users with paging (the
+//! floor). Run: `BENCH_USERS=5000 cargo bench --bench sync`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::time::Instant;
+
+use support::Env;
+use support::fake_bitwarden::FakeBitwarden;
+use support::slapd::{self, Slapd, group, group_dn, person, user_dn};
+
+/// Runs the binary and returns (wall s, cpu s, peak RSS KiB) of that process alone.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below
+fn measured(env: &Env, args: &[&str]) -> (f64, f64, u64) {
+    let t = Instant::now();
+    let child = env
+        .command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut status = 0;
+    // SAFETY: wait4 writes only into the status and rusage we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{args:?} failed"
+    );
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = ru.ru_utime.tv_sec as f64
+        + ru.ru_utime.tv_usec as f64 / 1e6
+        + ru.ru_stime.tv_sec as f64
+        + ru.ru_stime.tv_usec as f64 / 1e6;
+    (wall, cpu, ru.ru_maxrss as u64)
+}
+
+fn uid(i: usize) -> String {
+    format!("u{i:07}")
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let groups = (n / 100).max(1);
+    eprintln!("generating {n} users and {groups} groups");
+    let mut ldif = String::with_capacity(n * 260);
+    for i in 0..n {
+        ldif.push_str(&person(
+            &uid(i),
+            Some(&format!("{}@example.com", uid(i))),
+            false,
+        ));
+    }
+    // each user in about three groups; groups nest three levels (g -> g+1 -> g+2)
+    for g in 0..groups {
+        let mut members: Vec<String> = (0..n)
+            .filter(|i| i % groups == g || (i / 3) % groups == g || (i / 7) % groups == g)
+            .map(|i| user_dn(&uid(i)))
+            .collect();
+        members.sort();
+        members.dedup();
+        if g % 3 != 2 && g + 1 < groups {
+            members.push(group_dn(&format!("group{:05}", g + 1)));
+        }
+        ldif.push_str(&group(&format!("group{g:05}"), &members));
+    }
+    let t = Instant::now();
+    let slapd = Slapd::start(&ldif);
+    eprintln!("slapd loaded in {:.1}s", t.elapsed().as_secs_f64());
+    drop(ldif);
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    env.set("sync.remove_missing_users", "true");
+    env.set("sync.max_removals", "0");
+    env.set("sync.max_removal_percent", "0");
+
+    // the floor: ldapsearch reading the users with paging
+    let t = Instant::now();
+    let out = Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &format!("ldap://127.0.0.1:{}", slapd.port),
+            "-D",
+            slapd::READER_DN,
+            "-w",
+            slapd::READER_PW,
+            "-b",
+            &format!("ou=People,{}", slapd::BASE),
+            "-E",
+            "pr=500/noprompt",
+            "(objectClass=inetOrgPerson)",
+            "mail",
+            "uid",
+            "objectGUID",
+            "userAccountControl",
+        ])
+        .output()
+        .expect("ldapsearch");
+    assert!(out.status.success());
+    let floor = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let out = Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-LLL",
+            "-H",
+            &format!("ldap://127.0.0.1:{}", slapd.port),
+            "-D",
+            slapd::READER_DN,
+            "-w",
+            slapd::READER_PW,
+            "-b",
+            &format!("ou=Groups,{}", slapd::BASE),
+            "-E",
+            "pr=500/noprompt",
+            "(objectClass=groupOfNames)",
+            "cn",
+            "member",
+            "objectGUID",
+        ])
+        .output()
+        .expect("ldapsearch");
+    assert!(out.status.success());
+    let floor = floor + t.elapsed().as_secs_f64();
+    println!("users={n} groups={groups}");
+    println!(
+        "{:<28} {:>9} {:>9} {:>12} {:>14}",
+        "run", "wall s", "cpu s", "peak RSS MB", "bytes pushed"
+    );
+    println!(
+        "{:<28} {:>9.2} {:>9} {:>12} {:>14}",
+        "ldapsearch floor (paged)", floor, "-", "-", "-"
+    );
+
+    let run = |label: &str, args: &[&str]| {
+        let before = server.org().imports.iter().map(|i| i.bytes).sum::<usize>();
+        let (wall, cpu, rss) = measured(&env, args);
+        let after = server.org().imports.iter().map(|i| i.bytes).sum::<usize>();
+        println!(
+            "{label:<28} {wall:>9.2} {cpu:>9.2} {:>12.1} {:>14}",
+            rss as f64 / 1024.0,
+            after - before
+        );
+    };
+    run("test (read+diff, no push)", &["test", "--json"]);
+    run("first full sync", &["sync"]);
+    run("unchanged sync", &["sync"]);
+    let imports = server.import_count();
+    // churn: 1% new users, all added to group 0; 1% deleted
+    let churn = (n / 100).max(1);
+    let mut add = String::new();
+    for i in n..n + churn {
+        add.push_str(&person(
+            &uid(i),
+            Some(&format!("{}@example.com", uid(i))),
+            false,
+        ));
+    }
+    slapd.add(&add);
+    let mut m = format!(
+        "dn: {}\nchangetype: modify\nadd: member\n",
+        group_dn("group00000")
+    );
+    for i in n..n + churn {
+        m.push_str(&format!("member: {}\n", user_dn(&uid(i))));
+    }
+    m.push('\n');
+    slapd.modify(&m);
+    let mut del = String::new();
+    for i in 0..churn {
+        del.push_str(&format!(
+            "dn: {}\nchangetype: delete\n\n",
+            user_dn(&uid(i * 97 % n))
+        ));
+    }
+    slapd.modify(&del);
+    run("churn sync (1% in, 1% out)", &["sync"]);
+    println!(
+        "import requests: {imports} after the unchanged sync, {} in all",
+        server.import_count()
+    );
+    println!("org members after: {}", server.org().members.len());
+}

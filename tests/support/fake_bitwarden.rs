@@ -111,6 +111,7 @@ impl FakeBitwarden {
         let app = Router::new()
             .route("/identity/connect/token", post(token))
             .route("/api/public/organization/import", post(import))
+            .layer(axum::extract::DefaultBodyLimit::max(512 * 1024 * 1024))
             .with_state(state);
         let (backend, front) = rt.block_on(async {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -128,6 +128,31 @@ pub fn group_dn(cn: &str) -> String {
     format!("cn={cn},ou=Groups,{BASE}")
 }
 
+/// Waits until slapd answers on `port` (at most 20 s).
+fn wait_ready(port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let ok = Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-H",
+                &format!("ldap://127.0.0.1:{port}"),
+                "-b",
+                "",
+                "-s",
+                "base",
+            ])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 impl Slapd {
     /// Starts slapd with `base_ldif()` plus `ldif`.
     pub fn start(ldif: &str) -> Slapd {
@@ -172,45 +197,42 @@ access to * by * read\n",
             .arg("-l")
             .arg(d.join("data.ldif"))
             .arg("-q"));
-        let port = free_port();
-        let ldaps_port = free_port();
-        run(Command::new(slapd_bin())
-            .arg("-f")
-            .arg(d.join("slapd.conf"))
-            .arg("-h")
-            .arg(format!(
-                "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"
-            )));
+        // Another process may grab a free port before slapd binds it: try a few times.
+        let mut attempt = 0;
+        let (port, ldaps_port) = loop {
+            attempt += 1;
+            let port = free_port();
+            let ldaps_port = free_port();
+            let started = Command::new(slapd_bin())
+                .arg("-f")
+                .arg(d.join("slapd.conf"))
+                .arg("-h")
+                .arg(format!(
+                    "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{ldaps_port}/"
+                ))
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if started && wait_ready(port) {
+                break (port, ldaps_port);
+            }
+            if let Some(pid) = std::fs::read_to_string(d.join("slapd.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+            assert!(
+                attempt < 4,
+                "slapd did not start (ports {port}, {ldaps_port})"
+            );
+        };
         let mut s = Slapd {
             port,
             ldaps_port,
             dir,
             pid: None,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ok = Command::new("ldapsearch")
-                .args([
-                    "-x",
-                    "-H",
-                    &format!("ldap://127.0.0.1:{port}"),
-                    "-b",
-                    "",
-                    "-s",
-                    "base",
-                ])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "slapd did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
         s.pid = std::fs::read_to_string(s.dir.path().join("slapd.pid"))
             .ok()
             .and_then(|p| p.trim().parse().ok());

@@ -63,6 +63,9 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactingMake<M> {
     }
 }
 
+/// Target for events that go to the log file only (the CLI prints the error itself).
+pub const FILE_ONLY: &str = "file_only";
+
 /// Directory of the log files inside the data directory.
 pub fn log_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("logs")
@@ -80,15 +83,20 @@ pub fn init(data_dir: Option<&Path>, verbosity: u8) -> LogGuard {
         2 => "debug",
         _ => "trace",
     };
-    let stderr_filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,rustls=warn,h2=warn")));
+    let stderr_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},hyper=warn,rustls=warn,h2=warn,{FILE_ONLY}=off"
+        ))
+    });
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(RedactingMake(std::io::stderr))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .with_filter(stderr_filter);
 
     let mut guard = None;
     let file_layer = data_dir.and_then(|d| {
+        std::fs::create_dir_all(log_dir(d)).ok()?;
         let appender = tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .filename_prefix("directory-connector")

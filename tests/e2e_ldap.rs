@@ -511,3 +511,31 @@ fn config_commands() {
             .ends_with("config.toml")
     );
 }
+
+#[test]
+fn without_a_keyring_or_opt_in_the_error_explains_the_choices() {
+    let mut env = Env::new();
+    env.remove_var("DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS");
+    env.set_var(
+        "DBUS_SESSION_BUS_ADDRESS",
+        "unix:path=/nonexistent/dc-test-bus",
+    );
+    let r = env.run_stdin(&["config", "set", "ldap.password"], "Pa55word!\n");
+    assert_eq!(r.code, 2, "{}", r.all());
+    for hint in [
+        "keyring is not available",
+        "env:NAME",
+        "file:PATH",
+        "DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true",
+    ] {
+        assert!(r.stderr.contains(hint), "{hint}: {}", r.stderr);
+    }
+    assert!(!r.all().contains("Pa55word!"));
+    assert!(!env.path().join("secrets.toml").exists());
+    // a reference needs no keyring
+    env.ok(&["config", "set", "ldap.password", "env:LDAP_PW"]);
+    assert_eq!(
+        env.ok(&["config", "get", "ldap.password"]).stdout.trim(),
+        "env:LDAP_PW"
+    );
+}

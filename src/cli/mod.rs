@@ -114,7 +114,7 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(e) => {
             let msg = crate::logging::redact(&format!("{e:#}"));
-            tracing::error!("{msg}");
+            tracing::error!(target: crate::logging::FILE_ONLY, "{msg}");
             if cli.json {
                 println!(
                     "{}",
@@ -148,8 +148,8 @@ fn dispatch(
         Command::Config(c) => config_command(c, data_dir, out),
         Command::Login => {
             let conn = Connector::open(data_dir)?;
-            let id = env_or_prompt("BW_CLIENTID", "client_id: ", false)?;
-            let secret = env_or_prompt("BW_CLIENTSECRET", "client_secret: ", true)?;
+            let id = env_or_prompt("BW_CLIENTID", "client id", false)?;
+            let secret = env_or_prompt("BW_CLIENTSECRET", "client secret", true)?;
             let key = crate::bitwarden::ApiKey::new(&id, &secret)?;
             runtime()?.block_on(conn.login(key.clone(), true))?;
             out.message(
@@ -232,7 +232,7 @@ fn config_command(
                     // typed_value refuses literal secrets with the full explanation
                     config::set_value(data_dir, key, value.as_deref())?;
                 }
-                let secret = read_secret(&format!("{key}: "))?;
+                let secret = read_secret(key)?;
                 let conn = Connector::open(data_dir)?;
                 conn.secrets
                     .set(KEY_LDAP_PASSWORD, &secret)
@@ -307,20 +307,21 @@ fn config_command(
 }
 
 /// A value from the environment, else a prompt on the terminal, else a line from stdin.
-fn env_or_prompt(var: &str, prompt: &str, secret: bool) -> anyhow::Result<String> {
+fn env_or_prompt(var: &str, what: &str, secret: bool) -> anyhow::Result<String> {
     if let Ok(v) = std::env::var(var)
         && !v.trim().is_empty()
     {
         return Ok(v);
     }
+    let label = format!("{what} ({var})");
     if secret {
-        return read_secret(prompt);
+        return read_secret(&label);
     }
     if std::io::stdin().is_terminal() {
-        eprint!("{prompt}");
+        eprint!("{what}: ");
         std::io::stderr().flush()?;
     }
-    read_line(var)
+    read_line(&label)
 }
 
 fn read_line(what: &str) -> anyhow::Result<String> {
@@ -334,11 +335,12 @@ fn read_line(what: &str) -> anyhow::Result<String> {
 }
 
 /// A secret from a no-echo prompt on a terminal, or the first line of standard input.
-fn read_secret(prompt: &str) -> anyhow::Result<String> {
+fn read_secret(what: &str) -> anyhow::Result<String> {
     let v = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(prompt).context("reading the secret from the terminal")?
+        rpassword::prompt_password(format!("{what}: "))
+            .context("reading the secret from the terminal")?
     } else {
-        read_line(prompt.trim_end_matches([':', ' ']))?
+        read_line(what)?
     };
     if v.is_empty() {
         return Err(ConfigError("an empty secret was given".into()).into());

@@ -1,0 +1,111 @@
+//! End-to-end against slapd: other membership models (memberUid, uniqueMember), email from a
+//! prefix and suffix, and TLS (StartTLS and LDAPS with the test CA; an unknown CA is refused).
+
+mod support;
+
+use support::Env;
+use support::fake_bitwarden::FakeBitwarden;
+use support::slapd::{self, BASE, Slapd, person, user_dn};
+
+fn directory() -> String {
+    let mut l = String::new();
+    l.push_str(&person("MikiP", Some("miki@example.com"), false));
+    l.push_str(&person("pichockv", Some("pich@example.com"), false));
+    l.push_str(&person("nomail", None, false));
+    l.push_str(&format!(
+        "dn: cn=DevOps,ou=Groups,{BASE}\nobjectClass: posixGroup\ncn: DevOps\ngidNumber: 1000\nmemberUid: mikip\nmemberUid: PICHOCKV\nmemberUid: unknown\n\n"
+    ));
+    l.push_str(&format!(
+        "dn: cn=Red Team,ou=Groups,{BASE}\nobjectClass: groupOfUniqueNames\ncn: Red Team\nuniqueMember: {}\nuniqueMember: {}#'0101'B\n\n",
+        user_dn("MikiP"),
+        user_dn("nomail")
+    ));
+    l
+}
+
+fn group_members(j: &serde_json::Value, name: &str) -> usize {
+    j["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("{name} missing: {j}"))["userIds"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn member_uid_unique_member_and_email_prefix_suffix() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+
+    env.set("sync.group_object_class", "posixGroup");
+    env.set("sync.member_attribute", "memberUid");
+    let j = env.json(&["test"]);
+    assert_eq!(
+        group_members(&j, "DevOps"),
+        2,
+        "uids match case-insensitively"
+    );
+
+    env.set("sync.group_object_class", "groupOfUniqueNames");
+    env.set("sync.member_attribute", "uniqueMember");
+    env.set("sync.use_email_prefix_suffix", "true");
+    env.set("sync.email_suffix", "@corp.example.com");
+    let j = env.json(&["test"]);
+    assert_eq!(
+        group_members(&j, "Red Team"),
+        2,
+        "DN members, with and without #uid"
+    );
+    let emails: Vec<&str> = j["enabledUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert!(
+        emails.contains(&"nomail@corp.example.com"),
+        "prefix+suffix: {emails:?}"
+    );
+    env.ok(&["sync"]);
+    assert_eq!(
+        server.org().group_emails("Red Team").len(),
+        2,
+        "both members are in the synced group"
+    );
+}
+
+#[test]
+fn starttls_and_ldaps_with_the_ca_and_a_clear_error_without_it() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    let ca = slapd::certs().ca.display().to_string();
+
+    env.set("ldap.encryption", "starttls");
+    let r = env.expect(&["test"], 1);
+    assert!(
+        r.stderr.contains("unknown issuer") && r.stderr.contains("ldap.ca_file"),
+        "{}",
+        r.stderr
+    );
+
+    env.set("ldap.ca_file", &ca);
+    env.ok(&["test"]);
+
+    env.set("ldap.encryption", "ldaps");
+    env.set("ldap.port", &slapd.ldaps_port.to_string());
+    let j = env.json(&["test"]);
+    assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 2);
+
+    // skip verification works without the CA, and warns
+    env.ok(&["config", "unset", "ldap.ca_file"]);
+    env.set("ldap.skip_cert_verification", "true");
+    let r = env.ok(&["test"]);
+    assert!(r.stderr.contains("NOT verified"), "{}", r.stderr);
+}

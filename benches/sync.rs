@@ -83,56 +83,40 @@ fn main() {
     env.set("sync.max_removals", "0");
     env.set("sync.max_removal_percent", "0");
 
-    // the floor: ldapsearch reading the users with paging
-    let t = Instant::now();
-    let out = Command::new("ldapsearch")
-        .args([
-            "-x",
-            "-LLL",
-            "-H",
-            &format!("ldap://127.0.0.1:{}", slapd.port),
-            "-D",
-            slapd::READER_DN,
-            "-w",
-            slapd::READER_PW,
-            "-b",
-            &format!("ou=People,{}", slapd::BASE),
-            "-E",
-            "pr=500/noprompt",
-            "(objectClass=inetOrgPerson)",
-            "mail",
-            "uid",
-            "objectGUID",
-            "userAccountControl",
-        ])
-        .output()
-        .expect("ldapsearch");
-    assert!(out.status.success());
-    let floor = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let out = Command::new("ldapsearch")
-        .args([
-            "-x",
-            "-LLL",
-            "-H",
-            &format!("ldap://127.0.0.1:{}", slapd.port),
-            "-D",
-            slapd::READER_DN,
-            "-w",
-            slapd::READER_PW,
-            "-b",
-            &format!("ou=Groups,{}", slapd::BASE),
-            "-E",
-            "pr=500/noprompt",
-            "(objectClass=groupOfNames)",
-            "cn",
-            "member",
-            "objectGUID",
-        ])
-        .output()
-        .expect("ldapsearch");
-    assert!(out.status.success());
-    let floor = floor + t.elapsed().as_secs_f64();
+    // the floor: ldapsearch reading the same entries with paging
+    let ldapsearch = |base: &str, filter: &str, attrs: &[&str]| -> f64 {
+        let t = Instant::now();
+        let out = Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &format!("ldap://127.0.0.1:{}", slapd.port),
+            ])
+            .args([
+                "-D",
+                slapd::READER_DN,
+                "-w",
+                slapd::READER_PW,
+                "-E",
+                "pr=500/noprompt",
+            ])
+            .args(["-b", &format!("{base},{}", slapd::BASE), filter])
+            .args(attrs)
+            .output()
+            .expect("ldapsearch");
+        assert!(out.status.success(), "ldapsearch failed");
+        t.elapsed().as_secs_f64()
+    };
+    let floor = ldapsearch(
+        "ou=People",
+        "(objectClass=inetOrgPerson)",
+        &["mail", "uid", "objectGUID", "userAccountControl"],
+    ) + ldapsearch(
+        "ou=Groups",
+        "(objectClass=groupOfNames)",
+        &["cn", "member", "objectGUID"],
+    );
     println!("users={n} groups={groups}");
     println!(
         "{:<28} {:>9} {:>9} {:>12} {:>14}",

@@ -14,15 +14,9 @@ pub const MAX_GROUP_NAME_LEN: usize = 100;
 /// Longest externalId the server accepts.
 pub const MAX_EXTERNAL_ID_LEN: usize = 300;
 
-/// A user after normalization. `email` is `None` only for deleted users.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NormUser {
-    pub reference_id: String,
-    pub external_id: String,
-    pub email: Option<String>,
-    pub disabled: bool,
-    pub deleted: bool,
-}
+/// A user after normalization: the same shape as [`DirUser`], with the email trimmed,
+/// lower-cased and checked (`None` only for deleted users).
+pub type NormUser = DirUser;
 
 /// A group after normalization; `members` are the externalIds of every user reachable through
 /// nesting (reflexive-transitive closure), in first-seen order without repeats.

@@ -337,6 +337,31 @@ fn server_errors_rate_limits_and_validation_messages() {
     );
     assert_eq!(server.org().members.len(), 5);
 
+    // a 401 on import (token revoked) gets one fresh token, then succeeds
+    env.ok(&["clear-cache"]);
+    let tokens = server.org().token_requests;
+    server
+        .org()
+        .import_failures
+        .push_back(Failure::Status(401, "".into()));
+    env.ok(&["sync"]);
+    assert_eq!(server.org().token_requests, tokens + 2);
+    // a 401 that persists says the key was refused
+    env.ok(&["clear-cache"]);
+    for _ in 0..2 {
+        server
+            .org()
+            .import_failures
+            .push_back(Failure::Status(401, "".into()));
+    }
+    let r = env.expect(&["sync"], 1);
+    assert!(
+        r.stderr.contains("refused the API key's token"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.cache_counts(), (0, 0));
+
     // a validation error is shown with its field
     let (_s2, server2, env2) = setup();
     server2.org().import_failures.push_back(Failure::Status(

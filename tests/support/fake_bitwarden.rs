@@ -420,27 +420,34 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         }
     }
     // Apply: removals, invites/links/updates, overwrite, groups.
-    for m in members {
-        let ext = s(m, "externalId");
-        if m.get("deleted").and_then(Value::as_bool).unwrap_or(false) {
-            org.members
-                .retain(|_, x| x.owner || x.external_id.as_deref() != Some(ext.as_str()));
-        }
+    let removed: HashSet<String> = members
+        .iter()
+        .filter(|m| m.get("deleted").and_then(Value::as_bool).unwrap_or(false))
+        .map(|m| s(m, "externalId"))
+        .collect();
+    if !removed.is_empty() {
+        org.members
+            .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| !removed.contains(e)));
     }
+    let mut by_ext: HashSet<String> = org
+        .members
+        .values()
+        .filter_map(|m| m.external_id.clone())
+        .collect();
     for m in &active {
         let ext = s(m, "externalId");
         let email = s(m, "email");
-        if org
-            .members
-            .values()
-            .any(|x| x.external_id.as_deref() == Some(ext.as_str()))
-        {
+        if by_ext.contains(&ext) {
             continue; // existing member: the server keeps it as it is
         }
         match org.members.get_mut(&email) {
-            Some(x) if x.external_id.is_none() => x.external_id = Some(ext),
+            Some(x) if x.external_id.is_none() => {
+                x.external_id = Some(ext.clone());
+                by_ext.insert(ext);
+            }
             Some(_) => {}
             None => {
+                by_ext.insert(ext.clone());
                 org.members.insert(
                     email.clone(),
                     Member {

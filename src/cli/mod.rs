@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config;
-use crate::connector::{Connector, KEY_LDAP_PASSWORD, SyncOptions};
+use crate::connector::{Connector, SyncOptions};
 use crate::datadir;
 use crate::errors::{ConfigError, exit_code};
 use crate::store::SyncKind;
@@ -235,7 +235,7 @@ fn config_command(
                 let secret = read_secret(key)?;
                 let conn = Connector::open(data_dir)?;
                 conn.secrets
-                    .set(KEY_LDAP_PASSWORD, &secret)
+                    .set(key, &secret)
                     .with_context(|| format!("storing `{key}` in {}", conn.secrets.describe()))?;
                 // A reference left in the file would win over the store.
                 config::set_value(data_dir, key, None)?;
@@ -258,7 +258,7 @@ fn config_command(
             let mut v = config::get_value(&cfg, key)?;
             if v.is_none() && kind == config::KeyKind::Secret {
                 let conn = Connector::open(data_dir)?;
-                if matches!(conn.secrets.get(KEY_LDAP_PASSWORD), Ok(Some(_))) {
+                if matches!(conn.secrets.get(key), Ok(Some(_))) {
                     v = Some(format!("******** (in {})", conn.secrets.describe()));
                 }
             }
@@ -273,9 +273,7 @@ fn config_command(
             let (key, kind) = config::key_info(key)?;
             config::set_value(data_dir, key, None)?;
             if kind == config::KeyKind::Secret {
-                Connector::open(data_dir)?
-                    .secrets
-                    .delete(KEY_LDAP_PASSWORD)?;
+                Connector::open(data_dir)?.secrets.delete(key)?;
             }
             out.message(&format!("Removed setting `{key}`."), "");
             Ok(0)

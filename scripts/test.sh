@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian/Ubuntu machine it first installs what the tests
-# need (OpenLDAP slapd and ldap-utils, openssl) with apt-get, retrying transient failures.
+# need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC) with apt-get, retrying transient
+# failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,12 @@ missing=()
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -f /etc/ldap/schema/inetorgperson.schema ] || missing+=(slapd)
+# Samba AD DC for the Active Directory tests (samba-ad-provision named: no recommends here)
+command -v samba >/dev/null 2>&1 || missing+=(samba-ad-dc)
+command -v samba-tool >/dev/null 2>&1 || missing+=(samba-ad-provision)
+[ -d /usr/share/samba/setup ] || missing+=(samba-ad-provision)
+command -v ldbsearch >/dev/null 2>&1 || missing+=(ldb-tools)
+command -v kinit >/dev/null 2>&1 || missing+=(krb5-user)
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""

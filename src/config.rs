@@ -62,6 +62,9 @@ pub struct LdapConfig {
     pub port: Option<u16>,
     pub encryption: Encryption,
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with its key in `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
     pub skip_cert_verification: bool,
     pub root_path: Option<String>,
     pub username: Option<String>,
@@ -69,6 +72,14 @@ pub struct LdapConfig {
     /// secret store.
     pub password: Option<String>,
     pub ad: bool,
+    /// AD: read tombstones from `CN=Deleted Objects` (show-deleted control); they become
+    /// deleted members.
+    pub deleted_objects: bool,
+    /// AD: resolve nested membership on the server with the in-chain matching rule
+    /// (1.2.840.113556.1.4.1941), one user search per group.
+    pub in_chain_membership: bool,
+    /// AD: values of `member` asked for per request (`member;range=0-1499`, …).
+    pub member_range_size: u32,
     pub paged_search: bool,
     pub page_size: u32,
     /// Seconds for connecting and for each LDAP operation.
@@ -82,11 +93,16 @@ impl Default for LdapConfig {
             port: None,
             encryption: Encryption::None,
             ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             skip_cert_verification: false,
             root_path: None,
             username: None,
             password: None,
             ad: false,
+            deleted_objects: false,
+            in_chain_membership: false,
+            member_range_size: 1500,
             paged_search: true,
             page_size: 500,
             timeout_seconds: 300,
@@ -259,6 +275,16 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "CA certificates (PEM) that signed the LDAP server's certificate",
     ),
     (
+        "ldap.client_cert_file",
+        KeyKind::Path,
+        "client certificate (PEM) for mutual TLS",
+    ),
+    (
+        "ldap.client_key_file",
+        KeyKind::Path,
+        "private key (PEM) of the client certificate",
+    ),
+    (
         "ldap.skip_cert_verification",
         KeyKind::Bool,
         "do not verify the LDAP server certificate (unsafe)",
@@ -279,6 +305,21 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "bind password (secret store, or env:NAME / file:PATH)",
     ),
     ("ldap.ad", KeyKind::Bool, "the server is Active Directory"),
+    (
+        "ldap.deleted_objects",
+        KeyKind::Bool,
+        "AD: deleted users (CN=Deleted Objects) are removed from the organization",
+    ),
+    (
+        "ldap.in_chain_membership",
+        KeyKind::Bool,
+        "AD: nested group members resolved by the server (matching rule 1.2.840.113556.1.4.1941)",
+    ),
+    (
+        "ldap.member_range_size",
+        KeyKind::Int,
+        "AD: group members read per request (ranged retrieval; AD's limit is 1500)",
+    ),
     (
         "ldap.paged_search",
         KeyKind::Bool,
@@ -630,6 +671,8 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
     for (key, v) in [
         ("server.ca_file", &cfg.server.ca_file),
         ("ldap.ca_file", &cfg.ldap.ca_file),
+        ("ldap.client_cert_file", &cfg.ldap.client_cert_file),
+        ("ldap.client_key_file", &cfg.ldap.client_key_file),
     ] {
         if let Some(path) = v
             && !path.is_file()
@@ -745,6 +788,37 @@ fn validate_ldap(cfg: &Config, password_known: bool, plaintext_opt_in: bool, p: 
     }
     if l.timeout_seconds == 0 {
         problem(p, "ldap.timeout_seconds", "must be at least 1");
+    }
+    if l.member_range_size == 0 {
+        problem(p, "ldap.member_range_size", "must be at least 1");
+    }
+    match (&l.client_cert_file, &l.client_key_file) {
+        (Some(_), None) => problem(
+            p,
+            "ldap.client_key_file",
+            "required with ldap.client_cert_file: the certificate's private key",
+        ),
+        (None, Some(_)) => problem(
+            p,
+            "ldap.client_cert_file",
+            "required with ldap.client_key_file: the client certificate",
+        ),
+        _ => {}
+    }
+    if l.client_cert_file.is_some() && l.encryption == Encryption::None {
+        problem(
+            p,
+            "ldap.client_cert_file",
+            "a client certificate needs ldap.encryption = starttls or ldaps",
+        );
+    }
+    if (l.deleted_objects || l.in_chain_membership) && !l.ad {
+        let key = if l.deleted_objects {
+            "ldap.deleted_objects"
+        } else {
+            "ldap.in_chain_membership"
+        };
+        problem(p, key, "only for Active Directory: set ldap.ad = true");
     }
 }
 

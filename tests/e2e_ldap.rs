@@ -183,7 +183,8 @@ fn first_sync_then_changes_send_only_the_differences() {
     assert!(r.stdout.contains("unchanged"), "{}", r.stdout);
     assert_eq!(server.import_count(), 2);
 
-    // with remove_disabled: erin is removed and leaves Sales
+    // with remove_disabled: erin is removed, and the server takes her out of Sales itself,
+    // so no group is re-sent
     env.set("sync.remove_disabled", "true");
     env.ok(&["sync"]);
     let body = last_import(&server);
@@ -191,12 +192,36 @@ fn first_sync_then_changes_send_only_the_differences() {
         member_ids(&body),
         vec![("erin@example.com".to_string(), true)]
     );
-    assert_eq!(group_names(&body), vec!["Sales".to_string()]);
+    assert!(group_names(&body).is_empty(), "{body}");
     assert!(!server.org().emails().contains("erin@example.com"));
     assert_eq!(
         server.org().group_emails("Sales"),
         set(&["dave@example.com", "heidi@example.com"])
     );
+
+    // enabled again: invited again, and Sales is re-sent so she is back in it
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 512\n\n",
+        user_dn("erin")
+    ));
+    env.ok(&["sync"]);
+    let body = last_import(&server);
+    assert_eq!(
+        member_ids(&body),
+        vec![("erin@example.com".to_string(), false)]
+    );
+    assert_eq!(group_names(&body), vec!["Sales".to_string()]);
+    assert_eq!(
+        server.org().group_emails("Sales"),
+        set(&["dave@example.com", "erin@example.com", "heidi@example.com"])
+    );
+    // and disabled once more, for what follows
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n\n",
+        user_dn("erin")
+    ));
+    env.ok(&["sync"]);
+    assert!(!server.org().emails().contains("erin@example.com"));
 
     // a membership change: only the group
     slapd.modify(&format!(
@@ -236,6 +261,8 @@ fn first_sync_then_changes_send_only_the_differences() {
     assert_eq!(
         outcomes,
         vec![
+            "synced",
+            "synced",
             "synced",
             "synced",
             "synced",

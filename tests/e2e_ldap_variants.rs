@@ -5,7 +5,7 @@ mod support;
 
 use support::Env;
 use support::fake_bitwarden::FakeBitwarden;
-use support::slapd::{self, BASE, Slapd, person, user_dn};
+use support::slapd::{self, BASE, ServerCert, Slapd, TlsOptions, person, user_dn};
 
 fn directory() -> String {
     let mut l = String::new();
@@ -108,4 +108,80 @@ fn starttls_and_ldaps_with_the_ca_and_a_clear_error_without_it() {
     env.set("ldap.skip_cert_verification", "true");
     let r = env.ok(&["test"]);
     assert!(r.stderr.contains("NOT verified"), "{}", r.stderr);
+}
+
+#[test]
+fn certificate_failures_name_the_check_that_failed() {
+    let server = FakeBitwarden::start();
+    let ca = slapd::certs().ca.display().to_string();
+    for (cert, expected) in [
+        (ServerCert::WrongName, "does not match the host name"),
+        (ServerCert::Expired, "has expired"),
+    ] {
+        let slapd = Slapd::start_with(
+            &directory(),
+            TlsOptions {
+                cert,
+                require_client_cert: false,
+            },
+        );
+        let env = Env::new();
+        env.configure(&slapd, &server);
+        env.set("ldap.ca_file", &ca);
+        env.set("ldap.encryption", "ldaps");
+        env.set("ldap.port", &slapd.ldaps_port.to_string());
+        let r = env.expect(&["test"], 1);
+        assert!(r.stderr.contains(expected), "{}", r.stderr);
+        // the same certificate accepted when verification is off (and it warns)
+        env.set("ldap.skip_cert_verification", "true");
+        let r = env.ok(&["test"]);
+        assert!(r.stderr.contains("NOT verified"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn client_certificate_for_mutual_tls() {
+    let slapd = Slapd::start_with(
+        &directory(),
+        TlsOptions {
+            cert: ServerCert::Good,
+            require_client_cert: true,
+        },
+    );
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    let c = slapd::certs();
+    env.set("ldap.ca_file", &c.ca.display().to_string());
+    for (encryption, port) in [("starttls", slapd.port), ("ldaps", slapd.ldaps_port)] {
+        env.set("ldap.encryption", encryption);
+        env.set("ldap.port", &port.to_string());
+        env.ok(&["config", "unset", "ldap.client_cert_file"]);
+        env.ok(&["config", "unset", "ldap.client_key_file"]);
+        let r = env.expect(&["test"], 1);
+        assert!(
+            r.stderr.contains("127.0.0.1") || r.stderr.contains("LDAP"),
+            "the server refuses a client without a certificate: {}",
+            r.stderr
+        );
+        env.set(
+            "ldap.client_cert_file",
+            &c.client_cert.display().to_string(),
+        );
+        // a key that does not belong to the certificate
+        env.set("ldap.client_key_file", &c.key.display().to_string());
+        let r = env.expect(&["test"], 2);
+        assert!(r.stderr.contains("does not match"), "{}", r.stderr);
+        env.set("ldap.client_key_file", &c.client_key.display().to_string());
+        let j = env.json(&["test"]);
+        assert_eq!(
+            j["enabledUsers"].as_array().unwrap().len(),
+            2,
+            "{encryption}"
+        );
+    }
+    // only one of the pair is a config error naming the missing key
+    env.ok(&["config", "unset", "ldap.client_key_file"]);
+    let r = env.expect(&["test"], 2);
+    assert!(r.stderr.contains("ldap.client_key_file"), "{}", r.stderr);
 }

@@ -14,12 +14,14 @@ pub struct CachedMember {
     pub email: String,
 }
 
-/// A group the server confirmed, with a fingerprint of its name and member list.
+/// A group the server confirmed, with a fingerprint of its name and member list, and the
+/// member list itself (sorted externalIds; absent in caches written before it was kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedGroup {
     pub name: String,
     pub fingerprint: String,
     pub member_count: usize,
+    pub members: Option<Vec<String>>,
 }
 
 /// The cache as the diff sees it, keyed by externalId.
@@ -170,6 +172,7 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
         ..Plan::default()
     };
 
+    let plan_users_synced = n.users.is_some();
     // externalIds that will be members after this sync (None when users are not synced).
     let mut desired: Option<HashSet<&str>> = None;
     if let Some(users) = &n.users {
@@ -240,6 +243,32 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
         desired = Some(keep);
     }
 
+    // Members this sync removes: the server drops them from every group itself.
+    let removed: HashSet<&str> = plan
+        .members
+        .iter()
+        .filter(|m| m.is_removal())
+        .map(|m| m.external_id.as_str())
+        .collect();
+    // Whether a group's confirmed member list differs from the new one. Members that left the
+    // organization (removed before, or by this sync) no longer count: the server took them out
+    // of the group, so their going needs no group update, and their coming back does.
+    let differs = |old: &[String], new: &[String]| -> bool {
+        if !plan_users_synced {
+            return old != new;
+        }
+        let mut effective = old
+            .iter()
+            .filter(|id| cache.members.contains_key(id.as_str()) && !removed.contains(id.as_str()));
+        let mut new = new.iter();
+        loop {
+            match (effective.next(), new.next()) {
+                (None, None) => return false,
+                (Some(a), Some(b)) if a == b => continue,
+                _ => return true,
+            }
+        }
+    };
     if let Some(groups) = &n.groups {
         let mut seen: HashSet<&str> = HashSet::with_capacity(groups.len());
         for g in groups {
@@ -256,9 +285,13 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
             members.sort_unstable();
             let fingerprint = group_fingerprint(&g.name, &members);
             let cached = cache.groups.get(&g.external_id);
+            let changed = |c: &CachedGroup| match &c.members {
+                Some(old) => c.name != g.name || differs(old, &members),
+                None => c.fingerprint != fingerprint,
+            };
             let action = match cached {
                 None => Some(GroupAction::Create),
-                Some(c) if c.fingerprint != fingerprint => Some(GroupAction::Update),
+                Some(c) if changed(c) => Some(GroupAction::Update),
                 Some(_) if full_push => Some(GroupAction::Resend),
                 Some(_) => None,
             };
@@ -339,6 +372,7 @@ mod tests {
                     name: gc.name.clone(),
                     fingerprint: gc.fingerprint.clone(),
                     member_count: gc.members.len(),
+                    members: Some(gc.members.clone()),
                 },
             );
         }
@@ -429,7 +463,84 @@ mod tests {
                 ("3", MemberAction::Remove(RemovalReason::Deleted))
             ]
         );
+        // the server drops removed members from their groups: no group update needed
+        assert!(p.groups.is_empty(), "{:?}", p.groups);
+        assert_eq!(p.unchanged_groups, 1);
+    }
+
+    #[test]
+    fn group_updates_follow_the_confirmed_member_lists() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com"), u("3", "c@x.com")],
+            vec![g("G", &["1", "2", "3"]), g("H", &["1", "3"])],
+        );
+        let opts = DiffOptions {
+            remove_missing_users: true,
+            ..Default::default()
+        };
+        let cache = confirmed(&diff(&n, &Cache::default(), opts), Cache::default());
+
+        // user 3 leaves the directory (removed from the org) and 2 leaves group G only
+        let n2 = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1"]), g("H", &["1"])],
+        );
+        let p = diff(&n2, &cache, opts);
+        assert_eq!(p.removals(), 1);
+        assert_eq!(
+            p.groups.len(),
+            1,
+            "G changes because 2 stays in the org; H does not"
+        );
+        assert_eq!(p.groups[0].external_id, "G");
         assert_eq!(p.groups[0].members, vec!["1".to_string()]);
+        let cache = confirmed(&p, cache);
+        assert_eq!(
+            cache.groups["H"].members,
+            Some(vec!["1".to_string(), "3".to_string()])
+        );
+
+        // 3 comes back into H: H must be sent although its cached list still has 3
+        let n3 = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com"), u("3", "c@x.com")],
+            vec![g("G", &["1"]), g("H", &["1", "3"])],
+        );
+        let p = diff(&n3, &cache, opts);
+        assert_eq!(p.invites(), 1);
+        assert_eq!(
+            p.groups
+                .iter()
+                .map(|g| g.external_id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["H"]
+        );
+
+        // a renamed group is an update even with the same members
+        let mut n4 = n3.clone();
+        n4.groups.as_mut().unwrap()[0].name = "Renamed".into();
+        let cache = confirmed(&diff(&n3, &cache, opts), cache);
+        let p = diff(&n4, &cache, opts);
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.groups[0].name, "Renamed");
+    }
+
+    #[test]
+    fn caches_without_member_lists_compare_fingerprints() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1", "2"])],
+        );
+        let mut cache = confirmed(
+            &diff(&n, &Cache::default(), DiffOptions::default()),
+            Cache::default(),
+        );
+        cache.groups.get_mut("G").unwrap().members = None;
+        assert!(diff(&n, &cache, DiffOptions::default()).is_empty());
+        let n2 = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1"])],
+        );
+        assert_eq!(diff(&n2, &cache, DiffOptions::default()).groups.len(), 1);
     }
 
     #[test]

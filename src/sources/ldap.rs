@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use ldap3::adapters::PagedResults;
+use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
 
 use super::Progress;
@@ -193,17 +194,19 @@ pub fn describe_error(e: &LdapError) -> String {
         src = s.source();
     }
     let all = chain.join(": ");
-    let cert = if all.contains("UnknownIssuer") {
+    let lower = all.to_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    let cert = if has(&["unknownissuer", "unknown issuer"]) {
         Some(
             "the server certificate is signed by an unknown issuer: set ldap.ca_file to the CA that signed it",
         )
-    } else if all.contains("NotValidForName") || all.contains("NotValidForNameContext") {
+    } else if has(&["notvalidforname", "not valid for name"]) {
         Some("the server certificate does not match the host name in ldap.hostname")
-    } else if all.contains("Expired") {
-        Some("the server certificate has expired")
-    } else if all.contains("NotValidYet") {
+    } else if has(&["notvalidyet", "not valid yet", "not valid before"]) {
         Some("the server certificate is not valid yet")
-    } else if all.contains("invalid peer certificate") || all.contains("InvalidCertificate") {
+    } else if has(&["expired"]) {
+        Some("the server certificate has expired")
+    } else if has(&["invalid peer certificate", "invalidcertificate"]) {
         Some("the server certificate was rejected")
     } else {
         None
@@ -215,33 +218,130 @@ pub fn describe_error(e: &LdapError) -> String {
     }
 }
 
-fn tls_config(cfg: &LdapConfig) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
-    let Some(ca) = &cfg.ca_file else {
-        return Ok(None);
-    };
+/// Reads every PEM certificate of `path`; `key` names the config key in errors.
+fn read_certs(
+    key: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {
             anyhow!(
-                "ldap.ca_file {}: cannot read PEM certificates: {e}",
-                ca.display()
+                "{key} {}: cannot read PEM certificates: {e}",
+                path.display()
             )
         })?;
     if certs.is_empty() {
-        anyhow::bail!("ldap.ca_file {}: no certificate found", ca.display());
+        anyhow::bail!("{key} {}: no certificate found", path.display());
     }
-    for c in certs {
-        roots
-            .add(c)
-            .map_err(|e| anyhow!("ldap.ca_file {}: {e}", ca.display()))?;
+    Ok(certs)
+}
+
+/// Accepts any server certificate (`ldap.skip_cert_verification`), still checking that the
+/// handshake signatures are sound.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Some(Arc::new(config)))
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS settings: trust (CA file, else the system's roots; or none with
+/// `skip_cert_verification`) and the optional client certificate.
+fn tls_config(cfg: &LdapConfig) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &cfg.ca_file {
+        for c in read_certs("ldap.ca_file", ca)? {
+            roots
+                .add(c)
+                .map_err(|e| anyhow!("ldap.ca_file {}: {e}", ca.display()))?;
+        }
+    } else if !cfg.skip_cert_verification {
+        let native = rustls_native_certs::load_native_certs();
+        for c in native.certs {
+            let _ = roots.add(c);
+        }
+        if roots.is_empty() {
+            anyhow::bail!(
+                "no trusted CA certificates on this system: set ldap.ca_file to the CA that \
+                 signed the LDAP server's certificate"
+            );
+        }
+    }
+    let builder = rustls::ClientConfig::builder();
+    let builder = if cfg.skip_cert_verification {
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+    } else {
+        builder.with_root_certificates(roots)
+    };
+    let config = match (&cfg.client_cert_file, &cfg.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certs("ldap.client_cert_file", cert)?;
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                anyhow!(
+                    "ldap.client_key_file {}: cannot read a PEM private key: {e}",
+                    key.display()
+                )
+            })?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                anyhow!(
+                    "ldap.client_cert_file {} does not match ldap.client_key_file {}: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => anyhow::bail!("ldap.client_cert_file and ldap.client_key_file must be set together"),
+    };
+    Ok(Arc::new(config))
 }
 
 /// One search: what it is for (named in errors), base, filter and attributes.
@@ -250,6 +350,84 @@ struct Query<'q> {
     base: &'q str,
     filter: &'q str,
     attrs: &'q [String],
+    /// Extra request controls (AD's show-deleted).
+    controls: Vec<RawControl>,
+}
+
+impl<'q> Query<'q> {
+    fn new(what: &'q str, base: &'q str, filter: &'q str, attrs: &'q [String]) -> Self {
+        Query {
+            what,
+            base,
+            filter,
+            attrs,
+            controls: Vec::new(),
+        }
+    }
+}
+
+/// AD's Show Deleted control: tombstones are returned.
+const SHOW_DELETED_OID: &str = "1.2.840.113556.1.4.417";
+/// AD's transitive ("in chain") matching rule.
+const IN_CHAIN_RULE: &str = "1.2.840.113556.1.4.1941";
+/// AD refuses pages larger than this (MaxPageSize).
+const AD_MAX_PAGE: u32 = 1000;
+
+/// Escapes a value for use inside an LDAP filter (RFC 4515).
+pub fn escape_filter_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '*' => out.push_str("\\2a"),
+            '(' => out.push_str("\\28"),
+            ')' => out.push_str("\\29"),
+            '\\' => out.push_str("\\5c"),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The base DN from its first `dc=` on (as upstream builds AD's special containers).
+fn domain_root(root: &str) -> &str {
+    let lower = root.to_ascii_lowercase();
+    match lower.find("dc=") {
+        Some(i) => root[i..].trim(),
+        None => root.trim(),
+    }
+}
+
+/// The values of the member attribute, plain or ranged (`member;range=0-1499`), and where the
+/// next range starts when the server cut the list.
+fn member_values<'e>(e: &'e SearchEntry, member_attr: &str) -> (Vec<&'e String>, Option<u64>) {
+    let mut values = Vec::new();
+    let mut next = None;
+    for (k, v) in &e.attrs {
+        let Some((name, options)) = k.split_once(';') else {
+            if k.eq_ignore_ascii_case(member_attr) {
+                values.extend(v.iter());
+            }
+            continue;
+        };
+        if !name.eq_ignore_ascii_case(member_attr) {
+            continue;
+        }
+        let range = options.split(';').find_map(|o| {
+            o.strip_prefix("range=")
+                .or_else(|| o.strip_prefix("Range="))
+        });
+        if let Some(range) = range {
+            values.extend(v.iter());
+            if let Some((_, hi)) = range.split_once('-')
+                && hi != "*"
+                && let Ok(hi) = hi.parse::<u64>()
+            {
+                next = Some(hi + 1);
+            }
+        }
+    }
+    (values, next)
 }
 
 /// Reads entries one by one; `on_entry` sees each. Server-side limits are errors.
@@ -265,6 +443,7 @@ async fn search_each(
         base,
         filter,
         attrs,
+        controls,
     } = q;
     let timeout = Duration::from_secs(cfg.timeout_seconds);
     let ctx = || format!("LDAP {what} search in `{base}` with filter `{filter}`");
@@ -272,10 +451,18 @@ async fn search_each(
     ldap.with_timeout(timeout).with_search_options(
         SearchOptions::new().timelimit(cfg.timeout_seconds.min(i32::MAX as u64) as i32),
     );
+    if !controls.is_empty() {
+        ldap.with_controls(controls);
+    }
     let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+    let page_size = if cfg.ad {
+        cfg.page_size.clamp(1, AD_MAX_PAGE)
+    } else {
+        cfg.page_size.clamp(1, i32::MAX as u32)
+    };
     let started = if cfg.paged_search {
         ldap.streaming_search_with(
-            PagedResults::new(cfg.page_size.clamp(1, i32::MAX as u32) as i32),
+            PagedResults::new(page_size as i32),
             base,
             Scope::Subtree,
             filter,
@@ -341,13 +528,15 @@ impl LdapSource {
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(Duration::from_secs(cfg.timeout_seconds))
             .set_starttls(cfg.encryption == Encryption::Starttls);
-        if cfg.skip_cert_verification && cfg.encryption != Encryption::None {
-            tracing::warn!(
-                "ldap.skip_cert_verification is on: the LDAP server's certificate is NOT \
-                 verified, so anyone on the network path can read the bind password"
-            );
-            settings = settings.set_no_tls_verify(true);
-        } else if let Some(tls) = tls_config(cfg)? {
+        if cfg.encryption != Encryption::None {
+            if cfg.skip_cert_verification {
+                tracing::warn!(
+                    "ldap.skip_cert_verification is on: the LDAP server's certificate is NOT \
+                     verified, so anyone on the network path can read the bind password"
+                );
+                settings = settings.set_no_tls_verify(true);
+            }
+            let tls = tls_config(cfg).map_err(|e| crate::errors::ConfigError(format!("{e:#}")))?;
             settings = settings.set_config(tls);
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)
@@ -392,56 +581,74 @@ impl LdapSource {
         let prefix_attr = cfg.email_prefix_attribute(s).to_string();
         let suffix = s.email_suffix.clone().unwrap_or_default();
         let use_prefix = s.use_email_prefix_suffix;
+        let user_object_class = cfg.user_object_class(s);
+
+        let mut user_attrs = vec![
+            email_attr.clone(),
+            "objectGUID".to_string(),
+            "userAccountControl".to_string(),
+            "uid".to_string(),
+        ];
+        if use_prefix {
+            user_attrs.push(prefix_attr.clone());
+        }
+        let to_user = |e: SearchEntry, deleted: bool| -> DirUser {
+            let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
+            let disabled = first(&e, "userAccountControl")
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .is_some_and(|v| v & 0x2 != 0);
+            let mut email = first(&e, &email_attr).map(str::to_string);
+            if email.as_deref().is_none_or(|m| m.trim().is_empty()) && use_prefix {
+                email = first(&e, &prefix_attr).map(|p| format!("{}{suffix}", p.trim()));
+            }
+            DirUser {
+                reference_id: e.dn,
+                external_id,
+                email,
+                disabled,
+                deleted,
+            }
+        };
 
         // Users: read once, both for syncing and for resolving group members.
         let mut users: Vec<DirUser> = Vec::new();
         let mut by_dn: HashMap<String, String> = HashMap::new();
         let mut by_uid: HashMap<String, String> = HashMap::new();
+        let user_base = search_base(s.user_path.as_deref(), root);
+        let user_filter = search_filter(user_object_class, s.user_filter.as_deref());
         if s.users || s.groups {
             progress.stage("Reading users");
-            let mut attrs = vec![
-                email_attr.clone(),
-                "objectGUID".to_string(),
-                "userAccountControl".to_string(),
-                "uid".to_string(),
-            ];
-            if use_prefix {
-                attrs.push(prefix_attr.clone());
-            }
-            let base = search_base(s.user_path.as_deref(), root);
-            let filter = search_filter(cfg.user_object_class(s), s.user_filter.as_deref());
-            let q = Query {
-                what: "user",
-                base: &base,
-                filter: &filter,
-                attrs: &attrs,
-            };
+            let q = Query::new("user", &user_base, &user_filter, &user_attrs);
             search_each(ldap, cfg, q, progress, |e| {
-                let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
-                let disabled = first(&e, "userAccountControl")
-                    .and_then(|v| v.trim().parse::<i64>().ok())
-                    .is_some_and(|v| v & 0x2 != 0);
-                let mut email = first(&e, &email_attr).map(str::to_string);
-                if email.as_deref().is_none_or(|m| m.trim().is_empty()) && use_prefix {
-                    email = first(&e, &prefix_attr).map(|p| format!("{}{suffix}", p.trim()));
+                let uid = s
+                    .groups
+                    .then(|| first(&e, "uid").map(|u| u.trim().to_lowercase()))
+                    .flatten();
+                let dn = s.groups.then(|| normalize_dn(&e.dn));
+                let user = to_user(e, false);
+                if let Some(dn) = dn {
+                    by_dn.insert(dn, user.external_id.clone());
                 }
-                if s.groups {
-                    by_dn.insert(normalize_dn(&e.dn), external_id.clone());
-                    if let Some(uid) = first(&e, "uid") {
-                        by_uid.insert(uid.trim().to_lowercase(), external_id.clone());
-                    }
+                if let Some(uid) = uid {
+                    by_uid.insert(uid, user.external_id.clone());
                 }
                 if s.users {
-                    users.push(DirUser {
-                        reference_id: e.dn,
-                        external_id,
-                        email,
-                        disabled,
-                        deleted: false,
-                    });
+                    users.push(user);
                 }
             })
             .await?;
+        }
+        if s.users && cfg.ad && cfg.deleted_objects {
+            progress.stage("Reading deleted users");
+            let base = format!("CN=Deleted Objects,{}", domain_root(root));
+            let filter = format!("(&(objectClass={user_object_class})(isDeleted=TRUE))");
+            let mut q = Query::new("deleted user", &base, &filter, &user_attrs);
+            q.controls.push(RawControl {
+                ctype: SHOW_DELETED_OID.to_string(),
+                crit: true,
+                val: None,
+            });
+            search_each(ldap, cfg, q, progress, |e| users.push(to_user(e, true))).await?;
         }
 
         let mut groups: Vec<DirGroup> = Vec::new();
@@ -449,48 +656,115 @@ impl LdapSource {
             progress.stage("Reading groups");
             let name_attr = cfg.group_name_attribute(s).to_string();
             let member_attr = cfg.member_attribute(s).to_string();
-            let attrs = vec![
+            let in_chain = cfg.ad && cfg.in_chain_membership;
+            let ranged = cfg.ad && member_attr.eq_ignore_ascii_case("member");
+            let range = u64::from(cfg.member_range_size.max(1));
+            let mut attrs = vec![
                 name_attr.clone(),
                 "cn".to_string(),
-                member_attr.clone(),
                 "objectGUID".to_string(),
             ];
+            if !in_chain {
+                attrs.push(if ranged {
+                    format!("{member_attr};range=0-{}", range - 1)
+                } else {
+                    member_attr.clone()
+                });
+            }
+            let classify = |v: &str, group: &mut DirGroup| {
+                let v = strip_unique_id(v.trim());
+                if v.contains('=') {
+                    let dn = normalize_dn(v);
+                    match by_dn.get(&dn) {
+                        Some(ext) => group.user_members.push(ext.clone()),
+                        None => group.group_members.push(dn),
+                    }
+                } else if let Some(ext) = by_uid.get(&v.to_lowercase()) {
+                    group.user_members.push(ext.clone());
+                }
+            };
             let base = search_base(s.group_path.as_deref(), root);
             let filter = search_filter(cfg.group_object_class(s), s.group_filter.as_deref());
-            let q = Query {
-                what: "group",
-                base: &base,
-                filter: &filter,
-                attrs: &attrs,
-            };
+            // groups whose member list the server cut: (index, DN, next range start)
+            let mut more: Vec<(usize, String, u64)> = Vec::new();
+            // raw DNs, for the in-chain searches
+            let mut dns: Vec<String> = Vec::new();
+            let q = Query::new("group", &base, &filter, &attrs);
             search_each(ldap, cfg, q, progress, |e| {
-                let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
-                let name = first(&e, &name_attr)
-                    .or_else(|| first(&e, "cn"))
-                    .map(str::to_string);
-                let mut user_members = Vec::new();
-                let mut group_members = Vec::new();
-                for v in attr(&e, &member_attr).into_iter().flatten() {
-                    let v = strip_unique_id(v.trim());
-                    if v.contains('=') {
-                        let dn = normalize_dn(v);
-                        match by_dn.get(&dn) {
-                            Some(ext) => user_members.push(ext.clone()),
-                            None => group_members.push(dn),
-                        }
-                    } else if let Some(ext) = by_uid.get(&v.to_lowercase()) {
-                        user_members.push(ext.clone());
-                    }
-                }
-                groups.push(DirGroup {
+                let mut group = DirGroup {
                     reference_id: normalize_dn(&e.dn),
-                    external_id,
-                    name,
-                    user_members,
-                    group_members,
-                });
+                    external_id: object_guid(&e).unwrap_or_else(|| e.dn.clone()),
+                    name: first(&e, &name_attr)
+                        .or_else(|| first(&e, "cn"))
+                        .map(str::to_string),
+                    user_members: Vec::new(),
+                    group_members: Vec::new(),
+                };
+                let (values, next) = member_values(&e, &member_attr);
+                for v in values {
+                    classify(v, &mut group);
+                }
+                if let Some(next) = next {
+                    more.push((groups.len(), e.dn.clone(), next));
+                }
+                if in_chain {
+                    dns.push(e.dn);
+                }
+                groups.push(group);
             })
             .await?;
+
+            // Ranged retrieval: ask for the rest of each cut member list, range by range.
+            for (idx, dn, mut start) in more {
+                loop {
+                    let attr = format!("{member_attr};range={start}-{}", start + range - 1);
+                    let (entries, res) = ldap
+                        .with_timeout(Duration::from_secs(cfg.timeout_seconds))
+                        .search(&dn, Scope::Base, "(objectClass=*)", vec![attr.as_str()])
+                        .await
+                        .and_then(|r| r.success())
+                        .map_err(|e| anyhow!(describe_error(&e)))
+                        .with_context(|| {
+                            format!("LDAP read of members `{attr}` of group `{dn}`")
+                        })?;
+                    let _ = res;
+                    let Some(entry) = entries.into_iter().next() else {
+                        break;
+                    };
+                    let e = SearchEntry::construct(entry);
+                    let (values, next) = member_values(&e, &member_attr);
+                    let got = values.len();
+                    for v in values {
+                        classify(v, &mut groups[idx]);
+                    }
+                    match next {
+                        Some(n) if got > 0 && n > start => start = n,
+                        _ => break,
+                    }
+                }
+            }
+
+            // In-chain: the server resolves nesting; one user search per group.
+            if in_chain {
+                progress.stage("Reading nested memberships");
+                let attrs = vec!["1.1".to_string()];
+                for (idx, dn) in dns.iter().enumerate() {
+                    let filter = format!(
+                        "(&{user_filter}(memberOf:{IN_CHAIN_RULE}:={}))",
+                        escape_filter_value(dn)
+                    );
+                    let q = Query::new("nested member", &user_base, &filter, &attrs);
+                    let mut members = Vec::new();
+                    search_each(ldap, cfg, q, &super::NoProgress, |e| {
+                        if let Some(ext) = by_dn.get(&normalize_dn(&e.dn)) {
+                            members.push(ext.clone());
+                        }
+                    })
+                    .await?;
+                    groups[idx].user_members = members;
+                    groups[idx].group_members.clear();
+                }
+            }
         }
         Ok(Snapshot {
             users: s.users.then_some(users),

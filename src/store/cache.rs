@@ -21,14 +21,17 @@ impl Store {
         }
         let mut st = self
             .conn
-            .prepare("SELECT external_id, name, fingerprint, member_count FROM groups")?;
+            .prepare("SELECT external_id, name, fingerprint, member_count, members FROM groups")?;
         let rows = st.query_map([], |r| {
+            let members: Option<String> = r.get(4)?;
             Ok((
                 r.get::<_, String>(0)?,
                 CachedGroup {
                     name: r.get(1)?,
                     fingerprint: r.get(2)?,
                     member_count: r.get::<_, i64>(3)? as usize,
+                    // unreadable lists fall back to the fingerprint comparison
+                    members: members.and_then(|m| serde_json::from_str(&m).ok()),
                 },
             ))
         })?;
@@ -70,19 +73,21 @@ impl Store {
                 }
             }
             let mut gup = tx.prepare(
-                "INSERT INTO groups(external_id, name, fingerprint, member_count, synced_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO groups(external_id, name, fingerprint, member_count, synced_at, members)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(external_id) DO UPDATE SET name = excluded.name,
                    fingerprint = excluded.fingerprint, member_count = excluded.member_count,
-                   synced_at = excluded.synced_at",
+                   synced_at = excluded.synced_at, members = excluded.members",
             )?;
             for g in groups {
+                let members = serde_json::to_string(&g.members)?;
                 gup.execute(params![
                     g.external_id,
                     g.name,
                     g.fingerprint,
                     g.members.len() as i64,
-                    now
+                    now,
+                    members
                 ])?;
             }
         }

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "directory-connector.sqlite3";
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// An open database.
 pub struct Store {
@@ -83,6 +83,15 @@ impl Store {
                      members_after INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
                      bytes_pushed INTEGER NOT NULL DEFAULT 0, error TEXT);
                  PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        if version < 2 {
+            // v2: groups keep their confirmed member list (NULL for rows written before)
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE groups ADD COLUMN members TEXT;
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )?;
         }

@@ -428,6 +428,10 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
     if !removed.is_empty() {
         org.members
             .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| !removed.contains(e)));
+        // a removed member leaves every group with it (the server's cascade)
+        for g in org.groups.values_mut() {
+            g.members.retain(|e| !removed.contains(e));
+        }
     }
     let mut by_ext: HashSet<String> = org
         .members
@@ -463,6 +467,9 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         let keep: HashSet<String> = active.iter().map(|m| s(m, "externalId")).collect();
         org.members
             .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| keep.contains(e)));
+        for g in org.groups.values_mut() {
+            g.members.retain(|e| keep.contains(e));
+        }
     }
     let known: HashSet<String> = org
         .members

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_bitwarden;
+pub mod samba;
 pub mod slapd;
 
 use std::path::{Path, PathBuf};

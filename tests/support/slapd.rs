@@ -36,12 +36,43 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// CA and server certificate (SAN localhost, 127.0.0.1), made once per test process.
+/// The test CA and certificates it signed, made once per test process: the server's (SAN
+/// localhost, 127.0.0.1), one for another name, an expired one, and a client certificate.
 pub struct Certs {
     pub dir: PathBuf,
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub wrong_name_cert: PathBuf,
+    pub expired_cert: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+/// Signs a new key's certificate with the test CA through `openssl ca`, which can back-date.
+fn sign(dir: &Path, name: &str, subject: &str, ext: &str, dates: Option<(&str, &str)>) {
+    let p = |n: &str| dir.join(n);
+    run(Command::new("openssl")
+        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject])
+        .arg("-keyout")
+        .arg(p(&format!("{name}.key")))
+        .arg("-out")
+        .arg(p(&format!("{name}.csr"))));
+    std::fs::write(p(&format!("{name}.ext")), ext).expect("ext");
+    let mut cmd = Command::new("openssl");
+    cmd.args(["ca", "-batch", "-notext", "-config"])
+        .arg(p("ca.cnf"))
+        .arg("-extfile")
+        .arg(p(&format!("{name}.ext")))
+        .arg("-in")
+        .arg(p(&format!("{name}.csr")))
+        .arg("-out")
+        .arg(p(&format!("{name}.pem")));
+    match dates {
+        Some((start, end)) => cmd.args(["-startdate", start, "-enddate", end]),
+        None => cmd.args(["-days", "3650"]),
+    };
+    run(&mut cmd);
 }
 
 pub fn certs() -> &'static Certs {
@@ -52,19 +83,64 @@ pub fn certs() -> &'static Certs {
         let p = |n: &str| dir.join(n);
         run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=Directory Connector Test CA"])
             .arg("-keyout").arg(p("ca.key")).arg("-out").arg(p("ca.pem")));
-        run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
-            .arg("-keyout").arg(p("server.key")).arg("-out").arg(p("server.csr")));
-        std::fs::write(p("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n").expect("ext");
-        run(Command::new("openssl").args(["x509", "-req", "-days", "3650", "-CAcreateserial"])
-            .arg("-in").arg(p("server.csr")).arg("-CA").arg(p("ca.pem")).arg("-CAkey").arg(p("ca.key"))
-            .arg("-extfile").arg(p("ext.cnf")).arg("-out").arg(p("server.pem")));
+        std::fs::write(p("index.txt"), "").expect("index");
+        std::fs::write(p("serial"), "1000\n").expect("serial");
+        std::fs::write(
+            p("ca.cnf"),
+            format!(
+                "[ca]\ndefault_ca = test\n[test]\ndir = {d}\ndatabase = {d}/index.txt\n\
+                 serial = {d}/serial\nnew_certs_dir = {d}\ncertificate = {d}/ca.pem\n\
+                 private_key = {d}/ca.key\ndefault_md = sha256\npolicy = any\n\
+                 unique_subject = no\ncopy_extensions = none\n[any]\ncommonName = supplied\n",
+                d = dir.display()
+            ),
+        )
+        .expect("ca.cnf");
+        let server_ext = |san: &str| {
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+        };
+        sign(&dir, "server", "/CN=localhost", &server_ext("DNS:localhost,IP:127.0.0.1"), None);
+        sign(&dir, "wrongname", "/CN=other.example", &server_ext("DNS:other.example"), None);
+        sign(
+            &dir,
+            "expired",
+            "/CN=localhost",
+            &server_ext("DNS:localhost,IP:127.0.0.1"),
+            Some(("20200101000000Z", "20210101000000Z")),
+        );
+        sign(
+            &dir,
+            "client",
+            "/CN=directory-connector",
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+            None,
+        );
         Certs {
             ca: p("ca.pem"),
             cert: p("server.pem"),
             key: p("server.key"),
+            wrong_name_cert: p("wrongname.pem"),
+            expired_cert: p("expired.pem"),
+            client_cert: p("client.pem"),
+            client_key: p("client.key"),
             dir,
         }
     })
+}
+
+/// How slapd presents TLS: which server certificate, and whether it demands a client one.
+#[derive(Clone, Copy, Default)]
+pub enum ServerCert {
+    #[default]
+    Good,
+    WrongName,
+    Expired,
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct TlsOptions {
+    pub cert: ServerCert,
+    pub require_client_cert: bool,
 }
 
 pub struct Slapd {
@@ -156,7 +232,22 @@ fn wait_ready(port: u16) -> bool {
 impl Slapd {
     /// Starts slapd with `base_ldif()` plus `ldif`.
     pub fn start(ldif: &str) -> Slapd {
+        Self::start_with(ldif, TlsOptions::default())
+    }
+
+    /// Starts slapd with the given TLS setup.
+    pub fn start_with(ldif: &str, tls: TlsOptions) -> Slapd {
         let c = certs();
+        let (cert_file, key_file) = match tls.cert {
+            ServerCert::Good => (c.cert.clone(), c.key.clone()),
+            ServerCert::WrongName => (c.wrong_name_cert.clone(), c.dir.join("wrongname.key")),
+            ServerCert::Expired => (c.expired_cert.clone(), c.dir.join("expired.key")),
+        };
+        let verify = if tls.require_client_cert {
+            "demand"
+        } else {
+            "never"
+        };
         let dir = tempfile::tempdir().expect("slapd dir");
         let d = dir.path();
         std::fs::create_dir_all(d.join("db")).expect("db dir");
@@ -174,6 +265,7 @@ argsfile {d}/slapd.args\n\
 TLSCACertificateFile {ca}\n\
 TLSCertificateFile {cert}\n\
 TLSCertificateKeyFile {key}\n\
+TLSVerifyClient {verify}\n\
 database mdb\n\
 maxsize 1073741824\n\
 suffix \"{BASE}\"\n\
@@ -186,8 +278,8 @@ access to attrs=userPassword by anonymous auth by * none\n\
 access to * by * read\n",
             d = d.display(),
             ca = c.ca.display(),
-            cert = c.cert.display(),
-            key = c.key.display(),
+            cert = cert_file.display(),
+            key = key_file.display(),
         );
         std::fs::write(d.join("slapd.conf"), conf).expect("conf");
         std::fs::write(d.join("data.ldif"), format!("{}{ldif}", base_ldif())).expect("ldif");

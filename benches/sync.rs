@@ -2,7 +2,8 @@
 //! binary against the in-process fake Bitwarden server: `test`, a first full sync, an unchanged
 //! sync and a churn sync (1% new users added to one group, 1% deleted with
 //! `remove_missing_users`). Also times `ldapsearch` reading the same users with paging (the
-//! floor). Run: `BENCH_USERS=5000 cargo bench --bench sync`.
+//! floor). Run: `BENCH_USERS=5000 cargo bench --bench sync`. With `BENCH_HOLD=1` it prints the
+//! command line for the loaded setup and waits for Enter (for profilers).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -82,6 +83,20 @@ fn main() {
     env.set("sync.remove_missing_users", "true");
     env.set("sync.max_removals", "0");
     env.set("sync.max_removal_percent", "0");
+
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        // for profiling by hand: print how to run the binary against this setup and wait
+        let vars: Vec<String> = env.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "env {} {} --data-dir {} test",
+            vars.join(" "),
+            support::bin().display(),
+            env.path().display()
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        return;
+    }
 
     // the floor: ldapsearch reading the same entries with paging
     let ldapsearch = |base: &str, filter: &str, attrs: &[&str]| -> f64 {

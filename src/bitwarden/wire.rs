@@ -10,7 +10,7 @@ use crate::engine::{Batch, Plan};
 pub struct WireGroup<'a> {
     pub name: &'a str,
     pub external_id: &'a str,
-    pub member_external_ids: &'a [String],
+    pub member_external_ids: &'a [crate::engine::Id],
 }
 
 #[derive(Debug, Serialize)]

@@ -53,7 +53,19 @@ impl Output {
     }
 
     pub fn json_value(&self, v: &serde_json::Value) {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        self.json_write(v);
+    }
+
+    /// Writes any serializable value as pretty JSON straight to stdout, without building an
+    /// intermediate tree (the `test` report of a large directory is hundreds of MB as one).
+    pub fn json_write<T: serde::Serialize + ?Sized>(&self, v: &T) {
+        use std::io::Write;
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+        let ok = serde_json::to_writer_pretty(&mut w, v).is_ok() && writeln!(w).is_ok();
+        if !ok || w.flush().is_err() {
+            tracing::warn!("could not write the JSON output to stdout");
+        }
     }
 
     pub fn message(&self, title: &str, detail: &str) {
@@ -74,32 +86,74 @@ impl Output {
             .iter()
             .map(|u| {
                 (
-                    u.external_id.as_str(),
+                    &*u.external_id,
                     u.email.as_deref().unwrap_or(&u.reference_id),
                 )
             })
             .collect();
         if self.json {
-            let part = |f: &dyn Fn(&crate::engine::NormUser) -> bool| -> Vec<serde_json::Value> {
-                users
-                    .iter()
-                    .filter(|u| f(u))
-                    .map(|u| json!({"externalId": u.external_id, "referenceId": u.reference_id, "email": u.email}))
-                    .collect()
-            };
-            self.json_value(&json!({
-                "object": "test",
-                "enabledUsers": part(&|u| !u.deleted && !u.disabled),
-                "disabledUsers": part(&|u| !u.deleted && u.disabled),
-                "deletedUsers": part(&|u| u.deleted),
-                "groups": groups.iter().map(|g| json!({
-                    "externalId": g.external_id, "referenceId": g.reference_id, "name": g.name,
-                    "userIds": g.members,
-                })).collect::<Vec<_>>(),
-                "skipped": n.skipped,
-                "plan": r.plan,
-                "refused": r.refused,
-            }));
+            #[derive(serde::Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct UserJson<'a> {
+                external_id: &'a str,
+                reference_id: &'a str,
+                email: &'a Option<String>,
+            }
+            #[derive(serde::Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct GroupJson<'a> {
+                external_id: &'a str,
+                reference_id: &'a str,
+                name: &'a str,
+                user_ids: &'a [crate::engine::Id],
+            }
+            /// Serializes the users matching a predicate, one by one.
+            struct Part<'a>(
+                &'a [crate::engine::NormUser],
+                fn(&crate::engine::NormUser) -> bool,
+            );
+            impl serde::Serialize for Part<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.collect_seq(self.0.iter().filter(|u| (self.1)(u)).map(|u| UserJson {
+                        external_id: &u.external_id,
+                        reference_id: &u.reference_id,
+                        email: &u.email,
+                    }))
+                }
+            }
+            struct Groups<'a>(&'a [crate::engine::NormGroup]);
+            impl serde::Serialize for Groups<'_> {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.collect_seq(self.0.iter().map(|g| GroupJson {
+                        external_id: &g.external_id,
+                        reference_id: &g.reference_id,
+                        name: &g.name,
+                        user_ids: &g.members,
+                    }))
+                }
+            }
+            #[derive(serde::Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct TestJson<'a> {
+                object: &'static str,
+                enabled_users: Part<'a>,
+                disabled_users: Part<'a>,
+                deleted_users: Part<'a>,
+                groups: Groups<'a>,
+                skipped: &'a [crate::engine::Skipped],
+                plan: &'a crate::engine::Plan,
+                refused: &'a Option<String>,
+            }
+            self.json_write(&TestJson {
+                object: "test",
+                enabled_users: Part(users, |u| !u.deleted && !u.disabled),
+                disabled_users: Part(users, |u| !u.deleted && u.disabled),
+                deleted_users: Part(users, |u| u.deleted),
+                groups: Groups(groups),
+                skipped: &n.skipped,
+                plan: &r.plan,
+                refused: &r.refused,
+            });
             return;
         }
         let enabled = users.iter().filter(|u| !u.deleted && !u.disabled).count();
@@ -141,7 +195,7 @@ impl Output {
                     let mut names: Vec<&str> = g
                         .members
                         .iter()
-                        .map(|m| by_id.get(m.as_str()).copied().unwrap_or(m.as_str()))
+                        .map(|m| by_id.get(&**m).copied().unwrap_or(&**m))
                         .collect();
                     names.sort();
                     t.add_row(vec![

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::model::Id;
 use super::normalize::Normalized;
 
 /// A member the server confirmed.
@@ -21,7 +22,7 @@ pub struct CachedGroup {
     pub name: String,
     pub fingerprint: String,
     pub member_count: usize,
-    pub members: Option<Vec<String>>,
+    pub members: Option<Vec<Id>>,
 }
 
 /// The cache as the diff sees it, keyed by externalId.
@@ -85,7 +86,7 @@ pub enum GroupAction {
 pub struct GroupChange {
     pub external_id: String,
     pub name: String,
-    pub members: Vec<String>,
+    pub members: Vec<Id>,
     #[serde(skip)]
     pub fingerprint: String,
     pub action: GroupAction,
@@ -149,7 +150,7 @@ impl Plan {
 }
 
 /// Fingerprint of a group's name and (sorted) member list.
-pub fn group_fingerprint(name: &str, sorted_members: &[String]) -> String {
+pub fn group_fingerprint(name: &str, sorted_members: &[Id]) -> String {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     for m in sorted_members {
@@ -180,8 +181,8 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
         let mut keep: HashSet<&str> = HashSet::with_capacity(users.len());
         let mut seen: HashSet<&str> = HashSet::with_capacity(users.len());
         for u in users {
-            seen.insert(u.external_id.as_str());
-            let cached = cache.members.get(&u.external_id);
+            seen.insert(&*u.external_id);
+            let cached = cache.members.get(&*u.external_id);
             let removal = if u.deleted {
                 Some(RemovalReason::Deleted)
             } else if u.disabled && opts.remove_disabled {
@@ -196,7 +197,7 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
                     .or_else(|| if full_push { u.email.clone() } else { None });
                 if let Some(email) = email {
                     plan.members.push(MemberChange {
-                        external_id: u.external_id.clone(),
+                        external_id: u.external_id.to_string(),
                         email,
                         action: MemberAction::Remove(reason),
                         previous_email: None,
@@ -207,7 +208,7 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
             let Some(email) = u.email.clone() else {
                 continue;
             };
-            keep.insert(u.external_id.as_str());
+            keep.insert(&*u.external_id);
             let (action, previous_email) = match cached {
                 None => (Some(MemberAction::Invite), None),
                 Some(c) if c.email != email => (Some(MemberAction::Update), Some(c.email.clone())),
@@ -216,7 +217,7 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
             };
             match action {
                 Some(action) => plan.members.push(MemberChange {
-                    external_id: u.external_id.clone(),
+                    external_id: u.external_id.to_string(),
                     email,
                     action,
                     previous_email,
@@ -253,13 +254,13 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
     // Whether a group's confirmed member list differs from the new one. Members that left the
     // organization (removed before, or by this sync) no longer count: the server took them out
     // of the group, so their going needs no group update, and their coming back does.
-    let differs = |old: &[String], new: &[String]| -> bool {
+    let differs = |old: &[Id], new: &[Id]| -> bool {
         if !plan_users_synced {
             return old != new;
         }
         let mut effective = old
             .iter()
-            .filter(|id| cache.members.contains_key(id.as_str()) && !removed.contains(id.as_str()));
+            .filter(|id| cache.members.contains_key(&***id) && !removed.contains(&***id));
         let mut new = new.iter();
         loop {
             match (effective.next(), new.next()) {
@@ -273,11 +274,11 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
         let mut seen: HashSet<&str> = HashSet::with_capacity(groups.len());
         for g in groups {
             seen.insert(g.external_id.as_str());
-            let mut members: Vec<String> = match &desired {
+            let mut members: Vec<Id> = match &desired {
                 Some(keep) => g
                     .members
                     .iter()
-                    .filter(|m| keep.contains(m.as_str()))
+                    .filter(|m| keep.contains(&***m))
                     .cloned()
                     .collect(),
                 None => g.members.clone(),
@@ -339,7 +340,7 @@ mod tests {
             reference_id: id.into(),
             external_id: id.into(),
             name: format!("Group {id}"),
-            members: members.iter().map(|s| s.to_string()).collect(),
+            members: members.iter().map(|s| Id::from(*s)).collect(),
         }
     }
 
@@ -493,11 +494,11 @@ mod tests {
             "G changes because 2 stays in the org; H does not"
         );
         assert_eq!(p.groups[0].external_id, "G");
-        assert_eq!(p.groups[0].members, vec!["1".to_string()]);
+        assert_eq!(p.groups[0].members, vec![Id::from("1")]);
         let cache = confirmed(&p, cache);
         assert_eq!(
             cache.groups["H"].members,
-            Some(vec!["1".to_string(), "3".to_string()])
+            Some(vec![Id::from("1"), Id::from("3")])
         );
 
         // 3 comes back into H: H must be sent although its cached list still has 3

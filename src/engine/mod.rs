@@ -11,5 +11,5 @@ pub mod normalize;
 pub use batch::{Batch, build_batches};
 pub use diff::{Cache, CachedGroup, CachedMember, GroupChange, MemberChange, Plan, diff};
 pub use guard::{GuardLimits, check_guard};
-pub use model::{DirGroup, DirUser, Snapshot};
+pub use model::{DirGroup, DirUser, Id, Snapshot};
 pub use normalize::{NormGroup, NormUser, Normalized, Skipped, normalize};

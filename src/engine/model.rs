@@ -1,7 +1,13 @@
 //! What a directory source returns: users, groups, direct memberships and nested-group
 //! references, before any normalization.
 
+use std::sync::Arc;
+
 use serde::Serialize;
+
+/// A user's externalId, shared (not copied) by every group list that names the user: at
+/// 100,000 users in several groups each, copies would dominate memory.
+pub type Id = Arc<str>;
 
 /// A user as read from the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -9,7 +15,7 @@ pub struct DirUser {
     /// Id inside the directory (LDAP: the DN), used to resolve relations and shown to the admin.
     pub reference_id: String,
     /// Stable id sent to Bitwarden (AD objectGUID, else DN; cloud: object id).
-    pub external_id: String,
+    pub external_id: Id,
     /// Email as read, not yet trimmed or lower-cased.
     pub email: Option<String>,
     pub disabled: bool,
@@ -23,7 +29,7 @@ pub struct DirGroup {
     pub external_id: String,
     pub name: Option<String>,
     /// externalIds of users that are direct members.
-    pub user_members: Vec<String>,
+    pub user_members: Vec<Id>,
     /// referenceIds of groups that are direct members (nested groups).
     pub group_members: Vec<String>,
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::model::{DirGroup, DirUser, Snapshot};
+use super::model::{DirGroup, DirUser, Id, Snapshot};
 
 /// Longest email the server accepts (UTF-16 code units, as the server counts).
 pub const MAX_EMAIL_LEN: usize = 256;
@@ -25,7 +25,7 @@ pub struct NormGroup {
     pub reference_id: String,
     pub external_id: String,
     pub name: String,
-    pub members: Vec<String>,
+    pub members: Vec<Id>,
 }
 
 /// What kind of entry was skipped.
@@ -227,7 +227,7 @@ fn dedupe_users(
             drop[i] = true;
         }
     }
-    let mut seen_ids: HashSet<String> = HashSet::new();
+    let mut seen_ids: HashSet<Id> = HashSet::new();
     let mut out = Vec::with_capacity(users.len());
     for (u, dropped) in users.into_iter().zip(drop) {
         if dropped {
@@ -295,7 +295,7 @@ fn normalize_groups(groups: Vec<DirGroup>, skipped: &mut Vec<Skipped>) -> Vec<No
 /// For each group, its direct user members plus those of every group reachable from it through
 /// nested-group references within `groups` (cycles allowed). Strongly connected components are
 /// found with an iterative Tarjan walk and their closures computed once each, successors first.
-pub fn flatten(groups: &[DirGroup]) -> Vec<Vec<String>> {
+pub fn flatten(groups: &[DirGroup]) -> Vec<Vec<Id>> {
     let n = groups.len();
     let by_ref: HashMap<&str, usize> = groups
         .iter()
@@ -317,7 +317,7 @@ pub fn flatten(groups: &[DirGroup]) -> Vec<Vec<String>> {
         .collect();
 
     // Intern user ids in first-seen order.
-    let mut ids: Vec<&str> = Vec::new();
+    let mut ids: Vec<&Id> = Vec::new();
     let mut id_of: HashMap<&str, u32> = HashMap::new();
     let direct: Vec<Vec<u32>> = groups
         .iter()
@@ -325,8 +325,8 @@ pub fn flatten(groups: &[DirGroup]) -> Vec<Vec<String>> {
             g.user_members
                 .iter()
                 .map(|m| {
-                    *id_of.entry(m.as_str()).or_insert_with(|| {
-                        ids.push(m.as_str());
+                    *id_of.entry(m).or_insert_with(|| {
+                        ids.push(m);
                         (ids.len() - 1) as u32
                     })
                 })
@@ -362,7 +362,7 @@ pub fn flatten(groups: &[DirGroup]) -> Vec<Vec<String>> {
         .map(|g| {
             closure[comp[g]]
                 .iter()
-                .map(|&i| ids[i as usize].to_string())
+                .map(|&i| Id::clone(ids[i as usize]))
                 .collect()
         })
         .collect()
@@ -432,7 +432,7 @@ mod tests {
     fn user(id: &str, email: Option<&str>) -> DirUser {
         DirUser {
             reference_id: format!("cn={id}"),
-            external_id: id.to_string(),
+            external_id: id.into(),
             email: email.map(str::to_string),
             disabled: false,
             deleted: false,
@@ -444,7 +444,7 @@ mod tests {
             reference_id: name.to_string(),
             external_id: format!("ext-{name}"),
             name: Some(name.to_string()),
-            user_members: users.iter().map(|s| s.to_string()).collect(),
+            user_members: users.iter().map(|s| Id::from(*s)).collect(),
             group_members: groups.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -453,7 +453,8 @@ mod tests {
         flatten(groups)
             .into_iter()
             .zip(groups)
-            .map(|(mut m, g)| {
+            .map(|(m, g)| {
+                let mut m: Vec<String> = m.iter().map(|s| s.to_string()).collect();
                 m.sort();
                 (g.reference_id.clone(), m)
             })
@@ -655,7 +656,7 @@ mod tests {
             .unwrap();
             let users = n.users.unwrap();
             assert_eq!(users.len(), 1);
-            assert_eq!(users[0].external_id, "new");
+            assert_eq!(&*users[0].external_id, "new");
         }
     }
 

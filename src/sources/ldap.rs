@@ -13,7 +13,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry
 
 use super::Progress;
 use crate::config::{Encryption, LdapConfig, SyncConfig};
-use crate::engine::{DirGroup, DirUser, Snapshot};
+use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 
 /// Everything the LDAP source needs.
 pub struct LdapSource {
@@ -603,7 +603,7 @@ impl LdapSource {
             }
             DirUser {
                 reference_id: e.dn,
-                external_id,
+                external_id: external_id.into(),
                 email,
                 disabled,
                 deleted,
@@ -612,8 +612,8 @@ impl LdapSource {
 
         // Users: read once, both for syncing and for resolving group members.
         let mut users: Vec<DirUser> = Vec::new();
-        let mut by_dn: HashMap<String, String> = HashMap::new();
-        let mut by_uid: HashMap<String, String> = HashMap::new();
+        let mut by_dn: HashMap<String, Id> = HashMap::new();
+        let mut by_uid: HashMap<String, Id> = HashMap::new();
         let user_base = search_base(s.user_path.as_deref(), root);
         let user_filter = search_filter(user_object_class, s.user_filter.as_deref());
         if s.users || s.groups {
@@ -754,7 +754,7 @@ impl LdapSource {
                         escape_filter_value(dn)
                     );
                     let q = Query::new("nested member", &user_base, &filter, &attrs);
-                    let mut members = Vec::new();
+                    let mut members: Vec<Id> = Vec::new();
                     search_each(ldap, cfg, q, &super::NoProgress, |e| {
                         if let Some(ext) = by_dn.get(&normalize_dn(&e.dn)) {
                             members.push(ext.clone());

@@ -5,7 +5,9 @@ use anyhow::Context;
 use rusqlite::params;
 
 use super::Store;
-use crate::engine::{Cache, CachedGroup, CachedMember, GroupChange, MemberChange};
+use std::collections::HashSet;
+
+use crate::engine::{Cache, CachedGroup, CachedMember, GroupChange, Id, MemberChange};
 
 impl Store {
     /// Loads the whole cache.
@@ -22,22 +24,34 @@ impl Store {
         let mut st = self
             .conn
             .prepare("SELECT external_id, name, fingerprint, member_count, members FROM groups")?;
-        let rows = st.query_map([], |r| {
+        // one shared copy of each id across all group lists
+        let mut interner: HashSet<Id> = HashSet::new();
+        let mut intern = |ids: Vec<String>| -> Vec<Id> {
+            ids.into_iter()
+                .map(|id| match interner.get(id.as_str()) {
+                    Some(x) => Id::clone(x),
+                    None => {
+                        let x: Id = Id::from(id);
+                        interner.insert(Id::clone(&x));
+                        x
+                    }
+                })
+                .collect()
+        };
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
             let members: Option<String> = r.get(4)?;
-            Ok((
-                r.get::<_, String>(0)?,
-                CachedGroup {
-                    name: r.get(1)?,
-                    fingerprint: r.get(2)?,
-                    member_count: r.get::<_, i64>(3)? as usize,
-                    // unreadable lists fall back to the fingerprint comparison
-                    members: members.and_then(|m| serde_json::from_str(&m).ok()),
-                },
-            ))
-        })?;
-        for row in rows {
-            let (id, g) = row?;
-            cache.groups.insert(id, g);
+            let g = CachedGroup {
+                name: r.get(1)?,
+                fingerprint: r.get(2)?,
+                member_count: r.get::<_, i64>(3)? as usize,
+                // unreadable lists fall back to the fingerprint comparison
+                members: members
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str::<Vec<String>>(m).ok())
+                    .map(&mut intern),
+            };
+            cache.groups.insert(r.get::<_, String>(0)?, g);
         }
         Ok(cache)
     }

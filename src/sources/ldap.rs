@@ -3,6 +3,8 @@
 //! upstream (externalId = objectGUID or DN; members by DN, `uniqueMember` or `memberUid`).
 
 use std::collections::HashMap;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,36 +54,48 @@ pub fn search_filter(object_class: &str, extra: Option<&str>) -> String {
     }
 }
 
-/// A canonical DN for matching: lower case, no spaces around separators.
+/// A canonical DN for matching: lower case, no spaces around separators. One pass, one
+/// allocation (it runs for every member value of every group).
 pub fn normalize_dn(dn: &str) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = String::new();
+    let mut out = String::with_capacity(dn.len());
     let mut escaped = false;
+    // index in `out` where the current RDN starts, and where its value's trailing spaces begin
+    let mut at_start = true;
+    let mut pending_spaces = 0usize;
     for c in dn.chars() {
         if escaped {
-            cur.push(c);
             escaped = false;
         } else if c == '\\' {
-            cur.push(c);
             escaped = true;
         } else if c == ',' || c == ';' {
-            parts.push(std::mem::take(&mut cur));
+            out.truncate(out.len() - pending_spaces);
+            pending_spaces = 0;
+            out.push(',');
+            at_start = true;
+            continue;
+        } else if c == '=' {
+            out.truncate(out.len() - pending_spaces);
+            pending_spaces = 0;
+            out.push('=');
+            at_start = true;
+            continue;
+        } else if c == ' ' {
+            if !at_start {
+                out.push(' ');
+                pending_spaces += 1;
+            }
+            continue;
+        }
+        at_start = false;
+        pending_spaces = 0;
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
         } else {
-            cur.push(c);
+            out.extend(c.to_lowercase());
         }
     }
-    parts.push(cur);
-    parts
-        .iter()
-        .map(|rdn| {
-            let rdn = rdn.trim();
-            match rdn.split_once('=') {
-                Some((a, v)) => format!("{}={}", a.trim(), v.trim()).to_lowercase(),
-                None => rdn.to_lowercase(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    out.truncate(out.len() - pending_spaces);
+    out
 }
 
 /// Microsoft's textual GUID from the 16 raw bytes of `objectGUID`.
@@ -612,8 +626,9 @@ impl LdapSource {
 
         // Users: read once, both for syncing and for resolving group members.
         let mut users: Vec<DirUser> = Vec::new();
-        let mut by_dn: HashMap<String, Id> = HashMap::new();
-        let mut by_uid: HashMap<String, Id> = HashMap::new();
+        // foldhash: these maps see every user and every member value
+        let mut by_dn: FastMap<String, Id> = FastMap::default();
+        let mut by_uid: FastMap<String, Id> = FastMap::default();
         let user_base = search_base(s.user_path.as_deref(), root);
         let user_filter = search_filter(user_object_class, s.user_filter.as_deref());
         if s.users || s.groups {
@@ -784,6 +799,47 @@ mod tests {
             "cn=shiela harada,ou=peons,dc=bitwarden,dc=com"
         );
         assert_eq!(normalize_dn(r"cn=Doe\, John,dc=x"), r"cn=doe\, john,dc=x");
+        assert_eq!(
+            normalize_dn(r" CN = Ünal\ , DC=X ; dc=y "),
+            r"cn=ünal\ ,dc=x,dc=y"
+        );
+        assert_eq!(normalize_dn(""), "");
+    }
+
+    #[test]
+    fn filter_values_are_escaped() {
+        assert_eq!(
+            escape_filter_value(r"CN=a*(b)\c,DC=x"),
+            r"CN=a\2a\28b\29\5cc,DC=x"
+        );
+    }
+
+    #[test]
+    fn ranged_member_attributes_are_read_with_the_next_start() {
+        let e = SearchEntry {
+            dn: "cn=g".into(),
+            attrs: [
+                ("member;range=0-1".to_string(), vec!["a".into(), "b".into()]),
+                ("cn".to_string(), vec!["g".into()]),
+            ]
+            .into_iter()
+            .collect(),
+            bin_attrs: Default::default(),
+        };
+        let (values, next) = member_values(&e, "member");
+        assert_eq!(values.len(), 2);
+        assert_eq!(next, Some(2));
+        let last = SearchEntry {
+            dn: "cn=g".into(),
+            attrs: [("member;range=2-*".to_string(), vec!["c".into()])]
+                .into_iter()
+                .collect(),
+            bin_attrs: Default::default(),
+        };
+        assert_eq!(
+            member_values(&last, "member"),
+            (vec![&"c".to_string()], None)
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct ImportLog {
     pub bytes: usize,
     pub body: Value,
     pub status: u16,
+    /// Time the server spent on the request (parsing, checking, applying).
+    pub seconds: f64,
 }
 
 #[derive(Debug, Default)]
@@ -282,6 +284,7 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    let started = std::time::Instant::now();
     let mut org = org.lock().expect("lock");
     org.last_headers = Some(headers.clone());
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -290,6 +293,7 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
             bytes: body.len(),
             body: parsed.clone(),
             status,
+            seconds: started.elapsed().as_secs_f64(),
         })
     };
     let auth = headers
@@ -433,25 +437,51 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
             g.members.retain(|e| !removed.contains(e));
         }
     }
-    let mut by_ext: HashSet<String> = org
-        .members
-        .values()
-        .filter_map(|m| m.external_id.clone())
-        .collect();
-    for m in &active {
-        let ext = s(m, "externalId");
-        let email = s(m, "email");
-        if by_ext.contains(&ext) {
-            continue; // existing member: the server keeps it as it is
-        }
-        match org.members.get_mut(&email) {
-            Some(x) if x.external_id.is_none() => {
-                x.external_id = Some(ext.clone());
-                by_ext.insert(ext);
+    // decide against the current org (borrowed), then apply
+    enum Step {
+        Link(String, String),
+        Insert(String, String),
+    }
+    let steps: Vec<Step> = {
+        let by_ext: HashSet<&str> = org
+            .members
+            .values()
+            .filter_map(|m| m.external_id.as_deref())
+            .collect();
+        let mut batch_ext: HashSet<String> = HashSet::new();
+        let mut batch_email: HashSet<String> = HashSet::new();
+        let mut steps = Vec::new();
+        for m in &active {
+            let ext = s(m, "externalId");
+            let email = s(m, "email");
+            if by_ext.contains(ext.as_str()) || batch_ext.contains(&ext) {
+                continue; // existing member: the server keeps it as it is
             }
-            Some(_) => {}
-            None => {
-                by_ext.insert(ext.clone());
+            match org.members.get(&email) {
+                Some(x) if x.external_id.is_none() && !batch_email.contains(&email) => {
+                    batch_ext.insert(ext.clone());
+                    batch_email.insert(email.clone());
+                    steps.push(Step::Link(email, ext));
+                }
+                Some(_) => {}
+                None if batch_email.contains(&email) => {}
+                None => {
+                    batch_ext.insert(ext.clone());
+                    batch_email.insert(email.clone());
+                    steps.push(Step::Insert(email, ext));
+                }
+            }
+        }
+        steps
+    };
+    for step in steps {
+        match step {
+            Step::Link(email, ext) => {
+                if let Some(x) = org.members.get_mut(&email) {
+                    x.external_id = Some(ext);
+                }
+            }
+            Step::Insert(email, ext) => {
                 org.members.insert(
                     email.clone(),
                     Member {
@@ -471,11 +501,14 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
             g.members.retain(|e| keep.contains(e));
         }
     }
-    let known: HashSet<String> = org
-        .members
-        .values()
-        .filter_map(|m| m.external_id.clone())
-        .collect();
+    let known: HashSet<String> = if groups.is_empty() {
+        HashSet::new()
+    } else {
+        org.members
+            .values()
+            .filter_map(|m| m.external_id.clone())
+            .collect()
+    };
     for g in groups {
         let members: BTreeSet<String> = g["memberExternalIds"]
             .as_array()
@@ -495,7 +528,13 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
             },
         );
     }
-    log(&mut org, 200);
+    // the body is moved, not copied, into the log: imports can be tens of MB
+    org.imports.push(ImportLog {
+        bytes: body.len(),
+        body: parsed,
+        status: 200,
+        seconds: started.elapsed().as_secs_f64(),
+    });
     org.successful_imports += 1;
     StatusCode::OK.into_response()
 }

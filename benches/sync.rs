@@ -21,17 +21,16 @@ use support::slapd::{self, Slapd, group, group_dn, person, user_dn};
 fn watch_peak(pid: u32) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut peak = 0u64;
-        loop {
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-                break;
-            };
-            let Some(kb) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            else {
-                break; // exited (a zombie has no memory lines)
-            };
+        // a zombie (exited, not yet reaped) has no memory lines: that ends the loop
+        while let Some(kb) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        {
             peak = peak.max(kb);
             std::thread::sleep(std::time::Duration::from_millis(5));
         }

@@ -519,7 +519,12 @@ pub fn save_text(data_dir: &Path, text: &str) -> anyhow::Result<()> {
 /// Sets one key in the file, keeping comments and layout, and validates the result.
 /// `value = None` removes the key (back to its default).
 pub fn set_value(data_dir: &Path, key: &str, value: Option<&str>) -> anyhow::Result<Config> {
-    let (key, kind) = key_info(key)?;
+    set_values(data_dir, &[(key, value)])
+}
+
+/// Sets several keys at once: all are checked before the file is written, so either every
+/// change is saved or none is (the error names the key).
+pub fn set_values(data_dir: &Path, changes: &[(&str, Option<&str>)]) -> anyhow::Result<Config> {
     let path = config_path(data_dir);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -529,19 +534,22 @@ pub fn set_value(data_dir: &Path, key: &str, value: Option<&str>) -> anyhow::Res
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-    let (section, field) = key.split_once('.').unwrap_or((key, ""));
-    match value {
-        None => {
-            if let Some(t) = doc.get_mut(section).and_then(|s| s.as_table_like_mut()) {
-                t.remove(field);
+    for (key, value) in changes {
+        let (key, kind) = key_info(key)?;
+        let (section, field) = key.split_once('.').unwrap_or((key, ""));
+        match value {
+            None => {
+                if let Some(t) = doc.get_mut(section).and_then(|s| s.as_table_like_mut()) {
+                    t.remove(field);
+                }
             }
-        }
-        Some(raw) => {
-            let item = typed_value(key, kind, raw)?;
-            if doc.get(section).is_none() {
-                doc[section] = toml_edit::table();
+            Some(raw) => {
+                let item = typed_value(key, kind, raw)?;
+                if doc.get(section).is_none() {
+                    doc[section] = toml_edit::table();
+                }
+                doc[section][field] = toml_edit::value(item);
             }
-            doc[section][field] = toml_edit::value(item);
         }
     }
     let new_text = doc.to_string();

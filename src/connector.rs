@@ -55,6 +55,8 @@ pub struct SyncReport {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyncOptions {
     pub allow_mass_removal: bool,
+    /// The caller already holds the data directory's sync lock (the window, while it polls).
+    pub lock_held: bool,
 }
 
 impl Connector {
@@ -270,7 +272,11 @@ impl Connector {
     ) -> anyhow::Result<SyncReport> {
         let cfg = self.checked_config()?;
         let key = self.require_api_key()?;
-        let _lock = datadir::acquire_sync_lock(&self.data_dir, "sync")?;
+        let _lock = if opts.lock_held {
+            None
+        } else {
+            Some(datadir::acquire_sync_lock(&self.data_dir, "sync")?)
+        };
         let mut store = self.store()?;
         if let Some(scope) = Self::scope(&cfg, Some(&key))
             && store.ensure_cache_scope(&scope)?
@@ -377,6 +383,18 @@ impl Connector {
         client.token().await?;
         let total = batches.len();
         for (i, b) in batches.iter().enumerate() {
+            if progress.cancelled() {
+                anyhow::bail!(
+                    "sync stopped before batch {}/{total}: {}",
+                    i + 1,
+                    if i == 0 {
+                        "nothing was pushed".to_string()
+                    } else {
+                        format!("batches 1–{i} were applied and recorded; the next sync sends the rest")
+                    }
+                );
+            }
+            progress.set_fraction(i as f32 / total as f32);
             progress.stage(&format!(
                 "Pushing batch {}/{total} ({} members, {} groups)",
                 i + 1,

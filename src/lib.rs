@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 pub mod logging;
 pub mod secrets;
+pub mod gui;
 pub mod sources;
 pub mod store;
 

@@ -90,12 +90,6 @@ pub enum ConfigCommand {
 /// Runs the CLI and returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
-    let Some(command) = cli.command else {
-        // The desktop window arrives with its own issue; until then, the help.
-        let _ = <Cli as clap::CommandFactory>::command().print_help();
-        println!();
-        return 0;
-    };
     let data_dir = match datadir::resolve(cli.data_dir.as_deref()) {
         Ok(d) => d,
         Err(e) => {
@@ -108,6 +102,18 @@ pub fn run() -> i32 {
         return 1;
     }
     let _guard = crate::logging::init(Some(&data_dir), cli.verbose);
+    let Some(command) = cli.command else {
+        // no subcommand: the desktop window
+        return match crate::gui::run(&data_dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                let msg = crate::logging::redact(&format!("{e:#}"));
+                eprintln!("error: the window could not be opened: {msg}");
+                eprintln!("(every operation is also available from the command line: --help)");
+                1
+            }
+        };
+    };
     let out = output::Output::new(cli.json);
     let result = dispatch(&command, &data_dir, &out);
     match result {
@@ -177,6 +183,7 @@ fn dispatch(
             let report = runtime()?.block_on(conn.sync(
                 SyncOptions {
                     allow_mass_removal: *allow_mass_removal,
+                    lock_held: false,
                 },
                 &progress,
             ));

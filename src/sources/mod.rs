@@ -9,6 +9,13 @@ use crate::engine::Snapshot;
 pub trait Progress: Send + Sync {
     fn stage(&self, message: &str);
     fn count(&self, n: u64);
+    /// Whether the caller asked to stop (the window is closing). A sync checks it between
+    /// batches, so it stops on a batch boundary with the cache matching the server.
+    fn cancelled(&self) -> bool {
+        false
+    }
+    /// How far the push is, 0.0–1.0 (for a progress bar).
+    fn set_fraction(&self, _fraction: f32) {}
 }
 
 /// A progress sink that ignores everything.

@@ -1,0 +1,474 @@
+//! The application: login screen, tab bar, error banner, polling timer, and the dispatch of
+//! worker outcomes to the tabs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::dashboard::Dashboard;
+use super::more::More;
+use super::settings::Settings;
+use super::worker::{Job, Outcome, Status, Worker};
+use crate::config;
+use crate::secrets::SecretStore;
+
+/// How the window is started (tests pass a short polling interval).
+pub struct AppOptions {
+    pub data_dir: PathBuf,
+    pub secrets: Arc<dyn SecretStore>,
+    /// Overrides `sync.interval_minutes` (tests).
+    pub poll_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Dashboard,
+    Settings,
+    More,
+}
+
+/// Which Bitwarden server the login form points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerChoice {
+    Us,
+    Eu,
+    SelfHosted,
+}
+
+struct LoginForm {
+    client_id: String,
+    client_secret: String,
+    show_server: bool,
+    server: ServerChoice,
+    self_hosted_url: String,
+    api_url: String,
+    identity_url: String,
+}
+
+/// A message across the top of the window.
+pub struct Banner {
+    pub text: String,
+    pub error: bool,
+}
+
+pub struct App {
+    pub opts: AppOptions,
+    pub worker: Worker,
+    pub tab: Tab,
+    pub status: Option<Status>,
+    pub banner: Option<Banner>,
+    login: LoginForm,
+    pub dashboard: Dashboard,
+    pub settings: Settings,
+    pub more: More,
+    /// Polling: when the next automatic sync runs (None = not polling).
+    pub next_run: Option<Instant>,
+    pub polling: bool,
+    pub syncs_started_by_polling: usize,
+    /// Stop Sync was pressed during a sync: release the lock when it ends.
+    pending_stop: bool,
+}
+
+impl App {
+    pub fn new(ctx: &egui::Context, opts: AppOptions) -> App {
+        let repaint_ctx = ctx.clone();
+        let worker = Worker::start(
+            opts.data_dir.clone(),
+            Arc::clone(&opts.secrets),
+            Arc::new(move || repaint_ctx.request_repaint()),
+        );
+        worker.send(Job::Refresh);
+        let cfg = config::load(&opts.data_dir).unwrap_or_default();
+        let url = cfg.server.url.clone().unwrap_or_default();
+        let server = match url.trim_end_matches('/') {
+            "" | "https://vault.bitwarden.com" => ServerChoice::Us,
+            "https://vault.bitwarden.eu" => ServerChoice::Eu,
+            _ => ServerChoice::SelfHosted,
+        };
+        let settings = Settings::load(&opts.data_dir, opts.secrets.as_ref());
+        let more = More::new(&opts.data_dir);
+        App {
+            login: LoginForm {
+                client_id: String::new(),
+                client_secret: String::new(),
+                show_server: false,
+                server,
+                self_hosted_url: if server == ServerChoice::SelfHosted {
+                    url
+                } else {
+                    String::new()
+                },
+                api_url: cfg.server.api_url.clone().unwrap_or_default(),
+                identity_url: cfg.server.identity_url.clone().unwrap_or_default(),
+            },
+            opts,
+            worker,
+            tab: Tab::Dashboard,
+            status: None,
+            banner: None,
+            dashboard: Dashboard::default(),
+            settings,
+            more,
+            next_run: None,
+            polling: false,
+            syncs_started_by_polling: 0,
+            pending_stop: false,
+        }
+    }
+
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.banner = Some(Banner {
+            text: text.into(),
+            error: true,
+        });
+    }
+
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.banner = Some(Banner {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    /// Sends a job unless one is running (then says so).
+    pub fn start(&mut self, job: Job) {
+        if let Some(running) = self.worker.busy() {
+            self.error(format!(
+                "{} is still running; wait for it to finish.",
+                running
+            ));
+            return;
+        }
+        if !self.worker.send(job) {
+            self.error("the background worker stopped; restart the application");
+        }
+    }
+
+    /// The polling interval: the override, else `sync.interval_minutes` (minimum 5).
+    pub fn poll_interval(&self) -> Duration {
+        if let Some(d) = self.opts.poll_interval {
+            return d;
+        }
+        let minutes = config::load(&self.opts.data_dir)
+            .map(|c| c.sync.interval_minutes)
+            .unwrap_or(5)
+            .max(5);
+        Duration::from_secs(u64::from(minutes) * 60)
+    }
+
+    pub fn start_polling(&mut self) {
+        self.start(Job::StartPolling);
+    }
+
+    pub fn stop_polling(&mut self) {
+        self.polling = false;
+        self.next_run = None;
+        if self.worker.busy().is_some() {
+            // the lock is released after the running sync
+            self.pending_stop = true;
+        } else {
+            self.start(Job::StopPolling);
+        }
+    }
+
+    fn handle(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::LoggedIn => {
+                self.login.client_secret.clear();
+                self.info("Logged in: the API key was accepted and stored.");
+            }
+            Outcome::Refreshed(s) => {
+                self.status = Some(*s);
+            }
+            Outcome::Tested(r) => {
+                self.dashboard.set_test(*r);
+                self.info("Test complete: nothing was pushed.");
+            }
+            Outcome::Synced(r) => {
+                let msg = format!(
+                    "Sync complete: {} ({} invited, {} updated, {} removed, {} groups; {} requests).",
+                    r.outcome.as_str(),
+                    r.plan.invites(),
+                    r.plan.updates(),
+                    r.plan.removals(),
+                    r.plan.groups.len(),
+                    r.requests
+                );
+                self.dashboard.set_sync(*r);
+                self.info(msg);
+            }
+            Outcome::CacheCleared => {
+                self.info("The sync cache was cleared: the next sync sends everything.");
+                self.start(Job::Refresh);
+            }
+            Outcome::PollingStarted => {
+                self.polling = true;
+                self.next_run = Some(Instant::now());
+            }
+            Outcome::PollingStopped => {
+                self.polling = false;
+                self.next_run = None;
+            }
+            Outcome::Failed {
+                job,
+                message,
+                refused,
+            } => {
+                if refused {
+                    self.dashboard.refused = Some(message.clone());
+                }
+                if job == "Start sync" {
+                    self.polling = false;
+                    self.next_run = None;
+                }
+                self.error(format!("{job} failed: {message}"));
+            }
+        }
+    }
+
+    fn poll_timer(&mut self, ctx: &egui::Context) {
+        if self.pending_stop && self.worker.busy().is_none() {
+            self.pending_stop = false;
+            self.start(Job::StopPolling);
+        }
+        let Some(at) = self.next_run else {
+            return;
+        };
+        let now = Instant::now();
+        if now >= at {
+            if self.worker.busy().is_none() {
+                self.syncs_started_by_polling += 1;
+                self.start(Job::Sync {
+                    allow_mass_removal: false,
+                });
+                self.next_run = Some(now + self.poll_interval());
+            } else {
+                ctx.request_repaint_after(Duration::from_millis(200));
+            }
+        } else {
+            ctx.request_repaint_after(at - now);
+        }
+    }
+
+    fn banner_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(b) = &self.banner else {
+            return;
+        };
+        let (fill, text_color) = if b.error {
+            (egui::Color32::from_rgb(0xb0, 0x1e, 0x2a), egui::Color32::WHITE)
+        } else {
+            (egui::Color32::from_rgb(0x17, 0x5d, 0xdc), egui::Color32::WHITE)
+        };
+        let mut close = false;
+        egui::Frame::new()
+            .fill(fill)
+            .inner_margin(8.0)
+            .corner_radius(4.0)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.add(
+                        egui::Label::new(egui::RichText::new(&b.text).color(text_color))
+                            .wrap(),
+                    );
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+                        if ui.button("Dismiss").clicked() {
+                            close = true;
+                        }
+                    });
+                });
+            });
+        if close {
+            self.banner = None;
+        }
+    }
+
+    fn login_ui(&mut self, ui: &mut egui::Ui) {
+        ui.vertical_centered(|ui| {
+            ui.add_space(30.0);
+            ui.heading("Log in with your organization's API key");
+            ui.label(
+                "Find it in the Admin Console: Settings → Organization info → API key.",
+            );
+            ui.add_space(12.0);
+        });
+        let busy = self.worker.busy().is_some();
+        egui::Grid::new("login")
+            .num_columns(2)
+            .spacing([12.0, 8.0])
+            .show(ui, |ui| {
+                let l = ui.label("Client ID");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.login.client_id)
+                        .hint_text("organization.xxxxxxxx-…")
+                        .desired_width(380.0),
+                )
+                .labelled_by(l.id);
+                ui.end_row();
+                let l = ui.label("Client secret");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.login.client_secret)
+                        .password(true)
+                        .desired_width(380.0),
+                )
+                .labelled_by(l.id);
+                ui.end_row();
+            });
+        ui.add_space(8.0);
+        ui.checkbox(&mut self.login.show_server, "Server settings");
+        if self.login.show_server {
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.radio_value(&mut self.login.server, ServerChoice::Us, "bitwarden.com (US)");
+                    ui.radio_value(&mut self.login.server, ServerChoice::Eu, "bitwarden.eu (EU)");
+                    ui.radio_value(&mut self.login.server, ServerChoice::SelfHosted, "Self-hosted");
+                });
+                egui::Grid::new("server").num_columns(2).show(ui, |ui| {
+                    if self.login.server == ServerChoice::SelfHosted {
+                        let l = ui.label("Server URL");
+                        ui.add(
+                            egui::TextEdit::singleline(&mut self.login.self_hosted_url)
+                                .hint_text("https://vault.example.com")
+                                .desired_width(380.0),
+                        )
+                        .labelled_by(l.id);
+                        ui.end_row();
+                    }
+                    let l = ui.label("Custom API URL (optional)");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.login.api_url).desired_width(380.0),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                    let l = ui.label("Custom identity URL (optional)");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.login.identity_url)
+                            .desired_width(380.0),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                });
+            });
+        }
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!busy, egui::Button::new("Log In"))
+                .clicked()
+            {
+                self.submit_login();
+            }
+            if busy {
+                ui.spinner();
+            }
+        });
+    }
+
+    fn submit_login(&mut self) {
+        let l = &self.login;
+        let url = match l.server {
+            ServerChoice::Us => None,
+            ServerChoice::Eu => Some("https://vault.bitwarden.eu".to_string()),
+            ServerChoice::SelfHosted => Some(l.self_hosted_url.trim().to_string()),
+        };
+        if l.server == ServerChoice::SelfHosted && url.as_deref().is_none_or(str::is_empty) {
+            self.error("Server URL: enter the address of your Bitwarden server.");
+            return;
+        }
+        let opt = |s: &str| {
+            let s = s.trim();
+            (!s.is_empty()).then(|| s.to_string())
+        };
+        let api = opt(&l.api_url);
+        let identity = opt(&l.identity_url);
+        let changes = [
+            ("server.url", url.as_deref()),
+            ("server.api_url", api.as_deref()),
+            ("server.identity_url", identity.as_deref()),
+        ];
+        if let Err(e) = config::set_values(&self.opts.data_dir, &changes) {
+            self.error(format!("Server settings: {e:#}"));
+            return;
+        }
+        if l.client_id.trim().is_empty() || l.client_secret.trim().is_empty() {
+            self.error("Enter both the client ID and the client secret.");
+            return;
+        }
+        let job = Job::Login {
+            client_id: l.client_id.trim().to_string(),
+            client_secret: l.client_secret.trim().to_string(),
+        };
+        self.start(job);
+    }
+
+    /// The whole window, one frame.
+    pub fn frame(&mut self, ui: &mut egui::Ui) {
+        for o in self.worker.poll() {
+            self.handle(o);
+        }
+        self.poll_timer(ui.ctx());
+        if self.worker.busy().is_some() {
+            ui.ctx().request_repaint_after(Duration::from_millis(100));
+        }
+        let logged_in = self.status.as_ref().map(|s| s.logged_in);
+        egui::Panel::top("top").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("Directory Connector");
+                if logged_in == Some(true) {
+                    ui.separator();
+                    ui.selectable_value(&mut self.tab, Tab::Dashboard, "Dashboard");
+                    ui.selectable_value(&mut self.tab, Tab::Settings, "Settings");
+                    ui.selectable_value(&mut self.tab, Tab::More, "More");
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    egui::widgets::global_theme_preference_buttons(ui);
+                });
+            });
+            self.banner_ui(ui);
+        });
+        egui::CentralPanel::default().show(ui, |ui| match logged_in {
+            None => {
+                ui.spinner();
+                ui.label("Loading…");
+            }
+            Some(false) => self.login_ui(ui),
+            Some(true) => match self.tab {
+                Tab::Dashboard => super::dashboard::ui(self, ui),
+                Tab::Settings => super::settings::ui(self, ui),
+                Tab::More => super::more::ui(self, ui),
+            },
+        });
+    }
+
+    /// Logs out: forgets the stored API key and stops polling.
+    pub fn logout(&mut self) {
+        if self.polling {
+            self.stop_polling();
+        }
+        let conn = crate::connector::Connector::with_store(
+            &self.opts.data_dir,
+            Arc::clone(&self.opts.secrets),
+        );
+        match conn.and_then(|c| c.logout()) {
+            Ok(()) => {
+                if let Some(s) = &mut self.status {
+                    s.logged_in = false;
+                }
+                self.tab = Tab::Dashboard;
+                self.info("Logged out: the API key was removed from the secret store.");
+            }
+            Err(e) => self.error(format!("Log out failed: {e:#}")),
+        }
+    }
+}
+
+impl eframe::App for App {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.frame(ui);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // stop polling and let a running sync end on a batch boundary
+        self.next_run = None;
+        self.worker.shutdown(super::SHUTDOWN_WAIT);
+    }
+}

@@ -1,0 +1,333 @@
+//! The window's background worker: one thread with a tokio runtime runs every operation (login,
+//! test, sync, clear cache, status) one at a time, so the frame never blocks. Progress goes to a
+//! shared slot the window reads each frame; results come back over a channel, each followed by
+//! a repaint request.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::bitwarden::ApiKey;
+use crate::connector::{Connector, SyncOptions, SyncReport, TestReport};
+use crate::datadir::{self, SyncLock};
+use crate::errors::Refused;
+use crate::secrets::SecretStore;
+use crate::sources::Progress;
+use crate::store::{RunRecord, SyncKind};
+
+/// What the window asks for.
+#[derive(Debug, Clone)]
+pub enum Job {
+    Login {
+        client_id: String,
+        client_secret: String,
+    },
+    Test,
+    Sync {
+        allow_mass_removal: bool,
+    },
+    ClearCache,
+    Refresh,
+    /// Takes the data directory's sync lock for as long as the window polls, so a CLI sync
+    /// started meanwhile is refused instead of running twice.
+    StartPolling,
+    StopPolling,
+}
+
+impl Job {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::Login { .. } => "Log in",
+            Job::Test => "Test",
+            Job::Sync { .. } => "Sync",
+            Job::ClearCache => "Clear sync cache",
+            Job::Refresh => "Refresh",
+            Job::StartPolling => "Start sync",
+            Job::StopPolling => "Stop sync",
+        }
+    }
+}
+
+/// The state the dashboard shows besides results.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub logged_in: bool,
+    pub last_user_sync: Option<String>,
+    pub last_group_sync: Option<String>,
+    pub runs: Vec<RunRecord>,
+    pub cached_members: usize,
+    pub cached_groups: usize,
+}
+
+/// What the worker answers.
+pub enum Outcome {
+    LoggedIn,
+    Tested(Box<TestReport>),
+    Synced(Box<SyncReport>),
+    CacheCleared,
+    Refreshed(Box<Status>),
+    PollingStarted,
+    PollingStopped,
+    Failed {
+        job: &'static str,
+        message: String,
+        /// The mass-removal guard refused the sync.
+        refused: bool,
+    },
+}
+
+/// Progress of the running job, read by the window each frame.
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    pub job: Option<&'static str>,
+    pub stage: String,
+    pub count: u64,
+    pub fraction: Option<f32>,
+}
+
+struct GuiProgress {
+    activity: Arc<Mutex<Activity>>,
+    cancel: Arc<AtomicBool>,
+    repaint: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Progress for GuiProgress {
+    fn stage(&self, message: &str) {
+        tracing::info!("{message}");
+        if let Ok(mut a) = self.activity.lock() {
+            a.stage = message.to_string();
+            a.count = 0;
+        }
+        (self.repaint)();
+    }
+    fn count(&self, n: u64) {
+        if let Ok(mut a) = self.activity.lock() {
+            a.count = n;
+        }
+        (self.repaint)();
+    }
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+    fn set_fraction(&self, fraction: f32) {
+        if let Ok(mut a) = self.activity.lock() {
+            a.fraction = Some(fraction);
+        }
+        (self.repaint)();
+    }
+}
+
+/// Handle to the worker thread.
+pub struct Worker {
+    jobs: Option<mpsc::Sender<Job>>,
+    outcomes: mpsc::Receiver<Outcome>,
+    pub activity: Arc<Mutex<Activity>>,
+    cancel: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the worker for a data directory. `repaint` wakes the window up.
+    pub fn start(
+        data_dir: PathBuf,
+        secrets: Arc<dyn SecretStore>,
+        repaint: Arc<dyn Fn() + Send + Sync>,
+    ) -> Worker {
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let (out_tx, out_rx) = mpsc::channel::<Outcome>();
+        let activity = Arc::new(Mutex::new(Activity::default()));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let progress = GuiProgress {
+            activity: Arc::clone(&activity),
+            cancel: Arc::clone(&cancel),
+            repaint: Arc::clone(&repaint),
+        };
+        let thread = std::thread::Builder::new()
+            .name("dc-worker".into())
+            .spawn(move || run(data_dir, secrets, jobs_rx, out_tx, progress, repaint))
+            .ok();
+        Worker {
+            jobs: Some(jobs_tx),
+            outcomes: out_rx,
+            activity,
+            cancel,
+            thread,
+        }
+    }
+
+    /// Queues a job; false when the worker is gone.
+    pub fn send(&self, job: Job) -> bool {
+        if let Ok(mut a) = self.activity.lock() {
+            a.job = Some(job.name());
+            a.stage = format!("{}…", job.name());
+            a.count = 0;
+            a.fraction = None;
+        }
+        self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+    }
+
+    /// Outcomes that arrived since the last call.
+    pub fn poll(&self) -> Vec<Outcome> {
+        self.outcomes.try_iter().collect()
+    }
+
+    pub fn busy(&self) -> Option<&'static str> {
+        self.activity.lock().ok().and_then(|a| a.job)
+    }
+
+    /// Stops cleanly: a running sync ends at its next batch boundary (the cache matches what the
+    /// server confirmed), then the thread exits. Waits at most `timeout`.
+    pub fn shutdown(&mut self, timeout: Duration) {
+        self.cancel.store(true, Ordering::SeqCst);
+        self.jobs = None; // closes the channel: the loop ends after the current job
+        if let Some(t) = self.thread.take() {
+            let started = Instant::now();
+            while !t.is_finished() && started.elapsed() < timeout {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!("the worker did not stop within {timeout:?}");
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(30));
+    }
+}
+
+fn status(conn: &Connector) -> anyhow::Result<Status> {
+    let store = conn.store()?;
+    let (cached_members, cached_groups) = store.cache_counts()?;
+    Ok(Status {
+        logged_in: conn.api_key().ok().flatten().is_some(),
+        last_user_sync: store.last_sync(SyncKind::Users)?,
+        last_group_sync: store.last_sync(SyncKind::Groups)?,
+        runs: store.list_runs(200)?,
+        cached_members,
+        cached_groups,
+    })
+}
+
+fn failed(job: &'static str, e: &anyhow::Error) -> Outcome {
+    let message = crate::logging::redact(&format!("{e:#}"));
+    tracing::error!("{job}: {message}");
+    Outcome::Failed {
+        job,
+        message,
+        refused: e.downcast_ref::<Refused>().is_some(),
+    }
+}
+
+fn run(
+    data_dir: PathBuf,
+    secrets: Arc<dyn SecretStore>,
+    jobs: mpsc::Receiver<Job>,
+    out: mpsc::Sender<Outcome>,
+    progress: GuiProgress,
+    repaint: Arc<dyn Fn() + Send + Sync>,
+) {
+    let activity = Arc::clone(&progress.activity);
+    let send = |o: Outcome| {
+        if let Ok(mut a) = activity.lock() {
+            *a = Activity::default();
+        }
+        let _ = out.send(o);
+        repaint();
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            send(failed("Start", &anyhow::anyhow!("starting the async runtime: {e}")));
+            return;
+        }
+    };
+    let conn = match Connector::with_store(&data_dir, secrets) {
+        Ok(c) => c,
+        Err(e) => {
+            send(failed("Start", &e));
+            return;
+        }
+    };
+    let mut polling_lock: Option<SyncLock> = None;
+    while let Ok(job) = jobs.recv() {
+        let name = job.name();
+        let outcome = match job {
+            Job::Login {
+                client_id,
+                client_secret,
+            } => {
+                let r = ApiKey::new(&client_id, &client_secret)
+                    .and_then(|key| runtime.block_on(conn.login(key, true)));
+                match r {
+                    Ok(()) => Outcome::LoggedIn,
+                    Err(e) => failed(name, &e),
+                }
+            }
+            Job::Test => match runtime.block_on(conn.test(&progress)) {
+                Ok(r) => Outcome::Tested(Box::new(r)),
+                Err(e) => failed(name, &e),
+            },
+            Job::Sync { allow_mass_removal } => {
+                let opts = SyncOptions {
+                    allow_mass_removal,
+                    lock_held: polling_lock.is_some(),
+                };
+                match runtime.block_on(conn.sync(opts, &progress)) {
+                    Ok(r) => Outcome::Synced(Box::new(r)),
+                    Err(e) => failed(name, &e),
+                }
+            }
+            Job::ClearCache => {
+                let r = if polling_lock.is_some() {
+                    // the window holds the lock itself while it polls
+                    conn.store().and_then(|mut s| s.clear_cache())
+                } else {
+                    conn.clear_cache()
+                };
+                match r {
+                    Ok(()) => Outcome::CacheCleared,
+                    Err(e) => failed(name, &e),
+                }
+            }
+            Job::Refresh => match status(&conn) {
+                Ok(s) => Outcome::Refreshed(Box::new(s)),
+                Err(e) => failed(name, &e),
+            },
+            Job::StartPolling => {
+                if polling_lock.is_some() {
+                    Outcome::PollingStarted
+                } else {
+                    match datadir::acquire_sync_lock(&data_dir, "the window is polling") {
+                        Ok(l) => {
+                            polling_lock = Some(l);
+                            Outcome::PollingStarted
+                        }
+                        Err(e) => failed(name, &e),
+                    }
+                }
+            }
+            Job::StopPolling => {
+                polling_lock = None;
+                Outcome::PollingStopped
+            }
+        };
+        send(outcome);
+        // keep the dashboard's times and history current after every operation
+        if matches!(name, "Sync" | "Clear sync cache" | "Log in")
+            && let Ok(s) = status(&conn)
+        {
+            send(Outcome::Refreshed(Box::new(s)));
+        }
+    }
+}

@@ -390,7 +390,9 @@ impl Connector {
                     if i == 0 {
                         "nothing was pushed".to_string()
                     } else {
-                        format!("batches 1–{i} were applied and recorded; the next sync sends the rest")
+                        format!(
+                            "batches 1-{i} were applied and recorded; the next sync sends the rest"
+                        )
                     }
                 );
             }
@@ -408,7 +410,7 @@ impl Connector {
                 let applied = if i == 0 {
                     "nothing was applied".to_string()
                 } else {
-                    format!("batches 1–{i} were applied and recorded; the next sync sends the rest")
+                    format!("batches 1-{i} were applied and recorded; the next sync sends the rest")
                 };
                 format!(
                     "import batch {}/{total} ({} members, {} groups) failed; {applied}",

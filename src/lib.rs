@@ -9,9 +9,9 @@ pub mod connector;
 pub mod datadir;
 pub mod engine;
 pub mod errors;
+pub mod gui;
 pub mod logging;
 pub mod secrets;
-pub mod gui;
 pub mod sources;
 pub mod store;
 

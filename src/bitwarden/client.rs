@@ -41,7 +41,7 @@ impl ApiKey {
         let Some(org) = client_id.strip_prefix("organization.") else {
             return Err(ConfigError(format!(
                 "`{client_id}` is not an organization API key: the client id must look like \
-                 organization.<id> (Admin Console → Settings → Organization info → API key)"
+                 organization.<id> (Admin Console > Settings > Organization info > API key)"
             ))
             .into());
         };
@@ -292,7 +292,7 @@ impl BitwardenClient {
             {
                 format!(
                     "the organization API key was rejected ({msg}); check the client id and \
-                     secret (Admin Console → Settings → Organization info → API key)"
+                     secret (Admin Console > Settings > Organization info > API key)"
                 )
             } else {
                 msg

@@ -255,9 +255,15 @@ impl App {
             return;
         };
         let (fill, text_color) = if b.error {
-            (egui::Color32::from_rgb(0xb0, 0x1e, 0x2a), egui::Color32::WHITE)
+            (
+                egui::Color32::from_rgb(0xb0, 0x1e, 0x2a),
+                egui::Color32::WHITE,
+            )
         } else {
-            (egui::Color32::from_rgb(0x17, 0x5d, 0xdc), egui::Color32::WHITE)
+            (
+                egui::Color32::from_rgb(0x17, 0x5d, 0xdc),
+                egui::Color32::WHITE,
+            )
         };
         let mut close = false;
         egui::Frame::new()
@@ -266,10 +272,7 @@ impl App {
             .corner_radius(4.0)
             .show(ui, |ui| {
                 ui.horizontal(|ui| {
-                    ui.add(
-                        egui::Label::new(egui::RichText::new(&b.text).color(text_color))
-                            .wrap(),
-                    );
+                    ui.add(egui::Label::new(egui::RichText::new(&b.text).color(text_color)).wrap());
                     ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
                         if ui.button("Dismiss").clicked() {
                             close = true;
@@ -286,9 +289,7 @@ impl App {
         ui.vertical_centered(|ui| {
             ui.add_space(30.0);
             ui.heading("Log in with your organization's API key");
-            ui.label(
-                "Find it in the Admin Console: Settings → Organization info → API key.",
-            );
+            ui.label("Find it in the Admin Console: Settings > Organization info > API key.");
             ui.add_space(12.0);
         });
         let busy = self.worker.busy().is_some();
@@ -299,7 +300,7 @@ impl App {
                 let l = ui.label("Client ID");
                 ui.add(
                     egui::TextEdit::singleline(&mut self.login.client_id)
-                        .hint_text("organization.xxxxxxxx-…")
+                        .hint_text("organization.xxxxxxxx-...")
                         .desired_width(380.0),
                 )
                 .labelled_by(l.id);
@@ -318,9 +319,21 @@ impl App {
         if self.login.show_server {
             egui::Frame::group(ui.style()).show(ui, |ui| {
                 ui.horizontal(|ui| {
-                    ui.radio_value(&mut self.login.server, ServerChoice::Us, "bitwarden.com (US)");
-                    ui.radio_value(&mut self.login.server, ServerChoice::Eu, "bitwarden.eu (EU)");
-                    ui.radio_value(&mut self.login.server, ServerChoice::SelfHosted, "Self-hosted");
+                    ui.radio_value(
+                        &mut self.login.server,
+                        ServerChoice::Us,
+                        "bitwarden.com (US)",
+                    );
+                    ui.radio_value(
+                        &mut self.login.server,
+                        ServerChoice::Eu,
+                        "bitwarden.eu (EU)",
+                    );
+                    ui.radio_value(
+                        &mut self.login.server,
+                        ServerChoice::SelfHosted,
+                        "Self-hosted",
+                    );
                 });
                 egui::Grid::new("server").num_columns(2).show(ui, |ui| {
                     if self.login.server == ServerChoice::SelfHosted {
@@ -351,10 +364,7 @@ impl App {
         }
         ui.add_space(8.0);
         ui.horizontal(|ui| {
-            if ui
-                .add_enabled(!busy, egui::Button::new("Log In"))
-                .clicked()
-            {
+            if ui.add_enabled(!busy, egui::Button::new("Log In")).clicked() {
                 self.submit_login();
             }
             if busy {
@@ -420,7 +430,13 @@ impl App {
                     ui.selectable_value(&mut self.tab, Tab::More, "More");
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    egui::widgets::global_theme_preference_buttons(ui);
+                    let dark = ui.visuals().dark_mode;
+                    if ui.selectable_label(dark, "Dark").clicked() {
+                        ui.ctx().set_theme(egui::Theme::Dark);
+                    }
+                    if ui.selectable_label(!dark, "Light").clicked() {
+                        ui.ctx().set_theme(egui::Theme::Light);
+                    }
                 });
             });
             self.banner_ui(ui);
@@ -428,7 +444,7 @@ impl App {
         egui::CentralPanel::default().show(ui, |ui| match logged_in {
             None => {
                 ui.spinner();
-                ui.label("Loading…");
+                ui.label("Loading...");
             }
             Some(false) => self.login_ui(ui),
             Some(true) => match self.tab {

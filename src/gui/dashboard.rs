@@ -123,7 +123,7 @@ impl Dashboard {
                         status.to_string(),
                         actions
                             .get(&*u.external_id)
-                            .map_or("—", |a| action_text(*a))
+                            .map_or("-", |a| action_text(*a))
                             .to_string(),
                         u.external_id.to_string(),
                     ]
@@ -142,9 +142,14 @@ impl Dashboard {
                         .map(|m| email_of.get(&**m).copied().unwrap_or(m))
                         .collect();
                     members.sort_unstable();
-                    let shown = members.iter().take(20).copied().collect::<Vec<_>>().join(", ");
+                    let shown = members
+                        .iter()
+                        .take(20)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     let more = if members.len() > 20 {
-                        format!(" … and {} more", members.len() - 20)
+                        format!(" ... and {} more", members.len() - 20)
                     } else {
                         String::new()
                     };
@@ -179,7 +184,9 @@ impl Dashboard {
             self.skipped.len(),
             plan_summary(&r.plan)
         );
-        self.refused = r.refused.map(|reason| format!("A sync would be refused: {reason}"));
+        self.refused = r
+            .refused
+            .map(|reason| format!("A sync would be refused: {reason}"));
         self.query.clear();
         self.refilter();
     }
@@ -284,12 +291,16 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             ui.label(format!(
                 "Last user sync: {}",
-                s.last_user_sync.as_deref().map_or("never".into(), local_time)
+                s.last_user_sync
+                    .as_deref()
+                    .map_or("never".into(), local_time)
             ));
             ui.separator();
             ui.label(format!(
                 "Last group sync: {}",
-                s.last_group_sync.as_deref().map_or("never".into(), local_time)
+                s.last_group_sync
+                    .as_deref()
+                    .map_or("never".into(), local_time)
             ));
             ui.separator();
             ui.label(format!(
@@ -321,20 +332,29 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 app.stop_polling();
             }
             if let Some(at) = app.next_run {
-                let secs = at.saturating_duration_since(std::time::Instant::now()).as_secs();
+                let secs = at
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_secs();
                 let when = chrono::Local::now() + chrono::Duration::seconds(secs as i64);
                 ui.label(format!("Next sync at {}", when.format("%H:%M:%S")));
             }
         } else if ui
             .add_enabled(busy.is_none(), egui::Button::new("Start Sync"))
-            .on_hover_text("Sync now and then every sync.interval_minutes while this window is open")
+            .on_hover_text(
+                "Sync now and then every sync.interval_minutes while this window is open",
+            )
             .clicked()
         {
             app.start_polling();
         }
     });
     if let Some(job) = busy {
-        let a = app.worker.activity.lock().map(|a| a.clone()).unwrap_or_default();
+        let a = app
+            .worker
+            .activity
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
         ui.horizontal(|ui| {
             ui.spinner();
             let count = if a.count > 0 {
@@ -352,7 +372,10 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.colored_label(ui.visuals().warn_fg_color, &reason);
             if ui
-                .add_enabled(busy.is_none(), egui::Button::new("Sync anyway (this once)…"))
+                .add_enabled(
+                    busy.is_none(),
+                    egui::Button::new("Sync anyway (this once)..."),
+                )
                 .clicked()
             {
                 app.dashboard.confirm_override = true;
@@ -394,9 +417,21 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     ui.separator();
     let d = &mut app.dashboard;
     ui.horizontal(|ui| {
-        ui.selectable_value(&mut d.view, View::Users, format!("Users ({})", d.users.len()));
-        ui.selectable_value(&mut d.view, View::Groups, format!("Groups ({})", d.groups.len()));
-        ui.selectable_value(&mut d.view, View::Skipped, format!("Skipped ({})", d.skipped.len()));
+        ui.selectable_value(
+            &mut d.view,
+            View::Users,
+            format!("Users ({})", d.users.len()),
+        );
+        ui.selectable_value(
+            &mut d.view,
+            View::Groups,
+            format!("Groups ({})", d.groups.len()),
+        );
+        ui.selectable_value(
+            &mut d.view,
+            View::Skipped,
+            format!("Skipped ({})", d.skipped.len()),
+        );
         ui.selectable_value(&mut d.view, View::Plan, format!("Plan ({})", d.plan.len()));
         ui.selectable_value(&mut d.view, View::History, "History");
         if d.view != View::History {
@@ -412,12 +447,31 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         }
     });
     match d.view {
-        View::Users => table::show(ui, "users", &["Email", "Status", "Action", "External id"], &d.users),
-        View::Groups => table::show(ui, "groups", &["Group", "Members", "Member emails"], &d.groups),
+        View::Users => table::show(
+            ui,
+            "users",
+            &["Email", "Status", "Action", "External id"],
+            &d.users,
+        ),
+        View::Groups => table::show(
+            ui,
+            "groups",
+            &["Group", "Members", "Member emails"],
+            &d.groups,
+        ),
         View::Skipped => table::show(ui, "skipped", &["Kind", "Entry", "Reason"], &d.skipped),
-        View::Plan => table::show(ui, "plan", &["Action", "Member or group", "Detail"], &d.plan),
+        View::Plan => table::show(
+            ui,
+            "plan",
+            &["Action", "Member or group", "Detail"],
+            &d.plan,
+        ),
         View::History => {
-            let runs = app.status.as_ref().map(|s| s.runs.clone()).unwrap_or_default();
+            let runs = app
+                .status
+                .as_ref()
+                .map(|s| s.runs.clone())
+                .unwrap_or_default();
             let mut points: Vec<(String, u64)> = runs
                 .iter()
                 .filter(|r| matches!(r.outcome.as_str(), "synced" | "unchanged"))

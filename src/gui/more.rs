@@ -32,7 +32,11 @@ impl More {
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("directory-connector"))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("directory-connector")
+            })
             .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
         self.log_lines = newest
             .and_then(|e| std::fs::read_to_string(e.path()).ok())

@@ -22,8 +22,9 @@ pub struct Settings {
 
 /// The keys the Settings tab edits (server keys are on the login screen).
 fn form_keys() -> impl Iterator<Item = &'static (&'static str, KeyKind, &'static str)> {
-    KEYS.iter()
-        .filter(|(k, _, _)| k.starts_with("ldap.") || k.starts_with("sync.") || *k == "directory.type")
+    KEYS.iter().filter(|(k, _, _)| {
+        k.starts_with("ldap.") || k.starts_with("sync.") || *k == "directory.type"
+    })
 }
 
 impl Settings {
@@ -84,14 +85,19 @@ fn save(app: &mut App) -> Result<String, String> {
         config::set_values(&data_dir, &refs).map_err(|e| format!("Settings not saved: {e:#}"))?;
     }
     for (key, value) in &secrets {
-        app.opts
-            .secrets
-            .set(key, value)
-            .map_err(|e| format!("`{key}` could not be stored in {}: {e:#}", app.opts.secrets.describe()))?;
+        app.opts.secrets.set(key, value).map_err(|e| {
+            format!(
+                "`{key}` could not be stored in {}: {e:#}",
+                app.opts.secrets.describe()
+            )
+        })?;
     }
     let mut fresh = Settings::load(&data_dir, app.opts.secrets.as_ref());
-    let conn = crate::connector::Connector::with_store(&data_dir, std::sync::Arc::clone(&app.opts.secrets))
-        .map_err(|e| format!("{e:#}"))?;
+    let conn = crate::connector::Connector::with_store(
+        &data_dir,
+        std::sync::Arc::clone(&app.opts.secrets),
+    )
+    .map_err(|e| format!("{e:#}"))?;
     let cfg = conn.config().map_err(|e| format!("{e:#}"))?;
     let problems = conn.validate(&cfg);
     fresh.problems = problems
@@ -118,18 +124,17 @@ fn field(ui: &mut egui::Ui, s: &mut Settings, key: &'static str, kind: KeyKind, 
             }
         }
         KeyKind::Enum(options) => {
-            egui::ComboBox::from_id_salt(key)
-                .selected_text(if value.is_empty() { "(default)" } else { value.as_str() })
-                .show_ui(ui, |ui| {
-                    for o in options {
-                        ui.selectable_value(value, (*o).to_string(), *o);
-                    }
-                });
+            ui.horizontal(|ui| {
+                for o in options {
+                    ui.radio_value(value, (*o).to_string(), *o)
+                        .on_hover_text(help);
+                }
+            });
         }
         KeyKind::Secret => {
             let stored = s.secret_stored.get(key).copied().unwrap_or(false);
             let hint = if stored {
-                "stored — type to replace"
+                "stored - type to replace"
             } else {
                 "not set"
             };
@@ -211,7 +216,8 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 .num_columns(2)
                 .spacing([12.0, 4.0])
                 .show(ui, |ui| {
-                    for (key, kind, help) in form_keys().filter(|(k, _, _)| k.starts_with("ldap.")) {
+                    for (key, kind, help) in form_keys().filter(|(k, _, _)| k.starts_with("ldap."))
+                    {
                         field(ui, s, key, *kind, help);
                     }
                 });

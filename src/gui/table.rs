@@ -15,7 +15,10 @@ pub struct Rows {
 
 impl Rows {
     pub fn new(cells: Vec<Vec<String>>) -> Rows {
-        let haystack = cells.iter().map(|r| r.join("\u{1f}").to_lowercase()).collect();
+        let haystack = cells
+            .iter()
+            .map(|r| r.join("\u{1f}").to_lowercase())
+            .collect();
         let visible = (0..cells.len()).collect();
         Rows {
             cells,

@@ -161,7 +161,7 @@ impl Worker {
     pub fn send(&self, job: Job) -> bool {
         if let Ok(mut a) = self.activity.lock() {
             a.job = Some(job.name());
-            a.stage = format!("{}…", job.name());
+            a.stage = format!("{}...", job.name());
             a.count = 0;
             a.fraction = None;
         }
@@ -248,7 +248,10 @@ fn run(
     {
         Ok(r) => r,
         Err(e) => {
-            send(failed("Start", &anyhow::anyhow!("starting the async runtime: {e}")));
+            send(failed(
+                "Start",
+                &anyhow::anyhow!("starting the async runtime: {e}"),
+            ));
             return;
         }
     };

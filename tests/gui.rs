@@ -1,0 +1,353 @@
+//! The desktop window, driven through its real widgets with egui_kittest (no display needed):
+//! each admin flow against a real slapd and the fake Bitwarden server, then checked through the
+//! CLI and the organization's state.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use directory_connector::gui::{App, AppOptions};
+use directory_connector::secrets::{PlaintextStore, SecretStore};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use support::fake_bitwarden::FakeBitwarden;
+use support::slapd::{Slapd, group, person, user_dn};
+use support::{CLIENT_SECRET, Env, client_id};
+
+fn directory() -> String {
+    let mut l = String::new();
+    for u in ["alice", "bob", "carol"] {
+        l.push_str(&person(u, Some(&format!("{u}@example.com")), false));
+    }
+    l.push_str(&group("Staff", &[user_dn("alice"), user_dn("bob")]));
+    l
+}
+
+fn window(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
+    let opts = AppOptions {
+        data_dir: env.path().to_path_buf(),
+        secrets: Arc::new(PlaintextStore::new(env.path())),
+        poll_interval: poll,
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1200.0, 900.0))
+        .build_eframe(move |cc| App::new(&cc.egui_ctx, opts))
+}
+
+/// Steps frames until `done` holds (the worker answers asynchronously), at most 60 s.
+fn wait(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&Harness<'static, App>) -> bool) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if done(h) {
+            return;
+        }
+        let banner = h
+            .state()
+            .banner
+            .as_ref()
+            .map(|b| b.text.clone())
+            .unwrap_or_default();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}; banner: {banner}"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+fn banner(h: &Harness<'static, App>) -> String {
+    h.state()
+        .banner
+        .as_ref()
+        .map(|b| b.text.clone())
+        .unwrap_or_default()
+}
+
+fn has_label(h: &Harness<'static, App>, text: &str) -> bool {
+    h.query_by_label_contains(text).is_some()
+}
+
+/// A logged-in window (key in the plaintext store, as `login` leaves it) over a configured
+/// environment.
+fn logged_in(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
+    let store = PlaintextStore::new(env.path());
+    store.set("bitwarden.client_id", &client_id()).unwrap();
+    store.set("bitwarden.client_secret", CLIENT_SECRET).unwrap();
+    let mut h = window(env, poll);
+    wait(&mut h, "the dashboard", |h| has_label(h, "Test Now"));
+    h
+}
+
+fn click(h: &mut Harness<'static, App>, label: &str) {
+    h.get_by_label(label).click();
+    // popups and modals appear a frame or two later
+    for _ in 0..3 {
+        h.step();
+    }
+}
+
+fn type_into(h: &mut Harness<'static, App>, label: &str, text: &str) {
+    let node = h.get_by_label(label);
+    node.focus();
+    h.step();
+    // select what is there, so the typed text replaces it
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.step();
+    h.get_by_label(label).type_text(text);
+    h.step();
+}
+
+/// The CLI on the same data directory (plaintext secrets opt-in, no API key in the environment).
+fn cli(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut cmd = env.command(args);
+    cmd.env_remove("BW_CLIENTID").env_remove("BW_CLIENTSECRET");
+    cmd.output().expect("run the CLI")
+}
+
+fn configured(slapd: &Slapd, server: &FakeBitwarden) -> Env {
+    let env = Env::new();
+    env.configure(slapd, server);
+    env
+}
+
+#[test]
+fn login_against_the_server_then_the_cli_sees_it() {
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    let mut h = window(&env, None);
+    wait(&mut h, "the login screen", |h| has_label(h, "Log In"));
+
+    click(&mut h, "Server settings");
+    click(&mut h, "Self-hosted");
+    type_into(&mut h, "Server URL", &server.url);
+    type_into(&mut h, "Client ID", &client_id());
+    // a wrong secret: the server's refusal is shown, nothing is stored
+    type_into(&mut h, "Client secret", "wrong-secret");
+    click(&mut h, "Log In");
+    wait(&mut h, "the login error", |h| {
+        banner(h).contains("Log in failed")
+    });
+    assert!(!h.state().status.as_ref().unwrap().logged_in);
+    assert!(
+        !env.path().join("secrets.toml").exists() || {
+            let s = std::fs::read_to_string(env.path().join("secrets.toml")).unwrap();
+            !s.contains("client_id")
+        }
+    );
+
+    type_into(&mut h, "Client secret", CLIENT_SECRET);
+    click(&mut h, "Log In");
+    wait(&mut h, "the dashboard", |h| has_label(h, "Test Now"));
+    assert!(banner(&h).contains("Logged in"), "{}", banner(&h));
+
+    // the CLI sees the same server and the stored key
+    let out = cli(&env, &["config", "get", "server.url"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), server.url);
+    let secrets = std::fs::read_to_string(env.path().join("secrets.toml")).unwrap();
+    assert!(
+        secrets.contains(&client_id()),
+        "the key is stored for the CLI"
+    );
+    assert!(
+        !std::fs::read_to_string(env.path().join("config.toml"))
+            .unwrap()
+            .contains(CLIENT_SECRET)
+    );
+}
+
+#[test]
+fn settings_are_saved_to_the_config_and_problems_name_the_field() {
+    let env = Env::new();
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Settings");
+    click(&mut h, "ldap");
+    wait(&mut h, "the LDAP form", |h| has_label(h, "ldap.hostname"));
+    type_into(&mut h, "ldap.hostname", "dc1.example.com");
+    type_into(&mut h, "ldap.page_size", "250");
+    type_into(&mut h, "ldap.password", "Bind-Secret-1");
+    click(&mut h, "Save");
+    // root_path and username are still missing: named next to their fields
+    assert!(banner(&h).contains("problem"), "{}", banner(&h));
+    assert!(h.state().settings.problems.contains_key("ldap.root_path"));
+    assert!(has_label(&h, "required: the base DN"));
+
+    let cfg = directory_connector::config::load(env.path()).unwrap();
+    assert_eq!(cfg.ldap.hostname.as_deref(), Some("dc1.example.com"));
+    assert_eq!(cfg.ldap.page_size, 250);
+    assert_eq!(
+        cfg.ldap.password, None,
+        "the password is not in config.toml"
+    );
+    let text = std::fs::read_to_string(env.path().join("config.toml")).unwrap();
+    assert!(!text.contains("Bind-Secret-1"));
+    assert_eq!(
+        PlaintextStore::new(env.path())
+            .get("ldap.password")
+            .unwrap()
+            .as_deref(),
+        Some("Bind-Secret-1")
+    );
+    // and the CLI reads the same values back
+    let out = cli(&env, &["config", "get", "ldap.page_size"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "250");
+
+    // a bad value is refused with the key named, and nothing is written
+    type_into(&mut h, "ldap.port", "99999");
+    click(&mut h, "Save");
+    assert!(banner(&h).contains("ldap.port"), "{}", banner(&h));
+    let cfg = directory_connector::config::load(env.path()).unwrap();
+    assert_eq!(cfg.ldap.port, None);
+}
+
+#[test]
+fn test_now_shows_the_directory_and_sync_now_fills_the_organization() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    let mut h = logged_in(&env, None);
+
+    click(&mut h, "Test Now");
+    wait(&mut h, "the test results", |h| {
+        h.state().dashboard.users.len() == 3
+    });
+    assert!(has_label(&h, "alice@example.com"));
+    assert!(has_label(&h, "Test: 3 users"));
+    assert_eq!(server.import_count(), 0, "Test Now pushes nothing");
+    // the search narrows the table
+    type_into(&mut h, "Search", "bob");
+    assert_eq!(h.state().dashboard.users.visible.len(), 1);
+    assert!(!has_label(&h, "alice@example.com"));
+
+    click(&mut h, "Sync Now");
+    wait(&mut h, "the sync", |h| banner(h).contains("Sync complete"));
+    assert_eq!(server.org().members.len(), 3);
+    assert_eq!(server.org().group_emails("Staff").len(), 2);
+    wait(&mut h, "the status", |h| {
+        h.state()
+            .status
+            .as_ref()
+            .is_some_and(|s| s.last_user_sync.is_some())
+    });
+    // the CLI sees the run and the cache the window wrote
+    let out = cli(&env, &["--json", "history"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("synced"));
+    assert_eq!(env.cache_counts(), (3, 1));
+
+    // Clear Sync Cache (confirmed) makes the next sync a full push
+    click(&mut h, "More");
+    click(&mut h, "Clear Sync Cache");
+    click(&mut h, "Clear");
+    wait(&mut h, "the cache to clear", |h| {
+        banner(h).contains("cache was cleared")
+    });
+    assert_eq!(env.cache_counts(), (0, 0));
+    click(&mut h, "Dashboard");
+    let before = server.import_count();
+    click(&mut h, "Sync Now");
+    wait(&mut h, "the full sync", |h| {
+        server.import_count() > before && banner(h).contains("Sync complete")
+    });
+    let body = server.org().imports.last().unwrap().body.clone();
+    assert_eq!(
+        body["members"].as_array().unwrap().len(),
+        3,
+        "everyone sent again"
+    );
+}
+
+#[test]
+fn start_sync_polls_until_stop_and_holds_off_the_cli() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    let mut h = logged_in(&env, Some(Duration::from_millis(300)));
+
+    click(&mut h, "Start Sync");
+    wait(&mut h, "two polled syncs", |h| {
+        h.state().syncs_started_by_polling >= 2 && h.state().worker.busy().is_none()
+    });
+    assert!(has_label(&h, "Next sync at"));
+    // a CLI sync meanwhile is refused, naming the window
+    let out = cli(&env, &["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another sync is running") && err.contains("polling"),
+        "{err}"
+    );
+
+    click(&mut h, "Stop Sync");
+    wait(&mut h, "polling to stop", |h| {
+        !h.state().polling && h.state().worker.busy().is_none()
+    });
+    let n = h.state().syncs_started_by_polling;
+    for _ in 0..20 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        h.state().syncs_started_by_polling,
+        n,
+        "no sync after Stop Sync"
+    );
+    let runs = directory_connector::store::Store::open(env.path())
+        .unwrap()
+        .list_runs(50)
+        .unwrap();
+    assert!(runs.len() >= 2, "{} runs", runs.len());
+    assert_eq!(server.org().members.len(), 3);
+    // the lock is released: the CLI can sync again
+    let out = cli(&env, &["sync"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_wrong_ldap_password_is_shown_in_the_banner() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    let r = env.run_stdin(&["config", "set", "ldap.password"], "not-the-password");
+    assert_eq!(r.code, 0);
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Test Now");
+    wait(&mut h, "the error", |h| banner(h).contains("Test failed"));
+    let b = banner(&h);
+    assert!(
+        b.contains("invalid credentials") && b.contains("bind"),
+        "{b}"
+    );
+    assert!(h.state().banner.as_ref().unwrap().error);
+    assert_eq!(server.import_count(), 0);
+}
+
+#[test]
+fn log_out_is_confirmed_and_forgets_the_key() {
+    let env = Env::new();
+    let mut h = logged_in(&env, None);
+    click(&mut h, "More");
+    assert!(has_label(&h, env!("CARGO_PKG_VERSION")));
+    click(&mut h, "Log Out");
+    click(&mut h, "Cancel");
+    assert!(
+        PlaintextStore::new(env.path())
+            .get("bitwarden.client_id")
+            .unwrap()
+            .is_some()
+    );
+    click(&mut h, "Log Out");
+    click(&mut h, "Log out");
+    wait(&mut h, "the login screen", |h| has_label(h, "Log In"));
+    assert!(
+        PlaintextStore::new(env.path())
+            .get("bitwarden.client_id")
+            .unwrap()
+            .is_none()
+    );
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian/Ubuntu machine it first installs what the tests
-# need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC) with apt-get, retrying transient
-# failures.
+# need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, Xvfb + Mesa + ImageMagick for the
+# real window's screenshot) with apt-get, retrying transient failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,12 @@ command -v samba-tool >/dev/null 2>&1 || missing+=(samba-ad-provision)
 [ -d /usr/share/samba/setup ] || missing+=(samba-ad-provision)
 command -v ldbsearch >/dev/null 2>&1 || missing+=(ldb-tools)
 command -v kinit >/dev/null 2>&1 || missing+=(krb5-user)
+# the real window under a virtual display, and its screenshot (GL through Mesa's llvmpipe)
+command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb xauth)
+command -v xwininfo >/dev/null 2>&1 || missing+=(x11-utils)
+command -v import >/dev/null 2>&1 || missing+=(imagemagick)
+[ -e /usr/lib/x86_64-linux-gnu/libGL.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libGL.so.1 ] || missing+=(libgl1 libglx-mesa0 libgl1-mesa-dri libegl1 libegl-mesa0)
+ldconfig -p 2>/dev/null | grep -q libxkbcommon-x11 || missing+=(libxkbcommon-x11-0 libxkbcommon0)
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""

@@ -3,7 +3,7 @@
 //! CLI, so what one changes the other sees.
 
 mod app;
-mod dashboard;
+pub mod dashboard;
 mod more;
 mod settings;
 mod table;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use app::{App, AppOptions, Tab};
+pub use dashboard::View;
 
 /// The application icon (`assets/icon.png`), decoded for the window manager.
 pub fn icon() -> Option<egui::IconData> {

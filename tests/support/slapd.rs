@@ -267,7 +267,7 @@ TLSCertificateFile {cert}\n\
 TLSCertificateKeyFile {key}\n\
 TLSVerifyClient {verify}\n\
 database mdb\n\
-maxsize 1073741824\n\
+maxsize 17179869184\n\
 suffix \"{BASE}\"\n\
 rootdn \"{ADMIN_DN}\"\n\
 rootpw {ADMIN_PW}\n\

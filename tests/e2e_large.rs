@@ -66,7 +66,7 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
         r.stderr
     );
     assert!(
-        r.stderr.contains("batches 1–1 were applied and recorded"),
+        r.stderr.contains("batches 1-1 were applied and recorded"),
         "{}",
         r.stderr
     );

@@ -75,9 +75,9 @@ fn main() {
     });
     let load = t.elapsed();
     let frame = |label: &str,
-                     h: &mut Harness<'static, App>,
-                     frames: usize,
-                     f: &dyn Fn(&mut Harness<'static, App>, usize)| {
+                 h: &mut Harness<'static, App>,
+                 frames: usize,
+                 f: &dyn Fn(&mut Harness<'static, App>, usize)| {
         let mut times = Vec::with_capacity(frames);
         for i in 0..frames {
             f(h, i);

@@ -211,7 +211,85 @@ pub struct Config {
     pub server: ServerConfig,
     pub directory: DirectoryConfig,
     pub ldap: LdapConfig,
+    pub entra: EntraConfig,
+    pub okta: OktaConfig,
     pub sync: SyncConfig,
+}
+
+/// Which Microsoft cloud Entra ID lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntraCloud {
+    /// login.microsoftonline.com / graph.microsoft.com
+    #[default]
+    Public,
+    /// US government: login.microsoftonline.us / graph.microsoft.us
+    Government,
+}
+
+/// Microsoft Entra ID (Microsoft Graph).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EntraConfig {
+    pub tenant: Option<String>,
+    pub application_id: Option<String>,
+    /// The client secret: only a reference may live here; the secret goes to the store.
+    pub key: Option<String>,
+    pub cloud: EntraCloud,
+    /// Overrides the login (token) base URL, e.g. for sovereign clouds or tests.
+    pub login_url: Option<String>,
+    /// Overrides the Graph base URL (without `/v1.0`).
+    pub graph_url: Option<String>,
+}
+
+impl EntraConfig {
+    pub fn login_base(&self) -> String {
+        match &self.login_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => match self.cloud {
+                EntraCloud::Public => "https://login.microsoftonline.com".into(),
+                EntraCloud::Government => "https://login.microsoftonline.us".into(),
+            },
+        }
+    }
+    pub fn graph_base(&self) -> String {
+        match &self.graph_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => match self.cloud {
+                EntraCloud::Public => "https://graph.microsoft.com".into(),
+                EntraCloud::Government => "https://graph.microsoft.us".into(),
+            },
+        }
+    }
+    /// The token scope: the real Graph resource of the cloud (not an override).
+    pub fn scope(&self) -> String {
+        match self.cloud {
+            EntraCloud::Public => "https://graph.microsoft.com/.default".into(),
+            EntraCloud::Government => "https://graph.microsoft.us/.default".into(),
+        }
+    }
+}
+
+/// Okta (REST API v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OktaConfig {
+    pub org_url: Option<String>,
+    /// The API token: only a reference may live here; the token goes to the store.
+    pub token: Option<String>,
+    /// Stop using the rate-limit budget when fewer than this share (percent) of calls remain
+    /// in the window: wait for the window to reset instead.
+    pub rate_limit_reserve_percent: u32,
+}
+
+impl Default for OktaConfig {
+    fn default() -> Self {
+        OktaConfig {
+            org_url: None,
+            token: None,
+            rate_limit_reserve_percent: 10,
+        }
+    }
 }
 
 /// The type of a settable key.
@@ -334,6 +412,51 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "ldap.timeout_seconds",
         KeyKind::Int,
         "connect and operation timeout",
+    ),
+    (
+        "entra.tenant",
+        KeyKind::Str,
+        "Entra ID: tenant id or domain, e.g. company.onmicrosoft.com",
+    ),
+    (
+        "entra.application_id",
+        KeyKind::Str,
+        "Entra ID: application (client) id of the app registration",
+    ),
+    (
+        "entra.key",
+        KeyKind::Secret,
+        "Entra ID: client secret (secret store, or env:NAME / file:PATH)",
+    ),
+    (
+        "entra.cloud",
+        KeyKind::Enum(&["public", "government"]),
+        "Entra ID: public cloud or US government",
+    ),
+    (
+        "entra.login_url",
+        KeyKind::Url,
+        "Entra ID: custom login (token) base URL",
+    ),
+    (
+        "entra.graph_url",
+        KeyKind::Url,
+        "Entra ID: custom Microsoft Graph base URL",
+    ),
+    (
+        "okta.org_url",
+        KeyKind::Url,
+        "Okta: organization URL, e.g. https://company.okta.com",
+    ),
+    (
+        "okta.token",
+        KeyKind::Secret,
+        "Okta: API token (secret store, or env:NAME / file:PATH)",
+    ),
+    (
+        "okta.rate_limit_reserve_percent",
+        KeyKind::Int,
+        "Okta: share of the rate limit left untouched (waits for the reset instead)",
     ),
     ("sync.users", KeyKind::Bool, "sync users"),
     ("sync.groups", KeyKind::Bool, "sync groups"),
@@ -637,8 +760,15 @@ pub fn mask_secret_value(v: &str) -> String {
 /// The whole config as TOML, secrets masked.
 pub fn show(cfg: &Config) -> anyhow::Result<String> {
     let mut masked = cfg.clone();
-    if let Some(p) = &masked.ldap.password {
-        masked.ldap.password = Some(mask_secret_value(p));
+    for v in [
+        &mut masked.ldap.password,
+        &mut masked.entra.key,
+        &mut masked.okta.token,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *v = mask_secret_value(v);
     }
     toml::to_string_pretty(&masked).context("serializing the configuration")
 }
@@ -698,11 +828,59 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
             ),
         ),
         Some(DirectoryType::Ldap) => validate_ldap(cfg, password_known, plaintext_opt_in, &mut p),
+        Some(DirectoryType::Entra) => {
+            let e = &cfg.entra;
+            if blank(&e.tenant) {
+                problem(&mut p, "entra.tenant", "required: the tenant id or domain");
+            }
+            if blank(&e.application_id) {
+                problem(
+                    &mut p,
+                    "entra.application_id",
+                    "required: the application (client) id",
+                );
+            }
+            secret_problem(
+                &mut p,
+                "entra.key",
+                &e.key,
+                password_known,
+                plaintext_opt_in,
+            );
+        }
+        Some(DirectoryType::Okta) => {
+            let o = &cfg.okta;
+            match o.org_url.as_deref().map(str::trim) {
+                None | Some("") => problem(
+                    &mut p,
+                    "okta.org_url",
+                    "required: the Okta organization URL, e.g. https://company.okta.com",
+                ),
+                Some(u) if url::Url::parse(u).is_err() => {
+                    problem(&mut p, "okta.org_url", format!("not a valid URL: `{u}`"));
+                }
+                _ => {}
+            }
+            if o.rate_limit_reserve_percent > 90 {
+                problem(
+                    &mut p,
+                    "okta.rate_limit_reserve_percent",
+                    "must be between 0 and 90",
+                );
+            }
+            secret_problem(
+                &mut p,
+                "okta.token",
+                &o.token,
+                password_known,
+                plaintext_opt_in,
+            );
+        }
         Some(other) => problem(
             &mut p,
             "directory.type",
             format!(
-                "`{}` is not supported by this build yet; only ldap is",
+                "`{}` is not supported by this build yet; ldap, entra and okta are",
                 serde_json::to_value(other)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
@@ -751,6 +929,34 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
         }
     }
     p
+}
+
+/// A secret key's problem: a literal secret in the file without the opt-in, or missing.
+fn secret_problem(
+    p: &mut Vec<Problem>,
+    key: &str,
+    value: &Option<String>,
+    known: bool,
+    plaintext_opt_in: bool,
+) {
+    match value {
+        Some(v) if SecretRef::parse(v).is_none() && !plaintext_opt_in => problem(
+            p,
+            key,
+            format!(
+                "config.toml holds a plaintext secret; move it to the secret store with \
+                 `config set {key}`, use env:NAME or file:PATH, or opt in with \
+                 DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true"
+            ),
+        ),
+        Some(_) => {}
+        None if !known => problem(
+            p,
+            key,
+            format!("not set: run `config set {key}` (prompts) or set it to env:NAME or file:PATH"),
+        ),
+        None => {}
+    }
 }
 
 fn validate_ldap(cfg: &Config, password_known: bool, plaintext_opt_in: bool, p: &mut Vec<Problem>) {

@@ -17,7 +17,9 @@ use crate::engine::{GuardLimits, Normalized, Plan, build_batches, check_guard, d
 use crate::errors::{ConfigError, Refused};
 use crate::secrets::{self, SecretStore};
 use crate::sources::Progress;
+use crate::sources::entra::EntraSource;
 use crate::sources::ldap::LdapSource;
+use crate::sources::okta::OktaSource;
 use crate::store::{RunOutcome, RunRecord, Store, SyncKind};
 
 /// Secret-store keys.
@@ -157,11 +159,30 @@ impl Connector {
         )
     }
 
-    /// Every configuration problem (the password is looked up in the store).
+    /// The directory's secret: its key and the value (or reference) in the config.
+    fn directory_secret(cfg: &Config) -> Option<(&'static str, Option<&str>)> {
+        match cfg.directory.kind? {
+            DirectoryType::Ldap => Some((KEY_LDAP_PASSWORD, cfg.ldap.password.as_deref())),
+            DirectoryType::Entra => Some(("entra.key", cfg.entra.key.as_deref())),
+            DirectoryType::Okta => Some(("okta.token", cfg.okta.token.as_deref())),
+            _ => None,
+        }
+    }
+
+    /// Resolves the directory's secret (reference in the config, else the secret store).
+    fn secret(&self, cfg: &Config) -> anyhow::Result<String> {
+        let (key, value) = Self::directory_secret(cfg)
+            .ok_or_else(|| ConfigError("no directory configured".into()))?;
+        secrets::resolve(self.secrets.as_ref(), key, value)?
+            .ok_or_else(|| ConfigError(format!("{key} is not set")).into())
+    }
+
+    /// Every configuration problem (the directory's secret is looked up in the store).
     pub fn validate(&self, cfg: &Config) -> Vec<config::Problem> {
-        let needs_store =
-            cfg.directory.kind == Some(DirectoryType::Ldap) && cfg.ldap.password.is_none();
-        let known = !needs_store || matches!(self.secrets.get(KEY_LDAP_PASSWORD), Ok(Some(_)));
+        let known = match Self::directory_secret(cfg) {
+            Some((key, None)) => matches!(self.secrets.get(key), Ok(Some(_))),
+            _ => true,
+        };
         config::validate(cfg, known, secrets::plaintext_opt_in())
     }
 
@@ -199,6 +220,30 @@ impl Connector {
                     ldap: cfg.ldap.clone(),
                     sync: cfg.sync.clone(),
                     password,
+                };
+                source
+                    .fetch(progress)
+                    .await
+                    .context("reading the directory")?
+            }
+            Some(DirectoryType::Okta) => {
+                let source = OktaSource {
+                    okta: cfg.okta.clone(),
+                    sync: cfg.sync.clone(),
+                    token: self.secret(cfg)?,
+                    ca_file: cfg.server.ca_file.clone(),
+                };
+                source
+                    .fetch(progress)
+                    .await
+                    .context("reading the directory")?
+            }
+            Some(DirectoryType::Entra) => {
+                let source = EntraSource {
+                    entra: cfg.entra.clone(),
+                    sync: cfg.sync.clone(),
+                    key: self.secret(cfg)?,
+                    ca_file: cfg.server.ca_file.clone(),
                 };
                 source
                     .fetch(progress)

@@ -90,7 +90,7 @@ impl RetryPolicy {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.min(10);
         (self.base_delay * factor).min(self.max_delay)
     }
@@ -366,7 +366,7 @@ impl BitwardenClient {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     let v = resp.headers().get("retry-after")?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -376,7 +376,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
-fn describe_transport(e: &reqwest::Error) -> String {
+pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
     let mut msg = if e.is_connect() {
         "cannot connect".to_string()
     } else if e.is_timeout() {

@@ -204,23 +204,34 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                     field(ui, s, key, *kind, help);
                 }
             });
-        if dir.is_empty() {
-            ui.label("Choose the directory type, then fill in its connection.");
-        } else if dir != "ldap" {
-            ui.label(format!(
-                "The {dir} directory is not supported by this build yet: choose ldap."
-            ));
-        } else {
-            ui.heading("LDAP / Active Directory");
-            egui::Grid::new("ldap-grid")
-                .num_columns(2)
-                .spacing([12.0, 4.0])
-                .show(ui, |ui| {
-                    for (key, kind, help) in form_keys().filter(|(k, _, _)| k.starts_with("ldap."))
-                    {
-                        field(ui, s, key, *kind, help);
-                    }
-                });
+        let section = match dir.as_str() {
+            "ldap" => Some(("ldap.", "LDAP / Active Directory")),
+            "entra" => Some(("entra.", "Microsoft Entra ID")),
+            "okta" => Some(("okta.", "Okta")),
+            _ => None,
+        };
+        match section {
+            _ if dir.is_empty() => {
+                ui.label("Choose the directory type, then fill in its connection.");
+            }
+            None => {
+                ui.label(format!(
+                    "The {dir} directory is not supported by this build yet."
+                ));
+            }
+            Some((prefix, title)) => {
+                ui.heading(title);
+                egui::Grid::new("directory-fields")
+                    .num_columns(2)
+                    .spacing([12.0, 4.0])
+                    .show(ui, |ui| {
+                        for (key, kind, help) in
+                            form_keys().filter(|(k, _, _)| k.starts_with(prefix))
+                        {
+                            field(ui, s, key, *kind, help);
+                        }
+                    });
+            }
         }
         ui.add_space(8.0);
         ui.heading("Sync");

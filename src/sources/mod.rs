@@ -1,7 +1,11 @@
 //! Directory sources. Each reads its directory and returns one [`Snapshot`]; none knows about
 //! Bitwarden.
 
+pub mod entra;
+pub mod filter;
+pub mod http;
 pub mod ldap;
+pub mod okta;
 
 use crate::engine::Snapshot;
 

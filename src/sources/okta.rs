@@ -1,0 +1,222 @@
+//! Okta source (REST API v1): users (active and deprovisioned), groups and each group's users,
+//! with `Link: rel="next"` paging, `SSWS` token auth, and a rate-limit budget that waits for the
+//! window to reset before the org's limit is reached (`X-Rate-Limit-*` headers).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use reqwest::header::HeaderMap;
+
+use super::Progress;
+use super::filter::{Filter, prune_users_to_groups};
+use super::http::Api;
+use crate::config::{OktaConfig, SyncConfig};
+use crate::engine::{DirGroup, DirUser, Id, Snapshot};
+
+pub struct OktaSource {
+    pub okta: OktaConfig,
+    pub sync: SyncConfig,
+    pub token: String,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The `rel="next"` URL of a `Link` header.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("link")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find(|part| part.contains("rel=\"next\""))
+        .and_then(|part| {
+            let start = part.find('<')? + 1;
+            let end = part.find('>')?;
+            Some(part[start..end].trim().to_string())
+        })
+}
+
+/// How long to wait so that `reserve_percent` of the window's calls stay unused.
+fn budget_wait(headers: &HeaderMap, reserve_percent: u32) -> Option<Duration> {
+    let num = |k: &str| -> Option<i64> { headers.get(k)?.to_str().ok()?.trim().parse().ok() };
+    let limit = num("x-rate-limit-limit")?;
+    let remaining = num("x-rate-limit-remaining")?;
+    let reset = num("x-rate-limit-reset")?;
+    if remaining * 100 > limit * i64::from(reserve_percent) {
+        return None;
+    }
+    let secs = (reset - chrono::Utc::now().timestamp()).clamp(0, 60);
+    Some(Duration::from_secs(secs as u64 + 1))
+}
+
+impl OktaSource {
+    fn base(&self) -> String {
+        format!(
+            "{}/api/v1",
+            self.okta
+                .org_url
+                .as_deref()
+                .unwrap_or_default()
+                .trim()
+                .trim_end_matches('/')
+        )
+    }
+
+    /// Every item of a listing, following `Link: rel="next"`.
+    async fn list(&self, api: &Api, first: String) -> anyhow::Result<Vec<serde_json::Value>> {
+        let auth = format!("SSWS {}", self.token);
+        let mut out = Vec::new();
+        let mut url = Some(first);
+        while let Some(u) = url.take() {
+            let a = api.get(&u, ("Authorization", &auth)).await?;
+            let serde_json::Value::Array(items) = a.json else {
+                return Err(anyhow!("Okta: GET {u}: the answer is not a list"));
+            };
+            let empty = items.is_empty();
+            out.extend(items);
+            if let Some(wait) = budget_wait(&a.headers, self.okta.rate_limit_reserve_percent) {
+                tracing::info!("Okta: rate-limit budget low; waiting {wait:?} for the reset");
+                tokio::time::sleep(wait).await;
+            }
+            if !empty {
+                url = next_link(&a.headers);
+            }
+        }
+        Ok(out)
+    }
+
+    fn url(&self, path: &str, filter: Option<&str>) -> anyhow::Result<String> {
+        let mut u = url::Url::parse(&format!("{}/{path}", self.base()))
+            .map_err(|e| anyhow!("okta.org_url: {e}"))?;
+        {
+            let mut q = u.query_pairs_mut();
+            q.append_pair("limit", "200");
+            if let Some(f) = filter {
+                q.append_pair("filter", f);
+            }
+        }
+        Ok(u.to_string())
+    }
+
+    pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {
+        let api = Api::new("Okta", self.ca_file.as_deref())?;
+        let user_filter = Filter::parse(self.sync.user_filter.as_deref());
+        let group_filter = Filter::parse(self.sync.group_filter.as_deref());
+        let mut users: Vec<DirUser> = Vec::new();
+        if self.sync.users {
+            progress.stage("Reading Okta users");
+            let query = user_filter.query.clone();
+            let mut raw = self
+                .list(&api, self.url("users", query.as_deref())?)
+                .await?;
+            // Okta leaves deprovisioned users out of unfiltered lists
+            let deprovisioned = match &query {
+                Some(q) => format!("({q}) and status eq \"DEPROVISIONED\""),
+                None => "status eq \"DEPROVISIONED\"".to_string(),
+            };
+            raw.extend(
+                self.list(&api, self.url("users", Some(&deprovisioned))?)
+                    .await?,
+            );
+            progress.count(raw.len() as u64);
+            for u in raw {
+                let Some(id) = u["id"].as_str() else { continue };
+                let email = u["profile"]["email"].as_str().map(str::to_string);
+                if !user_filter.passes(email.as_deref()) {
+                    continue;
+                }
+                let status = u["status"].as_str().unwrap_or_default();
+                users.push(DirUser {
+                    reference_id: id.to_string(),
+                    external_id: Id::from(id),
+                    email,
+                    disabled: status == "SUSPENDED",
+                    deleted: status == "DEPROVISIONED",
+                });
+            }
+        }
+        let mut groups: Vec<DirGroup> = Vec::new();
+        if self.sync.groups {
+            progress.stage("Reading Okta groups");
+            let raw = self
+                .list(&api, self.url("groups", group_filter.query.as_deref())?)
+                .await?;
+            let total = raw.len();
+            for (i, g) in raw.into_iter().enumerate() {
+                let Some(id) = g["id"].as_str() else { continue };
+                let name = g["profile"]["name"].as_str().map(str::to_string);
+                if !group_filter.passes(name.as_deref()) {
+                    continue;
+                }
+                progress.stage(&format!("Reading Okta group members ({}/{total})", i + 1));
+                let members = self
+                    .list(&api, self.url(&format!("groups/{id}/users"), None)?)
+                    .await?;
+                groups.push(DirGroup {
+                    reference_id: id.to_string(),
+                    external_id: id.to_string(),
+                    name,
+                    user_members: members
+                        .iter()
+                        .filter_map(|m| m["id"].as_str().map(Id::from))
+                        .collect(),
+                    group_members: Vec::new(),
+                });
+            }
+            if self.sync.users {
+                prune_users_to_groups(
+                    &mut users,
+                    &groups,
+                    &group_filter,
+                    self.sync.remove_disabled,
+                );
+            }
+        }
+        Ok(Snapshot {
+            users: self.sync.users.then_some(users),
+            groups: self.sync.groups.then_some(groups),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn link_header_next() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "link",
+            HeaderValue::from_static("<https://x.okta.com/api/v1/users?limit=2>; rel=\"self\""),
+        );
+        h.append(
+            "link",
+            HeaderValue::from_static(
+                "<https://x.okta.com/api/v1/users?after=abc&limit=2>; rel=\"next\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://x.okta.com/api/v1/users?after=abc&limit=2")
+        );
+        assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn budget_waits_only_near_the_limit() {
+        let mut h = HeaderMap::new();
+        let reset = (chrono::Utc::now().timestamp() + 5).to_string();
+        h.insert("x-rate-limit-limit", HeaderValue::from_static("600"));
+        h.insert("x-rate-limit-remaining", HeaderValue::from_static("300"));
+        h.insert("x-rate-limit-reset", HeaderValue::from_str(&reset).unwrap());
+        assert_eq!(budget_wait(&h, 10), None);
+        h.insert("x-rate-limit-remaining", HeaderValue::from_static("50"));
+        let w = budget_wait(&h, 10).unwrap();
+        assert!(
+            w >= Duration::from_secs(4) && w <= Duration::from_secs(7),
+            "{w:?}"
+        );
+    }
+}

@@ -921,14 +921,48 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
         ("sync.user_filter", &s.user_filter),
         ("sync.group_filter", &s.group_filter),
     ] {
-        if let Some(f) = v
-            && !f.trim().is_empty()
-            && let Err(e) = check_ldap_filter(f)
-        {
+        let Some(f) = v.as_deref().filter(|f| !f.trim().is_empty()) else {
+            continue;
+        };
+        let result = match cfg.directory.kind {
+            Some(DirectoryType::Ldap) | None => check_ldap_filter(f),
+            Some(kind) => check_cloud_filter(kind, key == "sync.user_filter", f),
+        };
+        if let Err(e) = result {
             problem(&mut p, key, e);
         }
     }
     p
+}
+
+/// The cloud filter language: `keyword:values` then `|` and the vendor's query. An unknown
+/// keyword would silently mean "no filter" upstream; here it is an error.
+pub fn check_cloud_filter(kind: DirectoryType, users: bool, f: &str) -> Result<(), String> {
+    let set = f.split('|').next().unwrap_or_default();
+    if set.trim().is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<&str> = set.split(':').collect();
+    if parts.len() != 2 {
+        return Err(format!(
+            "expected `include:a,b` or `exclude:a,b` before any `|`, not `{}`",
+            set.trim()
+        ));
+    }
+    let keyword = parts[0].trim().to_lowercase();
+    let mut allowed = vec!["include", "exclude"];
+    if kind == DirectoryType::Entra && users {
+        allowed.extend(["includegroup", "excludegroup"]);
+    }
+    if allowed.contains(&keyword.as_str()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown filter keyword `{}`: use {}",
+            parts[0].trim(),
+            allowed.join(", ")
+        ))
+    }
 }
 
 /// A secret key's problem: a literal secret in the file without the opt-in, or missing.

@@ -132,6 +132,20 @@ mod tests {
     }
 
     #[test]
+    fn cloud_filters_are_validated() {
+        use crate::config::{DirectoryType, check_cloud_filter};
+        assert!(check_cloud_filter(DirectoryType::Okta, true, "include:a@x.com").is_ok());
+        assert!(check_cloud_filter(DirectoryType::Okta, true, "|status eq \"ACTIVE\"").is_ok());
+        assert!(
+            check_cloud_filter(DirectoryType::Entra, true, "includeGroup:g1|exclude:a").is_ok()
+        );
+        let e = check_cloud_filter(DirectoryType::Okta, true, "includeGroup:g1").unwrap_err();
+        assert!(e.contains("includeGroup"), "{e}");
+        assert!(check_cloud_filter(DirectoryType::Entra, false, "includeGroup:g1").is_err());
+        assert!(check_cloud_filter(DirectoryType::Okta, true, "include:a:b").is_err());
+    }
+
+    #[test]
     fn pruning_keeps_members_of_kept_groups() {
         let u = |id: &str, disabled: bool, deleted: bool| DirUser {
             reference_id: id.into(),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_bitwarden;
+pub mod fake_cloud;
 pub mod samba;
 pub mod slapd;
 

@@ -1,0 +1,320 @@
+//! End-to-end: the real binary against the fake Okta and Microsoft Graph APIs and the fake
+//! Bitwarden server — first and changed syncs, paging over several pages, a 429 then success,
+//! wrong secrets, and the filters.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::Env;
+use support::fake_bitwarden::FakeBitwarden;
+use support::fake_cloud::{
+    CloudGroup, CloudUser, Directory, FakeCloud, GRAPH_APP, GRAPH_SECRET, GRAPH_TENANT, OKTA_TOKEN,
+};
+
+fn set(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn user(id: &str, status: &'static str) -> CloudUser {
+    CloudUser {
+        id: id.into(),
+        email: format!("{id}@example.com"),
+        status,
+    }
+}
+
+fn group(id: &str, name: &str, users: &[&str], groups: &[&str]) -> CloudGroup {
+    CloudGroup {
+        id: id.into(),
+        name: name.into(),
+        users: users.iter().map(|s| s.to_string()).collect(),
+        groups: groups.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn directory(active: &'static str, suspended: &'static str, gone: &'static str) -> Directory {
+    Directory {
+        users: vec![
+            user("alice", active),
+            user("bob", suspended),
+            user("carol", gone),
+            user("dave", active),
+            user("erin", active),
+        ],
+        groups: vec![
+            group("g1", "Engineering", &["alice", "bob"], &[]),
+            group("g2", "Sales", &["dave", "erin"], &["g1"]),
+        ],
+        page_size: 2,
+        ..Directory::default()
+    }
+}
+
+fn okta_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
+    let env = Env::new();
+    env.set("server.url", &server.url);
+    env.set("directory.type", "okta");
+    env.set("okta.org_url", &cloud.url);
+    let r = env.run_stdin(&["config", "set", "okta.token"], OKTA_TOKEN);
+    assert_eq!(r.code, 0, "{}", r.all());
+    env
+}
+
+fn entra_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
+    let env = Env::new();
+    env.set("server.url", &server.url);
+    env.set("directory.type", "entra");
+    env.set("entra.tenant", GRAPH_TENANT);
+    env.set("entra.application_id", GRAPH_APP);
+    env.set("entra.login_url", &cloud.url);
+    env.set("entra.graph_url", &cloud.url);
+    let r = env.run_stdin(&["config", "set", "entra.key"], GRAPH_SECRET);
+    assert_eq!(r.code, 0, "{}", r.all());
+    env
+}
+
+#[test]
+fn okta_first_and_changed_sync_over_several_pages() {
+    let cloud = FakeCloud::start(directory("ACTIVE", "SUSPENDED", "DEPROVISIONED"));
+    let server = FakeBitwarden::start();
+    let env = okta_env(&cloud, &server);
+
+    let j = env.json(&["test"]);
+    assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 3, "{j}");
+    assert_eq!(j["disabledUsers"].as_array().unwrap().len(), 1);
+    assert_eq!(j["deletedUsers"].as_array().unwrap().len(), 1);
+    env.ok(&["sync"]);
+    assert_eq!(
+        server.org().emails(),
+        set(&[
+            "alice@example.com",
+            "bob@example.com",
+            "dave@example.com",
+            "erin@example.com"
+        ])
+    );
+    assert_eq!(
+        server.org().group_emails("Engineering"),
+        set(&["alice@example.com", "bob@example.com"])
+    );
+    // 5 users at 2 a page: the listing followed `Link: rel="next"`
+    assert!(
+        cloud
+            .dir()
+            .requests
+            .iter()
+            .any(|r| r.starts_with("/api/v1/users") && r.contains("\"after\"")),
+        "{:?}",
+        cloud.dir().requests
+    );
+
+    // frank joins Sales, erin is deprovisioned
+    {
+        let mut d = cloud.dir();
+        d.users.push(user("frank", "ACTIVE"));
+        d.users.iter_mut().find(|u| u.id == "erin").unwrap().status = "DEPROVISIONED";
+        let sales = d.groups.iter_mut().find(|g| g.id == "g2").unwrap();
+        sales.users = vec!["dave".into(), "frank".into()];
+    }
+    let before = server.import_count();
+    env.ok(&["sync"]);
+    assert_eq!(server.import_count(), before + 1);
+    let body = server.org().imports.last().unwrap().body.clone();
+    let members: Vec<(String, bool)> = body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["email"].as_str().unwrap().to_string(),
+                m["deleted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        members.contains(&("frank@example.com".into(), false)),
+        "{members:?}"
+    );
+    assert!(
+        members.contains(&("erin@example.com".into(), true)),
+        "{members:?}"
+    );
+    assert_eq!(
+        server.org().emails(),
+        set(&[
+            "alice@example.com",
+            "bob@example.com",
+            "dave@example.com",
+            "frank@example.com"
+        ])
+    );
+    assert_eq!(
+        server.org().group_emails("Sales"),
+        set(&["dave@example.com", "frank@example.com"])
+    );
+}
+
+#[test]
+fn okta_rate_limit_then_success_and_a_wrong_token() {
+    let mut d = directory("ACTIVE", "SUSPENDED", "DEPROVISIONED");
+    d.throttle = 1;
+    let cloud = FakeCloud::start(d);
+    let server = FakeBitwarden::start();
+    let env = okta_env(&cloud, &server);
+    let r = env.ok(&["sync"]);
+    assert!(r.stderr.contains("HTTP 429"), "{}", r.stderr);
+    assert_eq!(server.org().members.len(), 4);
+
+    let r = env.run_stdin(&["config", "set", "okta.token"], "not-the-token");
+    assert_eq!(r.code, 0);
+    let r = env.expect(&["test"], 1);
+    assert!(
+        r.stderr.contains("Okta: GET ")
+            && r.stderr.contains("/api/v1/users")
+            && r.stderr.contains("HTTP 401")
+            && r.stderr.contains("Invalid token provided"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn okta_filters_and_native_queries() {
+    let cloud = FakeCloud::start(directory("ACTIVE", "SUSPENDED", "DEPROVISIONED"));
+    let server = FakeBitwarden::start();
+    let env = okta_env(&cloud, &server);
+    env.set(
+        "sync.user_filter",
+        "exclude:dave@example.com | profile.department eq \"Eng\"",
+    );
+    env.set("sync.group_filter", "include:Engineering");
+    let j = env.json(&["test"]);
+    let groups: Vec<&str> = j["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, vec!["Engineering"]);
+    let emails: BTreeSet<String> = j["enabledUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(j["disabledUsers"].as_array().unwrap())
+        .map(|u| u["email"].as_str().unwrap().to_string())
+        .collect();
+    // only members of the kept group remain; dave is excluded anyway
+    assert_eq!(emails, set(&["alice@example.com", "bob@example.com"]));
+    let reqs = cloud.dir().requests.clone();
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("profile.department eq \\\"Eng\\\"")),
+        "the native query reaches Okta: {reqs:?}"
+    );
+    assert!(
+        reqs.iter().any(|r| r
+            .contains("(profile.department eq \\\"Eng\\\") and status eq \\\"DEPROVISIONED\\\"")),
+        "{reqs:?}"
+    );
+}
+
+#[test]
+fn entra_first_and_changed_sync_with_nesting_and_deleted_users() {
+    let cloud = FakeCloud::start(directory("ACTIVE", "DISABLED", "DELETED"));
+    let server = FakeBitwarden::start();
+    let env = entra_env(&cloud, &server);
+    let j = env.json(&["test"]);
+    assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 3, "{j}");
+    assert_eq!(j["disabledUsers"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        j["deletedUsers"].as_array().unwrap().len(),
+        1,
+        "carol from /users/delta"
+    );
+    env.ok(&["sync"]);
+    // Sales holds Engineering (nested): flattened
+    assert_eq!(
+        server.org().group_emails("Sales"),
+        set(&[
+            "alice@example.com",
+            "bob@example.com",
+            "dave@example.com",
+            "erin@example.com"
+        ])
+    );
+    assert!(
+        cloud
+            .dir()
+            .requests
+            .iter()
+            .any(|r| r.contains("$skiptoken"))
+    );
+
+    // erin is deleted (soft): removed
+    cloud
+        .dir()
+        .users
+        .iter_mut()
+        .find(|u| u.id == "erin")
+        .unwrap()
+        .status = "DELETED";
+    env.ok(&["sync"]);
+    assert!(!server.org().emails().contains("erin@example.com"));
+    assert_eq!(server.org().members.len(), 3);
+}
+
+#[test]
+fn entra_throttling_wrong_secret_and_group_filters() {
+    let mut d = directory("ACTIVE", "DISABLED", "DELETED");
+    d.throttle = 1;
+    let cloud = FakeCloud::start(d);
+    let server = FakeBitwarden::start();
+    let env = entra_env(&cloud, &server);
+    // includeGroup: the transitive members of Sales, minus Engineering's and one email
+    env.set(
+        "sync.user_filter",
+        "includeGroup:g2|excludeGroup:g1|exclude:erin@example.com",
+    );
+    let j = env.json(&["test"]);
+    let emails: BTreeSet<String> = j["enabledUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(emails, set(&["dave@example.com"]));
+    assert!(
+        cloud
+            .dir()
+            .requests
+            .iter()
+            .any(|r| r.contains("/groups/g2/transitiveMembers")),
+        "{:?}",
+        cloud.dir().requests
+    );
+    // group filter by name
+    env.ok(&["config", "unset", "sync.user_filter"]);
+    env.set("sync.group_filter", "exclude:Sales");
+    let j = env.json(&["test"]);
+    let groups: Vec<&str> = j["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(groups, vec!["Engineering"]);
+
+    let r = env.run_stdin(&["config", "set", "entra.key"], "wrong-secret");
+    assert_eq!(r.code, 0);
+    let r = env.expect(&["test"], 1);
+    assert!(
+        r.stderr.contains("Microsoft Entra ID: POST ")
+            && r.stderr.contains("oauth2/v2.0/token")
+            && r.stderr.contains("HTTP 401")
+            && r.stderr.contains("invalid_client"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(server.import_count(), 0);
+}

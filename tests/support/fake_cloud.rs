@@ -1,0 +1,489 @@
+//! Fake cloud directory APIs with the vendors' documented behaviour, in-process on loopback:
+//! Okta (`SSWS` token, `limit`/`after` paging with `Link: rel="next"`, deprovisioned users only
+//! when filtered for, `X-Rate-Limit-*` headers, 429 with a reset time, Okta error bodies) and
+//! Microsoft Graph with its token endpoint (client credentials, `@odata.nextLink` paging,
+//! `/users/delta` with `@removed`, group members and transitive members, 429 with
+//! `Retry-After`, OAuth and Graph error bodies).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde_json::{Value, json};
+
+/// One directory user.
+#[derive(Debug, Clone)]
+pub struct CloudUser {
+    pub id: String,
+    pub email: String,
+    /// Okta: ACTIVE, SUSPENDED, DEPROVISIONED. Graph: ACTIVE, DISABLED, DELETED.
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudGroup {
+    pub id: String,
+    pub name: String,
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    pub users: Vec<CloudUser>,
+    pub groups: Vec<CloudGroup>,
+    /// Items per page at most (the client's `limit` may ask for fewer).
+    pub page_size: usize,
+    /// The next this-many requests answer 429.
+    pub throttle: usize,
+    /// Every request's path and query, for assertions.
+    pub requests: Vec<String>,
+}
+
+pub struct FakeCloud {
+    pub url: String,
+    pub dir: Arc<Mutex<Directory>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+pub const OKTA_TOKEN: &str = "00okta-token-value";
+pub const GRAPH_TENANT: &str = "contoso.onmicrosoft.com";
+pub const GRAPH_APP: &str = "11111111-2222-3333-4444-555555555555";
+pub const GRAPH_SECRET: &str = "graph~client~secret";
+
+type S = (Arc<Mutex<Directory>>, String, Arc<AtomicUsize>);
+
+impl FakeCloud {
+    pub fn start(directory: Directory) -> FakeCloud {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = Arc::new(Mutex::new(Directory {
+            page_size: if directory.page_size == 0 {
+                2
+            } else {
+                directory.page_size
+            },
+            ..directory
+        }));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state: S = (dir.clone(), url.clone(), Arc::new(AtomicUsize::new(0)));
+        let app = Router::new()
+            .route("/api/v1/users", get(okta_users))
+            .route("/api/v1/groups", get(okta_groups))
+            .route("/api/v1/groups/{id}/users", get(okta_group_users))
+            .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
+            .route("/v1.0/users", get(graph_users))
+            .route("/v1.0/users/delta", get(graph_delta))
+            .route("/v1.0/groups", get(graph_groups))
+            .route("/v1.0/groups/{id}/members", get(graph_members))
+            .route("/v1.0/groups/{id}/transitiveMembers", get(graph_transitive))
+            .with_state(state);
+        rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeCloud { url, dir, _rt: rt }
+    }
+
+    pub fn dir(&self) -> std::sync::MutexGuard<'_, Directory> {
+        self.dir.lock().expect("lock")
+    }
+}
+
+fn record(dir: &mut Directory, path: &str, q: &HashMap<String, String>) -> Option<Response> {
+    let mut keys: Vec<_> = q.iter().collect();
+    keys.sort();
+    dir.requests.push(format!("{path} {keys:?}"));
+    if dir.throttle > 0 {
+        dir.throttle -= 1;
+        let reset = chrono::Utc::now().timestamp() + 1;
+        return Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    ("x-rate-limit-limit", "600".to_string()),
+                    ("x-rate-limit-remaining", "0".to_string()),
+                    ("x-rate-limit-reset", reset.to_string()),
+                    ("retry-after", "1".to_string()),
+                ],
+                Json(json!({"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit due to too many requests.",
+                            "error": {"code": "TooManyRequests", "message": "Too many requests"}})),
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+/// One page of `items` from offset `after` and the next offset, if any.
+fn page<T: Clone>(items: &[T], q: &HashMap<String, String>, max: usize) -> (Vec<T>, Option<usize>) {
+    let start: usize = q
+        .get("after")
+        .or(q.get("$skiptoken"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let limit = q
+        .get("limit")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(max)
+        .min(max)
+        .max(1);
+    let end = (start + limit).min(items.len());
+    let slice = items.get(start..end).map(<[T]>::to_vec).unwrap_or_default();
+    (slice, (end < items.len()).then_some(end))
+}
+
+// ---------- Okta ----------
+
+fn okta_auth(h: &HeaderMap) -> Option<Response> {
+    let ok =
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("SSWS {OKTA_TOKEN}"));
+    (!ok).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"errorCode": "E0000011", "errorSummary": "Invalid token provided"})),
+        )
+            .into_response()
+    })
+}
+
+fn okta_page(
+    base: &str,
+    path: &str,
+    items: Vec<Value>,
+    q: &HashMap<String, String>,
+    max: usize,
+    calls: &AtomicUsize,
+) -> Response {
+    let (slice, next) = page(&items, q, max);
+    let n = calls.fetch_add(1, Ordering::SeqCst);
+    let mut headers = vec![
+        ("x-rate-limit-limit".to_string(), "600".to_string()),
+        (
+            "x-rate-limit-remaining".to_string(),
+            (600usize.saturating_sub(n + 1)).to_string(),
+        ),
+        (
+            "x-rate-limit-reset".to_string(),
+            (chrono::Utc::now().timestamp() + 60).to_string(),
+        ),
+    ];
+    let mut link = format!("<{base}{path}>; rel=\"self\"");
+    if let Some(next) = next {
+        let mut u = url::Url::parse(&format!("{base}{path}")).expect("url");
+        {
+            let mut qp = u.query_pairs_mut();
+            for (k, v) in q.iter().filter(|(k, _)| k.as_str() != "after") {
+                qp.append_pair(k, v);
+            }
+            qp.append_pair("after", &next.to_string());
+        }
+        link.push_str(&format!(", <{u}>; rel=\"next\""));
+    }
+    headers.push(("link".to_string(), link));
+    let mut resp = Json(Value::Array(slice)).into_response();
+    for (k, v) in headers {
+        resp.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    resp
+}
+
+fn okta_user(u: &CloudUser) -> Value {
+    json!({"id": u.id, "status": u.status, "profile": {"email": u.email, "login": u.email}})
+}
+
+async fn okta_users(
+    State((dir, base, calls)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/api/v1/users", &q) {
+        return r;
+    }
+    if let Some(r) = okta_auth(&h) {
+        return r;
+    }
+    let filter = q.get("filter").cloned().unwrap_or_default();
+    let deprovisioned = filter.contains("status eq \"DEPROVISIONED\"");
+    let items: Vec<Value> = d
+        .users
+        .iter()
+        .filter(|u| (u.status == "DEPROVISIONED") == deprovisioned)
+        .map(okta_user)
+        .collect();
+    okta_page(&base, "/api/v1/users", items, &q, d.page_size, &calls)
+}
+
+async fn okta_groups(
+    State((dir, base, calls)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/api/v1/groups", &q) {
+        return r;
+    }
+    if let Some(r) = okta_auth(&h) {
+        return r;
+    }
+    let items = d
+        .groups
+        .iter()
+        .map(|g| json!({"id": g.id, "type": "OKTA_GROUP", "profile": {"name": g.name}}))
+        .collect();
+    okta_page(&base, "/api/v1/groups", items, &q, d.page_size, &calls)
+}
+
+async fn okta_group_users(
+    State((dir, base, calls)): State<S>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/api/v1/groups/{id}/users");
+    if let Some(r) = record(&mut d, &path, &q) {
+        return r;
+    }
+    if let Some(r) = okta_auth(&h) {
+        return r;
+    }
+    let Some(g) = d.groups.iter().find(|g| g.id == id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errorCode": "E0000007", "errorSummary": "Not found: Resource not found"})),
+        )
+            .into_response();
+    };
+    let items = g
+        .users
+        .iter()
+        .filter_map(|uid| d.users.iter().find(|u| &u.id == uid))
+        .map(okta_user)
+        .collect();
+    okta_page(&base, &path, items, &q, d.page_size, &calls)
+}
+
+// ---------- Microsoft Graph ----------
+
+const GRAPH_TOKEN: &str = "graph-access-token";
+
+async fn graph_token(
+    Path(tenant): Path<String>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let ok = tenant == GRAPH_TENANT
+        && f.get("client_id").map(String::as_str) == Some(GRAPH_APP)
+        && f.get("client_secret").map(String::as_str) == Some(GRAPH_SECRET)
+        && f.get("grant_type").map(String::as_str) == Some("client_credentials")
+        && f.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default");
+    if !ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value.\r\nTrace ID: 0"})),
+        )
+            .into_response();
+    }
+    Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": GRAPH_TOKEN}))
+        .into_response()
+}
+
+fn graph_auth(h: &HeaderMap) -> Option<Response> {
+    let ok = h.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {GRAPH_TOKEN}"));
+    (!ok).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}})),
+        )
+            .into_response()
+    })
+}
+
+fn graph_user(u: &CloudUser) -> Value {
+    let mut v = json!({"id": u.id, "mail": u.email, "userPrincipalName": u.email,
+                       "displayName": u.id, "accountEnabled": u.status != "DISABLED",
+                       "@odata.type": "#microsoft.graph.user"});
+    if u.status == "DELETED" {
+        v["@removed"] = json!({"reason": "changed"});
+    }
+    v
+}
+
+fn graph_page(
+    base: &str,
+    path: &str,
+    items: Vec<Value>,
+    q: &HashMap<String, String>,
+    max: usize,
+    delta: bool,
+) -> Response {
+    let (slice, next) = page(&items, q, max);
+    let mut body = json!({"value": slice});
+    match next {
+        Some(n) => {
+            let mut u = url::Url::parse(&format!("{base}{path}")).expect("url");
+            {
+                let mut qp = u.query_pairs_mut();
+                for (k, v) in q.iter().filter(|(k, _)| k.as_str() != "$skiptoken") {
+                    qp.append_pair(k, v);
+                }
+                qp.append_pair("$skiptoken", &n.to_string());
+            }
+            body["@odata.nextLink"] = json!(u.to_string());
+        }
+        None if delta => body["@odata.deltaLink"] = json!(format!("{base}{path}?$deltatoken=end")),
+        None => {}
+    }
+    Json(body).into_response()
+}
+
+async fn graph_users(
+    State((dir, base, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/v1.0/users", &q) {
+        return r;
+    }
+    if let Some(r) = graph_auth(&h) {
+        return r;
+    }
+    let items = d
+        .users
+        .iter()
+        .filter(|u| u.status != "DELETED")
+        .map(graph_user)
+        .collect();
+    graph_page(&base, "/v1.0/users", items, &q, d.page_size, false)
+}
+
+async fn graph_delta(
+    State((dir, base, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/v1.0/users/delta", &q) {
+        return r;
+    }
+    if let Some(r) = graph_auth(&h) {
+        return r;
+    }
+    let items = d.users.iter().map(graph_user).collect();
+    graph_page(&base, "/v1.0/users/delta", items, &q, d.page_size, true)
+}
+
+async fn graph_groups(
+    State((dir, base, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/v1.0/groups", &q) {
+        return r;
+    }
+    if let Some(r) = graph_auth(&h) {
+        return r;
+    }
+    let items = d
+        .groups
+        .iter()
+        .map(|g| json!({"id": g.id, "displayName": g.name}))
+        .collect();
+    graph_page(&base, "/v1.0/groups", items, &q, d.page_size, false)
+}
+
+async fn graph_members(
+    State((dir, base, _)): State<S>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/v1.0/groups/{id}/members");
+    if let Some(r) = record(&mut d, &path, &q) {
+        return r;
+    }
+    if let Some(r) = graph_auth(&h) {
+        return r;
+    }
+    let Some(g) = d.groups.iter().find(|g| g.id == id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "Request_ResourceNotFound", "message": "not found"}})),
+        )
+            .into_response();
+    };
+    let mut items: Vec<Value> = g
+        .users
+        .iter()
+        .filter_map(|uid| {
+            d.users
+                .iter()
+                .find(|u| &u.id == uid && u.status != "DELETED")
+        })
+        .map(graph_user)
+        .collect();
+    items.extend(
+        g.groups
+            .iter()
+            .map(|gid| json!({"@odata.type": "#microsoft.graph.group", "id": gid})),
+    );
+    graph_page(&base, &path, items, &q, d.page_size, false)
+}
+
+async fn graph_transitive(
+    State((dir, base, _)): State<S>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/v1.0/groups/{id}/transitiveMembers");
+    if let Some(r) = record(&mut d, &path, &q) {
+        return r;
+    }
+    if let Some(r) = graph_auth(&h) {
+        return r;
+    }
+    let mut ids: Vec<String> = Vec::new();
+    let mut stack = vec![id];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(gid) = stack.pop() {
+        if !seen.insert(gid.clone()) {
+            continue;
+        }
+        if let Some(g) = d.groups.iter().find(|g| g.id == gid) {
+            ids.extend(g.users.iter().cloned());
+            stack.extend(g.groups.iter().cloned());
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    let items = ids
+        .iter()
+        .filter_map(|uid| {
+            d.users
+                .iter()
+                .find(|u| &u.id == uid && u.status != "DELETED")
+        })
+        .map(graph_user)
+        .collect();
+    graph_page(&base, &path, items, &q, d.page_size, false)
+}

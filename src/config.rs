@@ -213,7 +213,58 @@ pub struct Config {
     pub ldap: LdapConfig,
     pub entra: EntraConfig,
     pub okta: OktaConfig,
+    pub onelogin: OneLoginConfig,
+    pub google: GoogleConfig,
     pub sync: SyncConfig,
+}
+
+/// OneLogin (API v1 with an OAuth2 v2 token).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OneLoginConfig {
+    pub client_id: Option<String>,
+    /// Only a reference may live here; the secret goes to the store.
+    pub client_secret: Option<String>,
+    pub region: OneLoginRegion,
+    /// Overrides `https://api.<region>.onelogin.com`.
+    pub api_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OneLoginRegion {
+    #[default]
+    Us,
+    Eu,
+}
+
+impl OneLoginConfig {
+    pub fn base(&self) -> String {
+        match &self.api_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => match self.region {
+                OneLoginRegion::Us => "https://api.us.onelogin.com".into(),
+                OneLoginRegion::Eu => "https://api.eu.onelogin.com".into(),
+            },
+        }
+    }
+}
+
+/// Google Workspace (Admin SDK Directory API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoogleConfig {
+    pub domain: Option<String>,
+    pub customer: Option<String>,
+    /// The super-admin the service account acts as (domain-wide delegation).
+    pub admin_user: Option<String>,
+    /// The service account's JSON key: only a reference may live here (`file:key.json`); the
+    /// key itself goes to the store.
+    pub key: Option<String>,
+    /// Overrides the Admin SDK base URL (`https://admin.googleapis.com`).
+    pub api_url: Option<String>,
+    /// Overrides the token URL (`https://oauth2.googleapis.com/token`).
+    pub token_url: Option<String>,
 }
 
 /// Which Microsoft cloud Entra ID lives in.
@@ -457,6 +508,56 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "okta.rate_limit_reserve_percent",
         KeyKind::Int,
         "Okta: share of the rate limit left untouched (waits for the reset instead)",
+    ),
+    (
+        "onelogin.client_id",
+        KeyKind::Str,
+        "OneLogin: API client id",
+    ),
+    (
+        "onelogin.client_secret",
+        KeyKind::Secret,
+        "OneLogin: API client secret (secret store, or env:NAME / file:PATH)",
+    ),
+    (
+        "onelogin.region",
+        KeyKind::Enum(&["us", "eu"]),
+        "OneLogin: region of the account",
+    ),
+    (
+        "onelogin.api_url",
+        KeyKind::Url,
+        "OneLogin: custom API base URL",
+    ),
+    (
+        "google.domain",
+        KeyKind::Str,
+        "Google: primary domain, e.g. company.com",
+    ),
+    (
+        "google.customer",
+        KeyKind::Str,
+        "Google: customer id (optional), e.g. my_customer or C01234abc",
+    ),
+    (
+        "google.admin_user",
+        KeyKind::Str,
+        "Google: super-admin email the service account acts as",
+    ),
+    (
+        "google.key",
+        KeyKind::Secret,
+        "Google: service-account JSON key (secret store, or file:key.json)",
+    ),
+    (
+        "google.api_url",
+        KeyKind::Url,
+        "Google: custom Admin SDK base URL",
+    ),
+    (
+        "google.token_url",
+        KeyKind::Url,
+        "Google: custom OAuth token URL",
     ),
     ("sync.users", KeyKind::Bool, "sync users"),
     ("sync.groups", KeyKind::Bool, "sync groups"),
@@ -764,6 +865,8 @@ pub fn show(cfg: &Config) -> anyhow::Result<String> {
         &mut masked.ldap.password,
         &mut masked.entra.key,
         &mut masked.okta.token,
+        &mut masked.onelogin.client_secret,
+        &mut masked.google.key,
     ]
     .into_iter()
     .flatten()
@@ -876,17 +979,43 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
                 plaintext_opt_in,
             );
         }
-        Some(other) => problem(
-            &mut p,
-            "directory.type",
-            format!(
-                "`{}` is not supported by this build yet; ldap, entra and okta are",
-                serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            ),
-        ),
+        Some(DirectoryType::Onelogin) => {
+            let o = &cfg.onelogin;
+            if blank(&o.client_id) {
+                problem(&mut p, "onelogin.client_id", "required: the API client id");
+            }
+            secret_problem(
+                &mut p,
+                "onelogin.client_secret",
+                &o.client_secret,
+                password_known,
+                plaintext_opt_in,
+            );
+        }
+        Some(DirectoryType::Google) => {
+            let g = &cfg.google;
+            if blank(&g.domain) && blank(&g.customer) {
+                problem(
+                    &mut p,
+                    "google.domain",
+                    "required: the primary domain (or set google.customer)",
+                );
+            }
+            if blank(&g.admin_user) {
+                problem(
+                    &mut p,
+                    "google.admin_user",
+                    "required: a super-admin email for domain-wide delegation",
+                );
+            }
+            secret_problem(
+                &mut p,
+                "google.key",
+                &g.key,
+                password_known,
+                plaintext_opt_in,
+            );
+        }
     }
     let s = &cfg.sync;
     if !s.users && !s.groups {

@@ -18,8 +18,10 @@ use crate::errors::{ConfigError, Refused};
 use crate::secrets::{self, SecretStore};
 use crate::sources::Progress;
 use crate::sources::entra::EntraSource;
+use crate::sources::google::GoogleSource;
 use crate::sources::ldap::LdapSource;
 use crate::sources::okta::OktaSource;
+use crate::sources::onelogin::OneLoginSource;
 use crate::store::{RunOutcome, RunRecord, Store, SyncKind};
 
 /// Secret-store keys.
@@ -165,7 +167,11 @@ impl Connector {
             DirectoryType::Ldap => Some((KEY_LDAP_PASSWORD, cfg.ldap.password.as_deref())),
             DirectoryType::Entra => Some(("entra.key", cfg.entra.key.as_deref())),
             DirectoryType::Okta => Some(("okta.token", cfg.okta.token.as_deref())),
-            _ => None,
+            DirectoryType::Onelogin => Some((
+                "onelogin.client_secret",
+                cfg.onelogin.client_secret.as_deref(),
+            )),
+            DirectoryType::Google => Some(("google.key", cfg.google.key.as_deref())),
         }
     }
 
@@ -250,12 +256,31 @@ impl Connector {
                     .await
                     .context("reading the directory")?
             }
-            other => {
-                return Err(ConfigError(format!(
-                    "directory type {other:?} is not supported by this build"
-                ))
-                .into());
+            Some(DirectoryType::Onelogin) => {
+                let source = OneLoginSource {
+                    onelogin: cfg.onelogin.clone(),
+                    sync: cfg.sync.clone(),
+                    secret: self.secret(cfg)?,
+                    ca_file: cfg.server.ca_file.clone(),
+                };
+                source
+                    .fetch(progress)
+                    .await
+                    .context("reading the directory")?
             }
+            Some(DirectoryType::Google) => {
+                let source = GoogleSource {
+                    google: cfg.google.clone(),
+                    sync: cfg.sync.clone(),
+                    key_json: self.secret(cfg)?,
+                    ca_file: cfg.server.ca_file.clone(),
+                };
+                source
+                    .fetch(progress)
+                    .await
+                    .context("reading the directory")?
+            }
+            None => return Err(ConfigError("no directory configured".into()).into()),
         };
         progress.stage("Normalizing");
         normalize(snapshot).map_err(|e| anyhow!(e).context("checking the directory's entries"))

@@ -318,3 +318,185 @@ fn entra_throttling_wrong_secret_and_group_filters() {
     );
     assert_eq!(server.import_count(), 0);
 }
+
+fn onelogin_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
+    let env = Env::new();
+    env.set("server.url", &server.url);
+    env.set("directory.type", "onelogin");
+    env.set("onelogin.client_id", support::fake_cloud::ONELOGIN_ID);
+    env.set("onelogin.api_url", &cloud.url);
+    let r = env.run_stdin(
+        &["config", "set", "onelogin.client_secret"],
+        support::fake_cloud::ONELOGIN_SECRET,
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    env
+}
+
+#[test]
+fn onelogin_users_and_roles_with_cursor_paging() {
+    let cloud = FakeCloud::start(directory("ACTIVE", "DISABLED", "DELETED"));
+    let server = FakeBitwarden::start();
+    let env = onelogin_env(&cloud, &server);
+    let j = env.json(&["test"]);
+    // numeric ids arrive as strings
+    let ids: Vec<&str> = j["enabledUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["externalId"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"1000"), "{ids:?}");
+    assert_eq!(j["disabledUsers"].as_array().unwrap().len(), 1);
+    env.ok(&["sync"]);
+    assert_eq!(
+        server.org().group_emails("Engineering"),
+        set(&["alice@example.com", "bob@example.com"])
+    );
+    let body = server.org().imports.last().unwrap().body.clone();
+    assert!(
+        body["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["externalId"].is_string())
+    );
+    assert!(cloud.dir().requests.iter().any(|r| r.contains("cursor")));
+
+    // a changed sync: dave leaves Sales
+    cloud
+        .dir()
+        .groups
+        .iter_mut()
+        .find(|g| g.id == "g2")
+        .unwrap()
+        .users = vec!["erin".into()];
+    env.ok(&["sync"]);
+    assert_eq!(
+        server.org().group_emails("Sales"),
+        set(&["erin@example.com"])
+    );
+
+    // 429 then success, and a wrong secret
+    cloud.dir().throttle = 1;
+    env.ok(&["test"]);
+    let r = env.run_stdin(&["config", "set", "onelogin.client_secret"], "wrong");
+    assert_eq!(r.code, 0);
+    let r = env.expect(&["test"], 1);
+    assert!(
+        r.stderr.contains("OneLogin: POST ")
+            && r.stderr.contains("HTTP 401")
+            && r.stderr.contains("Authentication Failure"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// An RSA key pair for the service account (made with openssl; slow in debug Rust).
+fn google_key() -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sa.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    (
+        std::fs::read_to_string(&key).unwrap(),
+        String::from_utf8(public.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn google_service_account_sync_with_nesting_and_deleted_users() {
+    let (private, public) = google_key();
+    let mut d = directory("ACTIVE", "DISABLED", "DELETED");
+    d.google_public_key = public;
+    let cloud = FakeCloud::start(d);
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.set("server.url", &server.url);
+    env.set("directory.type", "google");
+    env.set("google.domain", "example.com");
+    env.set("google.admin_user", support::fake_cloud::GOOGLE_ADMIN);
+    env.set("google.api_url", &cloud.url);
+    env.set("google.token_url", &format!("{}/google/token", cloud.url));
+    let key_json = serde_json::json!({
+        "type": "service_account",
+        "client_email": support::fake_cloud::GOOGLE_SA,
+        "private_key": private,
+        "token_uri": "https://oauth2.googleapis.com/token",
+    })
+    .to_string();
+    // the JSON key through a file reference
+    let key_file = env.path().join("key.json");
+    std::fs::write(&key_file, &key_json).unwrap();
+    env.set("google.key", &format!("file:{}", key_file.display()));
+
+    let j = env.json(&["test"]);
+    assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 3, "{j}");
+    assert_eq!(j["disabledUsers"].as_array().unwrap().len(), 1);
+    assert_eq!(j["deletedUsers"].as_array().unwrap().len(), 1);
+    env.ok(&["sync"]);
+    assert_eq!(
+        server.org().group_emails("Sales"),
+        set(&[
+            "alice@example.com",
+            "bob@example.com",
+            "dave@example.com",
+            "erin@example.com"
+        ]),
+        "Engineering nested in Sales"
+    );
+    let reqs = cloud.dir().requests.clone();
+    assert!(reqs.iter().any(|r| r.contains("pageToken")), "{reqs:?}");
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("\"domain\", \"example.com\"")),
+        "{reqs:?}"
+    );
+
+    // deleted: erin; the sync removes her
+    cloud
+        .dir()
+        .users
+        .iter_mut()
+        .find(|u| u.id == "erin")
+        .unwrap()
+        .status = "DELETED";
+    env.ok(&["sync"]);
+    assert!(!server.org().emails().contains("erin@example.com"));
+
+    // another key: the signature check fails, the error names Google and the request
+    let (other, _) = google_key();
+    let bad =
+        serde_json::json!({"client_email": support::fake_cloud::GOOGLE_SA, "private_key": other})
+            .to_string();
+    std::fs::write(&key_file, bad).unwrap();
+    let r = env.expect(&["test"], 1);
+    assert!(
+        r.stderr.contains("Google: POST ")
+            && r.stderr.contains("HTTP 400")
+            && r.stderr.contains("invalid_grant"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("PRIVATE KEY"),
+        "no key material in errors"
+    );
+}

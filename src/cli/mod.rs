@@ -345,7 +345,11 @@ fn read_secret(what: &str) -> anyhow::Result<String> {
         rpassword::prompt_password(format!("{what}: "))
             .context("reading the secret from the terminal")?
     } else {
-        read_line(what)?
+        // piped: the whole input (a JSON key file spans lines), without the final newline
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut all)
+            .with_context(|| format!("reading {what} from standard input"))?;
+        all.trim_end_matches(['\r', '\n']).to_string()
     };
     if v.is_empty() {
         return Err(ConfigError("an empty secret was given".into()).into());

@@ -208,6 +208,8 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             "ldap" => Some(("ldap.", "LDAP / Active Directory")),
             "entra" => Some(("entra.", "Microsoft Entra ID")),
             "okta" => Some(("okta.", "Okta")),
+            "onelogin" => Some(("onelogin.", "OneLogin")),
+            "google" => Some(("google.", "Google Workspace")),
             _ => None,
         };
         match section {

@@ -3,9 +3,11 @@
 
 pub mod entra;
 pub mod filter;
+pub mod google;
 pub mod http;
 pub mod ldap;
 pub mod okta;
+pub mod onelogin;
 
 use crate::engine::Snapshot;
 

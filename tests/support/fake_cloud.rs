@@ -35,6 +35,8 @@ pub struct CloudGroup {
 
 #[derive(Debug, Default)]
 pub struct Directory {
+    /// Google: the service account's public key (PEM) that must have signed the assertion.
+    pub google_public_key: String,
     pub users: Vec<CloudUser>,
     pub groups: Vec<CloudGroup>,
     /// Items per page at most (the client's `limit` may ask for fewer).
@@ -52,6 +54,10 @@ pub struct FakeCloud {
 }
 
 pub const OKTA_TOKEN: &str = "00okta-token-value";
+pub const ONELOGIN_ID: &str = "onelogin-client-id";
+pub const ONELOGIN_SECRET: &str = "onelogin-client-secret";
+pub const GOOGLE_ADMIN: &str = "admin@example.com";
+pub const GOOGLE_SA: &str = "connector@project.iam.gserviceaccount.com";
 pub const GRAPH_TENANT: &str = "contoso.onmicrosoft.com";
 pub const GRAPH_APP: &str = "11111111-2222-3333-4444-555555555555";
 pub const GRAPH_SECRET: &str = "graph~client~secret";
@@ -88,6 +94,16 @@ impl FakeCloud {
             .route("/v1.0/groups", get(graph_groups))
             .route("/v1.0/groups/{id}/members", get(graph_members))
             .route("/v1.0/groups/{id}/transitiveMembers", get(graph_transitive))
+            .route("/auth/oauth2/v2/token", post(onelogin_token))
+            .route("/api/1/users", get(onelogin_users))
+            .route("/api/1/roles", get(onelogin_roles))
+            .route("/google/token", post(google_token))
+            .route("/admin/directory/v1/users", get(google_users))
+            .route("/admin/directory/v1/groups", get(google_groups))
+            .route(
+                "/admin/directory/v1/groups/{id}/members",
+                get(google_members),
+            )
             .with_state(state);
         rt.spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -486,4 +502,250 @@ async fn graph_transitive(
         .map(graph_user)
         .collect();
     graph_page(&base, &path, items, &q, d.page_size, false)
+}
+
+// ---------- OneLogin ----------
+
+const ONELOGIN_TOKEN: &str = "onelogin-access-token";
+
+async fn onelogin_token(h: HeaderMap, Json(body): Json<Value>) -> Response {
+    use base64::Engine;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{ONELOGIN_ID}:{ONELOGIN_SECRET}"))
+    );
+    let ok = h.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+        && body["grant_type"] == "client_credentials";
+    if !ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"status": {"error": true, "code": 401, "type": "Unauthorized", "message": "Authentication Failure"}})),
+        )
+            .into_response();
+    }
+    Json(json!({"access_token": ONELOGIN_TOKEN, "token_type": "bearer", "expires_in": 36000}))
+        .into_response()
+}
+
+fn onelogin_page(
+    base: &str,
+    path: &str,
+    items: Vec<Value>,
+    q: &HashMap<String, String>,
+    max: usize,
+) -> Response {
+    let start: usize = q.get("cursor").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let end = (start + max).min(items.len());
+    let next = (end < items.len()).then(|| format!("{base}{path}?cursor={end}"));
+    Json(json!({
+        "status": {"error": false, "code": 200, "type": "success", "message": "Success"},
+        "pagination": {"before_cursor": null, "after_cursor": next.as_ref().map(|_| end.to_string()),
+                        "previous_link": null, "next_link": next},
+        "data": items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default(),
+    }))
+    .into_response()
+}
+
+fn onelogin_auth(h: &HeaderMap) -> Option<Response> {
+    let ok = h.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("bearer:{ONELOGIN_TOKEN}"));
+    (!ok).then(|| {
+        (StatusCode::UNAUTHORIZED, Json(json!({"status": {"error": true, "code": 401, "type": "Unauthorized", "message": "Authentication Failure"}}))).into_response()
+    })
+}
+
+async fn onelogin_users(
+    State((dir, base, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/api/1/users", &q) {
+        return r;
+    }
+    if let Some(r) = onelogin_auth(&h) {
+        return r;
+    }
+    let items = d
+        .users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.status != "DELETED")
+        .map(|(i, u)| {
+            let roles: Vec<u64> = d
+                .groups
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.users.contains(&u.id))
+                .map(|(gi, _)| 500 + gi as u64)
+                .collect();
+            json!({"id": 1000 + i as u64, "email": u.email, "username": u.id,
+                   "status": if u.status == "DISABLED" { 2 } else { 1 }, "role_id": roles})
+        })
+        .collect();
+    onelogin_page(&base, "/api/1/users", items, &q, d.page_size)
+}
+
+async fn onelogin_roles(
+    State((dir, base, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/api/1/roles", &q) {
+        return r;
+    }
+    if let Some(r) = onelogin_auth(&h) {
+        return r;
+    }
+    let items = d
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(gi, g)| json!({"id": 500 + gi as u64, "name": g.name}))
+        .collect();
+    onelogin_page(&base, "/api/1/roles", items, &q, d.page_size)
+}
+
+// ---------- Google ----------
+
+const GOOGLE_TOKEN: &str = "google-access-token";
+
+async fn google_token(
+    State((dir, base, _)): State<S>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let public = dir.lock().expect("lock").google_public_key.clone();
+    let bad = |m: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant", "error_description": m})),
+        )
+            .into_response()
+    };
+    if f.get("grant_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    {
+        return bad("Invalid grant_type");
+    }
+    let Some(assertion) = f.get("assertion") else {
+        return bad("Missing assertion");
+    };
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()) else {
+        return bad("no key configured");
+    };
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[format!("{base}/google/token")]);
+    v.set_issuer(&[GOOGLE_SA]);
+    match jsonwebtoken::decode::<Value>(assertion, &key, &v) {
+        Ok(t) if t.claims["sub"] == GOOGLE_ADMIN
+            && t.claims["scope"].as_str().is_some_and(|s| s.contains("admin.directory.user.readonly")) =>
+        {
+            Json(json!({"access_token": GOOGLE_TOKEN, "token_type": "Bearer", "expires_in": 3599})).into_response()
+        }
+        Ok(_) => (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized_client", "error_description": "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."}))).into_response(),
+        Err(_) => bad("Invalid JWT Signature."),
+    }
+}
+
+fn google_auth(h: &HeaderMap) -> Option<Response> {
+    let ok = h.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {GOOGLE_TOKEN}"));
+    (!ok).then(|| {
+        (StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": 401, "message": "Request had invalid authentication credentials."}}))).into_response()
+    })
+}
+
+fn google_page(
+    field: &str,
+    items: Vec<Value>,
+    q: &HashMap<String, String>,
+    max: usize,
+) -> Response {
+    let start: usize = q.get("pageToken").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let end = (start + max).min(items.len());
+    let mut body =
+        json!({ field: items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default() });
+    if end < items.len() {
+        body["nextPageToken"] = json!(end.to_string());
+    }
+    Json(body).into_response()
+}
+
+async fn google_users(
+    State((dir, _, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/admin/directory/v1/users", &q) {
+        return r;
+    }
+    if let Some(r) = google_auth(&h) {
+        return r;
+    }
+    let deleted = q.get("showDeleted").map(String::as_str) == Some("true");
+    let items = d
+        .users
+        .iter()
+        .filter(|u| (u.status == "DELETED") == deleted)
+        .map(|u| json!({"id": u.id, "primaryEmail": u.email, "emails": [{"address": u.email, "primary": true}],
+                        "suspended": u.status == "DISABLED", "archived": false}))
+        .collect();
+    google_page("users", items, &q, d.page_size)
+}
+
+async fn google_groups(
+    State((dir, _, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/admin/directory/v1/groups", &q) {
+        return r;
+    }
+    if let Some(r) = google_auth(&h) {
+        return r;
+    }
+    let items = d
+        .groups
+        .iter()
+        .map(|g| json!({"id": g.id, "name": g.name, "email": format!("{}@example.com", g.id)}))
+        .collect();
+    google_page("groups", items, &q, d.page_size)
+}
+
+async fn google_members(
+    State((dir, _, _)): State<S>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/admin/directory/v1/groups/{id}/members");
+    if let Some(r) = record(&mut d, &path, &q) {
+        return r;
+    }
+    if let Some(r) = google_auth(&h) {
+        return r;
+    }
+    let Some(g) = d.groups.iter().find(|g| g.id == id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": 404, "message": "Resource Not Found: groupKey"}})),
+        )
+            .into_response();
+    };
+    let mut items: Vec<Value> = g
+        .users
+        .iter()
+        .map(|u| json!({"id": u, "type": "USER", "status": "ACTIVE", "role": "MEMBER"}))
+        .collect();
+    items.extend(
+        g.groups
+            .iter()
+            .map(|gid| json!({"id": gid, "type": "GROUP", "role": "MEMBER"})),
+    );
+    google_page("members", items, &q, d.page_size)
 }

@@ -377,6 +377,20 @@ fn onelogin_users_and_roles_with_cursor_paging() {
         set(&["erin@example.com"])
     );
 
+    // role filter: only Engineering, and only its members remain
+    env.set("sync.group_filter", "include:engineering");
+    let j = env.json(&["test"]);
+    assert_eq!(j["groups"].as_array().unwrap().len(), 1);
+    let emails: BTreeSet<String> = j["enabledUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(j["disabledUsers"].as_array().unwrap())
+        .map(|u| u["email"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(emails, set(&["alice@example.com", "bob@example.com"]));
+    env.ok(&["config", "unset", "sync.group_filter"]);
+
     // 429 then success, and a wrong secret
     cloud.dir().throttle = 1;
     env.ok(&["test"]);
@@ -426,6 +440,7 @@ fn google_service_account_sync_with_nesting_and_deleted_users() {
     let (private, public) = google_key();
     let mut d = directory("ACTIVE", "DISABLED", "DELETED");
     d.google_public_key = public;
+    d.throttle = 1; // the first call answers 429
     let cloud = FakeCloud::start(d);
     let server = FakeBitwarden::start();
     let env = Env::new();
@@ -499,4 +514,57 @@ fn google_service_account_sync_with_nesting_and_deleted_users() {
         !r.stderr.contains("PRIVATE KEY"),
         "no key material in errors"
     );
+}
+
+/// A proxy that records the request lines it receives and answers 502.
+fn refusing_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            seen2.lock().unwrap().push(first.trim().to_string());
+            let mut c = conn;
+            let _ = c.write_all(
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn the_directory_apis_go_through_the_configured_proxy() {
+    let cloud = FakeCloud::start(directory("ACTIVE", "SUSPENDED", "DEPROVISIONED"));
+    let server = FakeBitwarden::start();
+    let mut env = okta_env(&cloud, &server);
+    let (proxy, seen) = refusing_proxy();
+    env.set_var("HTTP_PROXY", &proxy);
+    env.set_var("http_proxy", &proxy);
+    env.set_var("NO_PROXY", "");
+    env.set_var("no_proxy", "");
+    let r = env.expect(&["test"], 1);
+    assert!(r.stderr.contains("HTTP 502"), "{}", r.stderr);
+    let lines = seen.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("GET ") && l.contains("/api/v1/users")),
+        "the proxy saw the Okta request: {lines:?}"
+    );
+    // NO_PROXY exempts the host
+    env.set_var("NO_PROXY", "127.0.0.1");
+    env.set_var("no_proxy", "127.0.0.1");
+    env.ok(&["test"]);
 }

@@ -351,3 +351,64 @@ fn log_out_is_confirmed_and_forgets_the_key() {
             .is_none()
     );
 }
+
+#[test]
+fn cloud_directory_forms_save_and_validate() {
+    let env = Env::new();
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Settings");
+    click(&mut h, "okta");
+    wait(&mut h, "the Okta form", |h| has_label(h, "okta.org_url"));
+    assert!(
+        !has_label(&h, "ldap.hostname"),
+        "only the chosen directory's fields"
+    );
+    type_into(&mut h, "okta.org_url", "https://company.okta.com");
+    click(&mut h, "Save");
+    // the token is missing: named next to its field, as `config validate` does
+    assert!(
+        h.state().settings.problems.contains_key("okta.token"),
+        "{:?}",
+        h.state().settings.problems
+    );
+    let out = cli(&env, &["--json", "config", "validate"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("okta.token"));
+    type_into(&mut h, "okta.token", "00-okta-api-token");
+    click(&mut h, "Save");
+    assert!(
+        h.state().settings.problems.is_empty(),
+        "{:?}",
+        h.state().settings.problems
+    );
+    let cfg = directory_connector::config::load(env.path()).unwrap();
+    assert_eq!(
+        cfg.okta.org_url.as_deref(),
+        Some("https://company.okta.com")
+    );
+    assert_eq!(cfg.okta.token, None);
+    assert_eq!(
+        PlaintextStore::new(env.path())
+            .get("okta.token")
+            .unwrap()
+            .as_deref(),
+        Some("00-okta-api-token")
+    );
+
+    // Entra's form, with the government cloud option
+    click(&mut h, "entra");
+    wait(&mut h, "the Entra form", |h| has_label(h, "entra.tenant"));
+    type_into(&mut h, "entra.tenant", "contoso.onmicrosoft.us");
+    click(&mut h, "government");
+    click(&mut h, "Save");
+    let cfg = directory_connector::config::load(env.path()).unwrap();
+    assert_eq!(
+        cfg.entra.cloud,
+        directory_connector::config::EntraCloud::Government
+    );
+    assert!(
+        h.state()
+            .settings
+            .problems
+            .contains_key("entra.application_id")
+    );
+}

@@ -140,23 +140,14 @@ fn os_name() -> (&'static str, &'static str, &'static str) {
 }
 
 /// Builds the HTTP client used for Bitwarden (proxy from the environment, optional extra CA).
-pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
-    let (device_type, os, _) = os_name();
-    let mut headers = HeaderMap::new();
-    headers.insert("Device-Type", HeaderValue::from_static(device_type));
-    headers.insert(
-        "Bitwarden-Client-Name",
-        HeaderValue::from_static("connector"),
-    );
-    headers.insert(
-        "Bitwarden-Client-Version",
-        HeaderValue::from_static(crate::VERSION),
-    );
-    let mut b = reqwest::Client::builder()
-        .user_agent(format!("Bitwarden_DC/{} ({os})", crate::VERSION))
-        .default_headers(headers)
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(15 * 60));
+/// The network settings every HTTP client of the app shares (Bitwarden and the cloud
+/// directories): proxies from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (reqwest's defaults), a
+/// connect timeout, rustls with the platform's roots, plus the CA file of `server.ca_file`.
+pub fn with_network(
+    mut b: reqwest::ClientBuilder,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    b = b.connect_timeout(Duration::from_secs(30));
     if let Some(path) = ca_file {
         let pem = std::fs::read(path)
             .map_err(|e| ConfigError(format!("server.ca_file {}: {e}", path.display())))?;
@@ -170,6 +161,26 @@ pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
             b = b.add_root_certificate(c);
         }
     }
+    Ok(b)
+}
+
+pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let (device_type, os, _) = os_name();
+    let mut headers = HeaderMap::new();
+    headers.insert("Device-Type", HeaderValue::from_static(device_type));
+    headers.insert(
+        "Bitwarden-Client-Name",
+        HeaderValue::from_static("connector"),
+    );
+    headers.insert(
+        "Bitwarden-Client-Version",
+        HeaderValue::from_static(crate::VERSION),
+    );
+    let b = reqwest::Client::builder()
+        .user_agent(format!("Bitwarden_DC/{} ({os})", crate::VERSION))
+        .default_headers(headers)
+        .timeout(Duration::from_secs(15 * 60));
+    let b = with_network(b, ca_file)?;
     b.build().context("building the HTTP client")
 }
 

@@ -22,9 +22,9 @@ pub struct Settings {
 
 /// The keys the Settings tab edits (server keys are on the login screen).
 fn form_keys() -> impl Iterator<Item = &'static (&'static str, KeyKind, &'static str)> {
-    KEYS.iter().filter(|(k, _, _)| {
-        k.starts_with("ldap.") || k.starts_with("sync.") || *k == "directory.type"
-    })
+    const PREFIXES: [&str; 6] = ["ldap.", "entra.", "okta.", "onelogin.", "google.", "sync."];
+    KEYS.iter()
+        .filter(|(k, _, _)| PREFIXES.iter().any(|p| k.starts_with(p)) || *k == "directory.type")
 }
 
 impl Settings {

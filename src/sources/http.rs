@@ -12,7 +12,6 @@ use reqwest::{RequestBuilder, StatusCode};
 
 use crate::bitwarden::RetryPolicy;
 use crate::bitwarden::client::{describe_transport, retry_after};
-use crate::errors::ConfigError;
 
 /// A client for one directory API.
 pub struct Api {
@@ -65,22 +64,10 @@ fn error_text(body: &str) -> String {
 
 impl Api {
     pub fn new(source: &'static str, ca_file: Option<&Path>) -> anyhow::Result<Api> {
-        let mut b = reqwest::Client::builder()
+        let b = reqwest::Client::builder()
             .user_agent(format!("directory-connector/{}", crate::VERSION))
-            .connect_timeout(Duration::from_secs(30))
             .timeout(Duration::from_secs(300));
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| ConfigError(format!("server.ca_file {}: {e}", path.display())))?;
-            for c in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ConfigError(format!(
-                    "server.ca_file {}: not a PEM certificate bundle: {e}",
-                    path.display()
-                ))
-            })? {
-                b = b.add_root_certificate(c);
-            }
-        }
+        let b = crate::bitwarden::client::with_network(b, ca_file)?;
         Ok(Api {
             http: b.build().context("building the HTTP client")?,
             source,

@@ -123,20 +123,22 @@ fn record(dir: &mut Directory, path: &str, q: &HashMap<String, String>) -> Optio
     if dir.throttle > 0 {
         dir.throttle -= 1;
         let reset = chrono::Utc::now().timestamp() + 1;
-        return Some(
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [
-                    ("x-rate-limit-limit", "600".to_string()),
-                    ("x-rate-limit-remaining", "0".to_string()),
-                    ("x-rate-limit-reset", reset.to_string()),
-                    ("retry-after", "1".to_string()),
-                ],
-                Json(json!({"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit due to too many requests.",
-                            "error": {"code": "TooManyRequests", "message": "Too many requests"}})),
-            )
-                .into_response(),
-        );
+        let mut resp = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit due to too many requests.",
+                        "error": {"code": "TooManyRequests", "message": "Too many requests"}})),
+        )
+            .into_response();
+        let h = resp.headers_mut();
+        if path.starts_with("/api/v1/") {
+            // Okta: no Retry-After, the window's reset time instead
+            h.insert("x-rate-limit-limit", "600".parse().expect("v"));
+            h.insert("x-rate-limit-remaining", "0".parse().expect("v"));
+            h.insert("x-rate-limit-reset", reset.to_string().parse().expect("v"));
+        } else {
+            h.insert("retry-after", "1".parse().expect("v"));
+        }
+        return Some(resp);
     }
     None
 }

@@ -452,8 +452,33 @@ impl Connector {
         progress.stage("Signing in to Bitwarden");
         client.token().await?;
         let total = batches.len();
+        let invite = cfg.sync.invite_users_after_provisioning;
+        let encode = |b: &crate::engine::Batch| -> anyhow::Result<Vec<u8>> {
+            serde_json::to_vec(&ImportRequest::from_batch(&plan, b, invite))
+                .context("encoding the import request")
+        };
+        let commit = |store: &mut Store, b: &crate::engine::Batch| -> anyhow::Result<()> {
+            store
+                .commit_batch(
+                    &plan.members[b.members.clone()],
+                    &plan.groups[b.groups.clone()],
+                    b.overwrite_existing,
+                )
+                .context("recording a confirmed batch in the sync cache")
+        };
+        // Pipelined: while batch i is in flight, the next body is encoded and the previous
+        // (confirmed) batch is written to the cache. A batch is recorded only after the server
+        // confirmed it, and before the sync reports success.
+        let mut body = match batches.first() {
+            Some(b) => encode(b)?,
+            None => Vec::new(),
+        };
+        let mut confirmed: Option<usize> = None;
         for (i, b) in batches.iter().enumerate() {
             if progress.cancelled() {
+                if let Some(j) = confirmed.take() {
+                    commit(store, &batches[j])?;
+                }
                 anyhow::bail!(
                     "sync stopped before batch {}/{total}: {}",
                     i + 1,
@@ -473,10 +498,19 @@ impl Connector {
                 b.members.len(),
                 b.groups.len()
             ));
-            let req = ImportRequest::from_batch(&plan, b, cfg.sync.invite_users_after_provisioning);
-            let body = serde_json::to_vec(&req).context("encoding the import request")?;
-            drop(req);
-            client.import(&body).await.with_context(|| {
+            let previous = confirmed.take();
+            let (sent, next, recorded) = tokio::join!(
+                client.import(&body),
+                async { batches.get(i + 1).map(encode).transpose() },
+                async {
+                    match previous {
+                        Some(j) => commit(store, &batches[j]),
+                        None => Ok(()),
+                    }
+                }
+            );
+            recorded?;
+            sent.with_context(|| {
                 let applied = if i == 0 {
                     "nothing was applied".to_string()
                 } else {
@@ -489,15 +523,15 @@ impl Connector {
                     b.groups.len()
                 )
             })?;
-            store
-                .commit_batch(
-                    &plan.members[b.members.clone()],
-                    &plan.groups[b.groups.clone()],
-                    b.overwrite_existing,
-                )
-                .context("recording a confirmed batch in the sync cache")?;
+            confirmed = Some(i);
             record.requests += 1;
             record.bytes_pushed += body.len() as u64;
+            if let Some(next) = next? {
+                body = next;
+            }
+        }
+        if let Some(j) = confirmed.take() {
+            commit(store, &batches[j])?;
         }
         store.drop_groups(&plan.stale_groups)?;
         mark_times(store)?;

@@ -65,6 +65,8 @@ pub struct Org {
     pub cut_after_imports: Option<usize>,
     pub successful_imports: usize,
     pub last_headers: Option<HeaderMap>,
+    /// externalIds of the members (kept with `members`, so a request need not scan the org).
+    ext_index: HashSet<String>,
 }
 
 impl Org {
@@ -402,15 +404,11 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
     };
     // Seat limit: checked before anything is applied.
     if let Some(limit) = org.seat_limit {
-        let by_ext: HashSet<String> = org
-            .members
-            .values()
-            .filter_map(|m| m.external_id.clone())
-            .collect();
         let new = active
             .iter()
             .filter(|m| {
-                !by_ext.contains(&s(m, "externalId")) && !org.members.contains_key(&s(m, "email"))
+                !org.ext_index.contains(&s(m, "externalId"))
+                    && !org.members.contains_key(&s(m, "email"))
             })
             .count();
         let removed = members.len() - active.len();
@@ -432,6 +430,11 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
     if !removed.is_empty() {
         org.members
             .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| !removed.contains(e)));
+        org.ext_index = org
+            .members
+            .values()
+            .filter_map(|m| m.external_id.clone())
+            .collect();
         // a removed member leaves every group with it (the server's cascade)
         for g in org.groups.values_mut() {
             g.members.retain(|e| !removed.contains(e));
@@ -443,18 +446,14 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         Insert(String, String),
     }
     let steps: Vec<Step> = {
-        let by_ext: HashSet<&str> = org
-            .members
-            .values()
-            .filter_map(|m| m.external_id.as_deref())
-            .collect();
+        let by_ext = &org.ext_index;
         let mut batch_ext: HashSet<String> = HashSet::new();
         let mut batch_email: HashSet<String> = HashSet::new();
         let mut steps = Vec::new();
         for m in &active {
             let ext = s(m, "externalId");
             let email = s(m, "email");
-            if by_ext.contains(ext.as_str()) || batch_ext.contains(&ext) {
+            if by_ext.contains(&ext) || batch_ext.contains(&ext) {
                 continue; // existing member: the server keeps it as it is
             }
             match org.members.get(&email) {
@@ -478,10 +477,12 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         match step {
             Step::Link(email, ext) => {
                 if let Some(x) = org.members.get_mut(&email) {
-                    x.external_id = Some(ext);
+                    x.external_id = Some(ext.clone());
+                    org.ext_index.insert(ext);
                 }
             }
             Step::Insert(email, ext) => {
+                org.ext_index.insert(ext.clone());
                 org.members.insert(
                     email.clone(),
                     Member {
@@ -500,15 +501,14 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         for g in org.groups.values_mut() {
             g.members.retain(|e| keep.contains(e));
         }
-    }
-    let known: HashSet<String> = if groups.is_empty() {
-        HashSet::new()
-    } else {
-        org.members
+        org.ext_index = org
+            .members
             .values()
             .filter_map(|m| m.external_id.clone())
-            .collect()
-    };
+            .collect();
+    }
+    let o: &mut Org = &mut org;
+    let known = &o.ext_index;
     for g in groups {
         let members: BTreeSet<String> = g["memberExternalIds"]
             .as_array()
@@ -520,7 +520,7 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
                     .collect()
             })
             .unwrap_or_default();
-        org.groups.insert(
+        o.groups.insert(
             s(g, "externalId"),
             Group {
                 name: s(g, "name"),

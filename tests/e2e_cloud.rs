@@ -568,3 +568,23 @@ fn the_directory_apis_go_through_the_configured_proxy() {
     env.set_var("no_proxy", "127.0.0.1");
     env.ok(&["test"]);
 }
+
+#[test]
+fn okta_slows_down_before_the_rate_limit() {
+    let mut d = directory("ACTIVE", "SUSPENDED", "DEPROVISIONED");
+    // 5 calls a window; the test makes 6 (users 2 pages, deprovisioned 1, groups 1, members 2):
+    // with the default 10% reserve the client waits for the reset when none remains
+    d.rate_limit = 5;
+    let cloud = FakeCloud::start(d);
+    let server = FakeBitwarden::start();
+    let env = okta_env(&cloud, &server);
+    let started = std::time::Instant::now();
+    let r = env.ok(&["-v", "test"]);
+    assert!(r.stderr.contains("rate-limit budget low"), "{}", r.stderr);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert!(
+        cloud.dir().requests.len() >= 6,
+        "the listing went on after the wait: {:?}",
+        cloud.dir().requests
+    );
+}

@@ -43,6 +43,9 @@ pub struct Directory {
     pub page_size: usize,
     /// The next this-many requests answer 429.
     pub throttle: usize,
+    /// Okta: calls allowed per rate-limit window (default 600); the window resets a second
+    /// after each answer.
+    pub rate_limit: usize,
     /// Every request's path and query, for assertions.
     pub requests: Vec<String>,
 }
@@ -182,18 +185,20 @@ fn okta_page(
     q: &HashMap<String, String>,
     max: usize,
     calls: &AtomicUsize,
+    limit: usize,
 ) -> Response {
     let (slice, next) = page(&items, q, max);
     let n = calls.fetch_add(1, Ordering::SeqCst);
+    let limit = if limit == 0 { 600 } else { limit };
     let mut headers = vec![
-        ("x-rate-limit-limit".to_string(), "600".to_string()),
+        ("x-rate-limit-limit".to_string(), limit.to_string()),
         (
             "x-rate-limit-remaining".to_string(),
-            (600usize.saturating_sub(n + 1)).to_string(),
+            (limit.saturating_sub(n + 1)).to_string(),
         ),
         (
             "x-rate-limit-reset".to_string(),
-            (chrono::Utc::now().timestamp() + 60).to_string(),
+            (chrono::Utc::now().timestamp() + 1).to_string(),
         ),
     ];
     let mut link = format!("<{base}{path}>; rel=\"self\"");
@@ -243,7 +248,15 @@ async fn okta_users(
         .filter(|u| (u.status == "DEPROVISIONED") == deprovisioned)
         .map(okta_user)
         .collect();
-    okta_page(&base, "/api/v1/users", items, &q, d.page_size, &calls)
+    okta_page(
+        &base,
+        "/api/v1/users",
+        items,
+        &q,
+        d.page_size,
+        &calls,
+        d.rate_limit,
+    )
 }
 
 async fn okta_groups(
@@ -263,7 +276,15 @@ async fn okta_groups(
         .iter()
         .map(|g| json!({"id": g.id, "type": "OKTA_GROUP", "profile": {"name": g.name}}))
         .collect();
-    okta_page(&base, "/api/v1/groups", items, &q, d.page_size, &calls)
+    okta_page(
+        &base,
+        "/api/v1/groups",
+        items,
+        &q,
+        d.page_size,
+        &calls,
+        d.rate_limit,
+    )
 }
 
 async fn okta_group_users(
@@ -293,7 +314,7 @@ async fn okta_group_users(
         .filter_map(|uid| d.users.iter().find(|u| &u.id == uid))
         .map(okta_user)
         .collect();
-    okta_page(&base, &path, items, &q, d.page_size, &calls)
+    okta_page(&base, &path, items, &q, d.page_size, &calls, d.rate_limit)
 }
 
 // ---------- Microsoft Graph ----------

@@ -33,10 +33,10 @@ command -v import >/dev/null 2>&1 || missing+=(imagemagick)
 lib=/usr/lib/$(uname -m)-linux-gnu
 { [ -e "$lib/libGL.so.1" ] && [ -e "$lib/libEGL.so.1" ] && [ -e "$lib/dri/swrast_dri.so" ] \
   && [ -e "$lib/libGLX_mesa.so.0" ]; } || missing+=(libgl1 libglx-mesa0 libgl1-mesa-dri libegl1 libegl-mesa0)
-ldconfig -p 2>/dev/null | grep -q libxkbcommon-x11 || missing+=(libxkbcommon-x11-0 libxkbcommon0)
+[ -e "$lib/libxkbcommon-x11.so.0" ] && [ -e "$lib/libxkbcommon.so.0" ] || missing+=(libxkbcommon-x11-0 libxkbcommon0)
 # image snapshots render on the CPU with wgpu over Mesa's lavapipe (Vulkan)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] || missing+=(mesa-vulkan-drivers)
-ldconfig -p 2>/dev/null | grep -q libvulkan.so.1 || missing+=(libvulkan1)
+[ -e "$lib/libvulkan.so.1" ] || missing+=(libvulkan1)
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""

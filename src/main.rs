@@ -1,4 +1,4 @@
-//! Entry point: with a subcommand the CLI; with none the window (for now, the help).
+//! Entry point: with a subcommand the CLI; with none the desktop window.
 
 /// mimalloc: fewer cycles and less fragmentation than glibc's allocator for the many small
 /// strings of a large directory. (`--features system-alloc` keeps the system allocator, for

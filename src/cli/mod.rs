@@ -17,7 +17,13 @@ use crate::store::SyncKind;
 
 /// Keeps a Bitwarden organization's members and groups in step with a company directory.
 #[derive(Debug, Parser)]
-#[command(name = "directory-connector", version, about, long_about = None)]
+#[command(
+    name = "directory-connector",
+    version,
+    about,
+    long_about = None,
+    after_help = "Without a command, opens the desktop window on the same data directory."
+)]
 pub struct Cli {
     /// Data directory (config, database, logs). Default: the platform's app-data folder.
     #[arg(

@@ -34,6 +34,11 @@ lib=/usr/lib/$(uname -m)-linux-gnu
 { [ -e "$lib/libGL.so.1" ] && [ -e "$lib/libEGL.so.1" ] && [ -e "$lib/dri/swrast_dri.so" ] \
   && [ -e "$lib/libGLX_mesa.so.0" ]; } || missing+=(libgl1 libglx-mesa0 libgl1-mesa-dri libegl1 libegl-mesa0)
 [ -e "$lib/libxkbcommon-x11.so.0" ] && [ -e "$lib/libxkbcommon.so.0" ] || missing+=(libxkbcommon-x11-0 libxkbcommon0)
+# winit opens these at run time (Xcursor is pulled in by none of the packages above)
+for pair in libX11.so.6:libx11-6 libX11-xcb.so.1:libx11-xcb1 libXcursor.so.1:libxcursor1 \
+            libXrandr.so.2:libxrandr2 libXi.so.6:libxi6; do
+  [ -e "$lib/${pair%%:*}" ] || missing+=("${pair##*:}")
+done
 # image snapshots render on the CPU with wgpu over Mesa's lavapipe (Vulkan)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] || missing+=(mesa-vulkan-drivers)
 [ -e "$lib/libvulkan.so.1" ] || missing+=(libvulkan1)

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::config::{KEYS, Problem};
 use crate::connector::{SyncReport, TestReport};
-use crate::engine::diff::{GroupAction, MemberAction, RemovalReason};
+use crate::engine::diff::{GroupAction, MemberAction};
 use crate::sources::Progress;
 use crate::store::RunRecord;
 
@@ -20,22 +20,6 @@ fn table(header: &[&str]) -> Table {
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_header(header.to_vec());
     t
-}
-
-fn action_name(a: &MemberAction) -> String {
-    match a {
-        MemberAction::Invite => "invite".into(),
-        MemberAction::Update => "update".into(),
-        MemberAction::Resend => "resend".into(),
-        MemberAction::Remove(r) => format!(
-            "remove ({})",
-            match r {
-                RemovalReason::Deleted => "deleted",
-                RemovalReason::Disabled => "disabled",
-                RemovalReason::Missing => "no longer in directory",
-            }
-        ),
-    }
 }
 
 impl Output {
@@ -156,21 +140,13 @@ impl Output {
             });
             return;
         }
-        let enabled = users.iter().filter(|u| !u.deleted && !u.disabled).count();
-        let disabled = users.iter().filter(|u| !u.deleted && u.disabled).count();
-        let deleted = users.iter().filter(|u| u.deleted).count();
+        let (enabled, disabled, deleted) = crate::engine::model::user_counts(users);
         if n.users.is_some() {
             let mut t = table(&["User", "Status", "Directory id"]);
             let mut sorted: Vec<_> = users.iter().collect();
             sorted.sort_by(|a, b| a.email.cmp(&b.email));
             for u in sorted {
-                let status = if u.deleted {
-                    "deleted"
-                } else if u.disabled {
-                    "disabled"
-                } else {
-                    "enabled"
-                };
+                let status = u.status();
                 t.add_row(vec![
                     u.email.clone().unwrap_or_else(|| "(no email)".into()),
                     status.to_string(),
@@ -225,27 +201,7 @@ impl Output {
     }
 
     fn plan_summary(&self, p: &crate::engine::Plan) {
-        println!(
-            "Plan{}: invite {}, update {}, remove {}{}; groups: create {}, update {}{}; unchanged: {} members, {} groups",
-            if p.full_push { " (full push)" } else { "" },
-            p.invites(),
-            p.updates(),
-            p.removals(),
-            if p.resends() > 0 {
-                format!(", resend {}", p.resends())
-            } else {
-                String::new()
-            },
-            p.count_groups(GroupAction::Create),
-            p.count_groups(GroupAction::Update),
-            if p.count_groups(GroupAction::Resend) > 0 {
-                format!(", resend {}", p.count_groups(GroupAction::Resend))
-            } else {
-                String::new()
-            },
-            p.unchanged_members,
-            p.unchanged_groups,
-        );
+        println!("{}", p.summary());
         let changes: Vec<_> = p
             .members
             .iter()
@@ -255,8 +211,8 @@ impl Output {
             let mut t = table(&["Member", "Change"]);
             for m in changes {
                 let what = match &m.previous_email {
-                    Some(prev) => format!("{} (was {prev})", action_name(&m.action)),
-                    None => action_name(&m.action),
+                    Some(prev) => format!("{} (was {prev})", m.action.label()),
+                    None => m.action.label().to_string(),
                 };
                 t.add_row(vec![m.email.clone(), what]);
             }

@@ -66,6 +66,20 @@ pub struct MemberChange {
     pub previous_email: Option<String>,
 }
 
+impl MemberAction {
+    /// How the front ends name the action.
+    pub fn label(self) -> &'static str {
+        match self {
+            MemberAction::Invite => "invite",
+            MemberAction::Update => "update",
+            MemberAction::Resend => "resend",
+            MemberAction::Remove(RemovalReason::Deleted) => "remove (deleted)",
+            MemberAction::Remove(RemovalReason::Disabled) => "remove (disabled)",
+            MemberAction::Remove(RemovalReason::Missing) => "remove (no longer in directory)",
+        }
+    }
+}
+
 impl MemberChange {
     pub fn is_removal(&self) -> bool {
         matches!(self.action, MemberAction::Remove(_))
@@ -125,6 +139,30 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// One line: what the plan does and leaves unchanged.
+    pub fn summary(&self) -> String {
+        let resends = |n: usize| {
+            if n > 0 {
+                format!(", resend {n}")
+            } else {
+                String::new()
+            }
+        };
+        format!(
+            "Plan{}: invite {}, update {}, remove {}{}; groups: create {}, update {}{}; unchanged: {} members, {} groups",
+            if self.full_push { " (full push)" } else { "" },
+            self.invites(),
+            self.updates(),
+            self.removals(),
+            resends(self.resends()),
+            self.count_groups(GroupAction::Create),
+            self.count_groups(GroupAction::Update),
+            resends(self.count_groups(GroupAction::Resend)),
+            self.unchanged_members,
+            self.unchanged_groups,
+        )
+    }
+
     /// Nothing to send.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty() && self.groups.is_empty() && !self.overwrite_existing

@@ -22,6 +22,30 @@ pub struct DirUser {
     pub deleted: bool,
 }
 
+impl DirUser {
+    /// "deleted", "disabled" or "enabled", as the front ends show it.
+    pub fn status(&self) -> &'static str {
+        if self.deleted {
+            "deleted"
+        } else if self.disabled {
+            "disabled"
+        } else {
+            "enabled"
+        }
+    }
+}
+
+/// How many users are enabled, disabled and deleted.
+pub fn user_counts(users: &[DirUser]) -> (usize, usize, usize) {
+    users
+        .iter()
+        .fold((0, 0, 0), |(e, di, de), u| match u.status() {
+            "deleted" => (e, di, de + 1),
+            "disabled" => (e, di + 1, de),
+            _ => (e + 1, di, de),
+        })
+}
+
 /// A group as read from the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DirGroup {

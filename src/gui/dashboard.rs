@@ -35,24 +35,13 @@ pub struct Dashboard {
     confirm_override: bool,
 }
 
-fn action_text(a: MemberAction) -> &'static str {
-    match a {
-        MemberAction::Invite => "invite",
-        MemberAction::Update => "update email",
-        MemberAction::Resend => "send again",
-        MemberAction::Remove(crate::engine::diff::RemovalReason::Deleted) => "remove (deleted)",
-        MemberAction::Remove(crate::engine::diff::RemovalReason::Disabled) => "remove (disabled)",
-        MemberAction::Remove(crate::engine::diff::RemovalReason::Missing) => "remove (missing)",
-    }
-}
-
 fn plan_rows(plan: &Plan) -> Rows {
     let mut cells: Vec<Vec<String>> = plan
         .members
         .iter()
         .map(|m| {
             vec![
-                action_text(m.action).to_string(),
+                m.action.label().to_string(),
                 m.email.clone(),
                 match &m.previous_email {
                     Some(p) => format!("was {p}"),
@@ -74,18 +63,6 @@ fn plan_rows(plan: &Plan) -> Rows {
         ]
     }));
     Rows::new(cells)
-}
-
-fn plan_summary(plan: &Plan) -> String {
-    format!(
-        "{} to invite, {} to update, {} to remove, {} groups to create or update; {} members and {} groups unchanged",
-        plan.invites(),
-        plan.updates(),
-        plan.removals(),
-        plan.groups.len(),
-        plan.unchanged_members,
-        plan.unchanged_groups
-    )
 }
 
 impl Dashboard {
@@ -111,19 +88,12 @@ impl Dashboard {
             users
                 .iter()
                 .map(|u| {
-                    let status = if u.deleted {
-                        "deleted"
-                    } else if u.disabled {
-                        "disabled"
-                    } else {
-                        "enabled"
-                    };
                     vec![
                         u.email.clone().unwrap_or_default(),
-                        status.to_string(),
+                        u.status().to_string(),
                         actions
                             .get(&*u.external_id)
-                            .map_or("-", |a| action_text(*a))
+                            .map_or("-", |a| a.label())
                             .to_string(),
                         u.external_id.to_string(),
                     ]
@@ -174,15 +144,13 @@ impl Dashboard {
                 .collect(),
         );
         self.plan = plan_rows(&r.plan);
-        let enabled = users.iter().filter(|u| !u.deleted && !u.disabled).count();
-        let disabled = users.iter().filter(|u| !u.deleted && u.disabled).count();
-        let deleted = users.iter().filter(|u| u.deleted).count();
+        let (enabled, disabled, deleted) = crate::engine::model::user_counts(users);
         self.summary = format!(
-            "Test: {} users ({enabled} enabled, {disabled} disabled, {deleted} deleted), {} groups, {} skipped. Plan: {}.",
+            "Test: {} users ({enabled} enabled, {disabled} disabled, {deleted} deleted), {} groups, {} skipped. {}.",
             users.len(),
             self.groups.len(),
             self.skipped.len(),
-            plan_summary(&r.plan)
+            r.plan.summary()
         );
         self.refused = r
             .refused
@@ -194,9 +162,9 @@ impl Dashboard {
     pub fn set_sync(&mut self, r: SyncReport) {
         self.plan = plan_rows(&r.plan);
         self.summary = format!(
-            "Sync {}: {}. {} requests, {} bytes pushed.",
+            "Sync {}. {}. {} requests, {} bytes pushed.",
             r.outcome.as_str(),
-            plan_summary(&r.plan),
+            r.plan.summary(),
             r.requests,
             r.bytes_pushed
         );

@@ -152,15 +152,6 @@ impl Connector {
         Ok(())
     }
 
-    /// The LDAP bind password from its reference or the secret store.
-    pub fn ldap_password(&self, cfg: &Config) -> anyhow::Result<Option<String>> {
-        secrets::resolve(
-            self.secrets.as_ref(),
-            KEY_LDAP_PASSWORD,
-            cfg.ldap.password.as_deref(),
-        )
-    }
-
     /// The directory's secret: its key and the value (or reference) in the config.
     fn directory_secret(cfg: &Config) -> Option<(&'static str, Option<&str>)> {
         match cfg.directory.kind? {
@@ -217,71 +208,60 @@ impl Connector {
         cfg: &Config,
         progress: &dyn Progress,
     ) -> anyhow::Result<Normalized> {
-        let snapshot = match cfg.directory.kind {
-            Some(DirectoryType::Ldap) => {
-                let password = self
-                    .ldap_password(cfg)?
-                    .ok_or_else(|| ConfigError("ldap.password is not set".into()))?;
+        let kind = cfg
+            .directory
+            .kind
+            .ok_or_else(|| ConfigError("no directory configured".into()))?;
+        let secret = self.secret(cfg)?;
+        let sync = cfg.sync.clone();
+        let ca_file = cfg.server.ca_file.clone();
+        let fetched = match kind {
+            DirectoryType::Ldap => {
                 let source = LdapSource {
                     ldap: cfg.ldap.clone(),
-                    sync: cfg.sync.clone(),
-                    password,
+                    sync,
+                    password: secret,
                 };
-                source
-                    .fetch(progress)
-                    .await
-                    .context("reading the directory")?
+                source.fetch(progress).await
             }
-            Some(DirectoryType::Okta) => {
+            DirectoryType::Okta => {
                 let source = OktaSource {
                     okta: cfg.okta.clone(),
-                    sync: cfg.sync.clone(),
-                    token: self.secret(cfg)?,
-                    ca_file: cfg.server.ca_file.clone(),
+                    sync,
+                    token: secret,
+                    ca_file,
                 };
-                source
-                    .fetch(progress)
-                    .await
-                    .context("reading the directory")?
+                source.fetch(progress).await
             }
-            Some(DirectoryType::Entra) => {
+            DirectoryType::Entra => {
                 let source = EntraSource {
                     entra: cfg.entra.clone(),
-                    sync: cfg.sync.clone(),
-                    key: self.secret(cfg)?,
-                    ca_file: cfg.server.ca_file.clone(),
+                    sync,
+                    key: secret,
+                    ca_file,
                 };
-                source
-                    .fetch(progress)
-                    .await
-                    .context("reading the directory")?
+                source.fetch(progress).await
             }
-            Some(DirectoryType::Onelogin) => {
+            DirectoryType::Onelogin => {
                 let source = OneLoginSource {
                     onelogin: cfg.onelogin.clone(),
-                    sync: cfg.sync.clone(),
-                    secret: self.secret(cfg)?,
-                    ca_file: cfg.server.ca_file.clone(),
+                    sync,
+                    secret,
+                    ca_file,
                 };
-                source
-                    .fetch(progress)
-                    .await
-                    .context("reading the directory")?
+                source.fetch(progress).await
             }
-            Some(DirectoryType::Google) => {
+            DirectoryType::Google => {
                 let source = GoogleSource {
                     google: cfg.google.clone(),
-                    sync: cfg.sync.clone(),
-                    key_json: self.secret(cfg)?,
-                    ca_file: cfg.server.ca_file.clone(),
+                    sync,
+                    key_json: secret,
+                    ca_file,
                 };
-                source
-                    .fetch(progress)
-                    .await
-                    .context("reading the directory")?
+                source.fetch(progress).await
             }
-            None => return Err(ConfigError("no directory configured".into()).into()),
         };
+        let snapshot = fetched.context("reading the directory")?;
         progress.stage("Normalizing");
         normalize(snapshot).map_err(|e| anyhow!(e).context("checking the directory's entries"))
     }

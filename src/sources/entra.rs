@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 
 use super::Progress;
-use super::filter::{Filter, prune_users_to_groups};
+use super::filter::Filter;
 use super::http::Api;
 use crate::config::{EntraConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
@@ -89,7 +89,6 @@ impl EntraSource {
             ("grant_type", "client_credentials"),
             ("scope", &self.entra.scope()),
         ];
-        let form: Vec<(&str, String)> = form.iter().map(|(k, v)| (*k, v.to_string())).collect();
         let a = api
             .send(&format!("POST {url}"), || api.http.post(&url).form(&form))
             .await?;
@@ -257,19 +256,13 @@ impl EntraSource {
                 }
                 groups.push(group);
             }
-            if self.sync.users {
-                prune_users_to_groups(
-                    &mut users,
-                    &groups,
-                    &group_filter,
-                    self.sync.remove_disabled,
-                );
-            }
         }
-        Ok(Snapshot {
-            users: self.sync.users.then_some(users),
-            groups: self.sync.groups.then_some(groups),
-        })
+        Ok(super::filter::snapshot(
+            &self.sync,
+            users,
+            groups,
+            &group_filter,
+        ))
     }
 }
 

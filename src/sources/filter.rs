@@ -102,6 +102,23 @@ pub fn prune_users_to_groups(
     users.retain(|_| it.next().unwrap_or(false));
 }
 
+/// The snapshot of a cloud directory: group-scoped pruning when both users and groups are
+/// synced, and only the object types the sync options ask for.
+pub fn snapshot(
+    sync: &crate::config::SyncConfig,
+    mut users: Vec<DirUser>,
+    groups: Vec<DirGroup>,
+    group_filter: &Filter,
+) -> crate::engine::Snapshot {
+    if sync.users && sync.groups {
+        prune_users_to_groups(&mut users, &groups, group_filter, sync.remove_disabled);
+    }
+    crate::engine::Snapshot {
+        users: sync.users.then_some(users),
+        groups: sync.groups.then_some(groups),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

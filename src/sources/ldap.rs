@@ -733,7 +733,7 @@ impl LdapSource {
             for (idx, dn, mut start) in more {
                 loop {
                     let attr = format!("{member_attr};range={start}-{}", start + range - 1);
-                    let (entries, res) = ldap
+                    let (entries, _result) = ldap
                         .with_timeout(Duration::from_secs(cfg.timeout_seconds))
                         .search(&dn, Scope::Base, "(objectClass=*)", vec![attr.as_str()])
                         .await
@@ -742,7 +742,6 @@ impl LdapSource {
                         .with_context(|| {
                             format!("LDAP read of members `{attr}` of group `{dn}`")
                         })?;
-                    let _ = res;
                     let Some(entry) = entries.into_iter().next() else {
                         break;
                     };

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use reqwest::header::HeaderMap;
 
 use super::Progress;
-use super::filter::{Filter, prune_users_to_groups};
+use super::filter::Filter;
 use super::http::Api;
 use crate::config::{OktaConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
@@ -163,19 +163,13 @@ impl OktaSource {
                     group_members: Vec::new(),
                 });
             }
-            if self.sync.users {
-                prune_users_to_groups(
-                    &mut users,
-                    &groups,
-                    &group_filter,
-                    self.sync.remove_disabled,
-                );
-            }
         }
-        Ok(Snapshot {
-            users: self.sync.users.then_some(users),
-            groups: self.sync.groups.then_some(groups),
-        })
+        Ok(super::filter::snapshot(
+            &self.sync,
+            users,
+            groups,
+            &group_filter,
+        ))
     }
 }
 

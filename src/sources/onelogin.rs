@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 
 use super::Progress;
-use super::filter::{Filter, prune_users_to_groups};
+use super::filter::Filter;
 use super::http::Api;
 use crate::config::{OneLoginConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
@@ -182,19 +182,13 @@ impl OneLoginSource {
                     group_members: Vec::new(),
                 });
             }
-            if self.sync.users {
-                prune_users_to_groups(
-                    &mut users,
-                    &groups,
-                    &group_filter,
-                    self.sync.remove_disabled,
-                );
-            }
         }
-        Ok(Snapshot {
-            users: self.sync.users.then_some(users),
-            groups: self.sync.groups.then_some(groups),
-        })
+        Ok(super::filter::snapshot(
+            &self.sync,
+            users,
+            groups,
+            &group_filter,
+        ))
     }
 }
 

@@ -412,3 +412,23 @@ fn cloud_directory_forms_save_and_validate() {
             .contains_key("entra.application_id")
     );
 }
+
+#[test]
+fn an_unreadable_config_is_shown_not_replaced_by_defaults() {
+    let env = Env::new();
+    std::fs::write(env.path().join("config.toml"), "[ldap]\nportt = 389\n").unwrap();
+    let mut h = logged_in(&env, None);
+    assert!(banner(&h).contains("could not be read"), "{}", banner(&h));
+    assert!(
+        banner(&h).contains("portt"),
+        "the error names the key: {}",
+        banner(&h)
+    );
+    click(&mut h, "Settings");
+    assert!(has_label(&h, "config.toml could not be read"));
+    // nothing was written over the admin's file
+    assert_eq!(
+        std::fs::read_to_string(env.path().join("config.toml")).unwrap(),
+        "[ldap]\nportt = 389\n"
+    );
+}

@@ -78,14 +78,20 @@ impl App {
             Arc::new(move || repaint_ctx.request_repaint()),
         );
         worker.send(Job::Refresh);
-        let cfg = config::load(&opts.data_dir).unwrap_or_default();
+        // read once: the login form's server fields and the Settings form
+        let loaded = config::load(&opts.data_dir);
+        let banner = loaded.as_ref().err().map(|e| Banner {
+            text: format!("The configuration could not be read: {e:#}"),
+            error: true,
+        });
+        let cfg = loaded.as_ref().cloned().unwrap_or_default();
         let url = cfg.server.url.clone().unwrap_or_default();
         let server = match url.trim_end_matches('/') {
             "" | "https://vault.bitwarden.com" => ServerChoice::Us,
             "https://vault.bitwarden.eu" => ServerChoice::Eu,
             _ => ServerChoice::SelfHosted,
         };
-        let settings = Settings::load(&opts.data_dir, opts.secrets.as_ref());
+        let settings = Settings::from_loaded(loaded, opts.secrets.as_ref());
         let more = More::new(&opts.data_dir);
         App {
             login: LoginForm {
@@ -105,7 +111,7 @@ impl App {
             worker,
             tab: Tab::Dashboard,
             status: None,
-            banner: None,
+            banner,
             dashboard: Dashboard::default(),
             settings,
             more,
@@ -178,6 +184,7 @@ impl App {
                 self.info("Logged in: the API key was accepted and stored.");
             }
             Outcome::Refreshed(s) => {
+                self.dashboard.set_runs(&s.runs);
                 self.status = Some(*s);
             }
             Outcome::Tested(r) => {

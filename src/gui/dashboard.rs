@@ -32,6 +32,10 @@ pub struct Dashboard {
     pub summary: String,
     /// The guard's refusal of the last sync.
     pub refused: Option<String>,
+    /// The run history as table rows, and members after each sync (oldest first) for the
+    /// chart: built when the status arrives, not every frame.
+    pub history: Rows,
+    pub history_points: Vec<(String, u64)>,
     confirm_override: bool,
 }
 
@@ -66,6 +70,32 @@ fn plan_rows(plan: &Plan) -> Rows {
 }
 
 impl Dashboard {
+    /// Rebuilds the history table and chart from the runs of a fresh status.
+    pub fn set_runs(&mut self, runs: &[crate::store::RunRecord]) {
+        self.history_points = runs
+            .iter()
+            .rev()
+            .filter(|r| matches!(r.outcome.as_str(), "synced" | "unchanged"))
+            .map(|r| (local_time(&r.started_at), r.members_after))
+            .collect();
+        self.history = Rows::new(
+            runs.iter()
+                .map(|r| {
+                    vec![
+                        local_time(&r.started_at),
+                        r.outcome.as_str().to_string(),
+                        format!(
+                            "+{} ~{} -{} / {} groups",
+                            r.invited, r.updated, r.removed, r.groups_changed
+                        ),
+                        r.members_after.to_string(),
+                        r.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+        );
+    }
+
     pub fn set_test(&mut self, r: TestReport) {
         let n = &r.normalized;
         let users = n.users.as_deref().unwrap_or_default();
@@ -435,39 +465,12 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             &d.plan,
         ),
         View::History => {
-            let runs = app
-                .status
-                .as_ref()
-                .map(|s| s.runs.clone())
-                .unwrap_or_default();
-            let mut points: Vec<(String, u64)> = runs
-                .iter()
-                .filter(|r| matches!(r.outcome.as_str(), "synced" | "unchanged"))
-                .map(|r| (local_time(&r.started_at), r.members_after))
-                .collect();
-            points.reverse();
-            members_chart(ui, &points);
-            let rows = Rows::new(
-                runs.iter()
-                    .map(|r| {
-                        vec![
-                            local_time(&r.started_at),
-                            r.outcome.as_str().to_string(),
-                            format!(
-                                "+{} ~{} -{} / {} groups",
-                                r.invited, r.updated, r.removed, r.groups_changed
-                            ),
-                            r.members_after.to_string(),
-                            r.error.clone().unwrap_or_default(),
-                        ]
-                    })
-                    .collect(),
-            );
+            members_chart(ui, &d.history_points);
             table::show(
                 ui,
                 "history",
                 &["Started", "Outcome", "Changes", "Members after", "Error"],
-                &rows,
+                &d.history,
             );
         }
     }

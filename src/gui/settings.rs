@@ -18,6 +18,8 @@ pub struct Settings {
     secret_stored: BTreeMap<&'static str, bool>,
     /// Problems by key, from the last save.
     pub problems: BTreeMap<String, String>,
+    /// Why `config.toml` could not be read (the form then shows defaults).
+    pub load_error: Option<String>,
 }
 
 /// The keys the Settings tab edits (server keys are on the login screen).
@@ -29,7 +31,18 @@ fn form_keys() -> impl Iterator<Item = &'static (&'static str, KeyKind, &'static
 
 impl Settings {
     pub fn load(data_dir: &Path, secrets: &dyn SecretStore) -> Settings {
-        let cfg = config::load(data_dir).unwrap_or_default();
+        Settings::from_loaded(config::load(data_dir), secrets)
+    }
+
+    /// The form for a config as read from disk; a read error is kept and shown, not dropped.
+    pub fn from_loaded(
+        loaded: anyhow::Result<config::Config>,
+        secrets: &dyn SecretStore,
+    ) -> Settings {
+        let (cfg, load_error) = match loaded {
+            Ok(c) => (c, None),
+            Err(e) => (config::Config::default(), Some(format!("{e:#}"))),
+        };
         let mut draft = BTreeMap::new();
         let mut secret_stored = BTreeMap::new();
         for (key, kind, _) in form_keys() {
@@ -49,6 +62,7 @@ impl Settings {
             draft,
             secret_stored,
             problems: BTreeMap::new(),
+            load_error,
         }
     }
 
@@ -189,6 +203,12 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         }
     });
     ui.separator();
+    if let Some(e) = &app.settings.load_error {
+        ui.colored_label(
+            ui.visuals().error_fg_color,
+            format!("config.toml could not be read, so defaults are shown: {e}"),
+        );
+    }
     let s = &mut app.settings;
     if let Some(p) = s.problems.get("directory.type") {
         ui.colored_label(ui.visuals().error_fg_color, p);

@@ -526,7 +526,12 @@ impl Connector {
 
     /// Empties the sync cache so the next sync is a full push.
     pub fn clear_cache(&self) -> anyhow::Result<()> {
-        let _lock = datadir::acquire_sync_lock(&self.data_dir, "clear-cache")?;
+        let lock = datadir::acquire_sync_lock(&self.data_dir, "clear-cache")?;
+        self.clear_cache_locked(&lock)
+    }
+
+    /// Clears the cache under a sync lock the caller already holds (the window, while it polls).
+    pub fn clear_cache_locked(&self, _held: &datadir::SyncLock) -> anyhow::Result<()> {
         self.store()?.clear_cache()
     }
 }

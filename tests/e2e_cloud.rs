@@ -16,6 +16,25 @@ fn set(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// The emails of a `test --json` report's user lists.
+fn emails(j: &serde_json::Value, lists: &[&str]) -> BTreeSet<String> {
+    lists
+        .iter()
+        .flat_map(|l| j[*l].as_array().unwrap().iter())
+        .map(|u| u["email"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The group names of a `test --json` report.
+fn group_names(j: &serde_json::Value) -> Vec<String> {
+    j["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn user(id: &str, status: &'static str) -> CloudUser {
     CloudUser {
         id: id.into(),
@@ -190,20 +209,8 @@ fn okta_filters_and_native_queries() {
     );
     env.set("sync.group_filter", "include:Engineering");
     let j = env.json(&["test"]);
-    let groups: Vec<&str> = j["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(groups, vec!["Engineering"]);
-    let emails: BTreeSet<String> = j["enabledUsers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(j["disabledUsers"].as_array().unwrap())
-        .map(|u| u["email"].as_str().unwrap().to_string())
-        .collect();
+    assert_eq!(group_names(&j), vec!["Engineering"]);
+    let emails = emails(&j, &["enabledUsers", "disabledUsers"]);
     // only members of the kept group remain; dave is excluded anyway
     assert_eq!(emails, set(&["alice@example.com", "bob@example.com"]));
     let reqs = cloud.dir().requests.clone();
@@ -277,12 +284,7 @@ fn entra_throttling_wrong_secret_and_group_filters() {
         "includeGroup:g2|excludeGroup:g1|exclude:erin@example.com",
     );
     let j = env.json(&["test"]);
-    let emails: BTreeSet<String> = j["enabledUsers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["email"].as_str().unwrap().to_string())
-        .collect();
+    let emails = emails(&j, &["enabledUsers"]);
     assert_eq!(emails, set(&["dave@example.com"]));
     assert!(
         cloud
@@ -297,13 +299,7 @@ fn entra_throttling_wrong_secret_and_group_filters() {
     env.ok(&["config", "unset", "sync.user_filter"]);
     env.set("sync.group_filter", "exclude:Sales");
     let j = env.json(&["test"]);
-    let groups: Vec<&str> = j["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(groups, vec!["Engineering"]);
+    assert_eq!(group_names(&j), vec!["Engineering"]);
 
     let r = env.run_stdin(&["config", "set", "entra.key"], "wrong-secret");
     assert_eq!(r.code, 0);
@@ -381,13 +377,7 @@ fn onelogin_users_and_roles_with_cursor_paging() {
     env.set("sync.group_filter", "include:engineering");
     let j = env.json(&["test"]);
     assert_eq!(j["groups"].as_array().unwrap().len(), 1);
-    let emails: BTreeSet<String> = j["enabledUsers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(j["disabledUsers"].as_array().unwrap())
-        .map(|u| u["email"].as_str().unwrap().to_string())
-        .collect();
+    let emails = emails(&j, &["enabledUsers", "disabledUsers"]);
     assert_eq!(emails, set(&["alice@example.com", "bob@example.com"]));
     env.ok(&["config", "unset", "sync.group_filter"]);
 

@@ -292,11 +292,9 @@ fn run(
                 }
             }
             Job::ClearCache => {
-                let r = if polling_lock.is_some() {
-                    // the window holds the lock itself while it polls
-                    conn.store().and_then(|mut s| s.clear_cache())
-                } else {
-                    conn.clear_cache()
+                let r = match &polling_lock {
+                    Some(lock) => conn.clear_cache_locked(lock),
+                    None => conn.clear_cache(),
                 };
                 match r {
                     Ok(()) => Outcome::CacheCleared,

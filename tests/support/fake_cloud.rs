@@ -119,7 +119,15 @@ impl FakeCloud {
     }
 }
 
-fn record(dir: &mut Directory, path: &str, q: &HashMap<String, String>) -> Option<Response> {
+/// Records the request, then answers for the fake when it throttles or the credentials are
+/// wrong (`auth` is the vendor's check); `None` lets the handler answer.
+fn record(
+    dir: &mut Directory,
+    path: &str,
+    q: &HashMap<String, String>,
+    h: &HeaderMap,
+    auth: fn(&HeaderMap) -> Option<Response>,
+) -> Option<Response> {
     let mut keys: Vec<_> = q.iter().collect();
     keys.sort();
     dir.requests.push(format!("{path} {keys:?}"));
@@ -143,7 +151,7 @@ fn record(dir: &mut Directory, path: &str, q: &HashMap<String, String>) -> Optio
         }
         return Some(resp);
     }
-    None
+    auth(h)
 }
 
 /// One page of `items` from offset `after` and the next offset, if any.
@@ -234,10 +242,7 @@ async fn okta_users(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/api/v1/users", &q) {
-        return r;
-    }
-    if let Some(r) = okta_auth(&h) {
+    if let Some(r) = record(&mut d, "/api/v1/users", &q, &h, okta_auth) {
         return r;
     }
     let filter = q.get("filter").cloned().unwrap_or_default();
@@ -265,10 +270,7 @@ async fn okta_groups(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/api/v1/groups", &q) {
-        return r;
-    }
-    if let Some(r) = okta_auth(&h) {
+    if let Some(r) = record(&mut d, "/api/v1/groups", &q, &h, okta_auth) {
         return r;
     }
     let items = d
@@ -295,10 +297,7 @@ async fn okta_group_users(
 ) -> Response {
     let mut d = dir.lock().expect("lock");
     let path = format!("/api/v1/groups/{id}/users");
-    if let Some(r) = record(&mut d, &path, &q) {
-        return r;
-    }
-    if let Some(r) = okta_auth(&h) {
+    if let Some(r) = record(&mut d, &path, &q, &h, okta_auth) {
         return r;
     }
     let Some(g) = d.groups.iter().find(|g| g.id == id) else {
@@ -397,10 +396,7 @@ async fn graph_users(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/v1.0/users", &q) {
-        return r;
-    }
-    if let Some(r) = graph_auth(&h) {
+    if let Some(r) = record(&mut d, "/v1.0/users", &q, &h, graph_auth) {
         return r;
     }
     let items = d
@@ -418,10 +414,7 @@ async fn graph_delta(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/v1.0/users/delta", &q) {
-        return r;
-    }
-    if let Some(r) = graph_auth(&h) {
+    if let Some(r) = record(&mut d, "/v1.0/users/delta", &q, &h, graph_auth) {
         return r;
     }
     let items = d.users.iter().map(graph_user).collect();
@@ -434,10 +427,7 @@ async fn graph_groups(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/v1.0/groups", &q) {
-        return r;
-    }
-    if let Some(r) = graph_auth(&h) {
+    if let Some(r) = record(&mut d, "/v1.0/groups", &q, &h, graph_auth) {
         return r;
     }
     let items = d
@@ -456,10 +446,7 @@ async fn graph_members(
 ) -> Response {
     let mut d = dir.lock().expect("lock");
     let path = format!("/v1.0/groups/{id}/members");
-    if let Some(r) = record(&mut d, &path, &q) {
-        return r;
-    }
-    if let Some(r) = graph_auth(&h) {
+    if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
         return r;
     }
     let Some(g) = d.groups.iter().find(|g| g.id == id) else {
@@ -495,10 +482,7 @@ async fn graph_transitive(
 ) -> Response {
     let mut d = dir.lock().expect("lock");
     let path = format!("/v1.0/groups/{id}/transitiveMembers");
-    if let Some(r) = record(&mut d, &path, &q) {
-        return r;
-    }
-    if let Some(r) = graph_auth(&h) {
+    if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
         return r;
     }
     let mut ids: Vec<String> = Vec::new();
@@ -584,10 +568,7 @@ async fn onelogin_users(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/api/1/users", &q) {
-        return r;
-    }
-    if let Some(r) = onelogin_auth(&h) {
+    if let Some(r) = record(&mut d, "/api/1/users", &q, &h, onelogin_auth) {
         return r;
     }
     let items = d
@@ -616,10 +597,7 @@ async fn onelogin_roles(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/api/1/roles", &q) {
-        return r;
-    }
-    if let Some(r) = onelogin_auth(&h) {
+    if let Some(r) = record(&mut d, "/api/1/roles", &q, &h, onelogin_auth) {
         return r;
     }
     let items = d
@@ -702,10 +680,7 @@ async fn google_users(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/admin/directory/v1/users", &q) {
-        return r;
-    }
-    if let Some(r) = google_auth(&h) {
+    if let Some(r) = record(&mut d, "/admin/directory/v1/users", &q, &h, google_auth) {
         return r;
     }
     let deleted = q.get("showDeleted").map(String::as_str) == Some("true");
@@ -725,10 +700,7 @@ async fn google_groups(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut d = dir.lock().expect("lock");
-    if let Some(r) = record(&mut d, "/admin/directory/v1/groups", &q) {
-        return r;
-    }
-    if let Some(r) = google_auth(&h) {
+    if let Some(r) = record(&mut d, "/admin/directory/v1/groups", &q, &h, google_auth) {
         return r;
     }
     let items = d
@@ -747,10 +719,7 @@ async fn google_members(
 ) -> Response {
     let mut d = dir.lock().expect("lock");
     let path = format!("/admin/directory/v1/groups/{id}/members");
-    if let Some(r) = record(&mut d, &path, &q) {
-        return r;
-    }
-    if let Some(r) = google_auth(&h) {
+    if let Some(r) = record(&mut d, &path, &q, &h, google_auth) {
         return r;
     }
     let Some(g) = d.groups.iter().find(|g| g.id == id) else {

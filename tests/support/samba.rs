@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::slapd::certs;
+use super::slapd::{certs, run, run_with_input};
 
 pub const BASE: &str = "DC=example,DC=test";
 pub const ADMIN: &str = "Administrator@EXAMPLE.TEST";
@@ -28,17 +28,6 @@ pub const OTHER_PW: &str = "Other!Passw0rd1";
 
 pub struct SambaDc {
     pub dir: PathBuf,
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn port_open(port: u16) -> bool {
@@ -256,28 +245,7 @@ impl SambaDc {
 
     /// Applies LDIF with `ldapmodify -a` as the administrator.
     pub fn modify(&self, ldif: &str) {
-        use std::io::Write;
-        let mut child = self
-            .ldap_cmd("ldapmodify")
-            .arg("-a")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("ldapmodify");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(ldif.as_bytes())
-            .expect("write ldif");
-        let out = child.wait_with_output().expect("ldapmodify");
-        assert!(
-            out.status.success(),
-            "ldapmodify failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_with_input(self.ldap_cmd("ldapmodify").arg("-a"), ldif);
     }
 
     pub fn delete(&self, dn: &str) {

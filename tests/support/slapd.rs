@@ -26,14 +26,31 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+/// Runs a tool, asserts success (printing its output otherwise) and returns its stdout.
+pub fn run(cmd: &mut Command) -> String {
+    run_with_input(cmd, "")
+}
+
+/// The same with `input` on stdin (LDIF for ldapmodify).
+pub fn run_with_input(cmd: &mut Command, input: &str) -> String {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait");
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The test CA and certificates it signed, made once per test process: the server's (SAN
@@ -333,9 +350,8 @@ access to * by * read\n",
 
     /// Applies an LDIF change as the admin (ldapmodify).
     pub fn modify(&self, ldif: &str) {
-        use std::io::Write;
-        let mut child = Command::new("ldapmodify")
-            .args([
+        run_with_input(
+            Command::new("ldapmodify").args([
                 "-x",
                 "-H",
                 &format!("ldap://127.0.0.1:{}", self.port),
@@ -343,23 +359,8 @@ access to * by * read\n",
                 ADMIN_DN,
                 "-w",
                 ADMIN_PW,
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("ldapmodify");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(ldif.as_bytes())
-            .expect("write");
-        let out = child.wait_with_output().expect("wait");
-        assert!(
-            out.status.success(),
-            "ldapmodify failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            ]),
+            ldif,
         );
     }
 

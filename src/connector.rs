@@ -437,14 +437,21 @@ impl Connector {
             serde_json::to_vec(&ImportRequest::from_batch(&plan, b, invite))
                 .context("encoding the import request")
         };
-        let commit = |store: &mut Store, b: &crate::engine::Batch| -> anyhow::Result<()> {
+        let commit = |store: &mut Store, j: usize| -> anyhow::Result<()> {
+            let b = &batches[j];
             store
                 .commit_batch(
                     &plan.members[b.members.clone()],
                     &plan.groups[b.groups.clone()],
                     b.overwrite_existing,
                 )
-                .context("recording a confirmed batch in the sync cache")
+                .with_context(|| {
+                    format!(
+                        "recording batch {}/{total} (confirmed by the server) in the sync cache; \
+                         the next sync sends it again",
+                        j + 1
+                    )
+                })
         };
         // Pipelined: while batch i is in flight, the next body is encoded and the previous
         // (confirmed) batch is written to the cache. A batch is recorded only after the server
@@ -457,7 +464,7 @@ impl Connector {
         for (i, b) in batches.iter().enumerate() {
             if progress.cancelled() {
                 if let Some(j) = confirmed.take() {
-                    commit(store, &batches[j])?;
+                    commit(store, j)?;
                 }
                 anyhow::bail!(
                     "sync stopped before batch {}/{total}: {}",
@@ -484,7 +491,7 @@ impl Connector {
                 async { batches.get(i + 1).map(encode).transpose() },
                 async {
                     match previous {
-                        Some(j) => commit(store, &batches[j]),
+                        Some(j) => commit(store, j),
                         None => Ok(()),
                     }
                 }
@@ -511,7 +518,7 @@ impl Connector {
             }
         }
         if let Some(j) = confirmed.take() {
-            commit(store, &batches[j])?;
+            commit(store, j)?;
         }
         store.drop_groups(&plan.stale_groups)?;
         mark_times(store)?;

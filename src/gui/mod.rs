@@ -41,8 +41,9 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
         .with_app_id("directory-connector")
         .with_inner_size([1100.0, 760.0])
         .with_min_inner_size([720.0, 480.0]);
-    if let Some(icon) = icon() {
-        viewport = viewport.with_icon(Arc::new(icon));
+    match icon() {
+        Some(icon) => viewport = viewport.with_icon(Arc::new(icon)),
+        None => tracing::warn!("assets/icon.png is not an 8-bit RGBA PNG: no window icon"),
     }
     let native = eframe::NativeOptions {
         viewport,

@@ -40,18 +40,25 @@ impl Store {
         };
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
             let members: Option<String> = r.get(4)?;
+            let list = members.as_deref().and_then(|m| {
+                serde_json::from_str::<Vec<String>>(m)
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            "sync cache: the member list of group `{id}` is unreadable ({e}); \
+                             its fingerprint decides whether it changed"
+                        )
+                    })
+                    .ok()
+            });
             let g = CachedGroup {
                 name: r.get(1)?,
                 fingerprint: r.get(2)?,
                 member_count: r.get::<_, i64>(3)? as usize,
-                // unreadable lists fall back to the fingerprint comparison
-                members: members
-                    .as_deref()
-                    .and_then(|m| serde_json::from_str::<Vec<String>>(m).ok())
-                    .map(&mut intern),
+                members: list.map(&mut intern),
             };
-            cache.groups.insert(r.get::<_, String>(0)?, g);
+            cache.groups.insert(id, g);
         }
         Ok(cache)
     }

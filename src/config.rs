@@ -894,9 +894,9 @@ fn blank(v: &Option<String>) -> bool {
     v.as_deref().is_none_or(|s| s.trim().is_empty())
 }
 
-/// Every problem in the config, each with its key. `password_known` tells whether the LDAP
-/// password is available from the secret store (it is not in the file).
-pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> Vec<Problem> {
+/// Every problem in the config, each with its key. `secret_known` tells whether the directory's
+/// secret (LDAP password, API key or token) is in the secret store (it is not in the file).
+pub fn validate(cfg: &Config, secret_known: bool, plaintext_opt_in: bool) -> Vec<Problem> {
     let mut p = Vec::new();
     for (key, v) in [
         ("server.url", &cfg.server.url),
@@ -930,7 +930,7 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
                 DirectoryType::ALL.join(", ")
             ),
         ),
-        Some(DirectoryType::Ldap) => validate_ldap(cfg, password_known, plaintext_opt_in, &mut p),
+        Some(DirectoryType::Ldap) => validate_ldap(cfg, secret_known, plaintext_opt_in, &mut p),
         Some(DirectoryType::Entra) => {
             let e = &cfg.entra;
             if blank(&e.tenant) {
@@ -943,13 +943,7 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
                     "required: the application (client) id",
                 );
             }
-            secret_problem(
-                &mut p,
-                "entra.key",
-                &e.key,
-                password_known,
-                plaintext_opt_in,
-            );
+            secret_problem(&mut p, "entra.key", &e.key, secret_known, plaintext_opt_in);
         }
         Some(DirectoryType::Okta) => {
             let o = &cfg.okta;
@@ -975,7 +969,7 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
                 &mut p,
                 "okta.token",
                 &o.token,
-                password_known,
+                secret_known,
                 plaintext_opt_in,
             );
         }
@@ -988,7 +982,7 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
                 &mut p,
                 "onelogin.client_secret",
                 &o.client_secret,
-                password_known,
+                secret_known,
                 plaintext_opt_in,
             );
         }
@@ -1008,13 +1002,7 @@ pub fn validate(cfg: &Config, password_known: bool, plaintext_opt_in: bool) -> V
                     "required: a super-admin email for domain-wide delegation",
                 );
             }
-            secret_problem(
-                &mut p,
-                "google.key",
-                &g.key,
-                password_known,
-                plaintext_opt_in,
-            );
+            secret_problem(&mut p, "google.key", &g.key, secret_known, plaintext_opt_in);
         }
     }
     let s = &cfg.sync;
@@ -1122,7 +1110,7 @@ fn secret_problem(
     }
 }
 
-fn validate_ldap(cfg: &Config, password_known: bool, plaintext_opt_in: bool, p: &mut Vec<Problem>) {
+fn validate_ldap(cfg: &Config, secret_known: bool, plaintext_opt_in: bool, p: &mut Vec<Problem>) {
     let l = &cfg.ldap;
     if blank(&l.hostname) {
         problem(p, "ldap.hostname", "required: the LDAP server's host name");
@@ -1144,22 +1132,13 @@ fn validate_ldap(cfg: &Config, password_known: bool, plaintext_opt_in: bool, p: 
             "required: the DN (or DOMAIN\\user) to bind as",
         );
     }
-    match &l.password {
-        Some(v) if SecretRef::parse(v).is_none() && !plaintext_opt_in => problem(
-            p,
-            "ldap.password",
-            "config.toml holds a plaintext password; move it to the secret store with \
-             `config set ldap.password`, use env:NAME or file:PATH, or opt in with \
-             DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true",
-        ),
-        Some(_) => {}
-        None if !password_known => problem(
-            p,
-            "ldap.password",
-            "not set: run `config set ldap.password` (prompts) or set it to env:NAME or file:PATH",
-        ),
-        None => {}
-    }
+    secret_problem(
+        p,
+        "ldap.password",
+        &l.password,
+        secret_known,
+        plaintext_opt_in,
+    );
     if l.page_size == 0 && l.paged_search {
         problem(p, "ldap.page_size", "must be at least 1");
     }

@@ -58,6 +58,20 @@ pub struct DirGroup {
     pub group_members: Vec<String>,
 }
 
+impl DirGroup {
+    /// A group whose id is both its reference and its externalId (the cloud directories), with
+    /// no members yet.
+    pub fn new(id: &str, name: Option<String>) -> DirGroup {
+        DirGroup {
+            reference_id: id.to_string(),
+            external_id: id.to_string(),
+            name,
+            user_members: Vec::new(),
+            group_members: Vec::new(),
+        }
+    }
+}
+
 /// Everything one run read from the directory. `None` means that object type is not synced.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {

@@ -89,13 +89,8 @@ impl EntraSource {
             ("grant_type", "client_credentials"),
             ("scope", &self.entra.scope()),
         ];
-        let a = api
-            .send(&format!("POST {url}"), || api.http.post(&url).form(&form))
-            .await?;
-        a.json["access_token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("Microsoft Entra ID: POST {url}: no access_token in the answer"))
+        api.access_token(&format!("POST {url}"), || api.http.post(&url).form(&form))
+            .await
     }
 
     /// Every item of a Graph listing, following `@odata.nextLink`; the last page's deltaLink
@@ -237,13 +232,7 @@ impl EntraSource {
                         self.graph(&format!("groups/{id}/members?$select=id")),
                     )
                     .await?;
-                let mut group = DirGroup {
-                    reference_id: id.to_string(),
-                    external_id: id.to_string(),
-                    name,
-                    user_members: Vec::new(),
-                    group_members: Vec::new(),
-                };
+                let mut group = DirGroup::new(id, name);
                 for m in members {
                     let Some(mid) = m["id"].as_str() else {
                         continue;

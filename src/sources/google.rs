@@ -94,13 +94,8 @@ impl GoogleSource {
             ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
             ("assertion", jwt.as_str()),
         ];
-        let a = api
-            .send(&format!("POST {url}"), || api.http.post(&url).form(&form))
-            .await?;
-        a.json["access_token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("Google: POST {url}: no access_token in the answer"))
+        api.access_token(&format!("POST {url}"), || api.http.post(&url).form(&form))
+            .await
     }
 
     fn url(&self, path: &str, extra: &[(&str, &str)]) -> anyhow::Result<url::Url> {
@@ -218,13 +213,7 @@ impl GoogleSource {
                         "members",
                     )
                     .await?;
-                let mut group = DirGroup {
-                    reference_id: id.to_string(),
-                    external_id: id.to_string(),
-                    name,
-                    user_members: Vec::new(),
-                    group_members: Vec::new(),
-                };
+                let mut group = DirGroup::new(id, name);
                 for m in members {
                     let Some(mid) = m["id"].as_str() else {
                         continue;

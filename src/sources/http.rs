@@ -146,6 +146,19 @@ impl Api {
         }
     }
 
+    /// Sends a token request and returns its `access_token`.
+    pub async fn access_token(
+        &self,
+        what: &str,
+        make: impl Fn() -> RequestBuilder,
+    ) -> anyhow::Result<String> {
+        let a = self.send(what, make).await?;
+        a.json["access_token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("{}: {what}: no access_token in the answer", self.source))
+    }
+
     /// GET a JSON document with extra headers.
     pub async fn get(&self, url: &str, auth: (&str, &str)) -> anyhow::Result<Answer> {
         let what = format!("GET {url}");

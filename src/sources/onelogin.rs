@@ -45,19 +45,14 @@ impl OneLoginSource {
             .as_deref()
             .unwrap_or_default()
             .trim();
-        let a = api
-            .send(&format!("POST {url}"), || {
-                api.http
-                    .post(&url)
-                    .basic_auth(id, Some(&self.secret))
-                    .header("Accept", "application/json")
-                    .json(&serde_json::json!({"grant_type": "client_credentials"}))
-            })
-            .await?;
-        a.json["access_token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("OneLogin: POST {url}: no access_token in the answer"))
+        api.access_token(&format!("POST {url}"), || {
+            api.http
+                .post(&url)
+                .basic_auth(id, Some(&self.secret))
+                .header("Accept", "application/json")
+                .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        })
+        .await
     }
 
     /// Every item of a listing, following `pagination.next_link`.

@@ -229,7 +229,7 @@ fn deleted_objects_become_removals_and_the_guard_still_applies() {
         !server.org().emails().contains("carol@example.test"),
         "the tombstone removed Carol"
     );
-    let removed = server.org().imports.last().unwrap().body["members"]
+    let removed = server.org().imports.last().unwrap().body()["members"]
         .as_array()
         .unwrap()
         .iter()

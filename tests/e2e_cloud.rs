@@ -139,7 +139,7 @@ fn okta_first_and_changed_sync_over_several_pages() {
     let before = server.import_count();
     env.ok(&["sync"]);
     assert_eq!(server.import_count(), before + 1);
-    let body = server.org().imports.last().unwrap().body.clone();
+    let body = server.org().imports.last().unwrap().body();
     let members: Vec<(String, bool)> = body["members"]
         .as_array()
         .unwrap()
@@ -349,7 +349,7 @@ fn onelogin_users_and_roles_with_cursor_paging() {
         server.org().group_emails("Engineering"),
         set(&["alice@example.com", "bob@example.com"])
     );
-    let body = server.org().imports.last().unwrap().body.clone();
+    let body = server.org().imports.last().unwrap().body();
     assert!(
         body["members"]
             .as_array()

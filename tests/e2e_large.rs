@@ -81,8 +81,8 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
         let org = server.org();
         let ok: Vec<_> = org.imports.iter().filter(|i| i.status == 200).collect();
         assert_eq!(ok.len(), 1);
-        assert_eq!(ok[0].body["largeImport"], true);
-        assert_eq!(ok[0].body["overwriteExisting"], false);
+        assert_eq!(ok[0].body()["largeImport"], true);
+        assert_eq!(ok[0].body()["overwriteExisting"], false);
     }
 
     // the network comes back
@@ -95,7 +95,7 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
     assert_eq!(org.members.len(), USERS);
     let resent: Vec<String> = org.imports[before..]
         .iter()
-        .flat_map(|i| i.body["members"].as_array().cloned().unwrap_or_default())
+        .flat_map(|i| i.body()["members"].as_array().cloned().unwrap_or_default())
         .map(|m| m["email"].as_str().unwrap().to_string())
         .filter(|e| first.contains(e))
         .collect();

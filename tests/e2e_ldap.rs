@@ -41,7 +41,7 @@ fn setup() -> (Slapd, FakeBitwarden, Env) {
 }
 
 fn last_import(server: &FakeBitwarden) -> serde_json::Value {
-    server.org().imports.last().expect("an import").body.clone()
+    server.org().imports.last().expect("an import").body()
 }
 
 fn member_ids(body: &serde_json::Value) -> Vec<(String, bool)> {

@@ -5,6 +5,7 @@
 //! 401, 429 with `Retry-After`, 5xx — and a network cut in front of it (a TCP proxy that drops
 //! every connection while cut).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,10 +42,18 @@ pub enum Failure {
 #[derive(Debug, Clone)]
 pub struct ImportLog {
     pub bytes: usize,
-    pub body: Value,
+    /// The body as received (parse it with [`ImportLog::body`]).
+    pub raw: String,
     pub status: u16,
     /// Time the server spent on the request (parsing, checking, applying).
     pub seconds: f64,
+}
+
+impl ImportLog {
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn body(&self) -> Value {
+        serde_json::from_str(&self.raw).unwrap_or(Value::Null)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +79,13 @@ pub struct Org {
 }
 
 impl Org {
+    /// Empties the organization's members and groups (the log and credentials stay): the next
+    /// sync meets a fresh organization.
+    pub fn reset(&mut self) {
+        self.members.clear();
+        self.groups.clear();
+        self.ext_index.clear();
+    }
     pub fn emails(&self) -> BTreeSet<String> {
         self.members.keys().cloned().collect()
     }
@@ -274,6 +290,93 @@ fn valid_email(e: &str) -> bool {
     parts.len() == 2 && !parts[0].is_empty() && parts[1].contains('.')
 }
 
+/// An import body in the shape the server binds (camelCase; fields optional so that a missing
+/// one becomes a validation error, not a parse failure).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    #[serde(borrow)]
+    members: Vec<BodyMember<'a>>,
+    #[serde(borrow)]
+    groups: Vec<BodyGroup<'a>>,
+    overwrite_existing: bool,
+    large_import: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BodyMember<'a> {
+    #[serde(borrow)]
+    email: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    external_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    deleted: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BodyGroup<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    external_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    member_external_ids: Option<Vec<Cow<'a, str>>>,
+}
+
+const EXT_MEMBER: &str =
+    "The ExternalId field is required and must be a string of at most 300 characters.";
+const EXT_GROUP: &str = "The ExternalId field is required.";
+const NAME: &str = "The Name field is required (at most 100 characters).";
+const MEMBER_IDS: &str = "must be an array of strings";
+
+/// A body that does not bind to [`Body`]: the model-binding errors the server reports (a value of
+/// the wrong type names its field), or 422 when it is not an import body at all.
+fn binding_errors(body: &str) -> Response {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let (Some(members), Some(groups), Some(_), Some(_)) = (
+        v.get("members").and_then(Value::as_array),
+        v.get("groups").and_then(Value::as_array),
+        v.get("overwriteExisting").and_then(Value::as_bool),
+        v.get("largeImport").and_then(Value::as_bool),
+    ) else {
+        return (StatusCode::UNPROCESSABLE_ENTITY, "camelCase body expected").into_response();
+    };
+    let wrong = |x: &Value, k: &str| x.get(k).is_some_and(|f| !f.is_string() && !f.is_null());
+    let mut errors = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        if wrong(m, "externalId") {
+            errors.push((format!("Members[{i}].ExternalId"), EXT_MEMBER.to_string()));
+        }
+        if wrong(m, "email") {
+            errors.push((
+                format!("Members[{i}].Email"),
+                "The Email field is required.".into(),
+            ));
+        }
+    }
+    for (i, g) in groups.iter().enumerate() {
+        if wrong(g, "name") {
+            errors.push((format!("Groups[{i}].Name"), NAME.into()));
+        }
+        if wrong(g, "externalId") {
+            errors.push((format!("Groups[{i}].ExternalId"), EXT_GROUP.into()));
+        }
+        if !g
+            .get("memberExternalIds")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().all(Value::is_string))
+        {
+            errors.push((format!("Groups[{i}].MemberExternalIds"), MEMBER_IDS.into()));
+        }
+    }
+    if errors.is_empty() {
+        errors.push(("$".into(), "The JSON value could not be converted.".into()));
+    }
+    invalid(errors)
+}
+
 async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let cut_now = {
         let o = org.lock().expect("lock");
@@ -289,143 +392,138 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
     let started = std::time::Instant::now();
     let mut org = org.lock().expect("lock");
     org.last_headers = Some(headers.clone());
-    let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    let log = |org: &mut Org, status: u16| {
-        org.imports.push(ImportLog {
-            bytes: body.len(),
-            body: parsed.clone(),
-            status,
-            seconds: started.elapsed().as_secs_f64(),
-        })
-    };
+    let (response, status) = apply_import(&mut org, &headers, &body);
+    // the body is moved, not copied, into the log: imports can be tens of MB
+    org.imports.push(ImportLog {
+        bytes: body.len(),
+        raw: body,
+        status,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    if status == 200 {
+        org.successful_imports += 1;
+    }
+    response
+}
+
+/// Checks and applies one import body; returns the response and its status for the log.
+fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u16) {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_string();
-    if !org.tokens.contains(&auth) {
-        log(&mut org, 401);
-        return StatusCode::UNAUTHORIZED.into_response();
+        .unwrap_or_default();
+    if !org.tokens.contains(auth) {
+        return (StatusCode::UNAUTHORIZED.into_response(), 401);
     }
     if let Some(f) = org.import_failures.pop_front() {
         let status = match &f {
             Failure::Status(c, _) => *c,
             Failure::RateLimited(_) => 429,
         };
-        log(&mut org, status);
-        return failure_response(f);
+        return (failure_response(f), status);
     }
     // camelCase only, strings only (as Vaultwarden enforces)
-    let (Some(members), Some(groups), Some(overwrite), Some(large)) = (
-        parsed.get("members").and_then(Value::as_array),
-        parsed.get("groups").and_then(Value::as_array),
-        parsed.get("overwriteExisting").and_then(Value::as_bool),
-        parsed.get("largeImport").and_then(Value::as_bool),
-    ) else {
-        log(&mut org, 422);
-        return (StatusCode::UNPROCESSABLE_ENTITY, "camelCase body expected").into_response();
+    let parsed: Body = match serde_json::from_str(body) {
+        Ok(b) => b,
+        Err(_) => {
+            let r = binding_errors(body);
+            let status = r.status().as_u16();
+            return (r, status);
+        }
+    };
+    let Body {
+        members,
+        groups,
+        overwrite_existing: overwrite,
+        large_import: large,
+    } = parsed;
+    let ok_id = |s: &Option<Cow<str>>| {
+        s.as_ref()
+            .is_some_and(|s| !s.is_empty() && s.chars().count() <= 300)
     };
     let mut errors = Vec::new();
     for (i, m) in members.iter().enumerate() {
-        let deleted = m.get("deleted").and_then(Value::as_bool).unwrap_or(false);
-        match m.get("externalId") {
-            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 300 => {}
-            _ => errors.push((
-                format!("Members[{i}].ExternalId"),
-                "The ExternalId field is required and must be a string of at most 300 characters."
-                    .to_string(),
-            )),
+        if !ok_id(&m.external_id) {
+            errors.push((format!("Members[{i}].ExternalId"), EXT_MEMBER.to_string()));
         }
-        match m.get("email") {
-            Some(Value::String(e)) if e.chars().count() > 256 => errors.push((
+        match m.email.as_deref() {
+            Some(e) if e.chars().count() > 256 => errors.push((
                 format!("Members[{i}].Email"),
                 "The field Email must be a string with a maximum length of 256.".into(),
             )),
-            Some(Value::String(e)) if !valid_email(e) => errors.push((
+            Some(e) if !valid_email(e) => errors.push((
                 format!("Members[{i}].Email"),
                 "The Email field is not a valid e-mail address.".into(),
             )),
-            Some(Value::String(_)) => {}
-            _ if deleted => {}
-            _ => errors.push((
+            Some(_) => {}
+            None if m.deleted => {}
+            None => errors.push((
                 format!("Members[{i}].Email"),
                 "The Email field is required.".into(),
             )),
         }
     }
     for (i, g) in groups.iter().enumerate() {
-        match g.get("name") {
-            Some(Value::String(n)) if !n.is_empty() && n.chars().count() <= 100 => {}
-            _ => errors.push((
-                format!("Groups[{i}].Name"),
-                "The Name field is required (at most 100 characters).".into(),
-            )),
-        }
-        match g.get("externalId") {
-            Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 300 => {}
-            _ => errors.push((
-                format!("Groups[{i}].ExternalId"),
-                "The ExternalId field is required.".into(),
-            )),
-        }
         if !g
-            .get("memberExternalIds")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().all(Value::is_string))
+            .name
+            .as_ref()
+            .is_some_and(|n| !n.is_empty() && n.chars().count() <= 100)
         {
-            errors.push((
-                format!("Groups[{i}].MemberExternalIds"),
-                "must be an array of strings".into(),
-            ));
+            errors.push((format!("Groups[{i}].Name"), NAME.into()));
+        }
+        if !ok_id(&g.external_id) {
+            errors.push((format!("Groups[{i}].ExternalId"), EXT_GROUP.into()));
+        }
+        if g.member_external_ids.is_none() {
+            errors.push((format!("Groups[{i}].MemberExternalIds"), MEMBER_IDS.into()));
         }
     }
     if !errors.is_empty() {
-        log(&mut org, 400);
-        return invalid(errors);
+        return (invalid(errors), 400);
     }
-    let active: Vec<&Value> = members
-        .iter()
-        .filter(|m| !m.get("deleted").and_then(Value::as_bool).unwrap_or(false))
-        .collect();
+    // every id and email is now present
+    let s = |v: &Option<Cow<str>>| v.as_deref().unwrap_or_default().to_string();
+    let active: Vec<&BodyMember> = members.iter().filter(|m| !m.deleted).collect();
     if !large && (groups.len() > 2000 || active.len() > 2000) {
-        log(&mut org, 400);
         return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"message": "You cannot import this much data at once."})),
-        )
-            .into_response();
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"message": "You cannot import this much data at once."})),
+            )
+                .into_response(),
+            400,
+        );
     }
-    let s = |v: &Value, k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
     // Seat limit: checked before anything is applied.
     if let Some(limit) = org.seat_limit {
         let new = active
             .iter()
             .filter(|m| {
-                !org.ext_index.contains(&s(m, "externalId"))
-                    && !org.members.contains_key(&s(m, "email"))
+                !org.ext_index
+                    .contains(m.external_id.as_deref().unwrap_or_default())
+                    && !org
+                        .members
+                        .contains_key(m.email.as_deref().unwrap_or_default())
             })
             .count();
         let removed = members.len() - active.len();
         if org.members.len() + new > limit + removed {
-            log(&mut org, 400);
             return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({"message": format!("You have reached the maximum number of users ({limit}) for this plan.")})),
-            )
-                .into_response();
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"message": format!("You have reached the maximum number of users ({limit}) for this plan.")})),
+                )
+                    .into_response(),
+                400,
+            );
         }
     }
     // Apply: removals, invites/links/updates, overwrite, groups.
     let removed: HashSet<String> = members
         .iter()
-        .filter(|m| m.get("deleted").and_then(Value::as_bool).unwrap_or(false))
-        .map(|m| s(m, "externalId"))
+        .filter(|m| m.deleted)
+        .map(|m| s(&m.external_id))
         .collect();
     if !removed.is_empty() {
         org.members
@@ -451,8 +549,8 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         let mut batch_email: HashSet<String> = HashSet::new();
         let mut steps = Vec::new();
         for m in &active {
-            let ext = s(m, "externalId");
-            let email = s(m, "email");
+            let ext = s(&m.external_id);
+            let email = s(&m.email);
             if by_ext.contains(&ext) || batch_ext.contains(&ext) {
                 continue; // existing member: the server keeps it as it is
             }
@@ -495,7 +593,7 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
         }
     }
     if overwrite {
-        let keep: HashSet<String> = active.iter().map(|m| s(m, "externalId")).collect();
+        let keep: HashSet<String> = active.iter().map(|m| s(&m.external_id)).collect();
         org.members
             .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| keep.contains(e)));
         for g in org.groups.values_mut() {
@@ -507,34 +605,26 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
             .filter_map(|m| m.external_id.clone())
             .collect();
     }
-    let o: &mut Org = &mut org;
-    let known = &o.ext_index;
-    for g in groups {
-        let members: BTreeSet<String> = g["memberExternalIds"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .filter(|e| known.contains(*e))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        o.groups.insert(
-            s(g, "externalId"),
-            Group {
-                name: s(g, "name"),
-                members,
-            },
-        );
-    }
-    // the body is moved, not copied, into the log: imports can be tens of MB
-    org.imports.push(ImportLog {
-        bytes: body.len(),
-        body: parsed,
-        status: 200,
-        seconds: started.elapsed().as_secs_f64(),
-    });
-    org.successful_imports += 1;
-    StatusCode::OK.into_response()
+    let known = &org.ext_index;
+    let applied: Vec<(String, Group)> = groups
+        .iter()
+        .map(|g| {
+            let members: BTreeSet<String> = g
+                .member_external_ids
+                .iter()
+                .flatten()
+                .filter(|e| known.contains(e.as_ref()))
+                .map(|e| e.to_string())
+                .collect();
+            (
+                s(&g.external_id),
+                Group {
+                    name: s(&g.name),
+                    members,
+                },
+            )
+        })
+        .collect();
+    org.groups.extend(applied);
+    (StatusCode::OK.into_response(), 200)
 }

@@ -11,7 +11,7 @@ use crate::bitwarden::wire::ImportRequest;
 use crate::bitwarden::{ApiKey, BitwardenClient, RetryPolicy, Urls};
 use crate::config::{self, Config, DirectoryType};
 use crate::datadir;
-use crate::engine::batch::BATCH_SIZE;
+use crate::engine::batch::{BATCH_SIZE, MEMBER_REF_BUDGET};
 use crate::engine::diff::DiffOptions;
 use crate::engine::{GuardLimits, Normalized, Plan, build_batches, check_guard, diff, normalize};
 use crate::errors::{ConfigError, Refused};
@@ -427,14 +427,15 @@ impl Connector {
                 run_id: record.id,
             });
         }
-        let batches = build_batches(&plan, BATCH_SIZE).map_err(ConfigError)?;
+        let batches = build_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(ConfigError)?;
         let client = self.client(cfg, key)?;
         progress.stage("Signing in to Bitwarden");
         client.token().await?;
         let total = batches.len();
         let invite = cfg.sync.invite_users_after_provisioning;
         let encode = |b: &crate::engine::Batch| -> anyhow::Result<Vec<u8>> {
-            serde_json::to_vec(&ImportRequest::from_batch(&plan, b, invite))
+            ImportRequest::from_batch(&plan, b, invite)
+                .to_json()
                 .context("encoding the import request")
         };
         let commit = |store: &mut Store, j: usize| -> anyhow::Result<()> {

@@ -57,6 +57,33 @@ impl<'a> ImportRequest<'a> {
             invite_users_after_provisioning: invite,
         }
     }
+
+    /// The body as JSON, in a buffer sized up front (a group request can be megabytes: growing
+    /// the buffer by doubling would copy it several times).
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        // quotes, commas and field names; escapes are rare and only grow the buffer once
+        let members: usize = self
+            .members
+            .iter()
+            .map(|m| m.email.len() + m.external_id.len() + 48)
+            .sum();
+        let groups: usize = self
+            .groups
+            .iter()
+            .map(|g| {
+                g.name.len()
+                    + g.external_id.len()
+                    + 56
+                    + g.member_external_ids
+                        .iter()
+                        .map(|id| id.len() + 3)
+                        .sum::<usize>()
+            })
+            .sum();
+        let mut out = Vec::with_capacity(members + groups + 128);
+        serde_json::to_writer(&mut out, self)?;
+        Ok(out)
+    }
 }
 
 /// `POST /connect/token` success body.
@@ -170,7 +197,10 @@ mod tests {
             large_import: false,
             overwrite_existing: false,
         };
-        let json = serde_json::to_string(&ImportRequest::from_batch(&plan, &batch, false)).unwrap();
+        let req = ImportRequest::from_batch(&plan, &batch, false);
+        let json = String::from_utf8(req.to_json().unwrap()).unwrap();
+        // the buffer was sized up front, not grown
+        assert!(req.to_json().unwrap().capacity() >= json.len());
         assert_eq!(
             json,
             r#"{"groups":[{"name":"Red Team","externalId":"g","memberExternalIds":["123"]}],"members":[{"email":"a@x.com","externalId":"123","deleted":false},{"email":"b@x.com","externalId":"456","deleted":true}],"overwriteExisting":false,"largeImport":false,"inviteUsersAfterProvisioning":false}"#

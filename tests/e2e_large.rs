@@ -91,6 +91,14 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
     let before = server.import_count();
     let r = env.ok(&["sync"]);
     assert!(r.stdout.contains("invite 2100"), "{}", r.stdout);
+    // the report lists the first 50 changes and counts the rest
+    assert_eq!(r.stdout.matches("┆ invite").count(), 50, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("... and 2050 more member changes not shown"),
+        "{}",
+        r.stdout
+    );
     let org = server.org();
     assert_eq!(org.members.len(), USERS);
     let resent: Vec<String> = org.imports[before..]

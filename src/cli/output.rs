@@ -22,6 +22,10 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
+/// Rows per table in a sync's report: a first sync of a large directory would print every
+/// member otherwise (the `test` preview and `--json` list them all).
+const SYNC_REPORT_ROWS: usize = 50;
+
 impl Output {
     pub fn new(json: bool) -> Output {
         Output { json }
@@ -194,14 +198,26 @@ impl Output {
             }
             println!("{t}");
         }
-        self.plan_summary(&r.plan);
+        self.plan_summary(&r.plan, None);
         if let Some(reason) = &r.refused {
             println!("A sync now would be REFUSED: {reason}.");
         }
     }
 
-    fn plan_summary(&self, p: &crate::engine::Plan) {
+    /// The plan's summary line and its member and group changes, at most `limit` rows per table
+    /// (the rest counted).
+    fn plan_summary(&self, p: &crate::engine::Plan, limit: Option<usize>) {
         println!("{}", p.summary());
+        let limit = limit.unwrap_or(usize::MAX);
+        let more = |n: usize, what: &str| {
+            if n > limit {
+                println!(
+                    "... and {} more {what} not shown (`sync --json` lists every change, `test` \
+                     previews them).",
+                    n - limit
+                );
+            }
+        };
         let changes: Vec<_> = p
             .members
             .iter()
@@ -209,7 +225,8 @@ impl Output {
             .collect();
         if !changes.is_empty() {
             let mut t = table(&["Member", "Change"]);
-            for m in changes {
+            let n = changes.len();
+            for m in changes.into_iter().take(limit) {
                 let what = match &m.previous_email {
                     Some(prev) => format!("{} (was {prev})", m.action.label()),
                     None => m.action.label().to_string(),
@@ -217,6 +234,7 @@ impl Output {
                 t.add_row(vec![m.email.clone(), what]);
             }
             println!("{t}");
+            more(n, "member changes");
         }
         let gchanges: Vec<_> = p
             .groups
@@ -225,7 +243,8 @@ impl Output {
             .collect();
         if !gchanges.is_empty() {
             let mut t = table(&["Group", "Change"]);
-            for g in gchanges {
+            let n = gchanges.len();
+            for g in gchanges.into_iter().take(limit) {
                 let what = match (g.action, g.previous_member_count) {
                     (GroupAction::Update, Some(prev)) => {
                         format!("update ({prev} → {} members)", g.members.len())
@@ -235,6 +254,7 @@ impl Output {
                 t.add_row(vec![g.name.clone(), what]);
             }
             println!("{t}");
+            more(n, "group changes");
         }
         if !p.stale_groups.is_empty() {
             println!(
@@ -268,7 +288,7 @@ impl Output {
                     "Sync complete: {} request(s), {} bytes sent.",
                     r.requests, r.bytes_pushed
                 );
-                self.plan_summary(&r.plan);
+                self.plan_summary(&r.plan, Some(SYNC_REPORT_ROWS));
             }
         }
     }

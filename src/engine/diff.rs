@@ -1,7 +1,7 @@
 //! Diff of the normalized directory against the cache of what the server last confirmed,
 //! giving the [`Plan`]: who to invite, update or remove, which groups to create or update.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};

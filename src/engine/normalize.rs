@@ -1,7 +1,7 @@
 //! Normalization: trims and lower-cases emails, skips entries the server would reject (with a
 //! reason the admin sees), flattens nested groups and finds duplicate emails.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use serde::Serialize;
 
@@ -316,10 +316,11 @@ pub fn flatten(groups: &[DirGroup]) -> Vec<Vec<Id>> {
         })
         .collect();
 
-    // Intern user ids in first-seen order.
+    // Intern user ids in first-seen order, then renumber them in string order: the closures,
+    // sorted by number, come out sorted by id (the diff sorts them; sorted input is linear).
     let mut ids: Vec<&Id> = Vec::new();
     let mut id_of: HashMap<&str, u32> = HashMap::new();
-    let direct: Vec<Vec<u32>> = groups
+    let mut direct: Vec<Vec<u32>> = groups
         .iter()
         .map(|g| {
             g.user_members
@@ -333,6 +334,19 @@ pub fn flatten(groups: &[DirGroup]) -> Vec<Vec<Id>> {
                 .collect()
         })
         .collect();
+    drop(id_of);
+    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| ids[a as usize].cmp(ids[b as usize]));
+    let mut rank = vec![0u32; ids.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    for d in &mut direct {
+        for i in d.iter_mut() {
+            *i = rank[*i as usize];
+        }
+    }
+    let ids: Vec<&Id> = order.iter().map(|&i| ids[i as usize]).collect();
 
     let (comp, ncomp) = tarjan(&adj);
     let mut comp_direct: Vec<Vec<u32>> = vec![Vec::new(); ncomp];
@@ -454,8 +468,12 @@ mod tests {
             .into_iter()
             .zip(groups)
             .map(|(m, g)| {
-                let mut m: Vec<String> = m.iter().map(|s| s.to_string()).collect();
-                m.sort();
+                let m: Vec<String> = m.iter().map(|s| s.to_string()).collect();
+                assert!(
+                    m.is_sorted(),
+                    "closure of {} not in id order: {m:?}",
+                    g.reference_id
+                );
                 (g.reference_id.clone(), m)
             })
             .collect()
@@ -465,6 +483,16 @@ mod tests {
         let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn closures_come_out_in_id_order_whatever_the_directory_order() {
+        let c = closures(&[
+            group("A", &["z", "m"], &["B"]),
+            group("B", &["q", "a"], &[]),
+        ]);
+        assert_eq!(c["A"], set(&["a", "m", "q", "z"]));
+        assert_eq!(c["B"], set(&["a", "q"]));
     }
 
     #[test]

@@ -110,6 +110,7 @@ fn main() {
     eprintln!("slapd loaded in {:.1}s", t.elapsed().as_secs_f64());
     drop(ldif);
     let server = FakeBitwarden::start();
+    server.org().discard_bodies = true;
     let env = Env::new();
     env.configure(&slapd, &server);
     env.set("sync.remove_missing_users", "true");

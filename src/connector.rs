@@ -11,17 +11,21 @@ use crate::bitwarden::wire::ImportRequest;
 use crate::bitwarden::{ApiKey, BitwardenClient, RetryPolicy, Urls};
 use crate::config::{self, Config, DirectoryType};
 use crate::datadir;
-use crate::engine::batch::{BATCH_SIZE, MEMBER_REF_BUDGET};
-use crate::engine::diff::DiffOptions;
-use crate::engine::{GuardLimits, Normalized, Plan, build_batches, check_guard, diff, normalize};
+use crate::engine::batch::{BATCH_SIZE, MEMBER_REF_BUDGET, group_batches, member_batches};
+use crate::engine::diff::{DiffOptions, diff_groups, diff_members};
+use crate::engine::normalize::{normalize_groups, normalize_users};
+use crate::engine::{
+    Batch, DirGroup, GuardLimits, Normalized, Plan, Snapshot, build_batches, check_guard, diff,
+    normalize,
+};
 use crate::errors::{ConfigError, Refused};
 use crate::secrets::{self, SecretStore};
-use crate::sources::Progress;
 use crate::sources::entra::EntraSource;
 use crate::sources::google::GoogleSource;
 use crate::sources::ldap::LdapSource;
 use crate::sources::okta::OktaSource;
 use crate::sources::onelogin::OneLoginSource;
+use crate::sources::{Progress, UsersReady};
 use crate::store::{RunOutcome, RunRecord, Store, SyncKind};
 
 /// Secret-store keys.
@@ -208,6 +212,25 @@ impl Connector {
         cfg: &Config,
         progress: &dyn Progress,
     ) -> anyhow::Result<Normalized> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let groups = self.read_parts(cfg, progress, tx).await?;
+        // sent before the groups were read: here by now
+        let users = rx.await.ok().flatten();
+        progress.stage("Normalizing");
+        normalize(Snapshot { users, groups })
+            .map_err(|e| anyhow!(e).context("checking the directory's entries"))
+    }
+
+    /// Reads the directory: the users go to `users_ready` as soon as they are read (the LDAP
+    /// source reads groups after that; the cloud sources filter users by group, so they hand
+    /// them over at the end), the groups are returned.
+    async fn read_parts(
+        &self,
+        cfg: &Config,
+        progress: &dyn Progress,
+        users_ready: UsersReady,
+    ) -> anyhow::Result<Option<Vec<DirGroup>>> {
+        let mut users_ready = Some(users_ready);
         let kind = cfg
             .directory
             .kind
@@ -222,7 +245,7 @@ impl Connector {
                     sync,
                     password: secret,
                 };
-                source.fetch(progress).await
+                source.fetch_parts(progress, users_ready.take()).await
             }
             DirectoryType::Okta => {
                 let source = OktaSource {
@@ -261,9 +284,11 @@ impl Connector {
                 source.fetch(progress).await
             }
         };
-        let snapshot = fetched.context("reading the directory")?;
-        progress.stage("Normalizing");
-        normalize(snapshot).map_err(|e| anyhow!(e).context("checking the directory's entries"))
+        let mut snapshot = fetched.context("reading the directory")?;
+        if let Some(tx) = users_ready.take() {
+            let _ = tx.send(snapshot.users.take());
+        }
+        Ok(snapshot.groups)
     }
 
     fn diff_options(cfg: &Config) -> DiffOptions {
@@ -384,29 +409,81 @@ impl Connector {
         progress: &dyn Progress,
     ) -> anyhow::Result<SyncReport> {
         let started = chrono::Utc::now().to_rfc3339();
-        let normalized = self.read_directory(cfg, progress).await?;
-        record.directory_users = normalized.users.as_ref().map_or(0, |u| u.len() as u64);
-        record.directory_groups = normalized.groups.as_ref().map_or(0, |g| g.len() as u64);
-        progress.stage("Comparing with the sync cache");
         let cache = store.load_cache()?;
-        let plan = diff(&normalized, &cache, Self::diff_options(cfg));
-        drop(cache);
+        let diff_opts = Self::diff_options(cfg);
+        let invite = cfg.sync.invite_users_after_provisioning;
+        let (users_tx, users_rx) = tokio::sync::oneshot::channel();
+        let read = self.read_parts(cfg, progress, users_tx);
+        // The member half: as soon as the users are read, their plan is made and checked by the
+        // guard, and when the push needs several requests anyway, the member requests go out
+        // while the groups are still being read.
+        let members = async {
+            let Ok(users) = users_rx.await else {
+                return Ok(None); // the read failed before the users: its error is reported
+            };
+            let mut skipped = Vec::new();
+            let users = users
+                .map(|u| normalize_users(u, &mut skipped))
+                .transpose()
+                .map_err(|e| anyhow!(e).context("checking the directory's entries"))?;
+            record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
+            let (plan, desired) = diff_members(users.as_deref(), &cache, diff_opts);
+            if let Some(reason) = check_guard(&plan, Self::limits(cfg)) {
+                if opts.allow_mass_removal {
+                    tracing::warn!("guard overridden with --allow-mass-removal: {reason}");
+                } else {
+                    return Err(anyhow::Error::new(Refused(format!(
+                        "sync refused: {reason}. Nothing was pushed. Check the directory and \
+                         the filters with `test`; if the removals are intended, run \
+                         `sync --allow-mass-removal` once"
+                    ))));
+                }
+            }
+            let mut client = None;
+            // more members than one request holds: members and groups go in separate requests
+            let early = plan.members.len() > BATCH_SIZE && !plan.overwrite_existing;
+            if early {
+                let c = self.client(cfg, key.clone())?;
+                progress.stage("Signing in to Bitwarden");
+                c.token().await?;
+                let batches = member_batches(plan.members.len(), BATCH_SIZE, true);
+                Self::push(
+                    &c,
+                    &plan,
+                    &batches,
+                    "member batch",
+                    invite,
+                    store,
+                    record,
+                    progress,
+                )
+                .await?;
+                client = Some(c);
+            }
+            Ok(Some((users, skipped, plan, desired, client)))
+        };
+        let (groups, members) = tokio::join!(read, members);
+        let members = members?;
+        let groups = groups.map_err(|e| match record.requests {
+            0 => e,
+            n => e.context(format!(
+                "{n} member request(s) had been applied and recorded; the next sync sends \
+                 the groups"
+            )),
+        })?;
+        let Some((users, mut skipped, mut plan, desired, client)) = members else {
+            anyhow::bail!("reading the directory ended without its users");
+        };
+        progress.stage("Normalizing groups");
+        let groups = groups.map(|g| normalize_groups(g, &mut skipped));
+        record.directory_groups = groups.as_ref().map_or(0, |g| g.len() as u64);
+        progress.stage("Comparing groups with the sync cache");
+        diff_groups(&mut plan, groups.as_deref(), desired.as_ref(), &cache);
+        drop((cache, desired, users, groups, skipped));
         record.invited = plan.invites() as u64;
         record.updated = plan.updates() as u64;
         record.removed = plan.removals() as u64;
         record.groups_changed = plan.groups.len() as u64;
-        if let Some(reason) = check_guard(&plan, Self::limits(cfg)) {
-            if opts.allow_mass_removal {
-                tracing::warn!("guard overridden with --allow-mass-removal: {reason}");
-            } else {
-                return Err(Refused(format!(
-                    "sync refused: {reason}. Nothing was pushed. Check the directory and the \
-                     filters with `test`; if the removals are intended, run \
-                     `sync --allow-mass-removal` once"
-                ))
-                .into());
-            }
-        }
         let mark_times = |store: &Store| -> anyhow::Result<()> {
             if cfg.sync.users {
                 store.set_last_sync(SyncKind::Users, &started)?;
@@ -427,14 +504,54 @@ impl Connector {
                 run_id: record.id,
             });
         }
-        let batches = build_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(ConfigError)?;
-        let client = self.client(cfg, key)?;
-        progress.stage("Signing in to Bitwarden");
-        client.token().await?;
+        let (client, batches, what) = match client {
+            // the members went out already
+            Some(c) => {
+                let batches = group_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET, true);
+                (c, batches, "group batch")
+            }
+            None => {
+                let batches =
+                    build_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(ConfigError)?;
+                let c = self.client(cfg, key)?;
+                progress.stage("Signing in to Bitwarden");
+                c.token().await?;
+                (c, batches, "batch")
+            }
+        };
+        Self::push(
+            &client, &plan, &batches, what, invite, store, record, progress,
+        )
+        .await?;
+        store.drop_groups(&plan.stale_groups)?;
+        mark_times(store)?;
+        Ok(SyncReport {
+            outcome: RunOutcome::Synced,
+            plan,
+            requests: record.requests as usize,
+            bytes_pushed: record.bytes_pushed,
+            run_id: record.id,
+        })
+    }
+
+    /// Sends `batches` of a plan, one request at a time, pipelined: while batch i is in flight,
+    /// the next body is encoded and the previous (confirmed) batch is written to the cache. A
+    /// batch is recorded only after the server confirmed it. `what` names the batches in
+    /// messages; `record` counts requests across calls.
+    #[allow(clippy::too_many_arguments)]
+    async fn push(
+        client: &BitwardenClient,
+        plan: &Plan,
+        batches: &[Batch],
+        what: &str,
+        invite: bool,
+        store: &mut Store,
+        record: &mut RunRecord,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<()> {
         let total = batches.len();
-        let invite = cfg.sync.invite_users_after_provisioning;
-        let encode = |b: &crate::engine::Batch| -> anyhow::Result<Vec<u8>> {
-            ImportRequest::from_batch(&plan, b, invite)
+        let encode = |b: &Batch| -> anyhow::Result<Vec<u8>> {
+            ImportRequest::from_batch(plan, b, invite)
                 .to_json()
                 .context("encoding the import request")
         };
@@ -448,15 +565,17 @@ impl Connector {
                 )
                 .with_context(|| {
                     format!(
-                        "recording batch {}/{total} (confirmed by the server) in the sync cache; \
-                         the next sync sends it again",
+                        "recording {what} {}/{total} (confirmed by the server) in the sync \
+                         cache; the next sync sends it again",
                         j + 1
                     )
                 })
         };
-        // Pipelined: while batch i is in flight, the next body is encoded and the previous
-        // (confirmed) batch is written to the cache. A batch is recorded only after the server
-        // confirmed it, and before the sync reports success.
+        // what an error leaves behind, counted over every request of this sync
+        let applied = |done: u64| match done {
+            0 => "nothing was applied".to_string(),
+            n => format!("requests 1-{n} were applied and recorded; the next sync sends the rest"),
+        };
         let mut body = match batches.first() {
             Some(b) => encode(b)?,
             None => Vec::new(),
@@ -468,20 +587,14 @@ impl Connector {
                     commit(store, j)?;
                 }
                 anyhow::bail!(
-                    "sync stopped before batch {}/{total}: {}",
+                    "sync stopped before {what} {}/{total}: {}",
                     i + 1,
-                    if i == 0 {
-                        "nothing was pushed".to_string()
-                    } else {
-                        format!(
-                            "batches 1-{i} were applied and recorded; the next sync sends the rest"
-                        )
-                    }
+                    applied(record.requests)
                 );
             }
             progress.set_fraction(i as f32 / total as f32);
             progress.stage(&format!(
-                "Pushing batch {}/{total} ({} members, {} groups)",
+                "Pushing {what} {}/{total} ({} members, {} groups)",
                 i + 1,
                 b.members.len(),
                 b.groups.len()
@@ -499,16 +612,12 @@ impl Connector {
             );
             recorded?;
             sent.with_context(|| {
-                let applied = if i == 0 {
-                    "nothing was applied".to_string()
-                } else {
-                    format!("batches 1-{i} were applied and recorded; the next sync sends the rest")
-                };
                 format!(
-                    "import batch {}/{total} ({} members, {} groups) failed; {applied}",
+                    "import {what} {}/{total} ({} members, {} groups) failed; {}",
                     i + 1,
                     b.members.len(),
-                    b.groups.len()
+                    b.groups.len(),
+                    applied(record.requests)
                 )
             })?;
             confirmed = Some(i);
@@ -521,15 +630,7 @@ impl Connector {
         if let Some(j) = confirmed.take() {
             commit(store, j)?;
         }
-        store.drop_groups(&plan.stale_groups)?;
-        mark_times(store)?;
-        Ok(SyncReport {
-            outcome: RunOutcome::Synced,
-            plan,
-            requests: record.requests as usize,
-            bytes_pushed: record.bytes_pushed,
-            run_id: record.id,
-        })
+        Ok(())
     }
 
     /// Empties the sync cache so the next sync is a full push.

@@ -61,12 +61,12 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
     let r = env.expect(&["sync"], 1);
     assert!(
         r.stderr
-            .contains("import batch 2/4 (2000 members, 0 groups) failed"),
+            .contains("import member batch 2/3 (2000 members, 0 groups) failed"),
         "{}",
         r.stderr
     );
     assert!(
-        r.stderr.contains("batches 1-1 were applied and recorded"),
+        r.stderr.contains("requests 1-1 were applied and recorded"),
         "{}",
         r.stderr
     );
@@ -130,4 +130,45 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn members_go_out_while_groups_are_read_and_a_failed_group_read_keeps_the_cache_true() {
+    let slapd = Slapd::start(&big_directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    // the user search works, the group search fails: by then the members are being pushed
+    env.set("sync.group_path", "ou=Nowhere");
+    let r = env.expect(&["sync"], 1);
+    assert!(
+        r.stderr
+            .contains("LDAP group search in `ou=Nowhere,dc=example,dc=com`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(
+            "3 member request(s) had been applied and recorded; the next sync sends the groups"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(server.org().members.len(), USERS);
+    assert!(server.org().groups.is_empty());
+    assert_eq!(
+        env.cache_counts(),
+        (USERS, 0),
+        "the cache holds exactly what the server confirmed"
+    );
+
+    env.set("sync.group_path", "ou=Groups");
+    let before = server.import_count();
+    env.ok(&["sync"]);
+    assert_eq!(server.import_count() - before, 1, "only the group is sent");
+    assert_eq!(
+        server.org().group_emails("Every Seventh").len(),
+        USERS.div_ceil(7)
+    );
+    assert_eq!(env.cache_counts(), (USERS, 1));
 }

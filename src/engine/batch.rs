@@ -55,38 +55,53 @@ pub fn build_batches(
         ));
     }
     let large_import = m + g > batch_size;
-    let mut out = Vec::new();
-    for start in (0..m).step_by(batch_size) {
-        out.push(Batch {
-            members: start..(start + batch_size).min(m),
+    let mut out = member_batches(m, batch_size, large_import);
+    out.extend(group_batches(plan, batch_size, ref_budget, large_import));
+    Ok(out)
+}
+
+/// The member requests of a split push: `batch_size` members each.
+pub fn member_batches(members: usize, batch_size: usize, large_import: bool) -> Vec<Batch> {
+    (0..members)
+        .step_by(batch_size.max(1))
+        .map(|start| Batch {
+            members: start..(start + batch_size).min(members),
             groups: 0..0,
             large_import,
             overwrite_existing: false,
-        });
-    }
+        })
+        .collect()
+}
+
+/// The group requests of a split push: at most `batch_size` groups and `ref_budget` member
+/// references each (a larger group goes alone).
+pub fn group_batches(
+    plan: &Plan,
+    batch_size: usize,
+    ref_budget: usize,
+    large_import: bool,
+) -> Vec<Batch> {
+    let g = plan.groups.len();
+    let batch = |groups: Range<usize>| Batch {
+        members: 0..0,
+        groups,
+        large_import,
+        overwrite_existing: false,
+    };
+    let mut out = Vec::new();
     let (mut start, mut in_batch) = (0, 0);
     for (i, group) in plan.groups.iter().enumerate() {
         let n = group.members.len();
         if i > start && (i - start == batch_size || in_batch + n > ref_budget) {
-            out.push(Batch {
-                members: 0..0,
-                groups: start..i,
-                large_import,
-                overwrite_existing: false,
-            });
+            out.push(batch(start..i));
             (start, in_batch) = (i, 0);
         }
         in_batch += n;
     }
     if start < g {
-        out.push(Batch {
-            members: 0..0,
-            groups: start..g,
-            large_import,
-            overwrite_existing: false,
-        });
+        out.push(batch(start..g));
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::model::Id;
-use super::normalize::Normalized;
+use super::normalize::{NormGroup, NormUser, Normalized};
 
 /// A member the server confirmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,23 +200,35 @@ pub fn group_fingerprint(name: &str, sorted_members: &[Id]) -> String {
 
 /// Computes the plan.
 pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
+    let (mut plan, desired) = diff_members(n.users.as_deref(), cache, opts);
+    diff_groups(&mut plan, n.groups.as_deref(), desired.as_ref(), cache);
+    plan
+}
+
+/// externalIds that will be members after a sync (from [`diff_members`]; `None` when users are
+/// not synced).
+pub type Desired = Option<HashSet<Id>>;
+
+/// The member half of the plan (users only: a sync can push it while groups are still being
+/// read), and the members the sync keeps, for [`diff_groups`].
+pub fn diff_members(
+    users: Option<&[NormUser]>,
+    cache: &Cache,
+    opts: DiffOptions,
+) -> (Plan, Desired) {
     let full_push =
         opts.overwrite_existing || (cache.members.is_empty() && cache.groups.is_empty());
     let mut plan = Plan {
         full_push,
         overwrite_existing: opts.overwrite_existing,
         cached_members: cache.members.len(),
-        users_synced: n.users.is_some(),
-        groups_synced: n.groups.is_some(),
+        users_synced: users.is_some(),
         ..Plan::default()
     };
-
-    let plan_users_synced = n.users.is_some();
-    // externalIds that will be members after this sync (None when users are not synced).
-    let mut desired: Option<HashSet<&str>> = None;
-    if let Some(users) = &n.users {
+    let mut desired: Desired = None;
+    if let Some(users) = users {
         plan.directory_users = users.len();
-        let mut keep: HashSet<&str> = HashSet::with_capacity(users.len());
+        let mut keep: HashSet<Id> = HashSet::with_capacity(users.len());
         let mut seen: HashSet<&str> = HashSet::with_capacity(users.len());
         for u in users {
             seen.insert(&*u.external_id);
@@ -246,7 +258,7 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
             let Some(email) = u.email.clone() else {
                 continue;
             };
-            keep.insert(&*u.external_id);
+            keep.insert(u.external_id.clone());
             let (action, previous_email) = match cached {
                 None => (Some(MemberAction::Invite), None),
                 Some(c) if c.email != email => (Some(MemberAction::Update), Some(c.email.clone())),
@@ -281,7 +293,20 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
         }
         desired = Some(keep);
     }
+    (plan, desired)
+}
 
+/// Adds the group half to a plan made by [`diff_members`] (`groups` is `None` when groups are
+/// not synced).
+pub fn diff_groups(
+    plan: &mut Plan,
+    groups: Option<&[NormGroup]>,
+    desired: Option<&HashSet<Id>>,
+    cache: &Cache,
+) {
+    plan.groups_synced = groups.is_some();
+    let plan_users_synced = plan.users_synced;
+    let full_push = plan.full_push;
     // Members this sync removes: the server drops them from every group itself.
     let removed: HashSet<&str> = plan
         .members
@@ -308,15 +333,15 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
             }
         }
     };
-    if let Some(groups) = &n.groups {
+    if let Some(groups) = groups {
         let mut seen: HashSet<&str> = HashSet::with_capacity(groups.len());
         for g in groups {
             seen.insert(g.external_id.as_str());
-            let mut members: Vec<Id> = match &desired {
+            let mut members: Vec<Id> = match desired {
                 Some(keep) => g
                     .members
                     .iter()
-                    .filter(|m| keep.contains(&***m))
+                    .filter(|m| keep.contains(*m))
                     .cloned()
                     .collect(),
                 None => g.members.clone(),
@@ -355,7 +380,6 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
         stale.sort();
         plan.stale_groups = stale;
     }
-    plan
 }
 
 #[cfg(test)]

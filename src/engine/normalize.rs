@@ -138,7 +138,9 @@ pub fn normalize(snapshot: Snapshot) -> Result<Normalized, DuplicateEmails> {
     })
 }
 
-fn normalize_users(
+/// Normalizes the users of a snapshot (emails, lengths, duplicates); what is dropped goes to
+/// `skipped`. Fails only on duplicate emails.
+pub fn normalize_users(
     users: Vec<DirUser>,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<NormUser>, DuplicateEmails> {
@@ -249,7 +251,8 @@ fn dedupe_users(
     Ok(out)
 }
 
-fn normalize_groups(groups: Vec<DirGroup>, skipped: &mut Vec<Skipped>) -> Vec<NormGroup> {
+/// Normalizes the groups of a snapshot (names, lengths) and flattens their nesting.
+pub fn normalize_groups(groups: Vec<DirGroup>, skipped: &mut Vec<Skipped>) -> Vec<NormGroup> {
     let mut kept: Vec<DirGroup> = Vec::with_capacity(groups.len());
     let mut names: Vec<String> = Vec::with_capacity(groups.len());
     for g in groups {

@@ -13,7 +13,7 @@ use ldap3::adapters::PagedResults;
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
 
-use super::Progress;
+use super::{Progress, UsersReady};
 use crate::config::{Encryption, LdapConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 
@@ -577,8 +577,18 @@ impl LdapSource {
 
     /// Reads users and groups as configured.
     pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {
+        self.fetch_parts(progress, None).await
+    }
+
+    /// Reads the directory. With `users_ready`, the users go there as soon as they are read
+    /// (and the snapshot holds none), before the groups are read.
+    pub async fn fetch_parts(
+        &self,
+        progress: &dyn Progress,
+        users_ready: Option<UsersReady>,
+    ) -> anyhow::Result<Snapshot> {
         let mut ldap = self.connect().await?;
-        let result = self.fetch_with(&mut ldap, progress).await;
+        let result = self.fetch_with(&mut ldap, progress, users_ready).await;
         let _ = ldap.unbind().await;
         result
     }
@@ -587,6 +597,7 @@ impl LdapSource {
         &self,
         ldap: &mut Ldap,
         progress: &dyn Progress,
+        users_ready: Option<UsersReady>,
     ) -> anyhow::Result<Snapshot> {
         let cfg = &self.ldap;
         let s = &self.sync;
@@ -665,6 +676,14 @@ impl LdapSource {
             });
             search_each(ldap, cfg, q, progress, |e| users.push(to_user(e, true))).await?;
         }
+        let users = match users_ready {
+            Some(tx) => {
+                // a receiver that went away (the sync failed meanwhile) needs no users
+                let _ = tx.send(s.users.then_some(users));
+                None
+            }
+            None => s.users.then_some(users),
+        };
 
         let mut groups: Vec<DirGroup> = Vec::new();
         if s.groups {
@@ -781,7 +800,7 @@ impl LdapSource {
             }
         }
         Ok(Snapshot {
-            users: s.users.then_some(users),
+            users,
             groups: s.groups.then_some(groups),
         })
     }

@@ -12,6 +12,10 @@ pub mod onelogin;
 use crate::engine::Snapshot;
 
 /// Progress of a long stage: a message and how many entries were read so far.
+/// Where a source hands over its users as soon as they are read, before it reads the groups (a
+/// sync starts pushing members meanwhile). `None`: users are not synced.
+pub type UsersReady = tokio::sync::oneshot::Sender<Option<Vec<crate::engine::DirUser>>>;
+
 pub trait Progress: Send + Sync {
     fn stage(&self, message: &str);
     fn count(&self, n: u64);

@@ -285,6 +285,7 @@ TLSCertificateKeyFile {key}\n\
 TLSVerifyClient {verify}\n\
 database mdb\n\
 maxsize 17179869184\n\
+dbnosync\n\
 suffix \"{BASE}\"\n\
 rootdn \"{ADMIN_DN}\"\n\
 rootpw {ADMIN_PW}\n\

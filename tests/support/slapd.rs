@@ -40,9 +40,13 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
+    // Written from another thread while the output is read: a tool that answers every entry
+    // (ldapmodify's "adding new entry …") fills its output pipe long before a large input is
+    // written, and would wait for us as we wait for it.
+    let writer = child.stdin.take().map(|mut stdin| {
+        let input = input.to_string();
+        std::thread::spawn(move || stdin.write_all(input.as_bytes()))
+    });
     let out = child.wait_with_output().expect("wait");
     assert!(
         out.status.success(),
@@ -50,6 +54,9 @@ pub fn run_with_input(cmd: &mut Command, input: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    if let Some(w) = writer {
+        w.join().expect("stdin writer").expect("write stdin");
+    }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

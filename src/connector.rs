@@ -462,8 +462,20 @@ impl Connector {
             }
             Ok(Some((users, skipped, plan, desired, client)))
         };
-        let (groups, members) = tokio::join!(read, members);
-        let members = members?;
+        // A member half that fails (the guard refuses, a request fails) ends the sync at once:
+        // the group read is dropped. A read that ends first (or fails) waits for the member
+        // requests in flight, so that every confirmed batch is recorded.
+        let (groups, members) = {
+            let mut read = std::pin::pin!(read);
+            let mut members = std::pin::pin!(members);
+            tokio::select! {
+                m = &mut members => {
+                    let m = m?;
+                    (read.await, m)
+                }
+                g = &mut read => (g, members.await?),
+            }
+        };
         let groups = groups.map_err(|e| match record.requests {
             0 => e,
             n => e.context(format!(

@@ -413,7 +413,12 @@ impl Connector {
         let diff_opts = Self::diff_options(cfg);
         let invite = cfg.sync.invite_users_after_provisioning;
         let (users_tx, users_rx) = tokio::sync::oneshot::channel();
-        let read = self.read_parts(cfg, progress, users_tx);
+        let shared = SharedProgress::new(progress);
+        let read = async {
+            let r = self.read_parts(cfg, &shared.read(), users_tx).await;
+            shared.read_done();
+            r
+        };
         // The member half: as soon as the users are read, their plan is made and checked by the
         // guard, and when the push needs several requests anyway, the member requests go out
         // while the groups are still being read.
@@ -443,11 +448,12 @@ impl Connector {
             // more members than one request holds: members and groups go in separate requests
             let early = plan.members.len() > BATCH_SIZE && !plan.overwrite_existing;
             if early {
+                let push = shared.push();
                 let c = self.client(cfg, key.clone())?;
-                progress.stage("Signing in to Bitwarden");
+                push.stage("Signing in to Bitwarden");
                 c.token().await?;
                 let batches = member_batches(plan.members.len(), BATCH_SIZE, true);
-                Self::push(
+                let pushed = Self::push(
                     &c,
                     &plan,
                     &batches,
@@ -455,9 +461,11 @@ impl Connector {
                     invite,
                     store,
                     record,
-                    progress,
+                    &push,
                 )
-                .await?;
+                .await;
+                shared.push_done();
+                pushed?;
                 client = Some(c);
             }
             Ok(Some((users, skipped, plan, desired, client)))
@@ -654,5 +662,167 @@ impl Connector {
     /// Clears the cache under a sync lock the caller already holds (the window, while it polls).
     pub fn clear_cache_locked(&self, _held: &datadir::SyncLock) -> anyhow::Result<()> {
         self.store()?.clear_cache()
+    }
+}
+
+/// Progress while the member requests go out during the group read: the push owns the status
+/// line; the read's stage and count are kept (and logged) and shown again once the push is done,
+/// if the read is still going.
+struct SharedProgress<'a> {
+    inner: &'a dyn Progress,
+    state: std::sync::Mutex<SharedState>,
+}
+
+#[derive(Default)]
+struct SharedState {
+    pushing: bool,
+    /// The read's last stage and count; `None` once the read is over.
+    read: Option<(String, Option<u64>)>,
+}
+
+/// The read's side of a [`SharedProgress`].
+struct ReadSide<'s, 'a>(&'s SharedProgress<'a>);
+/// The push's side of a [`SharedProgress`].
+struct PushSide<'s, 'a>(&'s SharedProgress<'a>);
+
+impl<'a> SharedProgress<'a> {
+    fn new(inner: &'a dyn Progress) -> SharedProgress<'a> {
+        SharedProgress {
+            inner,
+            state: std::sync::Mutex::new(SharedState::default()),
+        }
+    }
+    fn read(&self) -> ReadSide<'_, 'a> {
+        ReadSide(self)
+    }
+    fn push(&self) -> PushSide<'_, 'a> {
+        PushSide(self)
+    }
+    fn with<T>(&self, f: impl FnOnce(&mut SharedState) -> T) -> T {
+        // a poisoned lock only means a panicking thread held it: the state is still usable
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut s)
+    }
+    fn read_done(&self) {
+        self.with(|s| s.read = None);
+    }
+    fn push_done(&self) {
+        let read = self.with(|s| {
+            s.pushing = false;
+            s.read.clone()
+        });
+        if let Some((stage, count)) = read {
+            self.inner.stage(&stage);
+            if let Some(n) = count {
+                self.inner.count(n);
+            }
+        }
+    }
+}
+
+impl Progress for ReadSide<'_, '_> {
+    fn stage(&self, message: &str) {
+        let pushing = self.0.with(|s| {
+            s.read = Some((message.to_string(), None));
+            s.pushing
+        });
+        if pushing {
+            tracing::info!("{message}");
+        } else {
+            self.0.inner.stage(message);
+        }
+    }
+    fn count(&self, n: u64) {
+        let pushing = self.0.with(|s| {
+            if let Some((_, count)) = &mut s.read {
+                *count = Some(n);
+            }
+            s.pushing
+        });
+        if !pushing {
+            self.0.inner.count(n);
+        }
+    }
+    fn cancelled(&self) -> bool {
+        self.0.inner.cancelled()
+    }
+}
+
+impl Progress for PushSide<'_, '_> {
+    fn stage(&self, message: &str) {
+        self.0.with(|s| s.pushing = true);
+        self.0.inner.stage(message);
+    }
+    fn count(&self, n: u64) {
+        self.0.inner.count(n);
+    }
+    fn cancelled(&self) -> bool {
+        self.0.inner.cancelled()
+    }
+    fn set_fraction(&self, fraction: f32) {
+        self.0.inner.set_fraction(fraction);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records what reaches the status line.
+    #[derive(Default)]
+    struct Shown(Mutex<Vec<String>>);
+    impl Progress for Shown {
+        fn stage(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+        fn count(&self, n: u64) {
+            self.0.lock().unwrap().push(format!("#{n}"));
+        }
+    }
+
+    #[test]
+    fn the_push_owns_the_status_line_and_the_read_comes_back_after_it() {
+        let shown = Shown::default();
+        let shared = SharedProgress::new(&shown);
+        let (read, push) = (shared.read(), shared.push());
+        read.stage("Reading users");
+        read.count(1000);
+        push.stage("Pushing member batch 1/2");
+        read.stage("Reading groups");
+        read.count(500);
+        push.stage("Pushing member batch 2/2");
+        shared.push_done();
+        read.count(900);
+        assert_eq!(
+            *shown.0.lock().unwrap(),
+            [
+                "Reading users",
+                "#1000",
+                "Pushing member batch 1/2",
+                "Pushing member batch 2/2",
+                "Reading groups",
+                "#500",
+                "#900"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_finished_read_is_not_shown_again() {
+        let shown = Shown::default();
+        let shared = SharedProgress::new(&shown);
+        let (read, push) = (shared.read(), shared.push());
+        read.stage("Reading groups");
+        push.stage("Pushing member batch 1/1");
+        shared.read_done();
+        shared.push_done();
+        assert_eq!(
+            *shown.0.lock().unwrap(),
+            ["Reading groups", "Pushing member batch 1/1"]
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::slapd::{certs, run, run_with_input};
+use super::slapd::{certs, read_pid, run, run_with_input, terminate};
 
 pub const BASE: &str = "DC=example,DC=test";
 pub const ADMIN: &str = "Administrator@EXAMPLE.TEST";
@@ -48,14 +48,8 @@ fn stop_stale() {
         if !name.starts_with("dc-test-samba-") {
             continue;
         }
-        if let Some(pid) = std::fs::read_to_string(e.path().join("run/samba.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            // SAFETY: plain kill(2) on a pid read from a pid file.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+        if let Some(pid) = read_pid(&e.path().join("run/samba.pid")) {
+            terminate(pid);
         }
         let _ = std::fs::remove_dir_all(e.path());
     }

@@ -32,6 +32,21 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 /// The same with `input` on stdin (LDIF for ldapmodify).
+/// The pid in a daemon's pid file.
+pub fn read_pid(file: &Path) -> Option<i32> {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+}
+
+/// Asks a daemon we started to stop (SIGTERM); one that is gone already is fine.
+pub fn terminate(pid: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
 pub fn run_with_input(cmd: &mut Command, input: &str) -> String {
     use std::io::Write;
     let mut child = cmd
@@ -171,7 +186,7 @@ pub struct Slapd {
     pub port: u16,
     pub ldaps_port: u16,
     pub dir: tempfile::TempDir,
-    pid: Option<u32>,
+    pid: Option<i32>,
 }
 
 fn slapd_bin() -> &'static str {
@@ -333,11 +348,8 @@ access to * by * read\n",
             if started && wait_ready(port) {
                 break (port, ldaps_port);
             }
-            if let Some(pid) = std::fs::read_to_string(d.join("slapd.pid"))
-                .ok()
-                .and_then(|p| p.trim().parse::<u32>().ok())
-            {
-                let _ = Command::new("kill").arg(pid.to_string()).status();
+            if let Some(pid) = read_pid(&d.join("slapd.pid")) {
+                terminate(pid);
             }
             assert!(
                 attempt < 4,
@@ -350,9 +362,7 @@ access to * by * read\n",
             dir,
             pid: None,
         };
-        s.pid = std::fs::read_to_string(s.dir.path().join("slapd.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse().ok());
+        s.pid = read_pid(&s.dir.path().join("slapd.pid"));
         s
     }
 
@@ -395,7 +405,7 @@ access to * by * read\n",
 impl Drop for Slapd {
     fn drop(&mut self) {
         if let Some(pid) = self.pid {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
+            terminate(pid);
             // give it a moment to release the database
             for _ in 0..50 {
                 if !Path::new(&format!("/proc/{pid}")).exists() {

@@ -11,7 +11,7 @@ use anyhow::anyhow;
 
 use super::Progress;
 use super::filter::Filter;
-use super::http::Api;
+use super::http::{Api, Page};
 use crate::config::{EntraConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 
@@ -102,19 +102,19 @@ impl EntraSource {
         first: String,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
         let auth = format!("Bearer {token}");
-        let mut out = Vec::new();
-        let mut url = Some(first);
-        while let Some(u) = url.take() {
-            let a = api.get(&u, ("Authorization", &auth)).await?;
-            let Some(items) = a.json["value"].as_array() else {
+        api.list(first, ("Authorization", &auth), |u, mut a| {
+            let serde_json::Value::Array(items) = a.json["value"].take() else {
                 return Err(anyhow!(
                     "Microsoft Graph: GET {u}: no `value` list in the answer"
                 ));
             };
-            out.extend(items.iter().cloned());
-            url = a.json["@odata.nextLink"].as_str().map(str::to_string);
-        }
-        Ok(out)
+            Ok(Page {
+                items,
+                next: a.json["@odata.nextLink"].as_str().map(str::to_string),
+                wait: None,
+            })
+        })
+        .await
     }
 
     async fn transitive_user_ids(

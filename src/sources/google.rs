@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow};
 
 use super::Progress;
 use super::filter::Filter;
-use super::http::Api;
+use super::http::{Api, Page};
 use crate::config::{GoogleConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 use crate::errors::ConfigError;
@@ -127,25 +127,27 @@ impl GoogleSource {
         field: &str,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
         let auth = format!("Bearer {token}");
-        let mut out = Vec::new();
-        let mut page: Option<String> = None;
-        loop {
-            let mut u = first.clone();
-            if let Some(p) = &page {
-                u.query_pairs_mut().append_pair("pageToken", p);
-            }
-            let a = api.get(u.as_str(), ("Authorization", &auth)).await?;
-            if let Some(items) = a.json[field].as_array() {
-                out.extend(items.iter().cloned());
-            }
-            page = a.json["nextPageToken"]
+        api.list(first.to_string(), ("Authorization", &auth), |_, mut a| {
+            // a page without the field has no items (Google leaves it out when empty)
+            let items = match a.json[field].take() {
+                serde_json::Value::Array(items) => items,
+                _ => Vec::new(),
+            };
+            let next = a.json["nextPageToken"]
                 .as_str()
                 .filter(|p| !p.is_empty())
-                .map(str::to_string);
-            if page.is_none() {
-                return Ok(out);
-            }
-        }
+                .map(|p| {
+                    let mut u = first.clone();
+                    u.query_pairs_mut().append_pair("pageToken", p);
+                    u.to_string()
+                });
+            Ok(Page {
+                items,
+                next,
+                wait: None,
+            })
+        })
+        .await
     }
 
     pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {

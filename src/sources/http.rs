@@ -27,6 +27,15 @@ pub struct Answer {
     pub headers: HeaderMap,
 }
 
+/// One page of a listing, as a vendor's page reader makes it from the answer.
+pub struct Page {
+    pub items: Vec<serde_json::Value>,
+    /// The next page's URL; `None` on the last page.
+    pub next: Option<String>,
+    /// A pause before the next request (Okta's rate-limit budget).
+    pub wait: Option<Duration>,
+}
+
 /// Okta's reset time (epoch seconds) as a wait from now.
 fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let reset: i64 = headers
@@ -160,6 +169,28 @@ impl Api {
     }
 
     /// GET a JSON document with extra headers.
+    /// Every item of a paged listing: GETs `first`, then each next page `page` finds in an
+    /// answer (the vendors differ only in where the items and the next link are).
+    pub async fn list(
+        &self,
+        first: String,
+        auth: (&str, &str),
+        mut page: impl FnMut(&str, Answer) -> anyhow::Result<Page>,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut out = Vec::new();
+        let mut url = Some(first);
+        while let Some(u) = url.take() {
+            let answer = self.get(&u, auth).await?;
+            let Page { items, next, wait } = page(&u, answer)?;
+            out.extend(items);
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
+            url = next;
+        }
+        Ok(out)
+    }
+
     pub async fn get(&self, url: &str, auth: (&str, &str)) -> anyhow::Result<Answer> {
         let what = format!("GET {url}");
         self.send(&what, || {

@@ -10,7 +10,7 @@ use reqwest::header::HeaderMap;
 
 use super::Progress;
 use super::filter::Filter;
-use super::http::Api;
+use super::http::{Api, Page};
 use crate::config::{OktaConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 
@@ -65,24 +65,24 @@ impl OktaSource {
     /// Every item of a listing, following `Link: rel="next"`.
     async fn list(&self, api: &Api, first: String) -> anyhow::Result<Vec<serde_json::Value>> {
         let auth = format!("SSWS {}", self.token);
-        let mut out = Vec::new();
-        let mut url = Some(first);
-        while let Some(u) = url.take() {
-            let a = api.get(&u, ("Authorization", &auth)).await?;
+        let reserve = self.okta.rate_limit_reserve_percent;
+        api.list(first, ("Authorization", &auth), |u, a| {
             let serde_json::Value::Array(items) = a.json else {
                 return Err(anyhow!("Okta: GET {u}: the answer is not a list"));
             };
-            let empty = items.is_empty();
-            out.extend(items);
-            if let Some(wait) = budget_wait(&a.headers, self.okta.rate_limit_reserve_percent) {
+            let wait = budget_wait(&a.headers, reserve);
+            if let Some(wait) = wait {
                 tracing::info!("Okta: rate-limit budget low; waiting {wait:?} for the reset");
-                tokio::time::sleep(wait).await;
             }
-            if !empty {
-                url = next_link(&a.headers);
-            }
-        }
-        Ok(out)
+            // an empty page ends the listing whatever the Link header says
+            let next = if items.is_empty() {
+                None
+            } else {
+                next_link(&a.headers)
+            };
+            Ok(Page { items, next, wait })
+        })
+        .await
     }
 
     fn url(&self, path: &str, filter: Option<&str>) -> anyhow::Result<String> {

@@ -8,7 +8,7 @@ use anyhow::anyhow;
 
 use super::Progress;
 use super::filter::Filter;
-use super::http::Api;
+use super::http::{Api, Page};
 use crate::config::{OneLoginConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 
@@ -63,10 +63,7 @@ impl OneLoginSource {
         first: String,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
         let auth = format!("bearer:{token}");
-        let mut out = Vec::new();
-        let mut url = Some(first);
-        while let Some(u) = url.take() {
-            let a = api.get(&u, ("Authorization", &auth)).await?;
+        api.list(first, ("Authorization", &auth), |u, mut a| {
             let code = a.json["status"]["code"].as_i64().unwrap_or(200);
             if code != 200 {
                 return Err(anyhow!(
@@ -76,16 +73,19 @@ impl OneLoginSource {
                         .unwrap_or("API call failed")
                 ));
             }
-            let Some(items) = a.json["data"].as_array() else {
+            let serde_json::Value::Array(items) = a.json["data"].take() else {
                 return Err(anyhow!("OneLogin: GET {u}: no `data` list in the answer"));
             };
-            out.extend(items.iter().cloned());
-            url = a.json["pagination"]["next_link"]
-                .as_str()
-                .filter(|l| !l.is_empty())
-                .map(str::to_string);
-        }
-        Ok(out)
+            Ok(Page {
+                items,
+                next: a.json["pagination"]["next_link"]
+                    .as_str()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+                wait: None,
+            })
+        })
+        .await
     }
 
     fn url(&self, path: &str, query: Option<&str>) -> String {

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use support::Env;
-use support::fake_bitwarden::FakeBitwarden;
+use support::fake_bitwarden::{FakeBitwarden, member_changes};
 use support::fake_cloud::{
     CloudGroup, CloudUser, Directory, FakeCloud, GRAPH_APP, GRAPH_SECRET, GRAPH_TENANT, OKTA_TOKEN,
 };
@@ -139,18 +139,7 @@ fn okta_first_and_changed_sync_over_several_pages() {
     let before = server.import_count();
     env.ok(&["sync"]);
     assert_eq!(server.import_count(), before + 1);
-    let body = server.org().imports.last().unwrap().body();
-    let members: Vec<(String, bool)> = body["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["email"].as_str().unwrap().to_string(),
-                m["deleted"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let members = member_changes(&server.last_body());
     assert!(
         members.contains(&("frank@example.com".into(), false)),
         "{members:?}"
@@ -349,7 +338,7 @@ fn onelogin_users_and_roles_with_cursor_paging() {
         server.org().group_emails("Engineering"),
         set(&["alice@example.com", "bob@example.com"])
     );
-    let body = server.org().imports.last().unwrap().body();
+    let body = server.last_body();
     assert!(
         body["members"]
             .as_array()

@@ -5,7 +5,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use support::Env;
-use support::fake_bitwarden::{Failure, FakeBitwarden};
+use support::fake_bitwarden::{Failure, FakeBitwarden, member_changes};
 use support::slapd::{self, Slapd, group, group_dn, person, user_dn};
 
 fn set(v: &[&str]) -> BTreeSet<String> {
@@ -38,24 +38,6 @@ fn setup() -> (Slapd, FakeBitwarden, Env) {
     let env = Env::new();
     env.configure(&slapd, &server);
     (slapd, server, env)
-}
-
-fn last_import(server: &FakeBitwarden) -> serde_json::Value {
-    server.org().imports.last().expect("an import").body()
-}
-
-fn member_ids(body: &serde_json::Value) -> Vec<(String, bool)> {
-    body["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["email"].as_str().unwrap().to_string(),
-                m["deleted"].as_bool().unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn group_names(body: &serde_json::Value) -> Vec<String> {
@@ -159,9 +141,9 @@ fn first_sync_then_changes_send_only_the_differences() {
     ));
     env.ok(&["sync"]);
     assert_eq!(server.import_count(), 2);
-    let body = last_import(&server);
+    let body = server.last_body();
     assert_eq!(
-        member_ids(&body),
+        member_changes(&body),
         vec![("heidi@example.com".to_string(), false)]
     );
     assert_eq!(group_names(&body), vec!["Sales".to_string()]);
@@ -187,9 +169,9 @@ fn first_sync_then_changes_send_only_the_differences() {
     // so no group is re-sent
     env.set("sync.remove_disabled", "true");
     env.ok(&["sync"]);
-    let body = last_import(&server);
+    let body = server.last_body();
     assert_eq!(
-        member_ids(&body),
+        member_changes(&body),
         vec![("erin@example.com".to_string(), true)]
     );
     assert!(group_names(&body).is_empty(), "{body}");
@@ -205,9 +187,9 @@ fn first_sync_then_changes_send_only_the_differences() {
         user_dn("erin")
     ));
     env.ok(&["sync"]);
-    let body = last_import(&server);
+    let body = server.last_body();
     assert_eq!(
-        member_ids(&body),
+        member_changes(&body),
         vec![("erin@example.com".to_string(), false)]
     );
     assert_eq!(group_names(&body), vec!["Sales".to_string()]);
@@ -230,8 +212,8 @@ fn first_sync_then_changes_send_only_the_differences() {
         user_dn("bob")
     ));
     env.ok(&["sync"]);
-    let body = last_import(&server);
-    assert!(member_ids(&body).is_empty());
+    let body = server.last_body();
+    assert!(member_changes(&body).is_empty());
     assert_eq!(group_names(&body), vec!["Engineering".to_string()]);
     assert_eq!(
         server.org().group_emails("Engineering"),
@@ -242,7 +224,7 @@ fn first_sync_then_changes_send_only_the_differences() {
     env.ok(&["clear-cache"]);
     assert_eq!(env.cache_counts(), (0, 0));
     env.ok(&["sync"]);
-    let body = last_import(&server);
+    let body = server.last_body();
     assert_eq!(
         body["members"].as_array().unwrap().len(),
         6,

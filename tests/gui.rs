@@ -249,7 +249,7 @@ fn test_now_shows_the_directory_and_sync_now_fills_the_organization() {
     wait(&mut h, "the full sync", |h| {
         server.import_count() > before && banner(h).contains("Sync complete")
     });
-    let body = server.org().imports.last().unwrap().body();
+    let body = server.last_body();
     assert_eq!(
         body["members"].as_array().unwrap().len(),
         3,

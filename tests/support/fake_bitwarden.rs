@@ -49,6 +49,21 @@ pub struct ImportLog {
     pub seconds: f64,
 }
 
+/// An import body's members as (email, deleted).
+pub fn member_changes(body: &Value) -> Vec<(String, bool)> {
+    body["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            (
+                m["email"].as_str().expect("email").to_string(),
+                m["deleted"].as_bool().expect("deleted"),
+            )
+        })
+        .collect()
+}
+
 impl ImportLog {
     /// The body as JSON (`Null` if it is not JSON).
     pub fn body(&self) -> Value {
@@ -164,6 +179,11 @@ impl FakeBitwarden {
 
     pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    /// The body of the last import request.
+    pub fn last_body(&self) -> Value {
+        self.org().imports.last().expect("an import").body()
     }
 
     pub fn import_count(&self) -> usize {

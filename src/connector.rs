@@ -215,7 +215,9 @@ impl Connector {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let groups = self.read_parts(cfg, progress, tx).await?;
         // sent before the groups were read: here by now
-        let users = rx.await.ok().flatten();
+        let users = rx
+            .await
+            .context("reading the directory ended without its users")?;
         progress.stage("Normalizing");
         normalize(Snapshot { users, groups })
             .map_err(|e| anyhow!(e).context("checking the directory's entries"))

@@ -205,8 +205,16 @@ impl Drop for Worker {
 fn status(conn: &Connector) -> anyhow::Result<Status> {
     let store = conn.store()?;
     let (cached_members, cached_groups) = store.cache_counts()?;
+    // an unreadable secret store shows the login screen; logging in then names the store's error
+    let logged_in = match conn.api_key() {
+        Ok(key) => key.is_some(),
+        Err(e) => {
+            tracing::warn!("reading the API key from the secret store failed: {e:#}");
+            false
+        }
+    };
     Ok(Status {
-        logged_in: conn.api_key().ok().flatten().is_some(),
+        logged_in,
         last_user_sync: store.last_sync(SyncKind::Users)?,
         last_group_sync: store.last_sync(SyncKind::Groups)?,
         runs: store.list_runs(200)?,

@@ -25,8 +25,8 @@ use crate::sources::google::GoogleSource;
 use crate::sources::ldap::LdapSource;
 use crate::sources::okta::OktaSource;
 use crate::sources::onelogin::OneLoginSource;
-use crate::sources::{Progress, UsersReady};
-use crate::store::{RunOutcome, RunRecord, Store, SyncKind};
+use crate::sources::{Progress, SourceState, UsersReady};
+use crate::store::{RunOutcome, RunRecord, StagedState, Store, SyncKind};
 
 /// Secret-store keys.
 pub const KEY_CLIENT_ID: &str = "bitwarden.client_id";
@@ -213,7 +213,9 @@ impl Connector {
         progress: &dyn Progress,
     ) -> anyhow::Result<Normalized> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let groups = self.read_parts(cfg, progress, tx).await?;
+        // `test` reads with the sources' state but never moves it forward
+        let state = Arc::new(StagedState::load(&self.store()?)?);
+        let groups = self.read_parts(cfg, progress, tx, state).await?;
         // sent before the groups were read: here by now
         let users = rx
             .await
@@ -231,6 +233,7 @@ impl Connector {
         cfg: &Config,
         progress: &dyn Progress,
         users_ready: UsersReady,
+        state: Arc<dyn SourceState>,
     ) -> anyhow::Result<Option<Vec<DirGroup>>> {
         let mut users_ready = Some(users_ready);
         let kind = cfg
@@ -264,6 +267,7 @@ impl Connector {
                     sync,
                     key: secret,
                     ca_file,
+                    state,
                 };
                 source.fetch(progress).await
             }
@@ -416,8 +420,11 @@ impl Connector {
         let invite = cfg.sync.invite_users_after_provisioning;
         let (users_tx, users_rx) = tokio::sync::oneshot::channel();
         let shared = SharedProgress::new(progress);
+        let source_state = Arc::new(StagedState::load(store)?);
         let read = async {
-            let r = self.read_parts(cfg, &shared.read(), users_tx).await;
+            let r = self
+                .read_parts(cfg, &shared.read(), users_tx, source_state.clone())
+                .await;
             shared.read_done();
             r
         };
@@ -518,6 +525,7 @@ impl Connector {
         if plan.is_empty() {
             store.drop_groups(&plan.stale_groups)?;
             mark_times(store)?;
+            source_state.commit(store)?;
             return Ok(SyncReport {
                 outcome: RunOutcome::Unchanged,
                 plan,
@@ -547,6 +555,7 @@ impl Connector {
         .await?;
         store.drop_groups(&plan.stale_groups)?;
         mark_times(store)?;
+        source_state.commit(store)?;
         Ok(SyncReport {
             outcome: RunOutcome::Synced,
             plan,

@@ -22,6 +22,8 @@ pub struct EntraSource {
     pub sync: SyncConfig,
     pub key: String,
     pub ca_file: Option<PathBuf>,
+    /// Kept between runs (the delta link); see [`super::SourceState`].
+    pub state: std::sync::Arc<dyn super::SourceState>,
 }
 
 /// A user from a Graph object; `None` for objects without an id.

@@ -3,8 +3,10 @@
 
 mod cache;
 mod runs;
+mod state;
 
 pub use runs::{RunOutcome, RunRecord};
+pub use state::StagedState;
 
 use std::path::{Path, PathBuf};
 

@@ -227,11 +227,7 @@ impl Output {
             let mut t = table(&["Member", "Change"]);
             let n = changes.len();
             for m in changes.into_iter().take(limit) {
-                let what = match &m.previous_email {
-                    Some(prev) => format!("{} (was {prev})", m.action.label()),
-                    None => m.action.label().to_string(),
-                };
-                t.add_row(vec![m.email.clone(), what]);
+                t.add_row(vec![m.email.clone(), m.action.label().to_string()]);
             }
             println!("{t}");
             more(n, "member changes");
@@ -245,16 +241,34 @@ impl Output {
             let mut t = table(&["Group", "Change"]);
             let n = gchanges.len();
             for g in gchanges.into_iter().take(limit) {
-                let what = match (g.action, g.previous_member_count) {
-                    (GroupAction::Update, Some(prev)) => {
-                        format!("update ({prev} → {} members)", g.members.len())
-                    }
-                    _ => format!("create ({} members)", g.members.len()),
+                let what = match g.previous_member_count {
+                    Some(prev) => format!("{} ({prev} → {} members)", g.label(), g.members.len()),
+                    None => format!("{} ({} members)", g.label(), g.members.len()),
                 };
                 t.add_row(vec![g.name.clone(), what]);
             }
             println!("{t}");
             more(n, "group changes");
+        }
+        if !p.email_changes.is_empty() {
+            let mut t = table(&["Directory email", "Baseline email", "externalId"]);
+            for e in p.email_changes.iter().take(limit) {
+                t.add_row(vec![
+                    e.directory_email.clone(),
+                    e.baseline_email.clone(),
+                    e.external_id.clone(),
+                ]);
+            }
+            println!("{t}");
+            more(p.email_changes.len(), "email changes");
+            println!(
+                "Warning: {} member(s) have a new email in the directory: {}",
+                p.email_changes.len(),
+                crate::engine::diff::EMAIL_CHANGE_ADVICE
+            );
+        }
+        for line in &p.protected {
+            println!("Protected (sync.protected_emails): {line}");
         }
         if !p.stale_groups.is_empty() {
             println!(
@@ -270,7 +284,7 @@ impl Output {
                 "success": true,
                 "outcome": r.outcome,
                 "invited": r.plan.invites(),
-                "updated": r.plan.updates(),
+                "emailChanges": r.plan.email_changes.len(),
                 "removed": r.plan.removals(),
                 "groupsChanged": r.plan.groups.len(),
                 "requests": r.requests,

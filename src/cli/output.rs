@@ -131,6 +131,8 @@ impl Output {
                 skipped: &'a [crate::engine::Skipped],
                 plan: &'a crate::engine::Plan,
                 refused: &'a Option<String>,
+                baseline_note: &'a Option<String>,
+                drift: &'a Option<crate::engine::Drift>,
             }
             self.json_write(&TestJson {
                 object: "test",
@@ -141,6 +143,8 @@ impl Output {
                 skipped: &n.skipped,
                 plan: &r.plan,
                 refused: &r.refused,
+                baseline_note: &r.baseline_note,
+                drift: &r.drift,
             });
             return;
         }
@@ -198,9 +202,37 @@ impl Output {
             }
             println!("{t}");
         }
+        if let Some(drift) = &r.drift {
+            self.print_drift(drift);
+        }
+        println!("Baseline: {}.", r.plan.baseline.describe());
+        if let Some(note) = &r.baseline_note {
+            println!("({note}.)");
+        }
         self.plan_summary(&r.plan, None);
         if let Some(reason) = &r.refused {
             println!("A sync now would be REFUSED: {reason}.");
+        }
+    }
+
+    /// The drift report (the `drift` command).
+    pub fn drift_report(&self, d: &crate::engine::Drift) {
+        if self.json {
+            self.json_value(&json!({"success": true, "drift": d}));
+            return;
+        }
+        self.print_drift(d);
+    }
+
+    fn print_drift(&self, d: &crate::engine::Drift) {
+        println!("{}", d.summary());
+        let rows = d.rows();
+        if !rows.is_empty() {
+            let mut t = table(&["Drift", "Name", "externalId", "Detail"]);
+            for row in rows {
+                t.add_row(row.to_vec());
+            }
+            println!("{t}");
         }
     }
 
@@ -295,13 +327,31 @@ impl Output {
         }
         match r.outcome {
             crate::store::RunOutcome::Unchanged => {
-                println!("Sync complete: unchanged. Nothing was sent.");
+                println!(
+                    "Sync complete: unchanged. Nothing was sent (baseline: {}).",
+                    r.plan.baseline.describe()
+                );
+                if !r.plan.email_changes.is_empty() || !r.plan.protected.is_empty() {
+                    self.plan_summary(&r.plan, Some(SYNC_REPORT_ROWS));
+                }
             }
             _ => {
                 println!(
-                    "Sync complete: {} request(s), {} bytes sent.",
-                    r.requests, r.bytes_pushed
+                    "Sync complete: {} request(s), {} bytes sent (baseline: {}).",
+                    r.requests,
+                    r.bytes_pushed,
+                    r.plan.baseline.describe()
                 );
+                if r.plan.baseline != crate::engine::Baseline::Organization
+                    && !r.plan.groups.is_empty()
+                {
+                    println!(
+                        "Note: this server cannot be read back, so the groups were confirmed by \
+                         its answer only. Vaultwarden drops groups unless ORG_GROUPS_ENABLED=true \
+                         and never renames them; groups are sent again every \
+                         sync.group_resend_hours."
+                    );
+                }
                 self.plan_summary(&r.plan, Some(SYNC_REPORT_ROWS));
             }
         }

@@ -11,6 +11,15 @@ use std::collections::HashSet;
 
 use crate::engine::{Cache, CachedGroup, CachedMember, GroupChange, Id, MemberChange};
 
+/// The scope whose cache was last written is the one shown when no other is chosen.
+fn remember_scope(tx: &rusqlite::Transaction, scope: &str) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('cache_scope', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [scope],
+    )
+}
+
 impl Store {
     /// Loads the whole cache of the current scope.
     pub fn load_cache(&self) -> anyhow::Result<Cache> {
@@ -149,6 +158,7 @@ impl Store {
             "DELETE FROM meta WHERE key = ?1",
             [format!("cache_digest:{scope}")],
         )?;
+        remember_scope(&tx, &scope)?;
         tx.commit().context("committing a cache transaction")?;
         Ok(())
     }
@@ -201,6 +211,7 @@ impl Store {
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, digest],
         )?;
+        remember_scope(&tx, &scope)?;
         tx.commit().context("committing a cache transaction")?;
         Ok(true)
     }

@@ -293,6 +293,7 @@ impl Organization {
 
 /// A member in the drift report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DriftMember {
     pub email: String,
     pub external_id: Option<String>,
@@ -302,6 +303,7 @@ pub struct DriftMember {
 
 /// A group in the drift report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DriftGroup {
     pub name: String,
     pub external_id: Option<String>,
@@ -310,6 +312,7 @@ pub struct DriftGroup {
 
 /// What the organization has that the directory does not explain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Drift {
     /// Invited by hand (or before the connector): a sync never touches them.
     pub members_without_external_id: Vec<DriftMember>,

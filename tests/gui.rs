@@ -214,6 +214,7 @@ fn test_now_shows_the_directory_and_sync_now_fills_the_organization() {
     });
     assert!(has_label(&h, "alice@example.com"));
     assert!(has_label(&h, "Test: 3 users"));
+    assert!(has_label(&h, "Baseline: the organization"));
     assert_eq!(server.import_count(), 0, "Test Now pushes nothing");
     // the search narrows the table
     type_into(&mut h, "Search", "bob");
@@ -244,10 +245,19 @@ fn test_now_shows_the_directory_and_sync_now_fills_the_organization() {
     });
     assert_eq!(env.cache_counts(), (0, 0));
     click(&mut h, "Dashboard");
+    // the organization already matches: the cache is rebuilt from it and nothing is sent
     let before = server.import_count();
     click(&mut h, "Sync Now");
+    wait(&mut h, "the sync from the organization", |h| {
+        banner(h).contains("Sync complete: unchanged")
+    });
+    assert_eq!(server.import_count(), before);
+    assert_eq!(env.cache_counts(), (3, 1));
+    // an emptied organization gets everyone again
+    server.org().reset();
+    click(&mut h, "Sync Now");
     wait(&mut h, "the full sync", |h| {
-        server.import_count() > before && banner(h).contains("Sync complete")
+        server.import_count() > before && banner(h).contains("Sync complete: synced")
     });
     let body = server.last_body();
     assert_eq!(
@@ -430,5 +440,58 @@ fn an_unreadable_config_is_shown_not_replaced_by_defaults() {
     assert_eq!(
         std::fs::read_to_string(env.path().join("config.toml")).unwrap(),
         "[ldap]\nportt = 389\n"
+    );
+}
+
+#[test]
+fn the_dashboard_shows_the_baseline_the_drift_and_the_group_guard() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    env.ok(&["sync"]);
+    server.org().add_manual_member("manual@example.com");
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Test Now");
+    wait(&mut h, "the test results", |h| {
+        h.state().dashboard.users.len() == 3
+    });
+    assert!(has_label(
+        &h,
+        "Baseline: the organization (read from the server)"
+    ));
+    click(&mut h, "Drift (1)");
+    assert!(has_label(&h, "manual@example.com"));
+    assert!(has_label(&h, "member without externalId"));
+
+    // a typo that empties the group: the guard refuses, with its numbers, and the override
+    // is confirmed first
+    env.set("sync.member_attribute", "uniqueMember");
+    click(&mut h, "Sync Now");
+    wait(&mut h, "the refusal", |h| {
+        h.state().dashboard.refused.is_some()
+    });
+    assert!(
+        h.query_all_by_label_contains("would empty 1 group(s)")
+            .next()
+            .is_some()
+    );
+    assert_eq!(server.org().group_emails("Staff").len(), 2);
+    click(&mut h, "Sync anyway (this once)...");
+    assert!(has_label(&h, "Override the guard?"));
+    click(&mut h, "Cancel");
+    assert_eq!(server.org().group_emails("Staff").len(), 2);
+
+    // against Vaultwarden (no read API) the baseline is the cache
+    let vw = FakeBitwarden::vaultwarden(true);
+    let env = configured(&slapd, &vw);
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Test Now");
+    wait(&mut h, "the test results", |h| {
+        h.state().dashboard.users.len() == 3
+    });
+    assert!(
+        has_label(&h, "the server has no read API"),
+        "{}",
+        h.state().dashboard.baseline
     );
 }

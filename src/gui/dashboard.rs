@@ -1,6 +1,7 @@
 //! Dashboard tab: last sync times, Test Now / Sync Now / Start Sync / Stop Sync, the running
-//! stage with a progress bar, the guard's refusal with a one-time override, the results as
-//! searchable tables (users, groups, skipped, plan) and the run history with a chart.
+//! stage with a progress bar, the guard's refusal with a one-time override, the baseline the plan
+//! was made against, the results as searchable tables (users, groups, skipped, plan, drift) and
+//! the run history with a chart.
 
 use std::collections::HashMap;
 
@@ -18,6 +19,7 @@ pub enum View {
     Groups,
     Skipped,
     Plan,
+    Drift,
     History,
 }
 
@@ -29,6 +31,10 @@ pub struct Dashboard {
     pub groups: Rows,
     pub skipped: Rows,
     pub plan: Rows,
+    /// What the organization has that the directory does not explain.
+    pub drift: Rows,
+    /// What the last plan was made against (and why, when not the organization).
+    pub baseline: String,
     pub summary: String,
     /// The guard's refusal of the last sync.
     pub refused: Option<String>,
@@ -184,6 +190,19 @@ impl Dashboard {
         self.refused = r
             .refused
             .map(|reason| format!("A sync would be refused: {reason}"));
+        self.baseline = format!("Baseline: {}.", r.plan.baseline.describe());
+        if let Some(note) = &r.baseline_note {
+            self.baseline.push_str(&format!(" ({note}.)"));
+        }
+        self.drift = match &r.drift {
+            Some(d) => {
+                self.baseline.push(' ');
+                self.baseline.push_str(&d.summary());
+                self.baseline.push('.');
+                Rows::new(d.rows().into_iter().map(|r| r.to_vec()).collect())
+            }
+            None => Rows::default(),
+        };
         self.query.clear();
         self.refilter();
     }
@@ -198,6 +217,7 @@ impl Dashboard {
             r.bytes_pushed
         );
         self.refused = None;
+        self.baseline = format!("Baseline: {}.", r.plan.baseline.describe());
         self.view = View::Plan;
         self.query.clear();
         self.refilter();
@@ -210,6 +230,7 @@ impl Dashboard {
             &mut self.groups,
             &mut self.skipped,
             &mut self.plan,
+            &mut self.drift,
         ] {
             rows.filter(&q);
         }
@@ -381,9 +402,9 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     }
     if app.dashboard.confirm_override {
         let modal = egui::Modal::new(egui::Id::unique("confirm-override")).show(ui.ctx(), |ui| {
-            ui.heading("Remove these members?");
+            ui.heading("Override the guard?");
             ui.label(app.dashboard.refused.clone().unwrap_or_default());
-            ui.label("This overrides the mass-removal guard for one sync only.");
+            ui.label("This overrides the mass-removal and group guards for one sync only.");
             let mut choice = None;
             ui.horizontal(|ui| {
                 if ui.button("Sync and remove").clicked() {
@@ -408,6 +429,9 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             None => {}
         }
     }
+    if !app.dashboard.baseline.is_empty() {
+        ui.add(egui::Label::new(&app.dashboard.baseline).wrap());
+    }
     if !app.dashboard.summary.is_empty() {
         ui.add(egui::Label::new(&app.dashboard.summary).wrap());
     }
@@ -430,6 +454,11 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             format!("Skipped ({})", d.skipped.len()),
         );
         ui.selectable_value(&mut d.view, View::Plan, format!("Plan ({})", d.plan.len()));
+        ui.selectable_value(
+            &mut d.view,
+            View::Drift,
+            format!("Drift ({})", d.drift.len()),
+        );
         ui.selectable_value(&mut d.view, View::History, "History");
         if d.view != View::History {
             ui.separator();
@@ -462,6 +491,12 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             "plan",
             &["Action", "Member or group", "Detail"],
             &d.plan,
+        ),
+        View::Drift => table::show(
+            ui,
+            "drift",
+            &["Drift", "Name", "External id", "Detail"],
+            &d.drift,
         ),
         View::History => {
             members_chart(ui, &d.history_points);

@@ -40,6 +40,8 @@ fn user(id: &str, status: &'static str) -> CloudUser {
         id: id.into(),
         email: format!("{id}@example.com"),
         status,
+        guest: false,
+        department: String::new(),
     }
 }
 
@@ -49,6 +51,7 @@ fn group(id: &str, name: &str, users: &[&str], groups: &[&str]) -> CloudGroup {
         name: name.into(),
         users: users.iter().map(|s| s.to_string()).collect(),
         groups: groups.iter().map(|s| s.to_string()).collect(),
+        others: Vec::new(),
     }
 }
 

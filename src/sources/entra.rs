@@ -231,18 +231,21 @@ impl EntraSource {
                 Err(e) => return Err(e),
             }
         }
+        // the link first: a user deleted meanwhile is in both rather than in neither
+        let (_, link) = self
+            .delta(
+                api,
+                self.graph(&format!(
+                    "users/delta?$select={USER_FIELDS}&$deltatoken=latest"
+                )),
+            )
+            .await?;
         let deleted = self
             .list(
                 api,
                 self.graph(&format!(
                     "directory/deletedItems/microsoft.graph.user?$select={USER_FIELDS}"
                 )),
-            )
-            .await?;
-        let (_, link) = self
-            .delta(
-                api,
-                self.graph(&format!("users/delta?$select={USER_FIELDS}&$deltatoken=latest")),
             )
             .await?;
         if let Some(l) = link {
@@ -286,11 +289,7 @@ impl EntraSource {
     }
 
     /// The lower-cased names of the groups in administrative units.
-    async fn unit_group_names(
-        &self,
-        api: &Api,
-        units: &[String],
-    ) -> anyhow::Result<Vec<String>> {
+    async fn unit_group_names(&self, api: &Api, units: &[String]) -> anyhow::Result<Vec<String>> {
         let mut names = Vec::new();
         for unit in units {
             let url = self.graph(&format!("directory/administrativeUnits/{unit}/members"));
@@ -305,11 +304,7 @@ impl EntraSource {
         Ok(names)
     }
 
-    async fn read_users(
-        &self,
-        api: &Api,
-        user_filter: &Filter,
-    ) -> anyhow::Result<Vec<DirUser>> {
+    async fn read_users(&self, api: &Api, user_filter: &Filter) -> anyhow::Result<Vec<DirUser>> {
         let keyword = user_filter.keyword.as_deref().unwrap_or_default();
         let listed: HashSet<String> = user_filter.values.iter().cloned().collect();
         let all_users = || self.graph(&format!("users?$select={USER_FIELDS}"));
@@ -454,8 +449,12 @@ mod tests {
         assert!(invalid(&guest));
         assert!(is_guest(&serde_json::json!({"userType": "Guest"})));
         assert!(!is_guest(&serde_json::json!({"userType": "Member"})));
-        assert!(is_user_object(&serde_json::json!({"@odata.type": "#microsoft.graph.user"})));
-        assert!(!is_user_object(&serde_json::json!({"@odata.type": "#microsoft.graph.device"})));
+        assert!(is_user_object(
+            &serde_json::json!({"@odata.type": "#microsoft.graph.user"})
+        ));
+        assert!(!is_user_object(
+            &serde_json::json!({"@odata.type": "#microsoft.graph.device"})
+        ));
     }
 
     #[test]

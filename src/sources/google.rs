@@ -191,9 +191,7 @@ impl GoogleSource {
                 if deleted {
                     e.push(("showDeleted", "true"));
                 }
-                let raw = self
-                    .list(&api, self.url("users", &e)?, "users")
-                    .await?;
+                let raw = self.list(&api, self.url("users", &e)?, "users").await?;
                 for u in raw {
                     let Some(id) = u["id"].as_str() else { continue };
                     let email = u["primaryEmail"].as_str().map(str::to_string);

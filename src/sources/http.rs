@@ -156,7 +156,21 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Google's quota reasons (403 with `error.errors[].reason`), which mean "slow down", not
 /// "permission missing": <https://developers.google.com/workspace/admin/directory/v1/limits>.
-const GOOGLE_QUOTA_REASONS: [&str; 3] = ["userRateLimitExceeded", "rateLimitExceeded", "quotaExceeded"];
+const GOOGLE_QUOTA_REASONS: [&str; 3] = [
+    "userRateLimitExceeded",
+    "rateLimitExceeded",
+    "quotaExceeded",
+];
+
+/// Whether a refusal is Google's "slow down" 403.
+fn is_quota_error(status: StatusCode, body: &str) -> bool {
+    status == StatusCode::FORBIDDEN
+        && serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .as_ref()
+            .and_then(google_reason)
+            .is_some_and(|r| GOOGLE_QUOTA_REASONS.contains(&r))
+}
 
 /// The first `error.errors[].reason` of a Google error body.
 fn google_reason(v: &serde_json::Value) -> Option<&str> {
@@ -254,13 +268,7 @@ impl Api {
         body: &str,
         attempt: u32,
     ) -> Result<Option<(Duration, String)>, Failure> {
-        let quota = status == StatusCode::FORBIDDEN
-            && serde_json::from_str::<serde_json::Value>(body)
-                .ok()
-                .as_ref()
-                .and_then(google_reason)
-                .is_some_and(|r| GOOGLE_QUOTA_REASONS.contains(&r));
-        if quota {
+        if is_quota_error(status, body) {
             // exponential backoff, as Google asks
             let why = format!("HTTP 403 {}", error_text(body));
             return Ok(Some((self.retry.backoff(attempt - 1), why)));
@@ -273,24 +281,26 @@ impl Api {
             .or_else(|| okta_reset(headers).map(|w| (w, "X-Rate-Limit-Reset")))
             .or_else(|| onelogin_reset(headers).map(|w| (w, "X-RateLimit-Reset")));
         match asked {
-            Some((wait, header)) if wait > self.max_server_wait => {
-                Err(Failure::Other(anyhow!(
-                    "{}: {what}: HTTP {}: the server asks to wait {} s ({header}), longer than the \
+            Some((wait, header)) if wait > self.max_server_wait => Err(Failure::Other(anyhow!(
+                "{}: {what}: HTTP {}: the server asks to wait {} s ({header}), longer than the \
                      {} s allowed{}",
-                    self.source,
-                    status.as_u16(),
-                    wait.as_secs(),
-                    self.max_server_wait.as_secs(),
-                    if self.max_server_wait_key.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (raise `{}` to wait that long)", self.max_server_wait_key)
-                    }
-                )))
-            }
+                self.source,
+                status.as_u16(),
+                wait.as_secs(),
+                self.max_server_wait.as_secs(),
+                if self.max_server_wait_key.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (raise `{}` to wait that long)", self.max_server_wait_key)
+                }
+            ))),
             Some((wait, header)) => Ok(Some((
                 wait,
-                format!("HTTP {} with {header}: {} s", status.as_u16(), wait.as_secs()),
+                format!(
+                    "HTTP {} with {header}: {} s",
+                    status.as_u16(),
+                    wait.as_secs()
+                ),
             ))),
             None => Ok(Some((
                 self.retry.backoff(attempt - 1),
@@ -356,6 +366,9 @@ impl Api {
                         continue;
                     }
                     let hint = match status {
+                        _ if is_quota_error(status, &body) => {
+                            " (the API quota is used up: raise it or sync less often)"
+                        }
                         StatusCode::UNAUTHORIZED => {
                             " (the credentials were refused: check the secret and that it has not expired)"
                         }
@@ -461,7 +474,11 @@ impl Api {
                 Err(Failure::Refused(r))
                     if r.status == 401 && !renewed && matches!(self.auth, Auth::OAuth(_)) =>
                 {
-                    tracing::info!("{}: {what}: HTTP 401 ({}); signing in again", self.source, r.code.as_deref().unwrap_or("refused"));
+                    tracing::info!(
+                        "{}: {what}: HTTP 401 ({}); signing in again",
+                        self.source,
+                        r.code.as_deref().unwrap_or("refused")
+                    );
                     renewed = true;
                 }
                 other => return Ok(other?),
@@ -550,7 +567,9 @@ mod tests {
             "forbidden: Not Authorized to access this resource/api"
         );
         assert_eq!(
-            error_text(r#"{"status":{"error":true,"code":401,"message":"Authentication Failure"}}"#),
+            error_text(
+                r#"{"status":{"error":true,"code":401,"message":"Authentication Failure"}}"#
+            ),
             "Authentication Failure"
         );
         assert_eq!(error_text("plain"), "plain");
@@ -578,7 +597,13 @@ mod tests {
             Some(Duration::from_secs(6))
         );
         assert_eq!(
-            budget_wait(5000, 0, Duration::from_secs(900), 10, Duration::from_secs(60)),
+            budget_wait(
+                5000,
+                0,
+                Duration::from_secs(900),
+                10,
+                Duration::from_secs(60)
+            ),
             Some(Duration::from_secs(60))
         );
     }

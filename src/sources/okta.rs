@@ -114,7 +114,9 @@ impl OktaSource {
         query: Option<&str>,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
         if let Some(q) = query {
-            return self.list(api, self.url("users", Some(("search", q)))?).await;
+            return self
+                .list(api, self.url("users", Some(("search", q)))?)
+                .await;
         }
         let mut raw = self.list(api, self.url("users", None)?).await?;
         raw.extend(
@@ -161,7 +163,13 @@ impl OktaSource {
         if self.sync.groups {
             progress.stage("Reading Okta groups");
             let raw = self
-                .list(&api, self.url("groups", group_filter.query.as_deref().map(|q| ("filter", q)))?)
+                .list(
+                    &api,
+                    self.url(
+                        "groups",
+                        group_filter.query.as_deref().map(|q| ("filter", q)),
+                    )?,
+                )
                 .await?;
             let total = raw.len();
             for (i, g) in raw.into_iter().enumerate() {

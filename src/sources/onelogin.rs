@@ -142,10 +142,7 @@ impl OneLoginSource {
         if self.sync.users || self.sync.groups {
             progress.stage("Reading OneLogin users");
             raw_users = self
-                .list(
-                    &api,
-                    self.url("users", user_filter.query.as_deref()),
-                )
+                .list(&api, self.url("users", user_filter.query.as_deref()))
                 .await?;
             progress.count(raw_users.len() as u64);
             for u in &raw_users {
@@ -178,10 +175,7 @@ impl OneLoginSource {
         if self.sync.groups {
             progress.stage("Reading OneLogin roles");
             let roles = self
-                .list(
-                    &api,
-                    self.url("roles", group_filter.query.as_deref()),
-                )
+                .list(&api, self.url("roles", group_filter.query.as_deref()))
                 .await?;
             for r in roles {
                 let Some(id) = id_string(&r["id"]) else {

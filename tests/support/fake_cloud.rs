@@ -202,7 +202,10 @@ impl FakeCloud {
                 "/admin/directory/v1/groups/{id}/members",
                 get(google_members),
             )
-            .layer(axum::middleware::from_fn_with_state(state.clone(), slow_down))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                slow_down,
+            ))
             .with_state(state);
         rt.spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -454,9 +457,17 @@ fn attrs<'a>(e: &'a Expr, out: &mut Vec<&'a str>) {
 fn matches(e: &Expr, user: &Value, exact: bool) -> bool {
     let get = |a: &str| -> Option<String> {
         let ptr = format!("/{}", a.replace('.', "/"));
-        user.pointer(&ptr).and_then(|v| v.as_str()).map(str::to_string)
+        user.pointer(&ptr)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
     };
-    let norm = |s: &str| if exact { s.to_string() } else { s.to_lowercase() };
+    let norm = |s: &str| {
+        if exact {
+            s.to_string()
+        } else {
+            s.to_lowercase()
+        }
+    };
     match e {
         Expr::Present(a) => get(a).is_some_and(|v| !v.is_empty()),
         Expr::Cmp(a, op, v) => {
@@ -482,8 +493,10 @@ fn matches(e: &Expr, user: &Value, exact: bool) -> bool {
 fn okta_invalid_search() -> Response {
     (
         StatusCode::BAD_REQUEST,
-        Json(json!({"errorCode": "E0000031", "errorSummary": "Invalid search criteria.",
-                    "errorLink": "E0000031", "errorId": "oaeFakeSearch", "errorCauses": []})),
+        Json(
+            json!({"errorCode": "E0000031", "errorSummary": "Invalid search criteria.",
+                    "errorLink": "E0000031", "errorId": "oaeFakeSearch", "errorCauses": []}),
+        ),
     )
         .into_response()
 }
@@ -624,13 +637,15 @@ async fn graph_token(
     }
     // access tokens live 60-90 minutes; the answer says how long in `expires_in`
     let (token, expires_in) = d.issue("graph-access-token", 3599);
-    Json(json!({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
-                "access_token": token}))
+    Json(
+        json!({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
+                "access_token": token}),
+    )
     .into_response()
 }
 
 /// A bearer token the fake issued and that has not expired.
-fn bearer<'a>(h: &'a HeaderMap) -> &'a str {
+fn bearer(h: &HeaderMap) -> &str {
     h.get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -992,9 +1007,9 @@ async fn graph_unit_members(
         .map(graph_user)
         .collect();
     items.extend(unit.groups.iter().filter_map(|gid| {
-        d.groups.iter().find(|g| &g.id == gid).map(|g| {
-            json!({"@odata.type": "#microsoft.graph.group", "id": g.id, "displayName": g.name})
-        })
+        d.groups.iter().find(|g| &g.id == gid).map(
+            |g| json!({"@odata.type": "#microsoft.graph.group", "id": g.id, "displayName": g.name}),
+        )
     }));
     graph_page(&base, &path, items, &q, d.page_size, None)
 }
@@ -1026,8 +1041,10 @@ async fn onelogin_token(
             .into_response();
     }
     let (token, expires_in) = d.issue("onelogin-access-token", 36000);
-    Json(json!({"access_token": token, "token_type": "bearer", "expires_in": expires_in,
-                "refresh_token": "onelogin-refresh-token", "account_id": 12345}))
+    Json(
+        json!({"access_token": token, "token_type": "bearer", "expires_in": expires_in,
+                "refresh_token": "onelogin-refresh-token", "account_id": 12345}),
+    )
     .into_response()
 }
 
@@ -1059,14 +1076,21 @@ fn onelogin_page(
 /// https://developers.onelogin.com/api-docs/1/oauth20-tokens/get-rate-limit
 fn onelogin_rate_headers(h: &mut HeaderMap, (limit, remaining, reset): (usize, usize, u64)) {
     h.insert("x-ratelimit-limit", limit.to_string().parse().expect("v"));
-    h.insert("x-ratelimit-remaining", remaining.to_string().parse().expect("v"));
+    h.insert(
+        "x-ratelimit-remaining",
+        remaining.to_string().parse().expect("v"),
+    );
     h.insert("x-ratelimit-reset", reset.to_string().parse().expect("v"));
 }
 
 /// Counts a call against OneLogin's rate limit: the (limit, remaining, reset) to report, or
 /// the 429 once the window's calls are used up.
-fn onelogin_rate(d: &mut Directory) -> Result<(usize, usize, u64), Response> {
-    let limit = if d.onelogin_limit == 0 { 5000 } else { d.onelogin_limit };
+fn onelogin_rate(d: &mut Directory) -> Result<(usize, usize, u64), Box<Response>> {
+    let limit = if d.onelogin_limit == 0 {
+        5000
+    } else {
+        d.onelogin_limit
+    };
     let window = Duration::from_secs(if d.onelogin_window_secs == 0 {
         3600
     } else {
@@ -1077,17 +1101,22 @@ fn onelogin_rate(d: &mut Directory) -> Result<(usize, usize, u64), Response> {
         Some((start, used)) if now < start + window => (start, used),
         _ => (now, 0),
     };
-    let reset = (start + window).saturating_duration_since(now).as_secs().max(1);
+    let reset = (start + window)
+        .saturating_duration_since(now)
+        .as_secs()
+        .max(1);
     if used >= limit {
         d.onelogin_window = Some((start, used));
         let mut resp = (
             StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"status": {"error": true, "code": 429, "type": "Too Many Requests",
-                                   "message": "Rate limit exceeded"}})),
+            Json(
+                json!({"status": {"error": true, "code": 429, "type": "Too Many Requests",
+                                   "message": "Rate limit exceeded"}}),
+            ),
         )
             .into_response();
         onelogin_rate_headers(resp.headers_mut(), (limit, 0, reset));
-        return Err(resp);
+        return Err(Box::new(resp));
     }
     d.onelogin_window = Some((start, used + 1));
     Ok((limit, limit - used - 1, reset))
@@ -1116,7 +1145,7 @@ async fn onelogin_users(
     }
     let rate = match onelogin_rate(&mut d) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let items = d
         .users
@@ -1149,7 +1178,7 @@ async fn onelogin_roles(
     }
     let rate = match onelogin_rate(&mut d) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let items = d
         .groups

@@ -458,6 +458,51 @@ mod tests {
     }
 
     #[test]
+    fn expired_delta_links_are_recognized() {
+        let refused = |status: u16, code: Option<&str>| {
+            anyhow::Error::new(super::super::http::Refused {
+                status,
+                code: code.map(str::to_string),
+                message: String::new(),
+            })
+        };
+        assert!(delta_expired(&refused(400, Some("syncStateNotFound"))));
+        assert!(delta_expired(&refused(410, None)));
+        assert!(delta_expired(&refused(400, Some("resyncRequired"))));
+        assert!(!delta_expired(&refused(
+            403,
+            Some("Authorization_RequestDenied")
+        )));
+        assert!(!delta_expired(&anyhow!("connection refused")));
+        let u =
+            user_of(&serde_json::json!({"id": "5", "@removed": {"reason": "deleted"}})).unwrap();
+        assert!(u.deleted && u.email.is_none());
+    }
+
+    #[test]
+    fn the_delta_link_key_names_the_scope() {
+        let mut source = EntraSource {
+            entra: EntraConfig::default(),
+            sync: SyncConfig::default(),
+            key: String::new(),
+            ca_file: None,
+            state: std::sync::Arc::new(super::super::NoState),
+        };
+        source.entra.tenant = Some("a.onmicrosoft.com".into());
+        let a = source.delta_key();
+        source.sync.user_filter = Some("include:x@y.z".into());
+        let b = source.delta_key();
+        source.entra.tenant = Some("b.onmicrosoft.com".into());
+        let c = source.delta_key();
+        assert!(
+            a != b
+                && b != c
+                && a.contains("a.onmicrosoft.com")
+                && a.contains("graph.microsoft.com")
+        );
+    }
+
+    #[test]
     fn secondary_clauses() {
         let f = Filter::parse(Some("includeGroup:g1|excludeGroup:G2, g3|exclude:A@x.com"));
         assert_eq!(

@@ -459,10 +459,13 @@ impl Api {
     /// GET a JSON document, authorized; a 401 renews an OAuth token once and tries again.
     pub async fn get(&self, url: &str) -> anyhow::Result<Answer> {
         let what = format!("GET {url}");
-        record(&what);
         let mut renewed = false;
         loop {
             let auth = self.authorization(renewed).await?;
+            if !renewed {
+                // after a token request this call may need, as a sync makes them
+                record(&what);
+            }
             let make = || {
                 let mut b = self.http.get(url).header("Accept", "application/json");
                 if let Some(a) = &auth {

@@ -276,10 +276,20 @@ impl Api {
         if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
             return Ok(None);
         }
+        // the rate-limit reset headers come with every answer; they mean "wait" only on a 429
+        let limited = status == StatusCode::TOO_MANY_REQUESTS;
         let asked = retry_after(headers)
             .map(|w| (w, "Retry-After"))
-            .or_else(|| okta_reset(headers).map(|w| (w, "X-Rate-Limit-Reset")))
-            .or_else(|| onelogin_reset(headers).map(|w| (w, "X-RateLimit-Reset")));
+            .or_else(|| {
+                limited
+                    .then(|| okta_reset(headers).map(|w| (w, "X-Rate-Limit-Reset")))
+                    .flatten()
+            })
+            .or_else(|| {
+                limited
+                    .then(|| onelogin_reset(headers).map(|w| (w, "X-RateLimit-Reset")))
+                    .flatten()
+            });
         match asked {
             Some((wait, header)) if wait > self.max_server_wait => Err(Failure::Other(anyhow!(
                 "{}: {what}: HTTP {}: the server asks to wait {} s ({header}), longer than the \
@@ -576,6 +586,46 @@ mod tests {
             "Authentication Failure"
         );
         assert_eq!(error_text("plain"), "plain");
+    }
+
+    #[test]
+    fn which_refusals_are_retried_and_how_long_after() {
+        use reqwest::header::HeaderValue;
+        let mut api = Api::new("Test", None).unwrap();
+        api.max_server_wait = Duration::from_secs(100);
+        api.max_server_wait_key = "x.max";
+        let wait = |status: u16, headers: &[(&'static str, &'static str)], body: &str| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            let status = StatusCode::from_u16(status).unwrap();
+            match api.retry_wait("GET u", status, &h, body, 1) {
+                Ok(w) => Ok(w.map(|(d, _)| d)),
+                Err(Failure::Other(e)) => Err(e.to_string()),
+                Err(Failure::Refused(r)) => Err(r.message),
+            }
+        };
+        let backoff = Some(api.retry.backoff(0));
+        assert_eq!(
+            wait(429, &[("retry-after", "7")], ""),
+            Ok(Some(Duration::from_secs(7)))
+        );
+        let e = wait(429, &[("retry-after", "120")], "").unwrap_err();
+        assert!(e.contains("120 s") && e.contains("x.max"), "{e}");
+        // OneLogin's reset (seconds) means "wait" on a 429 only
+        assert_eq!(wait(503, &[("x-ratelimit-reset", "3000")], ""), Ok(backoff));
+        assert!(wait(429, &[("x-ratelimit-reset", "3000")], "").is_err());
+        assert_eq!(
+            wait(429, &[("x-ratelimit-reset", "3")], ""),
+            Ok(Some(Duration::from_secs(3)))
+        );
+        let quota =
+            r#"{"error":{"code":403,"message":"Quota","errors":[{"reason":"quotaExceeded"}]}}"#;
+        assert_eq!(wait(403, &[], quota), Ok(backoff));
+        let denied = r#"{"error":{"code":403,"message":"Not Authorized","errors":[{"reason":"forbidden"}]}}"#;
+        assert_eq!(wait(403, &[], denied), Ok(None));
+        assert_eq!(wait(404, &[], ""), Ok(None));
     }
 
     #[test]

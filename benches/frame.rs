@@ -72,6 +72,8 @@ fn main() {
         },
         plan: Plan::default(),
         refused: None,
+        baseline_note: None,
+        drift: None,
     });
     let load = t.elapsed();
     let frame = |label: &str,

@@ -173,6 +173,13 @@ pub struct SyncConfig {
     pub invite_users_after_provisioning: bool,
     pub max_removals: u64,
     pub max_removal_percent: u64,
+    /// Refuse a sync that empties a group or takes more than this % of the member references
+    /// out of the groups it changes (0: off).
+    pub max_group_removal_percent: u64,
+    /// Emails a sync never removes, revokes or takes out of a group.
+    pub protected_emails: Vec<String>,
+    /// Without the read API, groups confirmed longer ago than this are sent again (0: never).
+    pub group_resend_hours: u64,
 }
 
 impl Default for SyncConfig {
@@ -200,6 +207,9 @@ impl Default for SyncConfig {
             invite_users_after_provisioning: false,
             max_removals: crate::engine::guard::DEFAULT_MAX_REMOVALS,
             max_removal_percent: crate::engine::guard::DEFAULT_MAX_REMOVAL_PERCENT,
+            max_group_removal_percent: crate::engine::guard::DEFAULT_MAX_GROUP_REMOVAL_PERCENT,
+            protected_emails: Vec::new(),
+            group_resend_hours: 24,
         }
     }
 }
@@ -374,6 +384,8 @@ pub enum KeyKind {
     Enum(&'static [&'static str]),
     /// A secret: the value lives in the secret store unless it is a reference.
     Secret,
+    /// A list of strings, given comma-separated.
+    List,
 }
 
 /// Every key `config set` and `config get` accept, with its type and a one-line help.
@@ -696,6 +708,21 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         KeyKind::Int,
         "refuse a sync that removes more than this % of members (0: no limit)",
     ),
+    (
+        "sync.max_group_removal_percent",
+        KeyKind::Int,
+        "refuse a sync that empties a group or takes more than this % of the member references out of the groups it changes (0: off)",
+    ),
+    (
+        "sync.protected_emails",
+        KeyKind::List,
+        "comma-separated emails a sync never removes, revokes or takes out of a group",
+    ),
+    (
+        "sync.group_resend_hours",
+        KeyKind::Int,
+        "servers without a read API (Vaultwarden): send groups again when confirmed longer ago than this (0: never)",
+    ),
 ];
 
 /// Looks a key up (case-insensitive); a clear error for unknown keys.
@@ -856,6 +883,13 @@ fn typed_value(key: &str, kind: KeyKind, raw: &str) -> anyhow::Result<toml_edit:
             }
             raw_t.into()
         }
+        KeyKind::List => {
+            let mut a = toml_edit::Array::new();
+            for item in raw.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                a.push(item);
+            }
+            a.into()
+        }
         KeyKind::Str | KeyKind::Path => raw.into(),
     })
 }
@@ -880,6 +914,13 @@ pub fn get_value(cfg: &Config, key: &str) -> anyhow::Result<Option<String>> {
         serde_json::Value::Null => None,
         serde_json::Value::String(s) if kind == KeyKind::Secret => Some(mask_secret_value(s)),
         serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(a) if a.is_empty() => None,
+        serde_json::Value::Array(a) => Some(
+            a.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         other => Some(other.to_string()),
     })
 }
@@ -1068,6 +1109,23 @@ pub fn validate(cfg: &Config, secret_known: bool, plaintext_opt_in: bool) -> Vec
             "sync.max_removal_percent",
             "must be between 0 and 100",
         );
+    }
+    if s.max_group_removal_percent > 100 {
+        problem(
+            &mut p,
+            "sync.max_group_removal_percent",
+            "must be between 0 and 100",
+        );
+    }
+    for e in &s.protected_emails {
+        let t = e.trim();
+        if !t.contains('@') || t.contains(char::is_whitespace) {
+            problem(
+                &mut p,
+                "sync.protected_emails",
+                format!("`{e}` is not an email address"),
+            );
+        }
     }
     if s.use_email_prefix_suffix && blank(&s.email_suffix) {
         problem(

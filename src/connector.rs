@@ -12,11 +12,11 @@ use crate::bitwarden::{ApiKey, BitwardenClient, RetryPolicy, Urls};
 use crate::config::{self, Config, DirectoryType};
 use crate::datadir;
 use crate::engine::batch::{BATCH_SIZE, MEMBER_REF_BUDGET, group_batches, member_batches};
-use crate::engine::diff::{DiffOptions, diff_groups, diff_members};
+use crate::engine::diff::{diff_groups, diff_members, mark_drift_repairs};
 use crate::engine::normalize::{normalize_groups, normalize_users};
 use crate::engine::{
-    Batch, DirGroup, GuardLimits, Normalized, Plan, Snapshot, build_batches, check_guard, diff,
-    normalize,
+    Baseline, Batch, Cache, DiffOptions, DirGroup, Drift, GuardLimits, Normalized, Organization,
+    Plan, Snapshot, build_batches, check_group_guard, check_guard, diff, normalize,
 };
 use crate::errors::{ConfigError, Refused};
 use crate::secrets::{self, SecretStore};
@@ -47,6 +47,11 @@ pub struct TestReport {
     pub plan: Plan,
     /// Why a sync would be refused, if it would.
     pub refused: Option<String>,
+    /// Why the plan was not made against the organization, when it was not.
+    pub baseline_note: Option<String>,
+    /// What the organization has that the directory does not explain (`None`: it could not be
+    /// read).
+    pub drift: Option<Drift>,
 }
 
 /// What `sync` did.
@@ -297,11 +302,26 @@ impl Connector {
         Ok(snapshot.groups)
     }
 
-    fn diff_options(cfg: &Config) -> DiffOptions {
+    /// How the plan is made. `org`: the baseline is the organization as read from the server.
+    fn diff_options(cfg: &Config, org: bool) -> DiffOptions {
+        let resend_groups_before = (!org && cfg.sync.group_resend_hours > 0).then(|| {
+            (chrono::Utc::now() - chrono::Duration::hours(cfg.sync.group_resend_hours as i64))
+                .to_rfc3339()
+        });
         DiffOptions {
             remove_disabled: cfg.sync.remove_disabled,
             remove_missing_users: cfg.sync.remove_missing_users,
             overwrite_existing: cfg.sync.overwrite_existing,
+            cascade_removals: org,
+            protected: Arc::new(
+                cfg.sync
+                    .protected_emails
+                    .iter()
+                    .map(|e| e.trim().to_lowercase())
+                    .filter(|e| !e.is_empty())
+                    .collect(),
+            ),
+            resend_groups_before,
         }
     }
 
@@ -309,6 +329,7 @@ impl Connector {
         GuardLimits {
             max_removals: cfg.sync.max_removals,
             max_removal_percent: cfg.sync.max_removal_percent,
+            max_group_removal_percent: cfg.sync.max_group_removal_percent,
         }
     }
 
@@ -323,26 +344,118 @@ impl Connector {
         })
     }
 
-    /// Reads the directory and shows what a sync would do. Pushes nothing, writes nothing.
+    /// The store, working on the cache of the configured server and organization (else of the
+    /// last successful sync).
+    fn scoped_store(&self, cfg: &Config, key: Option<&ApiKey>) -> anyhow::Result<Store> {
+        let mut store = self.store()?;
+        if let Some(scope) = Self::scope(cfg, key) {
+            store.set_scope(&scope);
+        }
+        Ok(store)
+    }
+
+    /// Reads the organization (logged, not shown: the directory read owns the status line).
+    async fn read_org(client: &BitwardenClient) -> anyhow::Result<Option<Organization>> {
+        let started = std::time::Instant::now();
+        let org = client
+            .read_organization(&crate::sources::NoProgress)
+            .await?;
+        match &org {
+            Some(o) => tracing::info!(
+                "read the organization: {} members, {} groups in {:.2}s",
+                o.members.len(),
+                o.groups.len(),
+                started.elapsed().as_secs_f64()
+            ),
+            None => tracing::info!(
+                "the server has no read API (GET /public/members: 404); the plan is made \
+                 against the local sync cache"
+            ),
+        }
+        Ok(org)
+    }
+
+    /// The baseline a plan is made against: the organization when it was read, else the cache.
+    fn baseline(org: Option<&Organization>, local: Cache) -> (Cache, Baseline) {
+        match org {
+            Some(o) => (o.baseline(), Baseline::Organization),
+            None if local.members.is_empty() && local.groups.is_empty() => (local, Baseline::None),
+            None => (local, Baseline::Cache),
+        }
+    }
+
+    /// Reads the directory and shows what a sync would do, against the organization when it can
+    /// be read (else the local cache). Pushes nothing, writes nothing.
     pub async fn test(&self, progress: &dyn Progress) -> anyhow::Result<TestReport> {
         let cfg = self.checked_config()?;
-        let normalized = self.read_directory(&cfg, progress).await?;
-        let store = self.store()?;
-        // A cache written for another organization does not count.
         let key = self.api_key().ok().flatten();
-        let cache_scope = store.meta_get("cache_scope")?;
-        let cache = match (Self::scope(&cfg, key.as_ref()), cache_scope) {
-            (Some(a), Some(b)) if a != b => Default::default(),
-            _ => store.load_cache()?,
+        let store = self.scoped_store(&cfg, key.as_ref())?;
+        let client = key.map(|k| self.client(&cfg, k)).transpose()?;
+        let org = async {
+            match &client {
+                Some(c) => Self::read_org(c).await,
+                None => Ok(None),
+            }
         };
-        progress.stage("Comparing with the sync cache");
-        let plan = diff(&normalized, &cache, Self::diff_options(&cfg));
-        let refused = check_guard(&plan, Self::limits(&cfg));
+        let (normalized, org) = tokio::join!(self.read_directory(&cfg, progress), org);
+        let normalized = normalized?;
+        let (org, baseline_note) = match (org, &client) {
+            (Ok(Some(o)), _) => (Some(o), None),
+            (Ok(None), Some(_)) => (
+                None,
+                Some("the server has no read API (Vaultwarden): the plan is made against the local sync cache".to_string()),
+            ),
+            (Ok(None), None) => (
+                None,
+                Some("not logged in: the plan is made against the local sync cache".to_string()),
+            ),
+            (Err(e), _) => (
+                None,
+                Some(format!(
+                    "the organization could not be read ({e:#}); the plan is made against the \
+                     local sync cache"
+                )),
+            ),
+        };
+        progress.stage("Comparing with the baseline");
+        let local = store.load_cache()?;
+        let sent = org
+            .as_ref()
+            .map(|_| store.load_group_fingerprints())
+            .transpose()?;
+        let (base, kind) = Self::baseline(org.as_ref(), local);
+        let mut plan = diff(&normalized, &base, &Self::diff_options(&cfg, org.is_some()));
+        plan.baseline = kind;
+        if let Some(sent) = &sent {
+            mark_drift_repairs(&mut plan, sent);
+        }
+        let limits = Self::limits(&cfg);
+        let refused = check_guard(&plan, limits).or_else(|| check_group_guard(&plan, limits));
+        let drift = org.as_ref().map(|o| o.drift(&normalized));
         Ok(TestReport {
             normalized,
             plan,
             refused,
+            baseline_note,
+            drift,
         })
+    }
+
+    /// What the organization has that the directory does not explain. Needs the read API.
+    pub async fn drift(&self, progress: &dyn Progress) -> anyhow::Result<Drift> {
+        let cfg = self.checked_config()?;
+        let key = self.require_api_key()?;
+        let client = self.client(&cfg, key)?;
+        let (normalized, org) =
+            tokio::join!(self.read_directory(&cfg, progress), Self::read_org(&client));
+        let normalized = normalized?;
+        let org = org?.ok_or_else(|| {
+            anyhow!(
+                "the server has no read API (GET /public/members answered 404; Vaultwarden has \
+                 none): the drift report needs to read the organization"
+            )
+        })?;
+        Ok(org.drift(&normalized))
     }
 
     /// Reads the directory, pushes the differences and records what the server confirmed.
@@ -358,12 +471,7 @@ impl Connector {
         } else {
             Some(datadir::acquire_sync_lock(&self.data_dir, "sync")?)
         };
-        let mut store = self.store()?;
-        if let Some(scope) = Self::scope(&cfg, Some(&key))
-            && store.ensure_cache_scope(&scope)?
-        {
-            tracing::info!("the organization or server changed: the sync cache was cleared");
-        }
+        let mut store = self.scoped_store(&cfg, Some(&key))?;
         let run_id = store.start_run("sync")?;
         let mut record = RunRecord {
             id: run_id,
@@ -405,6 +513,20 @@ impl Connector {
         result
     }
 
+    /// The refusal of a guard, as the error a sync ends with.
+    fn refusal(reason: &str, applied: u64) -> anyhow::Error {
+        let pushed = match applied {
+            0 => "Nothing was pushed.".to_string(),
+            n => format!(
+                "{n} member request(s) had been applied and recorded; the groups were not sent."
+            ),
+        };
+        anyhow::Error::new(Refused(format!(
+            "sync refused: {reason}. {pushed} Check the directory and the filters with `test`; \
+             if the changes are intended, run `sync --allow-mass-removal` once"
+        )))
+    }
+
     async fn sync_inner(
         &self,
         cfg: &Config,
@@ -415,9 +537,13 @@ impl Connector {
         progress: &dyn Progress,
     ) -> anyhow::Result<SyncReport> {
         let started = chrono::Utc::now().to_rfc3339();
-        let cache = store.load_cache()?;
-        let diff_opts = Self::diff_options(cfg);
+        // every sync proves the key, even when nothing changes
+        let client = self.client(cfg, key)?;
+        progress.stage("Signing in to Bitwarden");
+        client.token().await?;
+        let local = store.load_cache()?;
         let invite = cfg.sync.invite_users_after_provisioning;
+        let limits = Self::limits(cfg);
         let (users_tx, users_rx) = tokio::sync::oneshot::channel();
         let shared = SharedProgress::new(progress);
         let source_state = Arc::new(StagedState::load(store)?);
@@ -428,10 +554,13 @@ impl Connector {
             shared.read_done();
             r
         };
-        // The member half: as soon as the users are read, their plan is made and checked by the
-        // guard, and when the push needs several requests anyway, the member requests go out
-        // while the groups are still being read.
+        // The member half: as soon as the users are read (and the organization), their plan is
+        // made and checked by the guard, and when the push needs several requests anyway, the
+        // member requests go out while the groups are still being read.
         let members = async {
+            let org = Self::read_org(&client).await?;
+            let (base, kind) = Self::baseline(org.as_ref(), local);
+            let diff_opts = Self::diff_options(cfg, org.is_some());
             let Ok(users) = users_rx.await else {
                 return Ok(None); // the read failed before the users: its error is reported
             };
@@ -441,29 +570,22 @@ impl Connector {
                 .transpose()
                 .map_err(|e| anyhow!(e).context("checking the directory's entries"))?;
             record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
-            let (plan, desired) = diff_members(users.as_deref(), &cache, diff_opts);
-            if let Some(reason) = check_guard(&plan, Self::limits(cfg)) {
+            let (mut plan, desired) = diff_members(users.as_deref(), &base, &diff_opts);
+            plan.baseline = kind;
+            if let Some(reason) = check_guard(&plan, limits) {
                 if opts.allow_mass_removal {
                     tracing::warn!("guard overridden with --allow-mass-removal: {reason}");
                 } else {
-                    return Err(anyhow::Error::new(Refused(format!(
-                        "sync refused: {reason}. Nothing was pushed. Check the directory and \
-                         the filters with `test`; if the removals are intended, run \
-                         `sync --allow-mass-removal` once"
-                    ))));
+                    return Err(Self::refusal(&reason, 0));
                 }
             }
-            let mut client = None;
             // more members than one request holds: members and groups go in separate requests
             let early = plan.members.len() > BATCH_SIZE && !plan.overwrite_existing;
             if early {
                 let push = shared.push();
-                let c = self.client(cfg, key.clone())?;
-                push.stage("Signing in to Bitwarden");
-                c.token().await?;
                 let batches = member_batches(plan.members.len(), BATCH_SIZE, true);
                 let pushed = Self::push(
-                    &c,
+                    &client,
                     &plan,
                     &batches,
                     "member batch",
@@ -475,9 +597,10 @@ impl Connector {
                 .await;
                 shared.push_done();
                 pushed?;
-                client = Some(c);
             }
-            Ok(Some((users, skipped, plan, desired, client)))
+            Ok(Some((
+                users, skipped, plan, desired, base, diff_opts, org, early,
+            )))
         };
         // A member half that fails (the guard refuses, a request fails) ends the sync at once:
         // the group read is dropped. A read that ends first (or fails) waits for the member
@@ -500,64 +623,97 @@ impl Connector {
                  the groups"
             )),
         })?;
-        let Some((users, mut skipped, mut plan, desired, client)) = members else {
+        let Some((users, mut skipped, mut plan, desired, base, diff_opts, org, early)) = members
+        else {
             anyhow::bail!("reading the directory ended without its users");
         };
         progress.stage("Normalizing groups");
         let groups = groups.map(|g| normalize_groups(g, &mut skipped));
         record.directory_groups = groups.as_ref().map_or(0, |g| g.len() as u64);
-        progress.stage("Comparing groups with the sync cache");
-        diff_groups(&mut plan, groups.as_deref(), desired.as_ref(), &cache);
-        drop((cache, desired, users, groups, skipped));
+        progress.stage("Comparing groups with the baseline");
+        diff_groups(
+            &mut plan,
+            groups.as_deref(),
+            desired.as_ref(),
+            &base,
+            &diff_opts,
+        );
+        if org.is_some() {
+            mark_drift_repairs(&mut plan, &store.load_group_fingerprints()?);
+        }
+        drop((base, desired, users, groups, skipped));
         record.invited = plan.invites() as u64;
-        record.updated = plan.updates() as u64;
         record.removed = plan.removals() as u64;
         record.groups_changed = plan.groups.len() as u64;
-        let mark_times = |store: &Store| -> anyhow::Result<()> {
-            if cfg.sync.users {
-                store.set_last_sync(SyncKind::Users, &started)?;
+        if let Some(reason) = check_group_guard(&plan, limits) {
+            if opts.allow_mass_removal {
+                tracing::warn!("group guard overridden with --allow-mass-removal: {reason}");
+            } else {
+                return Err(Self::refusal(&reason, record.requests));
             }
-            if cfg.sync.groups {
-                store.set_last_sync(SyncKind::Groups, &started)?;
-            }
-            Ok(())
-        };
-        if plan.is_empty() {
-            store.drop_groups(&plan.stale_groups)?;
-            mark_times(store)?;
-            source_state.commit(store)?;
-            return Ok(SyncReport {
-                outcome: RunOutcome::Unchanged,
-                plan,
-                requests: 0,
-                bytes_pushed: 0,
-                run_id: record.id,
-            });
         }
-        let (client, batches, what) = match client {
-            // the members went out already
-            Some(c) => {
-                let batches = group_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET, true);
-                (c, batches, "group batch")
-            }
-            None => {
-                let batches =
-                    build_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(ConfigError)?;
-                let c = self.client(cfg, key)?;
-                progress.stage("Signing in to Bitwarden");
-                c.token().await?;
-                (c, batches, "batch")
-            }
-        };
-        Self::push(
-            &client, &plan, &batches, what, invite, store, record, progress,
-        )
-        .await?;
+        let pushed = !plan.is_empty();
+        if pushed {
+            let batches = if early {
+                group_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET, true)
+            } else {
+                build_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(ConfigError)?
+            };
+            let what = if early { "group batch" } else { "batch" };
+            Self::push(
+                &client, &plan, &batches, what, invite, store, record, progress,
+            )
+            .await?;
+        }
         store.drop_groups(&plan.stale_groups)?;
-        mark_times(store)?;
+        // Where the organization can be read, the cache records what it shows, and a push is
+        // checked against it.
+        if let Some(before) = &org {
+            let after = if pushed {
+                progress.stage("Verifying the organization");
+                Self::read_org(&client)
+                    .await
+                    .context("reading the organization back after the push")?
+                    .ok_or_else(|| anyhow!("the server's read API disappeared during the sync"))?
+            } else {
+                before.clone()
+            };
+            store.replace_cache(&after.baseline(), &after.digest())?;
+            let problems = if pushed {
+                after.verify(&plan)
+            } else {
+                Vec::new()
+            };
+            if !problems.is_empty() {
+                let shown: Vec<&str> = problems.iter().take(10).map(String::as_str).collect();
+                anyhow::bail!(
+                    "the organization does not show {} change(s) the server accepted:\n  {}{}\n\
+                     The sync cache records what the organization shows; the next sync tries \
+                     again.",
+                    problems.len(),
+                    shown.join("\n  "),
+                    if problems.len() > 10 {
+                        format!("\n  … and {} more", problems.len() - 10)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        if cfg.sync.users {
+            store.set_last_sync(SyncKind::Users, &started)?;
+        }
+        if cfg.sync.groups {
+            store.set_last_sync(SyncKind::Groups, &started)?;
+        }
         source_state.commit(store)?;
+        store.remember_scope()?;
         Ok(SyncReport {
-            outcome: RunOutcome::Synced,
+            outcome: if pushed {
+                RunOutcome::Synced
+            } else {
+                RunOutcome::Unchanged
+            },
             plan,
             requests: record.requests as usize,
             bytes_pushed: record.bytes_pushed,
@@ -670,9 +826,15 @@ impl Connector {
         self.clear_cache_locked(&lock)
     }
 
-    /// Clears the cache under a sync lock the caller already holds (the window, while it polls).
+    /// Clears the cache (of the configured server and organization) under a sync lock the
+    /// caller already holds (the window, while it polls).
     pub fn clear_cache_locked(&self, _held: &datadir::SyncLock) -> anyhow::Result<()> {
-        self.store()?.clear_cache()
+        let key = self.api_key().ok().flatten();
+        let mut store = match self.config() {
+            Ok(cfg) => self.scoped_store(&cfg, key.as_ref())?,
+            Err(_) => self.store()?,
+        };
+        store.clear_cache()
     }
 }
 

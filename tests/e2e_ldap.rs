@@ -79,12 +79,14 @@ fn test_shows_directory_and_plan_without_pushing() {
         3,
         "nested Platform flattened"
     );
-    assert_eq!(server.import_count(), 0);
-    assert_eq!(
-        server.org().token_requests,
-        0,
-        "test does not talk to Bitwarden"
+    assert_eq!(server.import_count(), 0, "test pushes nothing");
+    // it reads the organization (the plan's baseline), and says so
+    assert!(
+        server.org().reads.iter().any(|r| r == "/public/members"),
+        "{:?}",
+        server.org().reads
     );
+    assert_eq!(j["plan"]["baseline"], "organization");
 }
 
 #[test]
@@ -220,9 +222,20 @@ fn first_sync_then_changes_send_only_the_differences() {
         set(&["alice@example.com", "carol@example.com"])
     );
 
-    // clear-cache: the next sync is a full push
+    // clear-cache: the next sync rebuilds the cache from the organization and sends nothing
     env.ok(&["clear-cache"]);
     assert_eq!(env.cache_counts(), (0, 0));
+    let imports = server.import_count();
+    env.ok(&["sync"]);
+    assert_eq!(
+        server.import_count(),
+        imports,
+        "the organization already matches"
+    );
+    assert_eq!(env.cache_counts(), (5, 3));
+
+    // an emptied organization gets everything again
+    server.org().reset();
     env.ok(&["sync"]);
     let body = server.last_body();
     assert_eq!(
@@ -244,6 +257,7 @@ fn first_sync_then_changes_send_only_the_differences() {
         outcomes,
         vec![
             "synced",
+            "unchanged",
             "synced",
             "synced",
             "synced",
@@ -347,7 +361,7 @@ fn server_errors_rate_limits_and_validation_messages() {
     assert_eq!(server.org().members.len(), 5);
 
     // a 401 on import (token revoked) gets one fresh token, then succeeds
-    env.ok(&["clear-cache"]);
+    server.org().reset();
     let tokens = server.org().token_requests;
     server
         .org()
@@ -356,6 +370,7 @@ fn server_errors_rate_limits_and_validation_messages() {
     env.ok(&["sync"]);
     assert_eq!(server.org().token_requests, tokens + 2);
     // a 401 that persists says the key was refused
+    server.org().reset();
     env.ok(&["clear-cache"]);
     for _ in 0..2 {
         server

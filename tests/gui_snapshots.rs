@@ -99,11 +99,13 @@ fn results() -> TestReport {
         skipped: vec![],
     };
     let plan =
-        directory_connector::engine::diff(&normalized, &Default::default(), Default::default());
+        directory_connector::engine::diff(&normalized, &Default::default(), &Default::default());
     TestReport {
         normalized,
         plan,
         refused: None,
+        baseline_note: None,
+        drift: None,
     }
 }
 

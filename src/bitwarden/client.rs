@@ -206,9 +206,13 @@ impl BitwardenClient {
         &self.urls
     }
 
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Sends a request built by `build`, retrying connection errors, 429 and 5xx.
     /// Returns the final response (any status) or the last transport error.
-    async fn send_with_retry(
+    pub(crate) async fn send_with_retry(
         &self,
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,

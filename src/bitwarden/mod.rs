@@ -1,7 +1,8 @@
 //! The Bitwarden side: server URLs, the organization API key, the token and import requests,
-//! and the server's error format.
+//! the read side of the public API, and the server's error format.
 
 pub mod client;
+pub mod read;
 pub mod urls;
 pub mod wire;
 

@@ -172,13 +172,11 @@ mod tests {
                     external_id: "123".into(),
                     email: "a@x.com".into(),
                     action: MemberAction::Invite,
-                    previous_email: None,
                 },
                 MemberChange {
                     external_id: "456".into(),
                     email: "b@x.com".into(),
                     action: MemberAction::Remove(RemovalReason::Disabled),
-                    previous_email: None,
                 },
             ],
             groups: vec![GroupChange {
@@ -188,6 +186,9 @@ mod tests {
                 fingerprint: String::new(),
                 action: GroupAction::Create,
                 previous_member_count: None,
+                previous_name: None,
+                removed_members: 0,
+                repairs_drift: false,
             }],
             ..Plan::default()
         };

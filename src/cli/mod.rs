@@ -72,7 +72,8 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print the path of the configuration file.
     DataFile,
-    /// Forget what was synced: the next sync is a full push.
+    /// Forget what was synced with this server and organization: the next sync starts from the
+    /// organization (or, on a server without a read API, is a full push).
     ClearCache,
     /// The most recent sync runs.
     History {
@@ -80,6 +81,9 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// What the organization has that the directory does not explain (read-only; needs a server
+    /// with the public API's read side).
+    Drift,
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +242,14 @@ fn dispatch(
         Command::History { limit } => {
             let runs = Connector::open(data_dir)?.store()?.list_runs(*limit)?;
             out.history(&runs);
+            Ok(0)
+        }
+        Command::Drift => {
+            let conn = Connector::open(data_dir)?;
+            let progress = output::Spinner::new(out.interactive());
+            let drift = runtime()?.block_on(conn.drift(&progress));
+            progress.finish();
+            out.drift_report(&drift?);
             Ok(0)
         }
     }

@@ -159,6 +159,8 @@ impl Output {
                 skipped: &'a [crate::engine::Skipped],
                 plan: &'a crate::engine::Plan,
                 refused: &'a Option<String>,
+                baseline_note: &'a Option<String>,
+                drift: &'a Option<crate::engine::Drift>,
             }
             self.json_write(&TestJson {
                 object: "test",
@@ -169,6 +171,8 @@ impl Output {
                 skipped: &n.skipped,
                 plan: &r.plan,
                 refused: &r.refused,
+                baseline_note: &r.baseline_note,
+                drift: &r.drift,
             });
             return;
         }
@@ -226,9 +230,37 @@ impl Output {
             }
             println!("{t}");
         }
+        if let Some(drift) = &r.drift {
+            self.print_drift(drift);
+        }
+        println!("Baseline: {}.", r.plan.baseline.describe());
+        if let Some(note) = &r.baseline_note {
+            println!("({note}.)");
+        }
         self.plan_summary(&r.plan, None);
         if let Some(reason) = &r.refused {
             println!("A sync now would be REFUSED: {reason}.");
+        }
+    }
+
+    /// The drift report (the `drift` command).
+    pub fn drift_report(&self, d: &crate::engine::Drift) {
+        if self.json {
+            self.json_value(&json!({"success": true, "drift": d}));
+            return;
+        }
+        self.print_drift(d);
+    }
+
+    fn print_drift(&self, d: &crate::engine::Drift) {
+        println!("{}", d.summary());
+        let rows = d.rows();
+        if !rows.is_empty() {
+            let mut t = table(&["Drift", "Name", "externalId", "Detail"]);
+            for row in rows {
+                t.add_row(row.to_vec());
+            }
+            println!("{t}");
         }
     }
 
@@ -255,11 +287,7 @@ impl Output {
             let mut t = table(&["Member", "Change"]);
             let n = changes.len();
             for m in changes.into_iter().take(limit) {
-                let what = match &m.previous_email {
-                    Some(prev) => format!("{} (was {prev})", m.action.label()),
-                    None => m.action.label().to_string(),
-                };
-                t.add_row(vec![m.email.clone(), what]);
+                t.add_row(vec![m.email.clone(), m.action.label().to_string()]);
             }
             println!("{t}");
             more(n, "member changes");
@@ -273,16 +301,34 @@ impl Output {
             let mut t = table(&["Group", "Change"]);
             let n = gchanges.len();
             for g in gchanges.into_iter().take(limit) {
-                let what = match (g.action, g.previous_member_count) {
-                    (GroupAction::Update, Some(prev)) => {
-                        format!("update ({prev} → {} members)", g.members.len())
-                    }
-                    _ => format!("create ({} members)", g.members.len()),
+                let what = match g.previous_member_count {
+                    Some(prev) => format!("{} ({prev} → {} members)", g.label(), g.members.len()),
+                    None => format!("{} ({} members)", g.label(), g.members.len()),
                 };
                 t.add_row(vec![g.name.clone(), what]);
             }
             println!("{t}");
             more(n, "group changes");
+        }
+        if !p.email_changes.is_empty() {
+            let mut t = table(&["Directory email", "Baseline email", "externalId"]);
+            for e in p.email_changes.iter().take(limit) {
+                t.add_row(vec![
+                    e.directory_email.clone(),
+                    e.baseline_email.clone(),
+                    e.external_id.clone(),
+                ]);
+            }
+            println!("{t}");
+            more(p.email_changes.len(), "email changes");
+            println!(
+                "Warning: {} member(s) have a new email in the directory: {}",
+                p.email_changes.len(),
+                crate::engine::diff::EMAIL_CHANGE_ADVICE
+            );
+        }
+        for line in &p.protected {
+            println!("Protected (sync.protected_emails): {line}");
         }
         if !p.stale_groups.is_empty() {
             println!(
@@ -298,7 +344,7 @@ impl Output {
                 "success": true,
                 "outcome": r.outcome,
                 "invited": r.plan.invites(),
-                "updated": r.plan.updates(),
+                "emailChanges": r.plan.email_changes.len(),
                 "removed": r.plan.removals(),
                 "groupsChanged": r.plan.groups.len(),
                 "requests": r.requests,
@@ -309,13 +355,31 @@ impl Output {
         }
         match r.outcome {
             crate::store::RunOutcome::Unchanged => {
-                println!("Sync complete: unchanged. Nothing was sent.");
+                println!(
+                    "Sync complete: unchanged. Nothing was sent (baseline: {}).",
+                    r.plan.baseline.describe()
+                );
+                if !r.plan.email_changes.is_empty() || !r.plan.protected.is_empty() {
+                    self.plan_summary(&r.plan, Some(SYNC_REPORT_ROWS));
+                }
             }
             _ => {
                 println!(
-                    "Sync complete: {} request(s), {} bytes sent.",
-                    r.requests, r.bytes_pushed
+                    "Sync complete: {} request(s), {} bytes sent (baseline: {}).",
+                    r.requests,
+                    r.bytes_pushed,
+                    r.plan.baseline.describe()
                 );
+                if r.plan.baseline != crate::engine::Baseline::Organization
+                    && !r.plan.groups.is_empty()
+                {
+                    println!(
+                        "Note: this server cannot be read back, so the groups were confirmed by \
+                         its answer only. Vaultwarden drops groups unless ORG_GROUPS_ENABLED=true \
+                         and never renames them; groups are sent again every \
+                         sync.group_resend_hours."
+                    );
+                }
                 self.plan_summary(&r.plan, Some(SYNC_REPORT_ROWS));
             }
         }

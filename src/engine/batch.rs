@@ -117,7 +117,6 @@ mod tests {
                     external_id: i.to_string(),
                     email: format!("{i}@x.com"),
                     action: MemberAction::Invite,
-                    previous_email: None,
                 })
                 .collect(),
             groups: (0..g)
@@ -128,6 +127,9 @@ mod tests {
                     fingerprint: String::new(),
                     action: GroupAction::Create,
                     previous_member_count: None,
+                    previous_name: None,
+                    removed_members: 0,
+                    repairs_drift: false,
                 })
                 .collect(),
             ..Plan::default()

@@ -23,6 +23,9 @@ pub struct CachedGroup {
     pub fingerprint: String,
     pub member_count: usize,
     pub members: Option<Vec<Id>>,
+    /// When the server last confirmed it (RFC 3339; `None` in a baseline read from the
+    /// organization, which needs no re-send).
+    pub synced_at: Option<String>,
 }
 
 /// The cache as the diff sees it, keyed by externalId.
@@ -44,13 +47,13 @@ pub enum RemovalReason {
     Missing,
 }
 
-/// What happens to one member.
+/// What happens to one member. (An email change is not an action: the import API cannot
+/// change a member's email; see [`EmailChange`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberAction {
     Invite,
-    Update,
-    /// Sent again unchanged (full push).
+    /// Sent again unchanged (full push, or kept by `overwrite_existing` as protected).
     Resend,
     Remove(RemovalReason),
 }
@@ -61,9 +64,49 @@ pub struct MemberChange {
     pub external_id: String,
     pub email: String,
     pub action: MemberAction,
-    /// The email the cache knew, when an update changes it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous_email: Option<String>,
+}
+
+/// A member whose email in the directory differs from the one the baseline has. Not sent: the
+/// import matches existing members by externalId and keeps their email (Bitwarden), or matches
+/// by email and would create a second membership (Vaultwarden).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmailChange {
+    pub external_id: String,
+    pub baseline_email: String,
+    pub directory_email: String,
+}
+
+/// What the admin should do about an email change (shown with the plan).
+pub const EMAIL_CHANGE_ADVICE: &str = "the import cannot change a member's email, so the \
+     connector does not send it. Bitwarden keeps the account's email: the user changes it in \
+     their account settings (or remove the member and let the next sync invite the new address). \
+     Vaultwarden matches members by email and would create a second membership: change the \
+     email in the user's account, then run `clear-cache` so the next sync takes the new one.";
+
+/// What the plan was made against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Baseline {
+    /// The organization as the server's read API shows it.
+    Organization,
+    /// The local cache of what the server confirmed (the server has no read API, or it could
+    /// not be reached for a preview).
+    Cache,
+    /// Neither: the cache is empty and the organization cannot be read.
+    #[default]
+    None,
+}
+
+impl Baseline {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Baseline::Organization => "the organization (read from the server)",
+            Baseline::Cache => "the local sync cache (the server cannot be read back)",
+            Baseline::None => {
+                "nothing: the local sync cache is empty and the server cannot be read back"
+            }
+        }
+    }
 }
 
 impl MemberAction {
@@ -71,7 +114,6 @@ impl MemberAction {
     pub fn label(self) -> &'static str {
         match self {
             MemberAction::Invite => "invite",
-            MemberAction::Update => "update",
             MemberAction::Resend => "resend",
             MemberAction::Remove(RemovalReason::Deleted) => "remove (deleted)",
             MemberAction::Remove(RemovalReason::Disabled) => "remove (disabled)",
@@ -106,19 +148,66 @@ pub struct GroupChange {
     pub action: GroupAction,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_member_count: Option<usize>,
+    /// The name the baseline has, when this change renames the group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_name: Option<String>,
+    /// Member references the baseline has and this change takes out.
+    pub removed_members: usize,
+    /// The directory did not change this group: someone changed it in the organization, and
+    /// this change puts it back.
+    pub repairs_drift: bool,
+}
+
+impl GroupChange {
+    /// How the front ends name the action.
+    pub fn label(&self) -> String {
+        let base = match self.action {
+            GroupAction::Create => "create",
+            GroupAction::Update => "update",
+            GroupAction::Resend => "resend",
+        };
+        let mut s = base.to_string();
+        if let Some(old) = &self.previous_name {
+            s = format!("rename from `{old}`");
+            if self.previous_member_count != Some(self.members.len()) || self.removed_members > 0 {
+                s.push_str(", members");
+            }
+        }
+        if self.repairs_drift {
+            s.push_str(" (repairs a change made outside the connector)");
+        }
+        s
+    }
 }
 
 /// Options that shape the diff.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DiffOptions {
     pub remove_disabled: bool,
     pub remove_missing_users: bool,
     pub overwrite_existing: bool,
+    /// The baseline is the organization as read from a server that drops a removed member from
+    /// its groups itself (Bitwarden). Without it (the cache), every group that loses a member is
+    /// sent again, removals included, so that a server keeping a revoked member's group rows
+    /// (Vaultwarden) ends up right.
+    pub cascade_removals: bool,
+    /// Lower-cased emails a sync never removes, revokes or takes out of a group.
+    pub protected: std::sync::Arc<HashSet<String>>,
+    /// Groups the cache confirmed before this time (RFC 3339) are sent again (a server that
+    /// cannot be read back may have dropped them, or they were changed by hand).
+    pub resend_groups_before: Option<String>,
 }
 
 /// What a sync would change.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
+    /// What the plan was made against.
+    pub baseline: Baseline,
+    /// Members whose email differs from the baseline's: not sent (see [`EmailChange`]).
+    pub email_changes: Vec<EmailChange>,
+    /// Emails in `sync.protected_emails` the directory would have removed or taken out of a
+    /// group, and what was kept.
+    pub protected: Vec<String>,
     /// Everything is sent, not only the differences (empty cache or `overwrite_existing`).
     pub full_push: bool,
     pub overwrite_existing: bool,
@@ -149,10 +238,9 @@ impl Plan {
             }
         };
         format!(
-            "Plan{}: invite {}, update {}, remove {}{}; groups: create {}, update {}{}; unchanged: {} members, {} groups",
+            "Plan{}: invite {}, remove {}{}; groups: create {}, update {}{}; unchanged: {} members, {} groups{}",
             if self.full_push { " (full push)" } else { "" },
             self.invites(),
-            self.updates(),
             self.removals(),
             resends(self.resends()),
             self.count_groups(GroupAction::Create),
@@ -160,6 +248,10 @@ impl Plan {
             resends(self.count_groups(GroupAction::Resend)),
             self.unchanged_members,
             self.unchanged_groups,
+            match self.email_changes.len() {
+                0 => String::new(),
+                n => format!("; {n} email change(s) not sent"),
+            }
         )
     }
 
@@ -172,9 +264,6 @@ impl Plan {
     }
     pub fn invites(&self) -> usize {
         self.count_members(|a| *a == MemberAction::Invite)
-    }
-    pub fn updates(&self) -> usize {
-        self.count_members(|a| *a == MemberAction::Update)
     }
     pub fn resends(&self) -> usize {
         self.count_members(|a| *a == MemberAction::Resend)
@@ -199,10 +288,31 @@ pub fn group_fingerprint(name: &str, sorted_members: &[Id]) -> String {
 }
 
 /// Computes the plan.
-pub fn diff(n: &Normalized, cache: &Cache, opts: DiffOptions) -> Plan {
+pub fn diff(n: &Normalized, cache: &Cache, opts: &DiffOptions) -> Plan {
     let (mut plan, desired) = diff_members(n.users.as_deref(), cache, opts);
-    diff_groups(&mut plan, n.groups.as_deref(), desired.as_ref(), cache);
+    diff_groups(
+        &mut plan,
+        n.groups.as_deref(),
+        desired.as_ref(),
+        cache,
+        opts,
+    );
     plan
+}
+
+/// Marks the group changes that put back what someone changed in the organization: the local
+/// cache says the connector last sent exactly this group, so the directory did not change it.
+pub fn mark_drift_repairs(plan: &mut Plan, sent: &Cache) {
+    for g in &mut plan.groups {
+        if g.action == GroupAction::Update
+            && sent
+                .groups
+                .get(&g.external_id)
+                .is_some_and(|c| c.fingerprint == g.fingerprint)
+        {
+            g.repairs_drift = true;
+        }
+    }
 }
 
 /// externalIds that will be members after a sync (from [`diff_members`]; `None` when users are
@@ -214,7 +324,7 @@ pub type Desired = Option<HashSet<Id>>;
 pub fn diff_members(
     users: Option<&[NormUser]>,
     cache: &Cache,
-    opts: DiffOptions,
+    opts: &DiffOptions,
 ) -> (Plan, Desired) {
     let full_push =
         opts.overwrite_existing || (cache.members.is_empty() && cache.groups.is_empty());
@@ -226,6 +336,7 @@ pub fn diff_members(
         ..Plan::default()
     };
     let mut desired: Desired = None;
+    let protected = |email: &str| opts.protected.contains(email);
     if let Some(users) = users {
         plan.directory_users = users.len();
         let mut keep: HashSet<Id> = HashSet::with_capacity(users.len());
@@ -246,11 +357,27 @@ pub fn diff_members(
                     .map(|c| c.email.clone())
                     .or_else(|| if full_push { u.email.clone() } else { None });
                 if let Some(email) = email {
+                    if protected(&email) {
+                        plan.protected.push(format!(
+                            "{email}: not removed ({} in the directory)",
+                            u.status()
+                        ));
+                        if let Some(c) = cached {
+                            keep.insert(u.external_id.clone());
+                            if opts.overwrite_existing {
+                                plan.members.push(MemberChange {
+                                    external_id: u.external_id.to_string(),
+                                    email: c.email.clone(),
+                                    action: MemberAction::Resend,
+                                });
+                            }
+                        }
+                        continue;
+                    }
                     plan.members.push(MemberChange {
                         external_id: u.external_id.to_string(),
                         email,
                         action: MemberAction::Remove(reason),
-                        previous_email: None,
                     });
                 }
                 continue;
@@ -259,35 +386,59 @@ pub fn diff_members(
                 continue;
             };
             keep.insert(u.external_id.clone());
-            let (action, previous_email) = match cached {
-                None => (Some(MemberAction::Invite), None),
-                Some(c) if c.email != email => (Some(MemberAction::Update), Some(c.email.clone())),
-                Some(_) if full_push => (Some(MemberAction::Resend), None),
-                Some(_) => (None, None),
+            let action = match cached {
+                None => Some(MemberAction::Invite),
+                Some(c) if c.email != email => {
+                    plan.email_changes.push(EmailChange {
+                        external_id: u.external_id.to_string(),
+                        baseline_email: c.email.clone(),
+                        directory_email: email.clone(),
+                    });
+                    // the member stays as the server has it (a full push lists it so that
+                    // overwriteExisting keeps it)
+                    full_push.then_some(MemberAction::Resend)
+                }
+                Some(_) if full_push => Some(MemberAction::Resend),
+                Some(_) => None,
             };
             match action {
                 Some(action) => plan.members.push(MemberChange {
                     external_id: u.external_id.to_string(),
-                    email,
+                    email: cached.map_or(email, |c| c.email.clone()),
                     action,
-                    previous_email,
                 }),
                 None => plan.unchanged_members += 1,
             }
         }
-        if opts.remove_missing_users || opts.overwrite_existing {
-            let mut missing: Vec<(&String, &CachedMember)> = cache
-                .members
-                .iter()
-                .filter(|(id, _)| !seen.contains(id.as_str()))
-                .collect();
-            missing.sort_by(|a, b| a.0.cmp(b.0));
-            for (id, c) in missing {
+        let mut missing: Vec<(&String, &CachedMember)> = cache
+            .members
+            .iter()
+            .filter(|(id, _)| !seen.contains(id.as_str()))
+            .collect();
+        missing.sort_by(|a, b| a.0.cmp(b.0));
+        for (id, c) in missing {
+            if protected(&c.email) {
+                if opts.remove_missing_users || opts.overwrite_existing {
+                    plan.protected.push(format!(
+                        "{}: not removed (no longer in the directory)",
+                        c.email
+                    ));
+                }
+                keep.insert(Id::from(id.as_str()));
+                if opts.overwrite_existing {
+                    plan.members.push(MemberChange {
+                        external_id: id.clone(),
+                        email: c.email.clone(),
+                        action: MemberAction::Resend,
+                    });
+                }
+                continue;
+            }
+            if opts.remove_missing_users || opts.overwrite_existing {
                 plan.members.push(MemberChange {
                     external_id: id.clone(),
                     email: c.email.clone(),
                     action: MemberAction::Remove(RemovalReason::Missing),
-                    previous_email: None,
                 });
             }
         }
@@ -303,10 +454,12 @@ pub fn diff_groups(
     groups: Option<&[NormGroup]>,
     desired: Option<&HashSet<Id>>,
     cache: &Cache,
+    opts: &DiffOptions,
 ) {
     plan.groups_synced = groups.is_some();
     let plan_users_synced = plan.users_synced;
     let full_push = plan.full_push;
+    let cascade = opts.cascade_removals;
     // Members this sync removes: the server drops them from every group itself.
     let removed: HashSet<&str> = plan
         .members
@@ -314,16 +467,13 @@ pub fn diff_groups(
         .filter(|m| m.is_removal())
         .map(|m| m.external_id.as_str())
         .collect();
-    // Whether a group's confirmed member list differs from the new one. Members that left the
-    // organization (removed before, or by this sync) no longer count: the server took them out
-    // of the group, so their going needs no group update, and their coming back does.
+    // Whether a group's baseline member list differs from the new one. On a server that drops
+    // removed members from their groups (`cascade`), members this sync removes no longer count:
+    // their going needs no group update. Otherwise (the cache baseline) every difference counts,
+    // so a group that loses a removed member is sent again without it.
+    let counts = |id: &Id| !(cascade && plan_users_synced && removed.contains(&**id));
     let differs = |old: &[Id], new: &[Id]| -> bool {
-        if !plan_users_synced {
-            return old != new;
-        }
-        let mut effective = old
-            .iter()
-            .filter(|id| cache.members.contains_key(&***id) && !removed.contains(&***id));
+        let mut effective = old.iter().filter(|id| counts(id));
         let mut new = new.iter();
         loop {
             match (effective.next(), new.next()) {
@@ -346,28 +496,64 @@ pub fn diff_groups(
                     .collect(),
                 None => g.members.clone(),
             };
+            let cached = cache.groups.get(&g.external_id);
+            // protected members the baseline has in the group stay in it
+            if let Some(old) = cached.and_then(|c| c.members.as_ref())
+                && !opts.protected.is_empty()
+            {
+                for id in old {
+                    let Some(m) = cache.members.get(&**id) else {
+                        continue;
+                    };
+                    if opts.protected.contains(&m.email)
+                        && !removed.contains(&**id)
+                        && !members.contains(id)
+                    {
+                        plan.protected.push(format!(
+                            "{}: kept in group `{}` (the directory takes it out)",
+                            m.email, g.name
+                        ));
+                        members.push(id.clone());
+                    }
+                }
+            }
             members.sort_unstable();
             let fingerprint = group_fingerprint(&g.name, &members);
-            let cached = cache.groups.get(&g.external_id);
             let changed = |c: &CachedGroup| match &c.members {
                 Some(old) => c.name != g.name || differs(old, &members),
                 None => c.fingerprint != fingerprint,
             };
+            let due = |c: &CachedGroup| match (&opts.resend_groups_before, &c.synced_at) {
+                (Some(before), Some(at)) => at < before,
+                _ => false,
+            };
             let action = match cached {
                 None => Some(GroupAction::Create),
                 Some(c) if changed(c) => Some(GroupAction::Update),
-                Some(_) if full_push => Some(GroupAction::Resend),
+                Some(c) if full_push || due(c) => Some(GroupAction::Resend),
                 Some(_) => None,
             };
             match action {
-                Some(action) => plan.groups.push(GroupChange {
-                    external_id: g.external_id.clone(),
-                    name: g.name.clone(),
-                    members,
-                    fingerprint,
-                    action,
-                    previous_member_count: cached.map(|c| c.member_count),
-                }),
+                Some(action) => {
+                    let removed_members =
+                        cached.and_then(|c| c.members.as_ref()).map_or(0, |old| {
+                            let new: HashSet<&Id> = members.iter().collect();
+                            old.iter()
+                                .filter(|id| counts(id) && !new.contains(id))
+                                .count()
+                        });
+                    plan.groups.push(GroupChange {
+                        external_id: g.external_id.clone(),
+                        previous_name: cached.filter(|c| c.name != g.name).map(|c| c.name.clone()),
+                        name: g.name.clone(),
+                        members,
+                        fingerprint,
+                        action,
+                        previous_member_count: cached.map(|c| c.member_count),
+                        removed_members,
+                        repairs_drift: false,
+                    })
+                }
                 None => plan.unchanged_groups += 1,
             }
         }
@@ -436,6 +622,7 @@ mod tests {
                     fingerprint: gc.fingerprint.clone(),
                     member_count: gc.members.len(),
                     members: Some(gc.members.clone()),
+                    synced_at: Some("2026-01-01T00:00:00+00:00".into()),
                 },
             );
         }
@@ -448,12 +635,12 @@ mod tests {
             vec![u("1", "a@x.com"), u("2", "b@x.com")],
             vec![g("G", &["1", "2"])],
         );
-        let p = diff(&n, &Cache::default(), DiffOptions::default());
+        let p = diff(&n, &Cache::default(), &DiffOptions::default());
         assert!(p.full_push);
         assert_eq!(p.invites(), 2);
         assert_eq!(p.count_groups(GroupAction::Create), 1);
         let cache = confirmed(&p, Cache::default());
-        let p2 = diff(&n, &cache, DiffOptions::default());
+        let p2 = diff(&n, &cache, &DiffOptions::default());
         assert!(p2.is_empty());
         assert_eq!(p2.unchanged_members, 2);
         assert_eq!(p2.unchanged_groups, 1);
@@ -466,25 +653,25 @@ mod tests {
             vec![g("G", &["1"]), g("H", &["2"])],
         );
         let cache = confirmed(
-            &diff(&n, &Cache::default(), DiffOptions::default()),
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
             Cache::default(),
         );
         let mut n2 = norm(
             vec![u("1", "a2@x.com"), u("2", "b@x.com"), u("3", "c@x.com")],
             vec![g("G", &["1", "3"]), g("H", &["2"])],
         );
-        let p = diff(&n2, &cache, DiffOptions::default());
+        let p = diff(&n2, &cache, &DiffOptions::default());
         assert!(!p.full_push);
         assert_eq!(p.invites(), 1);
-        assert_eq!(p.updates(), 1);
+        // an email change is not sent: it is shown
+        assert_eq!(p.members.len(), 1);
         assert_eq!(
-            p.members
-                .iter()
-                .find(|m| m.external_id == "1")
-                .unwrap()
-                .previous_email
-                .as_deref(),
-            Some("a@x.com")
+            p.email_changes,
+            vec![EmailChange {
+                external_id: "1".into(),
+                baseline_email: "a@x.com".into(),
+                directory_email: "a2@x.com".into(),
+            }]
         );
         assert_eq!(p.groups.len(), 1);
         assert_eq!(p.groups[0].external_id, "G");
@@ -492,7 +679,7 @@ mod tests {
         assert_eq!(p.groups[0].previous_member_count, Some(1));
         // disabled without remove_disabled: still a member, unchanged
         n2.users.as_mut().unwrap()[1].disabled = true;
-        let p = diff(&n2, &cache, DiffOptions::default());
+        let p = diff(&n2, &cache, &DiffOptions::default());
         assert_eq!(p.removals(), 0);
     }
 
@@ -503,7 +690,7 @@ mod tests {
             vec![g("G", &["1", "2", "3"])],
         );
         let cache = confirmed(
-            &diff(&n, &Cache::default(), DiffOptions::default()),
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
             Cache::default(),
         );
         let mut n2 = n.clone();
@@ -513,7 +700,7 @@ mod tests {
             remove_disabled: true,
             ..Default::default()
         };
-        let p = diff(&n2, &cache, opts);
+        let p = diff(&n2, &cache, &opts);
         let removed: Vec<(&str, MemberAction)> = p
             .members
             .iter()
@@ -526,7 +713,17 @@ mod tests {
                 ("3", MemberAction::Remove(RemovalReason::Deleted))
             ]
         );
-        // the server drops removed members from their groups: no group update needed
+        // against the cache, the group is sent again without them (a server may keep a revoked
+        // member's group rows)
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.groups[0].members, vec![Id::from("1")]);
+        assert_eq!(p.groups[0].removed_members, 2);
+        // against an organization that drops removed members itself, no group update is needed
+        let org = DiffOptions {
+            cascade_removals: true,
+            ..opts
+        };
+        let p = diff(&n2, &cache, &org);
         assert!(p.groups.is_empty(), "{:?}", p.groups);
         assert_eq!(p.unchanged_groups, 1);
     }
@@ -539,16 +736,17 @@ mod tests {
         );
         let opts = DiffOptions {
             remove_missing_users: true,
+            cascade_removals: true,
             ..Default::default()
         };
-        let cache = confirmed(&diff(&n, &Cache::default(), opts), Cache::default());
+        let cache = confirmed(&diff(&n, &Cache::default(), &opts), Cache::default());
 
         // user 3 leaves the directory (removed from the org) and 2 leaves group G only
         let n2 = norm(
             vec![u("1", "a@x.com"), u("2", "b@x.com")],
             vec![g("G", &["1"]), g("H", &["1"])],
         );
-        let p = diff(&n2, &cache, opts);
+        let p = diff(&n2, &cache, &opts);
         assert_eq!(p.removals(), 1);
         assert_eq!(
             p.groups.len(),
@@ -557,18 +755,20 @@ mod tests {
         );
         assert_eq!(p.groups[0].external_id, "G");
         assert_eq!(p.groups[0].members, vec![Id::from("1")]);
-        let cache = confirmed(&p, cache);
+        let mut cache = confirmed(&p, cache);
         assert_eq!(
             cache.groups["H"].members,
             Some(vec![Id::from("1"), Id::from("3")])
         );
+        // the organization read back: the server took 3 out of H itself
+        cache.groups.get_mut("H").unwrap().members = Some(vec![Id::from("1")]);
 
-        // 3 comes back into H: H must be sent although its cached list still has 3
+        // 3 comes back into H: H must be sent
         let n3 = norm(
             vec![u("1", "a@x.com"), u("2", "b@x.com"), u("3", "c@x.com")],
             vec![g("G", &["1"]), g("H", &["1", "3"])],
         );
-        let p = diff(&n3, &cache, opts);
+        let p = diff(&n3, &cache, &opts);
         assert_eq!(p.invites(), 1);
         assert_eq!(
             p.groups
@@ -581,10 +781,121 @@ mod tests {
         // a renamed group is an update even with the same members
         let mut n4 = n3.clone();
         n4.groups.as_mut().unwrap()[0].name = "Renamed".into();
-        let cache = confirmed(&diff(&n3, &cache, opts), cache);
-        let p = diff(&n4, &cache, opts);
+        let cache = confirmed(&diff(&n3, &cache, &opts), cache);
+        let p = diff(&n4, &cache, &opts);
         assert_eq!(p.groups.len(), 1);
         assert_eq!(p.groups[0].name, "Renamed");
+        assert_eq!(p.groups[0].previous_name.as_deref(), Some("Group G"));
+        assert_eq!(p.groups[0].label(), "rename from `Group G`");
+    }
+
+    #[test]
+    fn against_the_cache_groups_losing_or_regaining_a_member_are_sent() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1", "2"]), g("H", &["1"])],
+        );
+        let opts = DiffOptions {
+            remove_missing_users: true,
+            ..Default::default()
+        };
+        let cache = confirmed(&diff(&n, &Cache::default(), &opts), Cache::default());
+        // 2 leaves the directory: removed, and G is sent without it
+        let n2 = norm(
+            vec![u("1", "a@x.com")],
+            vec![g("G", &["1"]), g("H", &["1"])],
+        );
+        let p = diff(&n2, &cache, &opts);
+        assert_eq!(p.removals(), 1);
+        let sent: Vec<&str> = p.groups.iter().map(|g| g.external_id.as_str()).collect();
+        assert_eq!(sent, ["G"]);
+        let cache = confirmed(&p, cache);
+        // 2 comes back in no group: nothing but the invite (G already lost it)
+        let n3 = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1"]), g("H", &["1"])],
+        );
+        let p = diff(&n3, &cache, &opts);
+        assert_eq!(p.invites(), 1);
+        assert!(p.groups.is_empty());
+    }
+
+    #[test]
+    fn protected_members_are_never_removed_or_taken_out_of_groups() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "boss@x.com")],
+            vec![g("G", &["1", "2"])],
+        );
+        let mut opts = DiffOptions {
+            remove_missing_users: true,
+            ..Default::default()
+        };
+        let cache = confirmed(&diff(&n, &Cache::default(), &opts), Cache::default());
+        opts.protected = std::sync::Arc::new(["boss@x.com".to_string()].into_iter().collect());
+        // boss leaves the directory and its group
+        let n2 = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
+        let p = diff(&n2, &cache, &opts);
+        assert_eq!(p.removals(), 0);
+        assert!(p.groups.is_empty(), "G keeps boss: {:?}", p.groups);
+        assert!(
+            p.protected.iter().any(|s| s.contains("boss@x.com")),
+            "{:?}",
+            p.protected
+        );
+        // deleted in the directory: still not removed
+        let mut n3 = n.clone();
+        n3.users.as_mut().unwrap()[1].deleted = true;
+        assert_eq!(diff(&n3, &cache, &opts).removals(), 0);
+        // overwrite_existing lists it, so the server keeps it
+        opts.overwrite_existing = true;
+        let p = diff(&n2, &cache, &opts);
+        assert_eq!(p.removals(), 0);
+        assert!(
+            p.members
+                .iter()
+                .any(|m| m.email == "boss@x.com" && m.action == MemberAction::Resend)
+        );
+        // without protection the same plan removes it
+        opts.protected = Default::default();
+        assert_eq!(diff(&n2, &cache, &opts).removals(), 1);
+    }
+
+    #[test]
+    fn groups_confirmed_long_ago_are_sent_again() {
+        let n = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
+        let cache = confirmed(
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
+            Cache::default(),
+        );
+        let mut opts = DiffOptions {
+            resend_groups_before: Some("2025-01-01T00:00:00+00:00".into()),
+            ..Default::default()
+        };
+        assert!(diff(&n, &cache, &opts).is_empty());
+        opts.resend_groups_before = Some("2026-06-01T00:00:00+00:00".into());
+        let p = diff(&n, &cache, &opts);
+        assert_eq!(p.count_groups(GroupAction::Resend), 1);
+        assert!(p.members.is_empty());
+    }
+
+    #[test]
+    fn drift_repairs_are_marked() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1", "2"])],
+        );
+        let sent = confirmed(
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
+            Cache::default(),
+        );
+        // someone took 2 out of G in the organization
+        let mut org = sent.clone();
+        org.groups.get_mut("G").unwrap().members = Some(vec![Id::from("1")]);
+        let mut p = diff(&n, &org, &DiffOptions::default());
+        mark_drift_repairs(&mut p, &sent);
+        assert_eq!(p.groups.len(), 1);
+        assert!(p.groups[0].repairs_drift);
+        assert!(p.groups[0].label().contains("repairs"));
     }
 
     #[test]
@@ -594,31 +905,31 @@ mod tests {
             vec![g("G", &["1", "2"])],
         );
         let mut cache = confirmed(
-            &diff(&n, &Cache::default(), DiffOptions::default()),
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
             Cache::default(),
         );
         cache.groups.get_mut("G").unwrap().members = None;
-        assert!(diff(&n, &cache, DiffOptions::default()).is_empty());
+        assert!(diff(&n, &cache, &DiffOptions::default()).is_empty());
         let n2 = norm(
             vec![u("1", "a@x.com"), u("2", "b@x.com")],
             vec![g("G", &["1"])],
         );
-        assert_eq!(diff(&n2, &cache, DiffOptions::default()).groups.len(), 1);
+        assert_eq!(diff(&n2, &cache, &DiffOptions::default()).groups.len(), 1);
     }
 
     #[test]
     fn deleted_user_unknown_to_the_cache_is_not_sent_incrementally() {
         let n = norm(vec![u("1", "a@x.com")], vec![]);
         let cache = confirmed(
-            &diff(&n, &Cache::default(), DiffOptions::default()),
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
             Cache::default(),
         );
         let mut dead = u("9", "z@x.com");
         dead.deleted = true;
         let n2 = norm(vec![u("1", "a@x.com"), dead], vec![]);
-        assert!(diff(&n2, &cache, DiffOptions::default()).is_empty());
+        assert!(diff(&n2, &cache, &DiffOptions::default()).is_empty());
         // but a full push makes sure it is gone
-        let p = diff(&n2, &Cache::default(), DiffOptions::default());
+        let p = diff(&n2, &Cache::default(), &DiffOptions::default());
         assert_eq!(p.removals(), 1);
     }
 
@@ -626,15 +937,15 @@ mod tests {
     fn missing_users_are_removed_only_when_asked() {
         let n = norm(vec![u("1", "a@x.com"), u("2", "b@x.com")], vec![]);
         let cache = confirmed(
-            &diff(&n, &Cache::default(), DiffOptions::default()),
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
             Cache::default(),
         );
         let n2 = norm(vec![u("1", "a@x.com")], vec![]);
-        assert!(diff(&n2, &cache, DiffOptions::default()).is_empty());
+        assert!(diff(&n2, &cache, &DiffOptions::default()).is_empty());
         let p = diff(
             &n2,
             &cache,
-            DiffOptions {
+            &DiffOptions {
                 remove_missing_users: true,
                 ..Default::default()
             },
@@ -654,14 +965,14 @@ mod tests {
             vec![g("G", &["1"])],
         );
         let cache = confirmed(
-            &diff(&n, &Cache::default(), DiffOptions::default()),
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
             Cache::default(),
         );
         let n2 = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
         let p = diff(
             &n2,
             &cache,
-            DiffOptions {
+            &DiffOptions {
                 overwrite_existing: true,
                 ..Default::default()
             },
@@ -676,11 +987,11 @@ mod tests {
     fn stale_groups_are_reported() {
         let n = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"]), g("H", &[])]);
         let cache = confirmed(
-            &diff(&n, &Cache::default(), DiffOptions::default()),
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
             Cache::default(),
         );
         let n2 = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
-        let p = diff(&n2, &cache, DiffOptions::default());
+        let p = diff(&n2, &cache, &DiffOptions::default());
         assert!(p.is_empty());
         assert_eq!(p.stale_groups, vec!["H".to_string()]);
     }
@@ -692,7 +1003,7 @@ mod tests {
             groups: Some(vec![g("G", &["x", "y"])]),
             skipped: vec![],
         };
-        let p = diff(&n, &Cache::default(), DiffOptions::default());
+        let p = diff(&n, &Cache::default(), &DiffOptions::default());
         assert!(p.members.is_empty());
         assert_eq!(p.groups[0].members.len(), 2);
     }

@@ -7,9 +7,14 @@ pub mod diff;
 pub mod guard;
 pub mod model;
 pub mod normalize;
+pub mod org;
 
 pub use batch::{Batch, build_batches};
-pub use diff::{Cache, CachedGroup, CachedMember, GroupChange, MemberChange, Plan, diff};
-pub use guard::{GuardLimits, check_guard};
+pub use diff::{
+    Baseline, Cache, CachedGroup, CachedMember, DiffOptions, EmailChange, GroupChange,
+    MemberChange, Plan, diff,
+};
+pub use guard::{GuardLimits, check_group_guard, check_guard};
 pub use model::{DirGroup, DirUser, Id, Snapshot};
 pub use normalize::{NormGroup, NormUser, Normalized, Skipped, normalize};
+pub use org::{Drift, OrgGroup, OrgMember, Organization};

@@ -193,10 +193,9 @@ impl App {
             }
             Outcome::Synced(r) => {
                 let msg = format!(
-                    "Sync complete: {} ({} invited, {} updated, {} removed, {} groups; {} requests).",
+                    "Sync complete: {} ({} invited, {} removed, {} groups; {} requests).",
                     r.outcome.as_str(),
                     r.plan.invites(),
-                    r.plan.updates(),
                     r.plan.removals(),
                     r.plan.groups.len(),
                     r.requests

@@ -9,7 +9,7 @@ use super::table::{self, Rows};
 use super::worker::Job;
 use crate::connector::{SyncReport, TestReport};
 use crate::engine::Plan;
-use crate::engine::diff::{GroupAction, MemberAction};
+use crate::engine::diff::MemberAction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum View {
@@ -47,21 +47,20 @@ fn plan_rows(plan: &Plan) -> Rows {
             vec![
                 m.action.label().to_string(),
                 m.email.clone(),
-                match &m.previous_email {
-                    Some(p) => format!("was {p}"),
-                    None => m.external_id.clone(),
-                },
+                m.external_id.clone(),
             ]
         })
         .collect();
-    cells.extend(plan.groups.iter().map(|g| {
-        let action = match g.action {
-            GroupAction::Create => "create group",
-            GroupAction::Update => "update group",
-            GroupAction::Resend => "send group again",
-        };
+    cells.extend(plan.email_changes.iter().map(|e| {
         vec![
-            action.to_string(),
+            "email change (not sent)".to_string(),
+            e.directory_email.clone(),
+            format!("the organization has {}", e.baseline_email),
+        ]
+    }));
+    cells.extend(plan.groups.iter().map(|g| {
+        vec![
+            format!("group: {}", g.label()),
             g.name.clone(),
             format!("{} members", g.members.len()),
         ]

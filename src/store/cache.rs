@@ -1,5 +1,7 @@
-//! The sync cache: members and groups as the server last confirmed them. Written one batch at a
-//! time, in one transaction each, only after the server answered 200.
+//! The sync cache: members and groups as the server last confirmed them, one cache per scope
+//! (API URL and organization). Written one batch at a time, in one transaction each, only after
+//! the server answered 200, or replaced as a whole by what the organization shows when it can be
+//! read.
 
 use anyhow::Context;
 use rusqlite::params;
@@ -9,21 +11,33 @@ use std::collections::HashSet;
 
 use crate::engine::{Cache, CachedGroup, CachedMember, GroupChange, Id, MemberChange};
 
+/// The scope whose cache was last written is the one shown when no other is chosen.
+fn remember_scope(tx: &rusqlite::Transaction, scope: &str) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('cache_scope', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [scope],
+    )
+}
+
 impl Store {
-    /// Loads the whole cache.
+    /// Loads the whole cache of the current scope.
     pub fn load_cache(&self) -> anyhow::Result<Cache> {
         let mut cache = Cache::default();
         let mut st = self
             .conn
-            .prepare("SELECT external_id, email FROM members")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            .prepare("SELECT external_id, email FROM members WHERE scope = ?1")?;
+        let rows = st.query_map([&self.scope], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         for row in rows {
             let (id, email) = row?;
             cache.members.insert(id, CachedMember { email });
         }
-        let mut st = self
-            .conn
-            .prepare("SELECT external_id, name, fingerprint, member_count, members FROM groups")?;
+        let mut st = self.conn.prepare(
+            "SELECT external_id, name, fingerprint, member_count, members, synced_at FROM groups
+             WHERE scope = ?1",
+        )?;
         // one shared copy of each id across all group lists
         let mut interner: HashSet<Id> = HashSet::new();
         let mut intern = |ids: Vec<String>| -> Vec<Id> {
@@ -38,7 +52,7 @@ impl Store {
                 })
                 .collect()
         };
-        let mut rows = st.query([])?;
+        let mut rows = st.query([&self.scope])?;
         while let Some(r) = rows.next()? {
             let id: String = r.get(0)?;
             let members: Option<String> = r.get(4)?;
@@ -57,8 +71,31 @@ impl Store {
                 fingerprint: r.get(2)?,
                 member_count: r.get::<_, i64>(3)? as usize,
                 members: list.map(&mut intern),
+                synced_at: Some(r.get(5)?),
             };
             cache.groups.insert(id, g);
+        }
+        Ok(cache)
+    }
+
+    /// Each cached group's fingerprint (what the connector last sent), by externalId.
+    pub fn load_group_fingerprints(&self) -> anyhow::Result<Cache> {
+        let mut cache = Cache::default();
+        let mut st = self.conn.prepare(
+            "SELECT external_id, name, fingerprint, member_count FROM groups WHERE scope = ?1",
+        )?;
+        let mut rows = st.query([&self.scope])?;
+        while let Some(r) = rows.next()? {
+            cache.groups.insert(
+                r.get(0)?,
+                CachedGroup {
+                    name: r.get(1)?,
+                    fingerprint: r.get(2)?,
+                    member_count: r.get::<_, i64>(3)? as usize,
+                    members: None,
+                    synced_at: None,
+                },
+            );
         }
         Ok(cache)
     }
@@ -73,36 +110,41 @@ impl Store {
         replace_members: bool,
     ) -> anyhow::Result<()> {
         let now = chrono::Utc::now().to_rfc3339();
+        let scope = self.scope.clone();
         let tx = self
             .conn
             .transaction()
             .context("starting a cache transaction")?;
         if replace_members {
-            tx.execute("DELETE FROM members", [])?;
+            tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
         }
         {
             let mut upsert = tx.prepare(
-                "INSERT INTO members(external_id, email, synced_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(external_id) DO UPDATE SET email = excluded.email, synced_at = excluded.synced_at",
+                "INSERT INTO members(scope, external_id, email, synced_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(scope, external_id) DO UPDATE SET email = excluded.email,
+                   synced_at = excluded.synced_at",
             )?;
-            let mut delete = tx.prepare("DELETE FROM members WHERE external_id = ?1")?;
+            let mut delete =
+                tx.prepare("DELETE FROM members WHERE scope = ?1 AND external_id = ?2")?;
             for m in members {
                 if m.is_removal() {
-                    delete.execute([&m.external_id])?;
+                    delete.execute(params![scope, m.external_id])?;
                 } else {
-                    upsert.execute(params![m.external_id, m.email, now])?;
+                    upsert.execute(params![scope, m.external_id, m.email, now])?;
                 }
             }
             let mut gup = tx.prepare(
-                "INSERT INTO groups(external_id, name, fingerprint, member_count, synced_at, members)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(external_id) DO UPDATE SET name = excluded.name,
+                "INSERT INTO groups(scope, external_id, name, fingerprint, member_count, synced_at,
+                   members)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(scope, external_id) DO UPDATE SET name = excluded.name,
                    fingerprint = excluded.fingerprint, member_count = excluded.member_count,
                    synced_at = excluded.synced_at, members = excluded.members",
             )?;
             for g in groups {
                 let members = serde_json::to_string(&g.members)?;
                 gup.execute(params![
+                    scope,
                     g.external_id,
                     g.name,
                     g.fingerprint,
@@ -112,64 +154,110 @@ impl Store {
                 ])?;
             }
         }
+        tx.execute(
+            "DELETE FROM meta WHERE key = ?1",
+            [format!("cache_digest:{scope}")],
+        )?;
+        remember_scope(&tx, &scope)?;
         tx.commit().context("committing a cache transaction")?;
         Ok(())
     }
 
+    /// Replaces the current scope's cache with `cache` (what the organization shows), unless the
+    /// cache already holds exactly that (`digest` is remembered to tell). Returns whether it
+    /// wrote.
+    pub fn replace_cache(&mut self, cache: &Cache, digest: &str) -> anyhow::Result<bool> {
+        let key = format!("cache_digest:{}", self.scope);
+        if self.meta_get(&key)?.as_deref() == Some(digest) {
+            return Ok(false);
+        }
+        let now = chrono::Utc::now().to_rfc3339();
+        let scope = self.scope.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .context("starting a cache transaction")?;
+        tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
+        tx.execute("DELETE FROM groups WHERE scope = ?1", [&scope])?;
+        {
+            let mut m = tx.prepare(
+                "INSERT INTO members(scope, external_id, email, synced_at) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (id, c) in &cache.members {
+                m.execute(params![scope, id, c.email, now])?;
+            }
+            let mut g = tx.prepare(
+                "INSERT INTO groups(scope, external_id, name, fingerprint, member_count, synced_at,
+                   members) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (id, c) in &cache.groups {
+                let members = match &c.members {
+                    Some(list) => Some(serde_json::to_string(list)?),
+                    None => None,
+                };
+                g.execute(params![
+                    scope,
+                    id,
+                    c.name,
+                    c.fingerprint,
+                    c.member_count as i64,
+                    now,
+                    members
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, digest],
+        )?;
+        remember_scope(&tx, &scope)?;
+        tx.commit().context("committing a cache transaction")?;
+        Ok(true)
+    }
+
     /// Forgets groups the directory no longer returns.
     pub fn drop_groups(&mut self, ids: &[String]) -> anyhow::Result<()> {
+        let scope = self.scope.clone();
         let tx = self.conn.transaction()?;
         {
-            let mut st = tx.prepare("DELETE FROM groups WHERE external_id = ?1")?;
+            let mut st = tx.prepare("DELETE FROM groups WHERE scope = ?1 AND external_id = ?2")?;
             for id in ids {
-                st.execute([id])?;
+                st.execute(params![scope, id])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Empties the cache and the last-sync times: the next sync is a full push.
+    /// Empties the current scope's cache and the last-sync times: the next sync is a full push
+    /// (or, where the organization can be read, starts from the organization).
     pub fn clear_cache(&mut self) -> anyhow::Result<()> {
+        let scope = self.scope.clone();
         let tx = self.conn.transaction()?;
-        tx.execute_batch(
-            "DELETE FROM members; DELETE FROM groups;
-             DELETE FROM meta WHERE key IN ('last_user_sync', 'last_group_sync', 'cache_scope');",
+        tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
+        tx.execute("DELETE FROM groups WHERE scope = ?1", [&scope])?;
+        tx.execute(
+            "DELETE FROM meta WHERE key IN ('last_user_sync', 'last_group_sync', ?1)",
+            [format!("cache_digest:{scope}")],
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Number of cached members and groups.
+    /// Number of cached members and groups of the current scope.
     pub fn cache_counts(&self) -> anyhow::Result<(usize, usize)> {
-        let m: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))?;
-        let g: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM groups", [], |r| r.get(0))?;
+        let m: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM members WHERE scope = ?1",
+            [&self.scope],
+            |r| r.get(0),
+        )?;
+        let g: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM groups WHERE scope = ?1",
+            [&self.scope],
+            |r| r.get(0),
+        )?;
         Ok((m as usize, g as usize))
-    }
-
-    /// The cache belongs to one server and organization. When `scope` differs from the one the
-    /// cache was written for, the cache is cleared (it describes another organization).
-    pub fn ensure_cache_scope(&mut self, scope: &str) -> anyhow::Result<bool> {
-        match self.meta_get("cache_scope")? {
-            Some(s) if s == scope => Ok(false),
-            None => {
-                let (m, g) = self.cache_counts()?;
-                if m + g > 0 {
-                    self.clear_cache()?;
-                }
-                self.meta_set("cache_scope", Some(scope))?;
-                Ok(m + g > 0)
-            }
-            Some(_) => {
-                self.clear_cache()?;
-                self.meta_set("cache_scope", Some(scope))?;
-                Ok(true)
-            }
-        }
     }
 }
 
@@ -183,7 +271,6 @@ mod tests {
             external_id: id.into(),
             email: format!("{id}@x.com"),
             action,
-            previous_email: None,
         }
     }
 
@@ -199,6 +286,9 @@ mod tests {
                 fingerprint: "f1".into(),
                 action: GroupAction::Create,
                 previous_member_count: None,
+                previous_name: None,
+                removed_members: 0,
+                repairs_drift: false,
             }],
             false,
         )
@@ -221,16 +311,74 @@ mod tests {
     }
 
     #[test]
-    fn scope_change_clears_the_cache() {
+    fn each_scope_has_its_own_cache() {
         let mut s = Store::open_in_memory().unwrap();
-        assert!(!s.ensure_cache_scope("api|org1").unwrap());
+        s.set_scope("api|org1");
         s.commit_batch(&[m("a", MemberAction::Invite)], &[], false)
             .unwrap();
-        s.set_last_sync(crate::store::SyncKind::Users, "t").unwrap();
-        assert!(!s.ensure_cache_scope("api|org1").unwrap());
-        assert_eq!(s.cache_counts().unwrap(), (1, 0));
-        assert!(s.ensure_cache_scope("api|org2").unwrap());
+        s.set_scope("typo|org1");
         assert_eq!(s.cache_counts().unwrap(), (0, 0));
-        assert_eq!(s.last_sync(crate::store::SyncKind::Users).unwrap(), None);
+        s.clear_cache().unwrap();
+        s.set_scope("api|org1");
+        assert_eq!(
+            s.cache_counts().unwrap(),
+            (1, 0),
+            "another scope is never touched"
+        );
+    }
+
+    #[test]
+    fn replace_writes_only_when_the_organization_changed() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.set_scope("api|org1");
+        let mut c = Cache::default();
+        c.members.insert(
+            "a".into(),
+            CachedMember {
+                email: "a@x.com".into(),
+            },
+        );
+        assert!(s.replace_cache(&c, "d1").unwrap());
+        assert!(!s.replace_cache(&c, "d1").unwrap());
+        assert_eq!(s.cache_counts().unwrap(), (1, 0));
+        // a confirmed batch invalidates the digest
+        s.commit_batch(&[m("b", MemberAction::Invite)], &[], false)
+            .unwrap();
+        assert!(s.replace_cache(&c, "d1").unwrap());
+        assert_eq!(s.cache_counts().unwrap(), (1, 0));
+    }
+
+    #[test]
+    fn a_version_2_database_keeps_its_cache_under_its_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::store::db_path(dir.path());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE members (external_id TEXT PRIMARY KEY, email TEXT NOT NULL,
+                 synced_at TEXT NOT NULL);
+             CREATE TABLE groups (external_id TEXT PRIMARY KEY, name TEXT NOT NULL,
+                 fingerprint TEXT NOT NULL, member_count INTEGER NOT NULL, synced_at TEXT NOT NULL,
+                 members TEXT);
+             CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+                 started_at TEXT NOT NULL, ended_at TEXT, outcome TEXT NOT NULL,
+                 invited INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0,
+                 removed INTEGER NOT NULL DEFAULT 0, groups_changed INTEGER NOT NULL DEFAULT 0,
+                 directory_users INTEGER NOT NULL DEFAULT 0,
+                 directory_groups INTEGER NOT NULL DEFAULT 0,
+                 members_after INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+                 bytes_pushed INTEGER NOT NULL DEFAULT 0, error TEXT);
+             INSERT INTO meta VALUES ('cache_scope', 'api|org1');
+             INSERT INTO members VALUES ('a', 'a@x.com', 't');
+             INSERT INTO groups VALUES ('g', 'G', 'f', 1, 't', '[\"a\"]');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.scope(), "api|org1");
+        let c = s.load_cache().unwrap();
+        assert_eq!(c.members["a"].email, "a@x.com");
+        assert_eq!(c.groups["g"].members.as_ref().unwrap().len(), 1);
     }
 }

@@ -16,11 +16,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "directory-connector.sqlite3";
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
-/// An open database.
+/// An open database. The cache functions work on one scope (API URL and organization): the one
+/// the last successful sync used, unless [`Store::set_scope`] chose another.
 pub struct Store {
     pub(crate) conn: Connection,
+    pub(crate) scope: String,
 }
 
 /// Which last-sync time.
@@ -97,7 +99,60 @@ impl Store {
                  COMMIT;",
             )?;
         }
-        Ok(Store { conn })
+        if version < 3 {
+            // v3: one cache per scope (API URL | organization id); rows written before belong to
+            // the scope recorded then ('' when none was: such rows are never read)
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE members_v3 (
+                     scope TEXT NOT NULL, external_id TEXT NOT NULL, email TEXT NOT NULL,
+                     synced_at TEXT NOT NULL, PRIMARY KEY (scope, external_id));
+                 INSERT INTO members_v3
+                     SELECT COALESCE((SELECT value FROM meta WHERE key = 'cache_scope'), ''),
+                            external_id, email, synced_at FROM members;
+                 DROP TABLE members;
+                 ALTER TABLE members_v3 RENAME TO members;
+                 CREATE TABLE groups_v3 (
+                     scope TEXT NOT NULL, external_id TEXT NOT NULL, name TEXT NOT NULL,
+                     fingerprint TEXT NOT NULL, member_count INTEGER NOT NULL,
+                     synced_at TEXT NOT NULL, members TEXT, PRIMARY KEY (scope, external_id));
+                 INSERT INTO groups_v3
+                     SELECT COALESCE((SELECT value FROM meta WHERE key = 'cache_scope'), ''),
+                            external_id, name, fingerprint, member_count, synced_at, members
+                     FROM groups;
+                 DROP TABLE groups;
+                 ALTER TABLE groups_v3 RENAME TO groups;
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )?;
+        }
+        let scope: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'cache_scope'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(Store {
+            conn,
+            scope: scope.unwrap_or_default(),
+        })
+    }
+
+    /// Works on the cache of `scope` from now on (nothing is written).
+    pub fn set_scope(&mut self, scope: &str) {
+        self.scope = scope.to_string();
+    }
+
+    /// The scope the cache functions work on.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Records the current scope as the one the last successful sync used (what `test` without
+    /// a login and the window's counts show).
+    pub fn remember_scope(&self) -> anyhow::Result<()> {
+        self.meta_set("cache_scope", Some(&self.scope))
     }
 
     pub fn meta_get(&self, key: &str) -> anyhow::Result<Option<String>> {

@@ -4,6 +4,18 @@
 //! `overwriteExisting`, the 2000 limit without `largeImport`, validation errors, a seat limit,
 //! 401, 429 with `Retry-After`, 5xx — and a network cut in front of it (a TCP proxy that drops
 //! every connection while cut).
+//!
+//! It acts like one of two servers ([`ServerKind`]):
+//! * **Bitwarden** (`ImportOrganizationUsersAndGroupsCommand`): members matched by externalId
+//!   (else linked by email), removed on `deleted` (and so out of every group), groups renamed,
+//!   and the public API's read side: `GET /public/members`, `GET /public/groups`,
+//!   `GET /public/groups/{id}/member-ids` (shapes of `MemberResponseModel`,
+//!   `GroupResponseModel`, `ListResponseModel`).
+//! * **Vaultwarden** (`src/api/core/public.rs`, `ldap_import`): no read side (404); members
+//!   matched by email (an email change makes a second membership), `deleted` revokes and keeps
+//!   the member's group rows (a restore brings them back), groups matched by externalId and never
+//!   renamed, group members looked up by externalId, groups silently ignored unless
+//!   `ORG_GROUPS_ENABLED`, no seat limit, `largeImport` ignored.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -12,23 +24,56 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+/// Member statuses (`OrganizationUserStatusType`).
+pub const INVITED: i32 = 0;
+pub const CONFIRMED: i32 = 2;
+pub const REVOKED: i32 = -1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
+    /// The member's id in the organization.
+    pub id: String,
     pub email: String,
     pub external_id: Option<String>,
     pub owner: bool,
+    pub status: i32,
+}
+
+impl Member {
+    pub fn new(email: &str, external_id: Option<&str>) -> Member {
+        Member {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: email.to_string(),
+            external_id: external_id.map(str::to_string),
+            owner: false,
+            status: INVITED,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
+    pub id: String,
     pub name: String,
+    pub external_id: Option<String>,
+    /// Member ids.
     pub members: BTreeSet<String>,
+}
+
+/// Which real server the fake acts like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerKind {
+    #[default]
+    Bitwarden,
+    /// `groups_enabled`: Vaultwarden's `ORG_GROUPS_ENABLED` (off by default there).
+    Vaultwarden { groups_enabled: bool },
 }
 
 /// An injected failure for the next import (or token) request.
@@ -73,12 +118,18 @@ impl ImportLog {
 
 #[derive(Debug, Default)]
 pub struct Org {
+    pub kind: ServerKind,
+    /// A Bitwarden-like server that leaves existing group names alone (to see the connector's
+    /// check after the push fail).
+    pub ignore_renames: bool,
     pub client_id: String,
     pub client_secret: String,
     /// Keyed by email.
     pub members: BTreeMap<String, Member>,
-    /// Keyed by externalId.
+    /// Keyed by group id.
     pub groups: BTreeMap<String, Group>,
+    /// GET requests to the read side, by path.
+    pub reads: Vec<String>,
     pub seat_limit: Option<usize>,
     pub tokens: HashSet<String>,
     pub token_requests: usize,
@@ -89,8 +140,9 @@ pub struct Org {
     pub cut_after_imports: Option<usize>,
     pub successful_imports: usize,
     pub last_headers: Option<HeaderMap>,
-    /// externalIds of the members (kept with `members`, so a request need not scan the org).
-    ext_index: foldhash::HashSet<String>,
+    /// externalId → email of a member with it (kept with `members`, so a request need not scan
+    /// the org).
+    ext_index: foldhash::HashMap<String, String>,
     /// Benchmarks turn this on: the log keeps sizes and times, not the bodies.
     pub discard_bodies: bool,
 }
@@ -103,22 +155,137 @@ impl Org {
         self.groups.clear();
         self.ext_index.clear();
     }
+    /// Every membership's email (revoked ones too).
     pub fn emails(&self) -> BTreeSet<String> {
         self.members.keys().cloned().collect()
     }
+    /// Emails of the members that are not revoked.
+    pub fn active_emails(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .filter(|m| m.status != REVOKED)
+            .map(|m| m.email.clone())
+            .collect()
+    }
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.values().find(|g| g.name == name)
+    }
+    pub fn group_mut(&mut self, name: &str) -> Option<&mut Group> {
+        self.groups.values_mut().find(|g| g.name == name)
+    }
+    /// Emails of a group's members (revoked ones too: their rows are still there).
     pub fn group_emails(&self, name: &str) -> BTreeSet<String> {
-        let Some(g) = self.groups.values().find(|g| g.name == name) else {
+        let Some(g) = self.group(name) else {
             return BTreeSet::new();
         };
         self.members
             .values()
-            .filter(|m| {
-                m.external_id
-                    .as_ref()
-                    .is_some_and(|e| g.members.contains(e))
-            })
+            .filter(|m| g.members.contains(&m.id))
             .map(|m| m.email.clone())
             .collect()
+    }
+    /// externalIds of a group's members.
+    pub fn group_external_ids(&self, name: &str) -> BTreeSet<String> {
+        let Some(g) = self.group(name) else {
+            return BTreeSet::new();
+        };
+        self.members
+            .values()
+            .filter(|m| g.members.contains(&m.id))
+            .filter_map(|m| m.external_id.clone())
+            .collect()
+    }
+    /// Memberships with this externalId.
+    pub fn with_external_id(&self, ext: &str) -> Vec<&Member> {
+        self.members
+            .values()
+            .filter(|m| m.external_id.as_deref() == Some(ext))
+            .collect()
+    }
+    fn reindex(&mut self) {
+        let mut index = foldhash::HashMap::default();
+        for m in self.members.values() {
+            if let Some(e) = &m.external_id {
+                index.entry(e.clone()).or_insert_with(|| m.email.clone());
+            }
+        }
+        self.ext_index = index;
+    }
+    /// A member invited by hand in the web vault (no externalId).
+    pub fn add_manual_member(&mut self, email: &str) {
+        self.members
+            .insert(email.to_string(), Member::new(email, None));
+    }
+    /// A group made by hand in the web vault (no externalId), with these members.
+    pub fn add_manual_group(&mut self, name: &str, emails: &[&str]) {
+        let members = emails
+            .iter()
+            .filter_map(|e| self.members.get(*e).map(|m| m.id.clone()))
+            .collect();
+        let id = uuid::Uuid::new_v4().to_string();
+        self.groups.insert(
+            id.clone(),
+            Group {
+                id,
+                name: name.to_string(),
+                external_id: None,
+                members,
+            },
+        );
+    }
+    /// Takes a member out of a group by hand.
+    pub fn remove_from_group(&mut self, group: &str, email: &str) {
+        let Some(id) = self.members.get(email).map(|m| m.id.clone()) else {
+            panic!("no member {email}");
+        };
+        let g = self.group_mut(group).expect("group");
+        assert!(g.members.remove(&id), "{email} was not in {group}");
+    }
+    /// Revokes a member by hand.
+    pub fn revoke(&mut self, email: &str) {
+        self.members.get_mut(email).expect("member").status = REVOKED;
+    }
+    /// The members as `GET /public/members` lists them.
+    fn members_json(&self) -> Value {
+        let data: Vec<Value> = self
+            .members
+            .values()
+            .map(|m| {
+                json!({
+                    "object": "member",
+                    "id": m.id,
+                    "userId": null,
+                    "name": null,
+                    "email": m.email,
+                    "twoFactorEnabled": false,
+                    "status": m.status,
+                    "collections": null,
+                    "resetPasswordEnrolled": false,
+                    "ssoExternalId": null,
+                    "type": if m.owner { 0 } else { 2 },
+                    "externalId": m.external_id,
+                    "permissions": null,
+                })
+            })
+            .collect();
+        json!({"object": "list", "data": data, "continuationToken": null})
+    }
+    /// The groups as `GET /public/groups` lists them.
+    fn groups_json(&self) -> Value {
+        let data: Vec<Value> = self
+            .groups
+            .values()
+            .map(|g| {
+                json!({
+                    "object": "group",
+                    "id": g.id,
+                    "name": g.name,
+                    "externalId": g.external_id,
+                    "collections": [],
+                })
+            })
+            .collect();
+        json!({"object": "list", "data": data, "continuationToken": null})
     }
 }
 
@@ -132,6 +299,13 @@ pub struct FakeBitwarden {
 type Shared = (Arc<Mutex<Org>>, Arc<AtomicBool>);
 
 impl FakeBitwarden {
+    /// A fake acting like Vaultwarden (no read side; see [`ServerKind`]).
+    pub fn vaultwarden(groups_enabled: bool) -> FakeBitwarden {
+        let server = FakeBitwarden::start();
+        server.org().kind = ServerKind::Vaultwarden { groups_enabled };
+        server
+    }
+
     pub fn start() -> FakeBitwarden {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -148,6 +322,9 @@ impl FakeBitwarden {
         let app = Router::new()
             .route("/identity/connect/token", post(token))
             .route("/api/public/organization/import", post(import))
+            .route("/api/public/members", get(read_members))
+            .route("/api/public/groups", get(read_groups))
+            .route("/api/public/groups/{id}/member-ids", get(read_member_ids))
             .layer(axum::extract::DefaultBodyLimit::max(512 * 1024 * 1024))
             .with_state(state);
         let (backend, front) = rt.block_on(async {
@@ -291,6 +468,59 @@ async fn token(State((org, _)): State<Shared>, headers: HeaderMap, body: String)
     org.tokens.insert(token.clone());
     axum::Json(json!({"access_token": token, "expires_in": 3600, "token_type": "Bearer"}))
         .into_response()
+}
+
+/// Checks the bearer token; `Some(response)` when the request must be refused.
+fn refuse_read(org: &mut Org, headers: &HeaderMap, path: String) -> Option<Response> {
+    org.reads.push(path);
+    if matches!(org.kind, ServerKind::Vaultwarden { .. }) {
+        // Vaultwarden implements only the import of the public API
+        return Some(StatusCode::NOT_FOUND.into_response());
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !org.tokens.contains(auth) {
+        return Some(StatusCode::UNAUTHORIZED.into_response());
+    }
+    None
+}
+
+async fn read_members(State((org, _)): State<Shared>, headers: HeaderMap) -> Response {
+    let mut org = org.lock().expect("lock");
+    if let Some(r) = refuse_read(&mut org, &headers, "/public/members".into()) {
+        return r;
+    }
+    axum::Json(org.members_json()).into_response()
+}
+
+async fn read_groups(State((org, _)): State<Shared>, headers: HeaderMap) -> Response {
+    let mut org = org.lock().expect("lock");
+    if let Some(r) = refuse_read(&mut org, &headers, "/public/groups".into()) {
+        return r;
+    }
+    axum::Json(org.groups_json()).into_response()
+}
+
+async fn read_member_ids(
+    State((org, _)): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut org = org.lock().expect("lock");
+    if let Some(r) = refuse_read(
+        &mut org,
+        &headers,
+        format!("/public/groups/{id}/member-ids"),
+    ) {
+        return r;
+    }
+    match org.groups.get(&id) {
+        Some(g) => axum::Json(g.members.iter().collect::<Vec<_>>()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 fn invalid(errors: Vec<(String, String)>) -> Response {
@@ -510,6 +740,10 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
     if !errors.is_empty() {
         return (invalid(errors), 400);
     }
+    if let ServerKind::Vaultwarden { groups_enabled } = org.kind {
+        apply_vaultwarden(org, &members, &groups, overwrite, groups_enabled);
+        return (StatusCode::OK.into_response(), 200);
+    }
     // every id and email is now present
     let s = |v: &Option<Cow<str>>| v.as_deref().unwrap_or_default().to_string();
     let active: Vec<&BodyMember> = members.iter().filter(|m| !m.deleted).collect();
@@ -529,7 +763,7 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
             .iter()
             .filter(|m| {
                 !org.ext_index
-                    .contains(m.external_id.as_deref().unwrap_or_default())
+                    .contains_key(m.external_id.as_deref().unwrap_or_default())
                     && !org
                         .members
                         .contains_key(m.email.as_deref().unwrap_or_default())
@@ -547,24 +781,16 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
             );
         }
     }
-    // Apply: removals, invites/links/updates, overwrite, groups.
+    // Apply: removals, invites/links, overwrite, groups.
     let removed: foldhash::HashSet<String> = members
         .iter()
         .filter(|m| m.deleted)
         .map(|m| s(&m.external_id))
         .collect();
     if !removed.is_empty() {
-        org.members
-            .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| !removed.contains(e)));
-        org.ext_index = org
-            .members
-            .values()
-            .filter_map(|m| m.external_id.clone())
-            .collect();
-        // a removed member leaves every group with it (the server's cascade)
-        for g in org.groups.values_mut() {
-            g.members.retain(|e| !removed.contains(e));
-        }
+        remove_members(org, |x| {
+            x.external_id.as_ref().is_some_and(|e| removed.contains(e))
+        });
     }
     // decide against the current org (borrowed), then apply
     enum Step {
@@ -579,8 +805,8 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
         for m in &active {
             let ext = s(&m.external_id);
             let email = s(&m.email);
-            if by_ext.contains(&ext) || batch_ext.contains(&ext) {
-                continue; // existing member: the server keeps it as it is
+            if by_ext.contains_key(&ext) || batch_ext.contains(&ext) {
+                continue; // existing member: the server keeps it as it is (its email too)
             }
             match org.members.get(&email) {
                 Some(x) if x.external_id.is_none() && !batch_email.contains(&email) => {
@@ -604,55 +830,125 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
             Step::Link(email, ext) => {
                 if let Some(x) = org.members.get_mut(&email) {
                     x.external_id = Some(ext.clone());
-                    org.ext_index.insert(ext);
+                    org.ext_index.insert(ext, email);
                 }
             }
             Step::Insert(email, ext) => {
-                org.ext_index.insert(ext.clone());
-                org.members.insert(
-                    email.clone(),
-                    Member {
-                        email,
-                        external_id: Some(ext),
-                        owner: false,
-                    },
-                );
+                org.ext_index.insert(ext.clone(), email.clone());
+                org.members
+                    .insert(email.clone(), Member::new(&email, Some(&ext)));
             }
         }
     }
     if overwrite {
         let keep: foldhash::HashSet<String> = active.iter().map(|m| s(&m.external_id)).collect();
-        org.members
-            .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| keep.contains(e)));
-        for g in org.groups.values_mut() {
-            g.members.retain(|e| keep.contains(e));
-        }
-        org.ext_index = org
-            .members
-            .values()
-            .filter_map(|m| m.external_id.clone())
-            .collect();
+        remove_members(org, |x| {
+            x.external_id.as_ref().is_some_and(|e| !keep.contains(e))
+        });
     }
-    let known = &org.ext_index;
-    let applied: Vec<(String, Group)> = groups
-        .iter()
-        .map(|g| {
-            let members: BTreeSet<String> = g
-                .member_external_ids
-                .iter()
-                .flatten()
-                .filter(|e| known.contains(e.as_ref()))
-                .map(|e| e.to_string())
-                .collect();
-            (
-                s(&g.external_id),
-                Group {
-                    name: s(&g.name),
-                    members,
-                },
-            )
-        })
-        .collect();
-    org.groups.extend(applied);
+    apply_groups(org, &groups, !org.ignore_renames);
     (StatusCode::OK.into_response(), 200)
+}
+
+/// Removes the (non-owner) members `gone` selects, and their group rows (Bitwarden's cascade).
+fn remove_members(org: &mut Org, gone: impl Fn(&Member) -> bool) {
+    let mut ids: foldhash::HashSet<String> = Default::default();
+    org.members.retain(|_, x| {
+        let remove = !x.owner && gone(x);
+        if remove {
+            ids.insert(x.id.clone());
+        }
+        !remove
+    });
+    if ids.is_empty() {
+        return;
+    }
+    org.reindex();
+    for g in org.groups.values_mut() {
+        g.members.retain(|id| !ids.contains(id));
+    }
+}
+
+/// Creates or updates each group (matched by externalId), its membership replaced by the
+/// members found by externalId.
+fn apply_groups(org: &mut Org, groups: &[BodyGroup], rename: bool) {
+    let s = |v: &Option<Cow<str>>| v.as_deref().unwrap_or_default().to_string();
+    let mut by_ext: foldhash::HashMap<String, String> = org
+        .groups
+        .values()
+        .filter_map(|g| Some((g.external_id.clone()?, g.id.clone())))
+        .collect();
+    for g in groups {
+        let ext = s(&g.external_id);
+        let members: BTreeSet<String> = g
+            .member_external_ids
+            .iter()
+            .flatten()
+            .filter_map(|e| org.ext_index.get(e.as_ref()))
+            .filter_map(|email| org.members.get(email).map(|m| m.id.clone()))
+            .collect();
+        match by_ext.get(&ext).and_then(|id| org.groups.get_mut(id)) {
+            Some(existing) => {
+                if rename {
+                    existing.name = s(&g.name);
+                }
+                existing.members = members;
+            }
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                by_ext.insert(ext.clone(), id.clone());
+                org.groups.insert(
+                    id.clone(),
+                    Group {
+                        id,
+                        name: s(&g.name),
+                        external_id: Some(ext),
+                        members,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Vaultwarden's `ldap_import`: members matched by email; `deleted` revokes (group rows stay);
+/// a listed revoked member is restored; groups only with `ORG_GROUPS_ENABLED`, never renamed;
+/// `overwriteExisting` deletes members whose externalId is not listed.
+fn apply_vaultwarden(
+    org: &mut Org,
+    members: &[BodyMember],
+    groups: &[BodyGroup],
+    overwrite: bool,
+    groups_enabled: bool,
+) {
+    let s = |v: &Option<Cow<str>>| v.as_deref().unwrap_or_default().to_string();
+    for m in members {
+        let email = s(&m.email);
+        let ext = s(&m.external_id);
+        if m.deleted {
+            if let Some(x) = org.members.get_mut(&email)
+                && !x.owner
+            {
+                x.status = REVOKED;
+            }
+        } else if let Some(x) = org.members.get_mut(&email) {
+            if x.status == REVOKED {
+                x.status = CONFIRMED;
+            }
+            x.external_id = Some(ext);
+        } else {
+            org.members
+                .insert(email.clone(), Member::new(&email, Some(&ext)));
+        }
+    }
+    org.reindex();
+    if groups_enabled {
+        apply_groups(org, groups, false);
+    }
+    if overwrite {
+        let listed: foldhash::HashSet<String> = members.iter().map(|m| s(&m.external_id)).collect();
+        org.members
+            .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| listed.contains(e)));
+        org.reindex();
+    }
 }

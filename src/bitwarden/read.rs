@@ -1,0 +1,185 @@
+//! The read side of the public API, with the organization API key: `GET /public/members`,
+//! `GET /public/groups` and `GET /public/groups/{id}/member-ids` (fetched concurrently, with a
+//! bound). A 404 on the member list means the server has no read side (Vaultwarden).
+
+use anyhow::{Context, anyhow};
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::client::{ApiError, BitwardenClient};
+use super::wire::error_message;
+use crate::engine::{OrgGroup, OrgMember, Organization};
+use crate::sources::Progress;
+
+/// How many group member lists are fetched at once.
+pub const MEMBER_ID_CONCURRENCY: usize = 8;
+
+/// `ListResponseModel<T>`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListResponse<T> {
+    data: Vec<T>,
+    #[serde(default)]
+    continuation_token: Option<String>,
+}
+
+/// `MemberResponseModel` (the fields the connector uses).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberModel {
+    id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+    status: i32,
+    #[serde(rename = "type", default)]
+    kind: Option<i32>,
+}
+
+/// `GroupResponseModel` (the fields the connector uses).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupModel {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+impl BitwardenClient {
+    /// `GET {api}{path}` as JSON; `Ok(None)` on 404. A 401/403 gets one fresh token.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Option<T>> {
+        let url = format!("{}{path}", self.urls().api);
+        let mut fresh_token_tried = false;
+        loop {
+            let token = self.token().await?;
+            let resp = self
+                .send_with_retry(&format!("GET {path}"), || {
+                    self.http().get(&url).bearer_auth(&token)
+                })
+                .await
+                .with_context(|| format!("GET {url}"))?;
+            let status = resp.status();
+            if status == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let body = resp
+                .bytes()
+                .await
+                .with_context(|| format!("reading the answer to GET {url}"))?;
+            if status.is_success() {
+                return serde_json::from_slice(&body)
+                    .map(Some)
+                    .with_context(|| format!("the answer to GET {url} is not what the API sends"));
+            }
+            if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+                && !fresh_token_tried
+            {
+                fresh_token_tried = true;
+                self.drop_token().await;
+                continue;
+            }
+            return Err(anyhow!(ApiError {
+                status: Some(status.as_u16()),
+                message: error_message(status.as_u16(), &String::from_utf8_lossy(&body)),
+            }))
+            .with_context(|| format!("GET {url}"));
+        }
+    }
+
+    /// Every page of a list endpoint (`continuationToken`); `None` on 404.
+    async fn get_list<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Option<Vec<T>>> {
+        let mut all = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page_path = match &next {
+                Some(t) => format!(
+                    "{path}?continuationToken={}",
+                    url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+                ),
+                None => path.to_string(),
+            };
+            let Some(page) = self.get_json::<ListResponse<T>>(&page_path).await? else {
+                return Ok(None);
+            };
+            all.extend(page.data);
+            match page.continuation_token.filter(|t| !t.is_empty()) {
+                Some(t) if Some(&t) != next.as_ref() => next = Some(t),
+                _ => return Ok(Some(all)),
+            }
+        }
+    }
+
+    /// The organization's members and groups with their member ids; `None` when the server has
+    /// no read side.
+    pub async fn read_organization(
+        &self,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<Option<Organization>> {
+        progress.stage("Reading the organization's members");
+        let Some(members) = self
+            .get_list::<MemberModel>("/public/members")
+            .await
+            .context("reading the organization's members")?
+        else {
+            return Ok(None);
+        };
+        progress.count(members.len() as u64);
+        let members: Vec<OrgMember> = members
+            .into_iter()
+            .map(|m| OrgMember {
+                id: m.id,
+                email: m.email.unwrap_or_default(),
+                external_id: m.external_id.filter(|e| !e.is_empty()),
+                status: m.status,
+                kind: m.kind.unwrap_or(2),
+            })
+            .collect();
+        progress.stage("Reading the organization's groups");
+        let groups = self
+            .get_list::<GroupModel>("/public/groups")
+            .await
+            .context("reading the organization's groups")?
+            .ok_or_else(|| {
+                anyhow!("reading the organization's groups: GET /public/groups answered 404")
+            })?;
+        let total = groups.len();
+        let mut groups: Vec<OrgGroup> = futures_util::stream::iter(groups)
+            .map(|g| async move {
+                let path = format!("/public/groups/{}/member-ids", g.id);
+                let ids = self
+                    .get_json::<Vec<String>>(&path)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "reading the members of group `{}`",
+                            g.name.as_deref().unwrap_or(&g.id)
+                        )
+                    })?
+                    // deleted meanwhile: no members
+                    .unwrap_or_default();
+                anyhow::Ok(OrgGroup {
+                    id: g.id,
+                    name: g.name.unwrap_or_default(),
+                    external_id: g.external_id.filter(|e| !e.is_empty()),
+                    member_ids: ids,
+                })
+            })
+            .buffer_unordered(MEMBER_ID_CONCURRENCY)
+            .try_collect()
+            .await?;
+        progress.count(total as u64);
+        // the answers arrive in any order
+        groups.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(Some(Organization { members, groups }))
+    }
+}

@@ -1,0 +1,395 @@
+//! End-to-end: the organization as baseline. The real binary against a real slapd and the fake
+//! server acting like Bitwarden (read API, removals cascade) or Vaultwarden (no read API, revoke
+//! keeping group rows, members matched by email, no renames, groups optional). Each of the
+//! findings that made the organization the baseline has a test here, in both modes where it
+//! applies.
+
+mod support;
+
+use support::Env;
+use support::fake_bitwarden::{FakeBitwarden, ServerKind};
+use support::slapd::{self, Slapd, person, user_dn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bitwarden,
+    Vaultwarden,
+}
+
+const BOTH: [Mode; 2] = [Mode::Bitwarden, Mode::Vaultwarden];
+
+fn email(i: usize) -> String {
+    format!("u{i}@example.com")
+}
+
+/// A groupOfNames whose display name is its `description` (so that a rename is one modify).
+fn group(cn: &str, name: &str, members: &[usize]) -> String {
+    let mut s = format!(
+        "dn: cn={cn},ou=Groups,{}\nobjectClass: groupOfNames\ncn: {cn}\ndescription: {name}\n",
+        slapd::BASE
+    );
+    for i in members {
+        s.push_str(&format!("member: {}\n", user_dn(&format!("u{i}"))));
+    }
+    s.push('\n');
+    s
+}
+
+/// Ten users; `All` has everyone, `Team` the first five.
+fn directory() -> String {
+    let mut l = String::new();
+    for i in 0..10 {
+        l.push_str(&person(&format!("u{i}"), Some(&email(i)), false));
+    }
+    l.push_str(&group("all", "All", &(0..10).collect::<Vec<_>>()));
+    l.push_str(&group("team", "Team", &[0, 1, 2, 3, 4]));
+    l
+}
+
+fn server(mode: Mode) -> FakeBitwarden {
+    match mode {
+        Mode::Bitwarden => FakeBitwarden::start(),
+        Mode::Vaultwarden => FakeBitwarden::vaultwarden(true),
+    }
+}
+
+fn setup(mode: Mode) -> (Slapd, FakeBitwarden, Env) {
+    let slapd = Slapd::start(&directory());
+    let server = server(mode);
+    let mut env = Env::new();
+    env.set_var("DIRECTORY_CONNECTOR_RETRIES", "1");
+    env.configure(&slapd, &server);
+    env.set("sync.group_name_attribute", "description");
+    env.set("sync.remove_missing_users", "true");
+    let r = env.ok(&["sync"]);
+    assert!(r.stdout.contains("Sync complete"), "{}", r.stdout);
+    assert_eq!(server.org().active_emails().len(), 10, "{mode:?}");
+    assert_eq!(server.org().group_emails("Team").len(), 5, "{mode:?}");
+    (slapd, server, env)
+}
+
+#[test]
+fn a_cleared_cache_and_overwrite_with_a_narrower_filter_is_refused() {
+    for mode in BOTH {
+        let (_slapd, server, env) = setup(mode);
+        env.ok(&["clear-cache"]);
+        env.set("sync.overwrite_existing", "true");
+        env.set("sync.user_filter", "(|(uid=u0)(uid=u1))");
+        let r = env.expect(&["sync"], 3);
+        assert!(r.stderr.contains("sync refused"), "{mode:?}: {}", r.stderr);
+        match mode {
+            // counted against the organization
+            Mode::Bitwarden => assert!(r.stderr.contains("8 of 10"), "{}", r.stderr),
+            // nothing to count against
+            Mode::Vaultwarden => assert!(
+                r.stderr.contains("nothing to count removals against")
+                    && r.stderr.contains("overwrite_existing"),
+                "{}",
+                r.stderr
+            ),
+        }
+        assert_eq!(
+            server.org().active_emails().len(),
+            10,
+            "{mode:?}: nothing removed"
+        );
+        // the admin means it: once
+        env.ok(&["sync", "--allow-mass-removal"]);
+        assert_eq!(server.org().active_emails().len(), 2, "{mode:?}");
+    }
+}
+
+#[test]
+fn a_failed_sync_against_a_mistyped_url_keeps_the_baseline() {
+    for mode in BOTH {
+        let (slapd, server, env) = setup(mode);
+        env.set("server.url", "http://127.0.0.1:9");
+        let r = env.expect(&["sync"], 1);
+        assert!(r.stderr.contains("127.0.0.1:9"), "{}", r.stderr);
+        env.set("server.url", &server.url);
+        assert_eq!(
+            env.cache_counts(),
+            (10, 2),
+            "{mode:?}: the good scope's cache is kept"
+        );
+        // six people leave: 60% of the organization
+        for i in 4..10 {
+            slapd.delete(&user_dn(&format!("u{i}")));
+        }
+        let r = env.expect(&["sync"], 3);
+        assert!(r.stderr.contains("6 of 10"), "{mode:?}: {}", r.stderr);
+        assert_eq!(server.org().active_emails().len(), 10);
+    }
+}
+
+#[test]
+fn a_wrong_member_attribute_is_refused_by_the_group_guard() {
+    for mode in BOTH {
+        let (_slapd, server, env) = setup(mode);
+        env.set("sync.member_attribute", "uniqueMember");
+        let r = env.expect(&["sync"], 3);
+        assert!(
+            r.stderr.contains("would empty 2 group(s)")
+                && r.stderr.contains("sync.member_attribute"),
+            "{mode:?}: {}",
+            r.stderr
+        );
+        assert_eq!(server.org().group_emails("Team").len(), 5, "{mode:?}");
+        assert_eq!(server.org().group_emails("All").len(), 10, "{mode:?}");
+        // test shows the same refusal
+        let r = env.ok(&["test"]);
+        assert!(r.stdout.contains("REFUSED"), "{}", r.stdout);
+        // the percent limit: a third of the references out of the changed groups
+        env.set("sync.member_attribute", "member");
+        env.ok(&["sync"]);
+    }
+}
+
+#[test]
+fn a_removed_member_comes_back_without_its_old_groups() {
+    for mode in BOTH {
+        let (slapd, server, env) = setup(mode);
+        slapd.delete(&user_dn("u3"));
+        env.ok(&["sync"]);
+        assert!(
+            !server.org().active_emails().contains(&email(3)),
+            "{mode:?}"
+        );
+        // back, in no group
+        slapd.add(&person("u3", Some(&email(3)), false));
+        slapd.modify(&format!(
+            "dn: cn=all,ou=Groups,{}\nchangetype: modify\ndelete: member\nmember: {}\n\n",
+            slapd::BASE,
+            user_dn("u3")
+        ));
+        slapd.modify(&format!(
+            "dn: cn=team,ou=Groups,{}\nchangetype: modify\ndelete: member\nmember: {}\n\n",
+            slapd::BASE,
+            user_dn("u3")
+        ));
+        env.ok(&["sync"]);
+        let org = server.org();
+        assert!(org.active_emails().contains(&email(3)), "{mode:?}");
+        assert!(
+            !org.group_emails("Team").contains(&email(3)),
+            "{mode:?}: u3 got its old group back: {:?}",
+            org.group_emails("Team")
+        );
+        assert!(!org.group_emails("All").contains(&email(3)), "{mode:?}");
+    }
+}
+
+#[test]
+fn an_email_change_never_makes_a_second_membership() {
+    for mode in BOTH {
+        let (slapd, server, env) = setup(mode);
+        let ext = server.org().members[&email(2)].external_id.clone().unwrap();
+        slapd.modify(&format!(
+            "dn: {}\nchangetype: modify\nreplace: mail\nmail: new2@example.com\n\n",
+            user_dn("u2")
+        ));
+        let r = env.ok(&["test"]);
+        assert!(
+            r.stdout.contains("new2@example.com") && r.stdout.contains("Vaultwarden"),
+            "{mode:?}: the plan warns: {}",
+            r.stdout
+        );
+        env.ok(&["sync"]);
+        assert_eq!(
+            server.org().with_external_id(&ext).len(),
+            1,
+            "{mode:?}: {:?}",
+            server.org().with_external_id(&ext)
+        );
+    }
+}
+
+#[test]
+fn renames_are_shown_applied_and_checked() {
+    for mode in BOTH {
+        let (slapd, server, env) = setup(mode);
+        slapd.modify(&format!(
+            "dn: cn=team,ou=Groups,{}\nchangetype: modify\nreplace: description\ndescription: Team B\n\n",
+            slapd::BASE
+        ));
+        let r = env.ok(&["test"]);
+        assert!(
+            r.stdout.contains("rename from `Team`"),
+            "{mode:?}: {}",
+            r.stdout
+        );
+        let r = env.ok(&["sync"]);
+        match mode {
+            Mode::Bitwarden => assert!(server.org().group("Team B").is_some()),
+            Mode::Vaultwarden => {
+                // Vaultwarden never renames; the report says so
+                assert!(server.org().group("Team").is_some());
+                assert!(r.stdout.contains("never renames"), "{}", r.stdout);
+            }
+        }
+    }
+    // a server with the read API that ignores the rename fails the run, naming the cause
+    let (slapd, server, env) = setup(Mode::Bitwarden);
+    server.org().ignore_renames = true;
+    slapd.modify(&format!(
+        "dn: cn=team,ou=Groups,{}\nchangetype: modify\nreplace: description\ndescription: Team C\n\n",
+        slapd::BASE
+    ));
+    let r = env.expect(&["sync"], 1);
+    assert!(
+        r.stderr.contains("still named `Team`") && r.stderr.contains("did not apply the rename"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn groups_dropped_by_vaultwarden_are_sent_again() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::vaultwarden(false);
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    env.set("sync.group_name_attribute", "description");
+    let r = env.ok(&["sync"]);
+    assert!(r.stdout.contains("ORG_GROUPS_ENABLED"), "{}", r.stdout);
+    assert!(
+        server.org().groups.is_empty(),
+        "Vaultwarden dropped the groups"
+    );
+    // the admin turns groups on; within sync.group_resend_hours the groups go out again
+    server.org().kind = ServerKind::Vaultwarden {
+        groups_enabled: true,
+    };
+    let conn = rusqlite::Connection::open(env.path().join("directory-connector.sqlite3")).unwrap();
+    conn.execute(
+        "UPDATE groups SET synced_at = '2000-01-01T00:00:00+00:00'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    env.ok(&["sync"]);
+    assert_eq!(server.org().group_emails("Team").len(), 5);
+    assert_eq!(server.org().group_emails("All").len(), 10);
+    // and not again until they are due
+    let before = server.import_count();
+    env.ok(&["sync"]);
+    assert_eq!(server.import_count(), before);
+}
+
+#[test]
+fn an_unchanged_sync_proves_the_key() {
+    for mode in BOTH {
+        let (_slapd, server, env) = setup(mode);
+        {
+            let mut org = server.org();
+            org.client_secret = "rotated".into();
+            org.tokens.clear();
+        }
+        let r = env.expect(&["sync"], 1);
+        assert!(
+            r.stderr.contains("API key was rejected"),
+            "{mode:?}: {}",
+            r.stderr
+        );
+        let runs = env.json(&["history", "--limit", "1"]);
+        assert_eq!(runs[0]["outcome"], "failed");
+    }
+}
+
+#[test]
+fn drift_is_reported_and_repaired_from_the_organization() {
+    let (_slapd, server, env) = setup(Mode::Bitwarden);
+    {
+        let mut org = server.org();
+        org.remove_from_group("Team", &email(0));
+        org.group_mut("All").unwrap().name = "Everyone".into();
+        org.add_manual_member("manual@example.com");
+        org.add_manual_group("Hand made", &["manual@example.com"]);
+        org.revoke(&email(9));
+    }
+    let j = env.json(&["drift"]);
+    let d = &j["drift"];
+    assert_eq!(
+        d["membersWithoutExternalId"][0]["email"], "manual@example.com",
+        "{j}"
+    );
+    assert_eq!(d["groupsUnknownToDirectory"][0]["name"], "Hand made", "{j}");
+    assert_eq!(d["revokedMembers"][0]["email"], email(9), "{j}");
+    let r = env.ok(&["test"]);
+    assert!(
+        r.stdout.contains("repairs a change made outside"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("Drift:"), "{}", r.stdout);
+    env.ok(&["sync"]);
+    let org = server.org();
+    assert!(org.group_emails("Team").contains(&email(0)), "repaired");
+    assert!(org.group("All").is_some(), "renamed back");
+    assert!(org.group("Hand made").is_some(), "left alone");
+    drop(org);
+    // Vaultwarden has no read API: drift says so
+    let (_slapd, _server, env) = setup(Mode::Vaultwarden);
+    let r = env.expect(&["drift"], 1);
+    assert!(r.stderr.contains("no read API"), "{}", r.stderr);
+}
+
+#[test]
+fn a_fresh_data_directory_on_a_matching_organization_sends_nothing() {
+    let (slapd, server, _env) = setup(Mode::Bitwarden);
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    env.set("sync.group_name_attribute", "description");
+    let before = server.import_count();
+    let r = env.ok(&["sync"]);
+    assert!(r.stdout.contains("unchanged"), "{}", r.stdout);
+    assert_eq!(server.import_count(), before);
+    assert_eq!(
+        env.cache_counts(),
+        (10, 2),
+        "the cache is rebuilt from the organization"
+    );
+}
+
+#[test]
+fn protected_members_are_never_removed() {
+    for mode in BOTH {
+        let (slapd, server, env) = setup(mode);
+        env.set(
+            "sync.protected_emails",
+            &format!("{}, boss@example.com", email(0)),
+        );
+        assert_eq!(
+            env.ok(&["config", "get", "sync.protected_emails"])
+                .stdout
+                .trim(),
+            format!("{}, boss@example.com", email(0))
+        );
+        slapd.delete(&user_dn("u0"));
+        let r = env.ok(&["sync"]);
+        assert!(r.stdout.contains("Protected"), "{}", r.stdout);
+        let org = server.org();
+        assert!(org.active_emails().contains(&email(0)), "{mode:?}");
+        assert!(org.group_emails("Team").contains(&email(0)), "{mode:?}");
+    }
+}
+
+#[test]
+fn without_any_baseline_a_removal_is_refused() {
+    let mut ldif = directory();
+    ldif.push_str(&person("gone", Some("gone@example.com"), true));
+    let slapd = Slapd::start(&ldif);
+    let server = FakeBitwarden::vaultwarden(true);
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    env.set("sync.remove_disabled", "true");
+    let r = env.expect(&["sync"], 3);
+    assert!(
+        r.stderr.contains("nothing to count removals against"),
+        "{}",
+        r.stderr
+    );
+    assert!(server.org().members.is_empty());
+    env.ok(&["sync", "--allow-mass-removal"]);
+    assert_eq!(server.org().active_emails().len(), 10);
+}

@@ -679,6 +679,26 @@ fn entra_deleted_users_come_from_the_saved_delta_link() {
     let j = env.json(&["test"]);
     assert!(deleted_ids(&j).is_empty(), "{j}");
 
+    // with an email set filter, a deletion the link names by id only still counts
+    env.set(
+        "sync.user_filter",
+        "include:alice@example.com,bob@example.com",
+    );
+    env.ok(&["sync"]);
+    cloud
+        .dir()
+        .users
+        .iter_mut()
+        .find(|u| u.id == "bob")
+        .unwrap()
+        .status = "DELETED";
+    let j = env.json(&["test"]);
+    assert_eq!(deleted_ids(&j), set(&["bob"]), "{j}");
+    env.ok(&["sync"]);
+    assert!(!server.org().emails().contains("bob@example.com"));
+    env.ok(&["config", "unset", "sync.user_filter"]);
+    env.ok(&["sync"]);
+
     // an expired link (400 syncStateNotFound): the recycle bin instead
     {
         let mut d = cloud.dir();

@@ -344,9 +344,12 @@ impl EntraSource {
             users.push(u);
         }
         for o in &self.deleted_users(api).await? {
+            // a replayed link names a deleted user by id only: without an email the set filter
+            // cannot judge it, and a removal by externalId only touches a member this
+            // connector synced
             if let Some(u) = user_of(o)
                 && u.deleted
-                && user_filter.passes(u.email.as_deref())
+                && (u.email.is_none() || user_filter.passes(u.email.as_deref()))
                 && seen.insert(u.external_id.to_string())
             {
                 users.push(u);

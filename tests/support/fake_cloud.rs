@@ -289,6 +289,8 @@ fn page<T: Clone>(items: &[T], q: &HashMap<String, String>, max: usize) -> (Vec<
 
 // ---------- Okta ----------
 
+/// `Authorization: SSWS <token>`; a wrong one is 401 E0000011,
+/// https://developer.okta.com/docs/reference/error-codes/
 fn okta_auth(_: &Directory, h: &HeaderMap) -> Option<Response> {
     let ok =
         h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("SSWS {OKTA_TOKEN}"));
@@ -301,6 +303,10 @@ fn okta_auth(_: &Directory, h: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// A page of an Okta listing: `Link` headers `rel="self"` and `rel="next"` (with the `after`
+/// cursor), https://developer.okta.com/docs/api/#pagination; the `X-Rate-Limit-Limit`,
+/// `-Remaining` and `-Reset` (epoch seconds) headers on every answer,
+/// https://developer.okta.com/docs/reference/rl-best-practices/
 fn okta_page(
     base: &str,
     path: &str,
@@ -561,6 +567,7 @@ async fn okta_users(
     )
 }
 
+/// https://developer.okta.com/docs/api/openapi/okta-management/management/tag/Group/#tag/Group/operation/listGroups
 async fn okta_groups(
     State((dir, base, calls)): State<S>,
     h: HeaderMap,
@@ -586,6 +593,7 @@ async fn okta_groups(
     )
 }
 
+/// https://developer.okta.com/docs/api/openapi/okta-management/management/tag/Group/#tag/Group/operation/listGroupUsers
 async fn okta_group_users(
     State((dir, base, calls)): State<S>,
     Path(id): Path<String>,
@@ -717,6 +725,8 @@ fn graph_page(
     Json(body).into_response()
 }
 
+/// `@odata.nextLink` paging (an opaque `$skiptoken`), https://learn.microsoft.com/en-us/graph/paging;
+/// deleted users are not listed, https://learn.microsoft.com/en-us/graph/api/user-list
 async fn graph_users(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -839,6 +849,7 @@ async fn graph_deleted_items(
     graph_page(&base, path, items, &q, d.page_size, None)
 }
 
+/// https://learn.microsoft.com/en-us/graph/api/group-list
 async fn graph_groups(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -1134,6 +1145,9 @@ fn onelogin_auth(dir: &Directory, h: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// Users with cursor paging (`pagination.next_link`) in the `{status, pagination, data}`
+/// envelope, https://developers.onelogin.com/api-docs/1/users/get-users; numeric ids and
+/// `role_id` lists; status 2 = suspended.
 async fn onelogin_users(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -1167,6 +1181,7 @@ async fn onelogin_users(
     onelogin_page(&base, "/api/1/users", items, &q, d.page_size, Some(rate))
 }
 
+/// https://developers.onelogin.com/api-docs/1/roles/get-roles
 async fn onelogin_roles(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -1277,6 +1292,8 @@ fn google_queued_error(d: &mut Directory) -> Option<Response> {
     Some(google_error(status, reason, message, domain))
 }
 
+/// `nextPageToken` / `pageToken` paging; an empty listing leaves the field out,
+/// https://developers.google.com/workspace/admin/directory/reference/rest/v1/users/list
 fn google_page(
     field: &str,
     items: Vec<Value>,
@@ -1293,6 +1310,7 @@ fn google_page(
     Json(body).into_response()
 }
 
+/// `showDeleted=true` lists the deleted users instead of the existing ones (same page as above).
 async fn google_users(
     State((dir, _, _)): State<S>,
     h: HeaderMap,
@@ -1316,6 +1334,7 @@ async fn google_users(
     google_page("users", items, &q, d.page_size)
 }
 
+/// https://developers.google.com/workspace/admin/directory/reference/rest/v1/groups/list
 async fn google_groups(
     State((dir, _, _)): State<S>,
     h: HeaderMap,
@@ -1336,6 +1355,8 @@ async fn google_groups(
     google_page("groups", items, &q, d.page_size)
 }
 
+/// Members with `type` USER / GROUP / CUSTOMER and `status`,
+/// https://developers.google.com/workspace/admin/directory/reference/rest/v1/members/list
 async fn google_members(
     State((dir, _, _)): State<S>,
     Path(id): Path<String>,

@@ -229,7 +229,7 @@ pub struct Config {
 }
 
 /// OneLogin (API v1 with an OAuth2 v2 token).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OneLoginConfig {
     pub client_id: Option<String>,
@@ -238,6 +238,21 @@ pub struct OneLoginConfig {
     pub region: OneLoginRegion,
     /// Overrides `https://api.<region>.onelogin.com`.
     pub api_url: Option<String>,
+    /// Like Okta's: the share (percent) of the hourly rate limit left untouched; the sync waits
+    /// for the window to reset instead (`X-RateLimit-*` headers).
+    pub rate_limit_reserve_percent: u32,
+}
+
+impl Default for OneLoginConfig {
+    fn default() -> Self {
+        OneLoginConfig {
+            client_id: None,
+            client_secret: None,
+            region: OneLoginRegion::default(),
+            api_url: None,
+            rate_limit_reserve_percent: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -301,6 +316,11 @@ pub struct EntraConfig {
     pub login_url: Option<String>,
     /// Overrides the Graph base URL (without `/v1.0`).
     pub graph_url: Option<String>,
+    /// Sync guests (`userType` Guest) too; off by default, as upstream skips `#EXT#` guests.
+    pub include_guests: bool,
+    /// The longest `Retry-After` Microsoft Graph may ask for before the run gives up
+    /// (default 300 s).
+    pub max_retry_after_seconds: Option<u64>,
 }
 
 impl EntraConfig {
@@ -507,6 +527,16 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "Entra ID: custom Microsoft Graph base URL",
     ),
     (
+        "entra.include_guests",
+        KeyKind::Bool,
+        "Entra ID: also sync guest accounts (userType Guest); default false",
+    ),
+    (
+        "entra.max_retry_after_seconds",
+        KeyKind::Int,
+        "Entra ID: longest throttling wait (Retry-After) honoured before the run fails (default 300)",
+    ),
+    (
         "okta.org_url",
         KeyKind::Url,
         "Okta: organization URL, e.g. https://company.okta.com",
@@ -540,6 +570,11 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "onelogin.api_url",
         KeyKind::Url,
         "OneLogin: custom API base URL",
+    ),
+    (
+        "onelogin.rate_limit_reserve_percent",
+        KeyKind::Int,
+        "OneLogin: share of the hourly rate limit left untouched (waits for the reset instead)",
     ),
     (
         "google.domain",
@@ -1019,6 +1054,13 @@ pub fn validate(cfg: &Config, secret_known: bool, plaintext_opt_in: bool) -> Vec
             if blank(&o.client_id) {
                 problem(&mut p, "onelogin.client_id", "required: the API client id");
             }
+            if o.rate_limit_reserve_percent > 90 {
+                problem(
+                    &mut p,
+                    "onelogin.rate_limit_reserve_percent",
+                    "must be between 0 and 90",
+                );
+            }
             secret_problem(
                 &mut p,
                 "onelogin.client_secret",
@@ -1128,6 +1170,10 @@ pub fn check_cloud_filter(kind: DirectoryType, users: bool, f: &str) -> Result<(
     let mut allowed = vec!["include", "exclude"];
     if kind == DirectoryType::Entra && users {
         allowed.extend(["includegroup", "excludegroup"]);
+    }
+    if kind == DirectoryType::Entra && !users {
+        // upstream's group filter keywords for administrative units
+        allowed.extend(["includeadministrativeunit", "excludeadministrativeunit"]);
     }
     if allowed.contains(&keyword.as_str()) {
         Ok(())

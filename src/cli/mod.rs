@@ -50,7 +50,12 @@ pub enum Command {
     /// Forget the stored API key.
     Logout,
     /// Read the directory and show what a sync would change. Pushes nothing.
-    Test,
+    Test {
+        /// Instead of the changes, list every request made to the directory's API (method and
+        /// URL; no secrets), to check the app's permissions before the first sync.
+        #[arg(long)]
+        explain: bool,
+    },
     /// Read the directory and push the changes to Bitwarden.
     Sync {
         /// Push even when the mass-removal guard refuses (this run only).
@@ -179,12 +184,22 @@ fn dispatch(
             out.message("You have logged out.", "");
             Ok(0)
         }
-        Command::Test => {
+        Command::Test { explain } => {
             let conn = Connector::open(data_dir)?;
             let progress = output::Spinner::new(out.interactive());
+            if *explain {
+                crate::sources::http::start_recording();
+            }
             let report = runtime()?.block_on(conn.test(&progress));
             progress.finish();
-            out.test_report(&report?);
+            if *explain {
+                // listed even when a request failed: the list ends with the refused one
+                out.requests(&crate::sources::http::recorded_requests(), report.is_ok());
+            }
+            let report = report?;
+            if !*explain {
+                out.test_report(&report);
+            }
             Ok(0)
         }
         Command::Sync { allow_mass_removal } => {

@@ -66,6 +66,34 @@ impl Output {
         }
     }
 
+    /// `test --explain`: the directory API requests, in order ("GET https://…"). `complete` is
+    /// false when the read stopped at a refused request (the last one listed).
+    pub fn requests(&self, requests: &[String], complete: bool) {
+        if self.json {
+            let list: Vec<serde_json::Value> = requests
+                .iter()
+                .map(|r| {
+                    let (method, url) = r.split_once(' ').unwrap_or(("", r));
+                    json!({"method": method, "url": url})
+                })
+                .collect();
+            self.json_value(&json!({"requests": list, "complete": complete}));
+            return;
+        }
+        println!(
+            "A sync makes these {} request(s) to the directory{}:",
+            requests.len(),
+            if complete {
+                ""
+            } else {
+                " (the read stopped at the last one: see the error)"
+            }
+        );
+        for r in requests {
+            println!("  {r}");
+        }
+    }
+
     pub fn test_report(&self, r: &TestReport) {
         let n = &r.normalized;
         let users = n.users.as_deref().unwrap_or_default();

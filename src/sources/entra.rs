@@ -1,21 +1,27 @@
-//! Microsoft Entra ID source (Microsoft Graph v1.0): client-credentials token, users with
-//! `$select` and `@odata.nextLink` paging, soft-deleted users from `/users/delta`, groups with
-//! their direct members read per group (nesting is flattened by the engine), and the filter
-//! keywords of upstream §4.2 (`include`/`exclude` emails, `includeGroup`/`excludeGroup` with
-//! transitive members, secondary `excludeGroup`/`exclude` after `includeGroup`).
+//! Microsoft Entra ID source (Microsoft Graph v1.0): client-credentials token (renewed before it
+//! expires and once on a 401), users with `$select` and `@odata.nextLink` paging, deleted users
+//! from a replayed `/users/delta` link (kept between runs in [`super::SourceState`]) or, without
+//! a usable link, from `/directory/deletedItems`, groups with their direct members read per group
+//! (nesting is flattened by the engine), and the filter keywords of upstream §4.2
+//! (`include`/`exclude` emails, `includeGroup`/`excludeGroup` with transitive user members,
+//! secondary `excludeGroup`/`exclude` after `includeGroup`, and the group filter's
+//! `includeAdministrativeUnit`/`excludeAdministrativeUnit`).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::anyhow;
 
 use super::Progress;
 use super::filter::Filter;
-use super::http::{Api, Page};
+use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{EntraConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 
-const USER_SELECT: &str = "$select=id,mail,userPrincipalName,displayName,accountEnabled";
+const USER_FIELDS: &str = "id,mail,userPrincipalName,displayName,accountEnabled,userType";
+const USER_TYPE: &str = "#microsoft.graph.user";
+const GROUP_TYPE: &str = "#microsoft.graph.group";
 
 pub struct EntraSource {
     pub entra: EntraConfig,
@@ -26,7 +32,9 @@ pub struct EntraSource {
     pub state: std::sync::Arc<dyn super::SourceState>,
 }
 
-/// A user from a Graph object; `None` for objects without an id.
+/// A user from a Graph object; `None` for objects without an id. `@removed` marks a user
+/// deleted since the delta link was issued (`changed`: in the recycle bin; `deleted`: gone for
+/// good), <https://learn.microsoft.com/en-us/graph/delta-query-users>.
 fn user_of(v: &serde_json::Value) -> Option<DirUser> {
     let id = v["id"].as_str()?;
     let mail = v["mail"].as_str().map(str::trim).filter(|m| !m.is_empty());
@@ -39,7 +47,10 @@ fn user_of(v: &serde_json::Value) -> Option<DirUser> {
         (Some(m), _) => Some(m),
         (None, u) => u,
     };
-    let deleted = v["@removed"]["reason"].as_str() == Some("changed");
+    let deleted = matches!(
+        v["@removed"]["reason"].as_str(),
+        Some("changed") | Some("deleted")
+    );
     Some(DirUser {
         reference_id: id.to_string(),
         external_id: Id::from(id),
@@ -49,9 +60,22 @@ fn user_of(v: &serde_json::Value) -> Option<DirUser> {
     })
 }
 
-/// Guest accounts (`…#EXT#…`) and users without an email cannot be members.
+/// Whether a Graph object is a guest account (`userType eq 'Guest'`).
+fn is_guest(v: &serde_json::Value) -> bool {
+    v["userType"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case("guest"))
+}
+
+/// Users without a usable email (none, or a `…#EXT#…` UPN) cannot be members.
 fn invalid(u: &DirUser) -> bool {
     !u.disabled && !u.deleted && u.email.as_deref().is_none_or(|e| e.contains('#'))
+}
+
+/// Whether a member object is a user: the `@odata.type` Graph puts on directory objects (an
+/// object without one came from a user-typed listing).
+fn is_user_object(v: &serde_json::Value) -> bool {
+    v["@odata.type"].as_str().is_none_or(|t| t == USER_TYPE)
 }
 
 /// The values of `keyword:` clauses among the filter's further segments.
@@ -70,59 +94,178 @@ fn secondary(filter: &Filter, keyword: &str) -> HashSet<String> {
         .collect()
 }
 
+/// Whether a refused delta link has to be replaced by a full read: Graph answers an expired
+/// link with `syncStateNotFound` (400) or `resyncRequired`, or 410 Gone,
+/// <https://learn.microsoft.com/en-us/graph/delta-query-overview#synchronization-reset>.
+fn delta_expired(e: &anyhow::Error) -> bool {
+    super::http::refused(e).is_some_and(|r| {
+        r.status == 410
+            || r.code.as_deref().is_some_and(|c| {
+                c.eq_ignore_ascii_case("syncStateNotFound")
+                    || c.eq_ignore_ascii_case("resyncRequired")
+            })
+    })
+}
+
+/// Graph's page reader: the items under `value`, the next link, and the delta link if any.
+fn graph_page(
+    u: &str,
+    mut a: super::http::Answer,
+) -> anyhow::Result<(Vec<serde_json::Value>, Option<String>, Option<String>)> {
+    let serde_json::Value::Array(items) = a.json["value"].take() else {
+        return Err(anyhow!(
+            "Microsoft Graph: GET {u}: no `value` list in the answer"
+        ));
+    };
+    let next = a.json["@odata.nextLink"].as_str().map(str::to_string);
+    let delta = a.json["@odata.deltaLink"].as_str().map(str::to_string);
+    Ok((items, next, delta))
+}
+
 impl EntraSource {
     fn graph(&self, path: &str) -> String {
         format!("{}/v1.0/{path}", self.entra.graph_base())
     }
 
-    async fn token(&self, api: &Api) -> anyhow::Result<String> {
+    /// The API client, signing in with the client secret.
+    fn api(&self) -> anyhow::Result<Api> {
+        let mut api = Api::new("Microsoft Entra ID", self.ca_file.as_deref())?;
+        api.max_server_wait = self
+            .entra
+            .max_retry_after_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(super::http::DEFAULT_MAX_SERVER_WAIT);
+        api.max_server_wait_key = "entra.max_retry_after_seconds";
         let tenant = self.entra.tenant.as_deref().unwrap_or_default().trim();
         let url = format!("{}/{tenant}/oauth2/v2.0/token", self.entra.login_base());
         let form = [
             (
-                "client_id",
+                "client_id".to_string(),
                 self.entra
                     .application_id
                     .as_deref()
                     .unwrap_or_default()
-                    .trim(),
+                    .trim()
+                    .to_string(),
             ),
-            ("client_secret", self.key.as_str()),
-            ("grant_type", "client_credentials"),
-            ("scope", &self.entra.scope()),
+            ("client_secret".to_string(), self.key.clone()),
+            ("grant_type".to_string(), "client_credentials".to_string()),
+            ("scope".to_string(), self.entra.scope()),
         ];
-        api.access_token(&format!("POST {url}"), || api.http.post(&url).form(&form))
-            .await
+        let http = api.http.clone();
+        api.auth = Auth::OAuth(OAuth {
+            what: format!("POST {url}"),
+            request: Box::new(move || Ok(http.post(&url).form(&form))),
+            scheme: "Bearer ",
+        });
+        Ok(api)
     }
 
-    /// Every item of a Graph listing, following `@odata.nextLink`; the last page's deltaLink
-    /// is not kept (every run reads the full delta).
-    async fn list(
-        &self,
-        api: &Api,
-        token: &str,
-        first: String,
-    ) -> anyhow::Result<Vec<serde_json::Value>> {
-        let auth = format!("Bearer {token}");
-        api.list(first, ("Authorization", &auth), |u, mut a| {
-            let serde_json::Value::Array(items) = a.json["value"].take() else {
-                return Err(anyhow!(
-                    "Microsoft Graph: GET {u}: no `value` list in the answer"
-                ));
-            };
+    /// Every item of a Graph listing, following `@odata.nextLink`.
+    async fn list(&self, api: &Api, first: String) -> anyhow::Result<Vec<serde_json::Value>> {
+        api.list(first, |u, a| {
+            let (items, next, _) = graph_page(u, a)?;
             Ok(Page {
                 items,
-                next: a.json["@odata.nextLink"].as_str().map(str::to_string),
+                next,
                 wait: None,
             })
         })
         .await
     }
 
-    async fn transitive_user_ids(
+    /// Every item of a delta round and the delta link its last page ends with.
+    async fn delta(
         &self,
         api: &Api,
-        token: &str,
+        first: String,
+    ) -> anyhow::Result<(Vec<serde_json::Value>, Option<String>)> {
+        let mut items = Vec::new();
+        let mut link = None;
+        api.walk(first, |u, a| {
+            let (page, next, delta) = graph_page(u, a)?;
+            items.extend(page);
+            if delta.is_some() {
+                link = delta;
+            }
+            Ok((next, None))
+        })
+        .await?;
+        Ok((items, link))
+    }
+
+    /// The state key of the delta link: the tenant, the Graph endpoint and the user filter
+    /// (another scope must not replay this one's link).
+    fn delta_key(&self) -> String {
+        format!(
+            "entra.users.delta_link|{}|{}|{}",
+            self.entra.tenant.as_deref().unwrap_or_default().trim(),
+            self.entra.graph_base(),
+            self.sync.user_filter.as_deref().unwrap_or_default().trim()
+        )
+    }
+
+    /// The users deleted since the last successful sync: the saved delta link replayed (its
+    /// `@removed` entries), or, with no link or an expired one, the recycle bin
+    /// (`/directory/deletedItems/microsoft.graph.user`) and a new link from now on
+    /// (`$deltatoken=latest`). The new link is staged: kept only if the sync succeeds.
+    async fn deleted_users(&self, api: &Api) -> anyhow::Result<Vec<serde_json::Value>> {
+        let key = self.delta_key();
+        if let Some(link) = self.state.get(&key) {
+            match self.delta(api, link).await {
+                Ok((items, next_link)) => {
+                    if let Some(l) = next_link {
+                        self.state.stage(&key, &l);
+                    }
+                    return Ok(items
+                        .into_iter()
+                        .filter(|o| o.get("@removed").is_some())
+                        .collect());
+                }
+                Err(e) if delta_expired(&e) => {
+                    tracing::info!(
+                        "Microsoft Entra ID: the saved delta link has expired ({e:#}); reading \
+                         the deleted users instead"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // the link first: a user deleted meanwhile is in both rather than in neither
+        let (_, link) = self
+            .delta(
+                api,
+                self.graph(&format!(
+                    "users/delta?$select={USER_FIELDS}&$deltatoken=latest"
+                )),
+            )
+            .await?;
+        let deleted = self
+            .list(
+                api,
+                self.graph(&format!(
+                    "directory/deletedItems/microsoft.graph.user?$select={USER_FIELDS}"
+                )),
+            )
+            .await?;
+        if let Some(l) = link {
+            self.state.stage(&key, &l);
+        }
+        Ok(deleted
+            .into_iter()
+            .map(|mut o| {
+                o["@removed"] = serde_json::json!({"reason": "changed"});
+                o
+            })
+            .collect())
+    }
+
+    /// The user objects among the transitive members of the groups (the
+    /// `transitiveMembers/microsoft.graph.user` cast leaves out nested groups, contacts, devices
+    /// and service principals), and their ids.
+    async fn transitive_users(
+        &self,
+        api: &Api,
         group_ids: &HashSet<String>,
     ) -> anyhow::Result<(Vec<serde_json::Value>, HashSet<String>)> {
         let mut objects = Vec::new();
@@ -130,9 +273,12 @@ impl EntraSource {
         let mut sorted: Vec<&String> = group_ids.iter().collect();
         sorted.sort();
         for g in sorted {
-            let url = self.graph(&format!("groups/{g}/transitiveMembers?{USER_SELECT}"));
-            for o in self.list(api, token, url).await? {
-                if let Some(id) = o["id"].as_str()
+            let url = self.graph(&format!(
+                "groups/{g}/transitiveMembers/microsoft.graph.user?$select={USER_FIELDS}"
+            ));
+            for o in self.list(api, url).await? {
+                if is_user_object(&o)
+                    && let Some(id) = o["id"].as_str()
                     && ids.insert(id.to_string())
                 {
                     objects.push(o);
@@ -142,78 +288,113 @@ impl EntraSource {
         Ok((objects, ids))
     }
 
+    /// The lower-cased names of the groups in administrative units.
+    async fn unit_group_names(&self, api: &Api, units: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for unit in units {
+            let url = self.graph(&format!("directory/administrativeUnits/{unit}/members"));
+            for m in self.list(api, url).await? {
+                if m["@odata.type"].as_str() == Some(GROUP_TYPE)
+                    && let Some(name) = m["displayName"].as_str()
+                {
+                    names.push(name.trim().to_lowercase());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    async fn read_users(&self, api: &Api, user_filter: &Filter) -> anyhow::Result<Vec<DirUser>> {
+        let keyword = user_filter.keyword.as_deref().unwrap_or_default();
+        let listed: HashSet<String> = user_filter.values.iter().cloned().collect();
+        let all_users = || self.graph(&format!("users?$select={USER_FIELDS}"));
+        let (raw, excluded_ids, excluded_emails) = match keyword {
+            "includegroup" => {
+                let (objects, _) = self.transitive_users(api, &listed).await?;
+                let (_, ex) = self
+                    .transitive_users(api, &secondary(user_filter, "excludeGroup"))
+                    .await?;
+                (objects, ex, secondary(user_filter, "exclude"))
+            }
+            "excludegroup" => {
+                let (_, ex) = self.transitive_users(api, &listed).await?;
+                (self.list(api, all_users()).await?, ex, HashSet::new())
+            }
+            _ => (
+                self.list(api, all_users()).await?,
+                HashSet::new(),
+                HashSet::new(),
+            ),
+        };
+        let mut users = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        for o in &raw {
+            let Some(u) = user_of(o) else { continue };
+            if excluded_ids.contains(&*u.external_id)
+                || !seen.insert(u.external_id.to_string())
+                || !user_filter.passes(u.email.as_deref())
+                || (is_guest(o) && !self.entra.include_guests)
+                || invalid(&u)
+                || u.email
+                    .as_deref()
+                    .is_some_and(|e| excluded_emails.contains(&e.trim().to_lowercase()))
+            {
+                continue;
+            }
+            users.push(u);
+        }
+        for o in &self.deleted_users(api).await? {
+            // a replayed link names a deleted user by id only: without an email the set filter
+            // cannot judge it, and a removal by externalId only touches a member this
+            // connector synced
+            if let Some(u) = user_of(o)
+                && u.deleted
+                && (u.email.is_none() || user_filter.passes(u.email.as_deref()))
+                && seen.insert(u.external_id.to_string())
+            {
+                users.push(u);
+            }
+        }
+        Ok(users)
+    }
+
+    /// The group filter, with administrative units turned into the names of their groups.
+    async fn group_filter(&self, api: &Api) -> anyhow::Result<Filter> {
+        let f = Filter::parse(self.sync.group_filter.as_deref());
+        let keyword = match f.keyword.as_deref() {
+            Some("includeadministrativeunit") => "include",
+            Some("excludeadministrativeunit") => "exclude",
+            _ => return Ok(f),
+        };
+        let names = self.unit_group_names(api, &f.values).await?;
+        Ok(Filter {
+            keyword: Some(keyword.to_string()),
+            values: names,
+            ..f
+        })
+    }
+
     pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {
-        let api = Api::new("Microsoft Entra ID", self.ca_file.as_deref())?;
+        let api = self.api()?;
         progress.stage("Signing in to Microsoft Entra ID");
-        let token = self.token(&api).await?;
+        api.sign_in().await?;
         let user_filter = Filter::parse(self.sync.user_filter.as_deref());
-        let group_filter = Filter::parse(self.sync.group_filter.as_deref());
         let mut users: Vec<DirUser> = Vec::new();
         if self.sync.users {
             progress.stage("Reading Entra ID users");
-            let keyword = user_filter.keyword.as_deref().unwrap_or_default();
-            let listed: HashSet<String> = user_filter.values.iter().cloned().collect();
-            let (raw, excluded_ids, excluded_emails) = match keyword {
-                "includegroup" => {
-                    let (objects, _) = self.transitive_user_ids(&api, &token, &listed).await?;
-                    let (_, ex) = self
-                        .transitive_user_ids(&api, &token, &secondary(&user_filter, "excludeGroup"))
-                        .await?;
-                    (objects, ex, secondary(&user_filter, "exclude"))
-                }
-                "excludegroup" => {
-                    let (_, ex) = self.transitive_user_ids(&api, &token, &listed).await?;
-                    let all = self
-                        .list(&api, &token, self.graph(&format!("users?{USER_SELECT}")))
-                        .await?;
-                    (all, ex, HashSet::new())
-                }
-                _ => {
-                    let all = self
-                        .list(&api, &token, self.graph(&format!("users?{USER_SELECT}")))
-                        .await?;
-                    (all, HashSet::new(), HashSet::new())
-                }
-            };
-            let mut seen: HashSet<String> = HashSet::new();
-            for o in &raw {
-                let Some(u) = user_of(o) else { continue };
-                if excluded_ids.contains(&*u.external_id)
-                    || !seen.insert(u.external_id.to_string())
-                    || !user_filter.passes(u.email.as_deref())
-                    || invalid(&u)
-                    || u.email
-                        .as_deref()
-                        .is_some_and(|e| excluded_emails.contains(&e.trim().to_lowercase()))
-                {
-                    continue;
-                }
-                users.push(u);
-            }
-            progress.stage("Reading deleted Entra ID users");
-            let delta = self
-                .list(
-                    &api,
-                    &token,
-                    self.graph(&format!("users/delta?{USER_SELECT}")),
-                )
-                .await?;
-            for o in &delta {
-                if let Some(u) = user_of(o)
-                    && u.deleted
-                    && user_filter.passes(u.email.as_deref())
-                    && seen.insert(u.external_id.to_string())
-                {
-                    users.push(u);
-                }
-            }
+            users = self.read_users(&api, &user_filter).await?;
             progress.count(users.len() as u64);
         }
+        let group_filter = if self.sync.groups {
+            self.group_filter(&api).await?
+        } else {
+            Filter::default()
+        };
         let mut groups: Vec<DirGroup> = Vec::new();
         if self.sync.groups {
             progress.stage("Reading Entra ID groups");
             let raw = self
-                .list(&api, &token, self.graph("groups?$select=id,displayName"))
+                .list(&api, self.graph("groups?$select=id,displayName"))
                 .await?;
             let mut seen: HashSet<String> = HashSet::new();
             let total = raw.len();
@@ -228,11 +409,7 @@ impl EntraSource {
                     i + 1
                 ));
                 let members = self
-                    .list(
-                        &api,
-                        &token,
-                        self.graph(&format!("groups/{id}/members?$select=id")),
-                    )
+                    .list(&api, self.graph(&format!("groups/{id}/members?$select=id")))
                     .await?;
                 let mut group = DirGroup::new(id, name);
                 for m in members {
@@ -240,8 +417,8 @@ impl EntraSource {
                         continue;
                     };
                     match m["@odata.type"].as_str() {
-                        Some("#microsoft.graph.user") => group.user_members.push(Id::from(mid)),
-                        Some("#microsoft.graph.group") => group.group_members.push(mid.to_string()),
+                        Some(USER_TYPE) => group.user_members.push(Id::from(mid)),
+                        Some(GROUP_TYPE) => group.group_members.push(mid.to_string()),
                         _ => {}
                     }
                 }
@@ -273,6 +450,59 @@ mod tests {
         assert!(u.deleted);
         let guest = user_of(&serde_json::json!({"id": "4", "userPrincipalName": "g_y.com#EXT#@t.onmicrosoft.com", "accountEnabled": true})).unwrap();
         assert!(invalid(&guest));
+        assert!(is_guest(&serde_json::json!({"userType": "Guest"})));
+        assert!(!is_guest(&serde_json::json!({"userType": "Member"})));
+        assert!(is_user_object(
+            &serde_json::json!({"@odata.type": "#microsoft.graph.user"})
+        ));
+        assert!(!is_user_object(
+            &serde_json::json!({"@odata.type": "#microsoft.graph.device"})
+        ));
+    }
+
+    #[test]
+    fn expired_delta_links_are_recognized() {
+        let refused = |status: u16, code: Option<&str>| {
+            anyhow::Error::new(super::super::http::Refused {
+                status,
+                code: code.map(str::to_string),
+                message: String::new(),
+            })
+        };
+        assert!(delta_expired(&refused(400, Some("syncStateNotFound"))));
+        assert!(delta_expired(&refused(410, None)));
+        assert!(delta_expired(&refused(400, Some("resyncRequired"))));
+        assert!(!delta_expired(&refused(
+            403,
+            Some("Authorization_RequestDenied")
+        )));
+        assert!(!delta_expired(&anyhow!("connection refused")));
+        let u =
+            user_of(&serde_json::json!({"id": "5", "@removed": {"reason": "deleted"}})).unwrap();
+        assert!(u.deleted && u.email.is_none());
+    }
+
+    #[test]
+    fn the_delta_link_key_names_the_scope() {
+        let mut source = EntraSource {
+            entra: EntraConfig::default(),
+            sync: SyncConfig::default(),
+            key: String::new(),
+            ca_file: None,
+            state: std::sync::Arc::new(super::super::NoState),
+        };
+        source.entra.tenant = Some("a.onmicrosoft.com".into());
+        let a = source.delta_key();
+        source.sync.user_filter = Some("include:x@y.z".into());
+        let b = source.delta_key();
+        source.entra.tenant = Some("b.onmicrosoft.com".into());
+        let c = source.delta_key();
+        assert!(
+            a != b
+                && b != c
+                && a.contains("a.onmicrosoft.com")
+                && a.contains("graph.microsoft.com")
+        );
     }
 
     #[test]

@@ -159,6 +159,23 @@ mod tests {
         let e = check_cloud_filter(DirectoryType::Okta, true, "includeGroup:g1").unwrap_err();
         assert!(e.contains("includeGroup"), "{e}");
         assert!(check_cloud_filter(DirectoryType::Entra, false, "includeGroup:g1").is_err());
+        // administrative units: Entra group filters only
+        assert!(
+            check_cloud_filter(DirectoryType::Entra, false, "includeAdministrativeUnit:au1")
+                .is_ok()
+        );
+        assert!(
+            check_cloud_filter(DirectoryType::Entra, false, "excludeAdministrativeUnit:a,b")
+                .is_ok()
+        );
+        assert!(
+            check_cloud_filter(DirectoryType::Entra, true, "includeAdministrativeUnit:au1")
+                .is_err()
+        );
+        assert!(
+            check_cloud_filter(DirectoryType::Okta, false, "includeAdministrativeUnit:au1")
+                .is_err()
+        );
         assert!(check_cloud_filter(DirectoryType::Okta, true, "include:a:b").is_err());
     }
 

@@ -1,7 +1,9 @@
 //! Google Workspace source (Admin SDK Directory API v1): a service-account JSON key signs an
-//! RS256 JWT for the admin it acts as (domain-wide delegation), exchanged for a token; users
-//! (active, then deleted), groups and members with `pageToken` paging; suspended and archived
-//! users are disabled; nested groups are resolved by the engine.
+//! RS256 JWT for the admin it acts as (domain-wide delegation), exchanged for a token that is
+//! renewed before it expires (and once on a 401); users (active, then deleted), groups and
+//! members with `pageToken` paging; suspended and archived users are disabled; nested groups are
+//! resolved by the engine. Quota errors (403 `userRateLimitExceeded`, `rateLimitExceeded`,
+//! `quotaExceeded`) and 503 `backendError` are retried with backoff by [`super::http`].
 
 use std::path::PathBuf;
 
@@ -9,7 +11,7 @@ use anyhow::{Context, anyhow};
 
 use super::Progress;
 use super::filter::Filter;
-use super::http::{Api, Page};
+use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{GoogleConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 use crate::errors::ConfigError;
@@ -88,14 +90,37 @@ impl GoogleSource {
         Ok((jwt, token_url))
     }
 
-    async fn token(&self, api: &Api) -> anyhow::Result<String> {
-        let (jwt, url) = self.assertion()?;
-        let form = [
-            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-            ("assertion", jwt.as_str()),
-        ];
-        api.access_token(&format!("POST {url}"), || api.http.post(&url).form(&form))
-            .await
+    /// The API client; each token request carries a freshly signed assertion.
+    fn api(&self) -> anyhow::Result<Api> {
+        let mut api = Api::new("Google", self.ca_file.as_deref())?;
+        // checked now: a bad key is a configuration error, named before any request
+        let (_, url) = self.assertion()?;
+        let http = api.http.clone();
+        let key_json = self.key_json.clone();
+        let google = self.google.clone();
+        let token_url = url.clone();
+        api.auth = Auth::OAuth(OAuth {
+            what: format!("POST {url}"),
+            request: Box::new(move || {
+                let signer = GoogleSource {
+                    google: google.clone(),
+                    sync: SyncConfig::default(),
+                    key_json: key_json.clone(),
+                    ca_file: None,
+                };
+                let (jwt, _) = signer.assertion()?;
+                let form = [
+                    (
+                        "grant_type".to_string(),
+                        "urn:ietf:params:oauth:grant-type:jwt-bearer".to_string(),
+                    ),
+                    ("assertion".to_string(), jwt),
+                ];
+                Ok(http.post(&token_url).form(&form))
+            }),
+            scheme: "Bearer ",
+        });
+        Ok(api)
     }
 
     fn url(&self, path: &str, extra: &[(&str, &str)]) -> anyhow::Result<url::Url> {
@@ -122,12 +147,10 @@ impl GoogleSource {
     async fn list(
         &self,
         api: &Api,
-        token: &str,
         first: url::Url,
         field: &str,
     ) -> anyhow::Result<Vec<serde_json::Value>> {
-        let auth = format!("Bearer {token}");
-        api.list(first.to_string(), ("Authorization", &auth), |_, mut a| {
+        api.list(first.to_string(), |_, mut a| {
             // a page without the field has no items (Google leaves it out when empty)
             let items = match a.json[field].take() {
                 serde_json::Value::Array(items) => items,
@@ -151,9 +174,9 @@ impl GoogleSource {
     }
 
     pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {
-        let api = Api::new("Google", self.ca_file.as_deref())?;
+        let api = self.api()?;
         progress.stage("Signing in to Google");
-        let token = self.token(&api).await?;
+        api.sign_in().await?;
         let user_filter = Filter::parse(self.sync.user_filter.as_deref());
         let group_filter = Filter::parse(self.sync.group_filter.as_deref());
         let mut users: Vec<DirUser> = Vec::new();
@@ -168,9 +191,7 @@ impl GoogleSource {
                 if deleted {
                     e.push(("showDeleted", "true"));
                 }
-                let raw = self
-                    .list(&api, &token, self.url("users", &e)?, "users")
-                    .await?;
+                let raw = self.list(&api, self.url("users", &e)?, "users").await?;
                 for u in raw {
                     let Some(id) = u["id"].as_str() else { continue };
                     let email = u["primaryEmail"].as_str().map(str::to_string);
@@ -199,7 +220,7 @@ impl GoogleSource {
                 extra.push(("query", q));
             }
             let raw = self
-                .list(&api, &token, self.url("groups", &extra)?, "groups")
+                .list(&api, self.url("groups", &extra)?, "groups")
                 .await?;
             for g in raw {
                 let Some(id) = g["id"].as_str() else { continue };
@@ -210,7 +231,6 @@ impl GoogleSource {
                 let members = self
                     .list(
                         &api,
-                        &token,
                         self.url(&format!("groups/{id}/members"), &[])?,
                         "members",
                     )

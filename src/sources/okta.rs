@@ -1,6 +1,9 @@
 //! Okta source (REST API v1): users (active and deprovisioned), groups and each group's users,
-//! with `Link: rel="next"` paging, `SSWS` token auth, and a rate-limit budget that waits for the
-//! window to reset before the org's limit is reached (`X-Rate-Limit-*` headers).
+//! with `Link: rel="next"` paging, `SSWS` token auth (API tokens do not expire while used), and a
+//! rate-limit budget that waits for the window to reset before the org's limit is reached
+//! (`X-Rate-Limit-*` headers). A native user query is sent as `search` (Okta's `filter` knows
+//! only status, lastUpdated, id and a few profile fields, and refuses `profile.*` otherwise with
+//! E0000031); search results include DEPROVISIONED users, so they are read once.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +13,7 @@ use reqwest::header::HeaderMap;
 
 use super::Progress;
 use super::filter::Filter;
-use super::http::{Api, Page};
+use super::http::{Api, Auth, Page};
 use crate::config::{OktaConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 
@@ -38,15 +41,18 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
 
 /// How long to wait so that `reserve_percent` of the window's calls stay unused.
 fn budget_wait(headers: &HeaderMap, reserve_percent: u32) -> Option<Duration> {
-    let num = |k: &str| -> Option<i64> { headers.get(k)?.to_str().ok()?.trim().parse().ok() };
+    let num = |k: &str| super::http::header_num(headers, k);
     let limit = num("x-rate-limit-limit")?;
     let remaining = num("x-rate-limit-remaining")?;
-    let reset = num("x-rate-limit-reset")?;
-    if remaining * 100 > limit * i64::from(reserve_percent) {
-        return None;
-    }
-    let secs = (reset - chrono::Utc::now().timestamp()).clamp(0, 60);
-    Some(Duration::from_secs(secs as u64 + 1))
+    // Okta's reset is an epoch second; its windows are a minute long
+    let reset = (num("x-rate-limit-reset")? - chrono::Utc::now().timestamp()).max(0);
+    super::http::budget_wait(
+        limit,
+        remaining,
+        Duration::from_secs(reset as u64),
+        reserve_percent,
+        Duration::from_secs(61),
+    )
 }
 
 impl OktaSource {
@@ -64,9 +70,8 @@ impl OktaSource {
 
     /// Every item of a listing, following `Link: rel="next"`.
     async fn list(&self, api: &Api, first: String) -> anyhow::Result<Vec<serde_json::Value>> {
-        let auth = format!("SSWS {}", self.token);
         let reserve = self.okta.rate_limit_reserve_percent;
-        api.list(first, ("Authorization", &auth), |u, a| {
+        api.list(first, |u, a| {
             let serde_json::Value::Array(items) = a.json else {
                 return Err(anyhow!("Okta: GET {u}: the answer is not a list"));
             };
@@ -85,42 +90,61 @@ impl OktaSource {
         .await
     }
 
-    fn url(&self, path: &str, filter: Option<&str>) -> anyhow::Result<String> {
+    /// A listing URL with `limit` and an optional query parameter (`filter` or `search`).
+    fn url(&self, path: &str, query: Option<(&str, &str)>) -> anyhow::Result<String> {
         let mut u = url::Url::parse(&format!("{}/{path}", self.base()))
             .map_err(|e| anyhow!("okta.org_url: {e}"))?;
         {
             let mut q = u.query_pairs_mut();
             q.append_pair("limit", "200");
-            if let Some(f) = filter {
-                q.append_pair("filter", f);
+            if let Some((k, v)) = query {
+                q.append_pair(k, v);
             }
         }
         Ok(u.to_string())
     }
 
+    /// The users: with a native query one `search` (it matches any status, DEPROVISIONED
+    /// included); without, the list (which leaves DEPROVISIONED users out) and the
+    /// DEPROVISIONED ones by `filter`.
+    /// <https://developer.okta.com/docs/api/openapi/okta-management/management/tag/User/#tag/User/operation/listUsers>
+    async fn raw_users(
+        &self,
+        api: &Api,
+        query: Option<&str>,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        if let Some(q) = query {
+            return self
+                .list(api, self.url("users", Some(("search", q)))?)
+                .await;
+        }
+        let mut raw = self.list(api, self.url("users", None)?).await?;
+        raw.extend(
+            self.list(
+                api,
+                self.url("users", Some(("filter", "status eq \"DEPROVISIONED\"")))?,
+            )
+            .await?,
+        );
+        Ok(raw)
+    }
+
     pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {
-        let api = Api::new("Okta", self.ca_file.as_deref())?;
+        let mut api = Api::new("Okta", self.ca_file.as_deref())?;
+        api.auth = Auth::Fixed(format!("SSWS {}", self.token));
         let user_filter = Filter::parse(self.sync.user_filter.as_deref());
         let group_filter = Filter::parse(self.sync.group_filter.as_deref());
         let mut users: Vec<DirUser> = Vec::new();
         if self.sync.users {
             progress.stage("Reading Okta users");
-            let query = user_filter.query.clone();
-            let mut raw = self
-                .list(&api, self.url("users", query.as_deref())?)
-                .await?;
-            // Okta leaves deprovisioned users out of unfiltered lists
-            let deprovisioned = match &query {
-                Some(q) => format!("({q}) and status eq \"DEPROVISIONED\""),
-                None => "status eq \"DEPROVISIONED\"".to_string(),
-            };
-            raw.extend(
-                self.list(&api, self.url("users", Some(&deprovisioned))?)
-                    .await?,
-            );
+            let raw = self.raw_users(&api, user_filter.query.as_deref()).await?;
             progress.count(raw.len() as u64);
+            let mut seen = std::collections::HashSet::new();
             for u in raw {
                 let Some(id) = u["id"].as_str() else { continue };
+                if !seen.insert(id.to_string()) {
+                    continue;
+                }
                 let email = u["profile"]["email"].as_str().map(str::to_string);
                 if !user_filter.passes(email.as_deref()) {
                     continue;
@@ -139,7 +163,13 @@ impl OktaSource {
         if self.sync.groups {
             progress.stage("Reading Okta groups");
             let raw = self
-                .list(&api, self.url("groups", group_filter.query.as_deref())?)
+                .list(
+                    &api,
+                    self.url(
+                        "groups",
+                        group_filter.query.as_deref().map(|q| ("filter", q)),
+                    )?,
+                )
                 .await?;
             let total = raw.len();
             for (i, g) in raw.into_iter().enumerate() {

@@ -1,14 +1,17 @@
-//! OneLogin source (API v1, OAuth2 v2 token): users and roles (OneLogin's groups, as upstream)
-//! with `pagination.next_link` cursor paging. Role members are the users whose `role_id` lists
-//! the role. externalIds are always strings (Vaultwarden rejects numbers).
+//! OneLogin source (API v1, OAuth2 v2 token renewed before it expires and once on a 401): users
+//! and roles (OneLogin's groups, as upstream) with `pagination.next_link` cursor paging, and a
+//! rate-limit budget like Okta's from the `X-RateLimit-Limit/Remaining/Reset` headers (the reset
+//! is in seconds from now). Role members are the users whose `role_id` lists the role.
+//! externalIds are always strings (Vaultwarden rejects numbers).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::anyhow;
 
 use super::Progress;
 use super::filter::Filter;
-use super::http::{Api, Page};
+use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{OneLoginConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 
@@ -36,34 +39,61 @@ fn id_string(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// How long to wait so that `reserve_percent` of the hour's calls stay unused: OneLogin sends
+/// the limit, the calls remaining and the seconds until the reset,
+/// <https://developers.onelogin.com/api-docs/1/oauth20-tokens/get-rate-limit>.
+fn budget_wait(
+    headers: &reqwest::header::HeaderMap,
+    reserve_percent: u32,
+    max: Duration,
+) -> Option<Duration> {
+    let num = |k: &str| super::http::header_num(headers, k);
+    let limit = num("x-ratelimit-limit")?;
+    let remaining = num("x-ratelimit-remaining")?;
+    let reset = num("x-ratelimit-reset")?.max(0) as u64;
+    super::http::budget_wait(
+        limit,
+        remaining,
+        Duration::from_secs(reset),
+        reserve_percent,
+        max,
+    )
+}
+
 impl OneLoginSource {
-    async fn token(&self, api: &Api) -> anyhow::Result<String> {
+    /// The API client, signing in with the client id and secret.
+    fn api(&self) -> anyhow::Result<Api> {
+        let mut api = Api::new("OneLogin", self.ca_file.as_deref())?;
         let url = format!("{}/auth/oauth2/v2/token", self.onelogin.base());
         let id = self
             .onelogin
             .client_id
             .as_deref()
             .unwrap_or_default()
-            .trim();
-        api.access_token(&format!("POST {url}"), || {
-            api.http
-                .post(&url)
-                .basic_auth(id, Some(&self.secret))
-                .header("Accept", "application/json")
-                .json(&serde_json::json!({"grant_type": "client_credentials"}))
-        })
-        .await
+            .trim()
+            .to_string();
+        let secret = self.secret.clone();
+        let http = api.http.clone();
+        let token_url = url.clone();
+        api.auth = Auth::OAuth(OAuth {
+            what: format!("POST {url}"),
+            request: Box::new(move || {
+                Ok(http
+                    .post(&token_url)
+                    .basic_auth(&id, Some(&secret))
+                    .header("Accept", "application/json")
+                    .json(&serde_json::json!({"grant_type": "client_credentials"})))
+            }),
+            scheme: "bearer:",
+        });
+        Ok(api)
     }
 
     /// Every item of a listing, following `pagination.next_link`.
-    async fn list(
-        &self,
-        api: &Api,
-        token: &str,
-        first: String,
-    ) -> anyhow::Result<Vec<serde_json::Value>> {
-        let auth = format!("bearer:{token}");
-        api.list(first, ("Authorization", &auth), |u, mut a| {
+    async fn list(&self, api: &Api, first: String) -> anyhow::Result<Vec<serde_json::Value>> {
+        let reserve = self.onelogin.rate_limit_reserve_percent;
+        let max = api.max_server_wait;
+        api.list(first, |u, mut a| {
             let code = a.json["status"]["code"].as_i64().unwrap_or(200);
             if code != 200 {
                 return Err(anyhow!(
@@ -76,14 +106,18 @@ impl OneLoginSource {
             let serde_json::Value::Array(items) = a.json["data"].take() else {
                 return Err(anyhow!("OneLogin: GET {u}: no `data` list in the answer"));
             };
-            Ok(Page {
-                items,
-                next: a.json["pagination"]["next_link"]
-                    .as_str()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string),
-                wait: None,
-            })
+            let next = a.json["pagination"]["next_link"]
+                .as_str()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string);
+            let wait = budget_wait(&a.headers, reserve, max);
+            if let Some(w) = wait {
+                tracing::info!(
+                    "OneLogin: rate-limit budget low; waiting {} s for the reset",
+                    w.as_secs()
+                );
+            }
+            Ok(Page { items, next, wait })
         })
         .await
     }
@@ -97,9 +131,9 @@ impl OneLoginSource {
     }
 
     pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {
-        let api = Api::new("OneLogin", self.ca_file.as_deref())?;
+        let api = self.api()?;
         progress.stage("Signing in to OneLogin");
-        let token = self.token(&api).await?;
+        api.sign_in().await?;
         let user_filter = Filter::parse(self.sync.user_filter.as_deref());
         let group_filter = Filter::parse(self.sync.group_filter.as_deref());
         let suffix = self.sync.email_suffix.clone().unwrap_or_default();
@@ -108,11 +142,7 @@ impl OneLoginSource {
         if self.sync.users || self.sync.groups {
             progress.stage("Reading OneLogin users");
             raw_users = self
-                .list(
-                    &api,
-                    &token,
-                    self.url("users", user_filter.query.as_deref()),
-                )
+                .list(&api, self.url("users", user_filter.query.as_deref()))
                 .await?;
             progress.count(raw_users.len() as u64);
             for u in &raw_users {
@@ -145,11 +175,7 @@ impl OneLoginSource {
         if self.sync.groups {
             progress.stage("Reading OneLogin roles");
             let roles = self
-                .list(
-                    &api,
-                    &token,
-                    self.url("roles", group_filter.query.as_deref()),
-                )
+                .list(&api, self.url("roles", group_filter.query.as_deref()))
                 .await?;
             for r in roles {
                 let Some(id) = id_string(&r["id"]) else {

@@ -1,13 +1,24 @@
-//! Fake cloud directory APIs with the vendors' documented behaviour, in-process on loopback:
-//! Okta (`SSWS` token, `limit`/`after` paging with `Link: rel="next"`, deprovisioned users only
-//! when filtered for, `X-Rate-Limit-*` headers, 429 with a reset time, Okta error bodies) and
-//! Microsoft Graph with its token endpoint (client credentials, `@odata.nextLink` paging,
-//! `/users/delta` with `@removed`, group members and transitive members, 429 with
-//! `Retry-After`, OAuth and Graph error bodies).
+//! Fake cloud directory APIs with the vendors' documented behaviour, in-process on loopback
+//! (each behaviour cites the vendor page it follows):
+//! * Okta: `SSWS` token, `limit`/`after` paging with `Link: rel="next"`, `filter` restricted to
+//!   the fields Okta indexes (E0000031 otherwise), `search` over any profile field and every
+//!   status, DEPROVISIONED users left out of plain lists, `X-Rate-Limit-*` headers, 429 with a
+//!   reset time, Okta error bodies.
+//! * Microsoft Graph with its token endpoint: client credentials, tokens that expire
+//!   (`InvalidAuthenticationToken`), `@odata.nextLink` paging, `/users/delta` whose first round
+//!   lists existing users only and whose replayed `@odata.deltaLink` reports `@removed` users
+//!   (expired links: `syncStateNotFound`), `$deltatoken=latest`, `/directory/deletedItems`,
+//!   group members and transitive members of every object type (and the user cast),
+//!   administrative units, `userType`, 429 with `Retry-After`, OAuth and Graph error bodies.
+//! * Google Admin SDK: JWT-bearer tokens that expire, `pageToken` paging, 403 quota reasons and
+//!   503 `backendError` in Google's error shape.
+//! * OneLogin: client-credentials tokens that expire, cursor paging, `X-RateLimit-*` headers
+//!   with the reset in seconds, 429 past the limit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -23,6 +34,10 @@ pub struct CloudUser {
     pub email: String,
     /// Okta: ACTIVE, SUSPENDED, DEPROVISIONED. Graph: ACTIVE, DISABLED, DELETED.
     pub status: &'static str,
+    /// Graph: `userType` Guest (invited from another tenant).
+    pub guest: bool,
+    /// Okta: `profile.department` (searchable, not filterable).
+    pub department: String,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +46,24 @@ pub struct CloudGroup {
     pub name: String,
     pub users: Vec<String>,
     pub groups: Vec<String>,
+    /// Graph: members that are neither users nor groups (`#microsoft.graph.orgContact`,
+    /// `#microsoft.graph.device`, `#microsoft.graph.servicePrincipal`), as (type, id, mail).
+    pub others: Vec<(String, String, String)>,
+}
+
+/// A Graph administrative unit and its member groups and users.
+#[derive(Debug, Clone, Default)]
+pub struct CloudUnit {
+    pub id: String,
+    pub groups: Vec<String>,
+    pub users: Vec<String>,
+}
+
+/// An access token the fake issued (Graph, Google, OneLogin).
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub expires: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +81,56 @@ pub struct Directory {
     pub rate_limit: usize,
     /// Every request's path and query, for assertions.
     pub requests: Vec<String>,
+    /// Graph: administrative units.
+    pub units: Vec<CloudUnit>,
+    /// Graph, Google, OneLogin: how long an access token is accepted (seconds; 0: the vendor's
+    /// usual lifetime).
+    pub token_lifetime: u64,
+    /// The `expires_in` the token answer announces, when it differs from `token_lifetime`
+    /// (a token revoked early).
+    pub announced_lifetime: Option<u64>,
+    /// Every access token issued so far (the fake's own bookkeeping).
+    pub issued: Vec<Issued>,
+    /// Graph: the seconds a 429 asks to wait (`Retry-After`; 0: 1 s).
+    pub retry_after: u64,
+    /// Graph: saved delta links no longer work (`syncStateNotFound`).
+    pub expire_delta_links: bool,
+    /// Graph: the user states each issued delta token was made at (id → status, email).
+    pub delta_states: Vec<HashMap<String, (String, String)>>,
+    /// Google: the next requests answer these errors, in order (status, reason).
+    pub google_errors: Vec<(u16, &'static str)>,
+    /// OneLogin: calls allowed per window (0: 5000) and the window's length (0: an hour).
+    pub onelogin_limit: usize,
+    pub onelogin_window_secs: u64,
+    pub onelogin_window: Option<(Instant, usize)>,
+    /// Every request waits this long before it is answered.
+    pub delay_ms: u64,
+}
+
+impl Directory {
+    /// A token for `prefix`, valid for `token_lifetime` (or `usual`), and the `expires_in` to
+    /// announce.
+    fn issue(&mut self, prefix: &str, usual: u64) -> (String, u64) {
+        let life = if self.token_lifetime == 0 {
+            usual
+        } else {
+            self.token_lifetime
+        };
+        let token = format!("{prefix}-{}", self.issued.len() + 1);
+        self.issued.push(Issued {
+            token: token.clone(),
+            expires: Instant::now() + Duration::from_secs(life),
+        });
+        (token, self.announced_lifetime.unwrap_or(life))
+    }
+
+    /// Whether a presented token was issued (`Some(expired)`), or `None` if unknown.
+    fn token_state(&self, presented: &str) -> Option<bool> {
+        self.issued
+            .iter()
+            .find(|i| i.token == presented)
+            .map(|i| Instant::now() >= i.expires)
+    }
 }
 
 pub struct FakeCloud {
@@ -94,9 +177,21 @@ impl FakeCloud {
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
             .route("/v1.0/users", get(graph_users))
             .route("/v1.0/users/delta", get(graph_delta))
+            .route(
+                "/v1.0/directory/deletedItems/microsoft.graph.user",
+                get(graph_deleted_items),
+            )
+            .route(
+                "/v1.0/directory/administrativeUnits/{id}/members",
+                get(graph_unit_members),
+            )
             .route("/v1.0/groups", get(graph_groups))
             .route("/v1.0/groups/{id}/members", get(graph_members))
             .route("/v1.0/groups/{id}/transitiveMembers", get(graph_transitive))
+            .route(
+                "/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user",
+                get(graph_transitive_users),
+            )
             .route("/auth/oauth2/v2/token", post(onelogin_token))
             .route("/api/1/users", get(onelogin_users))
             .route("/api/1/roles", get(onelogin_roles))
@@ -107,6 +202,10 @@ impl FakeCloud {
                 "/admin/directory/v1/groups/{id}/members",
                 get(google_members),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                slow_down,
+            ))
             .with_state(state);
         rt.spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -119,6 +218,19 @@ impl FakeCloud {
     }
 }
 
+/// Every request waits `delay_ms` first (a slow directory; tokens age meanwhile).
+async fn slow_down(
+    State((dir, _, _)): State<S>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let delay = dir.lock().expect("lock").delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    next.run(req).await
+}
+
 /// Records the request, then answers for the fake when it throttles or the credentials are
 /// wrong (`auth` is the vendor's check); `None` lets the handler answer.
 fn record(
@@ -126,7 +238,7 @@ fn record(
     path: &str,
     q: &HashMap<String, String>,
     h: &HeaderMap,
-    auth: fn(&HeaderMap) -> Option<Response>,
+    auth: fn(&Directory, &HeaderMap) -> Option<Response>,
 ) -> Option<Response> {
     let mut keys: Vec<_> = q.iter().collect();
     keys.sort();
@@ -147,11 +259,14 @@ fn record(
             h.insert("x-rate-limit-remaining", "0".parse().expect("v"));
             h.insert("x-rate-limit-reset", reset.to_string().parse().expect("v"));
         } else {
-            h.insert("retry-after", "1".parse().expect("v"));
+            // Graph: "a suggested wait time is returned in the Retry-After header",
+            // https://learn.microsoft.com/en-us/graph/throttling
+            let secs = dir.retry_after.max(1);
+            h.insert("retry-after", secs.to_string().parse().expect("v"));
         }
         return Some(resp);
     }
-    auth(h)
+    auth(dir, h)
 }
 
 /// One page of `items` from offset `after` and the next offset, if any.
@@ -174,7 +289,9 @@ fn page<T: Clone>(items: &[T], q: &HashMap<String, String>, max: usize) -> (Vec<
 
 // ---------- Okta ----------
 
-fn okta_auth(h: &HeaderMap) -> Option<Response> {
+/// `Authorization: SSWS <token>`; a wrong one is 401 E0000011,
+/// https://developer.okta.com/docs/reference/error-codes/
+fn okta_auth(_: &Directory, h: &HeaderMap) -> Option<Response> {
     let ok =
         h.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("SSWS {OKTA_TOKEN}"));
     (!ok).then(|| {
@@ -186,6 +303,10 @@ fn okta_auth(h: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// A page of an Okta listing: `Link` headers `rel="self"` and `rel="next"` (with the `after`
+/// cursor), https://developer.okta.com/docs/api/#pagination; the `X-Rate-Limit-Limit`,
+/// `-Remaining` and `-Reset` (epoch seconds) headers on every answer,
+/// https://developer.okta.com/docs/reference/rl-best-practices/
 fn okta_page(
     base: &str,
     path: &str,
@@ -233,8 +354,170 @@ fn okta_page(
 }
 
 fn okta_user(u: &CloudUser) -> Value {
-    json!({"id": u.id, "status": u.status, "profile": {"email": u.email, "login": u.email}})
+    let (first, last) = u.id.split_at(1);
+    json!({"id": u.id, "status": u.status, "lastUpdated": "2026-01-01T00:00:00.000Z",
+           "profile": {"email": u.email, "login": u.email, "firstName": first.to_uppercase(),
+                       "lastName": last, "department": u.department}})
 }
+
+/// An Okta filter or search expression: `attr op "value"` or `attr pr`, joined by `and` / `or`,
+/// with parentheses.
+#[derive(Debug)]
+enum Expr {
+    Cmp(String, String, String),
+    Present(String),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+}
+
+fn tokens(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '(' || c == ')' {
+            out.push(c.to_string());
+            chars.next();
+        } else if c == '"' {
+            chars.next();
+            let mut v = String::from("\"");
+            for c in chars.by_ref() {
+                if c == '"' {
+                    break;
+                }
+                v.push(c);
+            }
+            out.push(v);
+        } else {
+            let mut v = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() || c == '(' || c == ')' {
+                    break;
+                }
+                v.push(c);
+                chars.next();
+            }
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn parse_or(t: &[String], i: &mut usize) -> Option<Expr> {
+    let mut left = parse_and(t, i)?;
+    while t.get(*i).is_some_and(|w| w.eq_ignore_ascii_case("or")) {
+        *i += 1;
+        left = Expr::Or(Box::new(left), Box::new(parse_and(t, i)?));
+    }
+    Some(left)
+}
+
+fn parse_and(t: &[String], i: &mut usize) -> Option<Expr> {
+    let mut left = parse_atom(t, i)?;
+    while t.get(*i).is_some_and(|w| w.eq_ignore_ascii_case("and")) {
+        *i += 1;
+        left = Expr::And(Box::new(left), Box::new(parse_atom(t, i)?));
+    }
+    Some(left)
+}
+
+fn parse_atom(t: &[String], i: &mut usize) -> Option<Expr> {
+    if t.get(*i)? == "(" {
+        *i += 1;
+        let e = parse_or(t, i)?;
+        (t.get(*i)? == ")").then_some(())?;
+        *i += 1;
+        return Some(e);
+    }
+    let attr = t.get(*i)?.clone();
+    let op = t.get(*i + 1)?.to_ascii_lowercase();
+    if op == "pr" {
+        *i += 2;
+        return Some(Expr::Present(attr));
+    }
+    let value = t.get(*i + 2)?.trim_start_matches('"').to_string();
+    *i += 3;
+    Some(Expr::Cmp(attr, op, value))
+}
+
+fn parse_expr(s: &str) -> Option<Expr> {
+    let t = tokens(s);
+    let mut i = 0;
+    let e = parse_or(&t, &mut i)?;
+    (i == t.len()).then_some(e)
+}
+
+fn attrs<'a>(e: &'a Expr, out: &mut Vec<&'a str>) {
+    match e {
+        Expr::Cmp(a, _, _) | Expr::Present(a) => out.push(a),
+        Expr::And(l, r) | Expr::Or(l, r) => {
+            attrs(l, out);
+            attrs(r, out);
+        }
+    }
+}
+
+/// Whether a user object matches; `exact`: the filter's case-sensitive comparison, else the
+/// search's case-insensitive one.
+fn matches(e: &Expr, user: &Value, exact: bool) -> bool {
+    let get = |a: &str| -> Option<String> {
+        let ptr = format!("/{}", a.replace('.', "/"));
+        user.pointer(&ptr)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let norm = |s: &str| {
+        if exact {
+            s.to_string()
+        } else {
+            s.to_lowercase()
+        }
+    };
+    match e {
+        Expr::Present(a) => get(a).is_some_and(|v| !v.is_empty()),
+        Expr::Cmp(a, op, v) => {
+            let Some(actual) = get(a) else { return false };
+            let (actual, v) = (norm(&actual), norm(v));
+            match op.as_str() {
+                "eq" => actual == v,
+                "sw" => actual.starts_with(&v),
+                "co" => actual.contains(&v),
+                "gt" => actual > v,
+                "ge" => actual >= v,
+                "lt" => actual < v,
+                "le" => actual <= v,
+                _ => false,
+            }
+        }
+        Expr::And(l, r) => matches(l, user, exact) && matches(r, user, exact),
+        Expr::Or(l, r) => matches(l, user, exact) || matches(r, user, exact),
+    }
+}
+
+/// Okta's 400 for a query it cannot run, https://developer.okta.com/docs/reference/error-codes/
+fn okta_invalid_search() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(
+            json!({"errorCode": "E0000031", "errorSummary": "Invalid search criteria.",
+                    "errorLink": "E0000031", "errorId": "oaeFakeSearch", "errorCauses": []}),
+        ),
+    )
+        .into_response()
+}
+
+/// The fields Okta's `filter` supports for users ("supports only a limited number of
+/// properties"), https://developer.okta.com/docs/api/openapi/okta-management/management/tag/User/#tag/User/operation/listUsers
+const OKTA_FILTER_FIELDS: [&str; 7] = [
+    "status",
+    "lastUpdated",
+    "id",
+    "profile.login",
+    "profile.email",
+    "profile.firstName",
+    "profile.lastName",
+];
 
 async fn okta_users(
     State((dir, base, calls)): State<S>,
@@ -245,14 +528,34 @@ async fn okta_users(
     if let Some(r) = record(&mut d, "/api/v1/users", &q, &h, okta_auth) {
         return r;
     }
-    let filter = q.get("filter").cloned().unwrap_or_default();
-    let deprovisioned = filter.contains("status eq \"DEPROVISIONED\"");
-    let items: Vec<Value> = d
-        .users
-        .iter()
-        .filter(|u| (u.status == "DEPROVISIONED") == deprovisioned)
-        .map(okta_user)
-        .collect();
+    let all: Vec<Value> = d.users.iter().map(okta_user).collect();
+    // listUsers (same page as above): `search` matches any property and every status,
+    // DEPROVISIONED included; `filter` only the fields above, and DEPROVISIONED users only
+    // when it asks for that status; neither: every user but the DEPROVISIONED ones.
+    let items: Vec<Value> = if let Some(search) = q.get("search") {
+        let Some(e) = parse_expr(search) else {
+            return okta_invalid_search();
+        };
+        all.into_iter().filter(|u| matches(&e, u, false)).collect()
+    } else if let Some(filter) = q.get("filter") {
+        let Some(e) = parse_expr(filter) else {
+            return okta_invalid_search();
+        };
+        let mut used = Vec::new();
+        attrs(&e, &mut used);
+        if used.iter().any(|a| !OKTA_FILTER_FIELDS.contains(a)) {
+            return okta_invalid_search();
+        }
+        let deprovisioned = filter.contains("\"DEPROVISIONED\"");
+        all.into_iter()
+            .filter(|u| matches(&e, u, true))
+            .filter(|u| deprovisioned || u["status"] != "DEPROVISIONED")
+            .collect()
+    } else {
+        all.into_iter()
+            .filter(|u| u["status"] != "DEPROVISIONED")
+            .collect()
+    };
     okta_page(
         &base,
         "/api/v1/users",
@@ -264,6 +567,7 @@ async fn okta_users(
     )
 }
 
+/// https://developer.okta.com/docs/api/openapi/okta-management/management/tag/Group/#tag/Group/operation/listGroups
 async fn okta_groups(
     State((dir, base, calls)): State<S>,
     h: HeaderMap,
@@ -289,6 +593,7 @@ async fn okta_groups(
     )
 }
 
+/// https://developer.okta.com/docs/api/openapi/okta-management/management/tag/Group/#tag/Group/operation/listGroupUsers
 async fn okta_group_users(
     State((dir, base, calls)): State<S>,
     Path(id): Path<String>,
@@ -318,9 +623,9 @@ async fn okta_group_users(
 
 // ---------- Microsoft Graph ----------
 
-const GRAPH_TOKEN: &str = "graph-access-token";
-
+/// Client-credentials token: https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow
 async fn graph_token(
+    State((dir, _, _)): State<S>,
     Path(tenant): Path<String>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
@@ -329,6 +634,8 @@ async fn graph_token(
         && f.get("client_secret").map(String::as_str) == Some(GRAPH_SECRET)
         && f.get("grant_type").map(String::as_str) == Some("client_credentials")
         && f.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default");
+    let mut d = dir.lock().expect("lock");
+    d.requests.push(format!("POST /{tenant}/oauth2/v2.0/token"));
     if !ok {
         return (
             StatusCode::UNAUTHORIZED,
@@ -336,30 +643,53 @@ async fn graph_token(
         )
             .into_response();
     }
-    Json(json!({"token_type": "Bearer", "expires_in": 3599, "access_token": GRAPH_TOKEN}))
-        .into_response()
+    // access tokens live 60-90 minutes; the answer says how long in `expires_in`
+    let (token, expires_in) = d.issue("graph-access-token", 3599);
+    Json(
+        json!({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
+                "access_token": token}),
+    )
+    .into_response()
 }
 
-fn graph_auth(h: &HeaderMap) -> Option<Response> {
-    let ok = h.get("authorization").and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {GRAPH_TOKEN}"));
-    (!ok).then(|| {
+/// A bearer token the fake issued and that has not expired.
+fn bearer(h: &HeaderMap) -> &str {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+}
+
+/// Graph refuses a missing, unknown or expired token with 401 `InvalidAuthenticationToken`,
+/// https://learn.microsoft.com/en-us/graph/errors and
+/// https://learn.microsoft.com/en-us/graph/resolve-auth-errors
+fn graph_auth(dir: &Directory, h: &HeaderMap) -> Option<Response> {
+    let message = match dir.token_state(bearer(h)) {
+        Some(false) => return None,
+        Some(true) => "Lifetime validation failed, the token is expired.",
+        None if bearer(h).is_empty() => "Access token is empty.",
+        None => "Access token validation failure. Invalid audience.",
+    };
+    Some(
         (
             StatusCode::UNAUTHORIZED,
-            Json(json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}})),
+            Json(json!({"error": {"code": "InvalidAuthenticationToken", "message": message,
+                                  "innerError": {"date": "2026-01-01T00:00:00",
+                                                 "request-id": "fake", "client-request-id": "fake"}}})),
         )
-            .into_response()
-    })
+            .into_response(),
+    )
 }
 
 fn graph_user(u: &CloudUser) -> Value {
-    let mut v = json!({"id": u.id, "mail": u.email, "userPrincipalName": u.email,
-                       "displayName": u.id, "accountEnabled": u.status != "DISABLED",
-                       "@odata.type": "#microsoft.graph.user"});
-    if u.status == "DELETED" {
-        v["@removed"] = json!({"reason": "changed"});
-    }
-    v
+    json!({"@odata.type": "#microsoft.graph.user", "id": u.id, "mail": u.email,
+           "userPrincipalName": if u.guest {
+               format!("{}#EXT#@contoso.onmicrosoft.com", u.email.replace('@', "_"))
+           } else {
+               u.email.clone()
+           },
+           "displayName": u.id, "accountEnabled": u.status != "DISABLED",
+           "userType": if u.guest { "Guest" } else { "Member" }})
 }
 
 fn graph_page(
@@ -368,7 +698,7 @@ fn graph_page(
     items: Vec<Value>,
     q: &HashMap<String, String>,
     max: usize,
-    delta: bool,
+    delta_link: Option<String>,
 ) -> Response {
     let (slice, next) = page(&items, q, max);
     let mut body = json!({"value": slice});
@@ -384,12 +714,19 @@ fn graph_page(
             }
             body["@odata.nextLink"] = json!(u.to_string());
         }
-        None if delta => body["@odata.deltaLink"] = json!(format!("{base}{path}?$deltatoken=end")),
-        None => {}
+        // the last page of a delta round carries the link for the next round; a page has
+        // either a nextLink or a deltaLink, https://learn.microsoft.com/en-us/graph/delta-query-overview
+        None => {
+            if let Some(link) = delta_link {
+                body["@odata.deltaLink"] = json!(link);
+            }
+        }
     }
     Json(body).into_response()
 }
 
+/// `@odata.nextLink` paging (an opaque `$skiptoken`), https://learn.microsoft.com/en-us/graph/paging;
+/// deleted users are not listed, https://learn.microsoft.com/en-us/graph/api/user-list
 async fn graph_users(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -405,9 +742,17 @@ async fn graph_users(
         .filter(|u| u.status != "DELETED")
         .map(graph_user)
         .collect();
-    graph_page(&base, "/v1.0/users", items, &q, d.page_size, false)
+    graph_page(&base, "/v1.0/users", items, &q, d.page_size, None)
 }
 
+/// `/users/delta`, https://learn.microsoft.com/en-us/graph/delta-query-users and
+/// https://learn.microsoft.com/en-us/graph/delta-query-overview:
+/// * a first round (no `$deltatoken`) lists the users that exist now; "resources deleted before
+///   the initial delta query are not returned";
+/// * `$deltatoken=latest` answers no users, only a deltaLink ("sync from now");
+/// * a replayed deltaLink lists the users changed since it was issued; a deleted one as
+///   `{"id", "@removed": {"reason": "changed"}}` (soft-deleted) or `"deleted"` (gone for good);
+/// * an expired link: 400 `syncStateNotFound`, https://devblogs.microsoft.com/microsoft365dev/duration-of-change-tracking-tokens-for-identity-and-education-resources/
 async fn graph_delta(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -417,10 +762,94 @@ async fn graph_delta(
     if let Some(r) = record(&mut d, "/v1.0/users/delta", &q, &h, graph_auth) {
         return r;
     }
-    let items = d.users.iter().map(graph_user).collect();
-    graph_page(&base, "/v1.0/users/delta", items, &q, d.page_size, true)
+    let now: HashMap<String, (String, String)> = d
+        .users
+        .iter()
+        .map(|u| (u.id.clone(), (u.status.to_string(), u.email.clone())))
+        .collect();
+    let token = q.get("$deltatoken").cloned();
+    let items: Vec<Value> = match token.as_deref() {
+        None => d
+            .users
+            .iter()
+            .filter(|u| u.status != "DELETED")
+            .map(graph_user)
+            .collect(),
+        Some("latest") => Vec::new(),
+        Some(t) => {
+            let then = t.parse::<usize>().ok().and_then(|i| d.delta_states.get(i));
+            let (Some(then), false) = (then, d.expire_delta_links) else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": {"code": "syncStateNotFound",
+                        "message": "The sync state generation is not found. The delta token is expired and data must be synchronized again."}})),
+                )
+                    .into_response();
+            };
+            let mut changed = Vec::new();
+            for u in &d.users {
+                let before = then.get(&u.id);
+                if before.is_some_and(|(s, e)| s == u.status && *e == u.email) {
+                    continue;
+                }
+                let was_deleted = before.is_some_and(|(s, _)| s == "DELETED");
+                if u.status == "DELETED" {
+                    if !was_deleted {
+                        changed.push(json!({"@odata.type": "#microsoft.graph.user", "id": u.id,
+                                            "@removed": {"reason": "changed"}}));
+                    }
+                } else {
+                    changed.push(graph_user(u));
+                }
+            }
+            // users gone from the directory altogether (hard-deleted)
+            let mut gone: Vec<&String> = then.keys().filter(|id| !now.contains_key(*id)).collect();
+            gone.sort();
+            for id in gone {
+                changed.push(json!({"@odata.type": "#microsoft.graph.user", "id": id,
+                                    "@removed": {"reason": "deleted"}}));
+            }
+            changed
+        }
+    };
+    // the deltaLink of this round: the user states now
+    let (_, next) = page(&items, &q, d.page_size);
+    let link = next.is_none().then(|| {
+        d.delta_states.push(now);
+        format!(
+            "{base}/v1.0/users/delta?$deltatoken={}",
+            d.delta_states.len() - 1
+        )
+    });
+    graph_page(&base, "/v1.0/users/delta", items, &q, d.page_size, link)
 }
 
+/// Soft-deleted users (kept 30 days), paged; the cast is required,
+/// https://learn.microsoft.com/en-us/graph/api/directory-deleteditems-list
+async fn graph_deleted_items(
+    State((dir, base, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let path = "/v1.0/directory/deletedItems/microsoft.graph.user";
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, path, &q, &h, graph_auth) {
+        return r;
+    }
+    let items = d
+        .users
+        .iter()
+        .filter(|u| u.status == "DELETED")
+        .map(|u| {
+            let mut v = graph_user(u);
+            v["deletedDateTime"] = json!("2026-01-01T00:00:00Z");
+            v
+        })
+        .collect();
+    graph_page(&base, path, items, &q, d.page_size, None)
+}
+
+/// https://learn.microsoft.com/en-us/graph/api/group-list
 async fn graph_groups(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -435,9 +864,27 @@ async fn graph_groups(
         .iter()
         .map(|g| json!({"id": g.id, "displayName": g.name}))
         .collect();
-    graph_page(&base, "/v1.0/groups", items, &q, d.page_size, false)
+    graph_page(&base, "/v1.0/groups", items, &q, d.page_size, None)
 }
 
+fn graph_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": {"code": "Request_ResourceNotFound",
+                              "message": "Resource does not exist or one of its queried reference-property objects are not present."}})),
+    )
+        .into_response()
+}
+
+/// Non-user, non-group members as Graph lists them.
+fn graph_others(g: &CloudGroup) -> Vec<Value> {
+    g.others
+        .iter()
+        .map(|(t, id, mail)| json!({"@odata.type": t, "id": id, "mail": mail, "displayName": id}))
+        .collect()
+}
+
+/// Direct members of every type, https://learn.microsoft.com/en-us/graph/api/group-list-members
 async fn graph_members(
     State((dir, base, _)): State<S>,
     Path(id): Path<String>,
@@ -450,11 +897,7 @@ async fn graph_members(
         return r;
     }
     let Some(g) = d.groups.iter().find(|g| g.id == id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": {"code": "Request_ResourceNotFound", "message": "not found"}})),
-        )
-            .into_response();
+        return graph_not_found();
     };
     let mut items: Vec<Value> = g
         .users
@@ -471,7 +914,49 @@ async fn graph_members(
             .iter()
             .map(|gid| json!({"@odata.type": "#microsoft.graph.group", "id": gid})),
     );
-    graph_page(&base, &path, items, &q, d.page_size, false)
+    items.extend(graph_others(g));
+    graph_page(&base, &path, items, &q, d.page_size, None)
+}
+
+/// The transitive members of a group: every object type, nested groups included, as a flat
+/// list; the `/microsoft.graph.user` cast keeps only users,
+/// https://learn.microsoft.com/en-us/graph/api/group-list-transitivemembers
+fn transitive(d: &Directory, id: &str, users_only: bool) -> Vec<Value> {
+    let mut users: Vec<String> = Vec::new();
+    let mut others: Vec<Value> = Vec::new();
+    let mut stack = vec![id.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(gid) = stack.pop() {
+        if !seen.insert(gid.clone()) {
+            continue;
+        }
+        if let Some(g) = d.groups.iter().find(|g| g.id == gid) {
+            users.extend(g.users.iter().cloned());
+            for nested in &g.groups {
+                if let Some(n) = d.groups.iter().find(|x| &x.id == nested) {
+                    others.push(json!({"@odata.type": "#microsoft.graph.group", "id": n.id,
+                                       "displayName": n.name, "mail": format!("{}@example.com", n.id)}));
+                }
+                stack.push(nested.clone());
+            }
+            others.extend(graph_others(g));
+        }
+    }
+    users.sort();
+    users.dedup();
+    let mut items: Vec<Value> = users
+        .iter()
+        .filter_map(|uid| {
+            d.users
+                .iter()
+                .find(|u| &u.id == uid && u.status != "DELETED")
+        })
+        .map(graph_user)
+        .collect();
+    if !users_only {
+        items.extend(others);
+    }
+    items
 }
 
 async fn graph_transitive(
@@ -485,37 +970,70 @@ async fn graph_transitive(
     if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
         return r;
     }
-    let mut ids: Vec<String> = Vec::new();
-    let mut stack = vec![id];
-    let mut seen = std::collections::HashSet::new();
-    while let Some(gid) = stack.pop() {
-        if !seen.insert(gid.clone()) {
-            continue;
-        }
-        if let Some(g) = d.groups.iter().find(|g| g.id == gid) {
-            ids.extend(g.users.iter().cloned());
-            stack.extend(g.groups.iter().cloned());
-        }
+    if !d.groups.iter().any(|g| g.id == id) {
+        return graph_not_found();
     }
-    ids.sort();
-    ids.dedup();
-    let items = ids
+    let items = transitive(&d, &id, false);
+    graph_page(&base, &path, items, &q, d.page_size, None)
+}
+
+async fn graph_transitive_users(
+    State((dir, base, _)): State<S>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user");
+    if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
+        return r;
+    }
+    if !d.groups.iter().any(|g| g.id == id) {
+        return graph_not_found();
+    }
+    let items = transitive(&d, &id, true);
+    graph_page(&base, &path, items, &q, d.page_size, None)
+}
+
+/// Members of an administrative unit (users, groups, devices),
+/// https://learn.microsoft.com/en-us/graph/api/administrativeunit-list-members
+async fn graph_unit_members(
+    State((dir, base, _)): State<S>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/v1.0/directory/administrativeUnits/{id}/members");
+    if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
+        return r;
+    }
+    let Some(unit) = d.units.iter().find(|u| u.id == id) else {
+        return graph_not_found();
+    };
+    let mut items: Vec<Value> = unit
+        .users
         .iter()
-        .filter_map(|uid| {
-            d.users
-                .iter()
-                .find(|u| &u.id == uid && u.status != "DELETED")
-        })
+        .filter_map(|uid| d.users.iter().find(|u| &u.id == uid))
         .map(graph_user)
         .collect();
-    graph_page(&base, &path, items, &q, d.page_size, false)
+    items.extend(unit.groups.iter().filter_map(|gid| {
+        d.groups.iter().find(|g| &g.id == gid).map(
+            |g| json!({"@odata.type": "#microsoft.graph.group", "id": g.id, "displayName": g.name}),
+        )
+    }));
+    graph_page(&base, &path, items, &q, d.page_size, None)
 }
 
 // ---------- OneLogin ----------
 
-const ONELOGIN_TOKEN: &str = "onelogin-access-token";
-
-async fn onelogin_token(h: HeaderMap, Json(body): Json<Value>) -> Response {
+/// Client-credentials token (v2), https://developers.onelogin.com/api-docs/2/oauth20-tokens/generate-tokens-2
+/// (tokens live 10 hours: `expires_in` 36000).
+async fn onelogin_token(
+    State((dir, _, _)): State<S>,
+    h: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     use base64::Engine;
     let expected = format!(
         "Basic {}",
@@ -524,6 +1042,8 @@ async fn onelogin_token(h: HeaderMap, Json(body): Json<Value>) -> Response {
     );
     let ok = h.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
         && body["grant_type"] == "client_credentials";
+    let mut d = dir.lock().expect("lock");
+    d.requests.push("POST /auth/oauth2/v2/token".into());
     if !ok {
         return (
             StatusCode::UNAUTHORIZED,
@@ -531,8 +1051,12 @@ async fn onelogin_token(h: HeaderMap, Json(body): Json<Value>) -> Response {
         )
             .into_response();
     }
-    Json(json!({"access_token": ONELOGIN_TOKEN, "token_type": "bearer", "expires_in": 36000}))
-        .into_response()
+    let (token, expires_in) = d.issue("onelogin-access-token", 36000);
+    Json(
+        json!({"access_token": token, "token_type": "bearer", "expires_in": expires_in,
+                "refresh_token": "onelogin-refresh-token", "account_id": 12345}),
+    )
+    .into_response()
 }
 
 fn onelogin_page(
@@ -541,27 +1065,89 @@ fn onelogin_page(
     items: Vec<Value>,
     q: &HashMap<String, String>,
     max: usize,
+    rate: Option<(usize, usize, u64)>,
 ) -> Response {
     let start: usize = q.get("cursor").and_then(|v| v.parse().ok()).unwrap_or(0);
     let end = (start + max).min(items.len());
     let next = (end < items.len()).then(|| format!("{base}{path}?cursor={end}"));
-    Json(json!({
+    let mut resp = Json(json!({
         "status": {"error": false, "code": 200, "type": "success", "message": "Success"},
         "pagination": {"before_cursor": null, "after_cursor": next.as_ref().map(|_| end.to_string()),
                         "previous_link": null, "next_link": next},
         "data": items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default(),
     }))
-    .into_response()
+    .into_response();
+    if let Some(rate) = rate {
+        onelogin_rate_headers(resp.headers_mut(), rate);
+    }
+    resp
 }
 
-fn onelogin_auth(h: &HeaderMap) -> Option<Response> {
-    let ok = h.get("authorization").and_then(|v| v.to_str().ok())
-        == Some(&format!("bearer:{ONELOGIN_TOKEN}"));
-    (!ok).then(|| {
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds until the window resets),
+/// https://developers.onelogin.com/api-docs/1/oauth20-tokens/get-rate-limit
+fn onelogin_rate_headers(h: &mut HeaderMap, (limit, remaining, reset): (usize, usize, u64)) {
+    h.insert("x-ratelimit-limit", limit.to_string().parse().expect("v"));
+    h.insert(
+        "x-ratelimit-remaining",
+        remaining.to_string().parse().expect("v"),
+    );
+    h.insert("x-ratelimit-reset", reset.to_string().parse().expect("v"));
+}
+
+/// Counts a call against OneLogin's rate limit: the (limit, remaining, reset) to report, or
+/// the 429 once the window's calls are used up.
+fn onelogin_rate(d: &mut Directory) -> Result<(usize, usize, u64), Box<Response>> {
+    let limit = if d.onelogin_limit == 0 {
+        5000
+    } else {
+        d.onelogin_limit
+    };
+    let window = Duration::from_secs(if d.onelogin_window_secs == 0 {
+        3600
+    } else {
+        d.onelogin_window_secs
+    });
+    let now = Instant::now();
+    let (start, used) = match d.onelogin_window {
+        Some((start, used)) if now < start + window => (start, used),
+        _ => (now, 0),
+    };
+    let reset = (start + window)
+        .saturating_duration_since(now)
+        .as_secs()
+        .max(1);
+    if used >= limit {
+        d.onelogin_window = Some((start, used));
+        let mut resp = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(
+                json!({"status": {"error": true, "code": 429, "type": "Too Many Requests",
+                                   "message": "Rate limit exceeded"}}),
+            ),
+        )
+            .into_response();
+        onelogin_rate_headers(resp.headers_mut(), (limit, 0, reset));
+        return Err(Box::new(resp));
+    }
+    d.onelogin_window = Some((start, used + 1));
+    Ok((limit, limit - used - 1, reset))
+}
+
+/// OneLogin refuses an unknown or expired token with 401 "Authentication Failure".
+fn onelogin_auth(dir: &Directory, h: &HeaderMap) -> Option<Response> {
+    let presented = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bearer:"))
+        .unwrap_or_default();
+    (dir.token_state(presented) != Some(false)).then(|| {
         (StatusCode::UNAUTHORIZED, Json(json!({"status": {"error": true, "code": 401, "type": "Unauthorized", "message": "Authentication Failure"}}))).into_response()
     })
 }
 
+/// Users with cursor paging (`pagination.next_link`) in the `{status, pagination, data}`
+/// envelope, https://developers.onelogin.com/api-docs/1/users/get-users; numeric ids and
+/// `role_id` lists; status 2 = suspended.
 async fn onelogin_users(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -571,6 +1157,10 @@ async fn onelogin_users(
     if let Some(r) = record(&mut d, "/api/1/users", &q, &h, onelogin_auth) {
         return r;
     }
+    let rate = match onelogin_rate(&mut d) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
     let items = d
         .users
         .iter()
@@ -588,9 +1178,10 @@ async fn onelogin_users(
                    "status": if u.status == "DISABLED" { 2 } else { 1 }, "role_id": roles})
         })
         .collect();
-    onelogin_page(&base, "/api/1/users", items, &q, d.page_size)
+    onelogin_page(&base, "/api/1/users", items, &q, d.page_size, Some(rate))
 }
 
+/// https://developers.onelogin.com/api-docs/1/roles/get-roles
 async fn onelogin_roles(
     State((dir, base, _)): State<S>,
     h: HeaderMap,
@@ -600,24 +1191,33 @@ async fn onelogin_roles(
     if let Some(r) = record(&mut d, "/api/1/roles", &q, &h, onelogin_auth) {
         return r;
     }
+    let rate = match onelogin_rate(&mut d) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
     let items = d
         .groups
         .iter()
         .enumerate()
         .map(|(gi, g)| json!({"id": 500 + gi as u64, "name": g.name}))
         .collect();
-    onelogin_page(&base, "/api/1/roles", items, &q, d.page_size)
+    onelogin_page(&base, "/api/1/roles", items, &q, d.page_size, Some(rate))
 }
 
 // ---------- Google ----------
 
-const GOOGLE_TOKEN: &str = "google-access-token";
-
+/// The JWT-bearer grant of a service account,
+/// https://developers.google.com/identity/protocols/oauth2/service-account#httprest
+/// (tokens live an hour: `expires_in` 3599).
 async fn google_token(
     State((dir, base, _)): State<S>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let public = dir.lock().expect("lock").google_public_key.clone();
+    let public = {
+        let mut d = dir.lock().expect("lock");
+        d.requests.push("POST /google/token".into());
+        d.google_public_key.clone()
+    };
     let bad = |m: &str| {
         (
             StatusCode::BAD_REQUEST,
@@ -643,21 +1243,57 @@ async fn google_token(
         Ok(t) if t.claims["sub"] == GOOGLE_ADMIN
             && t.claims["scope"].as_str().is_some_and(|s| s.contains("admin.directory.user.readonly")) =>
         {
-            Json(json!({"access_token": GOOGLE_TOKEN, "token_type": "Bearer", "expires_in": 3599})).into_response()
+            let (token, expires_in) = dir.lock().expect("lock").issue("google-access-token", 3599);
+            Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})).into_response()
         }
         Ok(_) => (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized_client", "error_description": "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."}))).into_response(),
         Err(_) => bad("Invalid JWT Signature."),
     }
 }
 
-fn google_auth(h: &HeaderMap) -> Option<Response> {
-    let ok = h.get("authorization").and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {GOOGLE_TOKEN}"));
-    (!ok).then(|| {
-        (StatusCode::UNAUTHORIZED, Json(json!({"error": {"code": 401, "message": "Request had invalid authentication credentials."}}))).into_response()
-    })
+/// Google's error shape: `error.code`, `error.message`, `error.errors[]` with `domain`,
+/// `reason`, `message`, https://developers.google.com/workspace/admin/directory/v1/limits
+fn google_error(status: u16, reason: &str, message: &str, domain: &str) -> Response {
+    (
+        StatusCode::from_u16(status).expect("status"),
+        Json(json!({"error": {"code": status, "message": message,
+                              "errors": [{"message": message, "domain": domain, "reason": reason}]}})),
+    )
+        .into_response()
 }
 
+/// An unknown or expired token: 401 `authError` ("Invalid Credentials").
+fn google_auth(dir: &Directory, h: &HeaderMap) -> Option<Response> {
+    if dir.token_state(bearer(h)) == Some(false) {
+        return None;
+    }
+    Some(google_error(
+        401,
+        "authError",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+        "global",
+    ))
+}
+
+/// The next queued quota or backend error, as the limits page lists them: 403
+/// `userRateLimitExceeded` / `rateLimitExceeded` / `quotaExceeded` (retry with exponential
+/// backoff) and 503 `backendError`, https://developers.google.com/workspace/admin/directory/v1/limits
+fn google_queued_error(d: &mut Directory) -> Option<Response> {
+    if d.google_errors.is_empty() {
+        return None;
+    }
+    let (status, reason) = d.google_errors.remove(0);
+    let (message, domain) = match reason {
+        "userRateLimitExceeded" => ("User Rate Limit Exceeded", "usageLimits"),
+        "rateLimitExceeded" => ("Rate Limit Exceeded", "usageLimits"),
+        "quotaExceeded" => ("Quota exceeded for quota metric 'Queries'", "usageLimits"),
+        _ => ("Backend Error", "global"),
+    };
+    Some(google_error(status, reason, message, domain))
+}
+
+/// `nextPageToken` / `pageToken` paging; an empty listing leaves the field out,
+/// https://developers.google.com/workspace/admin/directory/reference/rest/v1/users/list
 fn google_page(
     field: &str,
     items: Vec<Value>,
@@ -674,6 +1310,7 @@ fn google_page(
     Json(body).into_response()
 }
 
+/// `showDeleted=true` lists the deleted users instead of the existing ones (same page as above).
 async fn google_users(
     State((dir, _, _)): State<S>,
     h: HeaderMap,
@@ -681,6 +1318,9 @@ async fn google_users(
 ) -> Response {
     let mut d = dir.lock().expect("lock");
     if let Some(r) = record(&mut d, "/admin/directory/v1/users", &q, &h, google_auth) {
+        return r;
+    }
+    if let Some(r) = google_queued_error(&mut d) {
         return r;
     }
     let deleted = q.get("showDeleted").map(String::as_str) == Some("true");
@@ -694,6 +1334,7 @@ async fn google_users(
     google_page("users", items, &q, d.page_size)
 }
 
+/// https://developers.google.com/workspace/admin/directory/reference/rest/v1/groups/list
 async fn google_groups(
     State((dir, _, _)): State<S>,
     h: HeaderMap,
@@ -701,6 +1342,9 @@ async fn google_groups(
 ) -> Response {
     let mut d = dir.lock().expect("lock");
     if let Some(r) = record(&mut d, "/admin/directory/v1/groups", &q, &h, google_auth) {
+        return r;
+    }
+    if let Some(r) = google_queued_error(&mut d) {
         return r;
     }
     let items = d
@@ -711,6 +1355,8 @@ async fn google_groups(
     google_page("groups", items, &q, d.page_size)
 }
 
+/// Members with `type` USER / GROUP / CUSTOMER and `status`,
+/// https://developers.google.com/workspace/admin/directory/reference/rest/v1/members/list
 async fn google_members(
     State((dir, _, _)): State<S>,
     Path(id): Path<String>,
@@ -720,6 +1366,9 @@ async fn google_members(
     let mut d = dir.lock().expect("lock");
     let path = format!("/admin/directory/v1/groups/{id}/members");
     if let Some(r) = record(&mut d, &path, &q, &h, google_auth) {
+        return r;
+    }
+    if let Some(r) = google_queued_error(&mut d) {
         return r;
     }
     let Some(g) = d.groups.iter().find(|g| g.id == id) else {

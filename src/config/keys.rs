@@ -1,0 +1,368 @@
+//! Every key `config set` and `config get` accept, with its type and a line of help (also the
+//! window's Settings form and `config keys`).
+
+use super::DirectoryType;
+use crate::errors::config_err;
+
+/// The type of a settable key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Bool,
+    Int,
+    Str,
+    Path,
+    Url,
+    Enum(&'static [&'static str]),
+    /// A secret: the value lives in the secret store unless it is a reference.
+    Secret,
+    /// A list of strings, given comma-separated.
+    List,
+}
+
+/// Every key `config set` and `config get` accept, with its type and a one-line help.
+pub const KEYS: &[(&str, KeyKind, &str)] = &[
+    (
+        "server.url",
+        KeyKind::Url,
+        "Bitwarden server: https://vault.bitwarden.com (US, default), https://vault.bitwarden.eu (EU) or your self-hosted URL",
+    ),
+    (
+        "server.api_url",
+        KeyKind::Url,
+        "custom API URL (overrides the one derived from server.url)",
+    ),
+    (
+        "server.identity_url",
+        KeyKind::Url,
+        "custom identity URL (overrides the one derived from server.url)",
+    ),
+    (
+        "server.ca_file",
+        KeyKind::Path,
+        "extra CA certificates (PEM) for the Bitwarden server",
+    ),
+    (
+        "directory.type",
+        KeyKind::Enum(&DirectoryType::ALL),
+        "which directory to read",
+    ),
+    (
+        "ldap.hostname",
+        KeyKind::Str,
+        "LDAP server host name, e.g. ad.company.com",
+    ),
+    (
+        "ldap.port",
+        KeyKind::Int,
+        "LDAP port (default 389, or 636 for ldaps)",
+    ),
+    (
+        "ldap.encryption",
+        KeyKind::Enum(&["none", "starttls", "ldaps"]),
+        "none, starttls or ldaps",
+    ),
+    (
+        "ldap.ca_file",
+        KeyKind::Path,
+        "CA certificates (PEM) that signed the LDAP server's certificate",
+    ),
+    (
+        "ldap.client_cert_file",
+        KeyKind::Path,
+        "client certificate (PEM) for mutual TLS",
+    ),
+    (
+        "ldap.client_key_file",
+        KeyKind::Path,
+        "private key (PEM) of the client certificate",
+    ),
+    (
+        "ldap.skip_cert_verification",
+        KeyKind::Bool,
+        "do not verify the LDAP server certificate (unsafe)",
+    ),
+    (
+        "ldap.root_path",
+        KeyKind::Str,
+        "base DN, e.g. dc=company,dc=com",
+    ),
+    (
+        "ldap.username",
+        KeyKind::Str,
+        "bind DN, DOMAIN\\user or UPN",
+    ),
+    (
+        "ldap.password",
+        KeyKind::Secret,
+        "bind password (secret store, or env:NAME / file:PATH)",
+    ),
+    ("ldap.ad", KeyKind::Bool, "the server is Active Directory"),
+    (
+        "ldap.deleted_objects",
+        KeyKind::Bool,
+        "AD: deleted users (CN=Deleted Objects) are removed from the organization",
+    ),
+    (
+        "ldap.in_chain_membership",
+        KeyKind::Bool,
+        "AD: nested group members resolved by the server (matching rule 1.2.840.113556.1.4.1941)",
+    ),
+    (
+        "ldap.member_range_size",
+        KeyKind::Int,
+        "AD: group members read per request (ranged retrieval; AD's limit is 1500)",
+    ),
+    (
+        "ldap.paged_search",
+        KeyKind::Bool,
+        "use paged searches (RFC 2696)",
+    ),
+    (
+        "ldap.page_size",
+        KeyKind::Int,
+        "entries per page for paged searches",
+    ),
+    (
+        "ldap.timeout_seconds",
+        KeyKind::Int,
+        "connect and operation timeout",
+    ),
+    (
+        "entra.tenant",
+        KeyKind::Str,
+        "Entra ID: tenant id or domain, e.g. company.onmicrosoft.com",
+    ),
+    (
+        "entra.application_id",
+        KeyKind::Str,
+        "Entra ID: application (client) id of the app registration",
+    ),
+    (
+        "entra.key",
+        KeyKind::Secret,
+        "Entra ID: client secret (secret store, or env:NAME / file:PATH)",
+    ),
+    (
+        "entra.cloud",
+        KeyKind::Enum(&["public", "government"]),
+        "Entra ID: public cloud or US government",
+    ),
+    (
+        "entra.login_url",
+        KeyKind::Url,
+        "Entra ID: custom login (token) base URL",
+    ),
+    (
+        "entra.graph_url",
+        KeyKind::Url,
+        "Entra ID: custom Microsoft Graph base URL",
+    ),
+    (
+        "entra.include_guests",
+        KeyKind::Bool,
+        "Entra ID: also sync guest accounts (userType Guest); default false",
+    ),
+    (
+        "entra.max_retry_after_seconds",
+        KeyKind::Int,
+        "Entra ID: longest throttling wait (Retry-After) honoured before the run fails (default 300)",
+    ),
+    (
+        "okta.org_url",
+        KeyKind::Url,
+        "Okta: organization URL, e.g. https://company.okta.com",
+    ),
+    (
+        "okta.token",
+        KeyKind::Secret,
+        "Okta: API token (secret store, or env:NAME / file:PATH)",
+    ),
+    (
+        "okta.rate_limit_reserve_percent",
+        KeyKind::Int,
+        "Okta: share of the rate limit left untouched (waits for the reset instead)",
+    ),
+    (
+        "onelogin.client_id",
+        KeyKind::Str,
+        "OneLogin: API client id",
+    ),
+    (
+        "onelogin.client_secret",
+        KeyKind::Secret,
+        "OneLogin: API client secret (secret store, or env:NAME / file:PATH)",
+    ),
+    (
+        "onelogin.region",
+        KeyKind::Enum(&["us", "eu"]),
+        "OneLogin: region of the account",
+    ),
+    (
+        "onelogin.api_url",
+        KeyKind::Url,
+        "OneLogin: custom API base URL",
+    ),
+    (
+        "onelogin.rate_limit_reserve_percent",
+        KeyKind::Int,
+        "OneLogin: share of the hourly rate limit left untouched (waits for the reset instead)",
+    ),
+    (
+        "google.domain",
+        KeyKind::Str,
+        "Google: primary domain, e.g. company.com",
+    ),
+    (
+        "google.customer",
+        KeyKind::Str,
+        "Google: customer id (optional), e.g. my_customer or C01234abc",
+    ),
+    (
+        "google.admin_user",
+        KeyKind::Str,
+        "Google: super-admin email the service account acts as",
+    ),
+    (
+        "google.key",
+        KeyKind::Secret,
+        "Google: service-account JSON key (secret store, or file:key.json)",
+    ),
+    (
+        "google.api_url",
+        KeyKind::Url,
+        "Google: custom Admin SDK base URL",
+    ),
+    (
+        "google.token_url",
+        KeyKind::Url,
+        "Google: custom OAuth token URL",
+    ),
+    ("sync.users", KeyKind::Bool, "sync users"),
+    ("sync.groups", KeyKind::Bool, "sync groups"),
+    (
+        "sync.interval_minutes",
+        KeyKind::Int,
+        "minutes between automatic syncs (desktop app; minimum 5)",
+    ),
+    (
+        "sync.user_filter",
+        KeyKind::Str,
+        "LDAP filter ANDed with the user object class",
+    ),
+    (
+        "sync.group_filter",
+        KeyKind::Str,
+        "LDAP filter ANDed with the group object class",
+    ),
+    (
+        "sync.user_path",
+        KeyKind::Str,
+        "where users are, relative to the root path, e.g. ou=People",
+    ),
+    (
+        "sync.group_path",
+        KeyKind::Str,
+        "where groups are, relative to the root path, e.g. ou=Groups",
+    ),
+    (
+        "sync.user_object_class",
+        KeyKind::Str,
+        "user object class (default inetOrgPerson; AD: person)",
+    ),
+    (
+        "sync.group_object_class",
+        KeyKind::Str,
+        "group object class (default groupOfNames; AD: group)",
+    ),
+    (
+        "sync.user_email_attribute",
+        KeyKind::Str,
+        "email attribute (default mail)",
+    ),
+    (
+        "sync.group_name_attribute",
+        KeyKind::Str,
+        "group name attribute (default cn; AD: name)",
+    ),
+    (
+        "sync.member_attribute",
+        KeyKind::Str,
+        "membership attribute: member, uniqueMember or memberUid (default member)",
+    ),
+    (
+        "sync.use_email_prefix_suffix",
+        KeyKind::Bool,
+        "build an email from a prefix attribute and a suffix when a user has none",
+    ),
+    (
+        "sync.email_prefix_attribute",
+        KeyKind::Str,
+        "prefix attribute (default uid; AD: sAMAccountName)",
+    ),
+    (
+        "sync.email_suffix",
+        KeyKind::Str,
+        "suffix, e.g. @company.com",
+    ),
+    (
+        "sync.remove_disabled",
+        KeyKind::Bool,
+        "remove disabled users from the organization",
+    ),
+    (
+        "sync.remove_missing_users",
+        KeyKind::Bool,
+        "remove members the directory no longer returns",
+    ),
+    (
+        "sync.overwrite_existing",
+        KeyKind::Bool,
+        "let the server remove every external member not in the push (debugging)",
+    ),
+    (
+        "sync.large_import",
+        KeyKind::Bool,
+        "accepted for upstream compatibility; batching is automatic",
+    ),
+    (
+        "sync.invite_users_after_provisioning",
+        KeyKind::Bool,
+        "ask the server to email invitations",
+    ),
+    (
+        "sync.max_removals",
+        KeyKind::Int,
+        "refuse a sync that removes more members than this (0: no limit)",
+    ),
+    (
+        "sync.max_removal_percent",
+        KeyKind::Int,
+        "refuse a sync that removes more than this % of members (0: no limit)",
+    ),
+    (
+        "sync.max_group_removal_percent",
+        KeyKind::Int,
+        "refuse a sync that empties a group or takes more than this % of the member references out of the groups it changes (0: off)",
+    ),
+    (
+        "sync.protected_emails",
+        KeyKind::List,
+        "comma-separated emails a sync never removes, revokes or takes out of a group",
+    ),
+    (
+        "sync.group_resend_hours",
+        KeyKind::Int,
+        "servers without a read API (Vaultwarden): send groups again when confirmed longer ago than this (0: never)",
+    ),
+];
+
+/// Looks a key up (case-insensitive); a clear error for unknown keys.
+pub fn key_info(key: &str) -> anyhow::Result<(&'static str, KeyKind)> {
+    let lower = key.to_ascii_lowercase();
+    match KEYS.iter().find(|(k, _, _)| *k == lower) {
+        Some((k, kind, _)) => Ok((k, *kind)),
+        None => config_err(format!(
+            "unknown setting `{key}`; `config keys` lists every setting"
+        )),
+    }
+}

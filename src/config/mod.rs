@@ -1,0 +1,503 @@
+//! Typed configuration (`config.toml` in the data directory). This file is the typed model;
+//! `keys.rs` is the table of settable keys, `edit.rs` loads, saves, gets and sets by key, and
+//! `validate.rs` names the key of every problem. Secrets are never stored here unless the value
+//! is a reference (`env:NAME`, `file:PATH`); see `secrets.rs`.
+
+mod edit;
+mod keys;
+mod validate;
+
+pub use edit::{
+    config_path, get_value, load, mask_secret_value, normalize_url, parse, save_text, set_value,
+    set_values, show,
+};
+pub use keys::{KEYS, KeyKind, key_info};
+pub use validate::{Problem, check_cloud_filter, check_ldap_filter, validate};
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Which directory the connector reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryType {
+    Ldap,
+    Entra,
+    Google,
+    Okta,
+    Onelogin,
+}
+
+impl DirectoryType {
+    pub const ALL: [&'static str; 5] = ["ldap", "entra", "google", "okta", "onelogin"];
+}
+
+/// How the LDAP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    #[default]
+    None,
+    Starttls,
+    Ldaps,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Base URL: `https://vault.bitwarden.com` (US cloud, default), `https://vault.bitwarden.eu`
+    /// (EU cloud) or a self-hosted base.
+    pub url: Option<String>,
+    pub api_url: Option<String>,
+    pub identity_url: Option<String>,
+    /// Extra CA certificates (PEM) trusted for the Bitwarden server.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    #[serde(rename = "type")]
+    pub kind: Option<DirectoryType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapConfig {
+    pub hostname: Option<String>,
+    /// Defaults to 389, or 636 with `encryption = "ldaps"`.
+    pub port: Option<u16>,
+    pub encryption: Encryption,
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, with its key in `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub skip_cert_verification: bool,
+    pub root_path: Option<String>,
+    pub username: Option<String>,
+    /// Only a reference (`env:NAME`, `file:PATH`) may live here; the secret itself goes to the
+    /// secret store.
+    pub password: Option<String>,
+    pub ad: bool,
+    /// AD: read tombstones from `CN=Deleted Objects` (show-deleted control); they become
+    /// deleted members.
+    pub deleted_objects: bool,
+    /// AD: resolve nested membership on the server with the in-chain matching rule
+    /// (1.2.840.113556.1.4.1941), one user search per group.
+    pub in_chain_membership: bool,
+    /// AD: values of `member` asked for per request (`member;range=0-1499`, …).
+    pub member_range_size: u32,
+    pub paged_search: bool,
+    pub page_size: u32,
+    /// Seconds for connecting and for each LDAP operation.
+    pub timeout_seconds: u64,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        LdapConfig {
+            hostname: None,
+            port: None,
+            encryption: Encryption::None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            skip_cert_verification: false,
+            root_path: None,
+            username: None,
+            password: None,
+            ad: false,
+            deleted_objects: false,
+            in_chain_membership: false,
+            member_range_size: 1500,
+            paged_search: true,
+            page_size: 500,
+            timeout_seconds: 300,
+        }
+    }
+}
+
+impl LdapConfig {
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.encryption {
+            Encryption::Ldaps => 636,
+            _ => 389,
+        })
+    }
+    pub fn user_object_class<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.user_object_class
+            .as_deref()
+            .unwrap_or(if self.ad { "person" } else { "inetOrgPerson" })
+    }
+    pub fn group_object_class<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.group_object_class
+            .as_deref()
+            .unwrap_or(if self.ad { "group" } else { "groupOfNames" })
+    }
+    pub fn user_email_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.user_email_attribute.as_deref().unwrap_or("mail")
+    }
+    pub fn group_name_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.group_name_attribute
+            .as_deref()
+            .unwrap_or(if self.ad { "name" } else { "cn" })
+    }
+    pub fn member_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.member_attribute.as_deref().unwrap_or("member")
+    }
+    pub fn email_prefix_attribute<'a>(&self, s: &'a SyncConfig) -> &'a str {
+        s.email_prefix_attribute.as_deref().unwrap_or(if self.ad {
+            "sAMAccountName"
+        } else {
+            "uid"
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    pub users: bool,
+    pub groups: bool,
+    pub interval_minutes: u32,
+    pub user_filter: Option<String>,
+    pub group_filter: Option<String>,
+    pub user_path: Option<String>,
+    pub group_path: Option<String>,
+    pub user_object_class: Option<String>,
+    pub group_object_class: Option<String>,
+    pub user_email_attribute: Option<String>,
+    pub group_name_attribute: Option<String>,
+    pub member_attribute: Option<String>,
+    pub use_email_prefix_suffix: bool,
+    pub email_prefix_attribute: Option<String>,
+    pub email_suffix: Option<String>,
+    pub remove_disabled: bool,
+    pub remove_missing_users: bool,
+    pub overwrite_existing: bool,
+    /// Kept for upstream users; batching and `largeImport` are automatic.
+    pub large_import: bool,
+    pub invite_users_after_provisioning: bool,
+    pub max_removals: u64,
+    pub max_removal_percent: u64,
+    /// Refuse a sync that empties a group or takes more than this % of the member references
+    /// out of the groups it changes (0: off).
+    pub max_group_removal_percent: u64,
+    /// Emails a sync never removes, revokes or takes out of a group.
+    pub protected_emails: Vec<String>,
+    /// Without the read API, groups confirmed longer ago than this are sent again (0: never).
+    pub group_resend_hours: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            users: true,
+            groups: true,
+            interval_minutes: 5,
+            user_filter: None,
+            group_filter: None,
+            user_path: None,
+            group_path: None,
+            user_object_class: None,
+            group_object_class: None,
+            user_email_attribute: None,
+            group_name_attribute: None,
+            member_attribute: None,
+            use_email_prefix_suffix: false,
+            email_prefix_attribute: None,
+            email_suffix: None,
+            remove_disabled: false,
+            remove_missing_users: false,
+            overwrite_existing: false,
+            large_import: false,
+            invite_users_after_provisioning: false,
+            max_removals: crate::engine::guard::DEFAULT_MAX_REMOVALS,
+            max_removal_percent: crate::engine::guard::DEFAULT_MAX_REMOVAL_PERCENT,
+            max_group_removal_percent: crate::engine::guard::DEFAULT_MAX_GROUP_REMOVAL_PERCENT,
+            protected_emails: Vec::new(),
+            group_resend_hours: 24,
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub directory: DirectoryConfig,
+    pub ldap: LdapConfig,
+    pub entra: EntraConfig,
+    pub okta: OktaConfig,
+    pub onelogin: OneLoginConfig,
+    pub google: GoogleConfig,
+    pub sync: SyncConfig,
+}
+
+/// OneLogin (API v1 with an OAuth2 v2 token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OneLoginConfig {
+    pub client_id: Option<String>,
+    /// Only a reference may live here; the secret goes to the store.
+    pub client_secret: Option<String>,
+    pub region: OneLoginRegion,
+    /// Overrides `https://api.<region>.onelogin.com`.
+    pub api_url: Option<String>,
+    /// Like Okta's: the share (percent) of the hourly rate limit left untouched; the sync waits
+    /// for the window to reset instead (`X-RateLimit-*` headers).
+    pub rate_limit_reserve_percent: u32,
+}
+
+impl Default for OneLoginConfig {
+    fn default() -> Self {
+        OneLoginConfig {
+            client_id: None,
+            client_secret: None,
+            region: OneLoginRegion::default(),
+            api_url: None,
+            rate_limit_reserve_percent: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OneLoginRegion {
+    #[default]
+    Us,
+    Eu,
+}
+
+impl OneLoginConfig {
+    pub fn base(&self) -> String {
+        match &self.api_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => match self.region {
+                OneLoginRegion::Us => "https://api.us.onelogin.com".into(),
+                OneLoginRegion::Eu => "https://api.eu.onelogin.com".into(),
+            },
+        }
+    }
+}
+
+/// Google Workspace (Admin SDK Directory API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GoogleConfig {
+    pub domain: Option<String>,
+    pub customer: Option<String>,
+    /// The super-admin the service account acts as (domain-wide delegation).
+    pub admin_user: Option<String>,
+    /// The service account's JSON key: only a reference may live here (`file:key.json`); the
+    /// key itself goes to the store.
+    pub key: Option<String>,
+    /// Overrides the Admin SDK base URL (`https://admin.googleapis.com`).
+    pub api_url: Option<String>,
+    /// Overrides the token URL (`https://oauth2.googleapis.com/token`).
+    pub token_url: Option<String>,
+}
+
+/// Which Microsoft cloud Entra ID lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntraCloud {
+    /// login.microsoftonline.com / graph.microsoft.com
+    #[default]
+    Public,
+    /// US government: login.microsoftonline.us / graph.microsoft.us
+    Government,
+}
+
+/// Microsoft Entra ID (Microsoft Graph).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EntraConfig {
+    pub tenant: Option<String>,
+    pub application_id: Option<String>,
+    /// The client secret: only a reference may live here; the secret goes to the store.
+    pub key: Option<String>,
+    pub cloud: EntraCloud,
+    /// Overrides the login (token) base URL, e.g. for sovereign clouds or tests.
+    pub login_url: Option<String>,
+    /// Overrides the Graph base URL (without `/v1.0`).
+    pub graph_url: Option<String>,
+    /// Sync guests (`userType` Guest) too; off by default, as upstream skips `#EXT#` guests.
+    pub include_guests: bool,
+    /// The longest `Retry-After` Microsoft Graph may ask for before the run gives up
+    /// (default 300 s).
+    pub max_retry_after_seconds: Option<u64>,
+}
+
+impl EntraConfig {
+    pub fn login_base(&self) -> String {
+        match &self.login_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => match self.cloud {
+                EntraCloud::Public => "https://login.microsoftonline.com".into(),
+                EntraCloud::Government => "https://login.microsoftonline.us".into(),
+            },
+        }
+    }
+    pub fn graph_base(&self) -> String {
+        match &self.graph_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => match self.cloud {
+                EntraCloud::Public => "https://graph.microsoft.com".into(),
+                EntraCloud::Government => "https://graph.microsoft.us".into(),
+            },
+        }
+    }
+    /// The token scope: the real Graph resource of the cloud (not an override).
+    pub fn scope(&self) -> String {
+        match self.cloud {
+            EntraCloud::Public => "https://graph.microsoft.com/.default".into(),
+            EntraCloud::Government => "https://graph.microsoft.us/.default".into(),
+        }
+    }
+}
+
+/// Okta (REST API v1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OktaConfig {
+    pub org_url: Option<String>,
+    /// The API token: only a reference may live here; the token goes to the store.
+    pub token: Option<String>,
+    /// Stop using the rate-limit budget when fewer than this share (percent) of calls remain
+    /// in the window: wait for the window to reset instead.
+    pub rate_limit_reserve_percent: u32,
+}
+
+impl Default for OktaConfig {
+    fn default() -> Self {
+        OktaConfig {
+            org_url: None,
+            token: None,
+            rate_limit_reserve_percent: 10,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errors::ConfigError;
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = parse("[ldap]\nhostname = \"x\"\nportt = 1\n").unwrap_err();
+        assert!(
+            e.0.contains("ldap.portt") && e.0.contains("unknown field"),
+            "{}",
+            e.0
+        );
+        let e = parse("[sync]\nusers = \"yes\"\n").unwrap_err();
+        assert!(e.0.contains("sync.users"), "{}", e.0);
+        let e = parse("[ldap]\nencryption = \"tls\"\n").unwrap_err();
+        assert!(e.0.contains("ldap.encryption"), "{}", e.0);
+    }
+
+    #[test]
+    fn set_get_round_trip_keeps_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            config_path(dir.path()),
+            "# my comment\n[ldap]\nhostname = \"a\"\n",
+        )
+        .unwrap();
+        set_value(dir.path(), "LDAP.Port", Some("1389")).unwrap();
+        set_value(dir.path(), "sync.remove_disabled", Some("yes")).unwrap();
+        set_value(dir.path(), "directory.type", Some("LDAP")).unwrap();
+        let text = std::fs::read_to_string(config_path(dir.path())).unwrap();
+        assert!(text.contains("# my comment"));
+        let cfg = load(dir.path()).unwrap();
+        assert_eq!(cfg.ldap.port, Some(1389));
+        assert!(cfg.sync.remove_disabled);
+        assert_eq!(
+            get_value(&cfg, "directory.type").unwrap().as_deref(),
+            Some("ldap")
+        );
+        assert_eq!(
+            get_value(&cfg, "ldap.hostname").unwrap().as_deref(),
+            Some("a")
+        );
+        set_value(dir.path(), "ldap.port", None).unwrap();
+        assert_eq!(load(dir.path()).unwrap().ldap.port, None);
+    }
+
+    #[test]
+    fn bad_values_are_refused_and_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        set_value(dir.path(), "ldap.port", Some("389")).unwrap();
+        for (k, v) in [
+            ("ldap.port", "abc"),
+            ("ldap.port", "70000"),
+            ("sync.users", "maybe"),
+            ("ldap.encryption", "ssl"),
+            ("nope.key", "1"),
+            ("ldap.password", "hunter2"),
+        ] {
+            let e = set_value(dir.path(), k, Some(v)).unwrap_err();
+            assert!(e.downcast_ref::<ConfigError>().is_some(), "{k}: {e}");
+            assert!(
+                format!("{e:#}").contains(k.split('.').next().unwrap()),
+                "{k}: {e:#}"
+            );
+        }
+        assert_eq!(load(dir.path()).unwrap().ldap.port, Some(389));
+    }
+
+    #[test]
+    fn secret_references_are_accepted_and_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = set_value(dir.path(), "ldap.password", Some("env:LDAP_PW")).unwrap();
+        assert_eq!(
+            get_value(&cfg, "ldap.password").unwrap().as_deref(),
+            Some("env:LDAP_PW")
+        );
+        let mut c = cfg.clone();
+        c.ldap.password = Some("hunter2".into());
+        let shown = show(&c).unwrap();
+        assert!(!shown.contains("hunter2") && shown.contains("********"));
+    }
+
+    #[test]
+    fn validate_lists_every_problem_with_its_key() {
+        let mut cfg = Config::default();
+        cfg.directory.kind = Some(DirectoryType::Ldap);
+        cfg.sync.interval_minutes = 2;
+        cfg.sync.user_filter = Some("(cn=x".into());
+        cfg.ldap.password = Some("plain".into());
+        let keys: Vec<String> = validate(&cfg, false, false)
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        for k in [
+            "ldap.hostname",
+            "ldap.root_path",
+            "ldap.username",
+            "ldap.password",
+            "sync.interval_minutes",
+            "sync.user_filter",
+        ] {
+            assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");
+        }
+        assert!(
+            validate(&Config::default(), false, false)
+                .iter()
+                .any(|p| p.key == "directory.type")
+        );
+    }
+
+    #[test]
+    fn urls_are_normalized() {
+        assert_eq!(
+            normalize_url(" vault.example.com/ "),
+            "https://vault.example.com"
+        );
+        assert_eq!(normalize_url("http://x:8080//"), "http://x:8080");
+    }
+}

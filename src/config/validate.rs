@@ -1,0 +1,369 @@
+//! Validation of a whole configuration: every problem, each with the key it is about.
+
+use serde::Serialize;
+
+use super::{Config, DirectoryType, Encryption};
+use crate::secrets::SecretRef;
+
+/// One validation problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+fn problem(out: &mut Vec<Problem>, key: &str, message: impl Into<String>) {
+    out.push(Problem {
+        key: key.into(),
+        message: message.into(),
+    });
+}
+
+fn blank(v: &Option<String>) -> bool {
+    v.as_deref().is_none_or(|s| s.trim().is_empty())
+}
+
+/// Every problem in the config, each with its key. `secret_known` tells whether the directory's
+/// secret (LDAP password, API key or token) is in the secret store (it is not in the file).
+pub fn validate(cfg: &Config, secret_known: bool, plaintext_opt_in: bool) -> Vec<Problem> {
+    let mut p = Vec::new();
+    for (key, v) in [
+        ("server.url", &cfg.server.url),
+        ("server.api_url", &cfg.server.api_url),
+        ("server.identity_url", &cfg.server.identity_url),
+    ] {
+        if let Some(u) = v
+            && url::Url::parse(u).is_err()
+        {
+            problem(&mut p, key, format!("not a valid URL: `{u}`"));
+        }
+    }
+    for (key, v) in [
+        ("server.ca_file", &cfg.server.ca_file),
+        ("ldap.ca_file", &cfg.ldap.ca_file),
+        ("ldap.client_cert_file", &cfg.ldap.client_cert_file),
+        ("ldap.client_key_file", &cfg.ldap.client_key_file),
+    ] {
+        if let Some(path) = v
+            && !path.is_file()
+        {
+            problem(&mut p, key, format!("file not found: {}", path.display()));
+        }
+    }
+    match cfg.directory.kind {
+        None => problem(
+            &mut p,
+            "directory.type",
+            format!(
+                "no directory configured; choose one of {}",
+                DirectoryType::ALL.join(", ")
+            ),
+        ),
+        Some(DirectoryType::Ldap) => validate_ldap(cfg, secret_known, plaintext_opt_in, &mut p),
+        Some(DirectoryType::Entra) => {
+            let e = &cfg.entra;
+            if blank(&e.tenant) {
+                problem(&mut p, "entra.tenant", "required: the tenant id or domain");
+            }
+            if blank(&e.application_id) {
+                problem(
+                    &mut p,
+                    "entra.application_id",
+                    "required: the application (client) id",
+                );
+            }
+            secret_problem(&mut p, "entra.key", &e.key, secret_known, plaintext_opt_in);
+        }
+        Some(DirectoryType::Okta) => {
+            let o = &cfg.okta;
+            match o.org_url.as_deref().map(str::trim) {
+                None | Some("") => problem(
+                    &mut p,
+                    "okta.org_url",
+                    "required: the Okta organization URL, e.g. https://company.okta.com",
+                ),
+                Some(u) if url::Url::parse(u).is_err() => {
+                    problem(&mut p, "okta.org_url", format!("not a valid URL: `{u}`"));
+                }
+                _ => {}
+            }
+            if o.rate_limit_reserve_percent > 90 {
+                problem(
+                    &mut p,
+                    "okta.rate_limit_reserve_percent",
+                    "must be between 0 and 90",
+                );
+            }
+            secret_problem(
+                &mut p,
+                "okta.token",
+                &o.token,
+                secret_known,
+                plaintext_opt_in,
+            );
+        }
+        Some(DirectoryType::Onelogin) => {
+            let o = &cfg.onelogin;
+            if blank(&o.client_id) {
+                problem(&mut p, "onelogin.client_id", "required: the API client id");
+            }
+            if o.rate_limit_reserve_percent > 90 {
+                problem(
+                    &mut p,
+                    "onelogin.rate_limit_reserve_percent",
+                    "must be between 0 and 90",
+                );
+            }
+            secret_problem(
+                &mut p,
+                "onelogin.client_secret",
+                &o.client_secret,
+                secret_known,
+                plaintext_opt_in,
+            );
+        }
+        Some(DirectoryType::Google) => {
+            let g = &cfg.google;
+            if blank(&g.domain) && blank(&g.customer) {
+                problem(
+                    &mut p,
+                    "google.domain",
+                    "required: the primary domain (or set google.customer)",
+                );
+            }
+            if blank(&g.admin_user) {
+                problem(
+                    &mut p,
+                    "google.admin_user",
+                    "required: a super-admin email for domain-wide delegation",
+                );
+            }
+            secret_problem(&mut p, "google.key", &g.key, secret_known, plaintext_opt_in);
+        }
+    }
+    let s = &cfg.sync;
+    if !s.users && !s.groups {
+        problem(
+            &mut p,
+            "sync.users",
+            "neither sync.users nor sync.groups is on: nothing to sync",
+        );
+    }
+    if s.interval_minutes != 0 && s.interval_minutes < 5 {
+        problem(
+            &mut p,
+            "sync.interval_minutes",
+            "the minimum sync interval is 5 minutes (0 turns automatic syncs off)",
+        );
+    }
+    if s.max_removal_percent > 100 {
+        problem(
+            &mut p,
+            "sync.max_removal_percent",
+            "must be between 0 and 100",
+        );
+    }
+    if s.max_group_removal_percent > 100 {
+        problem(
+            &mut p,
+            "sync.max_group_removal_percent",
+            "must be between 0 and 100",
+        );
+    }
+    for e in &s.protected_emails {
+        let t = e.trim();
+        if !t.contains('@') || t.contains(char::is_whitespace) {
+            problem(
+                &mut p,
+                "sync.protected_emails",
+                format!("`{e}` is not an email address"),
+            );
+        }
+    }
+    if s.use_email_prefix_suffix && blank(&s.email_suffix) {
+        problem(
+            &mut p,
+            "sync.email_suffix",
+            "required when sync.use_email_prefix_suffix is on, e.g. @company.com",
+        );
+    }
+    for (key, v) in [
+        ("sync.user_filter", &s.user_filter),
+        ("sync.group_filter", &s.group_filter),
+    ] {
+        let Some(f) = v.as_deref().filter(|f| !f.trim().is_empty()) else {
+            continue;
+        };
+        let result = match cfg.directory.kind {
+            Some(DirectoryType::Ldap) | None => check_ldap_filter(f),
+            Some(kind) => check_cloud_filter(kind, key == "sync.user_filter", f),
+        };
+        if let Err(e) = result {
+            problem(&mut p, key, e);
+        }
+    }
+    p
+}
+
+/// The cloud filter language: `keyword:values` then `|` and the vendor's query. An unknown
+/// keyword would silently mean "no filter" upstream; here it is an error.
+pub fn check_cloud_filter(kind: DirectoryType, users: bool, f: &str) -> Result<(), String> {
+    let set = f.split('|').next().unwrap_or_default();
+    if set.trim().is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<&str> = set.split(':').collect();
+    if parts.len() != 2 {
+        return Err(format!(
+            "expected `include:a,b` or `exclude:a,b` before any `|`, not `{}`",
+            set.trim()
+        ));
+    }
+    let keyword = parts[0].trim().to_lowercase();
+    let mut allowed = vec!["include", "exclude"];
+    if kind == DirectoryType::Entra && users {
+        allowed.extend(["includegroup", "excludegroup"]);
+    }
+    if kind == DirectoryType::Entra && !users {
+        // upstream's group filter keywords for administrative units
+        allowed.extend(["includeadministrativeunit", "excludeadministrativeunit"]);
+    }
+    if allowed.contains(&keyword.as_str()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown filter keyword `{}`: use {}",
+            parts[0].trim(),
+            allowed.join(", ")
+        ))
+    }
+}
+
+/// A secret key's problem: a literal secret in the file without the opt-in, or missing.
+fn secret_problem(
+    p: &mut Vec<Problem>,
+    key: &str,
+    value: &Option<String>,
+    known: bool,
+    plaintext_opt_in: bool,
+) {
+    match value {
+        Some(v) if SecretRef::parse(v).is_none() && !plaintext_opt_in => problem(
+            p,
+            key,
+            format!(
+                "config.toml holds a plaintext secret; move it to the secret store with \
+                 `config set {key}`, use env:NAME or file:PATH, or opt in with \
+                 DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true"
+            ),
+        ),
+        Some(_) => {}
+        None if !known => problem(
+            p,
+            key,
+            format!("not set: run `config set {key}` (prompts) or set it to env:NAME or file:PATH"),
+        ),
+        None => {}
+    }
+}
+
+fn validate_ldap(cfg: &Config, secret_known: bool, plaintext_opt_in: bool, p: &mut Vec<Problem>) {
+    let l = &cfg.ldap;
+    if blank(&l.hostname) {
+        problem(p, "ldap.hostname", "required: the LDAP server's host name");
+    }
+    if l.port == Some(0) {
+        problem(p, "ldap.port", "must be between 1 and 65535");
+    }
+    if blank(&l.root_path) {
+        problem(
+            p,
+            "ldap.root_path",
+            "required: the base DN, e.g. dc=company,dc=com",
+        );
+    }
+    if blank(&l.username) {
+        problem(
+            p,
+            "ldap.username",
+            "required: the DN (or DOMAIN\\user) to bind as",
+        );
+    }
+    secret_problem(
+        p,
+        "ldap.password",
+        &l.password,
+        secret_known,
+        plaintext_opt_in,
+    );
+    if l.page_size == 0 && l.paged_search {
+        problem(p, "ldap.page_size", "must be at least 1");
+    }
+    if l.timeout_seconds == 0 {
+        problem(p, "ldap.timeout_seconds", "must be at least 1");
+    }
+    if l.member_range_size == 0 {
+        problem(p, "ldap.member_range_size", "must be at least 1");
+    }
+    match (&l.client_cert_file, &l.client_key_file) {
+        (Some(_), None) => problem(
+            p,
+            "ldap.client_key_file",
+            "required with ldap.client_cert_file: the certificate's private key",
+        ),
+        (None, Some(_)) => problem(
+            p,
+            "ldap.client_cert_file",
+            "required with ldap.client_key_file: the client certificate",
+        ),
+        _ => {}
+    }
+    if l.client_cert_file.is_some() && l.encryption == Encryption::None {
+        problem(
+            p,
+            "ldap.client_cert_file",
+            "a client certificate needs ldap.encryption = starttls or ldaps",
+        );
+    }
+    if (l.deleted_objects || l.in_chain_membership) && !l.ad {
+        let key = if l.deleted_objects {
+            "ldap.deleted_objects"
+        } else {
+            "ldap.in_chain_membership"
+        };
+        problem(p, key, "only for Active Directory: set ldap.ad = true");
+    }
+}
+
+/// A light syntax check of an LDAP filter: parentheses balance and it is wrapped in them.
+pub fn check_ldap_filter(f: &str) -> Result<(), String> {
+    let f = f.trim();
+    if !f.starts_with('(') || !f.ends_with(')') {
+        return Err(format!(
+            "an LDAP filter must be in parentheses, e.g. (cn=Sales*): `{f}`"
+        ));
+    }
+    let mut depth: i64 = 0;
+    let mut escaped = false;
+    for c in f.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(format!("unbalanced parentheses in LDAP filter `{f}`"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err(format!("unbalanced parentheses in LDAP filter `{f}`"));
+    }
+    Ok(())
+}

@@ -473,23 +473,7 @@ impl Connector {
         };
         let mut store = self.scoped_store(&cfg, Some(&key))?;
         let run_id = store.start_run("sync")?;
-        let mut record = RunRecord {
-            id: run_id,
-            kind: "sync".into(),
-            started_at: String::new(),
-            ended_at: None,
-            outcome: RunOutcome::Failed,
-            invited: 0,
-            updated: 0,
-            removed: 0,
-            groups_changed: 0,
-            directory_users: 0,
-            directory_groups: 0,
-            members_after: 0,
-            requests: 0,
-            bytes_pushed: 0,
-            error: None,
-        };
+        let mut record = RunRecord::new(run_id, "sync");
         let result = self
             .sync_inner(&cfg, key, opts, &mut store, &mut record, progress)
             .await;
@@ -669,36 +653,7 @@ impl Connector {
         // Where the organization can be read, the cache records what it shows, and a push is
         // checked against it.
         if let Some(before) = &org {
-            let after = if pushed {
-                progress.stage("Verifying the organization");
-                Self::read_org(&client)
-                    .await
-                    .context("reading the organization back after the push")?
-                    .ok_or_else(|| anyhow!("the server's read API disappeared during the sync"))?
-            } else {
-                before.clone()
-            };
-            store.replace_cache(&after.baseline(), &after.digest())?;
-            let problems = if pushed {
-                after.verify(&plan)
-            } else {
-                Vec::new()
-            };
-            if !problems.is_empty() {
-                let shown: Vec<&str> = problems.iter().take(10).map(String::as_str).collect();
-                anyhow::bail!(
-                    "the organization does not show {} change(s) the server accepted:\n  {}{}\n\
-                     The sync cache records what the organization shows; the next sync tries \
-                     again.",
-                    problems.len(),
-                    shown.join("\n  "),
-                    if problems.len() > 10 {
-                        format!("\n  … and {} more", problems.len() - 10)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
+            Self::verify_and_record(&client, before, &plan, pushed, store, progress).await?;
         }
         if cfg.sync.users {
             store.set_last_sync(SyncKind::Users, &started)?;
@@ -719,6 +674,50 @@ impl Connector {
             bytes_pushed: record.bytes_pushed,
             run_id: record.id,
         })
+    }
+
+    /// After a sync against a readable organization: reads it back when something was pushed,
+    /// makes the cache what it shows, and fails when it does not show what the server accepted.
+    async fn verify_and_record(
+        client: &BitwardenClient,
+        before: &Organization,
+        plan: &Plan,
+        pushed: bool,
+        store: &mut Store,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        let read_back;
+        let after = if pushed {
+            progress.stage("Verifying the organization");
+            read_back = Self::read_org(client)
+                .await
+                .context("reading the organization back after the push")?
+                .ok_or_else(|| anyhow!("the server's read API disappeared during the sync"))?;
+            &read_back
+        } else {
+            before
+        };
+        store.replace_cache(&after.baseline(), &after.digest())?;
+        let problems = if pushed {
+            after.verify(plan)
+        } else {
+            Vec::new()
+        };
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = problems.iter().take(10).map(String::as_str).collect();
+        anyhow::bail!(
+            "the organization does not show {} change(s) the server accepted:\n  {}{}\n\
+             The sync cache records what the organization shows; the next sync tries again.",
+            problems.len(),
+            shown.join("\n  "),
+            if problems.len() > 10 {
+                format!("\n  … and {} more", problems.len() - 10)
+            } else {
+                String::new()
+            }
+        )
     }
 
     /// Sends `batches` of a plan, one request at a time, pipelined: while batch i is in flight,

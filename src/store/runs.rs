@@ -57,6 +57,29 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl RunRecord {
+    /// A run that has just started (failed until it says otherwise).
+    pub fn new(id: i64, kind: &str) -> RunRecord {
+        RunRecord {
+            id,
+            kind: kind.to_string(),
+            started_at: String::new(),
+            ended_at: None,
+            outcome: RunOutcome::Failed,
+            invited: 0,
+            updated: 0,
+            removed: 0,
+            groups_changed: 0,
+            directory_users: 0,
+            directory_groups: 0,
+            members_after: 0,
+            requests: 0,
+            bytes_pushed: 0,
+            error: None,
+        }
+    }
+}
+
 impl Store {
     /// Starts a run record; finish it with [`Store::finish_run`].
     pub fn start_run(&self, kind: &str) -> anyhow::Result<i64> {

@@ -375,13 +375,20 @@ impl Connector {
         Ok(org)
     }
 
-    /// The baseline a plan is made against: the organization when it was read, else the cache.
-    fn baseline(org: Option<&Organization>, local: Cache) -> (Cache, Baseline) {
-        match org {
+    /// The baseline a plan is made against: the organization when it was read, else the cache
+    /// (loaded only then).
+    fn baseline(org: Option<&Organization>, store: &Store) -> anyhow::Result<(Cache, Baseline)> {
+        Ok(match org {
             Some(o) => (o.baseline(), Baseline::Organization),
-            None if local.members.is_empty() && local.groups.is_empty() => (local, Baseline::None),
-            None => (local, Baseline::Cache),
-        }
+            None => {
+                let local = store.load_cache()?;
+                if local.members.is_empty() && local.groups.is_empty() {
+                    (local, Baseline::None)
+                } else {
+                    (local, Baseline::Cache)
+                }
+            }
+        })
     }
 
     /// Reads the directory and shows what a sync would do, against the organization when it can
@@ -418,12 +425,11 @@ impl Connector {
             ),
         };
         progress.stage("Comparing with the baseline");
-        let local = store.load_cache()?;
         let sent = org
             .as_ref()
             .map(|_| store.load_group_fingerprints())
             .transpose()?;
-        let (base, kind) = Self::baseline(org.as_ref(), local);
+        let (base, kind) = Self::baseline(org.as_ref(), &store)?;
         let mut plan = diff(&normalized, &base, &Self::diff_options(&cfg, org.is_some()));
         plan.baseline = kind;
         if let Some(sent) = &sent {
@@ -525,7 +531,6 @@ impl Connector {
         let client = self.client(cfg, key)?;
         progress.stage("Signing in to Bitwarden");
         client.token().await?;
-        let local = store.load_cache()?;
         let invite = cfg.sync.invite_users_after_provisioning;
         let limits = Self::limits(cfg);
         let (users_tx, users_rx) = tokio::sync::oneshot::channel();
@@ -543,7 +548,7 @@ impl Connector {
         // member requests go out while the groups are still being read.
         let members = async {
             let org = Self::read_org(&client).await?;
-            let (base, kind) = Self::baseline(org.as_ref(), local);
+            let (base, kind) = Self::baseline(org.as_ref(), store)?;
             let diff_opts = Self::diff_options(cfg, org.is_some());
             let Ok(users) = users_rx.await else {
                 return Ok(None); // the read failed before the users: its error is reported
@@ -697,7 +702,13 @@ impl Connector {
         } else {
             before
         };
-        store.replace_cache(&after.baseline(), &after.digest())?;
+        let started = std::time::Instant::now();
+        if store.replace_cache(&after.baseline(), &after.digest())? {
+            tracing::info!(
+                "the sync cache now holds what the organization shows ({:.2}s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
         let problems = if pushed {
             after.verify(plan)
         } else {

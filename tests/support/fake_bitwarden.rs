@@ -245,30 +245,59 @@ impl Org {
     pub fn revoke(&mut self, email: &str) {
         self.members.get_mut(email).expect("member").status = REVOKED;
     }
-    /// The members as `GET /public/members` lists them.
-    fn members_json(&self) -> Value {
-        let data: Vec<Value> = self
+    /// The members as `GET /public/members` lists them (`ListResponseModel<MemberResponseModel>`),
+    /// encoded straight from the organization (a hundred thousand members are tens of MB).
+    fn members_json(&self) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct MemberOut<'a> {
+            object: &'static str,
+            id: &'a str,
+            user_id: Option<&'a str>,
+            name: Option<&'a str>,
+            email: &'a str,
+            two_factor_enabled: bool,
+            status: i32,
+            collections: Option<()>,
+            reset_password_enrolled: bool,
+            sso_external_id: Option<&'a str>,
+            #[serde(rename = "type")]
+            kind: i32,
+            external_id: Option<&'a str>,
+            permissions: Option<()>,
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ListOut<'a> {
+            object: &'static str,
+            data: Vec<MemberOut<'a>>,
+            continuation_token: Option<()>,
+        }
+        let data = self
             .members
             .values()
-            .map(|m| {
-                json!({
-                    "object": "member",
-                    "id": m.id,
-                    "userId": null,
-                    "name": null,
-                    "email": m.email,
-                    "twoFactorEnabled": false,
-                    "status": m.status,
-                    "collections": null,
-                    "resetPasswordEnrolled": false,
-                    "ssoExternalId": null,
-                    "type": if m.owner { 0 } else { 2 },
-                    "externalId": m.external_id,
-                    "permissions": null,
-                })
+            .map(|m| MemberOut {
+                object: "member",
+                id: &m.id,
+                user_id: None,
+                name: None,
+                email: &m.email,
+                two_factor_enabled: false,
+                status: m.status,
+                collections: None,
+                reset_password_enrolled: false,
+                sso_external_id: None,
+                kind: if m.owner { 0 } else { 2 },
+                external_id: m.external_id.as_deref(),
+                permissions: None,
             })
             .collect();
-        json!({"object": "list", "data": data, "continuationToken": null})
+        serde_json::to_vec(&ListOut {
+            object: "list",
+            data,
+            continuation_token: None,
+        })
+        .expect("members JSON")
     }
     /// The groups as `GET /public/groups` lists them.
     fn groups_json(&self) -> Value {
@@ -333,6 +362,10 @@ impl FakeBitwarden {
                 .expect("bind");
             let backend = l.local_addr().expect("addr");
             tokio::spawn(async move {
+                // no Nagle delay on answers (a read of the organization is a thousand requests)
+                let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let _ = axum::serve(l, app).await;
             });
             let front = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -375,6 +408,7 @@ async fn proxy(front: tokio::net::TcpListener, backend: SocketAddr, cut: Arc<Ato
         let Ok((mut client, _)) = front.accept().await else {
             return;
         };
+        let _ = client.set_nodelay(true);
         if cut.load(Ordering::SeqCst) {
             drop(client);
             continue;
@@ -384,6 +418,7 @@ async fn proxy(front: tokio::net::TcpListener, backend: SocketAddr, cut: Arc<Ato
             let Ok(mut server) = tokio::net::TcpStream::connect(backend).await else {
                 return;
             };
+            let _ = server.set_nodelay(true);
             let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
             tokio::pin!(copy);
             loop {
@@ -493,7 +528,9 @@ async fn read_members(State((org, _)): State<Shared>, headers: HeaderMap) -> Res
     if let Some(r) = refuse_read(&mut org, &headers, "/public/members".into()) {
         return r;
     }
-    axum::Json(org.members_json()).into_response()
+    let body = org.members_json();
+    drop(org);
+    ([("content-type", "application/json; charset=utf-8")], body).into_response()
 }
 
 async fn read_groups(State((org, _)): State<Shared>, headers: HeaderMap) -> Response {

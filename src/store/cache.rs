@@ -7,9 +7,22 @@ use anyhow::Context;
 use rusqlite::params;
 
 use super::Store;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::engine::{Cache, CachedGroup, CachedMember, GroupChange, Id, MemberChange};
+
+const MEMBER_UPSERT: &str =
+    "INSERT INTO members(scope, external_id, email, synced_at) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT(scope, external_id) DO UPDATE SET email = excluded.email,
+       synced_at = excluded.synced_at";
+const MEMBER_DELETE: &str = "DELETE FROM members WHERE scope = ?1 AND external_id = ?2";
+const GROUP_UPSERT: &str =
+    "INSERT INTO groups(scope, external_id, name, fingerprint, member_count, synced_at, members)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT(scope, external_id) DO UPDATE SET name = excluded.name,
+       fingerprint = excluded.fingerprint, member_count = excluded.member_count,
+       synced_at = excluded.synced_at, members = excluded.members";
+const GROUP_DELETE: &str = "DELETE FROM groups WHERE scope = ?1 AND external_id = ?2";
 
 /// The scope whose cache was last written is the one shown when no other is chosen.
 fn remember_scope(tx: &rusqlite::Transaction, scope: &str) -> rusqlite::Result<usize> {
@@ -119,13 +132,8 @@ impl Store {
             tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
         }
         {
-            let mut upsert = tx.prepare(
-                "INSERT INTO members(scope, external_id, email, synced_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(scope, external_id) DO UPDATE SET email = excluded.email,
-                   synced_at = excluded.synced_at",
-            )?;
-            let mut delete =
-                tx.prepare("DELETE FROM members WHERE scope = ?1 AND external_id = ?2")?;
+            let mut upsert = tx.prepare(MEMBER_UPSERT)?;
+            let mut delete = tx.prepare(MEMBER_DELETE)?;
             for m in members {
                 if m.is_removal() {
                     delete.execute(params![scope, m.external_id])?;
@@ -133,14 +141,7 @@ impl Store {
                     upsert.execute(params![scope, m.external_id, m.email, now])?;
                 }
             }
-            let mut gup = tx.prepare(
-                "INSERT INTO groups(scope, external_id, name, fingerprint, member_count, synced_at,
-                   members)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(scope, external_id) DO UPDATE SET name = excluded.name,
-                   fingerprint = excluded.fingerprint, member_count = excluded.member_count,
-                   synced_at = excluded.synced_at, members = excluded.members",
-            )?;
+            let mut gup = tx.prepare(GROUP_UPSERT)?;
             for g in groups {
                 let members = serde_json::to_string(&g.members)?;
                 gup.execute(params![
@@ -163,47 +164,59 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces the current scope's cache with `cache` (what the organization shows), unless the
-    /// cache already holds exactly that (`digest` is remembered to tell). Returns whether it
-    /// wrote.
+    /// Makes the current scope's cache hold `cache` (what the organization shows), writing only
+    /// the rows that differ; nothing at all when `digest` says the cache already holds it.
+    /// Returns whether it wrote.
     pub fn replace_cache(&mut self, cache: &Cache, digest: &str) -> anyhow::Result<bool> {
         let key = format!("cache_digest:{}", self.scope);
         if self.meta_get(&key)?.as_deref() == Some(digest) {
             return Ok(false);
         }
-        let now = chrono::Utc::now().to_rfc3339();
         let scope = self.scope.clone();
+        let held = |sql: &str| -> anyhow::Result<HashMap<String, String>> {
+            let mut st = self.conn.prepare(sql)?;
+            let rows = st.query_map([&scope], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        };
+        let mut members = held("SELECT external_id, email FROM members WHERE scope = ?1")
+            .context("reading the sync cache's members")?;
+        let mut groups = held("SELECT external_id, fingerprint FROM groups WHERE scope = ?1")
+            .context("reading the sync cache's groups")?;
+        let now = chrono::Utc::now().to_rfc3339();
         let tx = self
             .conn
             .transaction()
             .context("starting a cache transaction")?;
-        tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
-        tx.execute("DELETE FROM groups WHERE scope = ?1", [&scope])?;
         {
-            let mut m = tx.prepare(
-                "INSERT INTO members(scope, external_id, email, synced_at) VALUES (?1, ?2, ?3, ?4)",
-            )?;
+            let mut upsert = tx.prepare(MEMBER_UPSERT)?;
             for (id, c) in &cache.members {
-                m.execute(params![scope, id, c.email, now])?;
+                if members.remove(id).as_deref() != Some(c.email.as_str()) {
+                    upsert.execute(params![scope, id, c.email, now])?;
+                }
             }
-            let mut g = tx.prepare(
-                "INSERT INTO groups(scope, external_id, name, fingerprint, member_count, synced_at,
-                   members) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
+            let mut delete = tx.prepare(MEMBER_DELETE)?;
+            for id in members.keys() {
+                delete.execute(params![scope, id])?;
+            }
+            let mut gup = tx.prepare(GROUP_UPSERT)?;
             for (id, c) in &cache.groups {
-                let members = match &c.members {
-                    Some(list) => Some(serde_json::to_string(list)?),
-                    None => None,
-                };
-                g.execute(params![
+                if groups.remove(id).as_deref() == Some(c.fingerprint.as_str()) {
+                    continue;
+                }
+                let list = c.members.as_ref().map(serde_json::to_string).transpose()?;
+                gup.execute(params![
                     scope,
                     id,
                     c.name,
                     c.fingerprint,
                     c.member_count as i64,
                     now,
-                    members
+                    list
                 ])?;
+            }
+            let mut gdel = tx.prepare(GROUP_DELETE)?;
+            for id in groups.keys() {
+                gdel.execute(params![scope, id])?;
             }
         }
         tx.execute(
@@ -221,7 +234,7 @@ impl Store {
         let scope = self.scope.clone();
         let tx = self.conn.transaction()?;
         {
-            let mut st = tx.prepare("DELETE FROM groups WHERE scope = ?1 AND external_id = ?2")?;
+            let mut st = tx.prepare(GROUP_DELETE)?;
             for id in ids {
                 st.execute(params![scope, id])?;
             }
@@ -346,6 +359,28 @@ mod tests {
             .unwrap();
         assert!(s.replace_cache(&c, "d1").unwrap());
         assert_eq!(s.cache_counts().unwrap(), (1, 0));
+        // rows that already match are not rewritten
+        let at = |s: &Store| -> String {
+            s.conn
+                .query_row(
+                    "SELECT synced_at FROM members WHERE external_id = 'a'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        s.conn
+            .execute("UPDATE members SET synced_at = 'then'", [])
+            .unwrap();
+        c.members.insert(
+            "z".into(),
+            CachedMember {
+                email: "z@x.com".into(),
+            },
+        );
+        assert!(s.replace_cache(&c, "d2").unwrap());
+        assert_eq!(s.cache_counts().unwrap(), (2, 0));
+        assert_eq!(at(&s), "then");
     }
 
     #[test]

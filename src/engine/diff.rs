@@ -410,35 +410,32 @@ pub fn diff_members(
                 None => plan.unchanged_members += 1,
             }
         }
-        let mut missing: Vec<(&String, &CachedMember)> = cache
-            .members
-            .iter()
-            .filter(|(id, _)| !seen.contains(id.as_str()))
-            .collect();
-        missing.sort_by(|a, b| a.0.cmp(b.0));
-        for (id, c) in missing {
-            if protected(&c.email) {
-                if opts.remove_missing_users || opts.overwrite_existing {
+        // members the directory no longer returns: removed only when asked (protected ones are
+        // listed instead, so that overwriteExisting keeps them)
+        if opts.remove_missing_users || opts.overwrite_existing {
+            let mut missing: Vec<(&String, &CachedMember)> = cache
+                .members
+                .iter()
+                .filter(|(id, _)| !seen.contains(id.as_str()))
+                .collect();
+            missing.sort_by(|a, b| a.0.cmp(b.0));
+            for (id, c) in missing {
+                let action = if protected(&c.email) {
                     plan.protected.push(format!(
                         "{}: not removed (no longer in the directory)",
                         c.email
                     ));
-                }
-                keep.insert(Id::from(id.as_str()));
-                if opts.overwrite_existing {
-                    plan.members.push(MemberChange {
-                        external_id: id.clone(),
-                        email: c.email.clone(),
-                        action: MemberAction::Resend,
-                    });
-                }
-                continue;
-            }
-            if opts.remove_missing_users || opts.overwrite_existing {
+                    if !opts.overwrite_existing {
+                        continue;
+                    }
+                    MemberAction::Resend
+                } else {
+                    MemberAction::Remove(RemovalReason::Missing)
+                };
                 plan.members.push(MemberChange {
                     external_id: id.clone(),
                     email: c.email.clone(),
-                    action: MemberAction::Remove(RemovalReason::Missing),
+                    action,
                 });
             }
         }

@@ -173,25 +173,20 @@ impl Org {
     pub fn group_mut(&mut self, name: &str) -> Option<&mut Group> {
         self.groups.values_mut().find(|g| g.name == name)
     }
-    /// Emails of a group's members (revoked ones too: their rows are still there).
-    pub fn group_emails(&self, name: &str) -> BTreeSet<String> {
-        let Some(g) = self.group(name) else {
-            return BTreeSet::new();
-        };
+    /// A group's members (revoked ones too: their rows are still there).
+    pub fn group_members(&self, name: &str) -> impl Iterator<Item = &Member> {
+        let ids = self.group(name).map(|g| &g.members);
         self.members
             .values()
-            .filter(|m| g.members.contains(&m.id))
-            .map(|m| m.email.clone())
-            .collect()
+            .filter(move |m| ids.is_some_and(|ids| ids.contains(&m.id)))
+    }
+    /// Emails of a group's members.
+    pub fn group_emails(&self, name: &str) -> BTreeSet<String> {
+        self.group_members(name).map(|m| m.email.clone()).collect()
     }
     /// externalIds of a group's members.
     pub fn group_external_ids(&self, name: &str) -> BTreeSet<String> {
-        let Some(g) = self.group(name) else {
-            return BTreeSet::new();
-        };
-        self.members
-            .values()
-            .filter(|m| g.members.contains(&m.id))
+        self.group_members(name)
             .filter_map(|m| m.external_id.clone())
             .collect()
     }

@@ -959,22 +959,39 @@ fn transitive(d: &Directory, id: &str, users_only: bool) -> Vec<Value> {
     items
 }
 
+/// A group's transitive members, all object types or (with the `microsoft.graph.user` cast)
+/// users only.
+fn transitive_page(
+    d: &mut Directory,
+    base: &str,
+    id: &str,
+    q: &HashMap<String, String>,
+    h: &HeaderMap,
+    users_only: bool,
+) -> Response {
+    let cast = if users_only {
+        "/microsoft.graph.user"
+    } else {
+        ""
+    };
+    let path = format!("/v1.0/groups/{id}/transitiveMembers{cast}");
+    if let Some(r) = record(d, &path, q, h, graph_auth) {
+        return r;
+    }
+    if !d.groups.iter().any(|g| g.id == id) {
+        return graph_not_found();
+    }
+    let items = transitive(d, id, users_only);
+    graph_page(base, &path, items, q, d.page_size, None)
+}
+
 async fn graph_transitive(
     State((dir, base, _)): State<S>,
     Path(id): Path<String>,
     h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let mut d = dir.lock().expect("lock");
-    let path = format!("/v1.0/groups/{id}/transitiveMembers");
-    if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
-        return r;
-    }
-    if !d.groups.iter().any(|g| g.id == id) {
-        return graph_not_found();
-    }
-    let items = transitive(&d, &id, false);
-    graph_page(&base, &path, items, &q, d.page_size, None)
+    transitive_page(&mut dir.lock().expect("lock"), &base, &id, &q, &h, false)
 }
 
 async fn graph_transitive_users(
@@ -983,16 +1000,7 @@ async fn graph_transitive_users(
     h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let mut d = dir.lock().expect("lock");
-    let path = format!("/v1.0/groups/{id}/transitiveMembers/microsoft.graph.user");
-    if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
-        return r;
-    }
-    if !d.groups.iter().any(|g| g.id == id) {
-        return graph_not_found();
-    }
-    let items = transitive(&d, &id, true);
-    graph_page(&base, &path, items, &q, d.page_size, None)
+    transitive_page(&mut dir.lock().expect("lock"), &base, &id, &q, &h, true)
 }
 
 /// Members of an administrative unit (users, groups, devices),

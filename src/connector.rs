@@ -703,7 +703,7 @@ impl Connector {
             before
         };
         let started = std::time::Instant::now();
-        if store.replace_cache(&after.baseline(), &after.digest())? {
+        if store.replace_cache(&after.digest(), || after.baseline())? {
             tracing::info!(
                 "the sync cache now holds what the organization shows ({:.2}s)",
                 started.elapsed().as_secs_f64()

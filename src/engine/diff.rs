@@ -301,14 +301,14 @@ pub fn diff(n: &Normalized, cache: &Cache, opts: &DiffOptions) -> Plan {
 }
 
 /// Marks the group changes that put back what someone changed in the organization: the local
-/// cache says the connector last sent exactly this group, so the directory did not change it.
-pub fn mark_drift_repairs(plan: &mut Plan, sent: &Cache) {
+/// cache's fingerprints (by externalId) say the connector last sent exactly this group, so the
+/// directory did not change it.
+pub fn mark_drift_repairs(plan: &mut Plan, sent: &std::collections::HashMap<String, String>) {
     for g in &mut plan.groups {
         if g.action == GroupAction::Update
             && sent
-                .groups
                 .get(&g.external_id)
-                .is_some_and(|c| c.fingerprint == g.fingerprint)
+                .is_some_and(|f| *f == g.fingerprint)
         {
             g.repairs_drift = true;
         }
@@ -889,7 +889,12 @@ mod tests {
         let mut org = sent.clone();
         org.groups.get_mut("G").unwrap().members = Some(vec![Id::from("1")]);
         let mut p = diff(&n, &org, &DiffOptions::default());
-        mark_drift_repairs(&mut p, &sent);
+        let fingerprints = sent
+            .groups
+            .iter()
+            .map(|(id, g)| (id.clone(), g.fingerprint.clone()))
+            .collect();
+        mark_drift_repairs(&mut p, &fingerprints);
         assert_eq!(p.groups.len(), 1);
         assert!(p.groups[0].repairs_drift);
         assert!(p.groups[0].label().contains("repairs"));

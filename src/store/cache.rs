@@ -92,25 +92,12 @@ impl Store {
     }
 
     /// Each cached group's fingerprint (what the connector last sent), by externalId.
-    pub fn load_group_fingerprints(&self) -> anyhow::Result<Cache> {
-        let mut cache = Cache::default();
-        let mut st = self.conn.prepare(
-            "SELECT external_id, name, fingerprint, member_count FROM groups WHERE scope = ?1",
-        )?;
-        let mut rows = st.query([&self.scope])?;
-        while let Some(r) = rows.next()? {
-            cache.groups.insert(
-                r.get(0)?,
-                CachedGroup {
-                    name: r.get(1)?,
-                    fingerprint: r.get(2)?,
-                    member_count: r.get::<_, i64>(3)? as usize,
-                    members: None,
-                    synced_at: None,
-                },
-            );
-        }
-        Ok(cache)
+    pub fn load_group_fingerprints(&self) -> anyhow::Result<HashMap<String, String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT external_id, fingerprint FROM groups WHERE scope = ?1")?;
+        let rows = st.query_map([&self.scope], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Records a confirmed batch: removed members leave the cache, the others are upserted.
@@ -167,11 +154,17 @@ impl Store {
     /// Makes the current scope's cache hold `cache` (what the organization shows), writing only
     /// the rows that differ; nothing at all when `digest` says the cache already holds it.
     /// Returns whether it wrote.
-    pub fn replace_cache(&mut self, cache: &Cache, digest: &str) -> anyhow::Result<bool> {
+    /// `build` is called only when the cache does not hold it yet.
+    pub fn replace_cache(
+        &mut self,
+        digest: &str,
+        build: impl FnOnce() -> Cache,
+    ) -> anyhow::Result<bool> {
         let key = format!("cache_digest:{}", self.scope);
         if self.meta_get(&key)?.as_deref() == Some(digest) {
             return Ok(false);
         }
+        let cache = build();
         let scope = self.scope.clone();
         let held = |sql: &str| -> anyhow::Result<HashMap<String, String>> {
             let mut st = self.conn.prepare(sql)?;
@@ -351,13 +344,13 @@ mod tests {
                 email: "a@x.com".into(),
             },
         );
-        assert!(s.replace_cache(&c, "d1").unwrap());
-        assert!(!s.replace_cache(&c, "d1").unwrap());
+        assert!(s.replace_cache("d1", || c.clone()).unwrap());
+        assert!(!s.replace_cache("d1", || c.clone()).unwrap());
         assert_eq!(s.cache_counts().unwrap(), (1, 0));
         // a confirmed batch invalidates the digest
         s.commit_batch(&[m("b", MemberAction::Invite)], &[], false)
             .unwrap();
-        assert!(s.replace_cache(&c, "d1").unwrap());
+        assert!(s.replace_cache("d1", || c.clone()).unwrap());
         assert_eq!(s.cache_counts().unwrap(), (1, 0));
         // rows that already match are not rewritten
         let at = |s: &Store| -> String {
@@ -378,7 +371,7 @@ mod tests {
                 email: "z@x.com".into(),
             },
         );
-        assert!(s.replace_cache(&c, "d2").unwrap());
+        assert!(s.replace_cache("d2", || c.clone()).unwrap());
         assert_eq!(s.cache_counts().unwrap(), (2, 0));
         assert_eq!(at(&s), "then");
     }

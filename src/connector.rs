@@ -356,10 +356,15 @@ impl Connector {
 
     /// Reads the organization (logged, not shown: the directory read owns the status line).
     async fn read_org(client: &BitwardenClient) -> anyhow::Result<Option<Organization>> {
+        Self::logged_read(client.read_organization(&crate::sources::NoProgress)).await
+    }
+
+    /// Logs how long a read of the organization took and what it found.
+    async fn logged_read(
+        read: impl std::future::Future<Output = anyhow::Result<Option<Organization>>>,
+    ) -> anyhow::Result<Option<Organization>> {
         let started = std::time::Instant::now();
-        let org = client
-            .read_organization(&crate::sources::NoProgress)
-            .await?;
+        let org = read.await?;
         match &org {
             Some(o) => tracing::info!(
                 "read the organization: {} members, {} groups in {:.2}s",
@@ -395,7 +400,11 @@ impl Connector {
     /// be read (else the local cache). Pushes nothing, writes nothing.
     pub async fn test(&self, progress: &dyn Progress) -> anyhow::Result<TestReport> {
         let cfg = self.checked_config()?;
-        let key = self.api_key().ok().flatten();
+        // a preview still works without the key; the note says why the cache was used
+        let (key, key_problem) = match self.api_key() {
+            Ok(k) => (k, None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
         let store = self.scoped_store(&cfg, key.as_ref())?;
         let client = key.map(|k| self.client(&cfg, k)).transpose()?;
         let org = async {
@@ -414,7 +423,13 @@ impl Connector {
             ),
             (Ok(None), None) => (
                 None,
-                Some("not logged in: the plan is made against the local sync cache".to_string()),
+                Some(match key_problem {
+                    Some(e) => format!(
+                        "the API key could not be read ({e}); the plan is made against the \
+                         local sync cache"
+                    ),
+                    None => "not logged in: the plan is made against the local sync cache".into(),
+                }),
             ),
             (Err(e), _) => (
                 None,
@@ -694,10 +709,16 @@ impl Connector {
         let read_back;
         let after = if pushed {
             progress.stage("Verifying the organization");
-            read_back = Self::read_org(client)
-                .await
-                .context("reading the organization back after the push")?
-                .ok_or_else(|| anyhow!("the server's read API disappeared during the sync"))?;
+            let changed: std::collections::HashSet<&str> =
+                plan.groups.iter().map(|g| g.external_id.as_str()).collect();
+            read_back = Self::logged_read(client.read_organization_after(
+                &crate::sources::NoProgress,
+                before,
+                &changed,
+            ))
+            .await
+            .context("reading the organization back after the push")?
+            .ok_or_else(|| anyhow!("the server's read API disappeared during the sync"))?;
             &read_back
         } else {
             before
@@ -839,10 +860,22 @@ impl Connector {
     /// Clears the cache (of the configured server and organization) under a sync lock the
     /// caller already holds (the window, while it polls).
     pub fn clear_cache_locked(&self, _held: &datadir::SyncLock) -> anyhow::Result<()> {
-        let key = self.api_key().ok().flatten();
+        let key = self.api_key().unwrap_or_else(|e| {
+            tracing::warn!(
+                "clear-cache: the API key could not be read ({e:#}); clearing the cache of the \
+                 last synced organization"
+            );
+            None
+        });
         let mut store = match self.config() {
             Ok(cfg) => self.scoped_store(&cfg, key.as_ref())?,
-            Err(_) => self.store()?,
+            Err(e) => {
+                tracing::warn!(
+                    "clear-cache: the configuration could not be read ({e:#}); clearing the \
+                     cache of the last synced organization"
+                );
+                self.store()?
+            }
         };
         store.clear_cache()
     }

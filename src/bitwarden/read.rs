@@ -125,6 +125,28 @@ impl BitwardenClient {
         &self,
         progress: &dyn Progress,
     ) -> anyhow::Result<Option<Organization>> {
+        self.read_organization_since(progress, None).await
+    }
+
+    /// Reads the organization again after a push. Only the groups the push sent (`changed`, by
+    /// externalId) and groups `before` did not have are asked for their member ids; every other
+    /// group keeps its member ids from `before`, less the members that have left the
+    /// organization (a removal takes a member out of its groups).
+    pub async fn read_organization_after(
+        &self,
+        progress: &dyn Progress,
+        before: &Organization,
+        changed: &std::collections::HashSet<&str>,
+    ) -> anyhow::Result<Option<Organization>> {
+        self.read_organization_since(progress, Some((before, changed)))
+            .await
+    }
+
+    async fn read_organization_since(
+        &self,
+        progress: &dyn Progress,
+        since: Option<(&Organization, &std::collections::HashSet<&str>)>,
+    ) -> anyhow::Result<Option<Organization>> {
         progress.stage("Reading the organization's members");
         let Some(members) = self
             .get_list::<MemberModel>("/public/members")
@@ -153,8 +175,44 @@ impl BitwardenClient {
                 anyhow!("reading the organization's groups: GET /public/groups answered 404")
             })?;
         let total = groups.len();
+        // what a read after a push may keep from the read before it
+        let present: std::collections::HashSet<&str> = match since {
+            Some(_) => members.iter().map(|m| m.id.as_str()).collect(),
+            None => Default::default(),
+        };
+        let kept = |g: &GroupModel| -> Option<Vec<String>> {
+            let (before, changed) = since?;
+            if g.external_id
+                .as_deref()
+                .is_some_and(|e| changed.contains(e))
+            {
+                return None;
+            }
+            // `before.groups` is sorted by id
+            let at = before
+                .groups
+                .binary_search_by(|b| b.id.as_str().cmp(&g.id))
+                .ok()?;
+            let old = &before.groups[at];
+            Some(
+                old.member_ids
+                    .iter()
+                    .filter(|id| present.contains(id.as_str()))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        let kept = &kept;
         let mut groups: Vec<OrgGroup> = futures_util::stream::iter(groups)
             .map(|g| async move {
+                if let Some(ids) = kept(&g) {
+                    return anyhow::Ok(OrgGroup {
+                        id: g.id,
+                        name: g.name.unwrap_or_default(),
+                        external_id: g.external_id.filter(|e| !e.is_empty()),
+                        member_ids: ids,
+                    });
+                }
                 let path = format!("/public/groups/{}/member-ids", g.id);
                 let ids = self
                     .get_json::<Vec<String>>(&path)

@@ -18,7 +18,7 @@ use crate::engine::{
     Baseline, Batch, Cache, DiffOptions, DirGroup, Drift, GuardLimits, Normalized, Organization,
     Plan, Snapshot, build_batches, check_group_guard, check_guard, diff, normalize,
 };
-use crate::errors::{ConfigError, Refused};
+use crate::errors::{ConfigError, Interrupted, Refused};
 use crate::secrets::{self, SecretStore};
 use crate::sources::entra::EntraSource;
 use crate::sources::google::GoogleSource;
@@ -494,10 +494,35 @@ impl Connector {
         };
         let mut store = self.scoped_store(&cfg, Some(&key))?;
         let run_id = store.start_run("sync")?;
+        let _current = crate::store::CurrentRun::set(&self.data_dir, run_id);
         let mut record = RunRecord::new(run_id, "sync");
-        let result = self
-            .sync_inner(&cfg, key, opts, &mut store, &mut record, progress)
-            .await;
+        let pushing = std::sync::atomic::AtomicBool::new(false);
+        let result = {
+            let inner = self.sync_inner(&cfg, key, opts, &mut store, &mut record, progress, &pushing);
+            // Asked to stop: a push stops by itself after the request in flight (between two
+            // batches); any other stage (reading, verifying) is dropped where it waits.
+            let stop = async {
+                loop {
+                    if progress.cancelled() && !pushing.load(std::sync::atomic::Ordering::SeqCst)
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+            };
+            tokio::select! {
+                biased;
+                r = inner => r,
+                () = stop => Err(Interrupted(String::new()).into()),
+            }
+        };
+        let result = result.map_err(|e| match e.downcast_ref::<Interrupted>() {
+            Some(i) if i.0.is_empty() => anyhow::Error::new(Interrupted(format!(
+                "sync interrupted; {}",
+                applied_message(record.requests)
+            ))),
+            _ => e,
+        });
         if let Ok((m, _)) = store.cache_counts() {
             record.members_after = m as u64;
         }
@@ -506,6 +531,8 @@ impl Connector {
             Err(e) => {
                 record.outcome = if e.downcast_ref::<Refused>().is_some() {
                     RunOutcome::Refused
+                } else if e.downcast_ref::<Interrupted>().is_some() {
+                    RunOutcome::Interrupted
                 } else {
                     RunOutcome::Failed
                 };
@@ -532,6 +559,7 @@ impl Connector {
         )))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn sync_inner(
         &self,
         cfg: &Config,
@@ -540,7 +568,9 @@ impl Connector {
         store: &mut Store,
         record: &mut RunRecord,
         progress: &dyn Progress,
+        pushing: &std::sync::atomic::AtomicBool,
     ) -> anyhow::Result<SyncReport> {
+        crate::test_panic_point("sync-start");
         let started = chrono::Utc::now().to_rfc3339();
         // every sync proves the key, even when nothing changes
         let client = self.client(cfg, key)?;
@@ -597,6 +627,7 @@ impl Connector {
                     store,
                     record,
                     &push,
+                    pushing,
                 )
                 .await;
                 shared.push_done();
@@ -646,9 +677,6 @@ impl Connector {
             mark_drift_repairs(&mut plan, &store.load_group_fingerprints()?);
         }
         drop((base, desired, users, groups, skipped));
-        record.invited = plan.invites() as u64;
-        record.removed = plan.removals() as u64;
-        record.groups_changed = plan.groups.len() as u64;
         if let Some(reason) = check_group_guard(&plan, limits) {
             if opts.allow_mass_removal {
                 tracing::warn!("group guard overridden with --allow-mass-removal: {reason}");
@@ -665,7 +693,7 @@ impl Connector {
             };
             let what = if early { "group batch" } else { "batch" };
             Self::push(
-                &client, &plan, &batches, what, invite, store, record, progress,
+                &client, &plan, &batches, what, invite, store, record, progress, pushing,
             )
             .await?;
         }
@@ -766,6 +794,29 @@ impl Connector {
         store: &mut Store,
         record: &mut RunRecord,
         progress: &dyn Progress,
+        pushing: &std::sync::atomic::AtomicBool,
+    ) -> anyhow::Result<()> {
+        use std::sync::atomic::Ordering;
+        pushing.store(true, Ordering::SeqCst);
+        let r = Self::push_batches(
+            client, plan, batches, what, invite, store, record, progress,
+        )
+        .await;
+        pushing.store(false, Ordering::SeqCst);
+        r
+    }
+
+    /// [`Connector::push`] without the flag that says a push is going on.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_batches(
+        client: &BitwardenClient,
+        plan: &Plan,
+        batches: &[Batch],
+        what: &str,
+        invite: bool,
+        store: &mut Store,
+        record: &mut RunRecord,
+        progress: &dyn Progress,
     ) -> anyhow::Result<()> {
         let total = batches.len();
         let encode = |b: &Batch| -> anyhow::Result<Vec<u8>> {
@@ -773,8 +824,19 @@ impl Connector {
                 .to_json()
                 .context("encoding the import request")
         };
-        let commit = |store: &mut Store, j: usize| -> anyhow::Result<()> {
+        // A confirmed batch is recorded in the cache, and what it applied in the run's counts.
+        let commit = |store: &mut Store, record: &mut RunRecord, j: usize| -> anyhow::Result<()> {
             let b = &batches[j];
+            let members = &plan.members[b.members.clone()];
+            record.invited += members
+                .iter()
+                .filter(|m| m.action == crate::engine::diff::MemberAction::Invite)
+                .count() as u64;
+            record.removed += members.iter().filter(|m| m.is_removal()).count() as u64;
+            record.groups_changed += b.groups.len() as u64;
+            if let Err(e) = store.record_progress(record) {
+                tracing::warn!("recording the run's counts after {what} {}: {e:#}", j + 1);
+            }
             store
                 .commit_batch(
                     &plan.members[b.members.clone()],
@@ -787,13 +849,11 @@ impl Connector {
                          cache; the next sync sends it again",
                         j + 1
                     )
-                })
+                })?;
+            crate::test_panic_point("after-batch");
+            Ok(())
         };
-        // what an error leaves behind, counted over every request of this sync
-        let applied = |done: u64| match done {
-            0 => "nothing was applied".to_string(),
-            n => format!("requests 1-{n} were applied and recorded; the next sync sends the rest"),
-        };
+        let applied = applied_message;
         let mut body = match batches.first() {
             Some(b) => encode(b)?,
             None => Vec::new(),
@@ -802,13 +862,14 @@ impl Connector {
         for (i, b) in batches.iter().enumerate() {
             if progress.cancelled() {
                 if let Some(j) = confirmed.take() {
-                    commit(store, j)?;
+                    commit(store, record, j)?;
                 }
-                anyhow::bail!(
+                return Err(Interrupted(format!(
                     "sync stopped before {what} {}/{total}: {}",
                     i + 1,
                     applied(record.requests)
-                );
+                ))
+                .into());
             }
             progress.set_fraction(i as f32 / total as f32);
             progress.stage(&format!(
@@ -823,7 +884,7 @@ impl Connector {
                 async { batches.get(i + 1).map(encode).transpose() },
                 async {
                     match previous {
-                        Some(j) => commit(store, j),
+                        Some(j) => commit(store, record, j),
                         None => Ok(()),
                     }
                 }
@@ -846,7 +907,7 @@ impl Connector {
             }
         }
         if let Some(j) = confirmed.take() {
-            commit(store, j)?;
+            commit(store, record, j)?;
         }
         Ok(())
     }
@@ -855,6 +916,22 @@ impl Connector {
     pub fn clear_cache(&self) -> anyhow::Result<()> {
         let lock = datadir::acquire_sync_lock(&self.data_dir, "clear-cache")?;
         self.clear_cache_locked(&lock)
+    }
+
+    /// Empties the sync cache like [`Connector::clear_cache`]; a database that cannot be read
+    /// (damaged, or no database at all) is moved aside as `<name>.broken-<time>` and a new one is
+    /// created. Returns where the damaged file went, if it was moved.
+    pub fn clear_or_recreate_cache(&self) -> anyhow::Result<Option<PathBuf>> {
+        let lock = datadir::acquire_sync_lock(&self.data_dir, "clear-cache")?;
+        match self.clear_cache_locked(&lock) {
+            Ok(()) => Ok(None),
+            Err(e) if crate::errors::is_corrupt_database(&e) => {
+                tracing::warn!("clear-cache: the database cannot be read ({e:#})");
+                let (_store, moved) = Store::recreate(&self.data_dir)?;
+                Ok(Some(moved))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Clears the cache (of the configured server and organization) under a sync lock the
@@ -878,6 +955,14 @@ impl Connector {
             }
         };
         store.clear_cache()
+    }
+}
+
+/// What an error leaves behind, counted over every request of a sync.
+fn applied_message(done: u64) -> String {
+    match done {
+        0 => "nothing was applied".to_string(),
+        n => format!("requests 1-{n} were applied and recorded; the next sync sends the rest"),
     }
 }
 

@@ -88,13 +88,21 @@ impl std::error::Error for Busy {}
 /// Takes the data directory's sync lock, or fails naming the process that holds it.
 pub fn acquire_sync_lock(dir: &Path, what: &str) -> anyhow::Result<SyncLock> {
     let path = dir.join("sync.lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts
         .open(&path)
         .with_context(|| format!("opening the lock file {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // an older lock file, or one made under another umask: owner only
+        if file.metadata()?.permissions().mode() & 0o777 != 0o600 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {

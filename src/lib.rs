@@ -23,3 +23,20 @@ pub fn install_crypto_provider() {
     // An Err only means a provider is already installed, which is what we want.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
+
+/// Environment variable naming a stage at which a debug build panics (tests of the panic path:
+/// `sync-start`, `after-batch`, `output`). Release builds have no such stage.
+pub const TEST_PANIC_ENV: &str = "DIRECTORY_CONNECTOR_TEST_PANIC";
+
+/// Panics when [`TEST_PANIC_ENV`] names `stage` (debug builds only).
+#[cfg(debug_assertions)]
+pub fn test_panic_point(stage: &str) {
+    if std::env::var(TEST_PANIC_ENV).is_ok_and(|v| v == stage) {
+        panic!("test panic at stage `{stage}` ({TEST_PANIC_ENV})");
+    }
+}
+
+/// Panics when [`TEST_PANIC_ENV`] names `stage` (debug builds only).
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub fn test_panic_point(_stage: &str) {}

@@ -1,6 +1,8 @@
 //! The command-line interface: argument parsing, one function per command, exit codes
-//! (0 synced or unchanged, 1 failed, 2 configuration or usage error, 3 refused by the guard).
+//! (0 synced or unchanged, 1 failed, 2 configuration or usage error, 3 refused by the guard,
+//! 130/143 stopped by SIGINT/SIGTERM). With `--json` every answer, failures included, is JSON.
 
+mod crash;
 mod output;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -12,7 +14,8 @@ use clap::{Parser, Subcommand};
 use crate::config;
 use crate::connector::{Connector, SyncOptions};
 use crate::datadir;
-use crate::errors::{ConfigError, exit_code};
+use crate::errors::{ConfigError, EXIT_SIGINT, EXIT_SIGTERM, Interrupted, exit_code};
+use output::errln;
 use crate::store::SyncKind;
 
 /// Keeps a Bitwarden organization's members and groups in step with a company directory.
@@ -89,7 +92,12 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Set a key. Secrets (ldap.password) are prompted for, read from standard input, or given as env:NAME / file:PATH.
-    Set { key: String, value: Option<String> },
+    Set {
+        key: String,
+        /// The value (a negative number such as -1 is a value, not an option).
+        #[arg(allow_negative_numbers = true)]
+        value: Option<String>,
+    },
     /// Print one key's value.
     Get { key: String },
     /// Remove a key (back to its default).
@@ -102,19 +110,92 @@ pub enum ConfigCommand {
     Keys,
 }
 
+/// Whether `--json` is among the raw arguments (before `--`): usage errors and panics answer in
+/// JSON even when the command line cannot be parsed.
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// Prints a failure: `{"success": false, "exit_code": N, "message": …}` on stdout with
+/// `--json`, else `error: …` on stderr. A closed stdout is not an error here (nothing is left to
+/// tell).
+fn print_failure(json: bool, code: i32, msg: &str) {
+    if json {
+        let v = serde_json::json!({"success": false, "exit_code": code, "message": msg});
+        let _ = writeln!(std::io::stdout().lock(), "{v}");
+    } else {
+        errln!("error: {msg}");
+    }
+}
+
+/// The signal that asked this process to stop (its exit code: 130 SIGINT, 143 SIGTERM), 0 none.
+static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Runs the CLI and returns the process exit code.
 pub fn run() -> i32 {
-    let cli = Cli::parse();
+    crash::install();
+    let json = json_requested();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if !json
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelp
+                        | ErrorKind::DisplayVersion
+                        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                // help and version as usual; a closed stdout ends the text quietly
+                let _ = e.print();
+                return e.exit_code();
+            }
+            let text = e.render().to_string();
+            let msg = text.trim().trim_start_matches("error: ");
+            print_failure(true, 2, msg);
+            return 2;
+        }
+    };
+    let json = cli.json;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_parsed(cli))) {
+        Ok(code) => match crash::report() {
+            // another thread panicked and the command went on: the panic decides
+            Some(report) => {
+                print_failure(json, 1, &crash::record(&report));
+                1
+            }
+            None => code,
+        },
+        Err(_) => {
+            let msg = match crash::report() {
+                Some(report) => crash::record(&report),
+                None => "internal error (a bug in Directory Connector)".to_string(),
+            };
+            print_failure(json, 1, &msg);
+            1
+        }
+    }
+}
+
+fn run_parsed(cli: Cli) -> i32 {
     let data_dir = match datadir::resolve(cli.data_dir.as_deref()) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_failure(cli.json, 2, &format!("{e:#}"));
             return 2;
         }
     };
     if let Err(e) = datadir::ensure(&data_dir) {
-        eprintln!("error: {e:#}");
-        return 1;
+        print_failure(
+            cli.json,
+            2,
+            &format!("{e:#} (choose another one with --data-dir or DIRECTORY_CONNECTOR_DATA_DIR)"),
+        );
+        return 2;
     }
     let _guard = crate::logging::init(Some(&data_dir), cli.verbose);
     let Some(command) = cli.command else {
@@ -123,30 +204,119 @@ pub fn run() -> i32 {
             Ok(()) => 0,
             Err(e) => {
                 let msg = crate::logging::redact(&format!("{e:#}"));
-                eprintln!("error: the window could not be opened: {msg}");
-                eprintln!("(every operation is also available from the command line: --help)");
+                errln!("error: the window could not be opened: {msg}");
+                errln!("(every operation is also available from the command line: --help)");
                 1
             }
         };
     };
     let out = output::Output::new(cli.json);
     let result = dispatch(&command, &data_dir, &out);
-    match result {
+    crate::test_panic_point("output");
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
-            let msg = crate::logging::redact(&format!("{e:#}"));
+            let mut msg = crate::logging::redact(&format!("{e:#}"));
+            if crate::errors::is_corrupt_database(&e) && !msg.contains("clear-cache") {
+                msg = format!("{msg}: {}", crate::store::corrupt_message(&data_dir));
+            }
+            let mut code = exit_code(&e);
+            let interrupted = e.downcast_ref::<Interrupted>().is_some();
+            if interrupted {
+                let signal = STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+                if signal == EXIT_SIGTERM {
+                    code = EXIT_SIGTERM;
+                }
+                let name = if code == EXIT_SIGTERM {
+                    "SIGTERM"
+                } else if signal == EXIT_SIGINT {
+                    "SIGINT"
+                } else {
+                    "a stop request"
+                };
+                msg = format!("interrupted by {name}: {msg}");
+            }
             tracing::error!(target: crate::logging::FILE_ONLY, "{msg}");
             if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"success": false, "exit_code": exit_code(&e), "message": msg})
-                );
+                outln_json_failure(&out, code, &msg);
+            } else if interrupted {
+                errln!("{msg}");
             } else {
-                eprintln!("error: {msg}");
+                errln!("error: {msg}");
             }
-            exit_code(&e)
+            code
+        }
+    };
+    match out.finish() {
+        None => code,
+        Some(e) => {
+            tracing::warn!(target: crate::logging::FILE_ONLY, "writing to standard output failed: {e}");
+            if cli.json {
+                // a script reading the JSON got nothing whole: never a success
+                errln!(
+                    "error: the JSON answer could not be written to standard output ({e}); what \
+                     the command did is done (a sync is recorded in `history`)"
+                );
+                if code == 0 { 1 } else { code }
+            } else if e.kind() == std::io::ErrorKind::BrokenPipe {
+                // the reader went away (`| head`): stop quietly, as other tools do
+                code
+            } else {
+                errln!("error: writing to standard output failed: {e}");
+                if code == 0 { 1 } else { code }
+            }
         }
     }
+}
+
+/// The JSON failure answer through the checked output.
+fn outln_json_failure(out: &output::Output, code: i32, msg: &str) {
+    out.json_value(&serde_json::json!({"success": false, "exit_code": code, "message": msg}));
+}
+
+/// Watches SIGINT and SIGTERM during a sync: the first asks the sync to stop after the request
+/// in flight (see [`STOP_SIGNAL`]); a second one ends the process at once (the run is closed as
+/// interrupted when the next one starts).
+fn watch_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("cannot watch SIGINT/SIGTERM ({e}); a signal ends the sync at once");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            let code = tokio::select! {
+                _ = int.recv() => EXIT_SIGINT,
+                _ = term.recv() => EXIT_SIGTERM,
+            };
+            let first = STOP_SIGNAL
+                .compare_exchange(
+                    0,
+                    code,
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                )
+                .is_ok();
+            if first {
+                tracing::warn!(
+                    "stop requested: the sync stops after the request in flight (a second signal \
+                     stops at once)"
+                );
+            } else {
+                errln!(
+                    "interrupted again: stopping at once; the run is recorded as interrupted \
+                     when the next one starts"
+                );
+                std::process::exit(code);
+            }
+        }
+    });
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -163,7 +333,12 @@ fn dispatch(
 ) -> anyhow::Result<i32> {
     match command {
         Command::DataFile => {
-            out.line(&config::config_path(data_dir).display().to_string());
+            let path = config::config_path(data_dir).display().to_string();
+            if out.json {
+                out.json_value(&serde_json::json!({"success": true, "path": path}));
+            } else {
+                out.line(&path);
+            }
             Ok(0)
         }
         Command::Config(c) => config_command(c, data_dir, out),
@@ -204,14 +379,18 @@ fn dispatch(
         }
         Command::Sync { allow_mass_removal } => {
             let conn = Connector::open(data_dir)?;
-            let progress = output::Spinner::new(out.interactive());
-            let report = runtime()?.block_on(conn.sync(
-                SyncOptions {
-                    allow_mass_removal: *allow_mass_removal,
-                    lock_held: false,
-                },
-                &progress,
-            ));
+            let progress = output::Spinner::new(out.interactive()).stopped_by(&STOP_SIGNAL);
+            let report = runtime()?.block_on(async {
+                watch_signals();
+                conn.sync(
+                    SyncOptions {
+                        allow_mass_removal: *allow_mass_removal,
+                        lock_held: false,
+                    },
+                    &progress,
+                )
+                .await
+            });
             progress.finish();
             out.sync_report(&report?);
             Ok(0)
@@ -232,11 +411,20 @@ fn dispatch(
             Ok(0)
         }
         Command::ClearCache => {
-            Connector::open(data_dir)?.clear_cache()?;
-            out.message(
-                "The sync cache has been cleared.",
-                "The next sync sends everything.",
-            );
+            match Connector::open(data_dir)?.clear_or_recreate_cache()? {
+                None => out.message(
+                    "The sync cache has been cleared.",
+                    "The next sync sends everything.",
+                ),
+                Some(moved) => out.message(
+                    "The database could not be read; a new one was created.",
+                    &format!(
+                        "The damaged file was moved to {}. The sync cache and the run history \
+                         start empty; the next sync starts from the organization.",
+                        moved.display()
+                    ),
+                ),
+            }
             Ok(0)
         }
         Command::History { limit } => {
@@ -356,8 +544,8 @@ fn env_or_prompt(var: &str, what: &str, secret: bool) -> anyhow::Result<String> 
         return read_secret(&label);
     }
     if std::io::stdin().is_terminal() {
-        eprint!("{what}: ");
-        std::io::stderr().flush()?;
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "{what}: ").and_then(|()| e.flush());
     }
     read_line(&label)
 }

@@ -1,6 +1,9 @@
 //! What the CLI prints: tables for people, JSON for scripts, and a spinner on a terminal.
+//! Every write to stdout is checked: the first failure (a closed pipe, a full disk) stops the
+//! output and is kept for the caller to decide the exit code; nothing panics.
 
-use std::io::IsTerminal;
+use std::cell::RefCell;
+use std::io::{IsTerminal, Write};
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
@@ -13,7 +16,24 @@ use crate::store::RunRecord;
 
 pub struct Output {
     pub json: bool,
+    /// The first failed write to stdout; later writes are skipped.
+    write_error: RefCell<Option<std::io::Error>>,
 }
+
+/// A line to stdout through [`Output::write_line`].
+macro_rules! outln {
+    ($o:expr, $($t:tt)*) => {
+        $o.write_line(format_args!($($t)*))
+    };
+}
+
+/// A line to stderr; a closed stderr is ignored (there is nowhere left to say so).
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+pub(crate) use errln;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -28,7 +48,38 @@ const SYNC_REPORT_ROWS: usize = 50;
 
 impl Output {
     pub fn new(json: bool) -> Output {
-        Output { json }
+        Output {
+            json,
+            write_error: RefCell::new(None),
+        }
+    }
+
+    /// Writes one line to stdout, unless an earlier write failed; a failure is kept.
+    pub fn write_line(&self, args: std::fmt::Arguments<'_>) {
+        if self.write_error.borrow().is_some() {
+            return;
+        }
+        let mut w = std::io::stdout().lock();
+        if let Err(e) = writeln!(w, "{args}") {
+            self.failed(e);
+        }
+    }
+
+    fn failed(&self, e: std::io::Error) {
+        let mut slot = self.write_error.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    /// Flushes stdout and returns the first write that failed, if any.
+    pub fn finish(&self) -> Option<std::io::Error> {
+        if self.write_error.borrow().is_none()
+            && let Err(e) = std::io::stdout().lock().flush()
+        {
+            self.failed(e);
+        }
+        self.write_error.borrow_mut().take()
     }
 
     /// Whether progress may be drawn (a terminal, not JSON).
@@ -37,7 +88,7 @@ impl Output {
     }
 
     pub fn line(&self, s: &str) {
-        println!("{s}");
+        outln!(self, "{s}");
     }
 
     pub fn json_value(&self, v: &serde_json::Value) {
@@ -47,12 +98,17 @@ impl Output {
     /// Writes any serializable value as pretty JSON straight to stdout, without building an
     /// intermediate tree (the `test` report of a large directory is hundreds of MB as one).
     pub fn json_write<T: serde::Serialize + ?Sized>(&self, v: &T) {
-        use std::io::Write;
+        if self.write_error.borrow().is_some() {
+            return;
+        }
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-        let ok = serde_json::to_writer_pretty(&mut w, v).is_ok() && writeln!(w).is_ok();
-        if !ok || w.flush().is_err() {
-            tracing::warn!("could not write the JSON output to stdout");
+        let written = serde_json::to_writer_pretty(&mut w, v)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(w))
+            .and_then(|()| w.flush());
+        if let Err(e) = written {
+            self.failed(e);
         }
     }
 
@@ -60,9 +116,9 @@ impl Output {
         if self.json {
             self.json_value(&json!({"success": true, "title": title, "message": detail}));
         } else if detail.is_empty() {
-            println!("{title}");
+            outln!(self, "{title}");
         } else {
-            println!("{title}\n{detail}");
+            outln!(self, "{title}\n{detail}");
         }
     }
 
@@ -80,7 +136,7 @@ impl Output {
             self.json_value(&json!({"requests": list, "complete": complete}));
             return;
         }
-        println!(
+        outln!(self, 
             "A sync makes these {} request(s) to the directory{}:",
             requests.len(),
             if complete {
@@ -90,7 +146,7 @@ impl Output {
             }
         );
         for r in requests {
-            println!("  {r}");
+            outln!(self, "  {r}");
         }
     }
 
@@ -189,16 +245,16 @@ impl Output {
                     u.reference_id.clone(),
                 ]);
             }
-            println!(
+            outln!(self, 
                 "Users: {} ({enabled} enabled, {disabled} disabled, {deleted} deleted)",
                 users.len()
             );
             if !users.is_empty() {
-                println!("{t}");
+                outln!(self, "{t}");
             }
         }
         if n.groups.is_some() {
-            println!("Groups: {}", groups.len());
+            outln!(self, "Groups: {}", groups.len());
             if !groups.is_empty() {
                 let mut t = table(&["Group", "Members"]);
                 let mut sorted: Vec<_> = groups.iter().collect();
@@ -215,11 +271,11 @@ impl Output {
                         names.join("\n"),
                     ]);
                 }
-                println!("{t}");
+                outln!(self, "{t}");
             }
         }
         if !n.skipped.is_empty() {
-            println!("Skipped: {}", n.skipped.len());
+            outln!(self, "Skipped: {}", n.skipped.len());
             let mut t = table(&["Kind", "Directory id", "Reason"]);
             for s in &n.skipped {
                 t.add_row(vec![
@@ -228,18 +284,18 @@ impl Output {
                     s.reason.clone(),
                 ]);
             }
-            println!("{t}");
+            outln!(self, "{t}");
         }
         if let Some(drift) = &r.drift {
             self.print_drift(drift);
         }
-        println!("Baseline: {}.", r.plan.baseline.describe());
+        outln!(self, "Baseline: {}.", r.plan.baseline.describe());
         if let Some(note) = &r.baseline_note {
-            println!("({note}.)");
+            outln!(self, "({note}.)");
         }
         self.plan_summary(&r.plan, None);
         if let Some(reason) = &r.refused {
-            println!("A sync now would be REFUSED: {reason}.");
+            outln!(self, "A sync now would be REFUSED: {reason}.");
         }
     }
 
@@ -253,25 +309,25 @@ impl Output {
     }
 
     fn print_drift(&self, d: &crate::engine::Drift) {
-        println!("{}", d.summary());
+        outln!(self, "{}", d.summary());
         let rows = d.rows();
         if !rows.is_empty() {
             let mut t = table(&["Drift", "Name", "externalId", "Detail"]);
             for row in rows {
                 t.add_row(row.to_vec());
             }
-            println!("{t}");
+            outln!(self, "{t}");
         }
     }
 
     /// The plan's summary line and its member and group changes, at most `limit` rows per table
     /// (the rest counted).
     fn plan_summary(&self, p: &crate::engine::Plan, limit: Option<usize>) {
-        println!("{}", p.summary());
+        outln!(self, "{}", p.summary());
         let limit = limit.unwrap_or(usize::MAX);
         let more = |n: usize, what: &str| {
             if n > limit {
-                println!(
+                outln!(self, 
                     "... and {} more {what} not shown (`sync --json` lists every change, `test` \
                      previews them).",
                     n - limit
@@ -289,7 +345,7 @@ impl Output {
             for m in changes.into_iter().take(limit) {
                 t.add_row(vec![m.email.clone(), m.action.label().to_string()]);
             }
-            println!("{t}");
+            outln!(self, "{t}");
             more(n, "member changes");
         }
         let gchanges: Vec<_> = p
@@ -307,7 +363,7 @@ impl Output {
                 };
                 t.add_row(vec![g.name.clone(), what]);
             }
-            println!("{t}");
+            outln!(self, "{t}");
             more(n, "group changes");
         }
         if !p.email_changes.is_empty() {
@@ -319,19 +375,19 @@ impl Output {
                     e.external_id.clone(),
                 ]);
             }
-            println!("{t}");
+            outln!(self, "{t}");
             more(p.email_changes.len(), "email changes");
-            println!(
+            outln!(self, 
                 "Warning: {} member(s) have a new email in the directory: {}",
                 p.email_changes.len(),
                 crate::engine::diff::EMAIL_CHANGE_ADVICE
             );
         }
         for line in &p.protected {
-            println!("Protected (sync.protected_emails): {line}");
+            outln!(self, "Protected (sync.protected_emails): {line}");
         }
         if !p.stale_groups.is_empty() {
-            println!(
+            outln!(self, 
                 "{} group(s) are no longer in the directory; the import API cannot delete groups, remove them in the Admin Console if needed.",
                 p.stale_groups.len()
             );
@@ -355,7 +411,7 @@ impl Output {
         }
         match r.outcome {
             crate::store::RunOutcome::Unchanged => {
-                println!(
+                outln!(self, 
                     "Sync complete: unchanged. Nothing was sent (baseline: {}).",
                     r.plan.baseline.describe()
                 );
@@ -364,7 +420,7 @@ impl Output {
                 }
             }
             _ => {
-                println!(
+                outln!(self, 
                     "Sync complete: {} request(s), {} bytes sent (baseline: {}).",
                     r.requests,
                     r.bytes_pushed,
@@ -373,7 +429,7 @@ impl Output {
                 if r.plan.baseline != crate::engine::Baseline::Organization
                     && !r.plan.groups.is_empty()
                 {
-                    println!(
+                    outln!(self, 
                         "Note: this server cannot be read back, so the groups were confirmed by \
                          its answer only. Vaultwarden drops groups unless ORG_GROUPS_ENABLED=true \
                          and never renames them; groups are sent again every \
@@ -391,7 +447,7 @@ impl Output {
             return;
         }
         if runs.is_empty() {
-            println!("No runs yet.");
+            outln!(self, "No runs yet.");
             return;
         }
         let mut t = table(&[
@@ -420,7 +476,7 @@ impl Output {
                     .collect(),
             ]);
         }
-        println!("{t}");
+        outln!(self, "{t}");
     }
 
     pub fn problems(&self, problems: &[Problem]) {
@@ -429,12 +485,12 @@ impl Output {
             return;
         }
         if problems.is_empty() {
-            println!("The configuration is valid.");
+            outln!(self, "The configuration is valid.");
             return;
         }
-        eprintln!("{} problem(s):", problems.len());
+        errln!("{} problem(s):", problems.len());
         for p in problems {
-            eprintln!("  {}: {}", p.key, p.message);
+            errln!("  {}: {}", p.key, p.message);
         }
     }
 
@@ -448,7 +504,7 @@ impl Output {
             return;
         }
         for (k, _, h) in KEYS {
-            println!("{k:40} {h}");
+            outln!(self, "{k:40} {h}");
         }
     }
 }
@@ -456,6 +512,8 @@ impl Output {
 /// A spinner on stderr for long stages; silent when not on a terminal.
 pub struct Spinner {
     bar: Option<indicatif::ProgressBar>,
+    /// Set (non-zero) when a signal asked the run to stop.
+    stop: Option<&'static std::sync::atomic::AtomicI32>,
 }
 
 impl Spinner {
@@ -465,7 +523,13 @@ impl Spinner {
             b.enable_steady_tick(std::time::Duration::from_millis(120));
             b
         });
-        Spinner { bar }
+        Spinner { bar, stop: None }
+    }
+
+    /// The run is asked to stop once `flag` is non-zero.
+    pub fn stopped_by(mut self, flag: &'static std::sync::atomic::AtomicI32) -> Spinner {
+        self.stop = Some(flag);
+        self
     }
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
@@ -475,6 +539,10 @@ impl Spinner {
 }
 
 impl Progress for Spinner {
+    fn cancelled(&self) -> bool {
+        self.stop
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst) != 0)
+    }
     fn stage(&self, message: &str) {
         tracing::info!("{message}");
         if let Some(b) = &self.bar {

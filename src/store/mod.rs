@@ -1,11 +1,13 @@
 //! The SQLite store in the data directory: the sync cache (only what the server confirmed),
-//! last-sync times, the device id and the run history.
+//! last-sync times, the device id and the run history. The file is readable by its owner only
+//! (0600, whatever the umask); a damaged file is named with the remedy (`clear-cache`), which
+//! moves it aside and starts a new one.
 
 mod cache;
 mod runs;
 mod state;
 
-pub use runs::{RunOutcome, RunRecord};
+pub use runs::{CurrentRun, RunOutcome, RunRecord};
 pub use state::StagedState;
 
 use std::path::{Path, PathBuf};
@@ -45,13 +47,105 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DB_FILE)
 }
 
+/// What an admin reads when the database is damaged: the file and the remedy.
+pub fn corrupt_message(data_dir: &Path) -> String {
+    format!(
+        "the database {} is damaged or not a database. Run `directory-connector clear-cache`: \
+         it moves the file aside (as {DB_FILE}.broken-<time>) and starts a new one; the sync \
+         cache and the run history start empty and the next sync starts from the organization",
+        db_path(data_dir).display()
+    )
+}
+
+/// Creates `path` if missing, and makes it readable and writable by its owner only (0600 on
+/// Unix, whatever the umask).
+fn private_file(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("opening the database {}", path.display()))?;
+        let meta = f.metadata()?;
+        if meta.permissions().mode() & 0o777 != 0o600 {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} private (mode 0600)", path.display()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl Store {
     /// Opens (and creates or migrates) the database of a data directory.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
         let path = db_path(data_dir);
-        let conn = Connection::open(&path)
-            .with_context(|| format!("opening the database {}", path.display()))?;
-        Self::init(conn).with_context(|| format!("preparing the database {}", path.display()))
+        private_file(&path)?;
+        let opened = Connection::open(&path)
+            .with_context(|| format!("opening the database {}", path.display()))
+            .and_then(|conn| {
+                Self::init(conn)
+                    .with_context(|| format!("preparing the database {}", path.display()))
+            });
+        // SQLite makes the -wal and -shm files with the database's mode; older ones are fixed
+        for side in ["-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(side);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                private_file(&p)?;
+            }
+        }
+        opened.map_err(|e| {
+            if crate::errors::is_corrupt_database(&e) {
+                e.context(corrupt_message(data_dir))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Moves a damaged database (and its -wal and -shm files) aside as
+    /// `<name>.broken-<UTC time>` and opens a new, empty one. Returns the new store and where
+    /// the old file went.
+    pub fn recreate(data_dir: &Path) -> anyhow::Result<(Store, PathBuf)> {
+        let path = db_path(data_dir);
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let aside = |p: &Path| {
+            let mut name = p.as_os_str().to_owned();
+            name.push(format!(".broken-{stamp}"));
+            PathBuf::from(name)
+        };
+        let moved = aside(&path);
+        std::fs::rename(&path, &moved).with_context(|| {
+            format!(
+                "moving the damaged database {} aside to {}",
+                path.display(),
+                moved.display()
+            )
+        })?;
+        for side in ["-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(side);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                let to = aside(&p);
+                std::fs::rename(&p, &to)
+                    .with_context(|| format!("moving {} aside to {}", p.display(), to.display()))?;
+            }
+        }
+        tracing::warn!(
+            "the damaged database was moved to {}; a new one is created at {}",
+            moved.display(),
+            path.display()
+        );
+        Ok((Store::open(data_dir)?, moved))
     }
 
     /// An in-memory database (tests).

@@ -1,4 +1,7 @@
-//! The run history: one row per sync (start, end, outcome, counts, error).
+//! The run history: one row per sync (start, end, outcome, counts, error). The counts are what
+//! the server confirmed, written after each confirmed batch, so a run that fails, is stopped or
+//! crashes half way still shows what it applied. A run left `running` by a process that died is
+//! closed as `interrupted` when the next run starts.
 
 use rusqlite::params;
 use serde::Serialize;
@@ -14,6 +17,8 @@ pub enum RunOutcome {
     Unchanged,
     Failed,
     Refused,
+    /// Stopped by a signal (or the window closing), or left running by a process that died.
+    Interrupted,
 }
 
 impl RunOutcome {
@@ -24,6 +29,7 @@ impl RunOutcome {
             RunOutcome::Unchanged => "unchanged",
             RunOutcome::Failed => "failed",
             RunOutcome::Refused => "refused",
+            RunOutcome::Interrupted => "interrupted",
         }
     }
     fn parse(s: &str) -> RunOutcome {
@@ -32,6 +38,7 @@ impl RunOutcome {
             "unchanged" => RunOutcome::Unchanged,
             "refused" => RunOutcome::Refused,
             "running" => RunOutcome::Running,
+            "interrupted" => RunOutcome::Interrupted,
             _ => RunOutcome::Failed,
         }
     }
@@ -80,14 +87,98 @@ impl RunRecord {
     }
 }
 
+/// The run this process has going (data directory and run id), so that a panic can record it
+/// as failed.
+static CURRENT: std::sync::Mutex<Option<(std::path::PathBuf, i64)>> = std::sync::Mutex::new(None);
+
+/// Marks a run as this process's current one until dropped.
+pub struct CurrentRun(());
+
+impl CurrentRun {
+    pub fn set(data_dir: &std::path::Path, id: i64) -> CurrentRun {
+        if let Ok(mut c) = CURRENT.lock() {
+            *c = Some((data_dir.to_path_buf(), id));
+        }
+        CurrentRun(())
+    }
+
+    /// The run in progress, if any.
+    pub fn get() -> Option<(std::path::PathBuf, i64)> {
+        CURRENT.lock().ok().and_then(|c| c.clone())
+    }
+}
+
+impl Drop for CurrentRun {
+    fn drop(&mut self) {
+        if let Ok(mut c) = CURRENT.lock() {
+            *c = None;
+        }
+    }
+}
+
+/// The error recorded for a run that a dead process left `running`.
+pub const STALE_RUN_ERROR: &str = "the process ended before the run finished (killed, crashed or \
+     the machine stopped); the counts are what the server had confirmed by then";
+
 impl Store {
-    /// Starts a run record; finish it with [`Store::finish_run`].
+    /// Starts a run record; finish it with [`Store::finish_run`]. Runs still `running` are
+    /// closed as `interrupted` first: the caller holds the sync lock, so no other process is
+    /// running them.
     pub fn start_run(&self, kind: &str) -> anyhow::Result<i64> {
+        self.close_stale_runs()?;
         self.conn.execute(
             "INSERT INTO runs(kind, started_at, outcome) VALUES (?1, ?2, 'running')",
             params![kind, chrono::Utc::now().to_rfc3339()],
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Closes every run still marked `running` as `interrupted` (their process is gone).
+    /// Returns how many there were.
+    pub fn close_stale_runs(&self) -> anyhow::Result<usize> {
+        let n = self.conn.execute(
+            "UPDATE runs SET outcome = 'interrupted', ended_at = ?1,
+               error = COALESCE(error, ?2)
+             WHERE outcome = 'running'",
+            params![chrono::Utc::now().to_rfc3339(), STALE_RUN_ERROR],
+        )?;
+        if n > 0 {
+            tracing::warn!("{n} earlier run(s) were left running by a process that ended; recorded as interrupted");
+        }
+        Ok(n)
+    }
+
+    /// Records what a run has applied so far (the counts after a confirmed batch); the run stays
+    /// `running`.
+    pub fn record_progress(&self, r: &RunRecord) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET invited = ?2, updated = ?3, removed = ?4, groups_changed = ?5,
+               directory_users = ?6, directory_groups = ?7, requests = ?8, bytes_pushed = ?9
+             WHERE id = ?1",
+            params![
+                r.id,
+                r.invited as i64,
+                r.updated as i64,
+                r.removed as i64,
+                r.groups_changed as i64,
+                r.directory_users as i64,
+                r.directory_groups as i64,
+                r.requests as i64,
+                r.bytes_pushed as i64,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a run that ended without finishing (a panic) as failed with `error`, keeping the
+    /// counts recorded so far. Only a run still `running` is changed.
+    pub fn fail_unfinished_run(&self, id: i64, error: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET ended_at = ?2, outcome = 'failed', error = ?3
+             WHERE id = ?1 AND outcome = 'running'",
+            params![id, chrono::Utc::now().to_rfc3339(), error],
+        )?;
+        Ok(())
     }
 
     /// Finishes a run record with its outcome and counts.

@@ -145,6 +145,11 @@ pub struct Org {
     ext_index: foldhash::HashMap<String, String>,
     /// Benchmarks turn this on: the log keeps sizes and times, not the bodies.
     pub discard_bodies: bool,
+    /// Import requests that have arrived (counted before `import_delay`).
+    pub imports_started: usize,
+    /// How long each import request waits before it is handled (a slow server, so that a test
+    /// can signal the client while a request is in flight).
+    pub import_delay: Option<std::time::Duration>,
 }
 
 impl Org {
@@ -662,6 +667,14 @@ fn binding_errors(body: &str) -> Response {
 }
 
 async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    let delay = {
+        let mut o = org.lock().expect("lock");
+        o.imports_started += 1;
+        o.import_delay
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let cut_now = {
         let o = org.lock().expect("lock");
         o.cut_after_imports.is_some() && o.cut_after_imports == Some(o.successful_imports)

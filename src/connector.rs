@@ -697,6 +697,10 @@ impl Connector {
             )
             .await?;
         }
+        if progress.cancelled() {
+            // stopped after the last request: everything was applied, the check is skipped
+            return Err(Interrupted(String::new()).into());
+        }
         store.drop_groups(&plan.stale_groups)?;
         // Where the organization can be read, the cache records what it shows, and a push is
         // checked against it.

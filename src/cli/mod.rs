@@ -304,7 +304,8 @@ fn watch_signals() {
                 )
                 .is_ok();
             if first {
-                tracing::warn!(
+                tracing::info!(
+                    target: crate::logging::FILE_ONLY,
                     "stop requested: the sync stops after the request in flight (a second signal \
                      stops at once)"
                 );

@@ -498,13 +498,13 @@ impl Connector {
         let mut record = RunRecord::new(run_id, "sync");
         let pushing = std::sync::atomic::AtomicBool::new(false);
         let result = {
-            let inner = self.sync_inner(&cfg, key, opts, &mut store, &mut record, progress, &pushing);
+            let inner =
+                self.sync_inner(&cfg, key, opts, &mut store, &mut record, progress, &pushing);
             // Asked to stop: a push stops by itself after the request in flight (between two
             // batches); any other stage (reading, verifying) is dropped where it waits.
             let stop = async {
                 loop {
-                    if progress.cancelled() && !pushing.load(std::sync::atomic::Ordering::SeqCst)
-                    {
+                    if progress.cancelled() && !pushing.load(std::sync::atomic::Ordering::SeqCst) {
                         break;
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -802,10 +802,8 @@ impl Connector {
     ) -> anyhow::Result<()> {
         use std::sync::atomic::Ordering;
         pushing.store(true, Ordering::SeqCst);
-        let r = Self::push_batches(
-            client, plan, batches, what, invite, store, record, progress,
-        )
-        .await;
+        let r =
+            Self::push_batches(client, plan, batches, what, invite, store, record, progress).await;
         pushing.store(false, Ordering::SeqCst);
         r
     }

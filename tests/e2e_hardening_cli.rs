@@ -141,14 +141,11 @@ fn a_panic_mid_sync_is_one_line_an_exit_code_and_a_failed_run_with_its_counts() 
     let v: Value = serde_json::from_str(r.stdout.trim()).expect(&r.stdout);
     assert_eq!(v["success"], false);
     assert_eq!(v["exit_code"], 1);
-    assert!(
-        v["message"].as_str().unwrap().contains("sync-start"),
-        "{v}"
-    );
+    assert!(v["message"].as_str().unwrap().contains("sync-start"), "{v}");
     env.set_var("DIRECTORY_CONNECTOR_TEST_PANIC", "output");
     let r = env.expect(&["--json", "history"], 1);
-    let v: Value = serde_json::from_str(r.stdout.lines().last().unwrap_or_default())
-        .expect(&r.stdout);
+    let v: Value =
+        serde_json::from_str(r.stdout.lines().last().unwrap_or_default()).expect(&r.stdout);
     assert_eq!(v["success"], false, "{}", r.stdout);
     env.remove_var("DIRECTORY_CONNECTOR_TEST_PANIC");
     assert_eq!(newest_run(&env)["outcome"], "failed");
@@ -266,10 +263,16 @@ fn a_damaged_database_names_the_file_and_clear_cache_starts_a_new_one() {
     env.ok(&["history"]);
     let db = env.path().join("directory-connector.sqlite3");
     for side in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(env.path().join(format!("directory-connector.sqlite3{side}")));
+        let _ = std::fs::remove_file(
+            env.path()
+                .join(format!("directory-connector.sqlite3{side}")),
+        );
     }
-    std::fs::write(&db, "this is not an SQLite database, it was overwritten ".repeat(100))
-        .expect("write");
+    std::fs::write(
+        &db,
+        "this is not an SQLite database, it was overwritten ".repeat(100),
+    )
+    .expect("write");
     let r = env.expect(&["history"], 1);
     no_panic_text(&r);
     assert!(
@@ -352,10 +355,7 @@ fn usage_errors_data_file_and_a_data_dir_that_cannot_be_made_answer_json() {
 
     let v = env.json(&["data-file"]);
     assert_eq!(v["success"], true);
-    assert!(
-        v["path"].as_str().unwrap().ends_with("config.toml"),
-        "{v}"
-    );
+    assert!(v["path"].as_str().unwrap().ends_with("config.toml"), "{v}");
 
     let file = env.path().join("a-file");
     std::fs::write(&file, "x").unwrap();

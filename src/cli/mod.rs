@@ -15,8 +15,8 @@ use crate::config;
 use crate::connector::{Connector, SyncOptions};
 use crate::datadir;
 use crate::errors::{ConfigError, EXIT_SIGINT, EXIT_SIGTERM, Interrupted, exit_code};
-use output::errln;
 use crate::store::SyncKind;
+use output::errln;
 
 /// Keeps a Bitwarden organization's members and groups in step with a company directory.
 #[derive(Debug, Parser)]

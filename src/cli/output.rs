@@ -136,7 +136,8 @@ impl Output {
             self.json_value(&json!({"requests": list, "complete": complete}));
             return;
         }
-        outln!(self, 
+        outln!(
+            self,
             "A sync makes these {} request(s) to the directory{}:",
             requests.len(),
             if complete {
@@ -245,7 +246,8 @@ impl Output {
                     u.reference_id.clone(),
                 ]);
             }
-            outln!(self, 
+            outln!(
+                self,
                 "Users: {} ({enabled} enabled, {disabled} disabled, {deleted} deleted)",
                 users.len()
             );
@@ -327,7 +329,8 @@ impl Output {
         let limit = limit.unwrap_or(usize::MAX);
         let more = |n: usize, what: &str| {
             if n > limit {
-                outln!(self, 
+                outln!(
+                    self,
                     "... and {} more {what} not shown (`sync --json` lists every change, `test` \
                      previews them).",
                     n - limit
@@ -377,7 +380,8 @@ impl Output {
             }
             outln!(self, "{t}");
             more(p.email_changes.len(), "email changes");
-            outln!(self, 
+            outln!(
+                self,
                 "Warning: {} member(s) have a new email in the directory: {}",
                 p.email_changes.len(),
                 crate::engine::diff::EMAIL_CHANGE_ADVICE
@@ -387,7 +391,8 @@ impl Output {
             outln!(self, "Protected (sync.protected_emails): {line}");
         }
         if !p.stale_groups.is_empty() {
-            outln!(self, 
+            outln!(
+                self,
                 "{} group(s) are no longer in the directory; the import API cannot delete groups, remove them in the Admin Console if needed.",
                 p.stale_groups.len()
             );
@@ -411,7 +416,8 @@ impl Output {
         }
         match r.outcome {
             crate::store::RunOutcome::Unchanged => {
-                outln!(self, 
+                outln!(
+                    self,
                     "Sync complete: unchanged. Nothing was sent (baseline: {}).",
                     r.plan.baseline.describe()
                 );
@@ -420,7 +426,8 @@ impl Output {
                 }
             }
             _ => {
-                outln!(self, 
+                outln!(
+                    self,
                     "Sync complete: {} request(s), {} bytes sent (baseline: {}).",
                     r.requests,
                     r.bytes_pushed,
@@ -429,7 +436,8 @@ impl Output {
                 if r.plan.baseline != crate::engine::Baseline::Organization
                     && !r.plan.groups.is_empty()
                 {
-                    outln!(self, 
+                    outln!(
+                        self,
                         "Note: this server cannot be read back, so the groups were confirmed by \
                          its answer only. Vaultwarden drops groups unless ORG_GROUPS_ENABLED=true \
                          and never renames them; groups are sent again every \

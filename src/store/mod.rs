@@ -288,3 +288,45 @@ impl Store {
         self.meta_set(kind.key(), Some(when))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_file_is_named_with_the_remedy_and_recreate_moves_it_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(db_path(dir.path()), vec![b'x'; 8192]).unwrap();
+        let e = Store::open(dir.path()).err().expect("not a database");
+        assert!(crate::errors::is_corrupt_database(&e), "{e:#}");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains(&db_path(dir.path()).display().to_string()),
+            "{msg}"
+        );
+        assert!(msg.contains("clear-cache"), "{msg}");
+        let (store, moved) = Store::recreate(dir.path()).unwrap();
+        assert!(store.list_runs(1).unwrap().is_empty());
+        assert_eq!(std::fs::read(&moved).unwrap(), vec![b'x'; 8192]);
+        assert!(
+            moved
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{DB_FILE}.broken-"))
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_database_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let p = db_path(dir.path());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

@@ -143,7 +143,9 @@ impl Store {
             params![chrono::Utc::now().to_rfc3339(), STALE_RUN_ERROR],
         )?;
         if n > 0 {
-            tracing::warn!("{n} earlier run(s) were left running by a process that ended; recorded as interrupted");
+            tracing::warn!(
+                "{n} earlier run(s) were left running by a process that ended; recorded as interrupted"
+            );
         }
         Ok(n)
     }
@@ -235,5 +237,46 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_left_running_is_closed_as_interrupted_when_the_next_starts() {
+        let s = Store::open_in_memory().unwrap();
+        let dead = s.start_run("sync").unwrap();
+        let mut r = RunRecord::new(dead, "sync");
+        r.invited = 2000;
+        r.requests = 1;
+        s.record_progress(&r).unwrap();
+        let next = s.start_run("sync").unwrap();
+        let runs = s.list_runs(10).unwrap();
+        assert_eq!(runs[0].id, next);
+        assert_eq!(runs[0].outcome, RunOutcome::Running);
+        assert_eq!(runs[1].outcome, RunOutcome::Interrupted);
+        assert_eq!(runs[1].invited, 2000, "what was applied stays");
+        assert_eq!(runs[1].error.as_deref(), Some(STALE_RUN_ERROR));
+        assert!(runs[1].ended_at.is_some());
+        assert_eq!(s.close_stale_runs().unwrap(), 1, "the new one, once asked");
+    }
+
+    #[test]
+    fn a_panicked_run_is_failed_but_a_finished_one_is_left_alone() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s.start_run("sync").unwrap();
+        let mut r = RunRecord::new(id, "sync");
+        r.outcome = RunOutcome::Synced;
+        s.finish_run(&r).unwrap();
+        s.fail_unfinished_run(id, "internal error").unwrap();
+        assert_eq!(s.list_runs(1).unwrap()[0].outcome, RunOutcome::Synced);
+        let id = s.start_run("sync").unwrap();
+        s.fail_unfinished_run(id, "internal error").unwrap();
+        let run = &s.list_runs(1).unwrap()[0];
+        assert_eq!(run.outcome, RunOutcome::Failed);
+        assert_eq!(run.error.as_deref(), Some("internal error"));
+        assert_eq!(RunOutcome::parse("interrupted"), RunOutcome::Interrupted);
     }
 }

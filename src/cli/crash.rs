@@ -69,10 +69,11 @@ pub fn record(report: &PanicReport) -> String {
         crate::store::Store::open(dir).and_then(|s| s.fail_unfinished_run(*id, &report.message))
     });
     match recorded {
-        Ok(Ok(())) => format!(
+        Ok(Ok(true)) => format!(
             "{}; the sync was recorded as failed in `history` with what it had applied",
             report.message
         ),
+        Ok(Ok(false)) => report.message.clone(),
         Ok(Err(e)) => {
             tracing::error!("recording the run stopped by the panic failed: {e:#}");
             format!(

@@ -173,14 +173,14 @@ impl Store {
     }
 
     /// Marks a run that ended without finishing (a panic) as failed with `error`, keeping the
-    /// counts recorded so far. Only a run still `running` is changed.
-    pub fn fail_unfinished_run(&self, id: i64, error: &str) -> anyhow::Result<()> {
-        self.conn.execute(
+    /// counts recorded so far. Only a run still `running` is changed; returns whether it was.
+    pub fn fail_unfinished_run(&self, id: i64, error: &str) -> anyhow::Result<bool> {
+        let n = self.conn.execute(
             "UPDATE runs SET ended_at = ?2, outcome = 'failed', error = ?3
              WHERE id = ?1 AND outcome = 'running'",
             params![id, chrono::Utc::now().to_rfc3339(), error],
         )?;
-        Ok(())
+        Ok(n > 0)
     }
 
     /// Finishes a run record with its outcome and counts.
@@ -270,10 +270,10 @@ mod tests {
         let mut r = RunRecord::new(id, "sync");
         r.outcome = RunOutcome::Synced;
         s.finish_run(&r).unwrap();
-        s.fail_unfinished_run(id, "internal error").unwrap();
+        assert!(!s.fail_unfinished_run(id, "internal error").unwrap());
         assert_eq!(s.list_runs(1).unwrap()[0].outcome, RunOutcome::Synced);
         let id = s.start_run("sync").unwrap();
-        s.fail_unfinished_run(id, "internal error").unwrap();
+        assert!(s.fail_unfinished_run(id, "internal error").unwrap());
         let run = &s.list_runs(1).unwrap()[0];
         assert_eq!(run.outcome, RunOutcome::Failed);
         assert_eq!(run.error.as_deref(), Some("internal error"));

@@ -6,13 +6,20 @@
 mod edit;
 mod keys;
 mod validate;
+mod values;
 
 pub use edit::{
     config_path, get_value, load, mask_secret_value, normalize_url, parse, save_text, set_value,
     set_values, show,
 };
-pub use keys::{KEYS, KeyKind, key_info};
-pub use validate::{Problem, check_cloud_filter, check_ldap_filter, validate};
+pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
+pub use validate::{
+    Problem, Purpose, check_cloud_filter, check_ldap_filter, schedule_problems, validate,
+    validate_for,
+};
+pub use values::{
+    CheckedUrl, check_host, check_int, check_url, key_at, line_column, location as parse_location,
+};
 
 use std::path::PathBuf;
 

@@ -217,7 +217,7 @@ mod tests {
             assert!(e.contains("user name or password"), "{bad}: {e}");
             assert!(!e.contains("hunter2"), "{e}");
         }
-        for bad in ["http://", "https:///path"] {
+        for bad in ["http://", "https://", "http://:8080"] {
             assert!(check_url("server.url", bad).is_err(), "{bad}");
         }
     }

@@ -175,6 +175,8 @@ pub fn location(text: &str, span: Option<Range<usize>>, key: Option<&str>) -> St
 
 /// Best effort: the dotted key whose value or name is on the line holding `offset`.
 pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    // an error at the very end (a truncated file) is about the last line
+    let offset = offset.min(text.len().saturating_sub(1));
     let mut section = String::new();
     let mut pos = 0;
     for line in text.split_inclusive('\n') {
@@ -265,6 +267,11 @@ mod tests {
         assert_eq!(line_column(t, 10), (3, 1));
         assert_eq!(line_column(t, 16), (3, 6));
         assert_eq!(key_at(t, 16).as_deref(), Some("x.bé"));
+        let truncated = "[ldap]\nhostname = \"ad.exa";
+        assert_eq!(
+            key_at(truncated, truncated.len()).as_deref(),
+            Some("ldap.hostname")
+        );
         assert_eq!(location(t, Some(16..17), Some("x.b")), "line 3, column 6, key `x.b`");
     }
 }

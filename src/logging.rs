@@ -61,7 +61,8 @@ fn replace_whole(text: &str, secret: &str) -> String {
     let mut from = 0;
     while let Some(i) = text[from..].find(secret).map(|i| i + from) {
         let end = i + secret.len();
-        let before_ok = !is_word(first) || text[..i].chars().next_back().is_none_or(|c| !is_word(c));
+        let before_ok =
+            !is_word(first) || text[..i].chars().next_back().is_none_or(|c| !is_word(c));
         let after_ok = !is_word(last) || text[end..].chars().next().is_none_or(|c| !is_word(c));
         if before_ok && after_ok {
             out.push_str(&text[rest..i]);
@@ -290,15 +291,25 @@ mod tests {
         let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(entries.len(), 1);
         let name = entries[0].file_name().to_string_lossy().into_owned();
-        assert!(name.starts_with(LOG_PREFIX) && name.ends_with(LOG_SUFFIX), "{name}");
+        assert!(
+            name.starts_with(LOG_PREFIX) && name.ends_with(LOG_SUFFIX),
+            "{name}"
+        );
         let mode = entries[0].metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         for day in 1..=9 {
-            std::fs::write(dir.path().join(format!("{LOG_PREFIX}2000-01-0{day}{LOG_SUFFIX}")), "")
-                .unwrap();
+            std::fs::write(
+                dir.path()
+                    .join(format!("{LOG_PREFIX}2000-01-0{day}{LOG_SUFFIX}")),
+                "",
+            )
+            .unwrap();
         }
         f.prune();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), KEEP_LOG_FILES);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            KEEP_LOG_FILES
+        );
         assert!(dir.path().join(&name).exists());
     }
 }

@@ -104,7 +104,12 @@ fn urls_of_other_schemes_or_with_credentials_are_refused_when_set() {
             assert!(r.stderr.contains(key), "{key} {bad}: {}", r.stderr);
         }
         let r = env.expect(
-            &["config", "set", key, "https://admin:hunter2pw@vault.example.com"],
+            &[
+                "config",
+                "set",
+                key,
+                "https://admin:hunter2pw@vault.example.com",
+            ],
             2,
         );
         assert!(
@@ -114,7 +119,10 @@ fn urls_of_other_schemes_or_with_credentials_are_refused_when_set() {
         );
     }
     let shown = env.ok(&["config", "show"]).stdout;
-    assert!(!shown.contains("ftp") && !shown.contains("mailto"), "{shown}");
+    assert!(
+        !shown.contains("ftp") && !shown.contains("mailto"),
+        "{shown}"
+    );
     assert!(!logs(&env).contains("hunter2pw"));
 
     // a bare host still gets https://; http:// to another machine is kept but warned about
@@ -129,7 +137,10 @@ fn urls_of_other_schemes_or_with_credentials_are_refused_when_set() {
     assert!(!r.stderr.contains("unencrypted"), "{}", r.stderr);
 
     // ldap.hostname is a host name, not a URL
-    let r = env.expect(&["config", "set", "ldap.hostname", "ldaps://ad.example.com"], 2);
+    let r = env.expect(
+        &["config", "set", "ldap.hostname", "ldaps://ad.example.com"],
+        2,
+    );
     assert!(r.stderr.contains("ldap.hostname"), "{}", r.stderr);
 
     // a hand-edited file is held to the same rules
@@ -182,7 +193,11 @@ fn numbers_out_of_range_are_refused_when_set_naming_the_key_and_range() {
 fn directory() -> String {
     let mut l = String::new();
     for i in 0..3 {
-        l.push_str(&person(&format!("u{i}"), Some(&format!("u{i}@example.com")), false));
+        l.push_str(&person(
+            &format!("u{i}"),
+            Some(&format!("u{i}@example.com")),
+            false,
+        ));
     }
     l
 }
@@ -205,11 +220,7 @@ fn a_schedule_setting_does_not_block_a_one_shot_sync_or_test() {
     assert_eq!(server.org().active_emails().len(), 3);
     // asked for every problem, the schedule setting is one
     let r = env.expect(&["config", "validate"], 2);
-    assert!(
-        r.stderr.contains("sync.interval_minutes"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("sync.interval_minutes"), "{}", r.stderr);
 }
 
 #[test]
@@ -218,7 +229,11 @@ fn a_broken_config_file_exits_2_and_names_the_line_column_and_key() {
     let path = env.path().join("config.toml");
 
     std::fs::write(&path, b"[ldap]\nhost\xff\xfe\x00\x9c garbage").unwrap();
-    for args in [&["config", "show"][..], &["config", "set", "ldap.port", "389"], &["test"]] {
+    for args in [
+        &["config", "show"][..],
+        &["config", "set", "ldap.port", "389"],
+        &["test"],
+    ] {
         let r = env.expect(args, 2);
         assert!(
             r.stderr.contains("config.toml") && r.stderr.contains("line 2, column 5"),
@@ -228,7 +243,10 @@ fn a_broken_config_file_exits_2_and_names_the_line_column_and_key() {
     }
 
     std::fs::write(&path, "[sync]\nusers = true\n[ldap]\nhostname = \"ad.exa").unwrap();
-    for args in [&["config", "show"][..], &["config", "set", "ldap.port", "389"]] {
+    for args in [
+        &["config", "show"][..],
+        &["config", "set", "ldap.port", "389"],
+    ] {
         let r = env.expect(args, 2);
         assert!(
             r.stderr.contains("line 4") && r.stderr.contains("column"),
@@ -269,7 +287,10 @@ fn a_malformed_secrets_file_never_shows_the_secret() {
         r.stderr
     );
     assert!(r.stderr.contains("bitwarden.client_secret"), "{}", r.stderr);
-    let r = env.run_stdin(&["--json", "config", "set", "ldap.password"], "NewPassword-1");
+    let r = env.run_stdin(
+        &["--json", "config", "set", "ldap.password"],
+        "NewPassword-1",
+    );
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(!r.all().contains(SECRET), "secret shown: {}", r.all());
     assert!(!logs(&env).contains(SECRET), "secret in the log");
@@ -311,7 +332,11 @@ fn an_existing_data_dir_keeps_its_mode_and_the_logs_are_private() {
     }
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(mode(env.path()), 0o1777, "the existing directory was chmodded");
+    assert_eq!(
+        mode(env.path()),
+        0o1777,
+        "the existing directory was chmodded"
+    );
     let logs = env.path().join("logs");
     assert_eq!(mode(&logs), 0o700);
     let files: Vec<_> = std::fs::read_dir(&logs).unwrap().flatten().collect();

@@ -79,8 +79,8 @@ pub fn check_url(key: &str, raw: &str) -> Result<CheckedUrl, String> {
             format!("https://{v}")
         }
     };
-    let url = url::Url::parse(&full)
-        .map_err(|e| format!("`{key}` is not a valid URL ({e}): `{v}`"))?;
+    let url =
+        url::Url::parse(&full).map_err(|e| format!("`{key}` is not a valid URL ({e}): `{v}`"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(credentials_error(key));
     }
@@ -114,7 +114,9 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 pub fn check_host(key: &str, raw: &str) -> Result<String, String> {
     let h = raw.trim();
     if h.is_empty() {
-        return Err(format!("`{key}` is empty: give a host name, e.g. ad.company.com"));
+        return Err(format!(
+            "`{key}` is empty: give a host name, e.g. ad.company.com"
+        ));
     }
     if h.contains('@') {
         return Err(credentials_error(key));
@@ -150,11 +152,7 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |l| l.chars().count())
-        + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
 }
 
@@ -206,7 +204,13 @@ mod tests {
 
     #[test]
     fn urls_of_other_schemes_or_with_credentials_are_refused() {
-        for bad in ["ftp://x", "mailto:a@b.com", "file:///etc/passwd", "ldap://host", "ftp:x"] {
+        for bad in [
+            "ftp://x",
+            "mailto:a@b.com",
+            "file:///etc/passwd",
+            "ldap://host",
+            "ftp:x",
+        ] {
             let e = check_url("server.url", bad).unwrap_err();
             assert!(e.contains("http:// or https://"), "{bad}: {e}");
         }
@@ -231,7 +235,11 @@ mod tests {
         assert_eq!(ok("localhost:8080").url, "https://localhost:8080");
         assert_eq!(ok("http://x:8080//").url, "http://x:8080");
         assert!(ok("http://x:8080").warning.unwrap().contains("unencrypted"));
-        for local in ["http://127.0.0.1:8080", "http://localhost", "http://[::1]:80"] {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:80",
+        ] {
             assert_eq!(ok(local).warning, None, "{local}");
         }
         assert_eq!(ok("https://vault.example.com").warning, None);
@@ -243,7 +251,10 @@ mod tests {
         assert_eq!(check_int("ldap.port", port, "389"), Ok(389));
         for bad in ["0", "-1", "70000", "abc", ""] {
             let e = check_int("ldap.port", port, bad).unwrap_err();
-            assert!(e.contains("ldap.port") && e.contains("from 1 to 65535"), "{e}");
+            assert!(
+                e.contains("ldap.port") && e.contains("from 1 to 65535"),
+                "{e}"
+            );
         }
         let interval = IntRange::off_or(5, 10_080);
         assert!(check_int("sync.interval_minutes", interval, "0").is_ok());
@@ -252,7 +263,10 @@ mod tests {
 
     #[test]
     fn ldap_host_names_are_bare() {
-        assert_eq!(check_host("ldap.hostname", " ad.example.com ").unwrap(), "ad.example.com");
+        assert_eq!(
+            check_host("ldap.hostname", " ad.example.com ").unwrap(),
+            "ad.example.com"
+        );
         assert!(check_host("ldap.hostname", "[::1]").is_ok());
         assert!(check_host("ldap.hostname", "127.0.0.1").is_ok());
         for bad in ["ldaps://ad", "ad:389", "::1", "a b", "u:pw@ad", "ad/x", ""] {
@@ -272,6 +286,9 @@ mod tests {
             key_at(truncated, truncated.len()).as_deref(),
             Some("ldap.hostname")
         );
-        assert_eq!(location(t, Some(16..17), Some("x.b")), "line 3, column 6, key `x.b`");
+        assert_eq!(
+            location(t, Some(16..17), Some("x.b")),
+            "line 3, column 6, key `x.b`"
+        );
     }
 }

@@ -185,17 +185,23 @@ impl Connector {
 
     /// Every configuration problem (the directory's secret is looked up in the store).
     pub fn validate(&self, cfg: &Config) -> Vec<config::Problem> {
+        self.validate_for(cfg, config::Purpose::Everything)
+    }
+
+    /// The configuration problems that matter for `purpose`.
+    pub fn validate_for(&self, cfg: &Config, purpose: config::Purpose) -> Vec<config::Problem> {
         let known = match Self::directory_secret(cfg) {
             Some((key, None)) => matches!(self.secrets.get(key), Ok(Some(_))),
             _ => true,
         };
-        config::validate(cfg, known, secrets::plaintext_opt_in())
+        config::validate_for(cfg, known, secrets::plaintext_opt_in(), purpose)
     }
 
-    /// The config, or a ConfigError listing every problem.
+    /// The config, or a ConfigError listing every problem a one-shot run cares about (the
+    /// schedule settings are checked where automatic syncs start).
     pub fn checked_config(&self) -> anyhow::Result<Config> {
         let cfg = self.config()?;
-        let problems = self.validate(&cfg);
+        let problems = self.validate_for(&cfg, config::Purpose::Run);
         if !problems.is_empty() {
             let lines: Vec<String> = problems
                 .iter()

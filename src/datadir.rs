@@ -30,18 +30,135 @@ pub fn resolve(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
         })
 }
 
-/// Creates the data directory (mode 0700 on Unix) if needed.
+/// Creates the data directory if needed. Only a directory this call creates is made private
+/// (0700 on Unix, whatever the umask); an existing directory keeps its mode, since it may be
+/// shared (e.g. a 1777 scratch folder given with `--data-dir`).
 pub fn ensure(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    create_private_dir(dir)
+        .map(|_| ())
+        .with_context(|| format!("creating the data directory {}", dir.display()))
+}
+
+/// Creates `dir` (and missing parents) and gives the directory itself mode 0700 on Unix when
+/// this call created it. Returns whether it did. An existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        Ok(()) => {}
+        // another process made it in between: it is theirs, leave it
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(dir)?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            // Best effort: a directory we do not own may refuse.
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        // the umask may have taken bits off; 0700 is what we want either way
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(true)
+}
+
+/// How long a writer waits for another process's lock on a file it wants to change.
+const EDIT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Holds an exclusive edit lock (`.NAME.lock` in the data directory) until dropped.
+#[derive(Debug)]
+pub struct EditLock {
+    _file: std::fs::File,
+}
+
+/// Takes the exclusive lock that serializes read-modify-write of `name` (e.g. `config.toml`)
+/// between processes and threads, waiting up to 30 s for another holder.
+pub fn lock_for_edit(dir: &Path, name: &str) -> anyhow::Result<EditLock> {
+    let path = dir.join(format!(".{name}.lock"));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    let deadline = std::time::Instant::now() + EDIT_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(EditLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Busy(format!(
+                    "{name} is being changed by another process (lock file {}); try again",
+                    path.display()
+                ))
+                .into());
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
         }
+    }
+}
+
+/// Replaces `path` atomically with `bytes`, mode 0600: a temp file with a unique name in the
+/// same directory, written and flushed to disk, renamed over the old file, then the directory
+/// is flushed so the rename survives a crash. Readers see the old or the new file, never a
+/// mix. Concurrent read-modify-write needs [`lock_for_edit`] around it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
+    sync_dir(dir).with_context(|| format!("flushing the directory {}", dir.display()))
+}
+
+/// Flushes a directory's entries (a rename in it) to disk; a no-op where directories cannot be
+/// opened (Windows).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
     }
     Ok(())
 }
@@ -153,5 +270,57 @@ mod tests {
         assert!(msg.contains("sync from the CLI"), "{msg}");
         drop(_l);
         acquire_sync_lock(dir.path(), "again").unwrap();
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_directory_keeps_its_mode_and_a_new_one_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        ensure(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o1777);
+        let fresh = dir.path().join("a/b/fresh");
+        ensure(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+    }
+
+    #[test]
+    fn atomic_writes_leave_no_temp_file_and_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.toml");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["x.toml".to_string()]);
+        #[cfg(unix)]
+        assert_eq!(mode(&p), 0o600);
+    }
+
+    #[test]
+    fn the_edit_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = lock_for_edit(dir.path(), "config.toml").unwrap();
+        let p = dir.path().to_path_buf();
+        let t = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let _l2 = lock_for_edit(&p, "config.toml").unwrap();
+            start.elapsed()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(l);
+        assert!(t.join().unwrap() >= std::time::Duration::from_millis(150));
     }
 }

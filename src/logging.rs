@@ -1,5 +1,7 @@
 //! Logging: `tracing` to stderr (level from `-v` or `RUST_LOG`) and to a daily-rotated file in
-//! the data directory, with every known secret replaced by `[REDACTED]` before it is written.
+//! the data directory (folder 0700, files 0600 whatever the umask). Messages are built without
+//! secrets; as a backstop, every known secret (8 characters or more) is replaced by
+//! `[REDACTED]` where it stands as a whole token, never inside a longer word.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,9 +14,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
+/// Secrets shorter than this are not redacted: a short value (`admin`) is also an ordinary
+/// word of messages (`cn=admin,dc=example,dc=com`), and replacing it would both mangle the
+/// message and point at the password. Messages must not contain secrets in the first place.
+pub const MIN_REDACTED_LEN: usize = 8;
+
 /// Remembers a secret value so that logs never show it.
 pub fn register_secret(secret: &str) {
-    if secret.len() < 4 {
+    if secret.chars().count() < MIN_REDACTED_LEN {
         return; // too short to redact without mangling ordinary text
     }
     if let Ok(mut s) = SECRETS.write()
@@ -24,7 +31,7 @@ pub fn register_secret(secret: &str) {
     }
 }
 
-/// Replaces every registered secret in `text`.
+/// Replaces every registered secret in `text` where it stands as a whole token.
 pub fn redact(text: &str) -> String {
     let Ok(secrets) = SECRETS.read() else {
         return text.to_string();
@@ -32,9 +39,41 @@ pub fn redact(text: &str) -> String {
     let mut out = text.to_string();
     for s in secrets.iter() {
         if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "[REDACTED]");
+            out = replace_whole(&out, s);
         }
     }
+    out
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Replaces each occurrence of `secret` that is not part of a longer word: the characters next
+/// to it are not letters, digits or `_` (unless the secret itself ends in a non-word character
+/// on that side).
+fn replace_whole(text: &str, secret: &str) -> String {
+    let (Some(first), Some(last)) = (secret.chars().next(), secret.chars().next_back()) else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    let mut from = 0;
+    while let Some(i) = text[from..].find(secret).map(|i| i + from) {
+        let end = i + secret.len();
+        let before_ok =
+            !is_word(first) || text[..i].chars().next_back().is_none_or(|c| !is_word(c));
+        let after_ok = !is_word(last) || text[end..].chars().next().is_none_or(|c| !is_word(c));
+        if before_ok && after_ok {
+            out.push_str(&text[rest..i]);
+            out.push_str("[REDACTED]");
+            rest = end;
+            from = end;
+        } else {
+            from = i + first.len_utf8();
+        }
+    }
+    out.push_str(&text[rest..]);
     out
 }
 
@@ -96,15 +135,15 @@ pub fn init(data_dir: Option<&Path>, verbosity: u8) -> LogGuard {
 
     let mut guard = None;
     let file_layer = data_dir.and_then(|d| {
-        std::fs::create_dir_all(log_dir(d)).ok()?;
-        let appender = tracing_appender::rolling::Builder::new()
-            .rotation(tracing_appender::rolling::Rotation::DAILY)
-            .filename_prefix("directory-connector")
-            .filename_suffix("log")
-            .max_log_files(7)
-            .build(log_dir(d))
-            .ok()?;
-        let (nb, g) = tracing_appender::non_blocking(appender);
+        let dir = log_dir(d);
+        crate::datadir::create_private_dir(&dir).ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // our own folder: private even when an older version made it with the umask
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let (nb, g) = tracing_appender::non_blocking(DailyFile::new(dir));
         guard = Some(g);
         let file_level = if verbosity >= 2 { "debug" } else { "info" };
         Some(
@@ -125,6 +164,85 @@ pub fn init(data_dir: Option<&Path>, verbosity: u8) -> LogGuard {
 
 use tracing_subscriber::Layer;
 
+/// Log files kept (one per day).
+const KEEP_LOG_FILES: usize = 7;
+const LOG_PREFIX: &str = "directory-connector.";
+const LOG_SUFFIX: &str = ".log";
+
+/// A log file per day (`directory-connector.YYYY-MM-DD.log`, UTC), created 0600 whatever the
+/// umask; the oldest beyond seven are deleted.
+pub struct DailyFile {
+    dir: std::path::PathBuf,
+    day: String,
+    file: Option<std::fs::File>,
+}
+
+impl DailyFile {
+    pub fn new(dir: std::path::PathBuf) -> DailyFile {
+        DailyFile {
+            dir,
+            day: String::new(),
+            file: None,
+        }
+    }
+
+    fn open(&mut self, day: String) -> std::io::Result<()> {
+        let path = self.dir.join(format!("{LOG_PREFIX}{day}{LOG_SUFFIX}"));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(&path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        self.file = Some(file);
+        self.day = day;
+        self.prune();
+        Ok(())
+    }
+
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(LOG_PREFIX) && n.ends_with(LOG_SUFFIX))
+            .collect();
+        names.sort();
+        let extra = names.len().saturating_sub(KEEP_LOG_FILES);
+        for n in &names[..extra] {
+            let _ = std::fs::remove_file(self.dir.join(n));
+        }
+    }
+}
+
+impl Write for DailyFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        if self.file.is_none() || day != self.day {
+            self.open(day)?;
+        }
+        match self.file.as_mut() {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +258,58 @@ mod tests {
         }
         let s = String::from_utf8(out).unwrap();
         assert_eq!(s, "bind with [REDACTED] failed; abc");
+    }
+
+    #[test]
+    fn a_short_password_does_not_mangle_the_bind_dn() {
+        register_secret("admin");
+        let msg = "LDAP bind as cn=admin,dc=example,dc=com failed: invalid credentials";
+        assert_eq!(redact(msg), msg);
+    }
+
+    #[test]
+    fn only_whole_tokens_are_redacted() {
+        register_secret("orange-juice-42");
+        register_secret("Kx8vQ2pLm");
+        assert_eq!(
+            redact("token orange-juice-42, and again:orange-juice-42."),
+            "token [REDACTED], and again:[REDACTED]."
+        );
+        // inside a longer word it is not a match: the word is left alone
+        assert_eq!(redact("idKx8vQ2pLmzz"), "idKx8vQ2pLmzz");
+        assert_eq!(redact("secret=Kx8vQ2pLm&x=1"), "secret=[REDACTED]&x=1");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn log_files_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = DailyFile::new(dir.path().to_path_buf());
+        f.write_all(b"hello\n").unwrap();
+        f.flush().unwrap();
+        let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1);
+        let name = entries[0].file_name().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(LOG_PREFIX) && name.ends_with(LOG_SUFFIX),
+            "{name}"
+        );
+        let mode = entries[0].metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        for day in 1..=9 {
+            std::fs::write(
+                dir.path()
+                    .join(format!("{LOG_PREFIX}2000-01-0{day}{LOG_SUFFIX}")),
+                "",
+            )
+            .unwrap();
+        }
+        f.prune();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            KEEP_LOG_FILES
+        );
+        assert!(dir.path().join(&name).exists());
     }
 }

@@ -121,15 +121,30 @@ impl PlaintextStore {
         }
     }
     fn read(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(t) => toml::from_str(&t).with_context(|| format!("reading {}", self.path.display())),
+        match std::fs::read(&self.path) {
+            Ok(bytes) => parse_secrets_file(&self.path, &bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
         }
     }
     fn write(&self, map: &BTreeMap<String, String>) -> anyhow::Result<()> {
         let text = toml::to_string(map).context("serializing secrets")?;
-        crate::datadir::write_private(&self.path, text.as_bytes())
+        crate::datadir::write_atomic(&self.path, text.as_bytes())
+    }
+    /// Read-modify-write under the file's edit lock (other processes write it too).
+    fn edit(&self, f: impl FnOnce(&mut BTreeMap<String, String>) -> bool) -> anyhow::Result<()> {
+        let _g = self.lock.lock().map_err(|_| anyhow!("lock poisoned"))?;
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let _lock = crate::datadir::lock_for_edit(dir, "secrets.toml")?;
+        let mut m = self.read()?;
+        if f(&mut m) {
+            self.write(&m)?;
+        }
+        Ok(())
     }
 }
 
@@ -143,22 +158,60 @@ impl SecretStore for PlaintextStore {
         Ok(v)
     }
     fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        let _g = self.lock.lock().map_err(|_| anyhow!("lock poisoned"))?;
-        let mut m = self.read()?;
-        m.insert(key.into(), value.into());
-        self.write(&m)
+        self.edit(|m| {
+            m.insert(key.into(), value.into());
+            true
+        })
     }
     fn delete(&self, key: &str) -> anyhow::Result<()> {
-        let _g = self.lock.lock().map_err(|_| anyhow!("lock poisoned"))?;
-        let mut m = self.read()?;
-        if m.remove(key).is_some() {
-            self.write(&m)?;
-        }
-        Ok(())
+        self.edit(|m| m.remove(key).is_some())
     }
     fn describe(&self) -> String {
         format!("the plaintext file {}", self.path.display())
     }
+}
+
+/// The names `secrets.toml` holds (the only key names an error about it may show).
+fn known_secret_key(k: &str) -> bool {
+    ["bitwarden.client_id", "bitwarden.client_secret"].contains(&k)
+        || crate::config::KEYS
+            .iter()
+            .any(|(key, kind, _)| *kind == crate::config::KeyKind::Secret && *key == k)
+}
+
+/// Parses `secrets.toml`. An error (exit 2) names the line, the column and the key when it is
+/// one of ours, and nothing of the file's text: not the source line, not the parser's words
+/// (they can quote a value).
+fn parse_secrets_file(path: &Path, bytes: &[u8]) -> anyhow::Result<BTreeMap<String, String>> {
+    let (text, bad_utf8) = match std::str::from_utf8(bytes) {
+        Ok(t) => (t, None),
+        Err(e) => (
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+            Some(e.valid_up_to()),
+        ),
+    };
+    let problem = match bad_utf8 {
+        Some(offset) => Some(("not UTF-8 text", Some(offset..offset), None)),
+        None => match toml::from_str::<BTreeMap<String, String>>(text) {
+            Ok(m) => return Ok(m),
+            Err(e) => {
+                let key = e
+                    .span()
+                    .and_then(|s| crate::config::key_at(text, s.start))
+                    .map(|k| k.trim_matches(['"', '\'']).to_string())
+                    .filter(|k| known_secret_key(k));
+                Some(("not valid TOML with text values", e.span(), key))
+            }
+        },
+    };
+    let (what, span, key) = problem.unwrap_or(("unreadable", None, None));
+    Err(ConfigError(format!(
+        "{}: {what} ({}); the content is not shown because it holds secrets. Fix the file, or \
+         remove it and store the secrets again (`login`, `config set KEY`)",
+        path.display(),
+        crate::config::parse_location(text, span, key.as_deref())
+    ))
+    .into())
 }
 
 /// The OS keyring (Secret Service on Linux). Entries are scoped to the data directory so that
@@ -309,6 +362,30 @@ mod tests {
         assert_eq!(resolve(&store, "k", None).unwrap().as_deref(), Some("v"));
         store.delete("k").unwrap();
         assert_eq!(store.get("k").unwrap(), None);
+    }
+
+    #[test]
+    fn a_malformed_secrets_file_names_the_line_not_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PlaintextStore::new(dir.path());
+        for text in [
+            "\"bitwarden.client_id\" = \"organization.x\"\n\"bitwarden.client_secret\" = \"Leak3dS3cretValue\n",
+            "\"bitwarden.client_secret\" = 12345678901\n",
+            "Leak3dS3cretValue\n",
+        ] {
+            std::fs::write(dir.path().join("secrets.toml"), text).unwrap();
+            let e = s.get("bitwarden.client_secret").unwrap_err();
+            let msg = format!("{e:#}");
+            assert!(e.downcast_ref::<ConfigError>().is_some(), "{msg}");
+            assert!(msg.contains("line "), "{msg}");
+            assert!(
+                !msg.contains("Leak3dS3cretValue") && !msg.contains("12345678901"),
+                "{msg}"
+            );
+        }
+        std::fs::write(dir.path().join("secrets.toml"), b"\xff\xfe\x00garbage").unwrap();
+        let e = s.get("x").unwrap_err();
+        assert!(format!("{e:#}").contains("line 1, column 1"), "{e:#}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{Config, KeyKind, key_info};
+use super::{Config, KeyKind, key_info, values};
 use crate::errors::{ConfigError, config_err};
 use crate::secrets::SecretRef;
 
@@ -15,65 +15,65 @@ pub fn config_path(data_dir: &Path) -> PathBuf {
     data_dir.join("config.toml")
 }
 
-/// Reads the config file; a missing file is the default config. Errors name the key.
+/// Reads the config file; a missing file is the default config. Errors (exit 2) name the line,
+/// the column and the key, never quoting the file.
 pub fn load(data_dir: &Path) -> anyhow::Result<Config> {
     let path = config_path(data_dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    let text = match read_text(&path)? {
+        Some(t) => t,
+        None => return Ok(Config::default()),
     };
     parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)).into())
 }
 
-/// Parses config text, turning serde's errors into messages that name the key.
+/// The file's text, `None` when it does not exist. Bytes that are not UTF-8 are a
+/// configuration error naming where they start.
+fn read_text(path: &Path) -> anyhow::Result<Option<String>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    match String::from_utf8(bytes) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            let good = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(&e.as_bytes()[..good]).into_owned();
+            let (line, col) = values::line_column(&text, good);
+            Err(ConfigError(format!(
+                "{}: not a text file (invalid UTF-8 at line {line}, column {col}); fix or remove                  it",
+                path.display()
+            ))
+            .into())
+        }
+    }
+}
+
+/// Parses config text, turning the parser's errors into messages that name the line, the
+/// column and the key. The message leaves out the file's text, and for a secret key also the
+/// parser's words (they may quote the value).
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
     toml::from_str::<Config>(text).map_err(|e| {
-        let msg = e.message().trim().to_string();
-        let key = e
-            .span()
-            .and_then(|span| key_at(text, span.start))
-            .unwrap_or_default();
-        if key.is_empty() {
-            ConfigError(msg)
-        } else {
-            ConfigError(format!("`{key}`: {msg}"))
+        let key = e.span().and_then(|span| values::key_at(text, span.start));
+        let at = values::location(text, e.span(), key.as_deref());
+        let secret = key
+            .as_deref()
+            .and_then(|k| key_info(k).ok())
+            .is_some_and(|(_, kind)| kind == KeyKind::Secret);
+        let msg = e.message().trim();
+        match &key {
+            Some(k) if !secret => ConfigError(format!("`{k}`: {msg} ({at})")),
+            _ if secret => ConfigError(format!("invalid value ({at})")),
+            _ => ConfigError(format!("{msg} ({at})")),
         }
     })
 }
 
-/// Best effort: the dotted key whose value or name starts at `offset`.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let mut section = String::new();
-    let mut pos = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') && trimmed.ends_with(']') {
-            section = trimmed.trim_matches(['[', ']']).trim().to_string();
-        }
-        if offset >= pos && offset < pos + line.len() {
-            if let Some((k, _)) = trimmed.split_once('=') {
-                let k = k.trim();
-                return Some(if section.is_empty() {
-                    k.to_string()
-                } else {
-                    format!("{section}.{k}")
-                });
-            }
-            return Some(section);
-        }
-        pos += line.len();
-    }
-    None
-}
-
-/// Writes the config atomically (temp file + rename), mode 0600.
+/// Writes the config atomically (unique temp file, fsync, rename, fsync of the directory),
+/// mode 0600, holding the config's edit lock.
 pub fn save_text(data_dir: &Path, text: &str) -> anyhow::Result<()> {
-    let path = config_path(data_dir);
-    let tmp = data_dir.join(".config.toml.tmp");
-    crate::datadir::write_private(&tmp, text.as_bytes())?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    let _lock = crate::datadir::lock_for_edit(data_dir, "config.toml")?;
+    crate::datadir::write_atomic(&config_path(data_dir), text.as_bytes())
 }
 
 /// Sets one key in the file, keeping comments and layout, and validates the result.
@@ -84,16 +84,24 @@ pub fn set_value(data_dir: &Path, key: &str, value: Option<&str>) -> anyhow::Res
 
 /// Sets several keys at once: all are checked before the file is written, so either every
 /// change is saved or none is (the error names the key).
+///
+/// Concurrent writers (several `config set`, the window's Save) take turns: the whole
+/// read-modify-write runs under the config's edit lock, so no change is lost, and the call
+/// returns `Ok` only when its change is on disk.
 pub fn set_values(data_dir: &Path, changes: &[(&str, Option<&str>)]) -> anyhow::Result<Config> {
     let path = config_path(data_dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    let _lock = crate::datadir::lock_for_edit(data_dir, "config.toml")?;
+    let text = read_text(&path)?.unwrap_or_default();
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        let key = e.span().and_then(|span| values::key_at(&text, span.start));
+        ConfigError(format!(
+            "{}: {} ({}); fix or remove the file",
+            path.display(),
+            e.message().trim(),
+            values::location(&text, e.span(), key.as_deref())
+        ))
+    })?;
+    let mut warnings = Vec::new();
     for (key, value) in changes {
         let (key, kind) = key_info(key)?;
         let (section, field) = key.split_once('.').unwrap_or((key, ""));
@@ -104,7 +112,7 @@ pub fn set_values(data_dir: &Path, changes: &[(&str, Option<&str>)]) -> anyhow::
                 }
             }
             Some(raw) => {
-                let item = typed_value(key, kind, raw)?;
+                let item = typed_value(key, kind, raw, &mut warnings)?;
                 if doc.get(section).is_none() {
                     doc[section] = toml_edit::table();
                 }
@@ -114,11 +122,19 @@ pub fn set_values(data_dir: &Path, changes: &[(&str, Option<&str>)]) -> anyhow::
     }
     let new_text = doc.to_string();
     let cfg = parse(&new_text)?;
-    save_text(data_dir, &new_text)?;
+    crate::datadir::write_atomic(&path, new_text.as_bytes())?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     Ok(cfg)
 }
 
-fn typed_value(key: &str, kind: KeyKind, raw: &str) -> anyhow::Result<toml_edit::Value> {
+fn typed_value(
+    key: &str,
+    kind: KeyKind,
+    raw: &str,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<toml_edit::Value> {
     let raw_t = raw.trim();
     Ok(match kind {
         KeyKind::Bool => match raw_t.to_ascii_lowercase().as_str() {
@@ -126,10 +142,9 @@ fn typed_value(key: &str, kind: KeyKind, raw: &str) -> anyhow::Result<toml_edit:
             "false" | "no" | "off" | "0" => false.into(),
             _ => return config_err(format!("`{key}` must be true or false, not `{raw}`")),
         },
-        KeyKind::Int => match raw_t.parse::<i64>() {
-            Ok(n) if n >= 0 => n.into(),
-            _ => return config_err(format!("`{key}` must be a whole number ≥ 0, not `{raw}`")),
-        },
+        KeyKind::Int(range) => values::check_int(key, range, raw_t)
+            .map_err(ConfigError)?
+            .into(),
         KeyKind::Enum(options) => {
             let v = raw_t.to_ascii_lowercase();
             if !options.contains(&v.as_str()) {
@@ -141,12 +156,11 @@ fn typed_value(key: &str, kind: KeyKind, raw: &str) -> anyhow::Result<toml_edit:
             v.into()
         }
         KeyKind::Url => {
-            let v = normalize_url(raw_t);
-            if url::Url::parse(&v).is_err() {
-                return config_err(format!("`{key}` is not a valid URL: `{raw}`"));
-            }
-            v.into()
+            let checked = values::check_url(key, raw_t).map_err(ConfigError)?;
+            warnings.extend(checked.warning);
+            checked.url.into()
         }
+        KeyKind::Host => values::check_host(key, raw_t).map_err(ConfigError)?.into(),
         KeyKind::Secret => {
             if SecretRef::parse(raw_t).is_none() {
                 return config_err(format!(
@@ -168,10 +182,14 @@ fn typed_value(key: &str, kind: KeyKind, raw: &str) -> anyhow::Result<toml_edit:
     })
 }
 
-/// Upstream's URL normalization: trims, strips trailing slashes, adds `https://` when no scheme.
+/// Upstream's URL normalization: trims, strips trailing slashes, adds `https://` when there is
+/// no scheme. A URL with another scheme is left as it is (and refused by [`validate`]), never
+/// turned into `https://ftp://…`.
+///
+/// [`validate`]: super::validate
 pub fn normalize_url(raw: &str) -> String {
     let v = raw.trim().trim_end_matches('/');
-    if v.starts_with("http://") || v.starts_with("https://") {
+    if v.contains("://") {
         v.to_string()
     } else {
         format!("https://{v}")

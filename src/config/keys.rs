@@ -1,5 +1,6 @@
 //! Every key `config set` and `config get` accept, with its type and a line of help (also the
-//! window's Settings form and `config keys`).
+//! window's Settings form and `config keys`). Whole-number keys carry their allowed range, so
+//! `config set`, `config validate` and a sync all refuse the same values with the same message.
 
 use super::DirectoryType;
 use crate::errors::config_err;
@@ -8,16 +9,69 @@ use crate::errors::config_err;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Bool,
-    Int,
+    /// A whole number within a range.
+    Int(IntRange),
     Str,
     Path,
+    /// An `http(s)://` URL with a host and no user name or password; a bare host gets
+    /// `https://`.
     Url,
+    /// A bare host name or IP address (no scheme, port or path), e.g. `ldap.hostname`.
+    Host,
     Enum(&'static [&'static str]),
     /// A secret: the value lives in the secret store unless it is a reference.
     Secret,
     /// A list of strings, given comma-separated.
     List,
 }
+
+/// The values a whole-number key accepts: `min..=max`, and 0 too when `zero_off` (0 turns the
+/// feature off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntRange {
+    pub min: i64,
+    pub max: i64,
+    pub zero_off: bool,
+}
+
+impl IntRange {
+    pub const fn new(min: i64, max: i64) -> IntRange {
+        IntRange {
+            min,
+            max,
+            zero_off: false,
+        }
+    }
+    /// `0` (off) or `min..=max`.
+    pub const fn off_or(min: i64, max: i64) -> IntRange {
+        IntRange {
+            min,
+            max,
+            zero_off: true,
+        }
+    }
+    pub fn contains(&self, n: i64) -> bool {
+        (self.zero_off && n == 0) || (self.min..=self.max).contains(&n)
+    }
+    /// The range in words: "from 1 to 65535", "0 (off) or from 5 to 10080".
+    pub fn describe(&self) -> String {
+        if self.zero_off {
+            format!("0 (off) or from {} to {}", self.min, self.max)
+        } else {
+            format!("from {} to {}", self.min, self.max)
+        }
+    }
+}
+
+const PORT: IntRange = IntRange::new(1, 65535);
+const PERCENT: IntRange = IntRange::new(0, 100);
+const RESERVE_PERCENT: IntRange = IntRange::new(0, 90);
+/// `sync.interval_minutes`: off, or 5 minutes to a week.
+pub const INTERVAL: IntRange = IntRange::off_or(5, 10_080);
+
+/// Keys only the schedule (the window's automatic syncs) reads: a one-shot `sync` or `test`
+/// never fails because of them.
+pub const SCHEDULE_KEYS: &[&str] = &["sync.interval_minutes"];
 
 /// Every key `config set` and `config get` accept, with its type and a one-line help.
 pub const KEYS: &[(&str, KeyKind, &str)] = &[
@@ -48,12 +102,12 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ),
     (
         "ldap.hostname",
-        KeyKind::Str,
+        KeyKind::Host,
         "LDAP server host name, e.g. ad.company.com",
     ),
     (
         "ldap.port",
-        KeyKind::Int,
+        KeyKind::Int(PORT),
         "LDAP port (default 389, or 636 for ldaps)",
     ),
     (
@@ -109,7 +163,7 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ),
     (
         "ldap.member_range_size",
-        KeyKind::Int,
+        KeyKind::Int(IntRange::new(1, 100_000)),
         "AD: group members read per request (ranged retrieval; AD's limit is 1500)",
     ),
     (
@@ -119,12 +173,12 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ),
     (
         "ldap.page_size",
-        KeyKind::Int,
+        KeyKind::Int(IntRange::new(1, 100_000)),
         "entries per page for paged searches",
     ),
     (
         "ldap.timeout_seconds",
-        KeyKind::Int,
+        KeyKind::Int(IntRange::new(1, 86_400)),
         "connect and operation timeout",
     ),
     (
@@ -164,7 +218,7 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ),
     (
         "entra.max_retry_after_seconds",
-        KeyKind::Int,
+        KeyKind::Int(IntRange::new(0, 86_400)),
         "Entra ID: longest throttling wait (Retry-After) honoured before the run fails (default 300)",
     ),
     (
@@ -179,7 +233,7 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ),
     (
         "okta.rate_limit_reserve_percent",
-        KeyKind::Int,
+        KeyKind::Int(RESERVE_PERCENT),
         "Okta: share of the rate limit left untouched (waits for the reset instead)",
     ),
     (
@@ -204,7 +258,7 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ),
     (
         "onelogin.rate_limit_reserve_percent",
-        KeyKind::Int,
+        KeyKind::Int(RESERVE_PERCENT),
         "OneLogin: share of the hourly rate limit left untouched (waits for the reset instead)",
     ),
     (
@@ -241,7 +295,7 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ("sync.groups", KeyKind::Bool, "sync groups"),
     (
         "sync.interval_minutes",
-        KeyKind::Int,
+        KeyKind::Int(INTERVAL),
         "minutes between automatic syncs (desktop app; minimum 5)",
     ),
     (
@@ -331,17 +385,17 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ),
     (
         "sync.max_removals",
-        KeyKind::Int,
+        KeyKind::Int(IntRange::new(0, 1_000_000_000)),
         "refuse a sync that removes more members than this (0: no limit)",
     ),
     (
         "sync.max_removal_percent",
-        KeyKind::Int,
+        KeyKind::Int(PERCENT),
         "refuse a sync that removes more than this % of members (0: no limit)",
     ),
     (
         "sync.max_group_removal_percent",
-        KeyKind::Int,
+        KeyKind::Int(PERCENT),
         "refuse a sync that empties a group or takes more than this % of the member references out of the groups it changes (0: off)",
     ),
     (
@@ -351,7 +405,7 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     ),
     (
         "sync.group_resend_hours",
-        KeyKind::Int,
+        KeyKind::Int(IntRange::new(0, 8_760)),
         "servers without a read API (Vaultwarden): send groups again when confirmed longer ago than this (0: never)",
     ),
 ];

@@ -6,13 +6,20 @@
 mod edit;
 mod keys;
 mod validate;
+mod values;
 
 pub use edit::{
     config_path, get_value, load, mask_secret_value, normalize_url, parse, save_text, set_value,
     set_values, show,
 };
-pub use keys::{KEYS, KeyKind, key_info};
-pub use validate::{Problem, check_cloud_filter, check_ldap_filter, validate};
+pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
+pub use validate::{
+    Problem, Purpose, check_cloud_filter, check_ldap_filter, schedule_problems, validate,
+    validate_for,
+};
+pub use values::{
+    CheckedUrl, check_host, check_int, check_url, key_at, line_column, location as parse_location,
+};
 
 use std::path::PathBuf;
 
@@ -490,6 +497,60 @@ mod tests {
                 .iter()
                 .any(|p| p.key == "directory.type")
         );
+    }
+
+    #[test]
+    fn concurrent_saves_lose_nothing() {
+        // the window's Save and `config set` share set_values: threads stand in for both
+        let dir = tempfile::tempdir().unwrap();
+        let keys = [
+            ("ldap.hostname", "ad.example.com"),
+            ("ldap.root_path", "dc=example,dc=com"),
+            ("ldap.username", "cn=reader"),
+            ("sync.user_path", "ou=People"),
+            ("sync.group_path", "ou=Groups"),
+            ("sync.email_suffix", "@example.com"),
+            ("entra.tenant", "t"),
+            ("google.domain", "example.com"),
+            ("onelogin.client_id", "c"),
+            ("okta.org_url", "https://x.okta.com"),
+            ("sync.max_removals", "7"),
+            ("ldap.port", "1389"),
+        ];
+        std::thread::scope(|s| {
+            let handles: Vec<_> = keys
+                .iter()
+                .map(|(k, v)| s.spawn(|| set_value(dir.path(), k, Some(v))))
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        let cfg = load(dir.path()).unwrap();
+        for (k, v) in keys {
+            assert_eq!(get_value(&cfg, k).unwrap().as_deref(), Some(v), "{k}");
+        }
+    }
+
+    #[test]
+    fn validation_by_purpose_keeps_schedule_settings_out_of_one_shot_runs() {
+        let mut cfg = Config::default();
+        cfg.directory.kind = Some(DirectoryType::Okta);
+        cfg.okta.org_url = Some("https://x.okta.com".into());
+        cfg.okta.token = Some("env:T".into());
+        cfg.sync.interval_minutes = 1;
+        assert!(validate_for(&cfg, true, false, Purpose::Run).is_empty());
+        let all = validate(&cfg, true, false);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].key, "sync.interval_minutes");
+        assert_eq!(schedule_problems(&cfg).len(), 1);
+        cfg.sync.max_removal_percent = 150;
+        cfg.server.url = Some("ftp://x".into());
+        let run: Vec<String> = validate_for(&cfg, true, false, Purpose::Run)
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(run, ["server.url", "sync.max_removal_percent"]);
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! Validation of a whole configuration: every problem, each with the key it is about.
+//! Validation of a whole configuration: every problem, each with the key it is about. What is
+//! checked depends on the purpose: a one-shot `sync` or `test` is not blocked by settings only
+//! the schedule reads; `config validate`, the Settings form and the window's automatic syncs
+//! check those too. Ranges and URL rules come from the key table (the same checks as
+//! `config set`), so a hand-edited file is held to the same rules.
 
 use serde::Serialize;
 
-use super::{Config, DirectoryType, Encryption};
+use super::keys::SCHEDULE_KEYS;
+use super::{Config, DirectoryType, Encryption, KEYS, KeyKind, values};
 use crate::secrets::SecretRef;
 
 /// One validation problem.
@@ -23,21 +28,84 @@ fn blank(v: &Option<String>) -> bool {
     v.as_deref().is_none_or(|s| s.trim().is_empty())
 }
 
-/// Every problem in the config, each with its key. `secret_known` tells whether the directory's
-/// secret (LDAP password, API key or token) is in the secret store (it is not in the file).
+/// What a configuration is checked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A one-shot `test`, `sync` or `drift`: what it reads, not the schedule settings.
+    Run,
+    /// Every setting, the schedule too: `config validate`, the Settings form and the window's
+    /// automatic syncs.
+    Everything,
+}
+
+/// Every problem in the config, each with its key (the schedule settings too). `secret_known`
+/// tells whether the directory's secret (LDAP password, API key or token) is in the secret
+/// store (it is not in the file).
 pub fn validate(cfg: &Config, secret_known: bool, plaintext_opt_in: bool) -> Vec<Problem> {
+    validate_for(cfg, secret_known, plaintext_opt_in, Purpose::Everything)
+}
+
+/// The problems of the schedule settings only (checked before automatic syncs start).
+pub fn schedule_problems(cfg: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
-    for (key, v) in [
-        ("server.url", &cfg.server.url),
-        ("server.api_url", &cfg.server.api_url),
-        ("server.identity_url", &cfg.server.identity_url),
-    ] {
-        if let Some(u) = v
-            && url::Url::parse(u).is_err()
-        {
-            problem(&mut p, key, format!("not a valid URL: `{u}`"));
+    table_checks(cfg, &mut p, |key| SCHEDULE_KEYS.contains(&key));
+    p
+}
+
+/// Whole numbers outside their range, bad URLs and host names, for the keys `wanted` picks:
+/// the same rules `config set` applies, for values written by hand or by an older version.
+fn table_checks(cfg: &Config, p: &mut Vec<Problem>, wanted: impl Fn(&str) -> bool) {
+    let Ok(json) = serde_json::to_value(cfg) else {
+        return;
+    };
+    for (key, kind, _) in KEYS {
+        if !wanted(key) {
+            continue;
+        }
+        let (section, field) = key.split_once('.').unwrap_or((key, ""));
+        let v = &json[section][field];
+        if v.is_null() {
+            continue;
+        }
+        let result = match kind {
+            KeyKind::Int(range) => values::check_int(key, *range, &v.to_string()).map(|_| ()),
+            KeyKind::Url => v
+                .as_str()
+                .map_or(Ok(()), |u| values::check_url(key, u).map(|_| ())),
+            KeyKind::Host => v
+                .as_str()
+                .filter(|h| !h.trim().is_empty())
+                .map_or(Ok(()), |h| values::check_host(key, h).map(|_| ())),
+            _ => Ok(()),
+        };
+        if let Err(message) = result {
+            problem(p, key, message);
         }
     }
+}
+
+/// The problems that matter for `purpose`, each with its key.
+pub fn validate_for(
+    cfg: &Config,
+    secret_known: bool,
+    plaintext_opt_in: bool,
+    purpose: Purpose,
+) -> Vec<Problem> {
+    let mut p = Vec::new();
+    // the common sections, the chosen directory's own, and the schedule when asked for
+    let directory = cfg.directory.kind.map(|k| match k {
+        DirectoryType::Ldap => "ldap.",
+        DirectoryType::Entra => "entra.",
+        DirectoryType::Google => "google.",
+        DirectoryType::Okta => "okta.",
+        DirectoryType::Onelogin => "onelogin.",
+    });
+    table_checks(cfg, &mut p, |key| {
+        let section_used = key.starts_with("server.")
+            || key.starts_with("sync.")
+            || directory.is_some_and(|d| key.starts_with(d));
+        section_used && (purpose == Purpose::Everything || !SCHEDULE_KEYS.contains(&key))
+    });
     for (key, v) in [
         ("server.ca_file", &cfg.server.ca_file),
         ("ldap.ca_file", &cfg.ldap.ca_file),
@@ -76,22 +144,11 @@ pub fn validate(cfg: &Config, secret_known: bool, plaintext_opt_in: bool) -> Vec
         }
         Some(DirectoryType::Okta) => {
             let o = &cfg.okta;
-            match o.org_url.as_deref().map(str::trim) {
-                None | Some("") => problem(
+            if blank(&o.org_url) {
+                problem(
                     &mut p,
                     "okta.org_url",
                     "required: the Okta organization URL, e.g. https://company.okta.com",
-                ),
-                Some(u) if url::Url::parse(u).is_err() => {
-                    problem(&mut p, "okta.org_url", format!("not a valid URL: `{u}`"));
-                }
-                _ => {}
-            }
-            if o.rate_limit_reserve_percent > 90 {
-                problem(
-                    &mut p,
-                    "okta.rate_limit_reserve_percent",
-                    "must be between 0 and 90",
                 );
             }
             secret_problem(
@@ -106,13 +163,6 @@ pub fn validate(cfg: &Config, secret_known: bool, plaintext_opt_in: bool) -> Vec
             let o = &cfg.onelogin;
             if blank(&o.client_id) {
                 problem(&mut p, "onelogin.client_id", "required: the API client id");
-            }
-            if o.rate_limit_reserve_percent > 90 {
-                problem(
-                    &mut p,
-                    "onelogin.rate_limit_reserve_percent",
-                    "must be between 0 and 90",
-                );
             }
             secret_problem(
                 &mut p,
@@ -147,27 +197,6 @@ pub fn validate(cfg: &Config, secret_known: bool, plaintext_opt_in: bool) -> Vec
             &mut p,
             "sync.users",
             "neither sync.users nor sync.groups is on: nothing to sync",
-        );
-    }
-    if s.interval_minutes != 0 && s.interval_minutes < 5 {
-        problem(
-            &mut p,
-            "sync.interval_minutes",
-            "the minimum sync interval is 5 minutes (0 turns automatic syncs off)",
-        );
-    }
-    if s.max_removal_percent > 100 {
-        problem(
-            &mut p,
-            "sync.max_removal_percent",
-            "must be between 0 and 100",
-        );
-    }
-    if s.max_group_removal_percent > 100 {
-        problem(
-            &mut p,
-            "sync.max_group_removal_percent",
-            "must be between 0 and 100",
         );
     }
     for e in &s.protected_emails {
@@ -272,9 +301,6 @@ fn validate_ldap(cfg: &Config, secret_known: bool, plaintext_opt_in: bool, p: &m
     if blank(&l.hostname) {
         problem(p, "ldap.hostname", "required: the LDAP server's host name");
     }
-    if l.port == Some(0) {
-        problem(p, "ldap.port", "must be between 1 and 65535");
-    }
     if blank(&l.root_path) {
         problem(
             p,
@@ -296,15 +322,6 @@ fn validate_ldap(cfg: &Config, secret_known: bool, plaintext_opt_in: bool, p: &m
         secret_known,
         plaintext_opt_in,
     );
-    if l.page_size == 0 && l.paged_search {
-        problem(p, "ldap.page_size", "must be at least 1");
-    }
-    if l.timeout_seconds == 0 {
-        problem(p, "ldap.timeout_seconds", "must be at least 1");
-    }
-    if l.member_range_size == 0 {
-        problem(p, "ldap.member_range_size", "must be at least 1");
-    }
     match (&l.client_cert_file, &l.client_key_file) {
         (Some(_), None) => problem(
             p,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::bitwarden::ApiKey;
 use crate::connector::{Connector, SyncOptions, SyncReport, TestReport};
 use crate::datadir::{self, SyncLock};
-use crate::errors::Refused;
+use crate::errors::{ConfigError, Refused};
 use crate::secrets::SecretStore;
 use crate::sources::Progress;
 use crate::store::{RunRecord, SyncKind};
@@ -314,7 +314,17 @@ fn run(
                 Err(e) => failed(name, &e),
             },
             Job::StartPolling => {
-                if polling_lock.is_some() {
+                // the schedule settings only block automatic syncs, so they are checked here
+                let schedule = conn.config().and_then(|cfg| {
+                    let problems = crate::config::schedule_problems(&cfg);
+                    match problems.first() {
+                        Some(p) => Err(ConfigError(format!("{}: {}", p.key, p.message)).into()),
+                        None => Ok(()),
+                    }
+                });
+                if let Err(e) = schedule {
+                    failed(name, &e)
+                } else if polling_lock.is_some() {
                     Outcome::PollingStarted
                 } else {
                     match datadir::acquire_sync_lock(&data_dir, "the window is polling") {

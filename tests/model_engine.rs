@@ -201,9 +201,7 @@ impl Server {
     }
 
     fn by_ext(&self, ext: &str) -> Option<&Member> {
-        self.members
-            .iter()
-            .find(|m| m.ext.as_deref() == Some(ext))
+        self.members.iter().find(|m| m.ext.as_deref() == Some(ext))
     }
 
     /// What the public API's read side shows.
@@ -236,10 +234,18 @@ impl Server {
     /// Applies one import body; `Err` when the server would refuse it (request limits).
     fn import(&mut self, body: &[u8], limit: usize) -> Result<(), String> {
         let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        let s = |x: &Value| x.as_str().map(str::to_string).ok_or(format!("not a string: {x}"));
+        let s = |x: &Value| {
+            x.as_str()
+                .map(str::to_string)
+                .ok_or(format!("not a string: {x}"))
+        };
         let mut members = Vec::new();
         for m in v["members"].as_array().ok_or("no members")? {
-            members.push((s(&m["email"])?, s(&m["externalId"])?, m["deleted"] == Value::Bool(true)));
+            members.push((
+                s(&m["email"])?,
+                s(&m["externalId"])?,
+                m["deleted"] == Value::Bool(true),
+            ));
         }
         let mut groups = Vec::new();
         for g in v["groups"].as_array().ok_or("no groups")? {
@@ -281,7 +287,11 @@ impl Server {
     /// externalId (kept as they are, email too), else linked by email to a member without one,
     /// else invited; `overwriteExisting` removes every member with an externalId not listed.
     fn bitwarden(&mut self, members: &[(String, String, bool)], overwrite: bool) {
-        let removed: BTreeSet<&str> = members.iter().filter(|m| m.2).map(|m| m.1.as_str()).collect();
+        let removed: BTreeSet<&str> = members
+            .iter()
+            .filter(|m| m.2)
+            .map(|m| m.1.as_str())
+            .collect();
         self.remove_where(|m| m.ext.as_deref().is_some_and(|e| removed.contains(e)));
         for (email, ext, _) in members.iter().filter(|m| !m.2) {
             if self.by_ext(ext).is_some() {
@@ -303,7 +313,11 @@ impl Server {
             }
         }
         if overwrite {
-            let keep: BTreeSet<&str> = members.iter().filter(|m| !m.2).map(|m| m.1.as_str()).collect();
+            let keep: BTreeSet<&str> = members
+                .iter()
+                .filter(|m| !m.2)
+                .map(|m| m.1.as_str())
+                .collect();
             self.remove_where(|m| m.ext.as_deref().is_some_and(|e| !keep.contains(e)));
         }
     }
@@ -352,7 +366,11 @@ impl Server {
                 .iter()
                 .filter_map(|e| self.by_ext(e).map(|m| m.id.clone()))
                 .collect();
-            match self.groups.iter_mut().find(|g| g.ext.as_deref() == Some(ext)) {
+            match self
+                .groups
+                .iter_mut()
+                .find(|g| g.ext.as_deref() == Some(ext))
+            {
                 Some(g) => {
                     if rename {
                         g.name = name.clone();
@@ -484,7 +502,17 @@ fn opts() -> impl Strategy<Value = Opts> {
         1usize..8,
     )
         .prop_map(
-            |(remove_disabled, remove_missing_users, overwrite_existing, max, pct, gpct, protect, batch_size, ref_budget)| Opts {
+            |(
+                remove_disabled,
+                remove_missing_users,
+                overwrite_existing,
+                max,
+                pct,
+                gpct,
+                protect,
+                batch_size,
+                ref_budget,
+            )| Opts {
                 remove_disabled,
                 remove_missing_users,
                 overwrite_existing,
@@ -510,12 +538,19 @@ fn start(kind: Kind) -> impl Strategy<Value = Server> {
         prop::collection::vec(
             prop::option::weighted(
                 0.5,
-                (any::<bool>(), prop::sample::select(vec![STATUS_INVITED, STATUS_CONFIRMED, STATUS_REVOKED]), prop::bool::weighted(0.1)),
+                (
+                    any::<bool>(),
+                    prop::sample::select(vec![STATUS_INVITED, STATUS_CONFIRMED, STATUS_REVOKED]),
+                    prop::bool::weighted(0.1),
+                ),
             ),
             USERS,
         ),
         prop::collection::vec((0..USERS + 2, any::<bool>()), 0..3),
-        prop::collection::vec(prop::option::weighted(0.5, (any::<bool>(), any::<u16>())), GROUPS),
+        prop::collection::vec(
+            prop::option::weighted(0.5, (any::<bool>(), any::<u16>())),
+            GROUPS,
+        ),
     )
         .prop_map(move |(managed, manual, groups)| {
             let mut s = Server {
@@ -540,12 +575,22 @@ fn start(kind: Kind) -> impl Strategy<Value = Server> {
                 }
             }
             for (k, new) in manual {
-                let email = if k < USERS { email_of(k, new) } else { format!("manual{k}@x.com") };
+                let email = if k < USERS {
+                    email_of(k, new)
+                } else {
+                    format!("manual{k}@x.com")
+                };
                 if s.members.iter().any(|m| m.email == email) {
                     continue;
                 }
                 let id = s.id("m");
-                s.members.push(Member { id, email, ext: None, status: STATUS_CONFIRMED, owner: false });
+                s.members.push(Member {
+                    id,
+                    email,
+                    ext: None,
+                    status: STATUS_CONFIRMED,
+                    owner: false,
+                });
             }
             if kind == Kind::Bitwarden {
                 for (j, g) in groups.iter().enumerate() {
@@ -574,8 +619,13 @@ fn start(kind: Kind) -> impl Strategy<Value = Server> {
 fn scenario() -> impl Strategy<Value = Scenario> {
     prop_oneof![Just(Kind::Bitwarden), Just(Kind::Vaultwarden)].prop_flat_map(|kind| {
         let drift = prop::collection::vec(
-            (0..GROUPS, 0..USERS + 3, prop::bool::weighted(0.3))
-                .prop_map(|(group, member, rename)| Drift { group, member, rename }),
+            (0..GROUPS, 0..USERS + 3, prop::bool::weighted(0.3)).prop_map(
+                |(group, member, rename)| Drift {
+                    group,
+                    member,
+                    rename,
+                },
+            ),
             0..3,
         );
         (
@@ -583,7 +633,12 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             prop::collection::vec((directory(), drift), 1..5),
             opts(),
         )
-            .prop_map(move |(start, steps, opts)| Scenario { kind, start, steps, opts })
+            .prop_map(move |(start, steps, opts)| Scenario {
+                kind,
+                start,
+                steps,
+                opts,
+            })
     })
 }
 
@@ -725,10 +780,10 @@ fn is_removal(u: &UserSpec, o: &Opts) -> bool {
 fn check_state(before: &Server, after: &Server, dir: &Directory, o: &Opts) -> Result<(), String> {
     let skip = ignored(before, o);
     let active_member = |ext: &str| {
-        after
-            .members
-            .iter()
-            .any(|m| m.ext.as_deref() == Some(ext) && (after.kind == Kind::Bitwarden || m.status != STATUS_REVOKED))
+        after.members.iter().any(|m| {
+            m.ext.as_deref() == Some(ext)
+                && (after.kind == Kind::Bitwarden || m.status != STATUS_REVOKED)
+        })
     };
     let mut keep: BTreeSet<String> = BTreeSet::new();
     for (i, u) in dir.users.iter().enumerate() {
@@ -738,11 +793,15 @@ fn check_state(before: &Server, after: &Server, dir: &Directory, o: &Opts) -> Re
         }
         if is_removal(u, o) {
             if active_member(&ext) {
-                return Err(format!("{ext} is deleted or disabled in the directory but still a member"));
+                return Err(format!(
+                    "{ext} is deleted or disabled in the directory but still a member"
+                ));
             }
         } else {
             if !active_member(&ext) {
-                return Err(format!("{ext} is in the directory but not an active member"));
+                return Err(format!(
+                    "{ext} is in the directory but not an active member"
+                ));
             }
             keep.insert(ext);
         }
@@ -750,9 +809,19 @@ fn check_state(before: &Server, after: &Server, dir: &Directory, o: &Opts) -> Re
     if o.remove_missing_users || o.overwrite_existing {
         for m in &after.members {
             let Some(ext) = &m.ext else { continue };
-            let listed = dir.users.iter().enumerate().any(|(i, u)| u.present && format!("u{i}") == *ext);
-            if !listed && !skip.contains(ext) && (after.kind == Kind::Bitwarden || m.status != STATUS_REVOKED) {
-                return Err(format!("{ext} left the directory but is still a member ({})", m.email));
+            let listed = dir
+                .users
+                .iter()
+                .enumerate()
+                .any(|(i, u)| u.present && format!("u{i}") == *ext);
+            if !listed
+                && !skip.contains(ext)
+                && (after.kind == Kind::Bitwarden || m.status != STATUS_REVOKED)
+            {
+                return Err(format!(
+                    "{ext} left the directory but is still a member ({})",
+                    m.email
+                ));
             }
         }
     }
@@ -766,7 +835,10 @@ fn check_state(before: &Server, after: &Server, dir: &Directory, o: &Opts) -> Re
         };
         let name = Directory::group_name(j, g.renamed);
         if after.kind == Kind::Bitwarden && found.name != name {
-            return Err(format!("group {ext} is named {:?}, not {name:?}", found.name));
+            return Err(format!(
+                "group {ext} is named {:?}, not {name:?}",
+                found.name
+            ));
         }
         let want: BTreeSet<String> = dir
             .closure(j)
@@ -782,13 +854,19 @@ fn check_state(before: &Server, after: &Server, dir: &Directory, o: &Opts) -> Re
                     .members
                     .iter()
                     .find(|m| &m.id == id)
-                    .map(|m| m.ext.clone().unwrap_or_else(|| format!("(no externalId) {}", m.email)))
+                    .map(|m| {
+                        m.ext
+                            .clone()
+                            .unwrap_or_else(|| format!("(no externalId) {}", m.email))
+                    })
                     .unwrap_or_else(|| format!("(dangling row) {id}"))
             })
             .filter(|e| !skip.contains(e))
             .collect();
         if want != have {
-            return Err(format!("group {ext} has {have:?}, the directory says {want:?}"));
+            return Err(format!(
+                "group {ext} has {have:?}, the directory says {want:?}"
+            ));
         }
     }
     Ok(())
@@ -820,13 +898,22 @@ fn check_guard_held(
         return Err("a sync went through although the directory returned no users".into());
     }
     if no_baseline && removed > 0 {
-        return Err(format!("{removed} member(s) removed with no baseline to count against"));
+        return Err(format!(
+            "{removed} member(s) removed with no baseline to count against"
+        ));
     }
     if l.max_removals > 0 && removed > l.max_removals {
-        return Err(format!("{removed} members removed, sync.max_removals = {}", l.max_removals));
+        return Err(format!(
+            "{removed} members removed, sync.max_removals = {}",
+            l.max_removals
+        ));
     }
     let base = base_members as u64;
-    if l.max_removal_percent > 0 && base > 0 && removed > 1 && removed * 100 > l.max_removal_percent * base {
+    if l.max_removal_percent > 0
+        && base > 0
+        && removed > 1
+        && removed * 100 > l.max_removal_percent * base
+    {
         return Err(format!(
             "{removed} of {base} members removed, sync.max_removal_percent = {}",
             l.max_removal_percent
@@ -840,7 +927,13 @@ fn check_guard_held(
             Kind::Bitwarden => lost
                 .iter()
                 .copied()
-                .chain(before.members.iter().filter(|m| m.owner).map(|m| m.id.as_str()))
+                .chain(
+                    before
+                        .members
+                        .iter()
+                        .filter(|m| m.owner)
+                        .map(|m| m.id.as_str()),
+                )
                 .collect(),
             Kind::Vaultwarden => BTreeSet::new(),
         };
@@ -853,8 +946,14 @@ fn check_guard_held(
             if !after.sent_groups.contains(ext) || created.contains(ext) {
                 continue;
             }
-            let Some(now) = after.groups.iter().find(|a| a.id == g.id) else { continue };
-            let out = g.rows.iter().filter(|r| !now.rows.contains(*r) && !cascade.contains(r.as_str())).count() as u64;
+            let Some(now) = after.groups.iter().find(|a| a.id == g.id) else {
+                continue;
+            };
+            let out = g
+                .rows
+                .iter()
+                .filter(|r| !now.rows.contains(*r) && !cascade.contains(r.as_str()))
+                .count() as u64;
             if now.rows.is_empty() && out > 0 {
                 return Err(format!("group {ext} was emptied"));
             }
@@ -874,7 +973,11 @@ fn check_guard_held(
 
 /// Runs a scenario with one batch size; returns the end state and whether every step could be
 /// batched.
-fn run(sc: &Scenario, batching: (usize, usize), checks: bool) -> Result<(Server, bool), TestCaseError> {
+fn run(
+    sc: &Scenario,
+    batching: (usize, usize),
+    checks: bool,
+) -> Result<(Server, bool), TestCaseError> {
     let fail = |m: String| TestCaseError::fail(m);
     let mut server = sc.start.clone();
     let mut store = Store::open_in_memory().map_err(|e| fail(format!("{e:#}")))?;
@@ -894,10 +997,15 @@ fn run(sc: &Scenario, batching: (usize, usize), checks: bool) -> Result<(Server,
                 .len(),
             Kind::Vaultwarden => cache.members.len(),
         };
-        let no_baseline = sc.kind == Kind::Vaultwarden && cache.members.is_empty() && cache.groups.is_empty();
+        let no_baseline =
+            sc.kind == Kind::Vaultwarden && cache.members.is_empty() && cache.groups.is_empty();
         server.sent_groups.clear();
         let outcome = sync(&mut server, &mut store, dir, &sc.opts, batching).map_err(fail)?;
-        let ctx = |e: String| fail(format!("step {step}: {e}\noutcome: {outcome:?}\nbefore: {before:#?}\nafter: {server:#?}"));
+        let ctx = |e: String| {
+            fail(format!(
+                "step {step}: {e}\noutcome: {outcome:?}\nbefore: {before:#?}\nafter: {server:#?}"
+            ))
+        };
         match &outcome {
             Outcome::Refused(_) | Outcome::NotBatched(_) => {
                 if let Outcome::NotBatched(_) = outcome {
@@ -918,8 +1026,16 @@ fn run(sc: &Scenario, batching: (usize, usize), checks: bool) -> Result<(Server,
                     .filter(|g| g.action == GroupAction::Create)
                     .map(|g| g.external_id.clone())
                     .collect();
-                check_guard_held(&before, &server, base_members, no_baseline, dir_users, &created, &sc.opts)
-                    .map_err(ctx)?;
+                check_guard_held(
+                    &before,
+                    &server,
+                    base_members,
+                    no_baseline,
+                    dir_users,
+                    &created,
+                    &sc.opts,
+                )
+                .map_err(ctx)?;
                 check_state(&before, &server, dir, &sc.opts).map_err(ctx)?;
                 // a second sync right away has nothing to do
                 let (again, _) = plan_for(&server, &store, dir, &sc.opts).map_err(ctx)?;
@@ -927,7 +1043,9 @@ fn run(sc: &Scenario, batching: (usize, usize), checks: bool) -> Result<(Server,
                 let pending: Vec<String> = again
                     .members
                     .iter()
-                    .filter(|m| m.action != MemberAction::Resend && !owners.contains(&m.external_id))
+                    .filter(|m| {
+                        m.action != MemberAction::Resend && !owners.contains(&m.external_id)
+                    })
                     .map(|m| format!("{} {}", m.external_id, m.action.label()))
                     .chain(
                         again
@@ -973,10 +1091,24 @@ fn model_server_sanity() {
     // directory has
     let dir = Directory {
         users: vec![
-            UserSpec { present: true, new_email: false, messy: true, disabled: false, deleted: false };
+            UserSpec {
+                present: true,
+                new_email: false,
+                messy: true,
+                disabled: false,
+                deleted: false
+            };
             USERS
         ],
-        groups: vec![GroupSpec { present: true, renamed: false, users: 0b11, nested: 0 }; GROUPS],
+        groups: vec![
+            GroupSpec {
+                present: true,
+                renamed: false,
+                users: 0b11,
+                nested: 0
+            };
+            GROUPS
+        ],
     };
     let o = Opts {
         remove_disabled: false,
@@ -987,14 +1119,25 @@ fn model_server_sanity() {
         batch_size: 2,
         ref_budget: 3,
     };
-    let mut server = Server { kind: Kind::Bitwarden, members: vec![], groups: vec![], next: 0, sent_groups: BTreeSet::new() };
+    let mut server = Server {
+        kind: Kind::Bitwarden,
+        members: vec![],
+        groups: vec![],
+        next: 0,
+        sent_groups: BTreeSet::new(),
+    };
     let before = server.clone();
     let mut store = Store::open_in_memory().expect("store");
     let out = sync(&mut server, &mut store, &dir, &o, (2, 3)).expect("sync");
     assert!(matches!(out, Outcome::Synced(_)), "{out:?}");
     assert_eq!(server.members.len(), USERS);
     assert_eq!(server.groups.len(), GROUPS);
-    assert!(server.members.iter().all(|m| m.email == m.email.to_lowercase().trim()));
+    assert!(
+        server
+            .members
+            .iter()
+            .all(|m| m.email == m.email.to_lowercase().trim())
+    );
     check_state(&before, &server, &dir, &o).expect("state");
 }
 
@@ -1053,15 +1196,28 @@ fn group_back_in_the_directory_is_emptied_without_the_group_guard() {
     };
     let mut store = Store::open_in_memory().expect("store");
     let steps = [
-        Directory { users: everyone(&[2, 3, 4]), groups: groups(Some(1 << 3)) },
-        Directory { users: everyone(&[2, 3, 4]), groups: groups(None) },
-        Directory { users: everyone(&[2, 3, 4]), groups: groups(Some(0)) },
+        Directory {
+            users: everyone(&[2, 3, 4]),
+            groups: groups(Some(1 << 3)),
+        },
+        Directory {
+            users: everyone(&[2, 3, 4]),
+            groups: groups(None),
+        },
+        Directory {
+            users: everyone(&[2, 3, 4]),
+            groups: groups(Some(0)),
+        },
     ];
     let mut last = None;
     for dir in &steps {
         last = Some(sync(&mut server, &mut store, dir, &o, ONE_BATCH).expect("sync"));
     }
-    let g1 = server.groups.iter().find(|g| g.ext.as_deref() == Some("g1")).expect("g1");
+    let g1 = server
+        .groups
+        .iter()
+        .find(|g| g.ext.as_deref() == Some("g1"))
+        .expect("g1");
     assert!(
         matches!(last, Some(Outcome::Refused(_))) || !g1.rows.is_empty(),
         "the group guard let g1 be emptied: {last:?}"

@@ -290,9 +290,26 @@ proptest! {
 
 /// Field names the converters look at, so that generated objects hit them often.
 const FIELDS: &[&str] = &[
-    "id", "mail", "userPrincipalName", "accountEnabled", "userType", "@removed", "reason",
-    "primaryEmail", "emails", "suspended", "archived", "profile", "email", "status", "username",
-    "role_id", "@odata.type", "type", "name", "displayName",
+    "id",
+    "mail",
+    "userPrincipalName",
+    "accountEnabled",
+    "userType",
+    "@removed",
+    "reason",
+    "primaryEmail",
+    "emails",
+    "suspended",
+    "archived",
+    "profile",
+    "email",
+    "status",
+    "username",
+    "role_id",
+    "@odata.type",
+    "type",
+    "name",
+    "displayName",
 ];
 
 fn json_leaf() -> impl Strategy<Value = Value> {
@@ -300,14 +317,29 @@ fn json_leaf() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         weird_string().prop_map(Value::String),
         // realistic values
         prop::sample::select(vec![
-            "ACTIVE", "SUSPENDED", "DEPROVISIONED", "USER", "GROUP", "CUSTOMER", "user", "changed",
-            "deleted", "Guest", "#microsoft.graph.user", "#microsoft.graph.group",
-            " Ann.Lee@Example.COM ", "x@tenant.onmicrosoft.com", "bob#EXT#@x.com", "İstanbul@ß.de",
-        ]).prop_map(|s| Value::String(s.to_string())),
+            "ACTIVE",
+            "SUSPENDED",
+            "DEPROVISIONED",
+            "USER",
+            "GROUP",
+            "CUSTOMER",
+            "user",
+            "changed",
+            "deleted",
+            "Guest",
+            "#microsoft.graph.user",
+            "#microsoft.graph.group",
+            " Ann.Lee@Example.COM ",
+            "x@tenant.onmicrosoft.com",
+            "bob#EXT#@x.com",
+            "İstanbul@ß.de",
+        ])
+        .prop_map(|s| Value::String(s.to_string())),
         (0i64..5).prop_map(Value::from),
     ]
 }
@@ -488,8 +520,12 @@ fn member_change() -> impl Strategy<Value = MemberChange> {
 }
 
 fn group_change() -> impl Strategy<Value = GroupChange> {
-    (weird_string(), weird_string(), prop::collection::vec(weird_string(), 0..8)).prop_map(
-        |(ext, name, members)| GroupChange {
+    (
+        weird_string(),
+        weird_string(),
+        prop::collection::vec(weird_string(), 0..8),
+    )
+        .prop_map(|(ext, name, members)| GroupChange {
             external_id: ext,
             name,
             members: members.into_iter().map(Id::from).collect(),
@@ -499,8 +535,7 @@ fn group_change() -> impl Strategy<Value = GroupChange> {
             previous_name: None,
             removed_members: 0,
             repairs_drift: false,
-        },
-    )
+        })
 }
 
 fn plan() -> impl Strategy<Value = Plan> {
@@ -519,19 +554,36 @@ fn plan() -> impl Strategy<Value = Plan> {
 
 /// (email, externalId, deleted) of a body's members, and (name, externalId, members) of its
 /// groups, read from the JSON alone.
-type Decoded = (Vec<(String, String, bool)>, Vec<(String, String, Vec<String>)>);
+type Decoded = (
+    Vec<(String, String, bool)>,
+    Vec<(String, String, Vec<String>)>,
+);
 
 fn decode(body: &[u8]) -> Result<(Decoded, Value), TestCaseError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let s = |x: &Value| x.as_str().map(str::to_string).ok_or_else(|| TestCaseError::fail(format!("not a string: {x}")));
+    let s = |x: &Value| {
+        x.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| TestCaseError::fail(format!("not a string: {x}")))
+    };
     let mut members = Vec::new();
-    for m in v["members"].as_array().ok_or_else(|| TestCaseError::fail("no members"))? {
-        let deleted = m["deleted"].as_bool().ok_or_else(|| TestCaseError::fail("deleted"))?;
+    for m in v["members"]
+        .as_array()
+        .ok_or_else(|| TestCaseError::fail("no members"))?
+    {
+        let deleted = m["deleted"]
+            .as_bool()
+            .ok_or_else(|| TestCaseError::fail("deleted"))?;
         members.push((s(&m["email"])?, s(&m["externalId"])?, deleted));
     }
     let mut groups = Vec::new();
-    for g in v["groups"].as_array().ok_or_else(|| TestCaseError::fail("no groups"))? {
-        let ids = g["memberExternalIds"].as_array().ok_or_else(|| TestCaseError::fail("ids"))?;
+    for g in v["groups"]
+        .as_array()
+        .ok_or_else(|| TestCaseError::fail("no groups"))?
+    {
+        let ids = g["memberExternalIds"]
+            .as_array()
+            .ok_or_else(|| TestCaseError::fail("ids"))?;
         let ids = ids.iter().map(s).collect::<Result<Vec<_>, _>>()?;
         groups.push((s(&g["name"])?, s(&g["externalId"])?, ids));
     }

@@ -243,6 +243,7 @@ proptest! {
     fn any_bytes_as_config_file_load_or_fail_cleanly(
         bytes in prop_oneof![
             toml_like().prop_map(String::into_bytes),
+            any::<String>().prop_map(String::into_bytes),
             prop::collection::vec(any::<u8>(), 0..64),
         ],
     ) {
@@ -364,6 +365,35 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// An object shaped like a vendor's user: each field the converters read is there most of the
+/// time, with a value of the right type or not (nested `profile` and `@removed` objects too).
+fn user_object() -> impl Strategy<Value = Value> {
+    let field = prop_oneof![
+        3 => json_leaf(),
+        1 => json_value(),
+        2 => weird_string().prop_map(Value::String),
+    ];
+    prop::collection::vec(prop::option::weighted(0.7, field), FIELDS.len()).prop_map(|vals| {
+        let mut o = serde_json::Map::new();
+        for (k, v) in FIELDS.iter().zip(vals) {
+            if let Some(v) = v {
+                o.insert(k.to_string(), v);
+            }
+        }
+        // the nested fields, from the same values
+        let email = o.get("email").cloned().unwrap_or(Value::Null);
+        o.insert("profile".into(), serde_json::json!({ "email": email }));
+        let reason = o.get("reason").cloned().unwrap_or(Value::Null);
+        o.insert("@removed".into(), serde_json::json!({ "reason": reason }));
+        Value::Object(o)
+    })
+}
+
+/// Any JSON value, or a user-shaped object.
+fn vendor_json() -> impl Strategy<Value = Value> {
+    prop_oneof![json_value(), user_object()]
+}
+
 /// What a converted user must look like, whatever the JSON: the id it names is both its
 /// reference and externalId, and it is either normalized (trimmed, lower-cased, valid email,
 /// idempotent) or skipped with a reason.
@@ -411,7 +441,7 @@ proptest! {
     #![proptest_config(cases())]
 
     #[test]
-    fn entra_objects_convert_or_are_skipped(v in json_value()) {
+    fn entra_objects_convert_or_are_skipped(v in vendor_json()) {
         if let Some(u) = entra::user_of(&v) {
             check_user(&u, str_id(&v))?;
             prop_assert_eq!(u.disabled, v["accountEnabled"] == Value::Bool(false));
@@ -429,7 +459,7 @@ proptest! {
     }
 
     #[test]
-    fn google_objects_convert_or_are_skipped(v in json_value(), deleted in any::<bool>()) {
+    fn google_objects_convert_or_are_skipped(v in vendor_json(), deleted in any::<bool>()) {
         match google::user_of(&v, deleted) {
             Some(u) => {
                 check_user(&u, str_id(&v))?;
@@ -447,7 +477,7 @@ proptest! {
     }
 
     #[test]
-    fn okta_objects_convert_or_are_skipped(v in json_value()) {
+    fn okta_objects_convert_or_are_skipped(v in vendor_json()) {
         match okta::user_of(&v) {
             Some(u) => {
                 check_user(&u, str_id(&v))?;
@@ -460,7 +490,7 @@ proptest! {
 
     #[test]
     fn onelogin_objects_convert_or_are_skipped(
-        v in json_value(),
+        v in vendor_json(),
         suffix in proptest::option::of("[@a-z.]{0,8}"),
         roles in prop::collection::vec(json_value(), 0..4),
     ) {

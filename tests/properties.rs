@@ -250,10 +250,10 @@ proptest! {
         let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
         std::fs::write(config::config_path(dir.path()), &bytes)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        if let Err(e) = config::load(dir.path()) {
-            if std::str::from_utf8(&bytes).is_ok() {
-                prop_assert!(e.downcast_ref::<ConfigError>().is_some(), "not a ConfigError: {e:#}");
-            }
+        if let Err(e) = config::load(dir.path())
+            && std::str::from_utf8(&bytes).is_ok()
+        {
+            prop_assert!(e.downcast_ref::<ConfigError>().is_some(), "not a ConfigError: {e:#}");
         }
     }
 
@@ -620,6 +620,9 @@ fn decode(body: &[u8]) -> Result<(Decoded, Value), TestCaseError> {
     Ok(((members, groups), v))
 }
 
+/// What a whole push sent: members, and groups each as one string.
+type Union = (BTreeSet<(String, String, bool)>, BTreeSet<String>);
+
 proptest! {
     #![proptest_config(cases())]
 
@@ -684,7 +687,7 @@ proptest! {
     #[test]
     fn batch_size_never_changes_the_union(p in plan(), a in 1usize..6, b in 6usize..40, budget in 1usize..20) {
         prop_assume!(!p.overwrite_existing);
-        let sent = |size: usize, budget: usize| -> Result<(BTreeSet<(String, String, bool)>, BTreeSet<String>), TestCaseError> {
+        let sent = |size: usize, budget: usize| -> Result<Union, TestCaseError> {
             let mut m = BTreeSet::new();
             let mut g = BTreeSet::new();
             for batch in build_batches(&p, size, budget).map_err(TestCaseError::fail)? {

@@ -487,6 +487,16 @@ fn directory() -> impl Strategy<Value = Directory> {
         prop::collection::vec(group_spec(), GROUPS),
     )
         .prop_map(|(users, groups)| Directory { users, groups })
+        // now and then a read that returns no users (a wrong filter, an empty OU)
+        .prop_flat_map(|d| {
+            prop_oneof![
+                9 => Just(d.clone()),
+                1 => Just(Directory {
+                    users: d.users.iter().map(|u| UserSpec { present: false, ..u.clone() }).collect(),
+                    groups: d.groups.clone(),
+                }),
+            ]
+        })
 }
 
 fn opts() -> impl Strategy<Value = Opts> {

@@ -35,7 +35,7 @@ pub struct EntraSource {
 /// A user from a Graph object; `None` for objects without an id. `@removed` marks a user
 /// deleted since the delta link was issued (`changed`: in the recycle bin; `deleted`: gone for
 /// good), <https://learn.microsoft.com/en-us/graph/delta-query-users>.
-fn user_of(v: &serde_json::Value) -> Option<DirUser> {
+pub fn user_of(v: &serde_json::Value) -> Option<DirUser> {
     let id = v["id"].as_str()?;
     let mail = v["mail"].as_str().map(str::trim).filter(|m| !m.is_empty());
     let upn = v["userPrincipalName"]
@@ -58,6 +58,19 @@ fn user_of(v: &serde_json::Value) -> Option<DirUser> {
         disabled: v["accountEnabled"].as_bool() == Some(false),
         deleted,
     })
+}
+
+/// Adds one Graph member object to a group: a user or a nested group (other object types, and
+/// objects without an id, are left out).
+pub fn add_member(group: &mut DirGroup, m: &serde_json::Value) {
+    let Some(mid) = m["id"].as_str() else {
+        return;
+    };
+    match m["@odata.type"].as_str() {
+        Some(USER_TYPE) => group.user_members.push(Id::from(mid)),
+        Some(GROUP_TYPE) => group.group_members.push(mid.to_string()),
+        _ => {}
+    }
 }
 
 /// Whether a Graph object is a guest account (`userType eq 'Guest'`).
@@ -412,15 +425,8 @@ impl EntraSource {
                     .list(&api, self.graph(&format!("groups/{id}/members?$select=id")))
                     .await?;
                 let mut group = DirGroup::new(id, name);
-                for m in members {
-                    let Some(mid) = m["id"].as_str() else {
-                        continue;
-                    };
-                    match m["@odata.type"].as_str() {
-                        Some(USER_TYPE) => group.user_members.push(Id::from(mid)),
-                        Some(GROUP_TYPE) => group.group_members.push(mid.to_string()),
-                        _ => {}
-                    }
+                for m in &members {
+                    add_member(&mut group, m);
                 }
                 groups.push(group);
             }

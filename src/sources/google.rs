@@ -28,6 +28,40 @@ pub struct GoogleSource {
     pub ca_file: Option<PathBuf>,
 }
 
+/// A user from a Directory API user object (`deleted`: read with `showDeleted`); `None` when it
+/// has no id, or when an active user has no `emails` (an account without a mailbox).
+pub fn user_of(u: &serde_json::Value, deleted: bool) -> Option<DirUser> {
+    let id = u["id"].as_str()?;
+    if !deleted && u.get("emails").is_none() {
+        return None;
+    }
+    Some(DirUser {
+        reference_id: id.to_string(),
+        external_id: Id::from(id),
+        email: u["primaryEmail"].as_str().map(str::to_string),
+        disabled: u["suspended"].as_bool() == Some(true) || u["archived"].as_bool() == Some(true),
+        deleted,
+    })
+}
+
+/// Adds one Directory API member object to a group: an active user, a nested group, or (type
+/// `CUSTOMER`, the whole domain) every user read.
+pub fn add_member(group: &mut DirGroup, m: &serde_json::Value, users: &[DirUser]) {
+    let Some(mid) = m["id"].as_str() else {
+        return;
+    };
+    match m["type"].as_str().map(str::to_ascii_uppercase).as_deref() {
+        Some("USER") if m["status"].as_str() == Some("ACTIVE") => {
+            group.user_members.push(Id::from(mid))
+        }
+        Some("GROUP") => group.group_members.push(mid.to_string()),
+        Some("CUSTOMER") => group
+            .user_members
+            .extend(users.iter().map(|u| Id::clone(&u.external_id))),
+        _ => {}
+    }
+}
+
 #[derive(serde::Serialize)]
 struct Claims<'a> {
     iss: &'a str,
@@ -192,22 +226,14 @@ impl GoogleSource {
                     e.push(("showDeleted", "true"));
                 }
                 let raw = self.list(&api, self.url("users", &e)?, "users").await?;
-                for u in raw {
-                    let Some(id) = u["id"].as_str() else { continue };
-                    let email = u["primaryEmail"].as_str().map(str::to_string);
-                    if !user_filter.passes(email.as_deref())
-                        || (!deleted && u.get("emails").is_none())
-                    {
+                for u in &raw {
+                    let Some(user) = user_of(u, deleted) else {
+                        continue;
+                    };
+                    if !user_filter.passes(user.email.as_deref()) {
                         continue;
                     }
-                    users.push(DirUser {
-                        reference_id: id.to_string(),
-                        external_id: Id::from(id),
-                        email,
-                        disabled: u["suspended"].as_bool() == Some(true)
-                            || u["archived"].as_bool() == Some(true),
-                        deleted,
-                    });
+                    users.push(user);
                 }
             }
             progress.count(users.len() as u64);
@@ -236,20 +262,8 @@ impl GoogleSource {
                     )
                     .await?;
                 let mut group = DirGroup::new(id, name);
-                for m in members {
-                    let Some(mid) = m["id"].as_str() else {
-                        continue;
-                    };
-                    match m["type"].as_str().map(str::to_ascii_uppercase).as_deref() {
-                        Some("USER") if m["status"].as_str() == Some("ACTIVE") => {
-                            group.user_members.push(Id::from(mid))
-                        }
-                        Some("GROUP") => group.group_members.push(mid.to_string()),
-                        Some("CUSTOMER") => group
-                            .user_members
-                            .extend(users.iter().map(|u| Id::clone(&u.external_id))),
-                        _ => {}
-                    }
+                for m in &members {
+                    add_member(&mut group, m, &users);
                 }
                 groups.push(group);
             }

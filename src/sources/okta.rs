@@ -25,6 +25,20 @@ pub struct OktaSource {
 }
 
 /// The `rel="next"` URL of a `Link` header.
+/// A user from an Okta user object; `None` when it has no id. `SUSPENDED` is disabled,
+/// `DEPROVISIONED` deleted.
+pub fn user_of(u: &serde_json::Value) -> Option<DirUser> {
+    let id = u["id"].as_str()?;
+    let status = u["status"].as_str().unwrap_or_default();
+    Some(DirUser {
+        reference_id: id.to_string(),
+        external_id: Id::from(id),
+        email: u["profile"]["email"].as_str().map(str::to_string),
+        disabled: status == "SUSPENDED",
+        deleted: status == "DEPROVISIONED",
+    })
+}
+
 pub fn next_link(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all("link")
@@ -140,23 +154,14 @@ impl OktaSource {
             let raw = self.raw_users(&api, user_filter.query.as_deref()).await?;
             progress.count(raw.len() as u64);
             let mut seen = std::collections::HashSet::new();
-            for u in raw {
-                let Some(id) = u["id"].as_str() else { continue };
-                if !seen.insert(id.to_string()) {
+            for u in &raw {
+                let Some(user) = user_of(u) else { continue };
+                if !seen.insert(user.external_id.to_string())
+                    || !user_filter.passes(user.email.as_deref())
+                {
                     continue;
                 }
-                let email = u["profile"]["email"].as_str().map(str::to_string);
-                if !user_filter.passes(email.as_deref()) {
-                    continue;
-                }
-                let status = u["status"].as_str().unwrap_or_default();
-                users.push(DirUser {
-                    reference_id: id.to_string(),
-                    external_id: Id::from(id),
-                    email,
-                    disabled: status == "SUSPENDED",
-                    deleted: status == "DEPROVISIONED",
-                });
+                users.push(user);
             }
         }
         let mut groups: Vec<DirGroup> = Vec::new();

@@ -39,6 +39,43 @@ fn id_string(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// A user from a OneLogin user object; `None` when it has no id. Without an email-like
+/// `email`, an email-like `username` is taken, else (`suffix`: `sync.use_email_prefix_suffix`
+/// with a suffix) the username with the suffix. Status 2 is suspended (disabled).
+pub fn user_of(u: &serde_json::Value, suffix: Option<&str>) -> Option<DirUser> {
+    let id = id_string(&u["id"])?;
+    let mut email = u["email"].as_str().map(str::to_string);
+    if !email.as_deref().is_some_and(looks_like_email)
+        && let Some(name) = u["username"].as_str().filter(|n| !n.is_empty())
+    {
+        if looks_like_email(name) {
+            email = Some(name.to_string());
+        } else if let Some(suffix) = suffix.filter(|s| !s.is_empty()) {
+            email = Some(format!("{name}{suffix}"));
+        }
+    }
+    Some(DirUser {
+        reference_id: id.clone(),
+        external_id: Id::from(id),
+        email,
+        disabled: u["status"].as_i64() == Some(2),
+        deleted: false,
+    })
+}
+
+/// The ids of the users whose `role_id` lists the role.
+pub fn role_members(role: &str, raw_users: &[serde_json::Value]) -> Vec<Id> {
+    raw_users
+        .iter()
+        .filter(|u| {
+            u["role_id"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|x| id_string(x).as_deref() == Some(role)))
+        })
+        .filter_map(|u| id_string(&u["id"]).map(Id::from))
+        .collect()
+}
+
 /// How long to wait so that `reserve_percent` of the hour's calls stay unused: OneLogin sends
 /// the limit, the calls remaining and the seconds until the reset,
 /// <https://developers.onelogin.com/api-docs/1/oauth20-tokens/get-rate-limit>.
@@ -145,30 +182,15 @@ impl OneLoginSource {
                 .list(&api, self.url("users", user_filter.query.as_deref()))
                 .await?;
             progress.count(raw_users.len() as u64);
+            let suffix = self.sync.use_email_prefix_suffix.then_some(suffix.as_str());
             for u in &raw_users {
-                let Some(id) = id_string(&u["id"]) else {
+                let Some(user) = user_of(u, suffix) else {
                     continue;
                 };
-                let mut email = u["email"].as_str().map(str::to_string);
-                if !email.as_deref().is_some_and(looks_like_email)
-                    && let Some(name) = u["username"].as_str().filter(|n| !n.is_empty())
-                {
-                    if looks_like_email(name) {
-                        email = Some(name.to_string());
-                    } else if self.sync.use_email_prefix_suffix && !suffix.is_empty() {
-                        email = Some(format!("{name}{suffix}"));
-                    }
-                }
-                if !user_filter.passes(email.as_deref()) {
+                if !user_filter.passes(user.email.as_deref()) {
                     continue;
                 }
-                users.push(DirUser {
-                    reference_id: id.clone(),
-                    external_id: Id::from(id),
-                    email,
-                    disabled: u["status"].as_i64() == Some(2),
-                    deleted: false,
-                });
+                users.push(user);
             }
         }
         let mut groups: Vec<DirGroup> = Vec::new();
@@ -185,16 +207,7 @@ impl OneLoginSource {
                 if !group_filter.passes(name.as_deref()) {
                     continue;
                 }
-                let members = raw_users
-                    .iter()
-                    .filter(|u| {
-                        u["role_id"].as_array().is_some_and(|ids| {
-                            ids.iter()
-                                .any(|x| id_string(x).as_deref() == Some(id.as_str()))
-                        })
-                    })
-                    .filter_map(|u| id_string(&u["id"]).map(Id::from))
-                    .collect();
+                let members = role_members(&id, &raw_users);
                 groups.push(DirGroup {
                     reference_id: id.clone(),
                     external_id: id,

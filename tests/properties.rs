@@ -183,9 +183,18 @@ fn settable(kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
                 (format!(" {raw} "), Some(b.to_string()))
             })
             .boxed(),
-        // within the smallest integer field (u16)
-        KeyKind::Int => (0u16..=u16::MAX)
-            .prop_map(|n| (format!("{n} "), Some(n.to_string())))
+        // anywhere in the key's range (0 too where 0 turns the feature off)
+        KeyKind::Int(range) => {
+            let zero = range.zero_off;
+            (range.min..=range.max, any::<bool>())
+                .prop_map(move |(n, off)| {
+                    let n = if zero && off { 0 } else { n };
+                    (format!("{n} "), Some(n.to_string()))
+                })
+                .boxed()
+        }
+        KeyKind::Host => "[a-z]{1,8}(\\.[a-z]{2,4}){0,2}"
+            .prop_map(|h| (h.clone(), Some(h)))
             .boxed(),
         KeyKind::Enum(options) => (prop::sample::select(options.to_vec()), any::<bool>())
             .prop_map(|(o, upper)| {

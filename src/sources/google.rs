@@ -207,6 +207,7 @@ impl GoogleSource {
                         disabled: u["suspended"].as_bool() == Some(true)
                             || u["archived"].as_bool() == Some(true),
                         deleted,
+                        unreadable: None,
                     });
                 }
             }

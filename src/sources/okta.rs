@@ -156,6 +156,7 @@ impl OktaSource {
                     email,
                     disabled: status == "SUSPENDED",
                     deleted: status == "DEPROVISIONED",
+                    unreadable: None,
                 });
             }
         }
@@ -191,6 +192,7 @@ impl OktaSource {
                         .filter_map(|m| m["id"].as_str().map(Id::from))
                         .collect(),
                     group_members: Vec::new(),
+                    unreadable: None,
                 });
             }
         }

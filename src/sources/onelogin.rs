@@ -168,6 +168,7 @@ impl OneLoginSource {
                     email,
                     disabled: u["status"].as_i64() == Some(2),
                     deleted: false,
+                    unreadable: None,
                 });
             }
         }
@@ -201,6 +202,7 @@ impl OneLoginSource {
                     name,
                     user_members: members,
                     group_members: Vec::new(),
+                    unreadable: None,
                 });
             }
         }

@@ -150,7 +150,11 @@ fn entries_that_are_not_utf8_are_skipped_with_a_reason_not_a_panic() {
 
     // the text output shows the skipped list too
     let r = env.ok(&["test"]);
-    assert!(r.stdout.contains("the DN is not valid UTF-8"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("the DN is not valid UTF-8"),
+        "{}",
+        r.stdout
+    );
 
     let r = env.run(&["sync"]);
     assert!(!r.stderr.contains("panicked"), "{}", r.all());

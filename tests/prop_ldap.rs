@@ -45,7 +45,11 @@ struct Style(Vec<u8>, usize);
 
 impl Style {
     fn pick(&mut self, n: u8) -> u8 {
-        let v = self.0.get(self.1 % self.0.len().max(1)).copied().unwrap_or(0);
+        let v = self
+            .0
+            .get(self.1 % self.0.len().max(1))
+            .copied()
+            .unwrap_or(0);
         self.1 += 1;
         v % n
     }
@@ -240,7 +244,11 @@ fn raw_entry(dn: &[u8], attrs: &RawAttrs) -> StructureTag {
                 16,
                 vec![
                     prim(n),
-                    cons(TagClass::Universal, 17, vals.iter().map(|v| prim(v)).collect()),
+                    cons(
+                        TagClass::Universal,
+                        17,
+                        vals.iter().map(|v| prim(v)).collect(),
+                    ),
                 ],
             )
         })
@@ -418,7 +426,12 @@ fn broken_normalizers_are_caught() {
             |d| {
                 d.rdns
                     .iter()
-                    .map(|r| r.iter().map(|a| a.attr.clone()).collect::<Vec<_>>().join("+"))
+                    .map(|r| {
+                        r.iter()
+                            .map(|a| a.attr.clone())
+                            .collect::<Vec<_>>()
+                            .join("+")
+                    })
                     .collect::<Vec<_>>()
                     .join(",")
             },

@@ -118,9 +118,7 @@ impl Entry {
 
     /// The first value of an attribute as bytes (binary attributes).
     pub fn first_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.values(name)
-            .and_then(|v| v.first())
-            .map(Vec::as_slice)
+        self.values(name).and_then(|v| v.first()).map(Vec::as_slice)
     }
 
     /// The first value of a text attribute; `Err` holds the reason it cannot be used (not
@@ -235,7 +233,11 @@ pub(crate) mod tests {
                         16,
                         vec![
                             p(b"mail"),
-                            c(TagClass::Universal, 17, vec![c(TagClass::Universal, 16, vec![])]),
+                            c(
+                                TagClass::Universal,
+                                17,
+                                vec![c(TagClass::Universal, 16, vec![])],
+                            ),
                         ],
                     )],
                 ),

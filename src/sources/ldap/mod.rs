@@ -594,8 +594,8 @@ impl LdapSource {
                 .is_some_and(|v| v & 0x2 != 0);
             let mut email = text(&e, &email_attr, &mut problem).map(str::to_string);
             if email.as_deref().is_none_or(|m| m.trim().is_empty()) && use_prefix {
-                email = text(&e, &prefix_attr, &mut problem)
-                    .map(|p| format!("{}{suffix}", p.trim()));
+                email =
+                    text(&e, &prefix_attr, &mut problem).map(|p| format!("{}{suffix}", p.trim()));
             }
             DirUser {
                 reference_id: e.dn,
@@ -687,7 +687,9 @@ impl LdapSource {
             // resolves it to a nested group or lists it as an unmatched member.
             let classify = |v: &[u8], group: &mut DirGroup| {
                 let Ok(v) = std::str::from_utf8(v) else {
-                    group.group_members.push(normalize_dn(&dn::display_bytes(v)));
+                    group
+                        .group_members
+                        .push(normalize_dn(&dn::display_bytes(v)));
                     return;
                 };
                 let v = strip_unique_id(v.trim());

@@ -51,6 +51,7 @@ fn main() {
             email: Some(format!("u{i:07}@example.com")),
             disabled: i % 50 == 0,
             deleted: false,
+            unreadable: None,
         })
         .collect();
     let groups: Vec<NormGroup> = (0..n / 100)

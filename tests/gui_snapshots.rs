@@ -69,6 +69,7 @@ fn results() -> TestReport {
         email: Some(format!("{name}@example.com")),
         disabled,
         deleted: false,
+        unreadable: None,
     };
     let users = vec![
         user(1, "alice", false),

@@ -104,6 +104,7 @@ impl Directory {
                     }),
                     disabled: u.disabled,
                     deleted: u.deleted,
+                    unreadable: None,
                 }
             })
             .collect()
@@ -134,6 +135,7 @@ impl Directory {
                     .filter(|k| g.nested & (1 << k) != 0)
                     .map(|k| format!("cn=g{k}"))
                     .collect(),
+                unreadable: None,
             })
             .collect()
     }

@@ -124,6 +124,7 @@ proptest! {
             email: Some(format!("u{id}@x.com")),
             disabled: *disabled,
             deleted: *deleted,
+            unreadable: None,
         }).collect();
         let gs: Vec<DirGroup> = groups.iter().enumerate().map(|(i, m)| {
             let mut g = DirGroup::new(&format!("g{i}"), Some(format!("G{i}")));
@@ -479,6 +480,7 @@ proptest! {
         }
         let users = vec![DirUser {
             reference_id: "a".into(), external_id: "a".into(), email: None, disabled: false, deleted: false,
+            unreadable: None,
         }];
         let mut g = DirGroup::new("g", None);
         google::add_member(&mut g, &v, &users);
@@ -533,6 +535,7 @@ proptest! {
         let b = format!("{pad}{}{pad}", a.to_uppercase());
         let u = |id: &str, e: &str| DirUser {
             reference_id: id.into(), external_id: id.into(), email: Some(e.into()), disabled: false, deleted: false,
+            unreadable: None,
         };
         let mut skipped = Vec::new();
         let r = normalize_users(vec![u("1", &a), u("2", &b)], &mut skipped);

@@ -577,6 +577,7 @@ mod tests {
             email: Some(email.into()),
             disabled: false,
             deleted: false,
+            unreadable: None,
         }
     }
 

@@ -20,6 +20,10 @@ pub struct DirUser {
     pub email: Option<String>,
     pub disabled: bool,
     pub deleted: bool,
+    /// Why the entry cannot be synced, found while reading it (a DN or attribute that is not
+    /// UTF-8); normalization skips it with this reason.
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 impl DirUser {
@@ -54,8 +58,12 @@ pub struct DirGroup {
     pub name: Option<String>,
     /// externalIds of users that are direct members.
     pub user_members: Vec<Id>,
-    /// referenceIds of groups that are direct members (nested groups).
+    /// referenceIds of groups that are direct members (nested groups). A reference that
+    /// matches no group read is listed as a skipped member.
     pub group_members: Vec<String>,
+    /// Why the entry cannot be synced, found while reading it; normalization skips it.
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 impl DirGroup {
@@ -68,6 +76,7 @@ impl DirGroup {
             name,
             user_members: Vec::new(),
             group_members: Vec::new(),
+            unreadable: None,
         }
     }
 }

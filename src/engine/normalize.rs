@@ -34,6 +34,8 @@ pub struct NormGroup {
 pub enum EntryKind {
     User,
     Group,
+    /// A member value of a group that names no user or group read from the directory.
+    Member,
 }
 
 /// An entry left out of the sync, with the reason shown to the admin.
@@ -63,7 +65,9 @@ impl std::fmt::Display for DuplicateEmails {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "Emails must be unique. {} email(s) are shared by more than one directory entry:",
+            "Emails must be unique: {} email(s) are each used by more than one directory entry, \
+             so nothing was synced. Give each entry its own email, or leave all but one out \
+             with sync.user_filter:",
             self.collisions.len()
         )?;
         for (i, (email, ids)) in self.collisions.iter().enumerate() {
@@ -146,6 +150,14 @@ pub fn normalize_users(
 ) -> Result<Vec<NormUser>, DuplicateEmails> {
     let mut out: Vec<NormUser> = Vec::with_capacity(users.len());
     for u in users {
+        if let Some(reason) = u.unreadable {
+            skipped.push(Skipped {
+                kind: EntryKind::User,
+                reference_id: u.reference_id,
+                reason,
+            });
+            continue;
+        }
         if utf16_len(&u.external_id) > MAX_EXTERNAL_ID_LEN {
             skipped.push(Skipped {
                 kind: EntryKind::User,
@@ -173,6 +185,7 @@ pub fn normalize_users(
             email,
             disabled: u.disabled,
             deleted: u.deleted,
+            unreadable: None,
         });
     }
     dedupe_users(out, skipped)
@@ -251,13 +264,17 @@ fn dedupe_users(
     Ok(out)
 }
 
-/// Normalizes the groups of a snapshot (names, lengths) and flattens their nesting.
+/// Normalizes the groups of a snapshot (names, lengths) and flattens their nesting. A nested
+/// reference that names no group read (nor one skipped here) is listed as a skipped member.
 pub fn normalize_groups(groups: Vec<DirGroup>, skipped: &mut Vec<Skipped>) -> Vec<NormGroup> {
     let mut kept: Vec<DirGroup> = Vec::with_capacity(groups.len());
     let mut names: Vec<String> = Vec::with_capacity(groups.len());
-    for g in groups {
+    let mut skipped_refs: HashSet<String> = HashSet::new();
+    for mut g in groups {
         let name = g.name.as_deref().map(str::trim).unwrap_or_default();
-        let reason = if name.is_empty() {
+        let reason = if let Some(reason) = g.unreadable.take() {
+            Some(reason)
+        } else if name.is_empty() {
             Some("group has no name".to_string())
         } else if utf16_len(name) > MAX_GROUP_NAME_LEN {
             Some(format!(
@@ -272,6 +289,7 @@ pub fn normalize_groups(groups: Vec<DirGroup>, skipped: &mut Vec<Skipped>) -> Ve
             None
         };
         if let Some(reason) = reason {
+            skipped_refs.insert(g.reference_id.clone());
             skipped.push(Skipped {
                 kind: EntryKind::Group,
                 reference_id: g.reference_id,
@@ -282,6 +300,7 @@ pub fn normalize_groups(groups: Vec<DirGroup>, skipped: &mut Vec<Skipped>) -> Ve
         names.push(name.to_string());
         kept.push(g);
     }
+    unmatched_members(&kept, &names, &skipped_refs, skipped);
     let closures = flatten(&kept);
     kept.into_iter()
         .zip(names)
@@ -293,6 +312,34 @@ pub fn normalize_groups(groups: Vec<DirGroup>, skipped: &mut Vec<Skipped>) -> Ve
             members,
         })
         .collect()
+}
+
+/// Lists every nested reference of a kept group that names no group read (a member DN that
+/// matched neither a user nor a group): it is left out, and the admin sees which and where.
+fn unmatched_members(
+    kept: &[DirGroup],
+    names: &[String],
+    skipped_refs: &HashSet<String>,
+    skipped: &mut Vec<Skipped>,
+) {
+    let known: HashSet<&str> = kept.iter().map(|g| g.reference_id.as_str()).collect();
+    for (g, name) in kept.iter().zip(names) {
+        let mut seen: HashSet<&str> = HashSet::new();
+        for r in &g.group_members {
+            if known.contains(r.as_str()) || skipped_refs.contains(r) || !seen.insert(r) {
+                continue;
+            }
+            skipped.push(Skipped {
+                kind: EntryKind::Member,
+                reference_id: r.clone(),
+                reason: format!(
+                    "member of group `{name}` that matches no user or group read from the \
+                     directory (outside the search bases or filters, unreadable, or gone); left \
+                     out of the group"
+                ),
+            });
+        }
+    }
 }
 
 /// For each group, its direct user members plus those of every group reachable from it through
@@ -453,6 +500,7 @@ mod tests {
             email: email.map(str::to_string),
             disabled: false,
             deleted: false,
+            unreadable: None,
         }
     }
 
@@ -463,6 +511,7 @@ mod tests {
             name: Some(name.to_string()),
             user_members: users.iter().map(|s| Id::from(*s)).collect(),
             group_members: groups.iter().map(|s| s.to_string()).collect(),
+            unreadable: None,
         }
     }
 

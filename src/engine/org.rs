@@ -444,6 +444,7 @@ mod tests {
                 email: Some("a@x.com".into()),
                 disabled: false,
                 deleted: false,
+                unreadable: None,
             }]),
             groups: Some(vec![NormGroup {
                 reference_id: "cn=eng".into(),

@@ -57,6 +57,7 @@ pub fn user_of(v: &serde_json::Value) -> Option<DirUser> {
         email: email.map(str::to_string),
         disabled: v["accountEnabled"].as_bool() == Some(false),
         deleted,
+        unreadable: None,
     })
 }
 

@@ -187,6 +187,7 @@ mod tests {
             email: Some(format!("{id}@x.com")),
             disabled,
             deleted,
+            unreadable: None,
         };
         let mut users = vec![
             u("a", false, false),
@@ -200,6 +201,7 @@ mod tests {
             name: Some("G".into()),
             user_members: vec!["a".into()],
             group_members: vec![],
+            unreadable: None,
         }];
         let f = Filter::parse(Some("include:g"));
         prune_users_to_groups(&mut users, &groups, &f, true);

@@ -41,6 +41,7 @@ pub fn user_of(u: &serde_json::Value, deleted: bool) -> Option<DirUser> {
         email: u["primaryEmail"].as_str().map(str::to_string),
         disabled: u["suspended"].as_bool() == Some(true) || u["archived"].as_bool() == Some(true),
         deleted,
+        unreadable: None,
     })
 }
 

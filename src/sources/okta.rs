@@ -36,6 +36,7 @@ pub fn user_of(u: &serde_json::Value) -> Option<DirUser> {
         email: u["profile"]["email"].as_str().map(str::to_string),
         disabled: status == "SUSPENDED",
         deleted: status == "DEPROVISIONED",
+        unreadable: None,
     })
 }
 
@@ -196,6 +197,7 @@ impl OktaSource {
                         .filter_map(|m| m["id"].as_str().map(Id::from))
                         .collect(),
                     group_members: Vec::new(),
+                    unreadable: None,
                 });
             }
         }

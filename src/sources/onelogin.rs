@@ -60,6 +60,7 @@ pub fn user_of(u: &serde_json::Value, suffix: Option<&str>) -> Option<DirUser> {
         email,
         disabled: u["status"].as_i64() == Some(2),
         deleted: false,
+        unreadable: None,
     })
 }
 
@@ -214,6 +215,7 @@ impl OneLoginSource {
                     name,
                     user_members: members,
                     group_members: Vec::new(),
+                    unreadable: None,
                 });
             }
         }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bad_ldap;
 pub mod fake_bitwarden;
 pub mod fake_cloud;
 pub mod samba;

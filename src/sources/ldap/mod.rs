@@ -2,6 +2,9 @@
 //! StartTLS or LDAPS, paged subtree searches streamed entry by entry, users and groups mapped as
 //! upstream (externalId = objectGUID or DN; members by DN, `uniqueMember` or `memberUid`).
 
+pub mod dn;
+pub mod entry;
+
 use std::collections::HashMap;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -11,7 +14,10 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use ldap3::adapters::PagedResults;
 use ldap3::controls::RawControl;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchOptions};
+
+pub use dn::normalize_dn;
+use entry::{Entry, Unreadable};
 
 use super::{Progress, UsersReady};
 use crate::config::{Encryption, LdapConfig, SyncConfig};
@@ -54,50 +60,6 @@ pub fn search_filter(object_class: &str, extra: Option<&str>) -> String {
     }
 }
 
-/// A canonical DN for matching: lower case, no spaces around separators. One pass, one
-/// allocation (it runs for every member value of every group).
-pub fn normalize_dn(dn: &str) -> String {
-    let mut out = String::with_capacity(dn.len());
-    let mut escaped = false;
-    // index in `out` where the current RDN starts, and where its value's trailing spaces begin
-    let mut at_start = true;
-    let mut pending_spaces = 0usize;
-    for c in dn.chars() {
-        if escaped {
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == ',' || c == ';' {
-            out.truncate(out.len() - pending_spaces);
-            pending_spaces = 0;
-            out.push(',');
-            at_start = true;
-            continue;
-        } else if c == '=' {
-            out.truncate(out.len() - pending_spaces);
-            pending_spaces = 0;
-            out.push('=');
-            at_start = true;
-            continue;
-        } else if c == ' ' {
-            if !at_start {
-                out.push(' ');
-                pending_spaces += 1;
-            }
-            continue;
-        }
-        at_start = false;
-        pending_spaces = 0;
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.extend(c.to_lowercase());
-        }
-    }
-    out.truncate(out.len() - pending_spaces);
-    out
-}
-
 /// Microsoft's textual GUID from the 16 raw bytes of `objectGUID`.
 pub fn guid_to_string(b: &[u8]) -> Option<String> {
     if b.len() != 16 {
@@ -124,28 +86,21 @@ pub fn guid_to_string(b: &[u8]) -> Option<String> {
     ))
 }
 
-fn attr<'e>(e: &'e SearchEntry, name: &str) -> Option<&'e Vec<String>> {
-    e.attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
+fn object_guid(e: &Entry) -> Option<String> {
+    // binary, or text when the GUID's bytes happen to be valid UTF-8: the same bytes
+    e.first_bytes("objectGUID").and_then(guid_to_string)
 }
 
-fn first<'e>(e: &'e SearchEntry, name: &str) -> Option<&'e str> {
-    attr(e, name).and_then(|v| v.first()).map(String::as_str)
-}
-
-fn object_guid(e: &SearchEntry) -> Option<String> {
-    if let Some(v) = e
-        .bin_attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("objectGUID"))
-        .and_then(|(_, v)| v.first())
-    {
-        return guid_to_string(v);
+/// The first value of a text attribute; a value that is not UTF-8 is `None` and its reason is
+/// kept in `problem` (the first one found).
+fn text<'e>(e: &'e Entry, name: &str, problem: &mut Option<String>) -> Option<&'e str> {
+    match e.first_text(name) {
+        Ok(v) => v,
+        Err(reason) => {
+            problem.get_or_insert(reason);
+            None
+        }
     }
-    // A GUID whose bytes happen to be valid UTF-8 arrives as text.
-    first(e, "objectGUID").and_then(|s| guid_to_string(s.as_bytes()))
 }
 
 /// Strips the optional `#'0101'B` unique identifier of a `uniqueMember` value.
@@ -414,13 +369,13 @@ fn domain_root(root: &str) -> &str {
 
 /// The values of the member attribute, plain or ranged (`member;range=0-1499`), and where the
 /// next range starts when the server cut the list.
-fn member_values<'e>(e: &'e SearchEntry, member_attr: &str) -> (Vec<&'e String>, Option<u64>) {
+fn member_values<'e>(e: &'e Entry, member_attr: &str) -> (Vec<&'e [u8]>, Option<u64>) {
     let mut values = Vec::new();
     let mut next = None;
     for (k, v) in &e.attrs {
         let Some((name, options)) = k.split_once(';') else {
             if k.eq_ignore_ascii_case(member_attr) {
-                values.extend(v.iter());
+                values.extend(v.iter().map(Vec::as_slice));
             }
             continue;
         };
@@ -432,7 +387,7 @@ fn member_values<'e>(e: &'e SearchEntry, member_attr: &str) -> (Vec<&'e String>,
                 .or_else(|| o.strip_prefix("Range="))
         });
         if let Some(range) = range {
-            values.extend(v.iter());
+            values.extend(v.iter().map(Vec::as_slice));
             if let Some((_, hi)) = range.split_once('-')
                 && hi != "*"
                 && let Ok(hi) = hi.parse::<u64>()
@@ -444,13 +399,14 @@ fn member_values<'e>(e: &'e SearchEntry, member_attr: &str) -> (Vec<&'e String>,
     (values, next)
 }
 
-/// Reads entries one by one; `on_entry` sees each. Server-side limits are errors.
+/// Reads entries one by one; `on_entry` sees each, or why it cannot be read (a DN that is not
+/// UTF-8, a malformed entry). Server-side limits are errors.
 async fn search_each(
     ldap: &mut Ldap,
     cfg: &LdapConfig,
     q: Query<'_>,
     progress: &dyn Progress,
-    mut on_entry: impl FnMut(SearchEntry),
+    mut on_entry: impl FnMut(Result<Entry, Unreadable>),
 ) -> anyhow::Result<u64> {
     let Query {
         what,
@@ -497,7 +453,7 @@ async fn search_each(
                 if entry.is_ref() || entry.is_intermediate() {
                     continue; // referrals are not chased
                 }
-                on_entry(SearchEntry::construct(entry));
+                on_entry(Entry::from_raw(entry.0));
                 n += 1;
                 if n.is_multiple_of(1000) {
                     progress.count(n);
@@ -617,14 +573,29 @@ impl LdapSource {
         if use_prefix {
             user_attrs.push(prefix_attr.clone());
         }
-        let to_user = |e: SearchEntry, deleted: bool| -> DirUser {
+        let to_user = |e: Result<Entry, Unreadable>, deleted: bool| -> DirUser {
+            let e = match e {
+                Ok(e) => e,
+                Err(u) => {
+                    return DirUser {
+                        external_id: u.dn.as_str().into(),
+                        reference_id: u.dn,
+                        email: None,
+                        disabled: false,
+                        deleted,
+                        unreadable: Some(u.reason),
+                    };
+                }
+            };
+            let mut problem = None;
             let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
-            let disabled = first(&e, "userAccountControl")
+            let disabled = text(&e, "userAccountControl", &mut problem)
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .is_some_and(|v| v & 0x2 != 0);
-            let mut email = first(&e, &email_attr).map(str::to_string);
+            let mut email = text(&e, &email_attr, &mut problem).map(str::to_string);
             if email.as_deref().is_none_or(|m| m.trim().is_empty()) && use_prefix {
-                email = first(&e, &prefix_attr).map(|p| format!("{}{suffix}", p.trim()));
+                email =
+                    text(&e, &prefix_attr, &mut problem).map(|p| format!("{}{suffix}", p.trim()));
             }
             DirUser {
                 reference_id: e.dn,
@@ -632,6 +603,7 @@ impl LdapSource {
                 email,
                 disabled,
                 deleted,
+                unreadable: problem,
             }
         };
 
@@ -646,17 +618,23 @@ impl LdapSource {
             progress.stage("Reading users");
             let q = Query::new("user", &user_base, &user_filter, &user_attrs);
             search_each(ldap, cfg, q, progress, |e| {
-                let uid = s
-                    .groups
-                    .then(|| first(&e, "uid").map(|u| u.trim().to_lowercase()))
-                    .flatten();
-                let dn = s.groups.then(|| normalize_dn(&e.dn));
+                // an unreadable entry resolves no member: the member is listed as unmatched
+                let keys = match &e {
+                    Ok(e) if s.groups => Some((
+                        normalize_dn(&e.dn),
+                        e.first_text("uid")
+                            .ok()
+                            .flatten()
+                            .map(|u| u.trim().to_lowercase()),
+                    )),
+                    _ => None,
+                };
                 let user = to_user(e, false);
-                if let Some(dn) = dn {
+                if let Some((dn, uid)) = keys {
                     by_dn.insert(dn, user.external_id.clone());
-                }
-                if let Some(uid) = uid {
-                    by_uid.insert(uid, user.external_id.clone());
+                    if let Some(uid) = uid {
+                        by_uid.insert(uid, user.external_id.clone());
+                    }
                 }
                 if s.users {
                     users.push(user);
@@ -705,7 +683,15 @@ impl LdapSource {
                     member_attr.clone()
                 });
             }
-            let classify = |v: &str, group: &mut DirGroup| {
+            // A member value that names no user is kept as a group reference: normalization
+            // resolves it to a nested group or lists it as an unmatched member.
+            let classify = |v: &[u8], group: &mut DirGroup| {
+                let Ok(v) = std::str::from_utf8(v) else {
+                    group
+                        .group_members
+                        .push(normalize_dn(&dn::display_bytes(v)));
+                    return;
+                };
                 let v = strip_unique_id(v.trim());
                 if v.contains('=') {
                     let dn = normalize_dn(v);
@@ -715,24 +701,39 @@ impl LdapSource {
                     }
                 } else if let Some(ext) = by_uid.get(&v.to_lowercase()) {
                     group.user_members.push(ext.clone());
+                } else if !v.is_empty() {
+                    group.group_members.push(v.to_string());
                 }
             };
             let base = search_base(s.group_path.as_deref(), root);
             let filter = search_filter(cfg.group_object_class(s), s.group_filter.as_deref());
             // groups whose member list the server cut: (index, DN, next range start)
             let mut more: Vec<(usize, String, u64)> = Vec::new();
-            // raw DNs, for the in-chain searches
-            let mut dns: Vec<String> = Vec::new();
+            // raw DNs, for the in-chain searches: (index, DN)
+            let mut dns: Vec<(usize, String)> = Vec::new();
             let q = Query::new("group", &base, &filter, &attrs);
             search_each(ldap, cfg, q, progress, |e| {
+                let e = match e {
+                    Ok(e) => e,
+                    Err(u) => {
+                        let mut group = DirGroup::new(&u.dn, None);
+                        group.unreadable = Some(u.reason);
+                        groups.push(group);
+                        return;
+                    }
+                };
+                let mut problem = None;
+                let name = text(&e, &name_attr, &mut problem)
+                    .or_else(|| text(&e, "cn", &mut problem))
+                    .map(str::to_string);
                 let mut group = DirGroup {
                     reference_id: normalize_dn(&e.dn),
                     external_id: object_guid(&e).unwrap_or_else(|| e.dn.clone()),
-                    name: first(&e, &name_attr)
-                        .or_else(|| first(&e, "cn"))
-                        .map(str::to_string),
+                    name: name.clone(),
                     user_members: Vec::new(),
                     group_members: Vec::new(),
+                    // a name that is not UTF-8 matters only when there is no other
+                    unreadable: if name.is_none() { problem } else { None },
                 };
                 let (values, next) = member_values(&e, &member_attr);
                 for v in values {
@@ -742,7 +743,7 @@ impl LdapSource {
                     more.push((groups.len(), e.dn.clone(), next));
                 }
                 if in_chain {
-                    dns.push(e.dn);
+                    dns.push((groups.len(), e.dn));
                 }
                 groups.push(group);
             })
@@ -764,7 +765,13 @@ impl LdapSource {
                     let Some(entry) = entries.into_iter().next() else {
                         break;
                     };
-                    let e = SearchEntry::construct(entry);
+                    let e = match Entry::from_raw(entry.0) {
+                        Ok(e) => e,
+                        Err(u) => {
+                            groups[idx].unreadable = Some(u.reason);
+                            break;
+                        }
+                    };
                     let (values, next) = member_values(&e, &member_attr);
                     let got = values.len();
                     for v in values {
@@ -781,7 +788,8 @@ impl LdapSource {
             if in_chain {
                 progress.stage("Reading nested memberships");
                 let attrs = vec!["1.1".to_string()];
-                for (idx, dn) in dns.iter().enumerate() {
+                for (idx, dn) in &dns {
+                    let idx = *idx;
                     let filter = format!(
                         "(&{user_filter}(memberOf:{IN_CHAIN_RULE}:={}))",
                         escape_filter_value(dn)
@@ -789,7 +797,10 @@ impl LdapSource {
                     let q = Query::new("nested member", &user_base, &filter, &attrs);
                     let mut members: Vec<Id> = Vec::new();
                     search_each(ldap, cfg, q, &super::NoProgress, |e| {
-                        if let Some(ext) = by_dn.get(&normalize_dn(&e.dn)) {
+                        // an unreadable user was skipped when the users were read
+                        if let Ok(e) = e
+                            && let Some(ext) = by_dn.get(&normalize_dn(&e.dn))
+                        {
                             members.push(ext.clone());
                         }
                     })
@@ -811,20 +822,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dns_are_normalized() {
-        assert_eq!(
-            normalize_dn("CN=Shiela Harada, OU=Peons , dc=Bitwarden,DC=com"),
-            "cn=shiela harada,ou=peons,dc=bitwarden,dc=com"
-        );
-        assert_eq!(normalize_dn(r"cn=Doe\, John,dc=x"), r"cn=doe\, john,dc=x");
-        assert_eq!(
-            normalize_dn(r" CN = Ünal\ , DC=X ; dc=y "),
-            r"cn=ünal\ ,dc=x,dc=y"
-        );
-        assert_eq!(normalize_dn(""), "");
-    }
-
-    #[test]
     fn filter_values_are_escaped() {
         assert_eq!(
             escape_filter_value(r"CN=a*(b)\c,DC=x"),
@@ -834,30 +831,24 @@ mod tests {
 
     #[test]
     fn ranged_member_attributes_are_read_with_the_next_start() {
-        let e = SearchEntry {
+        let e = Entry {
             dn: "cn=g".into(),
-            attrs: [
-                ("member;range=0-1".to_string(), vec!["a".into(), "b".into()]),
-                ("cn".to_string(), vec!["g".into()]),
-            ]
-            .into_iter()
-            .collect(),
-            bin_attrs: Default::default(),
+            attrs: vec![
+                (
+                    "member;range=0-1".to_string(),
+                    vec![b"a".to_vec(), b"b".to_vec()],
+                ),
+                ("cn".to_string(), vec![b"g".to_vec()]),
+            ],
         };
         let (values, next) = member_values(&e, "member");
         assert_eq!(values.len(), 2);
         assert_eq!(next, Some(2));
-        let last = SearchEntry {
+        let last = Entry {
             dn: "cn=g".into(),
-            attrs: [("member;range=2-*".to_string(), vec!["c".into()])]
-                .into_iter()
-                .collect(),
-            bin_attrs: Default::default(),
+            attrs: vec![("member;range=2-*".to_string(), vec![b"c".to_vec()])],
         };
-        assert_eq!(
-            member_values(&last, "member"),
-            (vec![&"c".to_string()], None)
-        );
+        assert_eq!(member_values(&last, "member"), (vec![&b"c"[..]], None));
     }
 
     #[test]

@@ -931,11 +931,24 @@ impl Connector {
     /// created. Returns where the damaged file went, if it was moved.
     pub fn clear_or_recreate_cache(&self) -> anyhow::Result<Option<PathBuf>> {
         let lock = datadir::acquire_sync_lock(&self.data_dir, "clear-cache")?;
-        match self.clear_cache_locked(&lock) {
+        self.clear_or_recreate_cache_locked(&lock)
+    }
+
+    /// [`Connector::clear_or_recreate_cache`] under a sync lock the caller already holds (the
+    /// window's Clear Sync Cache, while it polls).
+    pub fn clear_or_recreate_cache_locked(
+        &self,
+        held: &datadir::SyncLock,
+    ) -> anyhow::Result<Option<PathBuf>> {
+        match self.clear_cache_locked(held) {
             Ok(()) => Ok(None),
             Err(e) if crate::errors::is_corrupt_database(&e) => {
                 tracing::warn!("clear-cache: the database cannot be read ({e:#})");
                 let (_store, moved) = Store::recreate(&self.data_dir)?;
+                tracing::warn!(
+                    "clear-cache: the damaged database was moved aside as {} and a new one created",
+                    moved.display()
+                );
                 Ok(Some(moved))
             }
             Err(e) => Err(e),

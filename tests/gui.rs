@@ -495,3 +495,43 @@ fn the_dashboard_shows_the_baseline_the_drift_and_the_group_guard() {
         h.state().dashboard.baseline
     );
 }
+
+#[test]
+fn clear_sync_cache_moves_a_damaged_database_aside_and_starts_a_new_one() {
+    let env = Env::new();
+    let db = env.path().join("directory-connector.sqlite3");
+    std::fs::write(&db, vec![0xA5u8; 8192]).unwrap();
+    let mut h = logged_in(&env, None);
+    // the window opens anyway and names the file and the remedy
+    assert!(
+        banner(&h).contains("directory-connector.sqlite3"),
+        "{}",
+        banner(&h)
+    );
+    assert!(banner(&h).contains("Clear Sync Cache"), "{}", banner(&h));
+    click(&mut h, "More");
+    click(&mut h, "Clear Sync Cache");
+    click(&mut h, "Clear");
+    wait(&mut h, "the cache to clear", |h| {
+        banner(h).contains("cache was cleared")
+    });
+    let moved: Vec<String> = std::fs::read_dir(env.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("directory-connector.sqlite3.broken-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "the damaged file is kept aside: {moved:?}");
+    assert_eq!(
+        std::fs::read(env.path().join(&moved[0])).unwrap(),
+        vec![0xA5u8; 8192],
+        "moved as it was"
+    );
+    // the new database is a working one: the CLI reads its history
+    let out = cli(&env, &["--json", "history"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

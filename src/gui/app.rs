@@ -184,6 +184,9 @@ impl App {
                 self.info("Logged in: the API key was accepted and stored.");
             }
             Outcome::Refreshed(s) => {
+                if let Some(p) = &s.problem {
+                    self.error(p.clone());
+                }
                 self.dashboard.set_runs(&s.runs);
                 self.status = Some(*s);
             }

@@ -59,6 +59,9 @@ pub struct Status {
     pub runs: Vec<RunRecord>,
     pub cached_members: usize,
     pub cached_groups: usize,
+    /// Why the database could not be read (damaged): the window still opens, shows this and
+    /// offers Clear Sync Cache, which moves the file aside.
+    pub problem: Option<String>,
 }
 
 /// What the worker answers.
@@ -203,8 +206,6 @@ impl Drop for Worker {
 }
 
 fn status(conn: &Connector) -> anyhow::Result<Status> {
-    let store = conn.store()?;
-    let (cached_members, cached_groups) = store.cache_counts()?;
     // an unreadable secret store shows the login screen; logging in then names the store's error
     let logged_in = match conn.api_key() {
         Ok(key) => key.is_some(),
@@ -213,7 +214,27 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
             false
         }
     };
+    let store = match conn.store() {
+        Ok(s) => s,
+        Err(e) if crate::errors::is_corrupt_database(&e) => {
+            return Ok(Status {
+                logged_in,
+                last_user_sync: None,
+                last_group_sync: None,
+                runs: Vec::new(),
+                cached_members: 0,
+                cached_groups: 0,
+                problem: Some(format!(
+                    "{} In the window, More, then Clear Sync Cache, does the same.",
+                    crate::logging::redact(&format!("{e:#}"))
+                )),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let (cached_members, cached_groups) = store.cache_counts()?;
     Ok(Status {
+        problem: None,
         logged_in,
         last_user_sync: store.last_sync(SyncKind::Users)?,
         last_group_sync: store.last_sync(SyncKind::Groups)?,
@@ -300,12 +321,13 @@ fn run(
                 }
             }
             Job::ClearCache => {
+                // a damaged database is moved aside and a new one made, as with the CLI
                 let r = match &polling_lock {
-                    Some(lock) => conn.clear_cache_locked(lock),
-                    None => conn.clear_cache(),
+                    Some(lock) => conn.clear_or_recreate_cache_locked(lock),
+                    None => conn.clear_or_recreate_cache(),
                 };
                 match r {
-                    Ok(()) => Outcome::CacheCleared,
+                    Ok(_) => Outcome::CacheCleared,
                     Err(e) => failed(name, &e),
                 }
             }

@@ -373,10 +373,51 @@ impl Dn {
 /// The canonical form of a DN for matching (see [`Dn::canonical`]). A string that is not a DN
 /// is kept as it is (it then matches only itself).
 pub fn normalize_dn(dn: &str) -> String {
+    if let Some(c) = plain_canonical(dn) {
+        return c;
+    }
     match parse(dn) {
         Ok(d) => d.canonical(),
         Err(_) => dn.to_string(),
     }
+}
+
+/// The canonical form of the DNs almost every directory sends (`cn=Jane Doe,ou=People,…`:
+/// printable ASCII, one `type=value` per RDN, nothing to unescape), made in one pass without
+/// the parser; `None` for anything else (the parser's form then applies). Equal to
+/// [`Dn::canonical`] wherever it answers (a property test checks it).
+fn plain_canonical(dn: &str) -> Option<String> {
+    let plain = |c: &u8| {
+        (0x20..=0x7e).contains(c) && !matches!(c, b'\\' | b'"' | b'+' | b';' | b'#' | b'<' | b'>')
+    };
+    if dn.is_empty() || !dn.as_bytes().iter().all(plain) {
+        return None;
+    }
+    let mut out = String::with_capacity(dn.len());
+    for (i, rdn) in dn.split(',').enumerate() {
+        let (attr, value) = rdn.split_once('=')?;
+        if value.contains('=') {
+            return None;
+        }
+        let attr = attr.trim_matches(' ');
+        if !attr.bytes().next()?.is_ascii_alphabetic()
+            || !attr.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        {
+            return None;
+        }
+        if i > 0 {
+            out.push(',');
+        }
+        out.extend(attr.chars().map(|c| c.to_ascii_lowercase()));
+        out.push('=');
+        let mut words = value.split(' ').filter(|w| !w.is_empty());
+        out.extend(words.next()?.chars().map(|c| c.to_ascii_lowercase()));
+        for w in words {
+            out.push(' ');
+            out.extend(w.chars().map(|c| c.to_ascii_lowercase()));
+        }
+    }
+    Some(out)
 }
 
 /// Whether two DNs are the same by RFC 4514 (both parse and their canonical forms match).
@@ -403,6 +444,52 @@ pub fn display_bytes(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The one-pass form agrees with the parser wherever it answers, and answers for the
+        /// plain DNs directories send.
+        #[test]
+        fn the_plain_fast_path_agrees_with_the_parser(
+            rdns in prop::collection::vec(
+                (" {0,2}", "[A-Za-z][A-Za-z0-9-]{0,4}|[0-9.]{1,5}|oid\\.[0-9]{1,3}",
+                 " {0,2}", "[ -~]{0,8}"),
+                1..5,
+            ),
+            noise in "[ -~]{0,24}",
+        ) {
+            let dn: Vec<String> = rdns
+                .iter()
+                .map(|(a, t, b, v)| format!("{a}{t}{b}={v}"))
+                .collect();
+            for s in [dn.join(","), noise] {
+                if let Some(fast) = plain_canonical(&s) {
+                    let slow = parse(&s).map(|d| d.canonical());
+                    prop_assert_eq!(Ok(fast), slow, "{:?}", s);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_dns_take_the_fast_path_and_escaped_ones_the_parser() {
+        assert_eq!(
+            plain_canonical("CN=Jane  Doe , OU=People,dc=Example,dc=com").as_deref(),
+            Some("cn=jane doe,ou=people,dc=example,dc=com")
+        );
+        for s in [
+            r"cn=Smith\, John,ou=x",
+            "cn=a+sn=b,o=x",
+            "cn=a=b",
+            "cn=,o=x",
+            "",
+            "2.5.4.3=x",
+        ] {
+            assert_eq!(plain_canonical(s), None, "{s}");
+        }
+    }
 
     #[test]
     fn rfc_4514_variants_match() {

@@ -806,26 +806,16 @@ impl Connector {
         progress: &dyn Progress,
         pushing: &std::sync::atomic::AtomicBool,
     ) -> anyhow::Result<()> {
-        use std::sync::atomic::Ordering;
-        pushing.store(true, Ordering::SeqCst);
-        let r =
-            Self::push_batches(client, plan, batches, what, invite, store, record, progress).await;
-        pushing.store(false, Ordering::SeqCst);
-        r
-    }
-
-    /// [`Connector::push`] without the flag that says a push is going on.
-    #[allow(clippy::too_many_arguments)]
-    async fn push_batches(
-        client: &BitwardenClient,
-        plan: &Plan,
-        batches: &[Batch],
-        what: &str,
-        invite: bool,
-        store: &mut Store,
-        record: &mut RunRecord,
-        progress: &dyn Progress,
-    ) -> anyhow::Result<()> {
+        /// Says a push is going on (a stop request waits for the request in flight) until
+        /// dropped, whichever way the push ends.
+        struct Pushing<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Pushing<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        pushing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _pushing = Pushing(pushing);
         let total = batches.len();
         let encode = |b: &Batch| -> anyhow::Result<Vec<u8>> {
             ImportRequest::from_batch(plan, b, invite)
@@ -847,7 +837,7 @@ impl Connector {
             }
             store
                 .commit_batch(
-                    &plan.members[b.members.clone()],
+                    members,
                     &plan.groups[b.groups.clone()],
                     b.overwrite_existing,
                 )
@@ -944,11 +934,8 @@ impl Connector {
             Ok(()) => Ok(None),
             Err(e) if crate::errors::is_corrupt_database(&e) => {
                 tracing::warn!("clear-cache: the database cannot be read ({e:#})");
+                // Store::recreate logs where the file went
                 let (_store, moved) = Store::recreate(&self.data_dir)?;
-                tracing::warn!(
-                    "clear-cache: the damaged database was moved aside as {} and a new one created",
-                    moved.display()
-                );
                 Ok(Some(moved))
             }
             Err(e) => Err(e),

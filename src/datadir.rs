@@ -80,19 +80,18 @@ pub struct EditLock {
     _file: std::fs::File,
 }
 
+/// How lock files are opened: read and write, created when missing, never truncated.
+fn lock_options() -> std::fs::OpenOptions {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    opts
+}
+
 /// Takes the exclusive lock that serializes read-modify-write of `name` (e.g. `config.toml`)
 /// between processes and threads, waiting up to 30 s for another holder.
 pub fn lock_for_edit(dir: &Path, name: &str) -> anyhow::Result<EditLock> {
     let path = dir.join(format!(".{name}.lock"));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let file = opts
-        .open(&path)
+    let file = open_private(&path, &lock_options())
         .with_context(|| format!("opening the lock file {}", path.display()))?;
     let deadline = std::time::Instant::now() + EDIT_LOCK_WAIT;
     loop {
@@ -163,23 +162,35 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes a file readable only by its owner (0600 on Unix), replacing its content.
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+/// Opens `path` with `opts`, creating it readable and writable by its owner only (0600 on Unix,
+/// whatever the umask); an existing file with other modes is made 0600 too. Every private file
+/// of the data directory (database, locks, logs, config) is opened through here.
+pub fn open_private(path: &Path, opts: &std::fs::OpenOptions) -> std::io::Result<std::fs::File> {
+    #[allow(unused_mut)] // the mode is set on Unix only
+    let mut opts = opts.clone();
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let file = opts.open(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        if file.metadata()?.permissions().mode() & 0o777 != 0o600 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
     }
+    Ok(file)
+}
+
+/// Writes a file readable only by its owner (0600 on Unix), replacing its content.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = open_private(
+        path,
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", path.display()))
@@ -205,21 +216,8 @@ impl std::error::Error for Busy {}
 /// Takes the data directory's sync lock, or fails naming the process that holds it.
 pub fn acquire_sync_lock(dir: &Path, what: &str) -> anyhow::Result<SyncLock> {
     let path = dir.join("sync.lock");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut file = opts
-        .open(&path)
+    let mut file = open_private(&path, &lock_options())
         .with_context(|| format!("opening the lock file {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // an older lock file, or one made under another umask: owner only
-        if file.metadata()?.permissions().mode() & 0o777 != 0o600 {
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-    }
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {

@@ -188,19 +188,10 @@ impl DailyFile {
 
     fn open(&mut self, day: String) -> std::io::Result<()> {
         let path = self.dir.join(format!("{LOG_PREFIX}{day}{LOG_SUFFIX}"));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.append(true).create(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let file = opts.open(&path)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
+        let file = crate::datadir::open_private(
+            &path,
+            std::fs::OpenOptions::new().append(true).create(true),
+        )?;
         self.file = Some(file);
         self.day = day;
         self.prune();

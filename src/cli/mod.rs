@@ -124,8 +124,7 @@ fn json_requested() -> bool {
 /// tell).
 fn print_failure(json: bool, code: i32, msg: &str) {
     if json {
-        let v = serde_json::json!({"success": false, "exit_code": code, "message": msg});
-        let _ = writeln!(std::io::stdout().lock(), "{v}");
+        let _ = writeln!(std::io::stdout().lock(), "{}", failure_json(code, msg));
     } else {
         errln!("error: {msg}");
     }
@@ -223,22 +222,20 @@ fn run_parsed(cli: Cli) -> i32 {
             let mut code = exit_code(&e);
             let interrupted = e.downcast_ref::<Interrupted>().is_some();
             if interrupted {
-                let signal = STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
-                if signal == EXIT_SIGTERM {
-                    code = EXIT_SIGTERM;
-                }
-                let name = if code == EXIT_SIGTERM {
-                    "SIGTERM"
-                } else if signal == EXIT_SIGINT {
-                    "SIGINT"
-                } else {
-                    "a stop request"
+                // the signal decides the exit code (130 when none is known)
+                let name = match STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+                    EXIT_SIGTERM => {
+                        code = EXIT_SIGTERM;
+                        "SIGTERM"
+                    }
+                    EXIT_SIGINT => "SIGINT",
+                    _ => "a stop request",
                 };
                 msg = format!("interrupted by {name}: {msg}");
             }
             tracing::error!(target: crate::logging::FILE_ONLY, "{msg}");
             if cli.json {
-                outln_json_failure(&out, code, &msg);
+                out.json_value(&failure_json(code, &msg));
             } else if interrupted {
                 errln!("{msg}");
             } else {
@@ -269,14 +266,15 @@ fn run_parsed(cli: Cli) -> i32 {
     }
 }
 
-/// The JSON failure answer through the checked output.
-fn outln_json_failure(out: &output::Output, code: i32, msg: &str) {
-    out.json_value(&serde_json::json!({"success": false, "exit_code": code, "message": msg}));
+/// The JSON answer of a failure (the README's contract for scripts).
+fn failure_json(code: i32, msg: &str) -> serde_json::Value {
+    serde_json::json!({"success": false, "exit_code": code, "message": msg})
 }
 
 /// Watches SIGINT and SIGTERM during a sync: the first asks the sync to stop after the request
 /// in flight (see [`STOP_SIGNAL`]); a second one ends the process at once (the run is closed as
 /// interrupted when the next one starts).
+#[cfg(unix)]
 fn watch_signals() {
     use tokio::signal::unix::{SignalKind, signal};
     let (mut int, mut term) = match (
@@ -315,6 +313,27 @@ fn watch_signals() {
                      when the next one starts"
                 );
                 std::process::exit(code);
+            }
+        }
+    });
+}
+
+/// Outside Unix only Ctrl-C (Ctrl-Break and console close end the process at once).
+#[cfg(not(unix))]
+fn watch_signals() {
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            let first = STOP_SIGNAL
+                .compare_exchange(
+                    0,
+                    EXIT_SIGINT,
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                )
+                .is_ok();
+            if !first {
+                errln!("interrupted again: stopping at once");
+                std::process::exit(EXIT_SIGINT);
             }
         }
     });

@@ -57,29 +57,22 @@ pub fn corrupt_message(data_dir: &Path) -> String {
     )
 }
 
-/// Creates `path` if missing, and makes it readable and writable by its owner only (0600 on
-/// Unix, whatever the umask).
+/// Creates `path` if missing, and makes it readable and writable by its owner only.
 fn private_file(path: &Path) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("opening the database {}", path.display()))?;
-        let meta = f.metadata()?;
-        if meta.permissions().mode() & 0o777 != 0o600 {
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("making {} private (mode 0600)", path.display()))?;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    crate::datadir::open_private(path, &opts)
+        .with_context(|| format!("opening the database {} (mode 0600)", path.display()))?;
     Ok(())
+}
+
+/// The `-wal` and `-shm` files SQLite keeps beside a database.
+fn side_files(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    ["-wal", "-shm"].into_iter().map(move |side| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(side);
+        PathBuf::from(p)
+    })
 }
 
 impl Store {
@@ -94,13 +87,8 @@ impl Store {
                     .with_context(|| format!("preparing the database {}", path.display()))
             });
         // SQLite makes the -wal and -shm files with the database's mode; older ones are fixed
-        for side in ["-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(side);
-            let p = PathBuf::from(p);
-            if p.exists() {
-                private_file(&p)?;
-            }
+        for p in side_files(&path).filter(|p| p.exists()) {
+            private_file(&p)?;
         }
         opened.map_err(|e| {
             if crate::errors::is_corrupt_database(&e) {
@@ -130,15 +118,10 @@ impl Store {
                 moved.display()
             )
         })?;
-        for side in ["-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(side);
-            let p = PathBuf::from(p);
-            if p.exists() {
-                let to = aside(&p);
-                std::fs::rename(&p, &to)
-                    .with_context(|| format!("moving {} aside to {}", p.display(), to.display()))?;
-            }
+        for p in side_files(&path).filter(|p| p.exists()) {
+            let to = aside(&p);
+            std::fs::rename(&p, &to)
+                .with_context(|| format!("moving {} aside to {}", p.display(), to.display()))?;
         }
         tracing::warn!(
             "the damaged database was moved to {}; a new one is created at {}",

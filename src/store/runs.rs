@@ -185,27 +185,21 @@ impl Store {
 
     /// Finishes a run record with its outcome and counts.
     pub fn finish_run(&self, r: &RunRecord) -> anyhow::Result<()> {
-        self.conn.execute(
-            "UPDATE runs SET ended_at = ?2, outcome = ?3, invited = ?4, updated = ?5, removed = ?6,
-               groups_changed = ?7, directory_users = ?8, directory_groups = ?9,
-               members_after = ?10, requests = ?11, bytes_pushed = ?12, error = ?13
+        // the counts as after a batch, then what only the end knows, in one transaction
+        let tx = self.conn.unchecked_transaction()?;
+        self.record_progress(r)?;
+        tx.execute(
+            "UPDATE runs SET ended_at = ?2, outcome = ?3, members_after = ?4, error = ?5
              WHERE id = ?1",
             params![
                 r.id,
                 chrono::Utc::now().to_rfc3339(),
                 r.outcome.as_str(),
-                r.invited as i64,
-                r.updated as i64,
-                r.removed as i64,
-                r.groups_changed as i64,
-                r.directory_users as i64,
-                r.directory_groups as i64,
                 r.members_after as i64,
-                r.requests as i64,
-                r.bytes_pushed as i64,
                 r.error
             ],
         )?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -133,7 +133,7 @@ impl PlaintextStore {
     }
     /// Read-modify-write under the file's edit lock (other processes write it too).
     fn edit(&self, f: impl FnOnce(&mut BTreeMap<String, String>) -> bool) -> anyhow::Result<()> {
-        let _g = self.lock.lock().map_err(|_| anyhow!("lock poisoned"))?;
+        let _g = self.lock.lock().map_err(|_| anyhow!("the plaintext secret store is unusable: an earlier error (a panic) left its lock poisoned; restart the program"))?;
         let dir = self
             .path
             .parent()
@@ -150,7 +150,7 @@ impl PlaintextStore {
 
 impl SecretStore for PlaintextStore {
     fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let _g = self.lock.lock().map_err(|_| anyhow!("lock poisoned"))?;
+        let _g = self.lock.lock().map_err(|_| anyhow!("the plaintext secret store is unusable: an earlier error (a panic) left its lock poisoned; restart the program"))?;
         let v = self.read()?.get(key).cloned();
         if let Some(v) = &v {
             register_secret(v);

@@ -24,7 +24,6 @@ pub struct OktaSource {
     pub ca_file: Option<PathBuf>,
 }
 
-/// The `rel="next"` URL of a `Link` header.
 /// A user from an Okta user object; `None` when it has no id. `SUSPENDED` is disabled,
 /// `DEPROVISIONED` deleted.
 pub fn user_of(u: &serde_json::Value) -> Option<DirUser> {
@@ -40,6 +39,7 @@ pub fn user_of(u: &serde_json::Value) -> Option<DirUser> {
     })
 }
 
+/// The `rel="next"` URL of a `Link` header.
 pub fn next_link(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all("link")
@@ -154,12 +154,14 @@ impl OktaSource {
             progress.stage("Reading Okta users");
             let raw = self.raw_users(&api, user_filter.query.as_deref()).await?;
             progress.count(raw.len() as u64);
+            // a user both listed and found deprovisioned comes once (ids borrowed from `raw`)
             let mut seen = std::collections::HashSet::new();
             for u in &raw {
+                if !u["id"].as_str().is_some_and(|id| seen.insert(id)) {
+                    continue;
+                }
                 let Some(user) = user_of(u) else { continue };
-                if !seen.insert(user.external_id.to_string())
-                    || !user_filter.passes(user.email.as_deref())
-                {
+                if !user_filter.passes(user.email.as_deref()) {
                     continue;
                 }
                 users.push(user);

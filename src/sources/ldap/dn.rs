@@ -420,6 +420,7 @@ fn plain_canonical(dn: &str) -> Option<String> {
     Some(out)
 }
 
+#[cfg(test)]
 /// Whether two DNs are the same by RFC 4514 (both parse and their canonical forms match).
 pub fn same_dn(a: &str, b: &str) -> bool {
     match (parse(a), parse(b)) {

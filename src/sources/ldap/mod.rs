@@ -726,14 +726,15 @@ impl LdapSource {
                 let name = text(&e, &name_attr, &mut problem)
                     .or_else(|| text(&e, "cn", &mut problem))
                     .map(str::to_string);
+                // a name that is not UTF-8 matters only when there is no other
+                let unreadable = if name.is_none() { problem } else { None };
                 let mut group = DirGroup {
                     reference_id: normalize_dn(&e.dn),
                     external_id: object_guid(&e).unwrap_or_else(|| e.dn.clone()),
-                    name: name.clone(),
+                    name,
                     user_members: Vec::new(),
                     group_members: Vec::new(),
-                    // a name that is not UTF-8 matters only when there is no other
-                    unreadable: if name.is_none() { problem } else { None },
+                    unreadable,
                 };
                 let (values, next) = member_values(&e, &member_attr);
                 for v in values {
@@ -768,7 +769,8 @@ impl LdapSource {
                     let e = match Entry::from_raw(entry.0) {
                         Ok(e) => e,
                         Err(u) => {
-                            groups[idx].unreadable = Some(u.reason);
+                            groups[idx].unreadable =
+                                Some(format!("reading more members of {dn}: {}", u.reason));
                             break;
                         }
                     };

@@ -7,7 +7,7 @@
 //! wall time is reported; slapd's cache is warmed first. Run: `BENCH_USERS=5000 cargo bench
 //! --bench sync`. With `BENCH_HOLD=1` it prints the command line for the loaded setup and waits;
 //! each Enter empties the fake organization (for profiling a first sync by hand), end of input
-//! quits.
+//! quits. With `BENCH_VERBOSE=1` every run gets `-v` (its stage times go to stderr).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -50,9 +50,13 @@ fn watch_peak(pid: u32) -> std::thread::JoinHandle<u64> {
 /// Runs the binary and returns (wall s, cpu s, peak RSS KiB) of that process alone.
 #[allow(clippy::zombie_processes)] // reaped by wait4 below
 fn measured(env: &Env, args: &[&str]) -> (f64, f64, u64) {
+    let mut args = args.to_vec();
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        args.push("-v"); // stage times on stderr, for finding where the time goes
+    }
     let t = Instant::now();
     let child = env
-        .command(args)
+        .command(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()

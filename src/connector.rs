@@ -599,6 +599,16 @@ impl Connector {
         // member requests go out while the groups are still being read.
         let members = async {
             let org = Self::read_org(&client).await?;
+            // whether the cache holds this organization, row for row (before any batch writes)
+            let held = match &org {
+                Some(o) => {
+                    let digest = o.digest();
+                    let held = store.cache_digest()?.as_deref() == Some(digest.as_str())
+                        || (o.baseline_is_empty() && store.cache_counts()? == (0, 0));
+                    Some((digest, held))
+                }
+                None => None,
+            };
             let (base, kind) = Self::baseline(org.as_ref(), store)?;
             let diff_opts = Self::diff_options(cfg, org.is_some());
             let Ok(users) = users_rx.await else {
@@ -640,7 +650,7 @@ impl Connector {
                 pushed?;
             }
             Ok(Some((
-                users, skipped, plan, desired, base, diff_opts, org, early,
+                users, skipped, plan, desired, base, diff_opts, org, early, held,
             )))
         };
         // A member half that fails (the guard refuses, a request fails) ends the sync at once:
@@ -664,7 +674,8 @@ impl Connector {
                  the groups"
             )),
         })?;
-        let Some((users, mut skipped, mut plan, desired, base, diff_opts, org, early)) = members
+        let Some((users, mut skipped, mut plan, desired, base, diff_opts, org, early, held)) =
+            members
         else {
             anyhow::bail!("reading the directory ended without its users");
         };
@@ -691,6 +702,7 @@ impl Connector {
             }
         }
         let pushed = !plan.is_empty();
+        let mut members_after = None;
         if pushed {
             let batches = if early {
                 group_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET, true)
@@ -698,10 +710,20 @@ impl Connector {
                 build_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(ConfigError)?
             };
             let what = if early { "group batch" } else { "batch" };
-            Self::push(
+            let push = Self::push(
                 &client, &plan, &batches, what, invite, store, record, progress, pushing,
-            )
-            .await?;
+            );
+            // The member requests are all confirmed: the member list is read back while the
+            // group requests go out (they do not change it).
+            let read_back = async {
+                match (early, &org) {
+                    (true, Some(_)) => Some(client.read_members(&crate::sources::NoProgress).await),
+                    _ => None,
+                }
+            };
+            let (sent, read) = tokio::join!(push, read_back);
+            sent?;
+            members_after = read;
         }
         if progress.cancelled() {
             // stopped after the last request: everything was applied, the check is skipped
@@ -710,8 +732,22 @@ impl Connector {
         store.drop_groups(&plan.stale_groups)?;
         // Where the organization can be read, the cache records what it shows, and a push is
         // checked against it.
-        if let Some(before) = &org {
-            Self::verify_and_record(&client, before, &plan, pushed, store, progress).await?;
+        if let (Some(before), Some((digest, held))) = (&org, held) {
+            let before = Before {
+                org: before,
+                digest,
+                held,
+            };
+            Self::verify_and_record(
+                &client,
+                before,
+                members_after,
+                &plan,
+                pushed,
+                store,
+                progress,
+            )
+            .await?;
         }
         if cfg.sync.users {
             store.set_last_sync(SyncKind::Users, &started)?;
@@ -738,7 +774,8 @@ impl Connector {
     /// makes the cache what it shows, and fails when it does not show what the server accepted.
     async fn verify_and_record(
         client: &BitwardenClient,
-        before: &Organization,
+        before: Before<'_>,
+        members_after: Option<anyhow::Result<Option<Vec<crate::engine::OrgMember>>>>,
         plan: &Plan,
         pushed: bool,
         store: &mut Store,
@@ -749,20 +786,59 @@ impl Connector {
             progress.stage("Verifying the organization");
             let changed: std::collections::HashSet<&str> =
                 plan.groups.iter().map(|g| g.external_id.as_str()).collect();
-            read_back = Self::logged_read(client.read_organization_after(
-                &crate::sources::NoProgress,
-                before,
-                &changed,
-            ))
-            .await
+            let no = &crate::sources::NoProgress;
+            read_back = match members_after {
+                Some(members) => {
+                    Self::logged_read(async {
+                        let Some(members) = members? else {
+                            return Ok(None);
+                        };
+                        client
+                            .read_organization_after_members(no, members, before.org, &changed)
+                            .await
+                            .map(Some)
+                    })
+                    .await
+                }
+                None => {
+                    Self::logged_read(client.read_organization_after(no, before.org, &changed))
+                        .await
+                }
+            }
             .context("reading the organization back after the push")?
             .ok_or_else(|| anyhow!("the server's read API disappeared during the sync"))?;
             &read_back
         } else {
-            before
+            before.org
         };
         let started = std::time::Instant::now();
-        if store.replace_cache(&after.digest(), || after.baseline())? {
+        let wrote = if !pushed {
+            store.replace_cache(&before.digest, || before.org.baseline())?
+        } else if before.held && !plan.overwrite_existing {
+            // The cache held `before` and then took the batches' writes: only the rows where
+            // the read-back differs from that are written.
+            let written = plan.members.iter().map(|m| {
+                let email = (!m.is_removal()).then_some(m.email.as_str());
+                (m.external_id.as_str(), email)
+            });
+            let rows = after.member_row_changes(before.org, written);
+            tracing::debug!(
+                "cache rows to correct after the push: {} member upsert(s), {} member delete(s)",
+                rows.upserts.len(),
+                rows.deletes.len()
+            );
+            let groups = after.group_row_changes(store.load_group_fingerprints()?);
+            tracing::debug!(
+                "cache rows to correct after the push: {} group(s) to write, {} to drop",
+                groups.upserts.len(),
+                groups.deletes.len()
+            );
+            store.write_cache_rows(&after.digest(), &rows, &groups)?;
+            true
+        } else {
+            store.replace_cache(&after.digest(), || after.baseline())?
+        };
+        if wrote {
             tracing::info!(
                 "the sync cache now holds what the organization shows ({:.2}s)",
                 started.elapsed().as_secs_f64()
@@ -967,6 +1043,14 @@ impl Connector {
 }
 
 /// What an error leaves behind, counted over every request of a sync.
+/// The organization a sync read before its push, with its digest and whether the cache held
+/// it row for row at that moment.
+struct Before<'a> {
+    org: &'a Organization,
+    digest: String,
+    held: bool,
+}
+
 fn applied_message(done: u64) -> String {
     match done {
         0 => "nothing was applied".to_string(),

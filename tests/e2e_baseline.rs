@@ -393,3 +393,46 @@ fn without_any_baseline_a_removal_is_refused() {
     env.ok(&["sync", "--allow-mass-removal"]);
     assert_eq!(server.org().active_emails().len(), 10);
 }
+
+#[test]
+fn after_a_push_the_cache_holds_what_the_organization_shows() {
+    // the cache held the organization, the push changed it, the read-back corrects only the
+    // rows where the organization differs from what the batches recorded
+    let (slapd, server, env) = setup(Mode::Bitwarden);
+    let names = || {
+        let store = directory_connector::store::Store::open(env.path()).expect("store");
+        let mut names: Vec<String> = store
+            .load_cache()
+            .expect("cache")
+            .groups
+            .into_values()
+            .map(|g| g.name)
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(), ["All", "Team"]);
+    server.org().ignore_renames = true;
+    slapd.modify(&format!(
+        "dn: cn=team,ou=Groups,{}\nchangetype: modify\nreplace: description\ndescription: Team C\n\n",
+        slapd::BASE
+    ));
+    slapd.add(&person("u10", Some(&email(10)), false));
+    let r = env.expect(&["sync"], 1);
+    assert!(
+        r.stderr.contains("did not apply the rename"),
+        "{}",
+        r.stderr
+    );
+    // the batch recorded `Team C`; the organization shows `Team`, and so does the cache
+    assert_eq!(names(), ["All", "Team"]);
+    assert_eq!(
+        env.cache_counts(),
+        (11, 2),
+        "the new member the server applied is kept"
+    );
+    // once the server renames, the next sync sends the rename again and records it
+    server.org().ignore_renames = false;
+    env.ok(&["sync"]);
+    assert_eq!(names(), ["All", "Team C"]);
+}

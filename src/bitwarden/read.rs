@@ -74,7 +74,16 @@ impl BitwardenClient {
                 .await
                 .with_context(|| format!("reading the answer to GET {url}"))?;
             if status.is_success() {
-                return serde_json::from_slice(&body)
+                let started = std::time::Instant::now();
+                let parsed = serde_json::from_slice(&body);
+                if body.len() > 1 << 20 {
+                    tracing::debug!(
+                        "GET {path}: {} bytes parsed in {:.3}s",
+                        body.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return parsed
                     .map(Some)
                     .with_context(|| format!("the answer to GET {url} is not what the API sends"));
             }
@@ -147,6 +156,33 @@ impl BitwardenClient {
         progress: &dyn Progress,
         since: Option<(&Organization, &std::collections::HashSet<&str>)>,
     ) -> anyhow::Result<Option<Organization>> {
+        let Some(members) = self.read_members(progress).await? else {
+            return Ok(None);
+        };
+        self.read_groups_since(progress, members, since)
+            .await
+            .map(Some)
+    }
+
+    /// Reads the organization again after a push whose member list was read already (`members`,
+    /// from [`BitwardenClient::read_members`] once the last member request was confirmed: group
+    /// requests do not change it). Otherwise as [`BitwardenClient::read_organization_after`].
+    pub async fn read_organization_after_members(
+        &self,
+        progress: &dyn Progress,
+        members: Vec<OrgMember>,
+        before: &Organization,
+        changed: &std::collections::HashSet<&str>,
+    ) -> anyhow::Result<Organization> {
+        self.read_groups_since(progress, members, Some((before, changed)))
+            .await
+    }
+
+    /// The organization's members; `None` when the server has no read side.
+    pub async fn read_members(
+        &self,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<Option<Vec<OrgMember>>> {
         progress.stage("Reading the organization's members");
         let Some(members) = self
             .get_list::<MemberModel>("/public/members")
@@ -166,6 +202,16 @@ impl BitwardenClient {
                 kind: m.kind.unwrap_or(2),
             })
             .collect();
+        Ok(Some(members))
+    }
+
+    /// The organization's groups and their member ids, with `members` as read before.
+    async fn read_groups_since(
+        &self,
+        progress: &dyn Progress,
+        members: Vec<OrgMember>,
+        since: Option<(&Organization, &std::collections::HashSet<&str>)>,
+    ) -> anyhow::Result<Organization> {
         progress.stage("Reading the organization's groups");
         let groups = self
             .get_list::<GroupModel>("/public/groups")
@@ -238,6 +284,6 @@ impl BitwardenClient {
         progress.count(total as u64);
         // the answers arrive in any order
         groups.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        Ok(Some(Organization { members, groups }))
+        Ok(Organization { members, groups })
     }
 }

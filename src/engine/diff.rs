@@ -277,12 +277,12 @@ impl Plan {
 }
 
 /// Fingerprint of a group's name and (sorted) member list.
-pub fn group_fingerprint(name: &str, sorted_members: &[Id]) -> String {
+pub fn group_fingerprint<S: AsRef<str>>(name: &str, sorted_members: &[S]) -> String {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     for m in sorted_members {
         h.update([0u8]);
-        h.update(m.as_bytes());
+        h.update(m.as_ref().as_bytes());
     }
     hex::encode(&h.finalize()[..16])
 }

@@ -17,4 +17,4 @@ pub use diff::{
 pub use guard::{GuardLimits, check_group_guard, check_guard};
 pub use model::{DirGroup, DirUser, Id, Snapshot};
 pub use normalize::{NormGroup, NormUser, Normalized, Skipped, normalize};
-pub use org::{Drift, OrgGroup, OrgMember, Organization};
+pub use org::{Drift, GroupRows, MemberRows, OrgGroup, OrgMember, Organization};

@@ -57,14 +57,42 @@ pub struct Organization {
     pub groups: Vec<OrgGroup>,
 }
 
-/// How a group member without an externalId appears in a baseline member list: it can never
-/// match a directory id, so a group holding one differs from the directory (the import replaces
-/// the whole membership and would take it out).
-fn unmanaged_ref(email: &str) -> Id {
-    Id::from(format!("\u{1}{email}"))
+/// A member's email as the cache keeps it.
+fn cache_email(email: &str) -> String {
+    email.trim().to_lowercase()
 }
 
-/// Whether a baseline member reference stands for a member without an externalId.
+/// A baseline group row.
+fn group_row(name: &str, sorted_members: &[&str], fingerprint: String) -> CachedGroup {
+    CachedGroup {
+        name: name.to_string(),
+        fingerprint,
+        member_count: sorted_members.len(),
+        members: Some(sorted_members.iter().map(|m| Id::from(*m)).collect()),
+        synced_at: None,
+    }
+}
+
+/// Group rows to write to the cache ([`Organization::group_row_changes`]).
+#[derive(Debug, Default)]
+pub struct GroupRows {
+    /// externalId and row
+    pub upserts: Vec<(String, CachedGroup)>,
+    /// externalIds of cached groups the organization no longer has
+    pub deletes: Vec<String>,
+}
+
+/// Member rows to write to the cache ([`Organization::member_row_changes`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MemberRows {
+    /// externalId and email
+    pub upserts: Vec<(String, String)>,
+    pub deletes: Vec<String>,
+}
+
+/// Whether a baseline member reference stands for a member without an externalId (`\u{1}` and
+/// its email). It can never match a directory id, so a group holding one differs from the
+/// directory (the import replaces the whole membership and would take it out).
 pub fn is_unmanaged_ref(id: &str) -> bool {
     id.starts_with('\u{1}')
 }
@@ -75,45 +103,149 @@ impl Organization {
     pub fn baseline(&self) -> Cache {
         let mut cache = Cache::default();
         cache.members.reserve(self.members.len());
-        let mut by_id: HashMap<&str, Id> = HashMap::with_capacity(self.members.len());
         for m in &self.members {
-            let email = m.email.trim().to_lowercase();
-            match &m.external_id {
-                Some(ext) if !ext.is_empty() => {
-                    by_id.insert(&m.id, Id::from(ext.as_str()));
-                    cache
-                        .members
-                        .entry(ext.clone())
-                        .or_insert(CachedMember { email });
-                }
-                _ => {
-                    by_id.insert(&m.id, unmanaged_ref(&email));
-                }
+            if let Some(ext) = m.external_id.as_ref().filter(|e| !e.is_empty()) {
+                cache
+                    .members
+                    .entry(ext.clone())
+                    .or_insert_with(|| CachedMember {
+                        email: cache_email(&m.email),
+                    });
             }
         }
-        for g in &self.groups {
-            let Some(ext) = g.external_id.as_ref().filter(|e| !e.is_empty()) else {
+        cache.groups = self.group_rows();
+        cache
+    }
+
+    /// The groups of [`Organization::baseline`] alone (externalId → row).
+    pub fn group_rows(&self) -> HashMap<String, CachedGroup> {
+        let mut rows = HashMap::with_capacity(self.groups.len());
+        self.each_group_row(|ext, name, members| {
+            let fingerprint = group_fingerprint(name, members);
+            rows.insert(ext.to_string(), group_row(name, members, fingerprint));
+        });
+        rows
+    }
+
+    /// The group rows a cache must change to hold this organization's baseline, given each
+    /// cached group's fingerprint (`held`, by externalId): rows to write, and cached groups the
+    /// organization no longer has. A row is built only where the fingerprint differs.
+    pub fn group_row_changes(
+        &self,
+        mut held: std::collections::HashMap<String, String>,
+    ) -> GroupRows {
+        let mut rows = GroupRows::default();
+        self.each_group_row(|ext, name, members| {
+            let fingerprint = group_fingerprint(name, members);
+            if held.remove(ext).as_deref() != Some(fingerprint.as_str()) {
+                rows.upserts
+                    .push((ext.to_string(), group_row(name, members, fingerprint)));
+            }
+        });
+        rows.deletes = held.into_keys().collect();
+        rows
+    }
+
+    /// Calls `f` with each group the baseline keeps (those with an externalId): its externalId,
+    /// its name and its members' references, sorted and without repeats (an externalId, or
+    /// `\u{1}` and the email for a member without one, see [`is_unmanaged_ref`]).
+    fn each_group_row(&self, mut f: impl FnMut(&str, &str, &[&str])) {
+        let unmanaged: Vec<(&str, String)> = self
+            .members
+            .iter()
+            .filter(|m| m.external_id.as_deref().is_none_or(str::is_empty))
+            .map(|m| (m.id.as_str(), format!("\u{1}{}", cache_email(&m.email))))
+            .collect();
+        let mut by_id: HashMap<&str, &str> = HashMap::with_capacity(self.members.len());
+        for m in &self.members {
+            if let Some(ext) = m.external_id.as_deref().filter(|e| !e.is_empty()) {
+                by_id.insert(&m.id, ext);
+            }
+        }
+        for (id, r) in &unmanaged {
+            by_id.insert(id, r);
+        }
+        fn group_ext(g: &OrgGroup) -> Option<&str> {
+            g.external_id.as_deref().filter(|e| !e.is_empty())
+        }
+        // two groups with one externalId: the last one listed is kept
+        let last: HashMap<&str, usize> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| Some((group_ext(g)?, i)))
+            .collect();
+        let mut members: Vec<&str> = Vec::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let Some(ext) = group_ext(g).filter(|e| last.get(e) == Some(&i)) else {
                 continue;
             };
-            let mut members: Vec<Id> = g
-                .member_ids
-                .iter()
-                .filter_map(|id| by_id.get(id.as_str()).cloned())
-                .collect();
+            members.clear();
+            members.extend(g.member_ids.iter().filter_map(|id| by_id.get(id.as_str())));
             members.sort_unstable();
             members.dedup();
-            cache.groups.insert(
-                ext.clone(),
-                CachedGroup {
-                    name: g.name.clone(),
-                    fingerprint: group_fingerprint(&g.name, &members),
-                    member_count: members.len(),
-                    members: Some(members),
-                    synced_at: None,
-                },
-            );
+            f(ext, &g.name, &members);
         }
-        cache
+    }
+
+    /// Whether the baseline has no member and no group (nothing the connector manages).
+    pub fn baseline_is_empty(&self) -> bool {
+        let managed = |e: &Option<String>| e.as_deref().is_some_and(|e| !e.is_empty());
+        !self.members.iter().any(|m| managed(&m.external_id))
+            && !self.groups.iter().any(|g| managed(&g.external_id))
+    }
+
+    /// The member rows a cache must change to hold this organization's baseline, given that it
+    /// held `before`'s baseline and then took `written` (externalId and email as the push
+    /// recorded them, `None` for a removal). The same rows a comparison of the whole cache with
+    /// [`Organization::baseline`] finds, without reading the cache or building the baseline.
+    pub fn member_row_changes<'a>(
+        &'a self,
+        before: &'a Organization,
+        written: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> MemberRows {
+        /// What the cache holds for one externalId.
+        enum Held<'a> {
+            /// an organization's email, as listed (not yet in the cache's form)
+            Listed(&'a str),
+            /// an email as the push wrote it
+            Written(&'a str),
+            Gone,
+        }
+        let managed = |m: &'a OrgMember| {
+            m.external_id
+                .as_deref()
+                .filter(|e| !e.is_empty())
+                .map(|e| (e, m.email.as_str()))
+        };
+        let mut held: HashMap<&str, Held> = HashMap::with_capacity(before.members.len());
+        for (ext, email) in before.members.iter().filter_map(managed) {
+            held.entry(ext).or_insert(Held::Listed(email));
+        }
+        for (ext, email) in written {
+            held.insert(ext, email.map_or(Held::Gone, Held::Written));
+        }
+        let mut rows = MemberRows::default();
+        let mut seen: HashSet<&str> = HashSet::with_capacity(self.members.len());
+        for (ext, email) in self.members.iter().filter_map(managed) {
+            if !seen.insert(ext) {
+                continue; // the first member with an externalId is the one the baseline keeps
+            }
+            let same = match held.remove(ext) {
+                Some(Held::Listed(old)) => old == email || cache_email(old) == cache_email(email),
+                Some(Held::Written(old)) => old == cache_email(email),
+                Some(Held::Gone) | None => false,
+            };
+            if !same {
+                rows.upserts.push((ext.to_string(), cache_email(email)));
+            }
+        }
+        rows.deletes = held
+            .into_iter()
+            .filter(|(_, h)| !matches!(h, Held::Gone))
+            .map(|(ext, _)| ext.to_string())
+            .collect();
+        rows
     }
 
     /// A digest of everything the baseline is made of, to tell whether the cache already holds
@@ -530,5 +662,146 @@ mod tests {
         assert!(text.contains("still has 1 member(s)"), "{text}");
         assert!(text.contains("`Ops` (ops) is missing"), "{text}");
         assert_eq!(problems.len(), 5, "{text}");
+    }
+}
+
+#[cfg(test)]
+mod row_change_tests {
+    //! The row changes written after a push make the cache exactly what a whole comparison with
+    //! the read-back's baseline would.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn arb_org() -> impl Strategy<Value = Organization> {
+        let member = (
+            0..4usize, // email
+            prop::option::of(prop::sample::select(vec!["", "e0", "e1", "e2", "e3", "e4"])),
+            any::<bool>(), // upper-case email
+        );
+        (
+            prop::collection::vec(member, 0..8),
+            prop::collection::vec(
+                (
+                    prop::option::of(prop::sample::select(vec!["", "g0", "g1", "g2"])),
+                    0..2usize,
+                    prop::collection::vec(0..10usize, 0..6),
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(members, groups)| Organization {
+                members: members
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (email, ext, upper))| {
+                        let email = format!(" user{email}@x.com");
+                        OrgMember {
+                            id: format!("m{i}"),
+                            email: if upper { email.to_uppercase() } else { email },
+                            external_id: ext.map(str::to_string),
+                            status: STATUS_CONFIRMED,
+                            kind: 2,
+                        }
+                    })
+                    .collect(),
+                groups: groups
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (ext, name, ids))| OrgGroup {
+                        id: format!("g{i}"),
+                        name: format!("Group {name}"),
+                        external_id: ext.map(str::to_string),
+                        member_ids: ids.into_iter().map(|m| format!("m{m}")).collect(),
+                    })
+                    .collect(),
+            })
+    }
+
+    fn members_of(cache: &Cache) -> BTreeMap<String, String> {
+        cache
+            .members
+            .iter()
+            .map(|(k, v)| (k.clone(), v.email.clone()))
+            .collect()
+    }
+
+    fn fingerprints(groups: &HashMap<String, CachedGroup>) -> BTreeMap<String, String> {
+        groups
+            .iter()
+            .map(|(k, v)| (k.clone(), v.fingerprint.clone()))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn written_rows_make_the_cache_the_read_back(
+            before in arb_org(),
+            after in arb_org(),
+            written in prop::collection::vec(
+                (prop::sample::select(vec!["e0", "e1", "e2", "e5"]),
+                 prop::option::of(prop::sample::select(vec!["user0@x.com", "user1@x.com"]))),
+                0..4,
+            ),
+        ) {
+            // the cache held `before`, then took the push's writes
+            let mut cache = members_of(&before.baseline());
+            for (ext, email) in &written {
+                match email {
+                    Some(e) => cache.insert(ext.to_string(), e.to_string()),
+                    None => cache.remove(*ext),
+                };
+            }
+            let rows = after.member_row_changes(&before, written.iter().map(|(x, e)| (*x, *e)));
+            for (ext, email) in &rows.upserts {
+                prop_assert_ne!(cache.get(ext), Some(email), "a row that matched was rewritten");
+                cache.insert(ext.clone(), email.clone());
+            }
+            for ext in &rows.deletes {
+                prop_assert!(cache.remove(ext).is_some(), "a missing row was deleted");
+            }
+            prop_assert_eq!(cache, members_of(&after.baseline()));
+
+            let mut groups = fingerprints(&before.group_rows());
+            let held = groups.clone().into_iter().collect();
+            let changes = after.group_row_changes(held);
+            let expected = after.group_rows();
+            for (ext, row) in &changes.upserts {
+                prop_assert_eq!(Some(row), expected.get(ext));
+                prop_assert_ne!(groups.get(ext), Some(&row.fingerprint));
+                groups.insert(ext.clone(), row.fingerprint.clone());
+            }
+            for ext in &changes.deletes {
+                prop_assert!(groups.remove(ext).is_some());
+            }
+            prop_assert_eq!(groups, fingerprints(&expected));
+        }
+    }
+
+    #[test]
+    fn an_unchanged_organization_needs_no_row() {
+        let org = Organization {
+            members: vec![OrgMember {
+                id: "m1".into(),
+                email: "A@x.com".into(),
+                external_id: Some("a".into()),
+                status: STATUS_CONFIRMED,
+                kind: 2,
+            }],
+            groups: vec![OrgGroup {
+                id: "g1".into(),
+                name: "Eng".into(),
+                external_id: Some("eng".into()),
+                member_ids: vec!["m1".into()],
+            }],
+        };
+        let rows = org.member_row_changes(&org, [("a", Some("a@x.com"))]);
+        assert_eq!(rows, MemberRows::default());
+        let held = fingerprints(&org.group_rows()).into_iter().collect();
+        let groups = org.group_row_changes(held);
+        assert!(groups.upserts.is_empty() && groups.deletes.is_empty());
+        // an invite the organization does not show is taken out again
+        let rows = org.member_row_changes(&org, [("new", Some("new@x.com"))]);
+        assert_eq!(rows.deletes, vec!["new".to_string()]);
     }
 }

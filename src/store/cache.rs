@@ -9,7 +9,9 @@ use rusqlite::params;
 use super::Store;
 use std::collections::{HashMap, HashSet};
 
-use crate::engine::{Cache, CachedGroup, CachedMember, GroupChange, Id, MemberChange};
+use crate::engine::{
+    Cache, CachedGroup, CachedMember, GroupChange, GroupRows, Id, MemberChange, MemberRows,
+};
 
 const MEMBER_UPSERT: &str =
     "INSERT INTO members(scope, external_id, email, synced_at) VALUES (?1, ?2, ?3, ?4)
@@ -151,6 +153,12 @@ impl Store {
         Ok(())
     }
 
+    /// The digest of the organization the current scope's cache was last made to hold
+    /// ([`Store::replace_cache`]); gone once a batch writes to it.
+    pub fn cache_digest(&self) -> anyhow::Result<Option<String>> {
+        self.meta_get(&format!("cache_digest:{}", self.scope))
+    }
+
     /// Makes the current scope's cache hold `cache` (what the organization shows), writing only
     /// the rows that differ; nothing at all when `digest` says the cache already holds it.
     /// Returns whether it wrote.
@@ -160,21 +168,50 @@ impl Store {
         digest: &str,
         build: impl FnOnce() -> Cache,
     ) -> anyhow::Result<bool> {
-        let key = format!("cache_digest:{}", self.scope);
-        if self.meta_get(&key)?.as_deref() == Some(digest) {
+        if self.cache_digest()?.as_deref() == Some(digest) {
             return Ok(false);
         }
         let cache = build();
-        let scope = self.scope.clone();
-        let held = |sql: &str| -> anyhow::Result<HashMap<String, String>> {
-            let mut st = self.conn.prepare(sql)?;
-            let rows = st.query_map([&scope], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut held: HashMap<String, String> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT external_id, email FROM members WHERE scope = ?1")?;
+            let rows = st.query_map([&self.scope], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .context("reading the sync cache's members")?
         };
-        let mut members = held("SELECT external_id, email FROM members WHERE scope = ?1")
-            .context("reading the sync cache's members")?;
-        let mut groups = held("SELECT external_id, fingerprint FROM groups WHERE scope = ?1")
+        let mut rows = MemberRows::default();
+        for (id, c) in cache.members {
+            if held.remove(&id).as_deref() != Some(c.email.as_str()) {
+                rows.upserts.push((id, c.email));
+            }
+        }
+        rows.deletes = held.into_keys().collect();
+        let mut held_groups = self
+            .load_group_fingerprints()
             .context("reading the sync cache's groups")?;
+        let mut groups = GroupRows::default();
+        for (id, c) in cache.groups {
+            if held_groups.remove(&id).as_deref() != Some(c.fingerprint.as_str()) {
+                groups.upserts.push((id, c));
+            }
+        }
+        groups.deletes = held_groups.into_keys().collect();
+        self.write_cache_rows(digest, &rows, &groups)?;
+        Ok(true)
+    }
+
+    /// Writes member and group rows already known to differ (see
+    /// [`crate::engine::Organization::member_row_changes`] and
+    /// [`crate::engine::Organization::group_row_changes`]), then records `digest` as the
+    /// organization the cache now holds.
+    pub fn write_cache_rows(
+        &mut self,
+        digest: &str,
+        members: &MemberRows,
+        groups: &GroupRows,
+    ) -> anyhow::Result<()> {
+        let scope = self.scope.clone();
         let now = chrono::Utc::now().to_rfc3339();
         let tx = self
             .conn
@@ -182,20 +219,15 @@ impl Store {
             .context("starting a cache transaction")?;
         {
             let mut upsert = tx.prepare(MEMBER_UPSERT)?;
-            for (id, c) in &cache.members {
-                if members.remove(id).as_deref() != Some(c.email.as_str()) {
-                    upsert.execute(params![scope, id, c.email, now])?;
-                }
+            for (id, email) in &members.upserts {
+                upsert.execute(params![scope, id, email, now])?;
             }
             let mut delete = tx.prepare(MEMBER_DELETE)?;
-            for id in members.keys() {
+            for id in &members.deletes {
                 delete.execute(params![scope, id])?;
             }
             let mut gup = tx.prepare(GROUP_UPSERT)?;
-            for (id, c) in &cache.groups {
-                if groups.remove(id).as_deref() == Some(c.fingerprint.as_str()) {
-                    continue;
-                }
+            for (id, c) in &groups.upserts {
                 let list = c.members.as_ref().map(serde_json::to_string).transpose()?;
                 gup.execute(params![
                     scope,
@@ -208,18 +240,18 @@ impl Store {
                 ])?;
             }
             let mut gdel = tx.prepare(GROUP_DELETE)?;
-            for id in groups.keys() {
+            for id in &groups.deletes {
                 gdel.execute(params![scope, id])?;
             }
         }
         tx.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, digest],
+            params![format!("cache_digest:{scope}"), digest],
         )?;
         remember_scope(&tx, &scope)?;
         tx.commit().context("committing a cache transaction")?;
-        Ok(true)
+        Ok(())
     }
 
     /// Forgets groups the directory no longer returns.

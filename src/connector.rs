@@ -644,6 +644,7 @@ impl Connector {
                     record,
                     &push,
                     pushing,
+                    None,
                 )
                 .await;
                 shared.push_done();
@@ -710,16 +711,29 @@ impl Connector {
                 build_batches(&plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(ConfigError)?
             };
             let what = if early { "group batch" } else { "batch" };
+            // Once every member request is confirmed, the member list is read back while the
+            // group requests go out (they do not change it). A sync that changes no member
+            // keeps the list it read before.
+            let (members_done, members_sent) = tokio::sync::oneshot::channel();
             let push = Self::push(
-                &client, &plan, &batches, what, invite, store, record, progress, pushing,
+                &client,
+                &plan,
+                &batches,
+                what,
+                invite,
+                store,
+                record,
+                progress,
+                pushing,
+                Some(members_done),
             );
-            // The member requests are all confirmed: the member list is read back while the
-            // group requests go out (they do not change it).
             let read_back = async {
-                match (early, &org) {
-                    (true, Some(_)) => Some(client.read_members(&crate::sources::NoProgress).await),
-                    _ => None,
+                let before = org.as_ref()?;
+                if plan.members.is_empty() {
+                    return Some(Ok(Some(before.members.clone())));
                 }
+                members_sent.await.ok()?;
+                Some(client.read_members(&crate::sources::NoProgress).await)
             };
             let (sent, read) = tokio::join!(push, read_back);
             sent?;
@@ -869,7 +883,8 @@ impl Connector {
     /// Sends `batches` of a plan, one request at a time, pipelined: while batch i is in flight,
     /// the next body is encoded and the previous (confirmed) batch is written to the cache. A
     /// batch is recorded only after the server confirmed it. `what` names the batches in
-    /// messages; `record` counts requests across calls.
+    /// messages; `record` counts requests across calls. `members_done` is told when every batch
+    /// with members is confirmed.
     #[allow(clippy::too_many_arguments)]
     async fn push(
         client: &BitwardenClient,
@@ -881,6 +896,7 @@ impl Connector {
         record: &mut RunRecord,
         progress: &dyn Progress,
         pushing: &std::sync::atomic::AtomicBool,
+        mut members_done: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> anyhow::Result<()> {
         /// Says a push is going on (a stop request waits for the request in flight) until
         /// dropped, whichever way the push ends.
@@ -932,6 +948,16 @@ impl Connector {
             Some(b) => encode(b)?,
             None => Vec::new(),
         };
+        // told once the last batch with members is confirmed (at once when none has members)
+        let last_with_members = batches.iter().rposition(|b| !b.members.is_empty());
+        let mut members_confirmed = |i: Option<usize>| {
+            if i == last_with_members
+                && let Some(done) = members_done.take()
+            {
+                let _ = done.send(());
+            }
+        };
+        members_confirmed(None);
         let mut confirmed: Option<usize> = None;
         for (i, b) in batches.iter().enumerate() {
             if progress.cancelled() {
@@ -974,6 +1000,7 @@ impl Connector {
                 )
             })?;
             confirmed = Some(i);
+            members_confirmed(Some(i));
             record.requests += 1;
             record.bytes_pushed += body.len() as u64;
             if let Some(next) = next? {

@@ -331,7 +331,10 @@ fn find_secret(
             },
             Ok(None) => {}
             Err(e) => {
-                errors.push(format!("{e:#}"));
+                let e = format!("{e:#}");
+                // the store's advice is about this project's secrets; keep the cause
+                let cause = e.split(". Choose one of").next().unwrap_or(&e).to_string();
+                errors.push(format!("entry `{UPSTREAM_SERVICE}` / `{account}`: {cause}"));
                 break;
             }
         }
@@ -939,11 +942,7 @@ pub fn import(
 
     // every setting on its own: a value this connector refuses is reported, not fatal
     let cfg_path = config::config_path(data_dir);
-    let mut text = format!(
-        "# Imported from the official Bitwarden Directory Connector ({}, state version {})\n",
-        src.path.display(),
-        src.state_version
-    );
+    let mut text = String::new();
     let mut settings = Vec::new();
     let mut not_imported = mapping.skipped.clone();
     let mut warnings = mapping.warnings.clone();
@@ -964,6 +963,11 @@ pub fn import(
             }),
         }
     }
+    let text = format!(
+        "# Imported from the official Bitwarden Directory Connector ({}, state version {})\n{text}",
+        src.path.display(),
+        src.state_version
+    );
     if !opts.dry_run {
         config::save_text(data_dir, &text)
             .with_context(|| format!("import-bwdc: writing {}", cfg_path.display()))?;

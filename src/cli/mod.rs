@@ -2,6 +2,7 @@
 //! (0 synced or unchanged, 1 failed, 2 configuration or usage error, 3 refused by the guard,
 //! 130/143 stopped by SIGINT/SIGTERM). With `--json` every answer, failures included, is JSON.
 
+mod bwdc;
 mod crash;
 mod output;
 
@@ -87,6 +88,19 @@ pub enum Command {
     /// What the organization has that the directory does not explain (read-only; needs a server
     /// with the public API's read side).
     Drift,
+    /// Import the official Bitwarden Directory Connector's settings and secrets (its data.json;
+    /// its files are only read). Prints what was imported, what was not and why.
+    ImportBwdc {
+        /// Its data directory or data.json. Default: BITWARDENCLI_CONNECTOR_APPDATA_DIR, else
+        /// the platform folder (Linux ~/.config/Bitwarden Directory Connector).
+        path: Option<PathBuf>,
+        /// Print the resulting config.toml and the summary; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace the configuration of an already configured data directory.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -452,6 +466,19 @@ fn dispatch(
             out.history(&runs);
             Ok(0)
         }
+        Command::ImportBwdc {
+            path,
+            dry_run,
+            force,
+        } => bwdc::import_command(
+            &crate::bwdc::ImportOptions {
+                path: path.clone(),
+                dry_run: *dry_run,
+                force: *force,
+            },
+            data_dir,
+            out,
+        ),
         Command::Drift => {
             let conn = Connector::open(data_dir)?;
             let progress = output::Spinner::new(out.interactive());

@@ -239,3 +239,158 @@ fn secure_mode_without_a_readable_keychain_names_each_secret_and_its_command() {
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.all().contains("ldap.password"), "{}", r.all());
 }
+
+/// A data directory configured for the slapd and server, synced once.
+fn synced() -> (Slapd, FakeBitwarden, Env) {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let mut env = Env::new();
+    env.set_var("DIRECTORY_CONNECTOR_RETRIES", "1");
+    env.configure(&slapd, &server);
+    env.ok(&["sync"]);
+    (slapd, server, env)
+}
+
+fn json_of(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+#[test]
+fn bwdc_flags_answer_in_upstream_shapes() {
+    let (_slapd, server, mut env) = synced();
+    let pushes = server.import_count();
+
+    // --response: the envelope around upstream's test object
+    let r = env.ok(&["--response", "test", "--last"]);
+    let j = json_of(&r.stdout);
+    assert_eq!(j["success"], true);
+    assert_eq!(j["data"]["object"], "test");
+    let enabled: Vec<&str> = j["data"]["enabledUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        enabled,
+        [
+            "u0@example.com",
+            "u1@example.com",
+            "u2@example.com",
+            "u3@example.com",
+            "u4@example.com"
+        ]
+    );
+    assert_eq!(
+        j["data"]["disabledUsers"][0]["displayName"],
+        "u5@example.com"
+    );
+    assert_eq!(j["data"]["deletedUsers"], serde_json::json!([]));
+    assert_eq!(j["data"]["groups"][0]["displayName"], "team");
+    assert_eq!(
+        j["data"]["groups"][0]["userIds"].as_array().unwrap().len(),
+        3
+    );
+    assert!(!r.stdout.trim().contains('\n'), "compact without --pretty");
+
+    // --pretty indents
+    let r = env.ok(&["--pretty", "test"]);
+    assert!(r.stdout.contains("\n  \"enabledUsers\""), "{}", r.stdout);
+    assert_eq!(json_of(&r.stdout)["object"], "test");
+
+    // sync: upstream's message; nothing changed, so 0/0 and nothing sent
+    let r = env.ok(&["--response", "sync"]);
+    let j = json_of(&r.stdout);
+    assert_eq!(
+        j["data"],
+        serde_json::json!({"noColor": false, "object": "message", "title": "Syncing complete.",
+            "message": "Synced 0 group(s) and 0 user(s)."})
+    );
+    assert_eq!(server.import_count(), pushes);
+    // a change: the counts of what was sent, printed as title and message
+    server.org().reset();
+    let r = env.ok(&["--pretty", "sync"]);
+    assert_eq!(
+        r.stdout,
+        "Syncing complete.\nSynced 1 group(s) and 6 user(s).\n",
+        "{}",
+        r.all()
+    );
+
+    // last-sync: a string, in the envelope as {"object":"string","data":…}
+    let r = env.ok(&["--response", "last-sync", "users"]);
+    let j = json_of(&r.stdout);
+    assert_eq!(j["data"]["object"], "string");
+    let when = j["data"]["data"].as_str().unwrap().to_string();
+    assert!(when.starts_with("20"), "{when}");
+    let r = env.ok(&["--cleanexit", "last-sync", "users"]);
+    assert_eq!(r.stdout.trim(), when);
+
+    // --quiet: nothing on stdout
+    let r = env.ok(&["--quiet", "sync"]);
+    assert_eq!(r.stdout, "");
+    // --raw: a message without a raw field prints nothing
+    let r = env.ok(&["--raw", "clear-cache"]);
+    assert_eq!(r.stdout, "");
+    // BW_RESPONSE as the flag
+    env.set_var("BW_RESPONSE", "true");
+    let j = json_of(&env.ok(&["data-file"]).stdout);
+    assert_eq!(j["data"]["object"], "string");
+    env.remove_var("BW_RESPONSE");
+
+    // failures: the envelope on stdout and exit 1; --cleanexit exits 0; --quiet prints nothing
+    env.set("ldap.port", "1");
+    let r = env.expect(&["--response", "test"], 1);
+    let j = json_of(&r.stdout);
+    assert_eq!(j["success"], false);
+    assert!(!j["message"].as_str().unwrap().is_empty());
+    let r = env.expect(&["--cleanexit", "test"], 0);
+    assert!(
+        r.stdout.is_empty() && !r.stderr.trim().is_empty(),
+        "{}",
+        r.all()
+    );
+    let r = env.expect(&["--quiet", "test"], 1);
+    assert!(r.stdout.is_empty(), "{}", r.all());
+    // without any bwdc flag the command answers as this project does (exit 1 or 2)
+    let r = env.run(&["test"]);
+    assert!(r.code == 1 || r.code == 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("error: reading the directory"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn started_as_bwdc_with_its_plaintext_variable() {
+    let (slapd, server, _env) = synced();
+    let link_dir = tempfile::tempdir().unwrap();
+    let bwdc = link_dir.path().join("bwdc");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(support::bin(), &bwdc).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(support::bin(), &bwdc).unwrap();
+    let mut env = Env::new();
+    // upstream's opt-in alone enables the plaintext store
+    env.remove_var("DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS");
+    env.set_var("BITWARDENCLI_CONNECTOR_PLAINTEXT_SECRETS", "true");
+    env.set_var("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    env.configure(&slapd, &server);
+    assert!(env.path().join("secrets.toml").exists());
+    let out = std::process::Command::new(&bwdc)
+        .arg("--data-dir")
+        .arg(env.path())
+        .arg("test")
+        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json_of(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(j["object"], "test");
+    assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 5);
+}

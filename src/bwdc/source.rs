@@ -156,12 +156,11 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
 }
 
 fn read_flat_layout(src: &mut Source, data: &Value) {
-    let int = |v: Option<&Value>| match v? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
+    src.directory_type = match data.get("directoryType") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     };
-    src.directory_type = int(data.get("directoryType"));
     src.organization_id = data
         .get("organizationId")
         .and_then(Value::as_str)

@@ -648,6 +648,13 @@ fn read_line(what: &str) -> anyhow::Result<String> {
 
 /// A secret from a no-echo prompt on a terminal, or the first line of standard input.
 fn read_secret(what: &str) -> anyhow::Result<String> {
+    if NO_INTERACTION.load(std::sync::atomic::Ordering::SeqCst) && std::io::stdin().is_terminal() {
+        return Err(ConfigError(format!(
+            "{what}: no value given, and --nointeraction forbids a prompt (pipe it on standard \
+             input)"
+        ))
+        .into());
+    }
     let v = if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("{what}: "))
             .context("reading the secret from the terminal")?

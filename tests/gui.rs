@@ -623,3 +623,22 @@ fn the_login_screen_checks_the_key_and_imports_from_the_official_connector() {
     click(&mut h, "More");
     assert!(has_label(&h, "Import from Bitwarden Directory Connector…"));
 }
+
+#[test]
+fn a_banner_does_not_move_the_buttons_under_the_cursor() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Settings");
+    type_into(&mut h, "Server Port", "99999");
+    let save = h.get_by_label("Save").rect();
+    let hostname = h.get_by_label("Server Hostname").rect();
+    click(&mut h, "Save");
+    assert!(banner(&h).contains("ldap.port"), "{}", banner(&h));
+    assert!(has_label(&h, "Dismiss"));
+    assert_eq!(h.get_by_label("Save").rect(), save);
+    assert_eq!(h.get_by_label("Server Hostname").rect(), hostname);
+    click(&mut h, "Dismiss");
+    assert!(h.state().banner.is_none());
+}

@@ -280,19 +280,32 @@ impl App {
             )
         };
         let mut close = false;
-        egui::Frame::new()
-            .fill(fill)
-            .inner_margin(8.0)
-            .corner_radius(4.0)
-            .show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    ui.add(egui::Label::new(egui::RichText::new(&b.text).color(text_color)).wrap());
-                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
-                        if ui.button("Dismiss").clicked() {
-                            close = true;
-                        }
+        // floating over the bottom of the window: the page under the cursor does not move
+        // when a message appears
+        let width = (ui.ctx().content_rect().width() - 32.0).max(200.0);
+        egui::Area::new(egui::Id::new("banner"))
+            .anchor(egui::Align2::CENTER_BOTTOM, [0.0, -12.0])
+            .order(egui::Order::Foreground)
+            .show(ui.ctx(), |ui| {
+                ui.set_max_width(width);
+                egui::Frame::new()
+                    .fill(fill)
+                    .inner_margin(8.0)
+                    .corner_radius(4.0)
+                    .show(ui, |ui| {
+                        ui.set_width(width - 16.0);
+                        ui.horizontal(|ui| {
+                            ui.add(
+                                egui::Label::new(egui::RichText::new(&b.text).color(text_color))
+                                    .wrap(),
+                            );
+                            ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+                                if ui.button("Dismiss").clicked() {
+                                    close = true;
+                                }
+                            });
+                        });
                     });
-                });
             });
         if close {
             self.banner = None;

@@ -642,3 +642,19 @@ fn a_banner_does_not_move_the_buttons_under_the_cursor() {
     click(&mut h, "Dismiss");
     assert!(h.state().banner.is_none());
 }
+
+#[test]
+fn the_more_log_shows_the_sync_lines() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    env.ok(&["sync"]);
+    let mut h = logged_in(&env, None);
+    click(&mut h, "More");
+    assert!(has_label(&h, "started"), "the start line");
+    assert!(
+        has_label(&h, "plan: 3 invited, 0 removed"),
+        "the plan summary"
+    );
+    assert!(has_label(&h, "finished: synced"), "the outcome");
+}

@@ -210,6 +210,7 @@ impl App {
                 );
                 self.dashboard.set_sync(*r);
                 self.info(msg);
+                self.more.reload_log();
             }
             Outcome::CacheCleared => {
                 self.info("The sync cache was cleared: the next sync sends everything.");
@@ -235,6 +236,7 @@ impl App {
                     self.polling = false;
                     self.next_run = None;
                 }
+                self.more.reload_log();
                 self.error(format!("{job} failed: {message}"));
             }
         }

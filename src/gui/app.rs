@@ -285,7 +285,7 @@ impl App {
         // floating over the bottom of the window: the page under the cursor does not move
         // when a message appears
         let width = (ui.ctx().content_rect().width() - 32.0).max(200.0);
-        egui::Area::new(egui::Id::new("banner"))
+        egui::Area::new(egui::Id::unique("banner"))
             .anchor(egui::Align2::CENTER_BOTTOM, [0.0, -12.0])
             .order(egui::Order::Foreground)
             .show(ui.ctx(), |ui| {

@@ -200,20 +200,6 @@ pub fn hover(key: &str, help: &str) -> String {
     format!("{key}: {help}")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_form_key_has_a_label_and_a_known_section() {
-        for (key, _, _) in crate::config::KEYS
-            .iter()
-            .filter(|(k, _, _)| !k.starts_with("server."))
-        {
-            assert_ne!(super::label(key), *key, "{key} has no label");
-            assert!(super::SECTIONS.contains(&super::section(key)) || *key == "directory.type");
-        }
-    }
-}
-
 /// The words for a choice of an enum key (upstream's where it has them).
 pub fn option<'a>(key: &str, value: &'a str) -> &'a str {
     match (key, value) {
@@ -230,5 +216,19 @@ pub fn option<'a>(key: &str, value: &'a str) -> &'a str {
         ("onelogin.region", "us") => "US",
         ("onelogin.region", "eu") => "EU",
         _ => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_form_key_has_a_label_and_a_known_section() {
+        for (key, _, _) in crate::config::KEYS
+            .iter()
+            .filter(|(k, _, _)| !k.starts_with("server."))
+        {
+            assert_ne!(super::label(key), *key, "{key} has no label");
+            assert!(super::SECTIONS.contains(&super::section(key)) || *key == "directory.type");
+        }
     }
 }

@@ -501,6 +501,7 @@ impl Connector {
         let mut store = self.scoped_store(&cfg, Some(&key))?;
         let run_id = store.start_run("sync")?;
         let _current = crate::store::CurrentRun::set(&self.data_dir, run_id);
+        tracing::info!("sync {run_id} started");
         let mut record = RunRecord::new(run_id, "sync");
         let pushing = std::sync::atomic::AtomicBool::new(false);
         let result = {
@@ -533,7 +534,25 @@ impl Connector {
             record.members_after = m as u64;
         }
         match &result {
-            Ok(report) => record.outcome = report.outcome,
+            Ok(report) => {
+                record.outcome = report.outcome;
+                let p = &report.plan;
+                tracing::info!(
+                    "sync {run_id} plan: {} invited, {} removed, {} group(s) changed, {} member(s) \
+                     and {} group(s) unchanged (baseline: {})",
+                    p.invites(),
+                    p.removals(),
+                    p.groups.len(),
+                    p.unchanged_members,
+                    p.unchanged_groups,
+                    p.baseline.describe()
+                );
+                tracing::info!(
+                    "sync {run_id} finished: {} ({} request(s))",
+                    report.outcome.as_str(),
+                    report.requests
+                );
+            }
             Err(e) => {
                 record.outcome = if e.downcast_ref::<Refused>().is_some() {
                     RunOutcome::Refused
@@ -543,6 +562,7 @@ impl Connector {
                     RunOutcome::Failed
                 };
                 record.error = Some(crate::logging::redact(&format!("{e:#}")));
+                tracing::info!("sync {run_id} finished: {}", record.outcome.as_str());
             }
         }
         if let Err(e) = store.finish_run(&record) {

@@ -3,6 +3,7 @@
 //! the window).
 
 pub mod bitwarden;
+pub mod bwdc;
 pub mod cli;
 pub mod config;
 pub mod connector;

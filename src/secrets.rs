@@ -17,10 +17,16 @@ const KEYRING_SERVICE: &str = "Directory Connector";
 
 /// Whether the admin opted in to plaintext secrets.
 pub fn plaintext_opt_in() -> bool {
-    std::env::var(PLAINTEXT_ENV)
-        .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
-        .unwrap_or(false)
+    [PLAINTEXT_ENV, BWDC_PLAINTEXT_ENV].iter().any(|name| {
+        std::env::var(name)
+            .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
+            .unwrap_or(false)
+    })
 }
+
+/// The official connector's opt-in, accepted as an alias of [`PLAINTEXT_ENV`] so that scripts
+/// written for bwdc keep working.
+pub const BWDC_PLAINTEXT_ENV: &str = "BITWARDENCLI_CONNECTOR_PLAINTEXT_SECRETS";
 
 /// A reference written as a config value instead of the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,6 +299,36 @@ impl SecretStore for KeyringStore {
     fn describe(&self) -> String {
         "the OS keyring".into()
     }
+}
+
+/// Reads another program's keyring entry (service, account) through the same keyring store,
+/// e.g. the official connector's `Bitwarden Directory Connector` entries. `Ok(None)`: no such
+/// entry. Nothing is written or deleted.
+pub fn read_foreign_keyring(service: &str, account: &str) -> anyhow::Result<Option<String>> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let init = KEYRING_INIT.get_or_init(|| {
+                zbus_secret_service_keyring_store::Store::new()
+                    .map(|s| keyring_core::set_default_store(s))
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = init {
+                return Err(keyring_unavailable(e));
+            }
+            let entry = keyring_core::Entry::new(service, account)
+                .map_err(|e| keyring_unavailable(&e.to_string()))?;
+            match entry.get_password() {
+                Ok(v) => {
+                    register_secret(&v);
+                    Ok(Some(v))
+                }
+                Err(keyring_core::Error::NoEntry) => Ok(None),
+                Err(e) => Err(keyring_unavailable(&e.to_string())),
+            }
+        })
+        .join()
+        .map_err(|_| anyhow!("the keyring thread panicked"))?
+    })
 }
 
 /// The store for a data directory: plaintext with the opt-in (warns), otherwise the keyring.

@@ -95,7 +95,12 @@ fn type_into(h: &mut Harness<'static, App>, label: &str, text: &str) {
     // select what is there, so the typed text replaces it
     h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
     h.step();
-    h.get_by_label(label).type_text(text);
+    if text.is_empty() {
+        // nothing to type: delete the selection
+        h.key_press(egui::Key::Backspace);
+    } else {
+        h.get_by_label(label).type_text(text);
+    }
     h.step();
 }
 
@@ -162,11 +167,11 @@ fn settings_are_saved_to_the_config_and_problems_name_the_field() {
     let env = Env::new();
     let mut h = logged_in(&env, None);
     click(&mut h, "Settings");
-    click(&mut h, "ldap");
-    wait(&mut h, "the LDAP form", |h| has_label(h, "ldap.hostname"));
-    type_into(&mut h, "ldap.hostname", "dc1.example.com");
-    type_into(&mut h, "ldap.page_size", "250");
-    type_into(&mut h, "ldap.password", "Bind-Secret-1");
+    click(&mut h, "Active Directory / LDAP");
+    wait(&mut h, "the LDAP form", |h| has_label(h, "Server Hostname"));
+    type_into(&mut h, "Server Hostname", "dc1.example.com");
+    type_into(&mut h, "Page size", "250");
+    type_into(&mut h, "Password", "Bind-Secret-1");
     click(&mut h, "Save");
     // root_path and username are still missing: named next to their fields
     assert!(banner(&h).contains("problem"), "{}", banner(&h));
@@ -194,7 +199,7 @@ fn settings_are_saved_to_the_config_and_problems_name_the_field() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "250");
 
     // a bad value is refused with the key named, and nothing is written
-    type_into(&mut h, "ldap.port", "99999");
+    type_into(&mut h, "Server Port", "99999");
     click(&mut h, "Save");
     assert!(banner(&h).contains("ldap.port"), "{}", banner(&h));
     let cfg = directory_connector::config::load(env.path()).unwrap();
@@ -367,13 +372,15 @@ fn cloud_directory_forms_save_and_validate() {
     let env = Env::new();
     let mut h = logged_in(&env, None);
     click(&mut h, "Settings");
-    click(&mut h, "okta");
-    wait(&mut h, "the Okta form", |h| has_label(h, "okta.org_url"));
+    click(&mut h, "Okta");
+    wait(&mut h, "the Okta form", |h| {
+        has_label(h, "Organization URL")
+    });
     assert!(
-        !has_label(&h, "ldap.hostname"),
+        !has_label(&h, "Server Hostname"),
         "only the chosen directory's fields"
     );
-    type_into(&mut h, "okta.org_url", "https://company.okta.com");
+    type_into(&mut h, "Organization URL", "https://company.okta.com");
     click(&mut h, "Save");
     // the token is missing: named next to its field, as `config validate` does
     assert!(
@@ -383,7 +390,7 @@ fn cloud_directory_forms_save_and_validate() {
     );
     let out = cli(&env, &["--json", "config", "validate"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("okta.token"));
-    type_into(&mut h, "okta.token", "00-okta-api-token");
+    type_into(&mut h, "Token", "00-okta-api-token");
     click(&mut h, "Save");
     assert!(
         h.state().settings.problems.is_empty(),
@@ -405,10 +412,10 @@ fn cloud_directory_forms_save_and_validate() {
     );
 
     // Entra's form, with the government cloud option
-    click(&mut h, "entra");
-    wait(&mut h, "the Entra form", |h| has_label(h, "entra.tenant"));
-    type_into(&mut h, "entra.tenant", "contoso.onmicrosoft.us");
-    click(&mut h, "government");
+    click(&mut h, "Entra ID");
+    wait(&mut h, "the Entra form", |h| has_label(h, "Tenant"));
+    type_into(&mut h, "Tenant", "contoso.onmicrosoft.us");
+    click(&mut h, "Entra Id Government");
     click(&mut h, "Save");
     let cfg = directory_connector::config::load(env.path()).unwrap();
     assert_eq!(
@@ -534,4 +541,120 @@ fn clear_sync_cache_moves_a_damaged_database_aside_and_starts_a_new_one() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_login_screen_checks_the_key_and_imports_from_the_official_connector() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    let up = tempfile::tempdir().unwrap();
+    let data = format!(
+        r#"{{"stateVersion": 8, "organizationId": "{org}", "directoryType": 0,
+  "environmentUrls": {{"base": "{url}"}},
+  "directoryLdap": {{"hostname": "127.0.0.1", "port": {port}, "ssl": false,
+    "rootPath": "ou=People,{base}", "username": "{reader}", "password": "{pw}", "ad": false}},
+  "sync": {{"users": true, "groups": true, "interval": 5, "userPath": "ou=People",
+    "groupPath": "ou=Groups", "userObjectClass": "inetOrgPerson",
+    "groupObjectClass": "groupOfNames", "memberAttribute": "member"}},
+  "apiKeyClientId": "{id}", "apiKeyClientSecret": "{secret}"}}"#,
+        org = support::ORG_ID,
+        url = server.url,
+        port = slapd.port,
+        base = support::slapd::BASE,
+        reader = support::slapd::READER_DN,
+        pw = support::slapd::READER_PW,
+        id = client_id(),
+        secret = CLIENT_SECRET,
+    );
+    std::fs::write(up.path().join("data.json"), &data).unwrap();
+    let mut h = window(&env, None);
+    wait(&mut h, "the login screen", |h| has_label(h, "Log In"));
+    assert!(has_label(&h, "Welcome to the Directory Connector"));
+
+    // upstream's checks, before anything is sent
+    for (id, message) in [
+        ("", "Client Id is required."),
+        ("user.1234", "Api Key must belong to an Organization"),
+        ("organization.not-a-guid", "Invalid Client Id provided."),
+    ] {
+        type_into(&mut h, "Client ID", id);
+        type_into(&mut h, "Client secret", "some-secret");
+        click(&mut h, "Log In");
+        assert_eq!(banner(&h), message);
+    }
+    type_into(&mut h, "Client ID", &client_id());
+    type_into(&mut h, "Client secret", "");
+    click(&mut h, "Log In");
+    assert_eq!(banner(&h), "Client Secret is required.");
+    // the secret can be shown and hidden
+    click(&mut h, "Show");
+    assert!(has_label(&h, "Hide"));
+    click(&mut h, "Hide");
+
+    click(&mut h, "Import from Bitwarden Directory Connector…");
+    type_into(&mut h, "Data directory", up.path().to_str().unwrap());
+    click(&mut h, "Preview");
+    assert!(has_label(&h, "Dry run: nothing was written"));
+    assert!(has_label(&h, "became `dc=example,dc=com`"));
+    assert!(!env.path().join("config.toml").exists());
+    click(&mut h, "Import");
+    wait(&mut h, "the dashboard", |h| has_label(h, "Test Now"));
+    assert!(has_label(&h, "Imported from"));
+    let cfg = directory_connector::config::load(env.path()).unwrap();
+    assert_eq!(cfg.ldap.root_path.as_deref(), Some("dc=example,dc=com"));
+    assert_eq!(
+        std::fs::read_to_string(up.path().join("data.json")).unwrap(),
+        data,
+        "the official connector's file is unchanged"
+    );
+    // the settings form shows the imported values under upstream's labels
+    click(&mut h, "Settings");
+    assert!(has_label(&h, "Server Hostname"));
+    assert_eq!(
+        h.state()
+            .settings
+            .draft
+            .get("ldap.hostname")
+            .map(String::as_str),
+        Some("127.0.0.1")
+    );
+    // and the import is in More too
+    click(&mut h, "More");
+    assert!(has_label(&h, "Import from Bitwarden Directory Connector…"));
+}
+
+#[test]
+fn a_banner_does_not_move_the_buttons_under_the_cursor() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Settings");
+    type_into(&mut h, "Server Port", "99999");
+    let save = h.get_by_label("Save").rect();
+    let hostname = h.get_by_label("Server Hostname").rect();
+    click(&mut h, "Save");
+    assert!(banner(&h).contains("ldap.port"), "{}", banner(&h));
+    assert!(has_label(&h, "Dismiss"));
+    assert_eq!(h.get_by_label("Save").rect(), save);
+    assert_eq!(h.get_by_label("Server Hostname").rect(), hostname);
+    click(&mut h, "Dismiss");
+    assert!(h.state().banner.is_none());
+}
+
+#[test]
+fn the_more_log_shows_the_sync_lines() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    env.ok(&["sync"]);
+    let mut h = logged_in(&env, None);
+    click(&mut h, "More");
+    assert!(has_label(&h, "started"), "the start line");
+    assert!(
+        has_label(&h, "plan: 3 invited, 0 removed"),
+        "the plan summary"
+    );
+    assert!(has_label(&h, "finished: synced"), "the outcome");
 }

@@ -127,7 +127,7 @@ fn each_tab_matches_its_snapshot() {
 
     h.state_mut().tab = Tab::Settings;
     h.run_steps(4);
-    assert!(h.query_by_label("ldap.hostname").is_some());
+    assert!(h.query_by_label("Server Hostname").is_some());
     h.snapshot_options("settings", &options());
 
     h.state_mut().tab = Tab::More;

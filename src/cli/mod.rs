@@ -2,6 +2,7 @@
 //! (0 synced or unchanged, 1 failed, 2 configuration or usage error, 3 refused by the guard,
 //! 130/143 stopped by SIGINT/SIGTERM). With `--json` every answer, failures included, is JSON.
 
+mod bwdc;
 mod crash;
 mod output;
 
@@ -42,6 +43,24 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// bwdc compatibility: print upstream's JSON envelope {"success":…,"data":…} (BW_RESPONSE).
+    #[arg(long, global = true, env = "BW_RESPONSE", hide_env = true)]
+    pub response: bool,
+    /// bwdc compatibility: print only a message's raw field (BW_RAW).
+    #[arg(long, global = true, env = "BW_RAW", hide_env = true)]
+    pub raw: bool,
+    /// bwdc compatibility: indent JSON output (BW_PRETTY).
+    #[arg(long, global = true, env = "BW_PRETTY", hide_env = true)]
+    pub pretty: bool,
+    /// bwdc compatibility: print nothing on stdout and no handled errors (BW_QUIET).
+    #[arg(long, global = true, env = "BW_QUIET", hide_env = true)]
+    pub quiet: bool,
+    /// bwdc compatibility: never prompt (BW_NOINTERACTION).
+    #[arg(long, global = true, env = "BW_NOINTERACTION", hide_env = true)]
+    pub nointeraction: bool,
+    /// bwdc compatibility: exit 0 even when the command failed (BW_CLEANEXIT).
+    #[arg(long, global = true, env = "BW_CLEANEXIT", hide_env = true)]
+    pub cleanexit: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -58,6 +77,10 @@ pub enum Command {
         /// URL; no secrets), to check the app's permissions before the first sync.
         #[arg(long)]
         explain: bool,
+        /// bwdc compatibility ("test since the last sync"): accepted; this connector always
+        /// reads the whole directory.
+        #[arg(short = 'l', long)]
+        last: bool,
     },
     /// Read the directory and push the changes to Bitwarden.
     Sync {
@@ -87,6 +110,19 @@ pub enum Command {
     /// What the organization has that the directory does not explain (read-only; needs a server
     /// with the public API's read side).
     Drift,
+    /// Import the official Bitwarden Directory Connector's settings and secrets (its data.json;
+    /// its files are only read). Prints what was imported, what was not and why.
+    ImportBwdc {
+        /// Its data directory or data.json. Default: BITWARDENCLI_CONNECTOR_APPDATA_DIR, else
+        /// the platform folder (Linux ~/.config/Bitwarden Directory Connector).
+        path: Option<PathBuf>,
+        /// Print the resulting config.toml and the summary; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace the configuration of an already configured data directory.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +165,9 @@ fn print_failure(json: bool, code: i32, msg: &str) {
         errln!("error: {msg}");
     }
 }
+
+/// `--nointeraction` / BW_NOINTERACTION: never prompt.
+static NO_INTERACTION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The signal that asked this process to stop (its exit code: 130 SIGINT, 143 SIGTERM), 0 none.
 static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
@@ -197,6 +236,8 @@ fn run_parsed(cli: Cli) -> i32 {
         return 2;
     }
     let _guard = crate::logging::init(Some(&data_dir), cli.verbose);
+    let compat = bwdc::Compat::from_cli(&cli);
+    NO_INTERACTION.store(cli.nointeraction, std::sync::atomic::Ordering::SeqCst);
     let Some(command) = cli.command else {
         // no subcommand: the desktop window
         return match crate::gui::run(&data_dir) {
@@ -209,6 +250,12 @@ fn run_parsed(cli: Cli) -> i32 {
             }
         };
     };
+    if compat.active()
+        && !cli.json
+        && let Some(code) = bwdc::dispatch(&command, &data_dir, &compat)
+    {
+        return code;
+    }
     let out = output::Output::new(cli.json);
     let result = dispatch(&command, &data_dir, &out);
     crate::test_panic_point("output");
@@ -379,7 +426,7 @@ fn dispatch(
             out.message("You have logged out.", "");
             Ok(0)
         }
-        Command::Test { explain } => {
+        Command::Test { explain, .. } => {
             let conn = Connector::open(data_dir)?;
             let progress = output::Spinner::new(out.interactive());
             if *explain {
@@ -452,6 +499,19 @@ fn dispatch(
             out.history(&runs);
             Ok(0)
         }
+        Command::ImportBwdc {
+            path,
+            dry_run,
+            force,
+        } => bwdc::import_command(
+            &crate::bwdc::ImportOptions {
+                path: path.clone(),
+                dry_run: *dry_run,
+                force: *force,
+            },
+            data_dir,
+            out,
+        ),
         Command::Drift => {
             let conn = Connector::open(data_dir)?;
             let progress = output::Spinner::new(out.interactive());
@@ -560,6 +620,12 @@ fn env_or_prompt(var: &str, what: &str, secret: bool) -> anyhow::Result<String> 
         return Ok(v);
     }
     let label = format!("{what} ({var})");
+    if NO_INTERACTION.load(std::sync::atomic::Ordering::SeqCst) && std::io::stdin().is_terminal() {
+        return Err(ConfigError(format!(
+            "{what} is required: set {var} (--nointeraction: no prompt)"
+        ))
+        .into());
+    }
     if secret {
         return read_secret(&label);
     }
@@ -582,6 +648,13 @@ fn read_line(what: &str) -> anyhow::Result<String> {
 
 /// A secret from a no-echo prompt on a terminal, or the first line of standard input.
 fn read_secret(what: &str) -> anyhow::Result<String> {
+    if NO_INTERACTION.load(std::sync::atomic::Ordering::SeqCst) && std::io::stdin().is_terminal() {
+        return Err(ConfigError(format!(
+            "{what}: no value given, and --nointeraction forbids a prompt (pipe it on standard \
+             input)"
+        ))
+        .into());
+    }
     let v = if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("{what}: "))
             .context("reading the secret from the terminal")?

@@ -92,6 +92,22 @@ pub fn set_values(data_dir: &Path, changes: &[(&str, Option<&str>)]) -> anyhow::
     let path = config_path(data_dir);
     let _lock = crate::datadir::lock_for_edit(data_dir, "config.toml")?;
     let text = read_text(&path)?.unwrap_or_default();
+    let (new_text, cfg, warnings) = apply_changes(&path, &text, changes)?;
+    crate::datadir::write_atomic(&path, new_text.as_bytes())?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(cfg)
+}
+
+/// Applies key changes to config text without writing anything: the new text, its parsed
+/// config and the warnings (e.g. an `http://` URL). `path` only names the file in errors.
+pub fn apply_changes(
+    path: &Path,
+    text: &str,
+    changes: &[(&str, Option<&str>)],
+) -> anyhow::Result<(String, Config, Vec<String>)> {
+    let text = text.to_string();
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         let key = e.span().and_then(|span| values::key_at(&text, span.start));
         ConfigError(format!(
@@ -122,11 +138,7 @@ pub fn set_values(data_dir: &Path, changes: &[(&str, Option<&str>)]) -> anyhow::
     }
     let new_text = doc.to_string();
     let cfg = parse(&new_text)?;
-    crate::datadir::write_atomic(&path, new_text.as_bytes())?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(cfg)
+    Ok((new_text, cfg, warnings))
 }
 
 fn typed_value(

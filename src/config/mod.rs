@@ -9,8 +9,8 @@ mod validate;
 mod values;
 
 pub use edit::{
-    config_path, get_value, load, mask_secret_value, normalize_url, parse, save_text, set_value,
-    set_values, show,
+    apply_changes, config_path, get_value, load, mask_secret_value, normalize_url, parse,
+    save_text, set_value, set_values, show,
 };
 pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
 pub use validate::{

@@ -38,6 +38,7 @@ enum ServerChoice {
 struct LoginForm {
     client_id: String,
     client_secret: String,
+    show_secret: bool,
     show_server: bool,
     server: ServerChoice,
     self_hosted_url: String,
@@ -61,6 +62,8 @@ pub struct App {
     pub dashboard: Dashboard,
     pub settings: Settings,
     pub more: More,
+    /// The "Import from Bitwarden Directory Connector…" dialog.
+    pub import: super::bwdc_import::ImportPanel,
     /// Polling: when the next automatic sync runs (None = not polling).
     pub next_run: Option<Instant>,
     pub polling: bool,
@@ -97,6 +100,7 @@ impl App {
             login: LoginForm {
                 client_id: String::new(),
                 client_secret: String::new(),
+                show_secret: false,
                 show_server: false,
                 server,
                 self_hosted_url: if server == ServerChoice::SelfHosted {
@@ -115,6 +119,7 @@ impl App {
             dashboard: Dashboard::default(),
             settings,
             more,
+            import: Default::default(),
             next_run: None,
             polling: false,
             syncs_started_by_polling: 0,
@@ -205,6 +210,7 @@ impl App {
                 );
                 self.dashboard.set_sync(*r);
                 self.info(msg);
+                self.more.reload_log();
             }
             Outcome::CacheCleared => {
                 self.info("The sync cache was cleared: the next sync sends everything.");
@@ -230,6 +236,7 @@ impl App {
                     self.polling = false;
                     self.next_run = None;
                 }
+                self.more.reload_log();
                 self.error(format!("{job} failed: {message}"));
             }
         }
@@ -275,19 +282,32 @@ impl App {
             )
         };
         let mut close = false;
-        egui::Frame::new()
-            .fill(fill)
-            .inner_margin(8.0)
-            .corner_radius(4.0)
-            .show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    ui.add(egui::Label::new(egui::RichText::new(&b.text).color(text_color)).wrap());
-                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
-                        if ui.button("Dismiss").clicked() {
-                            close = true;
-                        }
+        // floating over the bottom of the window: the page under the cursor does not move
+        // when a message appears
+        let width = (ui.ctx().content_rect().width() - 32.0).max(200.0);
+        egui::Area::new(egui::Id::unique("banner"))
+            .anchor(egui::Align2::CENTER_BOTTOM, [0.0, -12.0])
+            .order(egui::Order::Foreground)
+            .show(ui.ctx(), |ui| {
+                ui.set_max_width(width);
+                egui::Frame::new()
+                    .fill(fill)
+                    .inner_margin(8.0)
+                    .corner_radius(4.0)
+                    .show(ui, |ui| {
+                        ui.set_width(width - 16.0);
+                        ui.horizontal(|ui| {
+                            ui.add(
+                                egui::Label::new(egui::RichText::new(&b.text).color(text_color))
+                                    .wrap(),
+                            );
+                            ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+                                if ui.button("Dismiss").clicked() {
+                                    close = true;
+                                }
+                            });
+                        });
                     });
-                });
             });
         if close {
             self.banner = None;
@@ -297,7 +317,8 @@ impl App {
     fn login_ui(&mut self, ui: &mut egui::Ui) {
         ui.vertical_centered(|ui| {
             ui.add_space(30.0);
-            ui.heading("Log in with your organization's API key");
+            ui.heading("Welcome to the Directory Connector");
+            ui.label("Log in with an organization API key below.");
             ui.label("Find it in the Admin Console: Settings > Organization info > API key.");
             ui.add_space(12.0);
         });
@@ -315,12 +336,26 @@ impl App {
                 .labelled_by(l.id);
                 ui.end_row();
                 let l = ui.label("Client secret");
-                ui.add(
-                    egui::TextEdit::singleline(&mut self.login.client_secret)
-                        .password(true)
-                        .desired_width(380.0),
-                )
-                .labelled_by(l.id);
+                ui.horizontal(|ui| {
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.login.client_secret)
+                            .password(!self.login.show_secret)
+                            .desired_width(380.0),
+                    )
+                    .labelled_by(l.id);
+                    let toggle = if self.login.show_secret {
+                        "Hide"
+                    } else {
+                        "Show"
+                    };
+                    if ui
+                        .button(toggle)
+                        .on_hover_text("Show or hide the client secret")
+                        .clicked()
+                    {
+                        self.login.show_secret = !self.login.show_secret;
+                    }
+                });
                 ui.end_row();
             });
         ui.add_space(8.0);
@@ -380,6 +415,34 @@ impl App {
                 ui.spinner();
             }
         });
+        ui.add_space(16.0);
+        ui.label("Switching from the official connector? Import its settings and secrets:");
+        super::bwdc_import::button(self, ui);
+    }
+
+    /// After an import: the forms and the login state read again.
+    pub fn reload_after_import(&mut self) {
+        self.settings = Settings::load(&self.opts.data_dir, self.opts.secrets.as_ref());
+        self.worker.send(Job::Refresh);
+    }
+
+    /// upstream's checks of the client id and secret, with its messages.
+    fn login_problem(id: &str, secret: &str) -> Option<&'static str> {
+        let id = id.trim();
+        if id.is_empty() {
+            return Some("Client Id is required.");
+        }
+        if !id.starts_with("organization") {
+            return Some("Api Key must belong to an Organization");
+        }
+        if secret.trim().is_empty() {
+            return Some("Client Secret is required.");
+        }
+        let guid = id.strip_prefix("organization.").unwrap_or_default();
+        if uuid::Uuid::parse_str(guid).is_err() {
+            return Some("Invalid Client Id provided.");
+        }
+        None
     }
 
     fn submit_login(&mut self) {
@@ -391,6 +454,10 @@ impl App {
         };
         if l.server == ServerChoice::SelfHosted && url.as_deref().is_none_or(str::is_empty) {
             self.error("Server URL: enter the address of your Bitwarden server.");
+            return;
+        }
+        if let Some(problem) = App::login_problem(&l.client_id, &l.client_secret) {
+            self.error(problem);
             return;
         }
         let opt = |s: &str| {
@@ -406,10 +473,6 @@ impl App {
         ];
         if let Err(e) = config::set_values(&self.opts.data_dir, &changes) {
             self.error(format!("Server settings: {e:#}"));
-            return;
-        }
-        if l.client_id.trim().is_empty() || l.client_secret.trim().is_empty() {
-            self.error("Enter both the client ID and the client secret.");
             return;
         }
         let job = Job::Login {
@@ -462,6 +525,7 @@ impl App {
                 Tab::More => super::more::ui(self, ui),
             },
         });
+        super::bwdc_import::dialog(self, ui.ctx());
     }
 
     /// Logs out: forgets the stored API key and stops polling.

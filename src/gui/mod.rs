@@ -3,7 +3,9 @@
 //! CLI, so what one changes the other sees.
 
 mod app;
+mod bwdc_import;
 pub mod dashboard;
+mod labels;
 mod more;
 mod settings;
 mod table;

@@ -95,6 +95,7 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         if ui.button("Log Out").clicked() {
             app.more.confirm_logout = true;
         }
+        super::bwdc_import::button(app, ui);
     });
     if app.more.confirm_clear {
         match confirm(

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::app::App;
+use super::labels;
 use crate::config::{self, KEYS, KeyKind};
 use crate::secrets::{SecretRef, SecretStore};
 
@@ -128,20 +129,26 @@ fn save(app: &mut App) -> Result<String, String> {
 }
 
 fn field(ui: &mut egui::Ui, s: &mut Settings, key: &'static str, kind: KeyKind, help: &str) {
-    let label = ui.label(key);
+    let hover = labels::hover(key, help);
+    let label = ui.label(labels::label(key)).on_hover_text(&hover);
     let value = s.draft.entry(key).or_default();
     match kind {
         KeyKind::Bool => {
             let mut b = value == "true";
-            if ui.checkbox(&mut b, help).labelled_by(label.id).changed() {
+            if ui
+                .checkbox(&mut b, "")
+                .labelled_by(label.id)
+                .on_hover_text(&hover)
+                .changed()
+            {
                 *value = b.to_string();
             }
         }
         KeyKind::Enum(options) => {
             ui.horizontal(|ui| {
                 for o in options {
-                    ui.radio_value(value, (*o).to_string(), *o)
-                        .on_hover_text(help);
+                    ui.radio_value(value, (*o).to_string(), labels::option(key, o))
+                        .on_hover_text(&hover);
                 }
             });
         }
@@ -159,24 +166,41 @@ fn field(ui: &mut egui::Ui, s: &mut Settings, key: &'static str, kind: KeyKind, 
                     .desired_width(360.0),
             )
             .labelled_by(label.id)
-            .on_hover_text(help);
+            .on_hover_text(&hover);
         }
         _ => {
             ui.add(egui::TextEdit::singleline(value).desired_width(360.0))
                 .labelled_by(label.id)
-                .on_hover_text(help);
+                .on_hover_text(&hover);
         }
     }
     ui.end_row();
-    if kind != KeyKind::Bool {
-        ui.label("");
-        ui.small(help);
-        ui.end_row();
-    }
     if let Some(p) = s.problems.get(key) {
         ui.label("");
         ui.colored_label(ui.visuals().error_fg_color, p);
         ui.end_row();
+    }
+}
+
+/// The keys starting with `prefix`, grouped in their sections (a heading and a grid each).
+fn sections(ui: &mut egui::Ui, s: &mut Settings, prefix: &str) {
+    for section in labels::SECTIONS {
+        let keys: Vec<_> = form_keys()
+            .filter(|(k, _, _)| k.starts_with(prefix) && labels::section(k) == *section)
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        ui.add_space(4.0);
+        ui.strong(*section);
+        egui::Grid::new(format!("{prefix}{section}"))
+            .num_columns(2)
+            .spacing([12.0, 4.0])
+            .show(ui, |ui| {
+                for (key, kind, help) in keys {
+                    field(ui, s, key, *kind, help);
+                }
+            });
     }
 }
 
@@ -243,27 +267,11 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             }
             Some((prefix, title)) => {
                 ui.heading(title);
-                egui::Grid::new("directory-fields")
-                    .num_columns(2)
-                    .spacing([12.0, 4.0])
-                    .show(ui, |ui| {
-                        for (key, kind, help) in
-                            form_keys().filter(|(k, _, _)| k.starts_with(prefix))
-                        {
-                            field(ui, s, key, *kind, help);
-                        }
-                    });
+                sections(ui, s, prefix);
             }
         }
         ui.add_space(8.0);
         ui.heading("Sync");
-        egui::Grid::new("sync-grid")
-            .num_columns(2)
-            .spacing([12.0, 4.0])
-            .show(ui, |ui| {
-                for (key, kind, help) in form_keys().filter(|(k, _, _)| k.starts_with("sync.")) {
-                    field(ui, s, key, *kind, help);
-                }
-            });
+        sections(ui, s, "sync.");
     });
 }

@@ -1,0 +1,323 @@
+//! Reading upstream's `data.json` into one view, whatever its state version: the flat layout of
+//! versions 5–8 (`directoryLdap`, `sync`, … at the top) and the account layout of 3–4 (an
+//! account object under the user id, `global` for app-wide settings). The file is only read.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::errors::ConfigError;
+
+/// How the data was laid out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Layout {
+    /// State version 5–8: flat keys.
+    Flat,
+    /// State version 3–4: an account object under `user_id`.
+    Account { user_id: String },
+}
+
+/// upstream's data, whatever the layout.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The data.json read.
+    pub path: PathBuf,
+    pub state_version: u64,
+    pub layout: Layout,
+    pub directory_type: Option<i64>,
+    pub organization_id: Option<String>,
+    pub ldap: Option<Value>,
+    pub entra: Option<Value>,
+    pub gsuite: Option<Value>,
+    pub okta: Option<Value>,
+    pub onelogin: Option<Value>,
+    /// The names these objects had in the file (for messages).
+    pub ldap_name: String,
+    pub entra_name: String,
+    pub onelogin_name: String,
+    pub sync: Option<Value>,
+    pub environment_urls: Option<Value>,
+    /// Plaintext-mode API key, with where it was found.
+    pub api_client_id: Option<Value>,
+    pub api_client_id_from: String,
+    pub api_client_secret: Option<Value>,
+    pub api_client_secret_from: String,
+    top: serde_json::Map<String, Value>,
+}
+
+/// The first of `names` present and not null in `obj`, with its name.
+fn first<'a>(obj: &'a Value, names: &[&'a str]) -> Option<(&'a str, Value)> {
+    names.iter().find_map(|n| match obj.get(*n) {
+        Some(Value::Null) | None => None,
+        Some(v) => Some((*n, v.clone())),
+    })
+}
+
+fn as_version(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Reads `data.json` (or the data.json inside a directory). Errors name the file and the stage.
+pub fn read_source(path: &Path) -> anyhow::Result<Source> {
+    let file = if path.is_dir() {
+        path.join("data.json")
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError(format!(
+                "import-bwdc: {} not found: the official connector keeps its settings in \
+                 data.json in its data directory (see `bwdc data-file`); give that path",
+                file.display()
+            ))
+            .into());
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("import-bwdc: reading {}", file.display()));
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let data: Value = serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|e| {
+        ConfigError(format!(
+            "import-bwdc: {} is not valid JSON (line {}, column {}): {}",
+            file.display(),
+            e.line(),
+            e.column(),
+            match e.classify() {
+                serde_json::error::Category::Eof => "the file ends early",
+                serde_json::error::Category::Syntax => "a syntax error",
+                _ => "unexpected content",
+            }
+        ))
+    })?;
+    let Some(top) = data.as_object().cloned() else {
+        return Err(ConfigError(format!(
+            "import-bwdc: {} is not a data.json of the official connector (not a JSON object)",
+            file.display()
+        ))
+        .into());
+    };
+    if top.is_empty() {
+        return Err(ConfigError(format!(
+            "import-bwdc: {} is empty: the official connector was never configured there",
+            file.display()
+        ))
+        .into());
+    }
+    let version = as_version(top.get("stateVersion"))
+        .or_else(|| as_version(data.get("global").and_then(|g| g.get("stateVersion"))))
+        .unwrap_or(8);
+    if version < 3 {
+        return Err(ConfigError(format!(
+            "import-bwdc: {} has state version {version}; the official connector itself asks to \
+             reinstall and reconfigure from versions below 3, so there is nothing reliable to \
+             import",
+            file.display()
+        ))
+        .into());
+    }
+    let mut src = Source {
+        path: file,
+        state_version: version,
+        layout: Layout::Flat,
+        directory_type: None,
+        organization_id: None,
+        ldap: None,
+        entra: None,
+        gsuite: None,
+        okta: None,
+        onelogin: None,
+        ldap_name: "directoryLdap".into(),
+        entra_name: "directoryEntra".into(),
+        onelogin_name: "directoryOnelogin".into(),
+        sync: None,
+        environment_urls: None,
+        api_client_id: None,
+        api_client_id_from: "apiKeyClientId".into(),
+        api_client_secret: None,
+        api_client_secret_from: "apiKeyClientSecret".into(),
+        top,
+    };
+    if version <= 4 {
+        read_account_layout(&mut src, &data)?;
+    } else {
+        read_flat_layout(&mut src, &data);
+    }
+    Ok(src)
+}
+
+fn read_flat_layout(src: &mut Source, data: &Value) {
+    src.directory_type = match data.get("directoryType") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    src.organization_id = data
+        .get("organizationId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some((n, v)) = first(data, &["directoryLdap", "directory_ldap"]) {
+        src.ldap_name = n.into();
+        src.ldap = Some(v);
+    }
+    if let Some((n, v)) = first(
+        data,
+        &["directoryEntra", "directoryAzure", "directory_entra"],
+    ) {
+        src.entra_name = n.into();
+        src.entra = Some(v);
+    }
+    src.gsuite = first(data, &["directoryGsuite", "directory_gsuite"]).map(|(_, v)| v);
+    src.okta = first(data, &["directoryOkta", "directory_okta"]).map(|(_, v)| v);
+    if let Some((n, v)) = first(
+        data,
+        &[
+            "directoryOnelogin",
+            "directoryOneLogin",
+            "directory_onelogin",
+        ],
+    ) {
+        src.onelogin_name = n.into();
+        src.onelogin = Some(v);
+    }
+    src.sync = first(data, &["sync"]).map(|(_, v)| v);
+    src.environment_urls = first(data, &["environmentUrls"]).map(|(_, v)| v);
+    src.api_client_id = first(data, &["apiKeyClientId"]).map(|(_, v)| v);
+    src.api_client_secret = first(data, &["apiKeyClientSecret"]).map(|(_, v)| v);
+}
+
+fn read_account_layout(src: &mut Source, data: &Value) -> anyhow::Result<()> {
+    let user_id = data
+        .get("activeUserId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            data.get("authenticatedAccounts")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    let Some(user_id) = user_id.filter(|u| data.get(u).is_some_and(Value::is_object)) else {
+        return Err(ConfigError(format!(
+            "import-bwdc: {} has state version {} but no account (activeUserId / \
+             authenticatedAccounts): log in once with the official connector, or configure \
+             this connector directly",
+            src.path.display(),
+            src.state_version
+        ))
+        .into());
+    };
+    let account = &data[&user_id];
+    let configs = account
+        .get("directoryConfigurations")
+        .cloned()
+        .unwrap_or_default();
+    let settings = account
+        .get("directorySettings")
+        .cloned()
+        .unwrap_or_default();
+    let base = format!("{user_id}.directoryConfigurations");
+    src.ldap = first(&configs, &["ldap"]).map(|(_, v)| v);
+    src.ldap_name = format!("{base}.ldap");
+    if let Some((n, v)) = first(&configs, &["entra", "azure"]) {
+        src.entra_name = format!("{base}.{n}");
+        src.entra = Some(v);
+    }
+    src.gsuite = first(&configs, &["gsuite"]).map(|(_, v)| v);
+    src.okta = first(&configs, &["okta"]).map(|(_, v)| v);
+    src.onelogin = first(&configs, &["oneLogin", "onelogin"]).map(|(_, v)| v);
+    src.onelogin_name = format!("{base}.oneLogin");
+    src.directory_type = match settings.get("directoryType") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    src.organization_id = settings
+        .get("organizationId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    src.sync = first(&settings, &["sync"]).map(|(_, v)| v);
+    src.environment_urls = data
+        .get("global")
+        .and_then(|g| first(g, &["environmentUrls"]))
+        .or_else(|| {
+            account
+                .get("settings")
+                .and_then(|s| first(s, &["environmentUrls"]))
+        })
+        .map(|(_, v)| v);
+    let pick = |paths: &[(&str, &str)]| {
+        paths.iter().find_map(|(obj, key)| {
+            account
+                .get(*obj)
+                .and_then(|o| first(o, &[*key]))
+                .map(|(_, v)| (format!("{user_id}.{obj}.{key}"), v))
+        })
+    };
+    if let Some((from, v)) = pick(&[("profile", "apiKeyClientId"), ("clientKeys", "clientId")]) {
+        src.api_client_id = Some(v);
+        src.api_client_id_from = from;
+    }
+    if let Some((from, v)) = pick(&[
+        ("keys", "apiKeyClientSecret"),
+        ("clientKeys", "clientSecret"),
+    ]) {
+        src.api_client_secret = Some(v);
+        src.api_client_secret_from = from;
+    }
+    src.layout = Layout::Account { user_id };
+    Ok(())
+}
+
+impl Source {
+    /// The other things data.json holds, and why they are not imported.
+    pub fn leftovers(&self) -> Vec<(String, String)> {
+        const STATE: &str = "upstream's sync state: this connector plans its first sync against \
+                             the organization (servers with the read API), or sends everything \
+                             once, so it is not needed";
+        const TOKENS: &str = "session tokens: this connector gets its own token with the API key";
+        const WINDOW: &str = "window and tray preferences of the official desktop app";
+        const BOOK: &str = "bookkeeping of the official app";
+        let mut out = Vec::new();
+        for (k, v) in &self.top {
+            if v.is_null() {
+                continue;
+            }
+            let why = match k.as_str() {
+                "lastUserSync" | "lastGroupSync" | "lastSyncHash" | "userDeltaToken"
+                | "groupDeltaToken" | "userDelta" | "groupDelta" => STATE,
+                "accessToken" | "refreshToken" | "twoFactorToken" => TOKENS,
+                "window"
+                | "enableAlwaysOnTop"
+                | "enableTray"
+                | "enableMinimizeToTray"
+                | "enableCloseToTray"
+                | "alwaysShowDock"
+                | "enableStartToTray" => WINDOW,
+                "appId" | "anonymousAppId" | "installedVersion" | "locale" | "entityId" => BOOK,
+                "syncingDir" => {
+                    "the desktop app's scheduler state: set sync.interval_minutes and press \
+                     Start sync in the window, or run `sync` from cron"
+                }
+                "global" | "activeUserId" | "authenticatedAccounts"
+                    if self.layout == Layout::Flat =>
+                {
+                    "leftovers of state version 3–4, which the official connector no longer reads"
+                }
+                _ => continue,
+            };
+            out.push((k.clone(), why.to_string()));
+        }
+        out
+    }
+}

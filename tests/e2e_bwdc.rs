@@ -1,0 +1,396 @@
+//! End-to-end: switching from the official connector. The real binary imports a bwdc
+//! `data.json` that points at a real slapd and the fake Bitwarden server; `test` then lists the
+//! users upstream listed (also with an OU in the root path, which upstream drops), and the first
+//! `sync` on an organization that already matches sends nothing. Upstream's file is never
+//! changed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::Env;
+use support::fake_bitwarden::FakeBitwarden;
+use support::slapd::{self, Slapd, person, user_dn};
+
+fn email(i: usize) -> String {
+    format!("u{i}@example.com")
+}
+
+fn directory() -> String {
+    let mut l = String::new();
+    for i in 0..6 {
+        l.push_str(&person(&format!("u{i}"), Some(&email(i)), i == 5));
+    }
+    let members: Vec<String> = (0..3).map(|i| user_dn(&format!("u{i}"))).collect();
+    l.push_str(&slapd::group("team", &members));
+    l
+}
+
+/// An upstream data.json (state version 8, plaintext mode) for this slapd and server, with an
+/// OU in the root path as admins often had it.
+fn data_json(slapd: &Slapd, server: &FakeBitwarden, secure: bool) -> String {
+    let (pw, id, secret) = if secure {
+        (
+            "\"[STORED SECURELY]\"".to_string(),
+            "null".into(),
+            "null".into(),
+        )
+    } else {
+        (
+            format!("\"{}\"", slapd::READER_PW),
+            format!("\"{}\"", support::client_id()),
+            format!("\"{}\"", support::CLIENT_SECRET),
+        )
+    };
+    format!(
+        r#"{{
+  "stateVersion": 8,
+  "installedVersion": "2026.6.1",
+  "environmentUrls": {{ "base": "{url}", "api": null, "identity": null, "webVault": null }},
+  "entityId": "{org}", "organizationId": "{org}",
+  "directoryType": 0,
+  "directoryLdap": {{ "id": "3f0c9a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6", "ssl": false, "startTls": false,
+    "sslAllowUnauthorized": false, "hostname": "127.0.0.1", "port": "{port}",
+    "rootPath": "ou=People,{base}", "currentUser": false, "username": "{reader}",
+    "password": {pw}, "ad": false, "pagedSearch": true }},
+  "sync": {{ "users": true, "groups": true, "interval": 5, "userFilter": "", "groupFilter": "",
+    "removeDisabled": false, "overwriteExisting": false, "largeImport": false,
+    "inviteUsersAfterProvisioning": false, "groupObjectClass": "groupOfNames",
+    "userObjectClass": "inetOrgPerson", "groupPath": "ou=Groups", "userPath": "ou=People",
+    "groupNameAttribute": "cn", "userEmailAttribute": "mail", "memberAttribute": "member",
+    "useEmailPrefixSuffix": false }},
+  "lastUserSync": "2026-08-01T10:00:00.000Z", "lastGroupSync": "2026-08-01T10:00:00.000Z",
+  "lastSyncHash": "PiRMKff0jtytABVv0wxhu8EadDQO5HrsQJT/Cu88RfU=",
+  "apiKeyClientId": {id}, "apiKeyClientSecret": {secret},
+  "window": {{ "width": 800, "height": 600 }}, "enableTray": false
+}}"#,
+        url = server.url,
+        org = support::ORG_ID,
+        port = slapd.port,
+        base = slapd::BASE,
+        reader = slapd::READER_DN,
+    )
+}
+
+/// An upstream data directory holding `text` as data.json.
+fn upstream(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.json");
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
+fn fingerprint(file: &Path) -> (Vec<u8>, std::time::SystemTime) {
+    (
+        std::fs::read(file).unwrap(),
+        std::fs::metadata(file).unwrap().modified().unwrap(),
+    )
+}
+
+/// A data directory that knows the API key only from what it imports.
+fn fresh_env() -> Env {
+    let mut env = Env::new();
+    env.remove_var("BW_CLIENTID");
+    env.remove_var("BW_CLIENTSECRET");
+    env.set_var("DIRECTORY_CONNECTOR_RETRIES", "1");
+    env
+}
+
+fn emails(list: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn import_then_test_lists_the_users_and_a_matching_org_gets_nothing() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    // the organization as upstream left it: synced from the same directory
+    let mut before = Env::new();
+    before.set_var("DIRECTORY_CONNECTOR_RETRIES", "1");
+    before.configure(&slapd, &server);
+    before.ok(&["sync"]);
+    let pushes = server.import_count();
+    assert_eq!(server.org().emails().len(), 6);
+
+    let (_up, file) = upstream(&data_json(&slapd, &server, false));
+    // what the root path with an OU gives without the translation: nothing found
+    let plain = fresh_env();
+    plain.configure(&slapd, &server);
+    plain.set("ldap.root_path", &format!("ou=People,{}", slapd::BASE));
+    let r = plain.run(&["--json", "test"]);
+    let found = serde_json::from_str::<serde_json::Value>(&r.stdout)
+        .ok()
+        .and_then(|j| j["enabledUsers"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    assert_eq!(found, 0, "without the translation: {}", r.all());
+
+    let before_bytes = fingerprint(&file);
+    let env = fresh_env();
+    let dry = env.ok(&["import-bwdc", file.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        dry.stdout.contains("root_path = \"dc=example,dc=com\""),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        !env.path().join("config.toml").exists(),
+        "a dry run writes nothing"
+    );
+    let r = env.ok(&["import-bwdc", file.to_str().unwrap()]);
+    assert!(
+        r.stdout.contains("became `dc=example,dc=com`"),
+        "the change and its reason are printed: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("ldap.password: stored"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("bitwarden.client_secret: stored"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("lastSyncHash:"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("directory-connector test"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.all().contains(slapd::READER_PW) && !r.all().contains(support::CLIENT_SECRET),
+        "no secret printed"
+    );
+    assert_eq!(
+        fingerprint(&file),
+        before_bytes,
+        "upstream's data.json is unchanged"
+    );
+
+    // `test` lists the users and groups upstream listed
+    let j = env.json(&["test"]);
+    assert_eq!(
+        emails(&j["enabledUsers"]),
+        (0..5).map(email).collect::<Vec<_>>()
+    );
+    assert_eq!(emails(&j["disabledUsers"]), vec![email(5)]);
+    assert_eq!(j["groups"][0]["name"], "team");
+    assert_eq!(j["groups"][0]["userIds"].as_array().unwrap().len(), 3);
+
+    // the first sync plans against the organization, which already matches: nothing sent
+    let r = env.ok(&["sync"]);
+    assert_eq!(server.import_count(), pushes, "{}", r.all());
+
+    // a configured data directory is refused, and --force replaces it
+    let r = env.expect(&["import-bwdc", file.to_str().unwrap()], 2);
+    assert!(r.stderr.contains("already configured"), "{}", r.stderr);
+    env.ok(&["import-bwdc", file.to_str().unwrap(), "--force"]);
+    assert_eq!(fingerprint(&file), before_bytes);
+
+    // --json answers like the other commands
+    let j = fresh_env().json(&["import-bwdc", file.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(j["success"], true);
+    assert_eq!(j["state_version"], 8);
+    assert!(
+        j["changes"][0]
+            .as_str()
+            .unwrap()
+            .contains("dc=example,dc=com")
+    );
+}
+
+#[test]
+fn secure_mode_without_a_readable_keychain_names_each_secret_and_its_command() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let (up, file) = upstream(&data_json(&slapd, &server, true));
+    let before = fingerprint(&file);
+    let mut env = fresh_env();
+    // no Secret Service here: upstream's keychain cannot be read
+    env.set_var("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    // the default path: BITWARDENCLI_CONNECTOR_APPDATA_DIR
+    env.set_var(
+        "BITWARDENCLI_CONNECTOR_APPDATA_DIR",
+        up.path().to_str().unwrap(),
+    );
+    let r = env.ok(&["import-bwdc"]);
+    for (key, cmd) in [
+        (
+            "ldap.password",
+            "directory-connector config set ldap.password",
+        ),
+        ("bitwarden.client_id", "directory-connector login"),
+    ] {
+        assert!(
+            r.stdout.contains(&format!("{key}: NOT imported")),
+            "{key}: {}",
+            r.stdout
+        );
+        assert!(r.stdout.contains(cmd), "{cmd}: {}", r.stdout);
+    }
+    assert!(r.stdout.contains("secretLdap:3f0c9a1e"), "{}", r.stdout);
+    assert_eq!(fingerprint(&file), before);
+    // the settings were imported all the same; the password is what is missing
+    let r = env.run(&["test"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.all().contains("ldap.password"), "{}", r.all());
+}
+
+/// A data directory configured for the slapd and server, synced once.
+fn synced() -> (Slapd, FakeBitwarden, Env) {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let mut env = Env::new();
+    env.set_var("DIRECTORY_CONNECTOR_RETRIES", "1");
+    env.configure(&slapd, &server);
+    env.ok(&["sync"]);
+    (slapd, server, env)
+}
+
+fn json_of(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+#[test]
+fn bwdc_flags_answer_in_upstream_shapes() {
+    let (_slapd, server, mut env) = synced();
+    let pushes = server.import_count();
+
+    // --response: the envelope around upstream's test object
+    let r = env.ok(&["--response", "test", "--last"]);
+    let j = json_of(&r.stdout);
+    assert_eq!(j["success"], true);
+    assert_eq!(j["data"]["object"], "test");
+    let enabled: Vec<&str> = j["data"]["enabledUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        enabled,
+        [
+            "u0@example.com",
+            "u1@example.com",
+            "u2@example.com",
+            "u3@example.com",
+            "u4@example.com"
+        ]
+    );
+    assert_eq!(
+        j["data"]["disabledUsers"][0]["displayName"],
+        "u5@example.com"
+    );
+    assert_eq!(j["data"]["deletedUsers"], serde_json::json!([]));
+    assert_eq!(j["data"]["groups"][0]["displayName"], "team");
+    assert_eq!(
+        j["data"]["groups"][0]["userIds"].as_array().unwrap().len(),
+        3
+    );
+    assert!(!r.stdout.trim().contains('\n'), "compact without --pretty");
+
+    // --pretty indents
+    let r = env.ok(&["--pretty", "test"]);
+    assert!(r.stdout.contains("\n  \"enabledUsers\""), "{}", r.stdout);
+    assert_eq!(json_of(&r.stdout)["object"], "test");
+
+    // sync: upstream's message; nothing changed, so 0/0 and nothing sent
+    let r = env.ok(&["--response", "sync"]);
+    let j = json_of(&r.stdout);
+    assert_eq!(
+        j["data"],
+        serde_json::json!({"noColor": false, "object": "message", "title": "Syncing complete.",
+            "message": "Synced 0 group(s) and 0 user(s)."})
+    );
+    assert_eq!(server.import_count(), pushes);
+    // a change: the counts of what was sent, printed as title and message
+    server.org().reset();
+    let r = env.ok(&["--pretty", "sync"]);
+    assert_eq!(
+        r.stdout,
+        "Syncing complete.\nSynced 1 group(s) and 6 user(s).\n",
+        "{}",
+        r.all()
+    );
+
+    // last-sync: a string, in the envelope as {"object":"string","data":…}
+    let r = env.ok(&["--response", "last-sync", "users"]);
+    let j = json_of(&r.stdout);
+    assert_eq!(j["data"]["object"], "string");
+    let when = j["data"]["data"].as_str().unwrap().to_string();
+    assert!(when.starts_with("20"), "{when}");
+    let r = env.ok(&["--cleanexit", "last-sync", "users"]);
+    assert_eq!(r.stdout.trim(), when);
+
+    // --quiet: nothing on stdout
+    let r = env.ok(&["--quiet", "sync"]);
+    assert_eq!(r.stdout, "");
+    // --raw: a message without a raw field prints nothing
+    let r = env.ok(&["--raw", "clear-cache"]);
+    assert_eq!(r.stdout, "");
+    // BW_RESPONSE as the flag
+    env.set_var("BW_RESPONSE", "true");
+    let j = json_of(&env.ok(&["data-file"]).stdout);
+    assert_eq!(j["data"]["object"], "string");
+    env.remove_var("BW_RESPONSE");
+
+    // failures: the envelope on stdout and exit 1; --cleanexit exits 0; --quiet prints nothing
+    env.set("ldap.port", "1");
+    let r = env.expect(&["--response", "test"], 1);
+    let j = json_of(&r.stdout);
+    assert_eq!(j["success"], false);
+    assert!(!j["message"].as_str().unwrap().is_empty());
+    let r = env.expect(&["--cleanexit", "test"], 0);
+    assert!(
+        r.stdout.is_empty() && !r.stderr.trim().is_empty(),
+        "{}",
+        r.all()
+    );
+    let r = env.expect(&["--quiet", "test"], 1);
+    assert!(r.stdout.is_empty(), "{}", r.all());
+    // without any bwdc flag the command answers as this project does (exit 1 or 2)
+    let r = env.run(&["test"]);
+    assert!(r.code == 1 || r.code == 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("error: reading the directory"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn started_as_bwdc_with_its_plaintext_variable() {
+    let (slapd, server, _env) = synced();
+    let link_dir = tempfile::tempdir().unwrap();
+    let bwdc = link_dir.path().join("bwdc");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(support::bin(), &bwdc).unwrap();
+    #[cfg(not(unix))]
+    std::fs::copy(support::bin(), &bwdc).unwrap();
+    let mut env = Env::new();
+    // upstream's opt-in alone enables the plaintext store
+    env.remove_var("DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS");
+    env.set_var("BITWARDENCLI_CONNECTOR_PLAINTEXT_SECRETS", "true");
+    env.set_var("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    env.configure(&slapd, &server);
+    assert!(env.path().join("secrets.toml").exists());
+    let out = std::process::Command::new(&bwdc)
+        .arg("--data-dir")
+        .arg(env.path())
+        .arg("test")
+        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json_of(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(j["object"], "test");
+    assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 5);
+}

@@ -274,6 +274,14 @@ pub async fn send_email(cfg: &Config, password: Option<String>, e: &Event) -> an
         .with_context(|| format!("notify.smtp_url `{raw}`"))?
         .timeout(Some(Duration::from_secs(30)));
     if let Some(pw) = password {
+        if url.starts_with("smtp://") && !url.contains("tls=required") {
+            return Err(crate::errors::ConfigError(
+                "notify.smtp_password is set but notify.smtp_url has no TLS: use smtps://… or \
+                 add ?tls=starttls, so the password is never sent in the clear"
+                    .into(),
+            )
+            .into());
+        }
         builder = builder.credentials(Credentials::new(user, pw));
     }
     let mailer = builder.build();

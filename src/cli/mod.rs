@@ -3,6 +3,7 @@
 //! 130/143 stopped by SIGINT/SIGTERM). With `--json` every answer, failures included, is JSON.
 
 mod crash;
+mod generate;
 mod output;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -90,6 +91,11 @@ pub enum Command {
     /// Run unattended in the foreground: sync now and then on the schedule (`service.schedule`
     /// or `sync.interval_minutes`) until SIGTERM/SIGINT, with health, metrics and alerts.
     Service,
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), for packagers.
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Debug, Subcommand)]
@@ -455,6 +461,8 @@ fn dispatch(
             out.history(&runs);
             Ok(0)
         }
+        Command::Completions { shell } => generate::completions(*shell),
+        Command::Manpage => generate::manpage(),
         Command::Service => {
             let stop = crate::service::StopHandle::new();
             runtime()?.block_on(async {

@@ -457,8 +457,9 @@ fn dispatch(
             Ok(0)
         }
         Command::History { limit } => {
-            let runs = Connector::open(data_dir)?.store()?.list_runs(*limit)?;
-            out.history(&runs);
+            let store = Connector::open(data_dir)?.store()?;
+            let runs = store.list_runs(*limit)?;
+            out.history(&runs, &crate::service::alerts::recent(&store));
             Ok(0)
         }
         Command::Completions { shell } => generate::completions(*shell),

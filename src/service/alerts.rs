@@ -102,7 +102,7 @@ pub fn event_for(this: &RunRecord, earlier: &[RunRecord]) -> Option<EventKind> {
 }
 
 /// The event for a run.
-fn run_event(kind: EventKind, r: &RunRecord) -> Event {
+pub fn run_event(kind: EventKind, r: &RunRecord) -> Event {
     let host = host();
     let detail = match kind {
         EventKind::Refused => format!(
@@ -358,11 +358,30 @@ pub fn recent(store: &Store) -> Vec<Event> {
         .unwrap_or_default()
 }
 
-fn keep(store: &Store, e: &Event) -> anyhow::Result<()> {
+/// Keeps an alert in the database (the last 20).
+pub fn keep(store: &Store, e: &Event) -> anyhow::Result<()> {
     let mut all = recent(store);
     all.insert(0, e.clone());
     all.truncate(KEPT);
     store.meta_set(ALERTS_META, Some(&serde_json::to_string(&all)?))
+}
+
+/// The alert to show in the window: the newest kept one, unless it is a recovery (then all is
+/// well again). One line, with its time.
+pub fn banner(store: &Store) -> Option<String> {
+    let e = recent(store).into_iter().next()?;
+    if e.event == EventKind::Recovery {
+        return None;
+    }
+    let when = DateTime::parse_from_rfc3339(&e.time)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or(e.time.clone());
+    let line = e.message.lines().next().unwrap_or_default().to_string();
+    Some(format!("Service alert ({when}): {line}"))
 }
 
 /// The alerting state of a running service.
@@ -485,7 +504,10 @@ mod tests {
             Some(EventKind::Failure)
         );
         assert_eq!(
-            event_for(&run(3, Failed), &history(&[(1, Synced), (2, Failed), (3, Failed)])),
+            event_for(
+                &run(3, Failed),
+                &history(&[(1, Synced), (2, Failed), (3, Failed)])
+            ),
             None
         );
         // recovery, also across an interrupted run (a restart)

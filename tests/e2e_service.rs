@@ -480,6 +480,12 @@ fn a_bad_configuration_fails_the_run_not_the_service_and_a_taken_port_is_a_clear
     );
     drop(taken);
     env.ok(&["config", "unset", "service.metrics_listen"]);
+    // the alert webhook is down: its failure is logged, the service goes on
+    let dead = slapd::free_port();
+    env.set(
+        "notify.webhook_url",
+        &format!("http://127.0.0.1:{dead}/hook"),
+    );
     // a schedule that does not parse fails the runs, recorded with the key
     std::fs::write(
         env.path().join("config.toml"),
@@ -488,6 +494,12 @@ fn a_bad_configuration_fails_the_run_not_the_service_and_a_taken_port_is_a_clear
             .replace("* * * * * *", "every second"),
     )
     .unwrap();
+    let r = env.expect(&["config", "validate"], 2);
+    assert!(
+        r.stderr.contains("service.schedule: `every second`"),
+        "{}",
+        r.stderr
+    );
     let child = start_service(&env, None);
     let runs = wait_for("a finished run", || {
         let r = env.run(&["--json", "history"]);
@@ -508,4 +520,9 @@ fn a_bad_configuration_fails_the_run_not_the_service_and_a_taken_port_is_a_clear
     let (code, stderr) = sigterm_and_wait(child);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("service.schedule"), "{stderr}");
+    assert!(
+        stderr.contains("the alert webhook failed: 127.0.0.1")
+            && stderr.contains("the sync itself is not affected"),
+        "{stderr}"
+    );
 }

@@ -419,10 +419,8 @@ impl Alerts {
             return;
         }
         let last = status.last_success();
-        let since = last.unwrap_or(self.started);
         let now = Utc::now();
-        if now - since < chrono::Duration::minutes(minutes as i64) || self.stale_sent == Some(last)
-        {
+        if !stale_due(last, self.started, now, minutes, self.stale_sent) {
             return;
         }
         self.stale_sent = Some(last);
@@ -452,6 +450,19 @@ impl Alerts {
             deliver(conn, cfg, &store, &e).await;
         }
     }
+}
+
+/// Whether a stale alert is due: no success for `minutes` (since the service started when there
+/// was none), and none was sent yet for this last success.
+fn stale_due(
+    last: Option<DateTime<Utc>>,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+    minutes: u64,
+    sent: Option<Option<DateTime<Utc>>>,
+) -> bool {
+    let since = last.unwrap_or(started);
+    now - since >= chrono::Duration::minutes(minutes as i64) && sent != Some(last)
 }
 
 /// Keeps the event and sends it wherever alerts go; failures are logged only.
@@ -528,6 +539,25 @@ mod tests {
         );
         assert_eq!(event_for(&run(1, Failed), &[]), Some(EventKind::Failure));
         assert_eq!(event_for(&run(1, Interrupted), &[]), None);
+    }
+
+    #[test]
+    fn a_stale_alert_is_sent_once_per_last_success() {
+        let t0 = Utc::now();
+        let m = chrono::Duration::minutes;
+        // never a success: counted from the start
+        assert!(!stale_due(None, t0, t0 + m(59), 60, None));
+        assert!(stale_due(None, t0, t0 + m(60), 60, None));
+        assert!(
+            !stale_due(None, t0, t0 + m(90), 60, Some(None)),
+            "sent already"
+        );
+        // a success long ago
+        let last = Some(t0 - m(120));
+        assert!(stale_due(last, t0, t0, 60, Some(None)));
+        assert!(!stale_due(last, t0, t0, 60, Some(last)));
+        // a recent success
+        assert!(!stale_due(Some(t0 - m(10)), t0, t0, 60, None));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian/Ubuntu machine it first installs what the tests
-# need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, Xvfb + Mesa + ImageMagick for the
+# need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, python3-aiosmtpd, Xvfb + Mesa + ImageMagick for the
 # real window's screenshot) with apt-get, retrying transient failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,8 @@ done
 # image snapshots render on the CPU with wgpu over Mesa's lavapipe (Vulkan)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] || missing+=(mesa-vulkan-drivers)
 [ -e "$lib/libvulkan.so.1" ] || missing+=(libvulkan1)
+# a real SMTP server for the service's alert emails (tests/e2e_service.rs)
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""

@@ -658,3 +658,28 @@ fn the_more_log_shows_the_sync_lines() {
     );
     assert!(has_label(&h, "finished: synced"), "the outcome");
 }
+
+#[test]
+fn the_services_last_alert_is_a_banner_until_a_recovery() {
+    use directory_connector::service::alerts::{EventKind, keep, run_event};
+    use directory_connector::store::{RunOutcome, RunRecord, Store};
+    let env = Env::new();
+    let store = Store::open(env.path()).unwrap();
+    let mut run = RunRecord::new(1, "sync");
+    run.outcome = RunOutcome::Failed;
+    run.error = Some("reading the directory: connection refused".into());
+    keep(&store, &run_event(EventKind::Failure, &run)).unwrap();
+    let mut h = logged_in(&env, None);
+    wait(&mut h, "the alert banner", |h| {
+        has_label(h, "Service alert") && has_label(h, "connection refused")
+    });
+    drop(h);
+    // after a recovery the banner is gone
+    run.id = 2;
+    run.outcome = RunOutcome::Synced;
+    keep(&store, &run_event(EventKind::Recovery, &run)).unwrap();
+    let mut h = logged_in(&env, None);
+    // the status (with the alert) is loaded with the sync cache counts
+    wait(&mut h, "the status", |h| has_label(h, "Sync cache:"));
+    assert!(!has_label(&h, "Service alert"));
+}

@@ -449,9 +449,19 @@ impl Output {
         }
     }
 
-    pub fn history(&self, runs: &[RunRecord]) {
+    pub fn history(&self, runs: &[RunRecord], alerts: &[crate::service::alerts::Event]) {
         if self.json {
-            self.json_value(&serde_json::to_value(runs).unwrap_or_default());
+            // each run carries the service's alert about it, if any
+            let mut v = serde_json::to_value(runs).unwrap_or_default();
+            if let Some(items) = v.as_array_mut() {
+                for item in items {
+                    let id = item["id"].as_i64();
+                    if let Some(a) = alerts.iter().find(|a| a.run_id.is_some() && a.run_id == id) {
+                        item["alert"] = serde_json::to_value(a).unwrap_or_default();
+                    }
+                }
+            }
+            self.json_value(&v);
             return;
         }
         if runs.is_empty() {
@@ -485,6 +495,25 @@ impl Output {
             ]);
         }
         outln!(self, "{t}");
+        if !alerts.is_empty() {
+            outln!(self, "Service alerts (newest first):");
+            for a in alerts.iter().take(runs.len().max(1)) {
+                let run = a.run_id.map(|i| format!(" (run {i})")).unwrap_or_default();
+                let time: String = a
+                    .time
+                    .chars()
+                    .take(19)
+                    .collect::<String>()
+                    .replace('T', " ");
+                let event = serde_json::to_value(a.event).unwrap_or_default();
+                outln!(
+                    self,
+                    "  {time}  {}{run}: {}",
+                    event.as_str().unwrap_or("?"),
+                    a.message
+                );
+            }
+        }
     }
 
     pub fn problems(&self, problems: &[Problem]) {

@@ -5,6 +5,7 @@
 
 mod edit;
 mod keys;
+mod service;
 mod validate;
 mod values;
 
@@ -13,6 +14,7 @@ pub use edit::{
     save_text, set_value, set_values, show,
 };
 pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
+pub use service::{NotifyConfig, ServiceConfig, WebhookFormat};
 pub use validate::{
     Problem, Purpose, check_cloud_filter, check_ldap_filter, schedule_problems, validate,
     validate_for,
@@ -241,6 +243,8 @@ pub struct Config {
     pub onelogin: OneLoginConfig,
     pub google: GoogleConfig,
     pub sync: SyncConfig,
+    pub service: ServiceConfig,
+    pub notify: NotifyConfig,
 }
 
 /// OneLogin (API v1 with an OAuth2 v2 token).

@@ -305,6 +305,9 @@ fn members_chart(ui: &mut egui::Ui, points: &[(String, u64)]) {
 
 pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let busy = app.worker.busy();
+    if let Some(alert) = app.status.as_ref().and_then(|s| s.service_alert.as_deref()) {
+        ui.colored_label(ui.visuals().warn_fg_color, alert);
+    }
     if let Some(s) = &app.status {
         ui.horizontal(|ui| {
             ui.label(format!(

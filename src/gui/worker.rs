@@ -62,6 +62,8 @@ pub struct Status {
     /// Why the database could not be read (damaged): the window still opens, shows this and
     /// offers Clear Sync Cache, which moves the file aside.
     pub problem: Option<String>,
+    /// The service's last alert when it is not a recovery (`directory-connector service`).
+    pub service_alert: Option<String>,
 }
 
 /// What the worker answers.
@@ -224,6 +226,7 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
                 runs: Vec::new(),
                 cached_members: 0,
                 cached_groups: 0,
+                service_alert: None,
                 problem: Some(format!(
                     "{} In the window, More, then Clear Sync Cache, does the same.",
                     crate::logging::redact(&format!("{e:#}"))
@@ -235,6 +238,7 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
     let (cached_members, cached_groups) = store.cache_counts()?;
     Ok(Status {
         problem: None,
+        service_alert: crate::service::alerts::banner(&store),
         logged_in,
         last_user_sync: store.last_sync(SyncKind::Users)?,
         last_group_sync: store.last_sync(SyncKind::Groups)?,

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 pub mod gui;
 pub mod logging;
+pub mod platform;
 pub mod secrets;
 pub mod sources;
 pub mod store;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian/Ubuntu machine it first installs what the tests
 # need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, Xvfb + Mesa + ImageMagick for the
-# real window's screenshot) with apt-get, retrying transient failures.
+# real window's screenshot, Wine for the Windows binary) with apt-get, retrying transient failures;
+# then cross-builds the Windows binary (scripts/build-windows.sh) unless
+# DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +44,11 @@ done
 # image snapshots render on the CPU with wgpu over Mesa's lavapipe (Vulkan)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] || missing+=(mesa-vulkan-drivers)
 [ -e "$lib/libvulkan.so.1" ] || missing+=(libvulkan1)
+# the Windows binary's tests run it under Wine (skipped only with
+# DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1; scripts/build-windows.sh installs the cross tools)
+if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then
+  [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null 2>&1 || missing+=(wine64)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
@@ -50,6 +57,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   retry $SUDO apt-get update -qq
   retry $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates
+fi
+
+if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then
+  ./scripts/build-windows.sh
 fi
 
 cargo test --locked "$@"

@@ -13,6 +13,7 @@ pub mod gui;
 pub mod logging;
 pub mod platform;
 pub mod secrets;
+pub mod service;
 pub mod sources;
 pub mod store;
 

@@ -3,6 +3,7 @@
 //! 130/143 stopped by SIGINT/SIGTERM). With `--json` every answer, failures included, is JSON.
 
 mod crash;
+mod generate;
 mod output;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -87,6 +88,14 @@ pub enum Command {
     /// What the organization has that the directory does not explain (read-only; needs a server
     /// with the public API's read side).
     Drift,
+    /// Run unattended in the foreground: sync now and then on the schedule (`service.schedule`
+    /// or `sync.interval_minutes`) until SIGTERM/SIGINT, with health, metrics and alerts.
+    Service,
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), for packagers.
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Debug, Subcommand)]
@@ -452,6 +461,24 @@ fn dispatch(
             out.history(&runs);
             Ok(0)
         }
+        Command::Completions { shell } => generate::completions(*shell),
+        Command::Manpage => generate::manpage(),
+        Command::Service => {
+            let stop = crate::service::StopHandle::new();
+            runtime()?.block_on(async {
+                watch_signals();
+                // the CLI's signal watcher decides; the service stops after the request in flight
+                let on_signal = stop.clone();
+                tokio::spawn(async move {
+                    while STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    on_signal.stop();
+                });
+                crate::service::run_async(crate::service::ServiceOptions::new(data_dir), stop).await
+            })?;
+            Ok(0)
+        }
         Command::Drift => {
             let conn = Connector::open(data_dir)?;
             let progress = output::Spinner::new(out.interactive());
@@ -541,7 +568,8 @@ fn config_command(
         ConfigCommand::Validate => {
             let conn = Connector::open(data_dir)?;
             let cfg = conn.config()?;
-            let problems = conn.validate(&cfg);
+            let mut problems = conn.validate(&cfg);
+            problems.extend(crate::service::settings_problems(&cfg));
             out.problems(&problems);
             Ok(if problems.is_empty() { 0 } else { 2 })
         }

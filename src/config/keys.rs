@@ -408,6 +408,56 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         KeyKind::Int(IntRange::new(0, 8_760)),
         "servers without a read API (Vaultwarden): send groups again when confirmed longer ago than this (0: never)",
     ),
+    (
+        "service.schedule",
+        KeyKind::Str,
+        "service: cron expression (5 fields, or 6 with seconds), e.g. `0 */2 * * *`; overrides sync.interval_minutes",
+    ),
+    (
+        "service.jitter_seconds",
+        KeyKind::Int(IntRange::new(0, 3_600)),
+        "service: up to this many random seconds added to each wait (default 0)",
+    ),
+    (
+        "service.metrics_listen",
+        KeyKind::Str,
+        "service: address:port serving /healthz and /metrics, e.g. 127.0.0.1:9464 (off when unset)",
+    ),
+    (
+        "notify.webhook_url",
+        KeyKind::Url,
+        "alerts: URL that gets a POST on a failure, a guard refusal, a recovery and a stale sync",
+    ),
+    (
+        "notify.webhook_format",
+        KeyKind::Enum(&["json", "slack", "teams"]),
+        "alerts: body of the webhook: json, slack or teams (default json)",
+    ),
+    (
+        "notify.stale_after_minutes",
+        KeyKind::Int(IntRange::off_or(5, 525_600)),
+        "alerts: alert when no sync has succeeded for this many minutes (0: off)",
+    ),
+    (
+        "notify.smtp_url",
+        KeyKind::Str,
+        "alerts: mail server, smtps://user@host:465 or smtp://user@host:587?tls=starttls",
+    ),
+    (
+        "notify.smtp_password",
+        KeyKind::Secret,
+        "alerts: mail server password (secret store, or env:NAME / file:PATH)",
+    ),
+    (
+        "notify.email_from",
+        KeyKind::Str,
+        "alerts: sender address (default directory-connector@<host name>)",
+    ),
+    (
+        "notify.email_to",
+        KeyKind::List,
+        "alerts: comma-separated addresses that get alert emails",
+    ),
 ];
 
 /// Looks a key up (case-insensitive); a clear error for unknown keys.

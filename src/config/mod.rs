@@ -5,6 +5,7 @@
 
 mod edit;
 mod keys;
+mod service;
 mod validate;
 mod values;
 
@@ -12,6 +13,7 @@ pub use edit::{
     config_path, get_value, load, mask_secret_value, normalize_url, parse, save_text, set_value,
     set_values, show,
 };
+pub use service::{NotifyConfig, ServiceConfig, WebhookFormat};
 pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
 pub use validate::{
     Problem, Purpose, check_cloud_filter, check_ldap_filter, schedule_problems, validate,
@@ -241,6 +243,8 @@ pub struct Config {
     pub onelogin: OneLoginConfig,
     pub google: GoogleConfig,
     pub sync: SyncConfig,
+    pub service: ServiceConfig,
+    pub notify: NotifyConfig,
 }
 
 /// OneLogin (API v1 with an OAuth2 v2 token).

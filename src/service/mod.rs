@@ -1,0 +1,380 @@
+//! `directory-connector service`: the connector as a long-running foreground process (systemd,
+//! a container, a Windows service wrapper). It syncs at start and then on its schedule
+//! (`service.schedule` as a cron expression, else `sync.interval_minutes`, plus up to
+//! `service.jitter_seconds` of random delay), re-reading and validating the configuration before
+//! every run: a bad configuration fails that run (recorded in `history`), not the service.
+//!
+//! The service uses the same data directory, configuration, secret store and database as the
+//! CLI and the window, and holds the data directory's sync lock for as long as it runs, so a
+//! CLI `sync` (or the window's polling) is refused naming the service.
+//!
+//! Around the runs: `/healthz` and `/metrics` on `service.metrics_listen` ([`http`]), alerts by
+//! webhook and email on failures, guard refusals, recoveries and stale syncs ([`alerts`]), and
+//! systemd notifications when `NOTIFY_SOCKET` is set ([`systemd`]).
+//!
+//! # Running it from other code
+//!
+//! [`run`] (blocking, its own async runtime) and [`run_async`] run the whole service until its
+//! [`StopHandle`] is stopped. A stop request lets the request in flight finish (a push stops on
+//! a batch boundary), records the run as `interrupted`, and then `run` returns `Ok(())`. This is
+//! the entry point for a Windows Service Control Manager wrapper: create a [`StopHandle`], call
+//! [`run`] on a thread, and call [`StopHandle::stop`] from the SCM's stop/shutdown control:
+//!
+//! ```no_run
+//! use directory_connector::service::{ServiceOptions, StopHandle};
+//! let stop = StopHandle::new();
+//! let for_scm = stop.clone(); // call for_scm.stop() on SERVICE_CONTROL_STOP
+//! let opts = ServiceOptions::new(std::path::Path::new("C:\\ProgramData\\directory-connector"));
+//! let result = directory_connector::service::run(opts, stop);
+//! ```
+//!
+//! `run` returns an error only when the service cannot start at all (the data directory is
+//! locked by another sync, the metrics address cannot be bound); failures of single runs are
+//! recorded and reported, never returned.
+
+pub mod alerts;
+pub mod http;
+pub mod schedule;
+pub mod status;
+pub mod systemd;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+
+use crate::config::{self, Config, Problem};
+use crate::connector::{Connector, SyncOptions, SyncReport};
+use crate::datadir;
+use crate::secrets::SecretStore;
+use crate::sources::Progress;
+use crate::store::{RunOutcome, RunRecord};
+
+pub use status::Status;
+
+/// What the sync lock file says while the service holds it (a refused CLI sync quotes it).
+pub const LOCK_HOLDER: &str = "the service `directory-connector service` is running";
+
+/// Asks a running service to stop; cloned freely, shared between threads.
+#[derive(Clone, Default)]
+pub struct StopHandle(Arc<StopInner>);
+
+#[derive(Default)]
+struct StopInner {
+    stopped: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl StopHandle {
+    pub fn new() -> StopHandle {
+        StopHandle::default()
+    }
+    /// Asks the service to stop: the request in flight finishes, the run is recorded, then the
+    /// service returns.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+    /// Waits until [`StopHandle::stop`] is called (at once when it was).
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// How the service runs.
+pub struct ServiceOptions {
+    pub data_dir: PathBuf,
+    /// The secret store (default: the platform's, as for the CLI and the window).
+    pub secrets: Option<Arc<dyn SecretStore>>,
+}
+
+impl ServiceOptions {
+    pub fn new(data_dir: &Path) -> ServiceOptions {
+        ServiceOptions {
+            data_dir: data_dir.to_path_buf(),
+            secrets: None,
+        }
+    }
+}
+
+/// Runs the service on its own async runtime until `stop` is stopped (see the module doc).
+pub fn run(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run_async(opts, stop))
+}
+
+/// The progress of a service run: stages go to the log, a stop request cancels the run.
+struct RunProgress(StopHandle);
+
+impl Progress for RunProgress {
+    fn stage(&self, message: &str) {
+        tracing::info!("{message}");
+    }
+    fn count(&self, _: u64) {}
+    fn cancelled(&self) -> bool {
+        self.0.is_stopped()
+    }
+}
+
+/// The problems that fail a service run: those of a one-shot sync, the schedule's and the
+/// service's own settings.
+pub fn config_problems(conn: &Connector, cfg: &Config) -> Vec<Problem> {
+    let mut p = conn.validate_for(cfg, config::Purpose::Run);
+    p.extend(config::schedule_problems(cfg));
+    p.extend(settings_problems(cfg));
+    p
+}
+
+/// Problems of the `[service]` and `[notify]` settings (cron expression, listen address, SMTP
+/// URL), each with its key.
+pub fn settings_problems(cfg: &Config) -> Vec<Problem> {
+    let mut p = Vec::new();
+    let mut add = |key: &str, message: String| {
+        p.push(Problem {
+            key: key.to_string(),
+            message,
+        })
+    };
+    for (key, kind, _) in config::KEYS {
+        if let config::KeyKind::Int(range) = kind
+            && (key.starts_with("service.") || key.starts_with("notify."))
+            && let Ok(Some(v)) = config::get_value(cfg, key)
+            && let Err(e) = config::check_int(key, *range, &v)
+        {
+            add(key, e);
+        }
+    }
+    if let Err(e) = schedule::Schedule::from_config(cfg) {
+        add("service.schedule", e);
+    }
+    if let Some(listen) = &cfg.service.metrics_listen
+        && let Err(e) = http::parse_listen(listen)
+    {
+        add("service.metrics_listen", e);
+    }
+    if let Some(url) = &cfg.notify.smtp_url
+        && let Err(e) = alerts::parse_smtp_url(url)
+    {
+        add("notify.smtp_url", e);
+    }
+    if !cfg.notify.email_to.is_empty() && cfg.notify.smtp_url.is_none() {
+        add(
+            "notify.smtp_url",
+            "notify.email_to is set but no mail server is: set notify.smtp_url".into(),
+        );
+    }
+    if let Some(u) = &cfg.notify.webhook_url
+        && let Err(e) = config::check_url("notify.webhook_url", u)
+    {
+        add("notify.webhook_url", e);
+    }
+    p
+}
+
+/// The configuration for a run, or a ConfigError listing every problem.
+fn run_config(conn: &Connector) -> anyhow::Result<Config> {
+    let cfg = conn.config()?;
+    let problems = config_problems(conn, &cfg);
+    if problems.is_empty() {
+        return Ok(cfg);
+    }
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("  {}: {}", p.key, p.message))
+        .collect();
+    Err(crate::errors::ConfigError(format!(
+        "the configuration has {} problem(s):\n{}",
+        problems.len(),
+        lines.join("\n")
+    ))
+    .into())
+}
+
+/// One finished run: its record as stored, and the report when it succeeded.
+pub struct Finished {
+    pub record: RunRecord,
+    pub report: Option<SyncReport>,
+    pub duration: std::time::Duration,
+}
+
+/// One run: checks the configuration and the login, syncs, and makes sure a run record exists
+/// whatever happened (a run that fails before the sync starts is recorded here).
+async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished> {
+    let started = std::time::Instant::now();
+    let store = conn.store()?;
+    let before = store.list_runs(1)?.first().map(|r| r.id);
+    let result = match run_config(conn) {
+        Err(e) => Err(e),
+        Ok(_) => match conn.api_key() {
+            Ok(Some(_)) => {
+                let progress = RunProgress(stop.clone());
+                let opts = SyncOptions {
+                    allow_mass_removal: false,
+                    lock_held: true,
+                };
+                conn.sync(opts, &progress).await
+            }
+            Ok(None) => Err(crate::errors::ConfigError(
+                "not logged in: run `directory-connector login` as the service's user, or set \
+                 BW_CLIENTID and BW_CLIENTSECRET in the service's environment"
+                    .into(),
+            )
+            .into()),
+            Err(e) => Err(e),
+        },
+    };
+    let latest = store.list_runs(1)?.into_iter().next();
+    let record = match latest {
+        Some(r) if Some(r.id) != before => r,
+        _ => {
+            // the sync never started a run (configuration, login, database): record it here
+            let id = store.start_run("sync")?;
+            let mut r = RunRecord::new(id, "sync");
+            r.outcome = RunOutcome::Failed;
+            if let Err(e) = &result {
+                r.error = Some(crate::logging::redact(&format!("{e:#}")));
+            }
+            store.finish_run(&r)?;
+            store
+                .list_runs(1)?
+                .into_iter()
+                .next()
+                .context("reading back the recorded run")?
+        }
+    };
+    Ok(Finished {
+        record,
+        report: result.ok(),
+        duration: started.elapsed(),
+    })
+}
+
+/// A one-line summary of a run for the log and systemd's STATUS=.
+fn summary(f: &Finished) -> String {
+    let r = &f.record;
+    match r.outcome {
+        RunOutcome::Synced => format!(
+            "synced: {} invited, {} removed, {} group(s) changed",
+            r.invited, r.removed, r.groups_changed
+        ),
+        RunOutcome::Unchanged => "unchanged".to_string(),
+        other => format!(
+            "{}: {}",
+            other.as_str(),
+            r.error.as_deref().unwrap_or("no detail")
+        ),
+    }
+}
+
+/// Runs the service until `stop` is stopped (see the module doc).
+pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result<()> {
+    let conn = match opts.secrets {
+        Some(s) => Connector::with_store(&opts.data_dir, s)?,
+        None => Connector::open(&opts.data_dir)?,
+    };
+    let _lock = datadir::acquire_sync_lock(&opts.data_dir, LOCK_HOLDER)
+        .context("the service cannot start")?;
+    let started_at = chrono::Utc::now();
+    let status = Arc::new(Status::from_history(&conn.store()?)?);
+    // the listener is set up once, at start (a change needs a restart)
+    let first_cfg = conn.config().ok();
+    let listen = first_cfg
+        .as_ref()
+        .and_then(|c| c.service.metrics_listen.clone());
+    let server = match listen {
+        Some(l) => Some(http::serve(&l, status.clone(), stop.clone()).await?),
+        None => None,
+    };
+    systemd::ready();
+    let watchdog = systemd::spawn_watchdog(stop.clone());
+    let mut alerts = alerts::Alerts::new(started_at);
+    let mut last_schedule = schedule::Schedule::default();
+    tracing::info!(
+        "service started on {} (process {})",
+        opts.data_dir.display(),
+        std::process::id()
+    );
+    say(&format!(
+        "service started on {}{}",
+        opts.data_dir.display(),
+        server
+            .as_ref()
+            .map(|s| format!("; health and metrics on http://{}", s.addr))
+            .unwrap_or_default()
+    ));
+    loop {
+        if stop.is_stopped() {
+            break;
+        }
+        let finished = one_run(&conn, &stop).await;
+        let cfg = conn.config().ok();
+        let sched = cfg
+            .as_ref()
+            .and_then(|c| schedule::Schedule::from_config(c).ok())
+            .unwrap_or_else(|| last_schedule.clone());
+        last_schedule = sched.clone();
+        let jitter = cfg.as_ref().map_or(0, |c| c.service.jitter_seconds);
+        let now = chrono::Utc::now();
+        let next = sched.next_after(now) + schedule::jitter(jitter);
+        status.set_schedule(sched.period(now), next);
+        match finished {
+            Ok(f) => {
+                let line = summary(&f);
+                say(&format!(
+                    "run {}: {line}; next run at {}",
+                    f.record.id,
+                    next.format("%Y-%m-%d %H:%M:%S UTC")
+                ));
+                status.record(&f, conn.store().ok().as_ref());
+                systemd::status(&format!("last run {line}"));
+                if let Some(cfg) = &cfg {
+                    alerts.after_run(&conn, cfg, &f).await;
+                }
+            }
+            Err(e) => {
+                let msg = crate::logging::redact(&format!("{e:#}"));
+                tracing::error!("the run could not be recorded: {msg}");
+                say(&format!("error: the run could not be recorded: {msg}"));
+                systemd::status(&format!("last run failed: {msg}"));
+            }
+        }
+        if let Some(cfg) = &cfg {
+            alerts.check_stale(&conn, cfg, &status).await;
+        }
+        let wait = (next - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(std::time::Duration::ZERO);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.stopped() => break,
+        }
+    }
+    systemd::stopping();
+    say("service stopped");
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
+    Ok(())
+}
+
+/// One line on standard error (the journal under systemd); a closed stderr is ignored.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

@@ -1,0 +1,375 @@
+//! What the service knows about its runs, shared by the run loop and the HTTP endpoints: the
+//! health verdict (`/healthz`) and the Prometheus metrics (`/metrics`).
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use chrono::{DateTime, Duration, Utc};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use crate::engine::diff::{GroupAction, MemberAction};
+use crate::store::{RunOutcome, RunRecord, Store};
+
+use super::Finished;
+
+/// Every outcome a finished run can have (each has its `runs_total` series from the start).
+const OUTCOMES: [&str; 5] = ["synced", "unchanged", "failed", "refused", "interrupted"];
+/// Every kind of change counted in `changes_total`.
+const CHANGE_KINDS: [&str; 5] = ["invite", "update", "remove", "group_create", "group_update"];
+
+type Labels = Vec<(String, String)>;
+
+/// The Prometheus metrics of the service.
+struct Metrics {
+    registry: Registry,
+    last_success: Gauge<f64, AtomicU64>,
+    last_run: Gauge<f64, AtomicU64>,
+    last_duration: Gauge<f64, AtomicU64>,
+    runs: Family<Labels, Counter>,
+    members: Gauge,
+    groups: Gauge,
+    changes: Family<Labels, Counter>,
+    refusals: Counter,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        let last_run = Gauge::<f64, AtomicU64>::default();
+        let last_duration = Gauge::<f64, AtomicU64>::default();
+        let runs = Family::<Labels, Counter>::default();
+        let members = Gauge::default();
+        let groups = Gauge::default();
+        let changes = Family::<Labels, Counter>::default();
+        let refusals = Counter::default();
+        registry.register(
+            "directory_connector_last_success_timestamp_seconds",
+            "Unix time of the last run that synced or found nothing to change",
+            last_success.clone(),
+        );
+        registry.register(
+            "directory_connector_last_run_timestamp_seconds",
+            "Unix time the last run ended",
+            last_run.clone(),
+        );
+        registry.register(
+            "directory_connector_last_run_duration_seconds",
+            "How long the last run took",
+            last_duration.clone(),
+        );
+        // counters get their `_total` suffix from the registry
+        registry.register(
+            "directory_connector_runs",
+            "Runs by outcome since the service started",
+            runs.clone(),
+        );
+        registry.register(
+            "directory_connector_members",
+            "Members the sync cache holds after the last run",
+            members.clone(),
+        );
+        registry.register(
+            "directory_connector_groups",
+            "Groups the sync cache holds after the last run",
+            groups.clone(),
+        );
+        registry.register(
+            "directory_connector_changes",
+            "Changes pushed by successful runs since the service started, by kind",
+            changes.clone(),
+        );
+        registry.register(
+            "directory_connector_guard_refusals",
+            "Runs the mass-removal guard refused since the service started",
+            refusals.clone(),
+        );
+        for o in OUTCOMES {
+            let _ = runs.get_or_create(&vec![("outcome".into(), o.into())]);
+        }
+        for k in CHANGE_KINDS {
+            let _ = changes.get_or_create(&vec![("kind".into(), k.into())]);
+        }
+        Metrics {
+            registry,
+            last_success,
+            last_run,
+            last_duration,
+            runs,
+            members,
+            groups,
+            changes,
+            refusals,
+        }
+    }
+}
+
+/// The health answer (`/healthz`), also the JSON body.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Health {
+    /// `ok` or `unhealthy`.
+    pub status: &'static str,
+    pub last_outcome: Option<RunOutcome>,
+    pub last_run: Option<String>,
+    pub last_success: Option<String>,
+    pub next_run: Option<String>,
+    /// Why the service is unhealthy (the last run's error, or the age of the last success).
+    pub error: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    last_outcome: Option<RunOutcome>,
+    last_run: Option<DateTime<Utc>>,
+    last_success: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    next_run: Option<DateTime<Utc>>,
+    period: Option<Duration>,
+}
+
+/// The service's state, shared by the run loop and the HTTP endpoints.
+pub struct Status {
+    state: Mutex<State>,
+    metrics: Metrics,
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn is_success(o: RunOutcome) -> bool {
+    matches!(o, RunOutcome::Synced | RunOutcome::Unchanged)
+}
+
+impl Status {
+    /// A state that knows the last run and the last success from the run history (so the
+    /// health check is right at once after a restart).
+    pub fn from_history(store: &Store) -> anyhow::Result<Status> {
+        let runs = store.list_runs(200)?;
+        let mut state = State::default();
+        if let Some(last) = runs.iter().find(|r| r.outcome != RunOutcome::Running) {
+            state.last_outcome = Some(last.outcome);
+            state.last_run = last.ended_at.as_deref().and_then(parse_time);
+            state.last_error = last.error.clone();
+        }
+        state.last_success = runs
+            .iter()
+            .find(|r| is_success(r.outcome))
+            .and_then(|r| r.ended_at.as_deref().and_then(parse_time));
+        let metrics = Metrics::new();
+        if let Some(t) = state.last_success {
+            metrics.last_success.set(t.timestamp() as f64);
+        }
+        if let Some(t) = state.last_run {
+            metrics.last_run.set(t.timestamp() as f64);
+        }
+        if let Ok((m, g)) = store.cache_counts() {
+            metrics.members.set(m as i64);
+            metrics.groups.set(g as i64);
+        }
+        Ok(Status {
+            state: Mutex::new(state),
+            metrics,
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // a panic elsewhere cannot leave this state half-written: keep serving it
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the next run is due and the time between runs.
+    pub fn set_schedule(&self, period: Duration, next: DateTime<Utc>) {
+        let mut s = self.state();
+        s.period = Some(period);
+        s.next_run = Some(next);
+    }
+
+    /// Takes in a finished run.
+    pub fn record(&self, f: &Finished, store: Option<&Store>) {
+        let now = Utc::now();
+        let r: &RunRecord = &f.record;
+        {
+            let mut s = self.state();
+            s.last_outcome = Some(r.outcome);
+            s.last_run = Some(now);
+            s.last_error = r.error.clone();
+            if is_success(r.outcome) {
+                s.last_success = Some(now);
+            }
+        }
+        let m = &self.metrics;
+        m.last_run.set(now.timestamp() as f64);
+        m.last_duration.set(f.duration.as_secs_f64());
+        if is_success(r.outcome) {
+            m.last_success.set(now.timestamp() as f64);
+        }
+        m.runs
+            .get_or_create(&vec![("outcome".into(), r.outcome.as_str().into())])
+            .inc();
+        if r.outcome == RunOutcome::Refused {
+            m.refusals.inc();
+        }
+        if let Some(report) = &f.report {
+            let add = |kind: &str, n: usize| {
+                m.changes
+                    .get_or_create(&vec![("kind".into(), kind.into())])
+                    .inc_by(n as u64);
+            };
+            let members = &report.plan.members;
+            add(
+                "invite",
+                members
+                    .iter()
+                    .filter(|c| c.action == MemberAction::Invite)
+                    .count(),
+            );
+            add(
+                "update",
+                members
+                    .iter()
+                    .filter(|c| c.action == MemberAction::Resend)
+                    .count(),
+            );
+            add("remove", members.iter().filter(|c| c.is_removal()).count());
+            let groups = &report.plan.groups;
+            add(
+                "group_create",
+                groups
+                    .iter()
+                    .filter(|g| g.action == GroupAction::Create)
+                    .count(),
+            );
+            add(
+                "group_update",
+                groups
+                    .iter()
+                    .filter(|g| g.action != GroupAction::Create)
+                    .count(),
+            );
+        }
+        if let Some(Ok((members, groups))) = store.map(Store::cache_counts) {
+            m.members.set(members as i64);
+            m.groups.set(groups as i64);
+        }
+    }
+
+    /// The last success, if any.
+    pub fn last_success(&self) -> Option<DateTime<Utc>> {
+        self.state().last_success
+    }
+
+    /// The health verdict at `now`: healthy when the last run synced or was unchanged and the
+    /// last success is not older than twice the interval plus 5 minutes.
+    pub fn health(&self, now: DateTime<Utc>) -> Health {
+        let s = self.state();
+        let fmt = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339());
+        let period = s.period.unwrap_or_else(|| Duration::minutes(5));
+        let limit = period * 2 + Duration::minutes(5);
+        let error = match (s.last_outcome, s.last_success) {
+            (None, _) => Some("no run has finished yet".to_string()),
+            (Some(o), _) if !is_success(o) => Some(
+                s.last_error
+                    .clone()
+                    .unwrap_or_else(|| format!("the last run ended {}", o.as_str())),
+            ),
+            (_, None) => Some("no run has succeeded yet".to_string()),
+            (_, Some(t)) if now - t > limit => Some(format!(
+                "the last success ({}) is older than twice the interval plus 5 minutes ({} minutes)",
+                t.to_rfc3339(),
+                limit.num_minutes()
+            )),
+            _ => None,
+        };
+        Health {
+            status: if error.is_none() { "ok" } else { "unhealthy" },
+            last_outcome: s.last_outcome,
+            last_run: fmt(s.last_run),
+            last_success: fmt(s.last_success),
+            next_run: fmt(s.next_run),
+            error,
+        }
+    }
+
+    /// The metrics in the Prometheus (OpenMetrics) text format.
+    pub fn metrics_text(&self) -> anyhow::Result<String> {
+        let mut out = String::new();
+        encode(&mut out, &self.metrics.registry)
+            .map_err(|e| anyhow::anyhow!("encoding the metrics: {e}"))?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(outcome: RunOutcome, error: Option<&str>) -> Finished {
+        let mut record = RunRecord::new(1, "sync");
+        record.outcome = outcome;
+        record.error = error.map(str::to_string);
+        Finished {
+            record,
+            report: None,
+            duration: std::time::Duration::from_millis(1500),
+        }
+    }
+
+    #[test]
+    fn health_follows_the_last_outcome_and_the_age_of_the_last_success() {
+        let store = Store::open_in_memory().unwrap();
+        let s = Status::from_history(&store).unwrap();
+        let now = Utc::now();
+        s.set_schedule(Duration::minutes(10), now + Duration::minutes(10));
+        let h = s.health(now);
+        assert_eq!(h.status, "unhealthy");
+        assert_eq!(h.error.as_deref(), Some("no run has finished yet"));
+        s.record(&finished(RunOutcome::Failed, Some("ldap down")), None);
+        let h = s.health(Utc::now());
+        assert_eq!(
+            (h.status, h.error.as_deref()),
+            ("unhealthy", Some("ldap down"))
+        );
+        s.record(&finished(RunOutcome::Unchanged, None), None);
+        let h = s.health(Utc::now());
+        assert_eq!(h.status, "ok", "{h:?}");
+        assert!(h.last_success.is_some() && h.next_run.is_some());
+        // 2 × 10 + 5 minutes later, the success is too old
+        let h = s.health(Utc::now() + Duration::minutes(26));
+        assert_eq!(h.status, "unhealthy");
+        assert!(h.error.unwrap().contains("older than"));
+        let h = s.health(Utc::now() + Duration::minutes(24));
+        assert_eq!(h.status, "ok");
+    }
+
+    #[test]
+    fn metrics_carry_every_name_and_count_outcomes() {
+        let store = Store::open_in_memory().unwrap();
+        let s = Status::from_history(&store).unwrap();
+        s.record(&finished(RunOutcome::Refused, Some("sync refused")), None);
+        s.record(&finished(RunOutcome::Failed, Some("x")), None);
+        s.record(&finished(RunOutcome::Failed, Some("x")), None);
+        let text = s.metrics_text().unwrap();
+        for name in [
+            "directory_connector_last_success_timestamp_seconds",
+            "directory_connector_last_run_timestamp_seconds",
+            "directory_connector_last_run_duration_seconds 1.5",
+            "directory_connector_runs_total{outcome=\"failed\"} 2",
+            "directory_connector_runs_total{outcome=\"refused\"} 1",
+            "directory_connector_runs_total{outcome=\"synced\"} 0",
+            "directory_connector_members",
+            "directory_connector_groups",
+            "directory_connector_changes_total{kind=\"group_create\"} 0",
+            "directory_connector_guard_refusals_total 1",
+        ] {
+            assert!(text.contains(name), "{name} missing:\n{text}");
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod secrets;
 pub mod service;
 pub mod sources;
 pub mod store;
+pub mod winservice;
 
 /// The version sent to the server and shown to the admin.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,14 +1,16 @@
 //! Windows specifics that have a Unix counterpart elsewhere in the code: files and folders
-//! readable only by the current user (the counterpart of 0600/0700, as a protected ACL), and
+//! readable only by the current user (the counterpart of 0600/0700, as a protected ACL that
+//! also lets SYSTEM and Administrators in, as root on Unix), and
 //! the console handling that lets one binary be both the desktop app and the CLI.
 //!
 //! On other platforms every function here is a no-op.
 
 use std::path::Path;
 
-/// Gives `path` a protected ACL that grants full control to the current user only (no
-/// inherited entries, no other users or groups): the Windows counterpart of mode 0600, or 0700
-/// for a directory, whose entry is inherited by everything created in it.
+/// Gives `path` a protected ACL (no inherited entries) that grants full control to the current
+/// user, and to SYSTEM and the Administrators group, as Windows' own profile folders do — no
+/// other user: the Windows counterpart of mode 0600 (which root reads too), or 0700 for a
+/// directory, whose entries are inherited by everything created in it.
 #[cfg(windows)]
 pub fn restrict_to_current_user(path: &Path) -> std::io::Result<()> {
     windows::restrict_to_current_user(path)
@@ -82,8 +84,9 @@ mod windows {
             // u64 words keep the buffer aligned for TOKEN_USER
             let mut buf = vec![0u64; (len as usize).div_ceil(8)];
             // SAFETY: the buffer holds `len` bytes, as the size query asked.
-            if unsafe { GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), len, &mut len) }
-                == 0
+            if unsafe {
+                GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), len, &mut len)
+            } == 0
             {
                 return Err(std::io::Error::last_os_error());
             }
@@ -110,13 +113,10 @@ mod windows {
 
     pub fn restrict_to_current_user(path: &Path) -> std::io::Result<()> {
         let sid = current_user_sid()?;
-        // P: protected (nothing inherited from the parent); one entry: full access (FA) for
-        // the user; OICI: files and folders created inside inherit it.
-        let sddl = if path.is_dir() {
-            format!("D:P(A;OICI;FA;;;{sid})")
-        } else {
-            format!("D:P(A;;FA;;;{sid})")
-        };
+        // P: protected (nothing inherited from the parent); full access (FA) for the user,
+        // SYSTEM (SY) and Administrators (BA); OICI: files and folders created inside inherit.
+        let inherit = if path.is_dir() { "OICI" } else { "" };
+        let sddl = format!("D:P(A;{inherit};FA;;;{sid})(A;{inherit};FA;;;SY)(A;{inherit};FA;;;BA)");
         let sddl = wide(OsStr::new(&sddl));
         let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: `sddl` is NUL-terminated; `sd` is allocated by the call and freed below.

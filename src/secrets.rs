@@ -303,9 +303,12 @@ impl KeyringStore {
                 if let Err(e) = init {
                     return Err(keyring_unavailable(e));
                 }
-                let entry =
-                    keyring_core::Entry::new_with_modifiers(KEYRING_SERVICE, &user, &entry_modifiers())
-                    .map_err(|e| keyring_unavailable(&e.to_string()))?;
+                let entry = keyring_core::Entry::new_with_modifiers(
+                    KEYRING_SERVICE,
+                    &user,
+                    &entry_modifiers(),
+                )
+                .map_err(|e| keyring_unavailable(&e.to_string()))?;
                 Ok(f(&entry))
             })
             .join()

@@ -245,9 +245,15 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
     env.set("ldap.port", &dead_port.to_string());
     env.set("ldap.timeout_seconds", "5");
     env.set("service.schedule", "* * * * * *");
-    env.set("service.metrics_listen", &format!("127.0.0.1:{metrics_port}"));
+    env.set(
+        "service.metrics_listen",
+        &format!("127.0.0.1:{metrics_port}"),
+    );
     env.set("notify.webhook_url", &hooks.url);
-    env.set("notify.smtp_url", &format!("smtp://127.0.0.1:{}", smtp.port));
+    env.set(
+        "notify.smtp_url",
+        &format!("smtp://127.0.0.1:{}", smtp.port),
+    );
     env.set("notify.email_to", "admin@example.com");
     env.set("notify.email_from", "connector@example.com");
 
@@ -315,7 +321,10 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
     for (series, want) in [
         ("directory_connector_runs_total{outcome=\"synced\"}", 1.0),
         ("directory_connector_changes_total{kind=\"invite\"}", 5.0),
-        ("directory_connector_changes_total{kind=\"group_create\"}", 1.0),
+        (
+            "directory_connector_changes_total{kind=\"group_create\"}",
+            1.0,
+        ),
         ("directory_connector_members", 5.0),
         ("directory_connector_groups", 1.0),
         ("directory_connector_guard_refusals_total", 0.0),
@@ -335,7 +344,10 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
         .iter()
         .find(|m| m.contains("Subject: [Directory Connector] sync failed"))
         .unwrap_or_else(|| panic!("{mails:?}"));
-    assert!(failed_mail.contains("To: admin@example.com"), "{failed_mail}");
+    assert!(
+        failed_mail.contains("To: admin@example.com"),
+        "{failed_mail}"
+    );
     assert!(
         failed_mail.contains("From: connector@example.com"),
         "{failed_mail}"
@@ -363,8 +375,9 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
         "{msgs:?}"
     );
     assert!(
-        msgs.iter()
-            .any(|m| m.contains("STATUS=last run synced") || m.contains("STATUS=last run unchanged")),
+        msgs.iter().any(
+            |m| m.contains("STATUS=last run synced") || m.contains("STATUS=last run unchanged")
+        ),
         "{msgs:?}"
     );
 
@@ -397,12 +410,18 @@ fn a_guard_refusal_keeps_the_service_running_and_alerts_once() {
     let hooks = Hooks::start();
     let metrics_port = slapd::free_port();
     env.set("service.schedule", "* * * * * *");
-    env.set("service.metrics_listen", &format!("localhost:{metrics_port}"));
+    env.set(
+        "service.metrics_listen",
+        &format!("localhost:{metrics_port}"),
+    );
     env.set("notify.webhook_url", &hooks.url);
     let child = start_service(&env, None);
     let refused = wait_for("the refusal webhook", || hooks.find("refused"));
     assert!(
-        refused["error"].as_str().unwrap().contains("max_removals = 2"),
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_removals = 2"),
         "{refused}"
     );
     assert!(

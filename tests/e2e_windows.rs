@@ -153,7 +153,13 @@ impl WinEnv {
 
     /// Runs the exe once. `None` when Wine killed the process as it exited (SIGKILL, a Wine
     /// quirk), which is not the product's verdict.
-    fn run_once(&self, w: &Wine, args: &[&str], stdin: &str, extra: &[(&str, &str)]) -> Option<Run> {
+    fn run_once(
+        &self,
+        w: &Wine,
+        args: &[&str],
+        stdin: &str,
+        extra: &[(&str, &str)],
+    ) -> Option<Run> {
         let mut cmd = Command::new(&w.wine);
         cmd.arg(&w.exe)
             .arg("--data-dir")
@@ -191,7 +197,10 @@ impl WinEnv {
             Err(_) => {
                 // SAFETY: kill(2) on the child we spawned
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                panic!("`{}` did not finish within 180 s under Wine", args.join(" "));
+                panic!(
+                    "`{}` did not finish within 180 s under Wine",
+                    args.join(" ")
+                );
             }
         };
         use std::os::unix::process::ExitStatusExt;
@@ -257,11 +266,7 @@ fn windows_exe_prints_its_version() {
     let Some(w) = wine() else { return };
     let env = WinEnv::new();
     let r = env.expect(w, &["--version"], &[], 0);
-    assert!(
-        r.stdout.contains(env!("CARGO_PKG_VERSION")),
-        "{}",
-        r.all()
-    );
+    assert!(r.stdout.contains(env!("CARGO_PKG_VERSION")), "{}", r.all());
 }
 
 /// `config set` + `test`; `login` puts the API key in the Credential Manager (no plaintext file);
@@ -274,7 +279,12 @@ fn windows_exe_keeps_secrets_in_the_credential_manager_and_syncs() {
     let env = WinEnv::new();
     env.configure(w, &slapd, &server);
     // the LDAP password from standard input goes to the Credential Manager too
-    let r = env.run(w, &["config", "set", "ldap.password"], &format!("{}\n", slapd::READER_PW), &[]);
+    let r = env.run(
+        w,
+        &["config", "set", "ldap.password"],
+        &format!("{}\n", slapd::READER_PW),
+        &[],
+    );
     assert_eq!(r.code, 0, "{}", r.all());
 
     let r = env.expect(w, &["test"], &[], 0);
@@ -297,7 +307,10 @@ fn windows_exe_keeps_secrets_in_the_credential_manager_and_syncs() {
     let r = env.expect(
         w,
         &["login"],
-        &[("BW_CLIENTID", &id), ("BW_CLIENTSECRET", support::CLIENT_SECRET)],
+        &[
+            ("BW_CLIENTID", &id),
+            ("BW_CLIENTSECRET", support::CLIENT_SECRET),
+        ],
         0,
     );
     assert!(r.stdout.contains("You are logged in!"), "{}", r.all());

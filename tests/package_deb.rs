@@ -20,7 +20,10 @@ fn read(rel: &str) -> String {
 fn cargo_deb_metadata_ships_every_part() {
     let manifest: toml::Value = toml::from_str(&read("Cargo.toml")).unwrap();
     let deb = &manifest["package"]["metadata"]["deb"];
-    assert_eq!(deb["maintainer-scripts"].as_str(), Some("packaging/debian/"));
+    assert_eq!(
+        deb["maintainer-scripts"].as_str(),
+        Some("packaging/debian/")
+    );
     let units = &deb["systemd-units"];
     assert_eq!(units["unit-name"].as_str(), Some("directory-connector"));
     assert_eq!(units["unit-scripts"].as_str(), Some("packaging/debian/"));
@@ -130,9 +133,15 @@ fn the_binary_generates_its_man_page_and_completions() {
     };
     let man = run(&["manpage"]);
     assert!(man.contains(".TH directory-connector 1"), "{man}");
-    assert!(man.contains("service"), "the man page lists the service command");
+    assert!(
+        man.contains("service"),
+        "the man page lists the service command"
+    );
     let bash = run(&["completions", "bash"]);
-    assert!(bash.contains("complete -F") && bash.contains("service"), "{bash}");
+    assert!(
+        bash.contains("complete -F") && bash.contains("service"),
+        "{bash}"
+    );
     assert!(run(&["completions", "zsh"]).contains("#compdef directory-connector"));
     assert!(run(&["completions", "fish"]).contains("complete -c directory-connector"));
     let out = Command::new(support::bin())

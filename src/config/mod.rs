@@ -13,8 +13,8 @@ pub use edit::{
     config_path, get_value, load, mask_secret_value, normalize_url, parse, save_text, set_value,
     set_values, show,
 };
-pub use service::{NotifyConfig, ServiceConfig, WebhookFormat};
 pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
+pub use service::{NotifyConfig, ServiceConfig, WebhookFormat};
 pub use validate::{
     Problem, Purpose, check_cloud_filter, check_ldap_filter, schedule_problems, validate,
     validate_for,

@@ -485,7 +485,10 @@ mod tests {
             Some(EventKind::Failure)
         );
         assert_eq!(
-            event_for(&run(3, Failed), &history(&[(1, Synced), (2, Failed), (3, Failed)])),
+            event_for(
+                &run(3, Failed),
+                &history(&[(1, Synced), (2, Failed), (3, Failed)])
+            ),
             None
         );
         // recovery, also across an interrupted run (a restart)

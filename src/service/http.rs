@@ -77,7 +77,9 @@ pub async fn serve(listen: &str, status: Arc<Status>, stop: StopHandle) -> anyho
              or the address is not one of this machine's)"
         )
     })?;
-    let addr = listener.local_addr().context("reading the listen address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
     if !addr.ip().is_loopback() {
         tracing::warn!(
             "health and metrics are served on {addr}, reachable from other machines \

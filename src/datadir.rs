@@ -48,6 +48,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<bool> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
+    #[cfg_attr(not(unix), allow(unused_mut))] // the mode is set on Unix only
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     {

@@ -68,16 +68,17 @@ pub enum Action {
     Scm,
 }
 
-/// Runs a `service` action; returns the message for the admin.
+/// Runs a `service` action; returns the message for the admin. `data_dir` is the one the
+/// command line named: under the SCM, the service's (`--data-dir` in its registration).
 #[cfg(windows)]
-pub fn run_action(action: Action) -> anyhow::Result<String> {
-    scm::run_action(action)
+pub fn run_action(action: Action, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    scm::run_action(action, data_dir)
 }
 
 /// Outside Windows there is no Service Control Manager: the error says what to use instead.
 #[cfg(not(windows))]
-pub fn run_action(action: Action) -> anyhow::Result<String> {
-    let _ = action;
+pub fn run_action(action: Action, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let _ = (action, data_dir);
     Err(ConfigError(
         "`service install|uninstall|start|stop` manage a Windows service; on Linux run \
          `directory-connector service` under systemd (see the README), elsewhere under the \
@@ -113,13 +114,17 @@ mod scm {
     /// How long the SCM is told a stop may take (a push finishes its batch first).
     const STOP_WAIT: Duration = Duration::from_secs(120);
 
-    pub fn run_action(action: Action) -> anyhow::Result<String> {
+    /// The data directory the SCM's command line named, for [`service_main`].
+    static DATA_DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+    pub fn run_action(action: Action, data_dir: &std::path::Path) -> anyhow::Result<String> {
         match action {
             Action::Install => install(),
             Action::Uninstall => uninstall(),
             Action::Start => start(),
             Action::Stop => stop(),
             Action::Scm => {
+                let _ = DATA_DIR.set(data_dir.to_path_buf());
                 service_dispatcher::start(SERVICE_NAME, ffi_service_main).context(
                     "connecting to the Service Control Manager (`service scm` is started by \
                      the SCM; use `service start`, or `service` to run in the foreground)",
@@ -221,8 +226,16 @@ mod scm {
                 ServiceAccess::QUERY_STATUS | ServiceAccess::START,
             )
             .with_context(|| format!("opening the service {SERVICE_NAME} (is it installed?)"))?;
-        svc.start::<&str>(&[])
-            .with_context(|| format!("starting the service {SERVICE_NAME}"))?;
+        match svc.start::<&str>(&[]) {
+            Ok(()) => {}
+            // ERROR_SERVICE_ALREADY_RUNNING
+            Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(1056) => {
+                return Ok(format!("The service {SERVICE_NAME} is already running."));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("starting the service {SERVICE_NAME}"));
+            }
+        }
         wait_for(&svc, ServiceState::Running, Duration::from_secs(60))?;
         Ok(format!("The service {SERVICE_NAME} is running."))
     }
@@ -301,7 +314,10 @@ mod scm {
             ServiceExitCode::Win32(0),
             Duration::ZERO,
         ))?;
-        let data_dir = super::service_data_dir()?;
+        let data_dir = match DATA_DIR.get() {
+            Some(d) => d.clone(),
+            None => super::service_data_dir()?,
+        };
         let result = crate::service::run(ServiceOptions::new(&data_dir), stop);
         if let Err(e) = &result {
             tracing::error!("the service stopped with an error: {e:#}");
@@ -368,7 +384,7 @@ mod tests {
     #[cfg(not(windows))]
     #[test]
     fn outside_windows_the_scm_actions_explain_what_to_use() {
-        let e = run_action(Action::Install).unwrap_err();
+        let e = run_action(Action::Install, std::path::Path::new("/tmp")).unwrap_err();
         assert!(e.to_string().contains("systemd"), "{e}");
     }
 }

@@ -133,6 +133,8 @@ fn win_path(p: &Path) -> String {
 /// A data directory and the variables the exe runs with (no plaintext opt-in, no API key).
 struct WinEnv {
     dir: tempfile::TempDir,
+    /// `--data-dir` as the Windows program gets it (default: the temp dir on drive Z:)
+    data_arg: Option<String>,
     vars: Vec<(String, String)>,
 }
 
@@ -140,6 +142,7 @@ impl WinEnv {
     fn new() -> WinEnv {
         WinEnv {
             dir: tempfile::tempdir().expect("tempdir"),
+            data_arg: None,
             vars: vec![
                 ("DIRECTORY_CONNECTOR_RETRY_BASE_MS".into(), "20".into()),
                 ("NO_COLOR".into(), "1".into()),
@@ -163,7 +166,11 @@ impl WinEnv {
         let mut cmd = Command::new(&w.wine);
         cmd.arg(&w.exe)
             .arg("--data-dir")
-            .arg(win_path(self.path()))
+            .arg(
+                self.data_arg
+                    .clone()
+                    .unwrap_or_else(|| win_path(self.path())),
+            )
             .args(args)
             .env("WINEPREFIX", &w.prefix)
             .env("WINEDEBUG", "-all")
@@ -338,12 +345,13 @@ fn windows_exe_keeps_secrets_in_the_credential_manager_and_syncs() {
             set(&["alice@example.com", "bob@example.com"])
         );
     }
-    // a change in the directory reaches the organization on the next sync
-    slapd.delete(&user_dn("carol"));
+    // a new user in the directory reaches the organization on the next sync
+    slapd.add(&person("dave", Some("dave@example.com"), false));
     env.expect(w, &["sync"], &[], 0);
-    assert_eq!(
-        server.org().active_emails(),
-        set(&["alice@example.com", "bob@example.com"])
+    assert!(
+        server.org().emails().contains("dave@example.com"),
+        "{:?}",
+        server.org().emails()
     );
 
     // logout removes the key from the store: sync is refused again
@@ -369,4 +377,175 @@ fn windows_exe_reads_a_secret_given_as_an_env_reference() {
     let r = env.expect(w, &["test"], &[("DC_WIN_LDAP_PW", "wrong")], 1);
     assert!(!r.stdout.contains("carol@example.com"), "{}", r.all());
     assert!(!env.path().join("secrets.toml").exists());
+}
+
+/// Ends a child process when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Xvfb on a display number no other process uses.
+fn xvfb() -> (Killed, String) {
+    for n in (150 + std::process::id() % 40)..250 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            continue;
+        }
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([
+                display.as_str(),
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (package xvfb) must be installed: scripts/test.sh installs it");
+        let guard = Killed(child);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                return (guard, display);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("no free X display");
+}
+
+/// Double-click face: no subcommand opens the window. Wine's OpenGL (through Mesa under Xvfb)
+/// draws it; the screenshot must show the window with its content, not a blank area.
+#[test]
+fn windows_exe_opens_the_window_under_xvfb() {
+    let Some(w) = wine() else { return };
+    let env = WinEnv::new();
+    let (_x, display) = xvfb();
+    let app = Command::new(&w.wine)
+        .arg(&w.exe)
+        .arg("--data-dir")
+        .arg(win_path(env.path()))
+        .env("WINEPREFIX", &w.prefix)
+        .env("WINEDEBUG", "-all")
+        .env("DISPLAY", &display)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the window under Wine");
+    let app = Killed(app);
+    let start = std::time::Instant::now();
+    loop {
+        let out = Command::new("xwininfo")
+            .args(["-root", "-tree"])
+            .env("DISPLAY", &display)
+            .output()
+            .expect("xwininfo (package x11-utils)");
+        if String::from_utf8_lossy(&out.stdout).contains("\"Bitwarden Directory Connector\"") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the window did not appear under Wine"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wine-window.png");
+    let ok = Command::new("import")
+        .args(["-window", "root"])
+        .arg(&path)
+        .env("DISPLAY", &display)
+        .status()
+        .expect("import (package imagemagick)");
+    assert!(ok.success(), "screenshot failed");
+    drop(app);
+    let out = Command::new("identify")
+        .args(["-format", "%k"])
+        .arg(&path)
+        .output()
+        .expect("identify");
+    let colors: usize = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    // a blank (unpainted) window is one or two flat colours; text and widgets give hundreds
+    assert!(
+        colors > 50,
+        "the window looks blank: {colors} colours in {}",
+        path.display()
+    );
+}
+
+/// The Windows service under Wine's Service Control Manager: `service install` registers it
+/// with its data directory under %ProgramData% (configured and logged in beforehand, secrets in
+/// the Credential Manager); it syncs; `service stop` stops it through the SCM and waits;
+/// `service uninstall` removes it.
+#[test]
+fn windows_service_installs_syncs_and_stops_under_the_scm() {
+    let Some(w) = wine() else { return };
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let mut env = WinEnv::new();
+    env.data_arg = Some("C:\\ProgramData\\directory-connector\\data".into());
+    env.configure(w, &slapd, &server);
+    let r = env.run(
+        w,
+        &["config", "set", "ldap.password"],
+        &format!("{}\n", slapd::READER_PW),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    env.set(w, "sync.interval_minutes", "5");
+    let id = support::client_id();
+    env.expect(
+        w,
+        &["login"],
+        &[
+            ("BW_CLIENTID", &id),
+            ("BW_CLIENTSECRET", support::CLIENT_SECRET),
+        ],
+        0,
+    );
+    let r = env.expect(w, &["service", "install"], &[], 0);
+    assert!(
+        r.stdout
+            .contains("Installed the service DirectoryConnector"),
+        "{}",
+        r.all()
+    );
+    // Wine's SCM may start an automatic service at once; `start` accepts a running one
+    let r = env.expect(w, &["service", "start"], &[], 0);
+    assert!(r.stdout.contains("running"), "{}", r.all());
+    let start = std::time::Instant::now();
+    while server.org().emails().len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the service did not sync within 120 s: {:?}",
+            server.org().emails()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        server.org().emails(),
+        set(&["alice@example.com", "bob@example.com", "carol@example.com"])
+    );
+    // a CLI sync is refused while the service holds the data directory
+    let r = env.expect(w, &["sync"], &[], 1);
+    assert!(r.stderr.contains("another sync is running"), "{}", r.all());
+    let r = env.expect(w, &["service", "stop"], &[], 0);
+    assert!(r.stdout.contains("has stopped"), "{}", r.all());
+    // stopped: the data directory is free again
+    env.expect(w, &["sync"], &[], 0);
+    let r = env.expect(w, &["service", "uninstall"], &[], 0);
+    assert!(r.stdout.contains("Removed the service"), "{}", r.all());
+    let r = env.expect(w, &["service", "stop"], &[], 1);
+    assert!(r.stderr.contains("is it installed?"), "{}", r.all());
 }

@@ -500,7 +500,7 @@ fn dispatch(
         Command::Service {
             action: Some(action),
         } => {
-            let msg = crate::winservice::run_action((*action).into())?;
+            let msg = crate::winservice::run_action((*action).into(), data_dir)?;
             if !msg.is_empty() {
                 out.message(&msg, "");
             }

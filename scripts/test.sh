@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian/Ubuntu machine it first installs what the tests
-# need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, python3-aiosmtpd, Xvfb + Mesa + ImageMagick for the
-# real window's screenshot) with apt-get, retrying transient failures.
+# need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, python3-aiosmtpd, Xvfb + Mesa +
+# ImageMagick for the real window's screenshot, Wine for the Windows binary) with apt-get,
+# retrying transient failures; then cross-builds the Windows binary (scripts/build-windows.sh)
+# unless DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +46,11 @@ done
 [ -e "$lib/libvulkan.so.1" ] || missing+=(libvulkan1)
 # a real SMTP server for the service's alert emails (tests/e2e_service.rs)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
+# the Windows binary's tests run it under Wine (skipped only with
+# DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1; scripts/build-windows.sh installs the cross tools)
+if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then
+  [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null 2>&1 || missing+=(wine64)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
@@ -52,6 +59,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   retry $SUDO apt-get update -qq
   retry $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates
+fi
+
+if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then
+  ./scripts/build-windows.sh
 fi
 
 cargo test --locked "$@"

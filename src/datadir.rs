@@ -48,6 +48,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<bool> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
+    #[cfg_attr(not(unix), allow(unused_mut))] // the mode is set on Unix only
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     {
@@ -68,6 +69,8 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<bool> {
         // the umask may have taken bits off; 0700 is what we want either way
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    // Windows: an ACL for the current user only, inherited by the files made inside
+    crate::platform::restrict_to_current_user(dir)?;
     Ok(true)
 }
 
@@ -139,6 +142,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
             .set_permissions(std::fs::Permissions::from_mode(0o600))
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    crate::platform::restrict_to_current_user(tmp.path())
+        .with_context(|| format!("writing {}", path.display()))?;
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
@@ -163,7 +168,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Opens `path` with `opts`, creating it readable and writable by its owner only (0600 on Unix,
-/// whatever the umask); an existing file with other modes is made 0600 too. Every private file
+/// whatever the umask; an ACL for the current user only on Windows); an existing file with
+/// other modes is made private too. Every private file
 /// of the data directory (database, locks, logs, config) is opened through here.
 pub fn open_private(path: &Path, opts: &std::fs::OpenOptions) -> std::io::Result<std::fs::File> {
     #[allow(unused_mut)] // the mode is set on Unix only
@@ -178,6 +184,8 @@ pub fn open_private(path: &Path, opts: &std::fs::OpenOptions) -> std::io::Result
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
     }
+    // Windows: the counterpart of 0600, an ACL for the current user only
+    crate::platform::restrict_to_current_user(path)?;
     Ok(file)
 }
 

@@ -12,10 +12,12 @@ pub mod engine;
 pub mod errors;
 pub mod gui;
 pub mod logging;
+pub mod platform;
 pub mod secrets;
 pub mod service;
 pub mod sources;
 pub mod store;
+pub mod winservice;
 
 /// The version sent to the server and shown to the admin.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -143,6 +143,7 @@ pub fn init(data_dir: Option<&Path>, verbosity: u8) -> LogGuard {
             // our own folder: private even when an older version made it with the umask
             let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         }
+        let _ = crate::platform::restrict_to_current_user(&dir);
         let (nb, g) = tracing_appender::non_blocking(DailyFile::new(dir));
         guard = Some(g);
         let file_level = if verbosity >= 2 { "debug" } else { "info" };

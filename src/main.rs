@@ -9,6 +9,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     no_huge_pages();
+    // Windows: a double-click gives up the console Windows made for us (see src/platform.rs)
+    directory_connector::platform::detach_own_console(std::env::args_os().len() > 1);
     directory_connector::install_crypto_provider();
     std::process::exit(directory_connector::cli::run());
 }

@@ -220,20 +220,65 @@ fn parse_secrets_file(path: &Path, bytes: &[u8]) -> anyhow::Result<BTreeMap<Stri
     .into())
 }
 
-/// The OS keyring (Secret Service on Linux). Entries are scoped to the data directory so that
-/// several profiles on one machine do not share secrets.
+/// The OS keyring: the Windows Credential Manager, the macOS Keychain, or the Secret Service
+/// elsewhere (see [`native_store`]). Entries are scoped to the data directory so that several
+/// profiles on one machine do not share secrets.
 pub struct KeyringStore {
     scope: String,
 }
 
 static KEYRING_INIT: OnceLock<Result<(), String>> = OnceLock::new();
 
+/// The name of this platform's secret store, for messages.
+pub const NATIVE_STORE_NAME: &str = if cfg!(windows) {
+    "the Windows Credential Manager"
+} else if cfg!(target_os = "macos") {
+    "the macOS Keychain"
+} else {
+    "the Secret Service (GNOME Keyring, KWallet)"
+};
+
+/// What the admin can do when the store cannot be used, per platform.
+const NATIVE_STORE_FIX: &str = if cfg!(windows) {
+    "run as a user with a loaded profile (a service needs its account's profile)"
+} else if cfg!(target_os = "macos") {
+    "run inside a login session with the login keychain unlocked"
+} else {
+    "run inside a desktop session with an unlocked keyring"
+};
+
+/// Opens this platform's keyring-core store: one store per OS, chosen at compile time.
+#[cfg(windows)]
+fn native_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
+    Ok(windows_native_keyring_store::Store::new()?)
+}
+
+#[cfg(target_os = "macos")]
+fn native_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
+    Ok(apple_native_keyring_store::keychain::Store::new()?)
+}
+
+#[cfg(not(any(windows, target_os = "macos")))]
+fn native_store() -> keyring_core::Result<Arc<keyring_core::CredentialStore>> {
+    Ok(zbus_secret_service_keyring_store::Store::new()?)
+}
+
+/// Entry modifiers: on Windows the credential stays on this machine (`Local`) instead of
+/// roaming with the profile to other machines (the default, `Enterprise`).
+fn entry_modifiers() -> HashMap<&'static str, &'static str> {
+    let mut m = HashMap::new();
+    if cfg!(windows) {
+        m.insert("persistence", "Local");
+    }
+    m
+}
+
 fn keyring_unavailable(err: &str) -> anyhow::Error {
     ConfigError(format!(
-        "the OS keyring is not available ({err}). Choose one of: run inside a desktop session \
-         with an unlocked keyring; write the secret as a reference in config.toml (env:NAME or \
-         file:PATH, e.g. `config set ldap.password env:LDAP_PASSWORD`) and give the API key in \
-         BW_CLIENTID / BW_CLIENTSECRET; or opt in to a 0600 plaintext file with \
+        "{NATIVE_STORE_NAME} is not available ({err}). Choose one of: {NATIVE_STORE_FIX}; write \
+         the secret as a reference in config.toml (env:NAME or file:PATH, e.g. `config set \
+         ldap.password env:LDAP_PASSWORD`) and give the API key in BW_CLIENTID / \
+         BW_CLIENTSECRET; or opt in to a plaintext file readable only by you with \
          {PLAINTEXT_ENV}=true"
     ))
     .into()
@@ -257,15 +302,19 @@ impl KeyringStore {
         std::thread::scope(|s| {
             s.spawn(|| {
                 let init = KEYRING_INIT.get_or_init(|| {
-                    zbus_secret_service_keyring_store::Store::new()
-                        .map(|s| keyring_core::set_default_store(s))
+                    native_store()
+                        .map(keyring_core::set_default_store)
                         .map_err(|e| e.to_string())
                 });
                 if let Err(e) = init {
                     return Err(keyring_unavailable(e));
                 }
-                let entry = keyring_core::Entry::new(KEYRING_SERVICE, &user)
-                    .map_err(|e| keyring_unavailable(&e.to_string()))?;
+                let entry = keyring_core::Entry::new_with_modifiers(
+                    KEYRING_SERVICE,
+                    &user,
+                    &entry_modifiers(),
+                )
+                .map_err(|e| keyring_unavailable(&e.to_string()))?;
                 Ok(f(&entry))
             })
             .join()
@@ -297,7 +346,7 @@ impl SecretStore for KeyringStore {
         }
     }
     fn describe(&self) -> String {
-        "the OS keyring".into()
+        NATIVE_STORE_NAME.into()
     }
 }
 

@@ -126,12 +126,46 @@ pub enum Command {
     },
     /// Run unattended in the foreground: sync now and then on the schedule (`service.schedule`
     /// or `sync.interval_minutes`) until SIGTERM/SIGINT, with health, metrics and alerts.
-    Service,
+    /// On Windows, `service install|uninstall|start|stop` manage the Windows service.
+    Service {
+        #[command(subcommand)]
+        action: Option<ServiceAction>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), for packagers.
     #[command(hide = true)]
     Manpage,
+}
+
+/// `service` subcommands: the Windows service (see [`crate::winservice`]).
+#[derive(Subcommand, Debug, Clone, Copy)]
+pub enum ServiceAction {
+    /// Register the Windows service (LocalSystem, automatic start, data directory under
+    /// %ProgramData%); needs an elevated prompt.
+    Install,
+    /// Stop and remove the Windows service (its data directory is kept).
+    Uninstall,
+    /// Start the Windows service and wait until it runs.
+    Start,
+    /// Ask the Windows service to stop after the request in flight, and wait until it has.
+    Stop,
+    /// Run under the Service Control Manager (the SCM starts this).
+    #[command(hide = true)]
+    Scm,
+}
+
+impl From<ServiceAction> for crate::winservice::Action {
+    fn from(a: ServiceAction) -> Self {
+        use crate::winservice::Action;
+        match a {
+            ServiceAction::Install => Action::Install,
+            ServiceAction::Uninstall => Action::Uninstall,
+            ServiceAction::Start => Action::Start,
+            ServiceAction::Stop => Action::Stop,
+            ServiceAction::Scm => Action::Scm,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,7 +545,16 @@ fn dispatch(
         }
         Command::Completions { shell } => generate::completions(*shell),
         Command::Manpage => generate::manpage(),
-        Command::Service => {
+        Command::Service {
+            action: Some(action),
+        } => {
+            let msg = crate::winservice::run_action((*action).into(), data_dir)?;
+            if !msg.is_empty() {
+                out.message(&msg, "");
+            }
+            Ok(0)
+        }
+        Command::Service { action: None } => {
             let stop = crate::service::StopHandle::new();
             runtime()?.block_on(async {
                 watch_signals();

@@ -25,5 +25,6 @@ rm -rf "$gen" && mkdir -p "$gen"
 "$bin" completions fish > "$gen/directory-connector.fish"
 
 mkdir -p target/debian
-cargo deb --no-build --output target/debian/ "$@"
+# the release profile keeps line tables for profiling; the package ships a stripped binary
+cargo deb --no-build --strip --output target/debian/ "$@"
 ls -1 target/debian/*.deb

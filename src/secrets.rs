@@ -357,8 +357,8 @@ pub fn read_foreign_keyring(service: &str, account: &str) -> anyhow::Result<Opti
     std::thread::scope(|s| {
         s.spawn(|| {
             let init = KEYRING_INIT.get_or_init(|| {
-                zbus_secret_service_keyring_store::Store::new()
-                    .map(|s| keyring_core::set_default_store(s))
+                native_store()
+                    .map(keyring_core::set_default_store)
                     .map_err(|e| e.to_string())
             });
             if let Err(e) = init {

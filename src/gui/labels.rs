@@ -162,6 +162,29 @@ const LABELS: &[(&str, &str, &str)] = &[
         "Safety",
         "Send groups again after (hours, servers without a read API)",
     ),
+    // the service mode (`directory-connector service`)
+    ("service.schedule", "Service", "Schedule (cron expression)"),
+    (
+        "service.jitter_seconds",
+        "Service",
+        "Random delay before each run (seconds)",
+    ),
+    (
+        "service.metrics_listen",
+        "Service",
+        "Health and metrics address",
+    ),
+    ("notify.webhook_url", "Alerts", "Webhook URL"),
+    ("notify.webhook_format", "Alerts", "Webhook format"),
+    (
+        "notify.stale_after_minutes",
+        "Alerts",
+        "Alert when no sync has succeeded for (minutes)",
+    ),
+    ("notify.smtp_url", "Alerts", "SMTP server"),
+    ("notify.smtp_password", "Alerts", "SMTP password"),
+    ("notify.email_from", "Alerts", "Alert email from"),
+    ("notify.email_to", "Alerts", "Alert email to"),
 ];
 
 /// Sections in the order the form shows them.
@@ -174,6 +197,8 @@ pub const SECTIONS: &[&str] = &[
     "Groups",
     "Sync options",
     "Safety",
+    "Service",
+    "Alerts",
     "Advanced",
 ];
 

@@ -572,7 +572,7 @@ fn without_a_keyring_or_opt_in_the_error_explains_the_choices() {
     let r = env.run_stdin(&["config", "set", "ldap.password"], "Pa55word!\n");
     assert_eq!(r.code, 2, "{}", r.all());
     for hint in [
-        "keyring is not available",
+        "Secret Service (GNOME Keyring, KWallet) is not available",
         "env:NAME",
         "file:PATH",
         "DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true",

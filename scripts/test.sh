@@ -48,8 +48,9 @@ done
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 # the Windows binary's tests run it under Wine (skipped only with
 # DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1; scripts/build-windows.sh installs the cross tools)
+wine=()
 if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then
-  [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null 2>&1 || missing+=(wine64)
+  [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null 2>&1 || wine=(wine64)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -59,6 +60,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   retry $SUDO apt-get update -qq
   retry $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates
+fi
+# Wine with its recommended libraries (GL, D-Bus, GnuTLS, …), as the Windows tests were run
+if [ ${#wine[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "installing: ${wine[*]} (with its recommends)" >&2
+  retry $SUDO apt-get update -qq
+  retry $SUDO apt-get install -y -qq "${wine[@]}"
 fi
 
 if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then

@@ -291,48 +291,58 @@ impl KeyringStore {
         }
     }
 
-    /// Runs a keyring call on its own thread: the Secret Service client runs its own executor
-    /// and must not run inside the caller's async runtime.
+    /// Runs a call on this store's entry for `key` (see [`with_keyring_entry`]).
     fn with_entry<T: Send>(
         &self,
         key: &str,
         f: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send,
     ) -> anyhow::Result<Result<T, keyring_core::Error>> {
-        let user = format!("{key}@{}", self.scope);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let init = KEYRING_INIT.get_or_init(|| {
-                    native_store()
-                        .map(keyring_core::set_default_store)
-                        .map_err(|e| e.to_string())
-                });
-                if let Err(e) = init {
-                    return Err(keyring_unavailable(e));
-                }
-                let entry = keyring_core::Entry::new_with_modifiers(
-                    KEYRING_SERVICE,
-                    &user,
-                    &entry_modifiers(),
-                )
+        with_keyring_entry(KEYRING_SERVICE, &format!("{key}@{}", self.scope), f)
+    }
+}
+
+/// Runs a keyring call on the entry (service, user) on its own thread: the Secret Service
+/// client runs its own executor and must not run inside the caller's async runtime. The
+/// platform's store is opened once.
+fn with_keyring_entry<T: Send>(
+    service: &str,
+    user: &str,
+    f: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send,
+) -> anyhow::Result<Result<T, keyring_core::Error>> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let init = KEYRING_INIT.get_or_init(|| {
+                native_store()
+                    .map(keyring_core::set_default_store)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = init {
+                return Err(keyring_unavailable(e));
+            }
+            let entry = keyring_core::Entry::new_with_modifiers(service, user, &entry_modifiers())
                 .map_err(|e| keyring_unavailable(&e.to_string()))?;
-                Ok(f(&entry))
-            })
-            .join()
-            .map_err(|_| anyhow!("the keyring thread panicked"))?
+            Ok(f(&entry))
         })
+        .join()
+        .map_err(|_| anyhow!("the keyring thread panicked"))?
+    })
+}
+
+/// A password read from the keyring: registered for redaction; `None` when there is no entry.
+fn found_password(read: Result<String, keyring_core::Error>) -> anyhow::Result<Option<String>> {
+    match read {
+        Ok(v) => {
+            register_secret(&v);
+            Ok(Some(v))
+        }
+        Err(keyring_core::Error::NoEntry) => Ok(None),
+        Err(e) => Err(keyring_unavailable(&e.to_string())),
     }
 }
 
 impl SecretStore for KeyringStore {
     fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        match self.with_entry(key, |e| e.get_password())? {
-            Ok(v) => {
-                register_secret(&v);
-                Ok(Some(v))
-            }
-            Err(keyring_core::Error::NoEntry) => Ok(None),
-            Err(e) => Err(keyring_unavailable(&e.to_string())),
-        }
+        found_password(self.with_entry(key, |e| e.get_password())?)
     }
     fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
         let value = value.to_string();
@@ -354,30 +364,7 @@ impl SecretStore for KeyringStore {
 /// e.g. the official connector's `Bitwarden Directory Connector` entries. `Ok(None)`: no such
 /// entry. Nothing is written or deleted.
 pub fn read_foreign_keyring(service: &str, account: &str) -> anyhow::Result<Option<String>> {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let init = KEYRING_INIT.get_or_init(|| {
-                native_store()
-                    .map(keyring_core::set_default_store)
-                    .map_err(|e| e.to_string())
-            });
-            if let Err(e) = init {
-                return Err(keyring_unavailable(e));
-            }
-            let entry = keyring_core::Entry::new(service, account)
-                .map_err(|e| keyring_unavailable(&e.to_string()))?;
-            match entry.get_password() {
-                Ok(v) => {
-                    register_secret(&v);
-                    Ok(Some(v))
-                }
-                Err(keyring_core::Error::NoEntry) => Ok(None),
-                Err(e) => Err(keyring_unavailable(&e.to_string())),
-            }
-        })
-        .join()
-        .map_err(|_| anyhow!("the keyring thread panicked"))?
-    })
+    found_password(with_keyring_entry(service, account, |e| e.get_password())?)
 }
 
 /// The store for a data directory: plaintext with the opt-in (warns), otherwise the keyring.

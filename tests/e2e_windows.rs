@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use support::fake_bitwarden::FakeBitwarden;
 use support::slapd::{self, Slapd, group, person, user_dn};
+use support::xvfb::{Killed, xvfb};
 
 const SKIP_ENV: &str = "DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS";
 const TARGET: &str = "x86_64-pc-windows-gnu";
@@ -379,48 +380,6 @@ fn windows_exe_reads_a_secret_given_as_an_env_reference() {
     assert!(!env.path().join("secrets.toml").exists());
 }
 
-/// Ends a child process when dropped.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts Xvfb on a display number no other process uses.
-fn xvfb() -> (Killed, String) {
-    for n in (150 + std::process::id() % 40)..250 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1280x800x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (package xvfb) must be installed: scripts/test.sh installs it");
-        let guard = Killed(child);
-        let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (guard, display);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("no free X display");
-}
-
 /// Double-click face: no subcommand opens the window. Wine's OpenGL (through Mesa under Xvfb)
 /// draws it; the screenshot must show the window with its content, not a blank area.
 ///
@@ -432,7 +391,7 @@ fn xvfb() -> (Killed, String) {
 fn windows_exe_opens_the_window_under_xvfb() {
     let Some(w) = wine() else { return };
     let env = WinEnv::new();
-    let (_x, display) = xvfb();
+    let (_x, display) = xvfb(150);
     let app = Command::new(&w.wine)
         .arg(&w.exe)
         .arg("--data-dir")

@@ -5,53 +5,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::Env;
 use support::fake_bitwarden::FakeBitwarden;
 use support::slapd::{Slapd, person};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts Xvfb on a display number no other process uses.
-fn xvfb() -> (Killed, String) {
-    for n in (90 + std::process::id() % 50)..200 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-            continue;
-        }
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1280x800x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb (package xvfb) must be installed: scripts/test.sh installs it");
-        let guard = Killed(child);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (guard, display);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("no free X display");
-}
+use support::xvfb::{Killed, xvfb};
 
 fn screenshot(display: &str, env: &Env, name: &str, expect_title: &str) -> PathBuf {
     let app = env
@@ -106,7 +66,7 @@ fn colors(path: &Path) -> usize {
 
 #[test]
 fn the_real_window_opens_under_xvfb_and_is_not_blank() {
-    let (_x, display) = xvfb();
+    let (_x, display) = xvfb(90);
     let slapd = Slapd::start(&person("alice", Some("alice@example.com"), false));
     let server = FakeBitwarden::start();
     let mut env = Env::new();

@@ -8,6 +8,7 @@ pub mod fake_bitwarden;
 pub mod fake_cloud;
 pub mod samba;
 pub mod slapd;
+pub mod xvfb;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -6,10 +6,10 @@
 
 mod support;
 
-use support::Env;
 use support::bad_ldap::{BadLdap, RawEntry};
 use support::fake_bitwarden::FakeBitwarden;
 use support::slapd::{self, BASE, Slapd, person, user_dn};
+use support::{Env, test_group_size};
 
 /// Points the config at the misbehaving server.
 fn configure_bad(env: &Env, ldap: &BadLdap, server: &FakeBitwarden) {
@@ -38,18 +38,6 @@ fn skipped(j: &serde_json::Value) -> Vec<(String, String, String)> {
             )
         })
         .collect()
-}
-
-fn group_size(j: &serde_json::Value, name: &str) -> usize {
-    j["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == name)
-        .unwrap_or_else(|| panic!("{name} missing: {j}"))["userIds"]
-        .as_array()
-        .unwrap()
-        .len()
 }
 
 const GUID: &[u8] = &[
@@ -146,7 +134,11 @@ fn entries_that_are_not_utf8_are_skipped_with_a_reason_not_a_panic() {
     );
     assert_eq!(skipped.len(), 5, "{skipped:#?}");
     assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 2, "{j}");
-    assert_eq!(group_size(&j, "Team"), 2, "alice (other case) and dave");
+    assert_eq!(
+        test_group_size(&j, "Team"),
+        2,
+        "alice (other case) and dave"
+    );
 
     // the text output shows the skipped list too
     let r = env.ok(&["test"]);
@@ -201,7 +193,7 @@ fn member_dns_match_entries_whatever_their_escaping_case_and_spacing() {
     let env = Env::new();
     env.configure(&slapd, &server);
     let j = env.json(&["test"]);
-    assert_eq!(group_size(&j, "Staff"), 3, "{j}");
+    assert_eq!(test_group_size(&j, "Staff"), 3, "{j}");
     assert!(skipped(&j).is_empty(), "{:#?}", skipped(&j));
     env.ok(&["sync"]);
     assert_eq!(server.org().group_emails("Staff").len(), 3);
@@ -221,7 +213,7 @@ fn a_member_dn_that_matches_no_entry_is_listed_as_skipped() {
     let env = Env::new();
     env.configure(&slapd, &server);
     let j = env.json(&["test"]);
-    assert_eq!(group_size(&j, "Staff"), 1);
+    assert_eq!(test_group_size(&j, "Staff"), 1);
     let s = skipped(&j);
     assert_eq!(s.len(), 1, "{s:#?}");
     assert_eq!(s[0].0, "member");

@@ -3,9 +3,9 @@
 
 mod support;
 
-use support::Env;
 use support::fake_bitwarden::FakeBitwarden;
 use support::slapd::{self, BASE, ServerCert, Slapd, TlsOptions, person, user_dn};
+use support::{Env, test_group_size};
 
 fn directory() -> String {
     let mut l = String::new();
@@ -23,18 +23,6 @@ fn directory() -> String {
     l
 }
 
-fn group_members(j: &serde_json::Value, name: &str) -> usize {
-    j["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["name"] == name)
-        .unwrap_or_else(|| panic!("{name} missing: {j}"))["userIds"]
-        .as_array()
-        .unwrap()
-        .len()
-}
-
 #[test]
 fn member_uid_unique_member_and_email_prefix_suffix() {
     let slapd = Slapd::start(&directory());
@@ -46,7 +34,7 @@ fn member_uid_unique_member_and_email_prefix_suffix() {
     env.set("sync.member_attribute", "memberUid");
     let j = env.json(&["test"]);
     assert_eq!(
-        group_members(&j, "DevOps"),
+        test_group_size(&j, "DevOps"),
         2,
         "uids match case-insensitively"
     );
@@ -57,7 +45,7 @@ fn member_uid_unique_member_and_email_prefix_suffix() {
     env.set("sync.email_suffix", "@corp.example.com");
     let j = env.json(&["test"]);
     assert_eq!(
-        group_members(&j, "Red Team"),
+        test_group_size(&j, "Red Team"),
         2,
         "DN members, with and without #uid"
     );

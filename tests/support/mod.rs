@@ -161,3 +161,17 @@ impl Env {
             .expect("cache counts")
     }
 }
+
+/// The number of members `test --json` lists for the group `name` (panics, naming it, when the
+/// report has no such group).
+pub fn test_group_size(j: &serde_json::Value, name: &str) -> usize {
+    j["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("{name} missing: {j}"))["userIds"]
+        .as_array()
+        .unwrap()
+        .len()
+}

@@ -7,7 +7,8 @@
 //! wall time is reported; slapd's cache is warmed first. Run: `BENCH_USERS=5000 cargo bench
 //! --bench sync`. With `BENCH_HOLD=1` it prints the command line for the loaded setup and waits;
 //! each Enter empties the fake organization (for profiling a first sync by hand), end of input
-//! quits. With `BENCH_VERBOSE=1` every run gets `-v` (its stage times go to stderr).
+//! quits. With `BENCH_VERBOSE=1` every run gets `-v` (its stage times go to stderr); with
+//! `BENCH_PERF=DIR` every run is recorded by `perf record` into `DIR`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -54,9 +55,12 @@ fn measured(env: &Env, args: &[&str]) -> (f64, f64, u64) {
     if std::env::var_os("BENCH_VERBOSE").is_some() {
         args.push("-v"); // stage times on stderr, for finding where the time goes
     }
+    let mut cmd = env.command(&args);
+    if let Some(dir) = std::env::var_os("BENCH_PERF") {
+        cmd = perf_wrapped(&cmd, std::path::Path::new(&dir));
+    }
     let t = Instant::now();
-    let child = env
-        .command(&args)
+    let child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -76,6 +80,37 @@ fn measured(env: &Env, args: &[&str]) -> (f64, f64, u64) {
         + ru.ru_stime.tv_sec as f64
         + ru.ru_stime.tv_usec as f64 / 1e6;
     (wall, cpu, peak.join().unwrap_or(0))
+}
+
+/// `cmd` run under `perf record --call-graph dwarf` (for `BENCH_PERF=DIR`): each run writes
+/// `DIR/<n>-<first argument>.data`, numbered in the order the runs happen. The figures of such a
+/// run include perf's overhead; its profile is what it is for.
+fn perf_wrapped(cmd: &Command, dir: &std::path::Path) -> Command {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let args: Vec<_> = cmd.get_args().collect();
+    let what = args.get(2).and_then(|a| a.to_str()).unwrap_or("run");
+    let mut perf = Command::new("perf");
+    perf.args([
+        "record",
+        "-q",
+        "-F",
+        "499",
+        "--call-graph",
+        "dwarf,16384",
+        "-o",
+    ])
+    .arg(dir.join(format!("{n:02}-{what}.data")))
+    .arg("--")
+    .arg(cmd.get_program())
+    .args(args);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => perf.env(k, v),
+            None => perf.env_remove(k),
+        };
+    }
+    perf
 }
 
 fn uid(i: usize) -> String {

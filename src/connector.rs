@@ -365,6 +365,25 @@ impl Connector {
         Self::logged_read(client.read_organization(&crate::sources::NoProgress)).await
     }
 
+    /// Reads the organization on a task of its own and prepares its baseline and digest there
+    /// (off the thread that handles the directory's entries, so that both go on at once on a
+    /// machine with two cores or more). The task stops when the handle is dropped.
+    fn spawn_org_read(client: Arc<BitwardenClient>) -> OrgRead {
+        OrgRead(tokio::spawn(async move {
+            let Some(org) = Self::read_org(&client).await? else {
+                return Ok(None);
+            };
+            let prepared = tokio::task::spawn_blocking(move || {
+                let digest = org.digest();
+                let base = org.baseline();
+                PreparedOrg { org, digest, base }
+            })
+            .await
+            .context("preparing the organization's baseline")?;
+            Ok(Some(prepared))
+        }))
+    }
+
     /// Logs how long a read of the organization took and what it found.
     async fn logged_read(
         read: impl std::future::Future<Output = anyhow::Result<Option<Organization>>>,
@@ -599,9 +618,10 @@ impl Connector {
         crate::test_panic_point("sync-start");
         let started = chrono::Utc::now().to_rfc3339();
         // every sync proves the key, even when nothing changes
-        let client = self.client(cfg, key)?;
+        let client = Arc::new(self.client(cfg, key)?);
         progress.stage("Signing in to Bitwarden");
         client.token().await?;
+        let org_read = Self::spawn_org_read(client.clone());
         let invite = cfg.sync.invite_users_after_provisioning;
         let limits = Self::limits(cfg);
         let (users_tx, users_rx) = tokio::sync::oneshot::channel();
@@ -618,18 +638,20 @@ impl Connector {
         // made and checked by the guard, and when the push needs several requests anyway, the
         // member requests go out while the groups are still being read.
         let members = async {
-            let org = Self::read_org(&client).await?;
+            let prepared = org_read.finish().await?;
             // whether the cache holds this organization, row for row (before any batch writes)
-            let held = match &org {
-                Some(o) => {
-                    let digest = o.digest();
-                    let held = store.cache_digest()?.as_deref() == Some(digest.as_str())
-                        || (o.baseline_is_empty() && store.cache_counts()? == (0, 0));
-                    Some((digest, held))
+            let held = match &prepared {
+                Some(p) => {
+                    let held = store.cache_digest()?.as_deref() == Some(p.digest.as_str())
+                        || (p.org.baseline_is_empty() && store.cache_counts()? == (0, 0));
+                    Some((p.digest.clone(), held))
                 }
                 None => None,
             };
-            let (base, kind) = Self::baseline(org.as_ref(), store)?;
+            let (org, (base, kind)) = match prepared {
+                Some(p) => (Some(p.org), (p.base, Baseline::Organization)),
+                None => (None, Self::baseline(None, store)?),
+            };
             let diff_opts = Self::diff_options(cfg, org.is_some());
             let Ok(users) = users_rx.await else {
                 return Ok(None); // the read failed before the users: its error is reported
@@ -1096,6 +1118,32 @@ struct Before<'a> {
     org: &'a Organization,
     digest: String,
     held: bool,
+}
+
+/// The organization as read at the start of a sync, with what the plan needs of it.
+struct PreparedOrg {
+    org: Organization,
+    digest: String,
+    base: Cache,
+}
+
+/// The organization read started by [`Connector::spawn_org_read`]; dropping it stops the read.
+struct OrgRead(tokio::task::JoinHandle<anyhow::Result<Option<PreparedOrg>>>);
+
+impl OrgRead {
+    /// Waits for the read; `None` when the server has no read API.
+    async fn finish(mut self) -> anyhow::Result<Option<PreparedOrg>> {
+        match (&mut self.0).await {
+            Ok(r) => r,
+            Err(e) => Err(anyhow!("reading the organization stopped: {e}")),
+        }
+    }
+}
+
+impl Drop for OrgRead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn applied_message(done: u64) -> String {

@@ -63,12 +63,12 @@ fn cache_email(email: &str) -> String {
 }
 
 /// A baseline group row.
-fn group_row(name: &str, sorted_members: &[&str], fingerprint: String) -> CachedGroup {
+fn group_row(name: &str, sorted_members: &[&Id], fingerprint: String) -> CachedGroup {
     CachedGroup {
         name: name.to_string(),
         fingerprint,
         member_count: sorted_members.len(),
-        members: Some(sorted_members.iter().map(|m| Id::from(*m)).collect()),
+        members: Some(sorted_members.iter().map(|m| Id::clone(m)).collect()),
         synced_at: None,
     }
 }
@@ -149,21 +149,31 @@ impl Organization {
     /// Calls `f` with each group the baseline keeps (those with an externalId): its externalId,
     /// its name and its members' references, sorted and without repeats (an externalId, or
     /// `\u{1}` and the email for a member without one, see [`is_unmanaged_ref`]).
-    fn each_group_row(&self, mut f: impl FnMut(&str, &str, &[&str])) {
-        let unmanaged: Vec<(&str, String)> = self
+    fn each_group_row(&self, mut f: impl FnMut(&str, &str, &[&Id])) {
+        // Every member's reference once, sorted: a group's members are then sorted and
+        // deduplicated by their rank (a number) rather than by comparing strings, and its row
+        // shares the references instead of copying them.
+        let mut refs: Vec<(Id, &str)> = self
             .members
             .iter()
-            .filter(|m| m.external_id.as_deref().is_none_or(str::is_empty))
-            .map(|m| (m.id.as_str(), format!("\u{1}{}", cache_email(&m.email))))
+            .map(|m| {
+                let r: Id = match m.external_id.as_deref().filter(|e| !e.is_empty()) {
+                    Some(ext) => Id::from(ext),
+                    None => Id::from(format!("\u{1}{}", cache_email(&m.email))),
+                };
+                (r, m.id.as_str())
+            })
             .collect();
-        let mut by_id: HashMap<&str, &str> = HashMap::with_capacity(self.members.len());
-        for m in &self.members {
-            if let Some(ext) = m.external_id.as_deref().filter(|e| !e.is_empty()) {
-                by_id.insert(&m.id, ext);
+        refs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // equal references (two members with one externalId) share a rank
+        let mut table: Vec<Id> = Vec::with_capacity(refs.len());
+        let mut by_id: HashMap<&str, u32> = HashMap::with_capacity(refs.len());
+        for (r, id) in refs {
+            if table.last() != Some(&r) {
+                table.push(r);
             }
-        }
-        for (id, r) in &unmanaged {
-            by_id.insert(id, r);
+            // (a member id listed twice, which servers do not do, keeps one of its references)
+            by_id.insert(id, (table.len() - 1) as u32);
         }
         fn group_ext(g: &OrgGroup) -> Option<&str> {
             g.external_id.as_deref().filter(|e| !e.is_empty())
@@ -175,15 +185,18 @@ impl Organization {
             .enumerate()
             .filter_map(|(i, g)| Some((group_ext(g)?, i)))
             .collect();
-        let mut members: Vec<&str> = Vec::new();
+        let mut ranks: Vec<u32> = Vec::new();
+        let mut members: Vec<&Id> = Vec::new();
         for (i, g) in self.groups.iter().enumerate() {
             let Some(ext) = group_ext(g).filter(|e| last.get(e) == Some(&i)) else {
                 continue;
             };
+            ranks.clear();
+            ranks.extend(g.member_ids.iter().filter_map(|id| by_id.get(id.as_str())));
+            ranks.sort_unstable();
+            ranks.dedup();
             members.clear();
-            members.extend(g.member_ids.iter().filter_map(|id| by_id.get(id.as_str())));
-            members.sort_unstable();
-            members.dedup();
+            members.extend(ranks.iter().map(|&r| &table[r as usize]));
             f(ext, &g.name, &members);
         }
     }

@@ -717,7 +717,7 @@ impl Connector {
                  the groups"
             )),
         })?;
-        let Some((users, mut skipped, mut plan, desired, base, diff_opts, org, early, held)) =
+        let Some((users, mut skipped, mut plan, desired, base, diff_opts, mut org, early, held)) =
             members
         else {
             anyhow::bail!("reading the directory ended without its users");
@@ -788,7 +788,7 @@ impl Connector {
         store.drop_groups(&plan.stale_groups)?;
         // Where the organization can be read, the cache records what it shows, and a push is
         // checked against it.
-        if let (Some(before), Some((digest, held))) = (&org, held) {
+        if let (Some(before), Some((digest, held))) = (&mut org, held) {
             let before = Before {
                 org: before,
                 digest,
@@ -865,7 +865,7 @@ impl Connector {
             .ok_or_else(|| anyhow!("the server's read API disappeared during the sync"))?;
             &read_back
         } else {
-            before.org
+            &*before.org
         };
         let started = std::time::Instant::now();
         let wrote = if !pushed {
@@ -1115,7 +1115,8 @@ impl Connector {
 /// The organization a sync read before its push, with its digest and whether the cache held
 /// it row for row at that moment.
 struct Before<'a> {
-    org: &'a Organization,
+    /// (the read-back takes the member ids of the groups it does not ask for again)
+    org: &'a mut Organization,
     digest: String,
     held: bool,
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::client::{ApiError, BitwardenClient};
 use super::wire::error_message;
+use crate::engine::org::IdKey;
 use crate::engine::{OrgGroup, OrgMember, Organization};
 use crate::sources::Progress;
 
@@ -36,6 +37,23 @@ struct MemberModel {
     status: i32,
     #[serde(rename = "type", default)]
     kind: Option<i32>,
+}
+
+/// A member as the connector keeps it, made from each `MemberResponseModel` as it is parsed
+/// (the organization's list can hold 100,000 members: no second list is built).
+struct Member(OrgMember);
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = MemberModel::deserialize(d)?;
+        Ok(Member(OrgMember {
+            id: m.id,
+            email: m.email.unwrap_or_default(),
+            external_id: m.external_id.filter(|e| !e.is_empty()),
+            status: m.status,
+            kind: m.kind.unwrap_or(2),
+        }))
+    }
 }
 
 /// `GroupResponseModel` (the fields the connector uses).
@@ -139,12 +157,12 @@ impl BitwardenClient {
 
     /// Reads the organization again after a push. Only the groups the push sent (`changed`, by
     /// externalId) and groups `before` did not have are asked for their member ids; every other
-    /// group keeps its member ids from `before`, less the members that have left the
-    /// organization (a removal takes a member out of its groups).
+    /// group takes its member ids from `before` (which is left without them), less the members
+    /// that have left the organization (a removal takes a member out of its groups).
     pub async fn read_organization_after(
         &self,
         progress: &dyn Progress,
-        before: &Organization,
+        before: &mut Organization,
         changed: &std::collections::HashSet<&str>,
     ) -> anyhow::Result<Option<Organization>> {
         self.read_organization_since(progress, Some((before, changed)))
@@ -154,7 +172,7 @@ impl BitwardenClient {
     async fn read_organization_since(
         &self,
         progress: &dyn Progress,
-        since: Option<(&Organization, &std::collections::HashSet<&str>)>,
+        since: Option<(&mut Organization, &std::collections::HashSet<&str>)>,
     ) -> anyhow::Result<Option<Organization>> {
         let Some(members) = self.read_members(progress).await? else {
             return Ok(None);
@@ -171,7 +189,7 @@ impl BitwardenClient {
         &self,
         progress: &dyn Progress,
         members: Vec<OrgMember>,
-        before: &Organization,
+        before: &mut Organization,
         changed: &std::collections::HashSet<&str>,
     ) -> anyhow::Result<Organization> {
         self.read_groups_since(progress, members, Some((before, changed)))
@@ -185,23 +203,15 @@ impl BitwardenClient {
     ) -> anyhow::Result<Option<Vec<OrgMember>>> {
         progress.stage("Reading the organization's members");
         let Some(members) = self
-            .get_list::<MemberModel>("/public/members")
+            .get_list::<Member>("/public/members")
             .await
             .context("reading the organization's members")?
         else {
             return Ok(None);
         };
         progress.count(members.len() as u64);
-        let members: Vec<OrgMember> = members
-            .into_iter()
-            .map(|m| OrgMember {
-                id: m.id,
-                email: m.email.unwrap_or_default(),
-                external_id: m.external_id.filter(|e| !e.is_empty()),
-                status: m.status,
-                kind: m.kind.unwrap_or(2),
-            })
-            .collect();
+        // a newtype's unwrapping reuses the list's memory
+        let members: Vec<OrgMember> = members.into_iter().map(|m| m.0).collect();
         Ok(Some(members))
     }
 
@@ -210,7 +220,7 @@ impl BitwardenClient {
         &self,
         progress: &dyn Progress,
         members: Vec<OrgMember>,
-        since: Option<(&Organization, &std::collections::HashSet<&str>)>,
+        since: Option<(&mut Organization, &std::collections::HashSet<&str>)>,
     ) -> anyhow::Result<Organization> {
         progress.stage("Reading the organization's groups");
         let groups = self
@@ -222,36 +232,38 @@ impl BitwardenClient {
             })?;
         let total = groups.len();
         // what a read after a push may keep from the read before it
-        let present: std::collections::HashSet<&str> = match since {
-            Some(_) => members.iter().map(|m| m.id.as_str()).collect(),
+        let present: foldhash::HashSet<IdKey> = match since {
+            Some(_) => members.iter().map(|m| IdKey::of(&m.id)).collect(),
             None => Default::default(),
         };
-        let kept = |g: &GroupModel| -> Option<Vec<String>> {
-            let (before, changed) = since?;
-            if g.external_id
-                .as_deref()
-                .is_some_and(|e| changed.contains(e))
-            {
-                return None;
-            }
-            // `before.groups` is sorted by id
-            let at = before
-                .groups
-                .binary_search_by(|b| b.id.as_str().cmp(&g.id))
-                .ok()?;
-            let old = &before.groups[at];
-            Some(
-                old.member_ids
-                    .iter()
-                    .filter(|id| present.contains(id.as_str()))
-                    .cloned()
-                    .collect(),
-            )
+        // the member ids each group keeps from the read before (`None`: ask the server)
+        let groups: Vec<(GroupModel, Option<Vec<String>>)> = match since {
+            None => groups.into_iter().map(|g| (g, None)).collect(),
+            Some((before, changed)) => groups
+                .into_iter()
+                .map(|g| {
+                    let sent = g
+                        .external_id
+                        .as_deref()
+                        .is_some_and(|e| changed.contains(e));
+                    // `before.groups` is sorted by id
+                    let at = before
+                        .groups
+                        .binary_search_by(|b| b.id.as_str().cmp(&g.id))
+                        .ok()
+                        .filter(|_| !sent);
+                    let kept = at.map(|at| {
+                        let mut ids = std::mem::take(&mut before.groups[at].member_ids);
+                        ids.retain(|id| present.contains(&IdKey::of(id)));
+                        ids
+                    });
+                    (g, kept)
+                })
+                .collect(),
         };
-        let kept = &kept;
         let mut groups: Vec<OrgGroup> = futures_util::stream::iter(groups)
-            .map(|g| async move {
-                if let Some(ids) = kept(&g) {
+            .map(|(g, kept)| async move {
+                if let Some(ids) = kept {
                     return anyhow::Ok(OrgGroup {
                         id: g.id,
                         name: g.name.unwrap_or_default(),

@@ -57,6 +57,46 @@ pub struct Organization {
     pub groups: Vec<OrgGroup>,
 }
 
+/// A member id as a map key. Bitwarden's member ids are GUIDs, written lowercase and
+/// hyphenated; such an id is kept as its number, which hashes and compares without reading the
+/// string (the organization's maps hold 100,000 members and see every group reference). Any
+/// other id keeps its string. Two ids are equal keys exactly when their strings are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKey<'a> {
+    Guid(u128),
+    Other(&'a str),
+}
+
+impl<'a> IdKey<'a> {
+    pub fn of(id: &'a str) -> IdKey<'a> {
+        Self::guid(id).map_or(IdKey::Other(id), IdKey::Guid)
+    }
+
+    /// The number of a lowercase hyphenated GUID (`8-4-4-4-12` hex digits), else `None`.
+    fn guid(id: &str) -> Option<u128> {
+        let b = id.as_bytes();
+        if b.len() != 36 {
+            return None;
+        }
+        let mut v: u128 = 0;
+        for (i, &c) in b.iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if c != b'-' {
+                    return None;
+                }
+                continue;
+            }
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return None,
+            };
+            v = (v << 4) | u128::from(d);
+        }
+        Some(v)
+    }
+}
+
 /// A member's email as the cache keeps it.
 fn cache_email(email: &str) -> String {
     email.trim().to_lowercase()
@@ -167,13 +207,13 @@ impl Organization {
         refs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // equal references (two members with one externalId) share a rank
         let mut table: Vec<Id> = Vec::with_capacity(refs.len());
-        let mut by_id: HashMap<&str, u32> = HashMap::with_capacity(refs.len());
+        let mut by_id: HashMap<IdKey, u32> = HashMap::with_capacity(refs.len());
         for (r, id) in refs {
             if table.last() != Some(&r) {
                 table.push(r);
             }
             // (a member id listed twice, which servers do not do, keeps one of its references)
-            by_id.insert(id, (table.len() - 1) as u32);
+            by_id.insert(IdKey::of(id), (table.len() - 1) as u32);
         }
         fn group_ext(g: &OrgGroup) -> Option<&str> {
             g.external_id.as_deref().filter(|e| !e.is_empty())
@@ -192,7 +232,11 @@ impl Organization {
                 continue;
             };
             ranks.clear();
-            ranks.extend(g.member_ids.iter().filter_map(|id| by_id.get(id.as_str())));
+            ranks.extend(
+                g.member_ids
+                    .iter()
+                    .filter_map(|id| by_id.get(&IdKey::of(id))),
+            );
             ranks.sort_unstable();
             ranks.dedup();
             members.clear();
@@ -345,11 +389,11 @@ impl Organization {
     /// is a sentence naming the object and the likely cause.
     pub fn verify(&self, plan: &Plan) -> Vec<String> {
         let mut by_ext: HashMap<&str, &OrgMember> = HashMap::with_capacity(self.members.len());
-        let mut ext_of: HashMap<&str, &str> = HashMap::with_capacity(self.members.len());
+        let mut ext_of: HashMap<IdKey, &str> = HashMap::with_capacity(self.members.len());
         for m in &self.members {
             if let Some(e) = m.external_id.as_deref() {
                 by_ext.entry(e).or_insert(m);
-                ext_of.insert(&m.id, e);
+                ext_of.insert(IdKey::of(&m.id), e);
             }
         }
         let mut problems = Vec::new();
@@ -404,7 +448,7 @@ impl Organization {
             let have: HashSet<&str> = found
                 .member_ids
                 .iter()
-                .filter_map(|id| ext_of.get(id.as_str()).copied())
+                .filter_map(|id| ext_of.get(&IdKey::of(id)).copied())
                 .collect();
             let missing: Vec<&str> = g
                 .members
@@ -564,6 +608,30 @@ mod tests {
                     member_ids: vec!["m1".into()],
                 },
             ],
+        }
+    }
+
+    #[test]
+    fn a_guid_key_is_its_number_and_any_other_id_its_string() {
+        let a = "3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f";
+        assert_eq!(
+            IdKey::of(a),
+            IdKey::Guid(0x3f0c0f4e_7d2a_4a57_9d1c_1a2b3c4d5e6f)
+        );
+        assert_ne!(
+            IdKey::of(a),
+            IdKey::of("3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6e")
+        );
+        // not the canonical form: kept as strings, so distinct strings stay distinct keys
+        for other in [
+            "3F0C0F4E-7D2A-4A57-9D1C-1A2B3C4D5E6F",
+            "{3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f}",
+            "3f0c0f4e7d2a4a579d1c1a2b3c4d5e6f",
+            "3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6g",
+            "3f0c0f4e+7d2a-4a57-9d1c-1a2b3c4d5e6f",
+            "m1",
+        ] {
+            assert_eq!(IdKey::of(other), IdKey::Other(other));
         }
     }
 

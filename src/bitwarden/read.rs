@@ -67,6 +67,19 @@ struct GroupModel {
     external_id: Option<String>,
 }
 
+/// A response's body in one buffer, sized from `Content-Length` when the server sends it. (The
+/// member list can be tens of megabytes: `Response::bytes` would hold the chunks and their
+/// copy at once.)
+async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<Vec<u8>> {
+    const MAX_RESERVED: u64 = 256 << 20;
+    let reserve = resp.content_length().unwrap_or(0).min(MAX_RESERVED);
+    let mut body = Vec::with_capacity(reserve as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl BitwardenClient {
     /// `GET {api}{path}` as JSON; `Ok(None)` on 404. A 401/403 gets one fresh token.
     async fn get_json<T: serde::de::DeserializeOwned>(
@@ -87,8 +100,7 @@ impl BitwardenClient {
             if status == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
-            let body = resp
-                .bytes()
+            let body = read_body(resp)
                 .await
                 .with_context(|| format!("reading the answer to GET {url}"))?;
             if status.is_success() {

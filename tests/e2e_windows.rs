@@ -32,8 +32,11 @@ fn target_dir() -> PathBuf {
 
 struct Wine {
     wine: PathBuf,
+    wineserver: PathBuf,
     prefix: PathBuf,
     exe: PathBuf,
+    /// the test stand-in for bcryptprimitives.dll, copied into each prefix
+    prng: PathBuf,
 }
 
 fn wine_binary() -> Option<PathBuf> {
@@ -64,15 +67,101 @@ fn wineserver(wineserver: &Path, prefix: &Path, arg: &str) -> std::io::Result<()
         .map(|_| ())
 }
 
-/// The persistent wineserver of this run: (wineserver, prefix).
-static SESSION: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+/// The prefixes whose persistent wineserver this run started: (wineserver, prefix).
+static SESSIONS: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
 
-/// At the test binary's exit: ends the prefix's persistent wineserver and every Wine process
-/// in it (the Windows service, a window left open).
-extern "C" fn end_wineserver() {
-    if let Some((server, prefix)) = SESSION.get() {
-        let _ = wineserver(server, prefix, "-k");
+/// At the test binary's exit: ends the persistent wineservers and every Wine process in them
+/// (the Windows service, a window left open).
+extern "C" fn end_wineservers() {
+    if let Ok(sessions) = SESSIONS.lock() {
+        for (server, prefix) in sessions.iter() {
+            let _ = wineserver(server, prefix, "-k");
+        }
     }
+}
+
+/// Creates the Wine prefix `prefix` and starts the one Wine session the tests use in it.
+///
+/// The prefix is created by `wineboot -i` in a session of its own, which ends with it (`-w`
+/// waits). Then one session for the whole run: Debian's wineserver wrapper passes `-p0`, so a
+/// session ends the moment its last program exits, and services.exe, explorer.exe and the
+/// Windows service are shut down then. A command started in that moment meets a services.exe
+/// that is going away (`service start` got "service does not exist", os error 1060, right after
+/// `service install`) or is killed with the dying session (a SIGKILL at exit). A persistent
+/// server (`-p`, ended by `wineserver -k` at exit) keeps one session with one services.exe to
+/// the end of the run. It is started after the prefix's creation: under `wineboot -i` a
+/// persistent session kept two services.exe, and `service install` and `service start`
+/// reached different ones.
+///
+/// The session's desktop (explorer.exe, started by `wineboot`) picks its display driver once,
+/// from `DISPLAY`: without one, every window of the session goes to Wine's null driver
+/// ("Application tried to create a window, but no driver could be loaded"). `display` is the
+/// X display of a session that shows windows.
+fn boot(w: &Wine, prefix: &Path, display: Option<&str>) -> Result<(), String> {
+    std::fs::create_dir_all(prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+    let mut booted = false;
+    for _ in 0..3 {
+        let status = Command::new(&w.wine)
+            .args(["wineboot", "-i"])
+            .env("WINEPREFIX", prefix)
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("starting {}: {e}", w.wine.display()))?;
+        let _ = wineserver(&w.wineserver, prefix, "-w");
+        if status.success() && prefix.join("drive_c/windows/system32").is_dir() {
+            booted = true;
+            break;
+        }
+    }
+    if !booted {
+        return Err(format!(
+            "wineboot could not create the prefix {}",
+            prefix.display()
+        ));
+    }
+    // Wine 8 lacks bcryptprimitives.dll (Rust's std needs ProcessPrng): the test stand-in
+    std::fs::copy(
+        &w.prng,
+        prefix.join("drive_c/windows/system32/bcryptprimitives.dll"),
+    )
+    .map_err(|e| format!("copying {}: {e}", w.prng.display()))?;
+    wineserver(&w.wineserver, prefix, "-p")
+        .map_err(|e| format!("starting {}: {e}", w.wineserver.display()))?;
+    if let Ok(mut sessions) = SESSIONS.lock() {
+        if sessions.is_empty() {
+            // SAFETY: registers a plain `extern "C" fn` that only spawns `wineserver -k`
+            unsafe { libc::atexit(end_wineservers) };
+        }
+        sessions.push((w.wineserver.clone(), prefix.to_path_buf()));
+    }
+    // the session's services (started by wineboot) inherit its output: /dev/null, so that no
+    // test waits on a pipe they hold
+    let mut cmd = Command::new(&w.wine);
+    cmd.arg("wineboot")
+        .env("WINEPREFIX", prefix)
+        .env("WINEDEBUG", "-all")
+        .env_remove("DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(d) = display {
+        cmd.env("DISPLAY", d);
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("starting {}: {e}", w.wine.display()))?;
+    if !status.success() {
+        return Err(format!(
+            "wineboot could not start the session of {}: {status}",
+            prefix.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The Wine set-up for this run, or `None` when the admin of this machine skipped the Windows
@@ -115,71 +204,15 @@ fn set_up() -> Result<Wine, String> {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
-    let prefix = root.join(format!("prefix-{}", std::process::id()));
-    std::fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
-    // the prefix is created in a session of its own, which ends with wineboot (`-w` waits)
-    let mut booted = false;
-    for _ in 0..3 {
-        let status = Command::new(&wine)
-            .args(["wineboot", "-i"])
-            .env("WINEPREFIX", &prefix)
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| format!("starting {}: {e}", wine.display()))?;
-        let _ = wineserver(&wineserver_bin, &prefix, "-w");
-        if status.success() && prefix.join("drive_c/windows/system32").is_dir() {
-            booted = true;
-            break;
-        }
-    }
-    if !booted {
-        return Err(format!(
-            "wineboot could not create the prefix {}",
-            prefix.display()
-        ));
-    }
-    // Then one Wine session for the whole run. Debian's wineserver wrapper passes `-p0`: a
-    // session ends the moment its last program exits, and services.exe, explorer.exe and the
-    // Windows service are shut down then. A command started in that moment meets a services.exe
-    // that is going away (`service start` got "service does not exist", os error 1060, right
-    // after `service install`) or is killed with the dying session (a SIGKILL at exit, or a
-    // window that never appears). A persistent server (`-p`, ended by `wineserver -k` at exit)
-    // keeps one session with one services.exe from here to the end of the run. It is started
-    // after the prefix's creation: under `wineboot -i` a persistent session kept two
-    // services.exe, and `service install` and `service start` reached different ones.
-    wineserver(&wineserver_bin, &prefix, "-p")
-        .map_err(|e| format!("starting {}: {e}", wineserver_bin.display()))?;
-    let _ = SESSION.set((wineserver_bin.clone(), prefix.clone()));
-    // SAFETY: registers a plain `extern "C" fn` that only spawns `wineserver -k`
-    unsafe { libc::atexit(end_wineserver) };
-    // the session's services (started by wineboot) inherit its output: /dev/null, so that no
-    // test waits on a pipe they hold
-    let status = Command::new(&wine)
-        .arg("wineboot")
-        .env("WINEPREFIX", &prefix)
-        .env("WINEDEBUG", "-all")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("starting {}: {e}", wine.display()))?;
-    if !status.success() {
-        return Err(format!(
-            "wineboot could not start the session of {}: {status}",
-            prefix.display()
-        ));
-    }
-    // Wine 8 lacks bcryptprimitives.dll (Rust's std needs ProcessPrng): the test stand-in
-    std::fs::copy(
-        &prng,
-        prefix.join("drive_c/windows/system32/bcryptprimitives.dll"),
-    )
-    .map_err(|e| format!("copying {}: {e}", prng.display()))?;
-    Ok(Wine { wine, prefix, exe })
+    let w = Wine {
+        wine,
+        wineserver: wineserver_bin,
+        prefix: root.join(format!("prefix-{}", std::process::id())),
+        exe,
+        prng,
+    };
+    boot(&w, &w.prefix, None)?;
+    Ok(w)
 }
 
 struct Run {
@@ -450,23 +483,38 @@ fn windows_exe_reads_a_secret_given_as_an_env_reference() {
 
 /// Double-click face: no subcommand opens the window. Wine's OpenGL (through Mesa under Xvfb)
 /// draws it; the screenshot must show the window with its content, not a blank area.
+///
+/// In a prefix and session of its own, whose desktop is started on the Xvfb display (see
+/// [`boot`]): the shared session has no display, the CLI tests' way.
 #[test]
 fn windows_exe_opens_the_window_under_xvfb() {
     let Some(w) = wine() else { return };
     let env = WinEnv::new();
     let (_x, display) = xvfb(150);
+    let prefix = w.prefix.with_file_name(format!(
+        "{}-window",
+        w.prefix
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("prefix")
+    ));
+    let booted = std::time::Instant::now();
+    boot(w, &prefix, Some(&display)).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("the window's prefix was ready after {:?}", booted.elapsed());
+    // Wine's errors go to a log file (a CI artifact) that a failure quotes
+    let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wine-window.log");
     let app = Command::new(&w.wine)
         .arg(&w.exe)
         .arg("--data-dir")
         .arg(win_path(env.path()))
-        .env("WINEPREFIX", &w.prefix)
-        .env("WINEDEBUG", "-all")
+        .env("WINEPREFIX", &prefix)
+        .env("WINEDEBUG", "err+all,fixme-all")
         .env("DISPLAY", &display)
         .env_remove("BW_CLIENTID")
         .env_remove("BW_CLIENTSECRET")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("the window's log file"))
         .spawn()
         .expect("start the window under Wine");
     let mut app = Killed(app);
@@ -483,12 +531,16 @@ fn windows_exe_opens_the_window_under_xvfb() {
             .env("DISPLAY", &display)
             .output()
             .expect("xwininfo (package x11-utils)");
-        if String::from_utf8_lossy(&out.stdout).contains("\"Bitwarden Directory Connector\"") {
+        let tree = String::from_utf8_lossy(&out.stdout);
+        if tree.contains("\"Bitwarden Directory Connector\"") {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "the window did not appear under Wine within 120 s"
+            "the window did not appear under Wine within 120 s; the X windows:\n{tree}\nWine's \
+             log ({}):\n{}",
+            log.display(),
+            std::fs::read_to_string(&log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -521,6 +573,7 @@ fn windows_exe_opens_the_window_under_xvfb() {
         }
     };
     drop(app);
+    let _ = wineserver(&w.wineserver, &prefix, "-k");
     assert!(
         colors > 50,
         "the window looks blank: {colors} colours in {}",

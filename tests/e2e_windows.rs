@@ -87,7 +87,8 @@ extern "C" fn end_wineservers() {
 /// session ends the moment its last program exits, and services.exe, explorer.exe and the
 /// Windows service are shut down then. A command started in that moment meets a services.exe
 /// that is going away (`service start` got "service does not exist", os error 1060, right after
-/// `service install`) or is killed with the dying session (a SIGKILL at exit). A persistent
+/// `service install`) or may be killed with the dying session (likely the SIGKILL at exit that
+/// [`WinEnv::run`] retries). A persistent
 /// server (`-p`, ended by `wineserver -k` at exit) keeps one session with one services.exe to
 /// the end of the run. It is started after the prefix's creation: under `wineboot -i` a
 /// persistent session kept two services.exe, and `service install` and `service start`

@@ -3,7 +3,8 @@
 # need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, python3-aiosmtpd, Xvfb + Mesa +
 # ImageMagick for the real window's screenshot, Wine for the Windows binary) with apt-get,
 # retrying transient failures; then cross-builds the Windows binary (scripts/build-windows.sh)
-# unless DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1.
+# unless DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1, and type-checks the macOS build
+# (scripts/check-macos.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,5 +75,7 @@ fi
 if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then
   ./scripts/build-windows.sh
 fi
+# the macOS code type-checks (cargo check for aarch64-apple-darwin; C parts not compiled)
+./scripts/check-macos.sh
 
 cargo test --locked "$@"

@@ -22,7 +22,7 @@ retry() {
   return 1
 }
 
-if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+if ! rustup target list --installed 2>/dev/null | grep -x "$TARGET" >/dev/null; then
   if ! command -v rustup >/dev/null 2>&1 || ! retry rustup target add "$TARGET"; then
     echo "build-windows.sh: cannot install the Rust target $TARGET (rustup missing, or no" \
          "access to static.rust-lang.org); no Windows binary was built" >&2

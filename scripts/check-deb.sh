@@ -28,7 +28,10 @@ for f in ./usr/bin/directory-connector \
          ./etc/default/directory-connector; do
   grep -qF " $f" <<<"$contents" || { echo "missing from the package: $f" >&2; exit 1; }
 done
-dpkg-deb -I "$deb" | grep -q "Package: directory-connector" || { echo "bad control file" >&2; exit 1; }
+# (captured first: `grep -q` quits at the first match, and with pipefail the writer's SIGPIPE
+# would fail the pipeline)
+info=$(dpkg-deb -I "$deb")
+grep -q "Package: directory-connector" <<<"$info" || { echo "bad control file" >&2; exit 1; }
 
 if dpkg -s directory-connector >/dev/null 2>&1; then
   echo "directory-connector is already installed here; not touching it" >&2

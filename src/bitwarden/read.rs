@@ -243,9 +243,19 @@ impl BitwardenClient {
                 anyhow!("reading the organization's groups: GET /public/groups answered 404")
             })?;
         let total = groups.len();
-        // what a read after a push may keep from the read before it
-        let present: foldhash::HashSet<IdKey> = match since {
-            Some(_) => members.iter().map(|m| IdKey::of(&m.id)).collect(),
+        // the members of the read before that have left the organization since (few, even
+        // when the organization is large: a lookup in this set stays cheap)
+        let departed: foldhash::HashSet<String> = match &since {
+            Some((before, _)) => {
+                let present: foldhash::HashSet<IdKey> =
+                    members.iter().map(|m| IdKey::of(&m.id)).collect();
+                before
+                    .members
+                    .iter()
+                    .filter(|m| !present.contains(&IdKey::of(&m.id)))
+                    .map(|m| m.id.clone())
+                    .collect()
+            }
             None => Default::default(),
         };
         // the member ids each group keeps from the read before (`None`: ask the server)
@@ -266,7 +276,9 @@ impl BitwardenClient {
                         .filter(|_| !sent);
                     let kept = at.map(|at| {
                         let mut ids = std::mem::take(&mut before.groups[at].member_ids);
-                        ids.retain(|id| present.contains(&IdKey::of(id)));
+                        if !departed.is_empty() {
+                            ids.retain(|id| !departed.contains(id));
+                        }
                         ids
                     });
                     (g, kept)

@@ -12,22 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=x86_64-pc-windows-gnu
-retry() {
-  local i
-  for i in 1 2 3 4 5; do
-    if "$@"; then return 0; fi
-    echo "attempt $i failed: $*" >&2
-    sleep $((i * 5))
-  done
-  return 1
-}
+. scripts/lib.sh
 
-if ! rustup target list --installed 2>/dev/null | grep -x "$TARGET" >/dev/null; then
-  if ! command -v rustup >/dev/null 2>&1 || ! retry rustup target add "$TARGET"; then
-    echo "build-windows.sh: cannot install the Rust target $TARGET (rustup missing, or no" \
-         "access to static.rust-lang.org); no Windows binary was built" >&2
-    exit 3
-  fi
+if ! ensure_rust_target "$TARGET"; then
+  echo "build-windows.sh: cannot install the Rust target $TARGET (rustup missing, or no" \
+       "access to static.rust-lang.org); no Windows binary was built" >&2
+  exit 3
 fi
 
 missing=()

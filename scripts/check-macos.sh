@@ -15,22 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=aarch64-apple-darwin
-retry() {
-  local i
-  for i in 1 2 3 4 5; do
-    if "$@"; then return 0; fi
-    echo "attempt $i failed: $*" >&2
-    sleep $((i * 5))
-  done
-  return 1
-}
+. scripts/lib.sh
 
-if ! rustup target list --installed 2>/dev/null | grep -x "$TARGET" >/dev/null; then
-  if ! command -v rustup >/dev/null 2>&1 || ! retry rustup target add "$TARGET"; then
-    echo "check-macos.sh: SKIPPED: cannot install the Rust target $TARGET (rustup missing, or" \
-         "no access to static.rust-lang.org); the macOS code was not checked" >&2
-    exit 0
-  fi
+if ! ensure_rust_target "$TARGET"; then
+  echo "check-macos.sh: SKIPPED: cannot install the Rust target $TARGET (rustup missing, or" \
+       "no access to static.rust-lang.org); the macOS code was not checked" >&2
+  exit 0
 fi
 
 # a fixed place under the target dir: the build scripts re-run when the compiler's path changes

@@ -8,15 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-retry() {
-  local i
-  for i in 1 2 3 4 5; do
-    if "$@"; then return 0; fi
-    echo "attempt $i failed: $*" >&2
-    sleep $((i * 5))
-  done
-  return 1
-}
+. scripts/lib.sh
 
 missing=()
 [ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1 || missing+=(slapd)

@@ -57,7 +57,7 @@ fn measured(env: &Env, args: &[&str]) -> (f64, f64, u64) {
     }
     let mut cmd = env.command(&args);
     if let Some(dir) = std::env::var_os("BENCH_PERF") {
-        cmd = perf_wrapped(&cmd, std::path::Path::new(&dir));
+        cmd = perf_wrapped(&cmd, std::path::Path::new(&dir), args[0]);
     }
     let t = Instant::now();
     let child = cmd
@@ -83,13 +83,11 @@ fn measured(env: &Env, args: &[&str]) -> (f64, f64, u64) {
 }
 
 /// `cmd` run under `perf record --call-graph dwarf` (for `BENCH_PERF=DIR`): each run writes
-/// `DIR/<n>-<first argument>.data`, numbered in the order the runs happen. The figures of such a
+/// `DIR/<n>-<what>.data` (`what`: the subcommand), numbered in the order the runs happen. The figures of such a
 /// run include perf's overhead; its profile is what it is for.
-fn perf_wrapped(cmd: &Command, dir: &std::path::Path) -> Command {
+fn perf_wrapped(cmd: &Command, dir: &std::path::Path, what: &str) -> Command {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let args: Vec<_> = cmd.get_args().collect();
-    let what = args.get(2).and_then(|a| a.to_str()).unwrap_or("run");
     let mut perf = Command::new("perf");
     perf.args([
         "record",
@@ -103,7 +101,7 @@ fn perf_wrapped(cmd: &Command, dir: &std::path::Path) -> Command {
     .arg(dir.join(format!("{n:02}-{what}.data")))
     .arg("--")
     .arg(cmd.get_program())
-    .args(args);
+    .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
             Some(v) => perf.env(k, v),

@@ -55,16 +55,29 @@ fn wineserver_binary() -> Option<PathBuf> {
 
 static WINE: OnceLock<Result<Wine, String>> = OnceLock::new();
 
-/// Runs `wineserver <arg>` for a prefix, output to /dev/null.
-fn wineserver(wineserver: &Path, prefix: &Path, arg: &str) -> std::io::Result<()> {
-    Command::new(wineserver)
+/// Runs `wineserver <arg>` for a prefix, output to /dev/null; an error names the command and,
+/// when it ran, its exit status.
+fn wineserver(wineserver: &Path, prefix: &Path, arg: &str) -> Result<(), String> {
+    let what = || {
+        format!(
+            "{} {arg} (WINEPREFIX={})",
+            wineserver.display(),
+            prefix.display()
+        )
+    };
+    let status = Command::new(wineserver)
         .arg(arg)
         .env("WINEPREFIX", prefix)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .map(|_| ())
+        .map_err(|e| format!("starting {}: {e}", what()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed: {status}", what()))
+    }
 }
 
 /// The prefixes whose persistent wineserver this run started: (wineserver, prefix).
@@ -131,8 +144,7 @@ fn boot(w: &Wine, prefix: &Path, display: Option<&str>) -> Result<(), String> {
         prefix.join("drive_c/windows/system32/bcryptprimitives.dll"),
     )
     .map_err(|e| format!("copying {}: {e}", w.prng.display()))?;
-    wineserver(&w.wineserver, prefix, "-p")
-        .map_err(|e| format!("starting {}: {e}", w.wineserver.display()))?;
+    wineserver(&w.wineserver, prefix, "-p")?;
     if let Ok(mut sessions) = SESSIONS.lock() {
         if sessions.is_empty() {
             // SAFETY: registers a plain `extern "C" fn` that only spawns `wineserver -k`

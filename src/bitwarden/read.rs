@@ -246,7 +246,8 @@ impl BitwardenClient {
         // the members of the read before that have left the organization since (few, even
         // when the organization is large: a lookup in this set stays cheap)
         let departed: foldhash::HashSet<String> = match &since {
-            Some((before, _)) => {
+            // (a first sync's organization had no group to keep: nothing to look up)
+            Some((before, _)) if !before.groups.is_empty() => {
                 let present: foldhash::HashSet<IdKey> =
                     members.iter().map(|m| IdKey::of(&m.id)).collect();
                 before
@@ -256,7 +257,7 @@ impl BitwardenClient {
                     .map(|m| m.id.clone())
                     .collect()
             }
-            None => Default::default(),
+            _ => Default::default(),
         };
         // the member ids each group keeps from the read before (`None`: ask the server)
         let groups: Vec<(GroupModel, Option<Vec<String>>)> = match since {

@@ -72,28 +72,14 @@ impl<'a> IdKey<'a> {
         Self::guid(id).map_or(IdKey::Other(id), IdKey::Guid)
     }
 
-    /// The number of a lowercase hyphenated GUID (`8-4-4-4-12` hex digits), else `None`.
+    /// The number of a lowercase hyphenated GUID (`8-4-4-4-12` hex digits), else `None`. The
+    /// uuid crate also reads other spellings of one GUID (upper case, braces, no hyphens), which
+    /// must stay distinct keys: only the one it writes back unchanged is a number.
     fn guid(id: &str) -> Option<u128> {
-        let b = id.as_bytes();
-        if b.len() != 36 {
-            return None;
-        }
-        let mut v: u128 = 0;
-        for (i, &c) in b.iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if c != b'-' {
-                    return None;
-                }
-                continue;
-            }
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return None,
-            };
-            v = (v << 4) | u128::from(d);
-        }
-        Some(v)
+        let u = uuid::Uuid::try_parse(id).ok()?;
+        let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        (u.hyphenated().encode_lower(&mut canonical).as_bytes() == id.as_bytes())
+            .then(|| u.as_u128())
     }
 }
 

@@ -25,14 +25,7 @@ command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || missing+=(gcc-mingw-w64-x86
 command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v zip >/dev/null 2>&1 || missing+=(zip)
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  echo "installing: ${missing[*]}" >&2
-  retry $SUDO apt-get update -qq
-  retry $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+apt_install "${missing[@]}"
 
 cargo build --locked --release --target "$TARGET" --bin directory-connector
 

@@ -19,3 +19,17 @@ ensure_rust_target() {
   fi
   command -v rustup >/dev/null 2>&1 && retry rustup target add "$1"
 }
+
+# apt-get installs the packages given (with retries; sudo when not root), without their
+# recommended packages unless the first argument is --with-recommends. Nothing given: nothing.
+apt_install() {
+  local recommends=(--no-install-recommends)
+  if [ "${1:-}" = --with-recommends ]; then recommends=(); shift; fi
+  [ $# -gt 0 ] || return 0
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
+  echo "installing: $*" >&2
+  retry "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  retry "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    "${recommends[@]}" "$@"
+}

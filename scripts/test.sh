@@ -47,22 +47,10 @@ if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  echo "installing: ${missing[*]}" >&2
-  retry $SUDO apt-get update -qq
-  retry $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates
+  apt_install "${missing[@]}" ca-certificates
 fi
 # Wine with its recommended libraries (GL, D-Bus, GnuTLS, …), as the Windows tests were run
-if [ ${#wine[@]} -gt 0 ]; then
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  echo "installing: ${wine[*]} (with its recommends)" >&2
-  retry $SUDO apt-get update -qq
-  retry $SUDO apt-get install -y -qq "${wine[@]}"
-fi
+apt_install --with-recommends "${wine[@]}"
 
 if [ "${DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS:-}" != 1 ]; then
   ./scripts/build-windows.sh

@@ -29,13 +29,22 @@ fn directory() -> String {
 }
 
 /// Waits (bounded) until `f` gives a value.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, String::new, f)
+}
+
+/// As [`wait_for`]; a timeout's message ends with `detail()`.
+fn wait_until<T>(what: &str, detail: impl Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}{}",
+            detail()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -190,39 +199,92 @@ impl NotifySocket {
 }
 
 /// Starts the service with the env's data directory; stderr is collected.
-fn start_service(env: &Env, notify: Option<&Path>) -> Child {
+/// A running service: its stderr is read as it comes (a pipe nobody reads would block the service
+/// once full), so that a failure can quote it.
+struct Service {
+    child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Service {
+    /// A test that fails leaves no service running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// What the service has written to stderr so far.
+    fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+fn start_service(env: &Env, notify: Option<&Path>) -> Service {
     let mut cmd = env.command(&["service"]);
     if let Some(p) = notify {
         cmd.env("NOTIFY_SOCKET", p).env("WATCHDOG_USEC", "400000");
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the service")
+        .expect("spawn the service");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(mut l) = log.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+    }
+    Service { child, log }
 }
 
-fn sigterm_and_wait(mut child: Child) -> (i32, String) {
+/// As [`wait_for`], quoting the service's stderr when it times out.
+fn wait_for_service<T>(service: &Service, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_until(
+        what,
+        || format!("; the service's stderr:\n{}", service.log()),
+        f,
+    )
+}
+
+fn sigterm_and_wait(mut service: Service) -> (i32, String) {
     // SAFETY: kill with a pid we spawned and a valid signal number.
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(service.child.id() as i32, libc::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = service.child.try_wait().unwrap() {
             break s;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the service did not stop after SIGTERM");
+            let _ = service.child.kill();
+            panic!(
+                "the service did not stop after SIGTERM; its stderr:\n{}",
+                service.log()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
+    // the reader ends at the pipe's end, shortly after the exit
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end && std::sync::Arc::strong_count(&service.log) > 1 {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    (status.code().unwrap_or(-1), err)
+    (status.code().unwrap_or(-1), service.log())
 }
 
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -257,10 +319,10 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
     env.set("notify.email_to", "admin@example.com");
     env.set("notify.email_from", "connector@example.com");
 
-    let child = start_service(&env, Some(&notify.path));
+    let service = start_service(&env, Some(&notify.path));
 
     // the first run fails: a failure webhook, /healthz 503, the failed counter
-    let failure = wait_for("the failure webhook", || hooks.find("failure"));
+    let failure = wait_for_service(&service, "the failure webhook", || hooks.find("failure"));
     assert_eq!(failure["outcome"], "failed", "{failure}");
     assert!(
         failure["error"].as_str().unwrap().contains("directory"),
@@ -286,7 +348,7 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
         "{text}"
     );
     // failing again and again: one alert for the change of state, not one per run
-    wait_for("a second failed run", || {
+    wait_for_service(&service, "a second failed run", || {
         let (_, t) = http_get(metrics_port, "/metrics")?;
         (metric(&t, "directory_connector_runs_total{outcome=\"failed\"}")? >= 2.0).then_some(())
     });
@@ -303,7 +365,7 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
 
     // the fix takes effect at the next run (the config is re-read)
     env.set("ldap.port", &slapd.port.to_string());
-    let recovery = wait_for("the recovery webhook", || hooks.find("recovery"));
+    let recovery = wait_for_service(&service, "the recovery webhook", || hooks.find("recovery"));
     assert_eq!(recovery["outcome"], "synced", "{recovery}");
     assert_eq!(recovery["counts"]["invited"], 5, "{recovery}");
     assert_eq!(hooks.events(), ["failure", "recovery"]);
@@ -336,7 +398,7 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
     assert!(metric(&text, "directory_connector_last_run_duration_seconds").is_some());
 
     // both alerts arrived by email too
-    let mails = wait_for("two alert emails", || {
+    let mails = wait_for_service(&service, "two alert emails", || {
         let m = smtp.messages();
         (m.len() >= 2).then_some(m)
     });
@@ -361,7 +423,7 @@ fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm(
     );
 
     // SIGTERM: the service finishes, records, says STOPPING=1 and exits 0
-    let (code, stderr) = sigterm_and_wait(child);
+    let (code, stderr) = sigterm_and_wait(service);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("service stopped"), "{stderr}");
     let msgs = notify.messages();
@@ -425,8 +487,8 @@ fn a_guard_refusal_keeps_the_service_running_and_alerts_once() {
         &format!("localhost:{metrics_port}"),
     );
     env.set("notify.webhook_url", &hooks.url);
-    let child = start_service(&env, None);
-    let refused = wait_for("the refusal webhook", || hooks.find("refused"));
+    let service = start_service(&env, None);
+    let refused = wait_for_service(&service, "the refusal webhook", || hooks.find("refused"));
     assert!(
         refused["error"]
             .as_str()
@@ -442,7 +504,7 @@ fn a_guard_refusal_keeps_the_service_running_and_alerts_once() {
         "{refused}"
     );
     // the next runs keep refusing, and the service keeps running
-    let text = wait_for("a second refusal", || {
+    let text = wait_for_service(&service, "a second refusal", || {
         let (_, t) = http_get(metrics_port, "/metrics")?;
         (metric(&t, "directory_connector_guard_refusals_total")? >= 2.0).then_some(t)
     });
@@ -454,7 +516,7 @@ fn a_guard_refusal_keeps_the_service_running_and_alerts_once() {
     let (code, body) = http_get(metrics_port, "/healthz").unwrap();
     assert_eq!(code, 503, "{body}");
     assert_eq!(server.import_count(), 1, "nothing was pushed");
-    let (code, stderr) = sigterm_and_wait(child);
+    let (code, stderr) = sigterm_and_wait(service);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(server.org().members.len(), 5);
 }
@@ -500,8 +562,8 @@ fn a_bad_configuration_fails_the_run_not_the_service_and_a_taken_port_is_a_clear
         "{}",
         r.stderr
     );
-    let child = start_service(&env, None);
-    let runs = wait_for("a finished run", || {
+    let service = start_service(&env, None);
+    let runs = wait_for_service(&service, "a finished run", || {
         let r = env.run(&["--json", "history"]);
         let v: Value = serde_json::from_str(&r.stdout).ok()?;
         v.as_array()?
@@ -517,7 +579,7 @@ fn a_bad_configuration_fails_the_run_not_the_service_and_a_taken_port_is_a_clear
             .contains("service.schedule"),
         "{runs}"
     );
-    let (code, stderr) = sigterm_and_wait(child);
+    let (code, stderr) = sigterm_and_wait(service);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("service.schedule"), "{stderr}");
     assert!(

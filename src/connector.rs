@@ -868,31 +868,33 @@ impl Connector {
             &*before.org
         };
         let started = std::time::Instant::now();
-        let wrote = if !pushed {
-            store.replace_cache(&before.digest, || before.org.baseline())?
-        } else if before.held && !plan.overwrite_existing {
-            // The cache held `before` and then took the batches' writes: only the rows where
-            // the read-back differs from that are written.
-            let written = plan.members.iter().map(|m| {
-                let email = (!m.is_removal()).then_some(m.email.as_str());
-                (m.external_id.as_str(), email)
-            });
-            let rows = after.member_row_changes(before.org, written);
-            tracing::debug!(
-                "cache rows to correct after the push: {} member upsert(s), {} member delete(s)",
-                rows.upserts.len(),
-                rows.deletes.len()
-            );
-            let groups = after.group_row_changes(store.load_group_fingerprints()?);
-            tracing::debug!(
-                "cache rows to correct after the push: {} group(s) to write, {} to drop",
-                groups.upserts.len(),
-                groups.deletes.len()
-            );
-            store.write_cache_rows(&after.digest(), &rows, &groups)?;
-            true
-        } else {
-            store.replace_cache(&after.digest(), || after.baseline())?
+        // the read-back's groups, resolved once for the cache's rows and the check
+        let refs = pushed.then(|| after.group_refs());
+        let wrote = match &refs {
+            None => store.replace_cache(&before.digest, || before.org.baseline())?,
+            Some(refs) if before.held && !plan.overwrite_existing => {
+                // The cache held `before` and then took the batches' writes: only the rows where
+                // the read-back differs from that are written.
+                let written = plan.members.iter().map(|m| {
+                    let email = (!m.is_removal()).then_some(m.email.as_str());
+                    (m.external_id.as_str(), email)
+                });
+                let rows = after.member_row_changes(before.org, written);
+                tracing::debug!(
+                    "cache rows to correct after the push: {} member upsert(s), {} member delete(s)",
+                    rows.upserts.len(),
+                    rows.deletes.len()
+                );
+                let groups = refs.row_changes(store.load_group_fingerprints()?);
+                tracing::debug!(
+                    "cache rows to correct after the push: {} group(s) to write, {} to drop",
+                    groups.upserts.len(),
+                    groups.deletes.len()
+                );
+                store.write_cache_rows(&after.digest(), &rows, &groups)?;
+                true
+            }
+            Some(refs) => store.replace_cache(&after.digest(), || after.baseline_with(refs))?,
         };
         if wrote {
             tracing::info!(
@@ -900,10 +902,9 @@ impl Connector {
                 started.elapsed().as_secs_f64()
             );
         }
-        let problems = if pushed {
-            after.verify(plan)
-        } else {
-            Vec::new()
+        let problems = match &refs {
+            Some(refs) => after.verify_with(plan, refs),
+            None => Vec::new(),
         };
         if problems.is_empty() {
             return Ok(());

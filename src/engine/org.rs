@@ -127,6 +127,11 @@ impl Organization {
     /// The organization as a [`Cache`]: members and groups keyed by externalId (those without
     /// one are not the connector's), each group with its members' externalIds.
     pub fn baseline(&self) -> Cache {
+        self.baseline_with(&self.group_refs())
+    }
+
+    /// [`Organization::baseline`] with this organization's [`GroupRefs`], already built.
+    pub fn baseline_with(&self, refs: &GroupRefs) -> Cache {
         let mut cache = Cache::default();
         cache.members.reserve(self.members.len());
         for m in &self.members {
@@ -139,68 +144,66 @@ impl Organization {
                     });
             }
         }
-        cache.groups = self.group_rows();
+        cache.groups = refs.rows();
         cache
     }
 
     /// The groups of [`Organization::baseline`] alone (externalId → row).
     pub fn group_rows(&self) -> HashMap<String, CachedGroup> {
-        let mut rows = HashMap::with_capacity(self.groups.len());
-        self.each_group_row(|ext, name, members| {
-            let fingerprint = group_fingerprint(name, members);
-            rows.insert(ext.to_string(), group_row(name, members, fingerprint));
-        });
-        rows
+        self.group_refs().rows()
     }
 
-    /// The group rows a cache must change to hold this organization's baseline, given each
-    /// cached group's fingerprint (`held`, by externalId): rows to write, and cached groups the
-    /// organization no longer has. A row is built only where the fingerprint differs.
-    pub fn group_row_changes(
-        &self,
-        mut held: std::collections::HashMap<String, String>,
-    ) -> GroupRows {
-        let mut rows = GroupRows::default();
-        self.each_group_row(|ext, name, members| {
-            let fingerprint = group_fingerprint(name, members);
-            if held.remove(ext).as_deref() != Some(fingerprint.as_str()) {
-                rows.upserts
-                    .push((ext.to_string(), group_row(name, members, fingerprint)));
-            }
-        });
-        rows.deletes = held.into_keys().collect();
-        rows
+    /// The group rows a cache must change to hold this organization's baseline (see
+    /// [`GroupRefs::row_changes`]).
+    pub fn group_row_changes(&self, held: std::collections::HashMap<String, String>) -> GroupRows {
+        self.group_refs().row_changes(held)
     }
 
-    /// Calls `f` with each group the baseline keeps (those with an externalId): its externalId,
-    /// its name and its members' references, sorted and without repeats (an externalId, or
-    /// `\u{1}` and the email for a member without one, see [`is_unmanaged_ref`]).
-    fn each_group_row(&self, mut f: impl FnMut(&str, &str, &[&Id])) {
+    /// The groups the baseline keeps, with their members' references resolved once
+    /// ([`GroupRefs`]).
+    pub fn group_refs(&self) -> GroupRefs<'_> {
         // Every member's reference once, sorted: a group's members are then sorted and
         // deduplicated by their rank (a number) rather than by comparing strings, and its row
         // shares the references instead of copying them.
-        let mut refs: Vec<(Id, &str)> = self
+        let mut refs: Vec<(Id, u32)> = self
             .members
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(i, m)| {
                 let r: Id = match m.external_id.as_deref().filter(|e| !e.is_empty()) {
                     Some(ext) => Id::from(ext),
                     None => Id::from(format!("\u{1}{}", cache_email(&m.email))),
                 };
-                (r, m.id.as_str())
+                (r, i as u32)
             })
             .collect();
         refs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // equal references (two members with one externalId) share a rank
         let mut table: Vec<Id> = Vec::with_capacity(refs.len());
-        let mut by_id: HashMap<IdKey, u32> = HashMap::with_capacity(refs.len());
-        for (r, id) in refs {
+        let mut rank_of = vec![0u32; self.members.len()];
+        for (r, i) in refs {
             if table.last() != Some(&r) {
                 table.push(r);
             }
-            // (a member id listed twice, which servers do not do, keeps one of its references)
-            by_id.insert(IdKey::of(id), (table.len() - 1) as u32);
+            rank_of[i as usize] = (table.len() - 1) as u32;
         }
+        // Member id → rank. GUIDs (every id a Bitwarden server sends) are sorted by number and
+        // merged with the groups' member ids, sorted too: a 100,000-entry map looked up at
+        // random for every reference costs a cache miss each. Other ids go through a map.
+        // (A member id listed twice, which servers do not do, keeps one of its references.)
+        let mut guids: Vec<(u128, u32)> = Vec::with_capacity(self.members.len());
+        let mut others: HashMap<&str, u32> = HashMap::new();
+        for (m, &rank) in self.members.iter().zip(&rank_of) {
+            match IdKey::of(&m.id) {
+                IdKey::Guid(g) => guids.push((g, rank)),
+                IdKey::Other(s) => {
+                    others.entry(s).or_insert(rank);
+                }
+            }
+        }
+        drop(rank_of);
+        guids.sort_by_key(|e| e.0);
+        guids.dedup_by_key(|e| e.0);
         fn group_ext(g: &OrgGroup) -> Option<&str> {
             g.external_id.as_deref().filter(|e| !e.is_empty())
         }
@@ -211,24 +214,57 @@ impl Organization {
             .enumerate()
             .filter_map(|(i, g)| Some((group_ext(g)?, i)))
             .collect();
-        let mut ranks: Vec<u32> = Vec::new();
-        let mut members: Vec<&Id> = Vec::new();
-        for (i, g) in self.groups.iter().enumerate() {
-            let Some(ext) = group_ext(g).filter(|e| last.get(e) == Some(&i)) else {
-                continue;
-            };
-            ranks.clear();
-            ranks.extend(
-                g.member_ids
-                    .iter()
-                    .filter_map(|id| by_id.get(&IdKey::of(id))),
-            );
-            ranks.sort_unstable();
-            ranks.dedup();
-            members.clear();
-            members.extend(ranks.iter().map(|&r| &table[r as usize]));
-            f(ext, &g.name, &members);
+        let kept: Vec<(&str, &OrgGroup)> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let ext = group_ext(g)?;
+                (last.get(ext) == Some(&i)).then_some((ext, g))
+            })
+            .collect();
+        let mut ranks: Vec<Vec<u32>> = kept
+            .iter()
+            .map(|(_, g)| Vec::with_capacity(g.member_ids.len()))
+            .collect();
+        // the groups' GUID member ids, a bounded chunk of groups at a time
+        const CHUNK: usize = 1 << 16;
+        let mut pairs: Vec<(u128, u32)> = Vec::new();
+        let mut start = 0;
+        while start < kept.len() {
+            pairs.clear();
+            let mut end = start;
+            while end < kept.len() && (end == start || pairs.len() < CHUNK) {
+                for id in &kept[end].1.member_ids {
+                    match IdKey::of(id) {
+                        IdKey::Guid(g) => pairs.push((g, end as u32)),
+                        IdKey::Other(s) => ranks[end].extend(others.get(s)),
+                    }
+                }
+                end += 1;
+            }
+            pairs.sort_unstable_by_key(|p| p.0);
+            let mut known = guids.iter().peekable();
+            for &(g, slot) in &pairs {
+                while known.next_if(|k| k.0 < g).is_some() {}
+                if let Some(&&(k, rank)) = known.peek()
+                    && k == g
+                {
+                    ranks[slot as usize].push(rank);
+                }
+            }
+            start = end;
         }
+        let groups = kept
+            .into_iter()
+            .zip(ranks)
+            .map(|((ext, g), mut ranks)| {
+                ranks.sort_unstable();
+                ranks.dedup();
+                (ext, g, ranks)
+            })
+            .collect();
+        GroupRefs { table, groups }
     }
 
     /// Whether the baseline has no member and no group (nothing the connector manages).
@@ -374,12 +410,15 @@ impl Organization {
     /// Checks that the organization (read after a push) shows what the plan sent. Each problem
     /// is a sentence naming the object and the likely cause.
     pub fn verify(&self, plan: &Plan) -> Vec<String> {
+        self.verify_with(plan, &self.group_refs())
+    }
+
+    /// [`Organization::verify`] with this organization's [`GroupRefs`], already built.
+    pub fn verify_with(&self, plan: &Plan, refs: &GroupRefs) -> Vec<String> {
         let mut by_ext: HashMap<&str, &OrgMember> = HashMap::with_capacity(self.members.len());
-        let mut ext_of: HashMap<IdKey, &str> = HashMap::with_capacity(self.members.len());
         for m in &self.members {
             if let Some(e) = m.external_id.as_deref() {
                 by_ext.entry(e).or_insert(m);
-                ext_of.insert(IdKey::of(&m.id), e);
             }
         }
         let mut problems = Vec::new();
@@ -410,13 +449,14 @@ impl Organization {
                 ));
             }
         }
-        let groups: HashMap<&str, &OrgGroup> = self
+        let groups: HashMap<&str, usize> = refs
             .groups
             .iter()
-            .filter_map(|g| Some((g.external_id.as_deref()?, g)))
+            .enumerate()
+            .map(|(i, (ext, _, _))| (*ext, i))
             .collect();
         for g in &plan.groups {
-            let Some(found) = groups.get(g.external_id.as_str()) else {
+            let Some(&slot) = groups.get(g.external_id.as_str()) else {
                 problems.push(format!(
                     "group `{}` ({}) is missing after the import: the server dropped it \
                      (Vaultwarden ignores groups unless ORG_GROUPS_ENABLED=true)",
@@ -424,6 +464,7 @@ impl Organization {
                 ));
                 continue;
             };
+            let (_, found, ranks) = &refs.groups[slot];
             if found.name != g.name {
                 problems.push(format!(
                     "group `{}` ({}) is still named `{}`: the server did not apply the \
@@ -431,17 +472,30 @@ impl Organization {
                     g.name, g.external_id, found.name
                 ));
             }
-            let have: HashSet<&str> = found
-                .member_ids
+            // The group's members with an externalId and the ones sent, both sorted: one
+            // merge finds those missing and those left over.
+            let mut want: Vec<&str> = g.members.iter().map(|m| &**m).collect();
+            if !want.is_sorted() {
+                want.sort_unstable();
+            }
+            let mut have = ranks
                 .iter()
-                .filter_map(|id| ext_of.get(&IdKey::of(id)).copied())
-                .collect();
-            let missing: Vec<&str> = g
-                .members
-                .iter()
-                .map(|m| &**m)
-                .filter(|m| by_ext.contains_key(m) && !have.contains(m))
-                .collect();
+                .map(|&r| &*refs.table[r as usize])
+                .filter(|r| !is_unmanaged_ref(r))
+                .peekable();
+            let mut missing: Vec<&str> = Vec::new();
+            let mut extra = 0usize;
+            let mut last: Option<&str> = None;
+            for &w in &want {
+                while let Some(h) = have.next_if(|h| *h < w) {
+                    extra += usize::from(Some(h) != last);
+                }
+                if have.peek() != Some(&w) && by_ext.contains_key(w) {
+                    missing.push(w);
+                }
+                last = Some(w);
+            }
+            extra += have.filter(|h| Some(*h) != last).count();
             if !missing.is_empty() {
                 problems.push(format!(
                     "group `{}` ({}) lacks {} member(s) it was sent with, e.g. {}: the server \
@@ -452,8 +506,6 @@ impl Organization {
                     missing[0]
                 ));
             }
-            let want: HashSet<&str> = g.members.iter().map(|m| &**m).collect();
-            let extra = have.iter().filter(|m| !want.contains(*m)).count();
             if extra > 0 && g.action != GroupAction::Create {
                 problems.push(format!(
                     "group `{}` ({}) still has {extra} member(s) the sync took out: the \
@@ -463,6 +515,55 @@ impl Organization {
             }
         }
         problems
+    }
+}
+
+/// The groups the baseline keeps (those with an externalId; of two with one externalId, the
+/// last listed), each with its members' references (an externalId, or `\u{1}` and the email for
+/// a member without one, see [`is_unmanaged_ref`]), sorted and without repeats. Built once per
+/// organization read, for the cache's rows and for the check after a push.
+pub struct GroupRefs<'a> {
+    /// every member's reference once, sorted
+    table: Vec<Id>,
+    /// externalId, group, and its members as indices into `table` (sorted, no repeats)
+    groups: Vec<(&'a str, &'a OrgGroup, Vec<u32>)>,
+}
+
+impl<'a> GroupRefs<'a> {
+    /// Calls `f` with each group: its externalId, the group and its members' references.
+    pub fn each(&self, mut f: impl FnMut(&'a str, &'a OrgGroup, &[&Id])) {
+        let mut members: Vec<&Id> = Vec::new();
+        for (ext, g, ranks) in &self.groups {
+            members.clear();
+            members.extend(ranks.iter().map(|&r| &self.table[r as usize]));
+            f(ext, g, &members);
+        }
+    }
+
+    /// Every group's baseline row (externalId → row).
+    pub fn rows(&self) -> HashMap<String, CachedGroup> {
+        let mut rows = HashMap::with_capacity(self.groups.len());
+        self.each(|ext, g, members| {
+            let fingerprint = group_fingerprint(&g.name, members);
+            rows.insert(ext.to_string(), group_row(&g.name, members, fingerprint));
+        });
+        rows
+    }
+
+    /// The group rows a cache must change to hold this baseline, given each cached group's
+    /// fingerprint (`held`, by externalId): rows to write, and cached groups the organization
+    /// no longer has. A row is built only where the fingerprint differs.
+    pub fn row_changes(&self, mut held: std::collections::HashMap<String, String>) -> GroupRows {
+        let mut rows = GroupRows::default();
+        self.each(|ext, g, members| {
+            let fingerprint = group_fingerprint(&g.name, members);
+            if held.remove(ext).as_deref() != Some(fingerprint.as_str()) {
+                rows.upserts
+                    .push((ext.to_string(), group_row(&g.name, members, fingerprint)));
+            }
+        });
+        rows.deletes = held.into_keys().collect();
+        rows
     }
 }
 
@@ -737,6 +838,7 @@ mod row_change_tests {
     //! The row changes written after a push make the cache exactly what a whole comparison with
     //! the read-back's baseline would.
     use super::*;
+    use crate::engine::diff::GroupChange;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -764,7 +866,7 @@ mod row_change_tests {
                     .map(|(i, (email, ext, upper))| {
                         let email = format!(" user{email}@x.com");
                         OrgMember {
-                            id: format!("m{i}"),
+                            id: member_id(i),
                             email: if upper { email.to_uppercase() } else { email },
                             external_id: ext.map(str::to_string),
                             status: STATUS_CONFIRMED,
@@ -779,10 +881,19 @@ mod row_change_tests {
                         id: format!("g{i}"),
                         name: format!("Group {name}"),
                         external_id: ext.map(str::to_string),
-                        member_ids: ids.into_iter().map(|m| format!("m{m}")).collect(),
+                        member_ids: ids.into_iter().map(member_id).collect(),
                     })
                     .collect(),
             })
+    }
+
+    /// Member ids of both kinds: GUIDs (resolved by the sorted merge) and other strings.
+    fn member_id(i: usize) -> String {
+        if i % 2 == 0 {
+            format!("00000000-0000-4000-8000-{i:012x}")
+        } else {
+            format!("m{i}")
+        }
     }
 
     fn members_of(cache: &Cache) -> BTreeMap<String, String> {
@@ -843,6 +954,93 @@ mod row_change_tests {
             }
             prop_assert_eq!(groups, fingerprints(&expected));
         }
+    }
+
+    proptest! {
+        /// Each group's references are those a plain lookup of every member id finds.
+        #[test]
+        fn group_refs_are_what_a_lookup_of_each_member_id_finds(org in arb_org()) {
+            let by_id: HashMap<&str, String> = org
+                .members
+                .iter()
+                .map(|m| {
+                    let r = match m.external_id.as_deref().filter(|e| !e.is_empty()) {
+                        Some(e) => e.to_string(),
+                        None => format!("\u{1}{}", cache_email(&m.email)),
+                    };
+                    (m.id.as_str(), r)
+                })
+                .collect();
+            let mut expected: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+            for g in &org.groups {
+                let Some(ext) = g.external_id.as_deref().filter(|e| !e.is_empty()) else {
+                    continue;
+                };
+                let mut refs: Vec<String> = g
+                    .member_ids
+                    .iter()
+                    .filter_map(|id| by_id.get(id.as_str()).cloned())
+                    .collect();
+                refs.sort();
+                refs.dedup();
+                expected.insert(ext.to_string(), (g.name.clone(), refs));
+            }
+            let rows: BTreeMap<String, (String, Vec<String>)> = org
+                .group_rows()
+                .into_iter()
+                .map(|(ext, row)| {
+                    let members = row.members.unwrap_or_default();
+                    (ext, (row.name, members.iter().map(|m| m.to_string()).collect()))
+                })
+                .collect();
+            prop_assert_eq!(rows, expected);
+        }
+    }
+
+    #[test]
+    fn verify_counts_missing_and_leftover_members_once() {
+        let guid = |n: u8| format!("00000000-0000-4000-8000-0000000000{n:02x}");
+        let m = |id: String, ext: Option<&str>| OrgMember {
+            id,
+            email: format!("{}@x.com", ext.unwrap_or("manual")),
+            external_id: ext.map(str::to_string),
+            status: STATUS_CONFIRMED,
+            kind: 2,
+        };
+        let org = Organization {
+            members: vec![
+                m(guid(1), Some("a")),
+                m(guid(2), None),
+                m(guid(3), Some("c")),
+                m("other-id".into(), Some("d")),
+            ],
+            groups: vec![OrgGroup {
+                id: "g1".into(),
+                name: "Eng".into(),
+                external_id: Some("eng".into()),
+                member_ids: vec![guid(3), guid(2), guid(1), guid(1)],
+            }],
+        };
+        let plan = Plan {
+            groups: vec![GroupChange {
+                external_id: "eng".into(),
+                name: "Eng".into(),
+                // sent twice, and one the organization does not have (not the group's fault)
+                members: vec!["a".into(), "a".into(), "d".into(), "x".into()],
+                fingerprint: String::new(),
+                action: GroupAction::Update,
+                previous_member_count: Some(3),
+                previous_name: None,
+                removed_members: 1,
+                repairs_drift: false,
+            }],
+            ..Plan::default()
+        };
+        let problems = org.verify(&plan);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("lacks 1 member(s) it was sent with, e.g. d"));
+        // `c` is left over; the member without an externalId is not the connector's
+        assert!(problems[1].contains("still has 1 member(s)"));
     }
 
     #[test]

@@ -889,7 +889,7 @@ mod row_change_tests {
 
     /// Member ids of both kinds: GUIDs (resolved by the sorted merge) and other strings.
     fn member_id(i: usize) -> String {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             format!("00000000-0000-4000-8000-{i:012x}")
         } else {
             format!("m{i}")

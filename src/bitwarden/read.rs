@@ -82,7 +82,7 @@ async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<Vec<u8>> {
 
 impl BitwardenClient {
     /// `GET {api}{path}` as JSON; `Ok(None)` on 404. A 401/403 gets one fresh token.
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    async fn get_json<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
     ) -> anyhow::Result<Option<T>> {
@@ -104,15 +104,24 @@ impl BitwardenClient {
                 .await
                 .with_context(|| format!("reading the answer to GET {url}"))?;
             if status.is_success() {
-                let started = std::time::Instant::now();
-                let parsed = serde_json::from_slice(&body);
-                if body.len() > 1 << 20 {
+                let parsed = if body.len() > 1 << 20 {
+                    // A large answer (the member list: tens of MB) is parsed on the blocking
+                    // pool, so that the requests sharing this task (a push's group requests
+                    // beside its read-back) go on meanwhile.
+                    let size = body.len();
+                    let started = std::time::Instant::now();
+                    let parsed =
+                        tokio::task::spawn_blocking(move || serde_json::from_slice::<T>(&body))
+                            .await
+                            .with_context(|| format!("parsing the answer to GET {url}"))?;
                     tracing::debug!(
-                        "GET {path}: {} bytes parsed in {:.3}s",
-                        body.len(),
+                        "GET {path}: {size} bytes parsed in {:.3}s",
                         started.elapsed().as_secs_f64()
                     );
-                }
+                    parsed
+                } else {
+                    serde_json::from_slice(&body)
+                };
                 return parsed
                     .map(Some)
                     .with_context(|| format!("the answer to GET {url} is not what the API sends"));
@@ -133,7 +142,7 @@ impl BitwardenClient {
     }
 
     /// Every page of a list endpoint (`continuationToken`); `None` on 404.
-    async fn get_list<T: serde::de::DeserializeOwned>(
+    async fn get_list<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
     ) -> anyhow::Result<Option<Vec<T>>> {

@@ -26,6 +26,80 @@ const GROUP_UPSERT: &str =
        synced_at = excluded.synced_at, members = excluded.members";
 const GROUP_DELETE: &str = "DELETE FROM groups WHERE scope = ?1 AND external_id = ?2";
 
+/// A group's member list as the cache stores it (a BLOB): an LZ4 block, its size first, of each
+/// externalId's byte length (LEB128) and bytes. Sorted DNs share most of their text, so a list
+/// takes a fraction of its JSON, and a sync that changes many groups writes that much less.
+/// Lists that earlier versions stored as JSON text are still read ([`decode_members`]).
+pub(crate) fn encode_members<S: AsRef<str>>(ids: &[S]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(ids.iter().map(|i| i.as_ref().len() + 2).sum());
+    for id in ids {
+        let id = id.as_ref().as_bytes();
+        let mut n = id.len();
+        while n >= 0x80 {
+            raw.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        raw.push(n as u8);
+        raw.extend_from_slice(id);
+    }
+    lz4_flex::compress_prepend_size(&raw)
+}
+
+/// A stored member list: a BLOB of [`encode_members`], JSON text (earlier versions), or NULL
+/// (none kept).
+pub(crate) fn decode_members(
+    value: rusqlite::types::ValueRef,
+) -> Result<Option<Vec<String>>, String> {
+    use rusqlite::types::ValueRef;
+    let blob = match value {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Text(json) => {
+            return serde_json::from_slice::<Vec<String>>(json)
+                .map(Some)
+                .map_err(|e| e.to_string());
+        }
+        ValueRef::Blob(b) => b,
+        other => {
+            return Err(format!(
+                "a {:?} where a list was expected",
+                other.data_type()
+            ));
+        }
+    };
+    // LZ4 expands at most 255 times: a larger size is damage, not a list
+    let size = blob
+        .get(..4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize)
+        .ok_or("a truncated list")?;
+    if size > blob.len().saturating_mul(255) {
+        return Err("a damaged list (its size is impossible)".into());
+    }
+    let raw = lz4_flex::decompress_size_prepended(blob).map_err(|e| e.to_string())?;
+    let mut ids = Vec::new();
+    let mut at = 0;
+    while at < raw.len() {
+        let (mut n, mut shift) = (0usize, 0u32);
+        loop {
+            let b = *raw.get(at).ok_or("a truncated list")?;
+            at += 1;
+            n |= usize::from(b & 0x7f)
+                .checked_shl(shift)
+                .ok_or("a damaged list")?;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                return Err("a damaged list (a length too long)".into());
+            }
+        }
+        let id = raw.get(at..at + n).ok_or("a truncated list")?;
+        ids.push(String::from_utf8(id.to_vec()).map_err(|e| e.to_string())?);
+        at += n;
+    }
+    Ok(Some(ids))
+}
+
 /// The scope whose cache was last written is the one shown when no other is chosen.
 fn remember_scope(tx: &rusqlite::Transaction, scope: &str) -> rusqlite::Result<usize> {
     tx.execute(
@@ -70,16 +144,12 @@ impl Store {
         let mut rows = st.query([&self.scope])?;
         while let Some(r) = rows.next()? {
             let id: String = r.get(0)?;
-            let members: Option<String> = r.get(4)?;
-            let list = members.as_deref().and_then(|m| {
-                serde_json::from_str::<Vec<String>>(m)
-                    .inspect_err(|e| {
-                        tracing::warn!(
-                            "sync cache: the member list of group `{id}` is unreadable ({e}); \
-                             its fingerprint decides whether it changed"
-                        )
-                    })
-                    .ok()
+            let list = decode_members(r.get_ref(4)?).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "sync cache: the member list of group `{id}` is unreadable ({e}); its \
+                     fingerprint decides whether it changed"
+                );
+                None
             });
             let g = CachedGroup {
                 name: r.get(1)?,
@@ -132,7 +202,7 @@ impl Store {
             }
             let mut gup = tx.prepare(GROUP_UPSERT)?;
             for g in groups {
-                let members = serde_json::to_string(&g.members)?;
+                let members = encode_members(&g.members);
                 gup.execute(params![
                     scope,
                     g.external_id,
@@ -228,7 +298,7 @@ impl Store {
             }
             let mut gup = tx.prepare(GROUP_UPSERT)?;
             for (id, c) in &groups.upserts {
-                let list = c.members.as_ref().map(serde_json::to_string).transpose()?;
+                let list = c.members.as_deref().map(encode_members);
                 gup.execute(params![
                     scope,
                     id,
@@ -440,5 +510,75 @@ mod tests {
         let c = s.load_cache().unwrap();
         assert_eq!(c.members["a"].email, "a@x.com");
         assert_eq!(c.groups["g"].members.as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn member_lists_are_stored_compressed_and_read_back() {
+        use rusqlite::types::ValueRef;
+        let long = "x".repeat(300); // a length of two LEB128 bytes
+        let ids = vec![
+            String::new(),
+            "cn=Zoë,ou=People,dc=example,dc=com".to_string(),
+            long,
+        ];
+        let blob = encode_members(&ids);
+        assert_eq!(decode_members(ValueRef::Blob(&blob)), Ok(Some(ids)));
+        let empty: [&str; 0] = [];
+        assert_eq!(
+            decode_members(ValueRef::Blob(&encode_members(&empty))),
+            Ok(Some(vec![]))
+        );
+        // a thousand DNs take a small part of their JSON
+        let dns: Vec<String> = (0..1000)
+            .map(|i| format!("uid=user{i:06},ou=People,dc=example,dc=com"))
+            .collect();
+        let json = serde_json::to_string(&dns).unwrap();
+        assert!(encode_members(&dns).len() * 3 < json.len());
+        assert_eq!(
+            decode_members(ValueRef::Text(json.as_bytes())),
+            Ok(Some(dns))
+        );
+        assert_eq!(decode_members(ValueRef::Null), Ok(None));
+    }
+
+    #[test]
+    fn a_damaged_member_list_is_an_error_not_a_panic() {
+        use rusqlite::types::ValueRef;
+        let blob = encode_members(&["cn=a,dc=x", "cn=b,dc=x"]);
+        let mut damaged: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![1, 2],
+            blob[..blob.len() - 1].to_vec(),
+            // a size no LZ4 block of this length can have
+            [&u32::MAX.to_le_bytes()[..], &blob[4..]].concat(),
+        ];
+        // lengths that run past the end, and bytes that are not UTF-8
+        damaged.push(lz4_flex::compress_prepend_size(&[9, b'a']));
+        damaged.push(lz4_flex::compress_prepend_size(&[0xff; 8]));
+        damaged.push(lz4_flex::compress_prepend_size(&[1, 0xff]));
+        for d in &damaged {
+            assert!(
+                decode_members(ValueRef::Blob(d)).is_err(),
+                "{d:?} was read as a list"
+            );
+        }
+        assert!(decode_members(ValueRef::Integer(3)).is_err());
+        assert!(decode_members(ValueRef::Text(b"not json")).is_err());
+    }
+
+    #[test]
+    fn a_damaged_member_list_leaves_the_fingerprint_to_decide() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.commit_batch(&[], &[], false).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO groups(scope, external_id, name, fingerprint, member_count,
+                 synced_at, members) VALUES (?1, 'g', 'G', 'f', 2, 't', x'00ff00ff')",
+                [s.scope.clone()],
+            )
+            .unwrap();
+        let c = s.load_cache().unwrap();
+        assert_eq!(c.groups["g"].members, None);
+        assert_eq!(c.groups["g"].fingerprint, "f");
     }
 }

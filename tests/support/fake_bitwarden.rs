@@ -246,8 +246,9 @@ impl Org {
         self.members.get_mut(email).expect("member").status = REVOKED;
     }
     /// The members as `GET /public/members` lists them (`ListResponseModel<MemberResponseModel>`),
-    /// encoded straight from the organization (a hundred thousand members are tens of MB).
-    fn members_json(&self) -> Vec<u8> {
+    /// encoded from a copy taken under the lock: a hundred thousand members are tens of MB, and
+    /// a real server answers other requests while it writes them.
+    fn members_json(members: &[Member]) -> Vec<u8> {
         #[derive(serde::Serialize)]
         #[serde(rename_all = "camelCase")]
         struct MemberOut<'a> {
@@ -273,9 +274,8 @@ impl Org {
             data: Vec<MemberOut<'a>>,
             continuation_token: Option<()>,
         }
-        let data = self
-            .members
-            .values()
+        let data = members
+            .iter()
             .map(|m| MemberOut {
                 object: "member",
                 id: &m.id,
@@ -528,8 +528,9 @@ async fn read_members(State((org, _)): State<Shared>, headers: HeaderMap) -> Res
     if let Some(r) = refuse_read(&mut org, &headers, "/public/members".into()) {
         return r;
     }
-    let body = org.members_json();
+    let members: Vec<Member> = org.members.values().cloned().collect();
     drop(org);
+    let body = Org::members_json(&members);
     ([("content-type", "application/json; charset=utf-8")], body).into_response()
 }
 

@@ -2,9 +2,9 @@
 //! binary against the in-process fake Bitwarden server: `test`, a first full sync, an unchanged
 //! sync and a churn sync (1% new users added to one group, 1% deleted with
 //! `remove_missing_users`). Also times `ldapsearch` reading the same users with paging (the
-//! floor). Each run but the churn is repeated `BENCH_REPEAT` times (default 3; the first full sync
-//! each time after `clear-cache` against an emptied organization) and the run with the median
-//! wall time is reported; slapd's cache is warmed first. Run: `BENCH_USERS=5000 cargo bench
+//! floor). Each run is repeated `BENCH_REPEAT` times (default 3; the first full sync each time
+//! after `clear-cache` against an emptied organization, the churn each time with other users)
+//! and the run with the median wall time is reported; slapd's cache is warmed first. Run: `BENCH_USERS=5000 cargo bench
 //! --bench sync`. With `BENCH_HOLD=1` it prints the command line for the loaded setup and waits;
 //! each Enter empties the fake organization (for profiling a first sync by hand), end of input
 //! quits. With `BENCH_VERBOSE=1` every run gets `-v` (its stage times go to stderr); with
@@ -262,7 +262,6 @@ fn main() {
             rss as f64 / 1024.0,
         );
     };
-    let run = |label: &str, args: &[&str]| run_with(label, args, 1, &|| {});
     run_with(
         "test (read+diff, no push)",
         &["test", "--json"],
@@ -276,35 +275,43 @@ fn main() {
     });
     run_with("unchanged sync", &["sync"], repeat, &|| {});
     let imports = server.import_count();
-    // churn: 1% new users, all added to group 0; 1% deleted
+    // churn: 1% new users, all added to group 0; 1% deleted. Each repeat churns again (new
+    // users, others deleted), against the organization the previous one left.
     let churn = (n / 100).max(1);
-    let mut add = String::new();
-    for i in n..n + churn {
-        add.push_str(&person(
-            &uid(i),
-            Some(&format!("{}@example.com", uid(i))),
-            false,
-        ));
-    }
-    slapd.add(&add);
-    let mut m = format!(
-        "dn: {}\nchangetype: modify\nadd: member\n",
-        group_dn("group00000")
-    );
-    for i in n..n + churn {
-        m.push_str(&format!("member: {}\n", user_dn(&uid(i))));
-    }
-    m.push('\n');
-    slapd.modify(&m);
-    let mut del = String::new();
-    for i in 0..churn {
-        del.push_str(&format!(
-            "dn: {}\nchangetype: delete\n\n",
-            user_dn(&uid(i * 97 % n))
-        ));
-    }
-    slapd.modify(&del);
-    run("churn sync (1% in, 1% out)", &["sync"]);
+    let round = std::cell::Cell::new(0usize);
+    let churn_once = || {
+        let k = round.get();
+        round.set(k + 1);
+        let new_users = n + k * churn..n + (k + 1) * churn;
+        let mut add = String::new();
+        for i in new_users.clone() {
+            add.push_str(&person(
+                &uid(i),
+                Some(&format!("{}@example.com", uid(i))),
+                false,
+            ));
+        }
+        slapd.add(&add);
+        let mut m = format!(
+            "dn: {}\nchangetype: modify\nadd: member\n",
+            group_dn("group00000")
+        );
+        for i in new_users {
+            m.push_str(&format!("member: {}\n", user_dn(&uid(i))));
+        }
+        m.push('\n');
+        slapd.modify(&m);
+        // (multiples of 97, shifted by the round: a user is deleted once)
+        let mut del = String::new();
+        for i in 0..churn {
+            del.push_str(&format!(
+                "dn: {}\nchangetype: delete\n\n",
+                user_dn(&uid((i * 97 + k) % n))
+            ));
+        }
+        slapd.modify(&del);
+    };
+    run_with("churn sync (1% in, 1% out)", &["sync"], repeat, &churn_once);
     println!(
         "import requests: {imports} after the unchanged sync, {} in all",
         server.import_count()

@@ -373,12 +373,21 @@ impl Dn {
 /// The canonical form of a DN for matching (see [`Dn::canonical`]). A string that is not a DN
 /// is kept as it is (it then matches only itself).
 pub fn normalize_dn(dn: &str) -> String {
-    if let Some(c) = plain_canonical(dn) {
-        return c;
+    let mut out = String::new();
+    normalize_dn_into(dn, &mut out);
+    out
+}
+
+/// [`normalize_dn`] into `out` (cleared first), whose memory is reused: a directory's member
+/// values are hundreds of thousands of DNs, most only looked up.
+pub fn normalize_dn_into(dn: &str, out: &mut String) {
+    if plain_canonical_into(dn, out) {
+        return;
     }
+    out.clear();
     match parse(dn) {
-        Ok(d) => d.canonical(),
-        Err(_) => dn.to_string(),
+        Ok(d) => out.push_str(&d.canonical()),
+        Err(_) => out.push_str(dn),
     }
 }
 
@@ -386,38 +395,70 @@ pub fn normalize_dn(dn: &str) -> String {
 /// printable ASCII, one `type=value` per RDN, nothing to unescape), made in one pass without
 /// the parser; `None` for anything else (the parser's form then applies). Equal to
 /// [`Dn::canonical`] wherever it answers (a property test checks it).
+#[cfg(test)]
 fn plain_canonical(dn: &str) -> Option<String> {
+    let mut out = String::new();
+    plain_canonical_into(dn, &mut out).then_some(out)
+}
+
+/// `plain_canonical` into `out`: whether it answered (`out` then holds the form; otherwise
+/// its content is unspecified).
+fn plain_canonical_into(dn: &str, out: &mut String) -> bool {
     let plain = |c: &u8| {
         (0x20..=0x7e).contains(c) && !matches!(c, b'\\' | b'"' | b'+' | b';' | b'#' | b'<' | b'>')
     };
-    if dn.is_empty() || !dn.as_bytes().iter().all(plain) {
-        return None;
+    let dn = dn.as_bytes();
+    if dn.is_empty() || !dn.iter().all(plain) {
+        return false;
     }
-    let mut out = String::with_capacity(dn.len());
-    for (i, rdn) in dn.split(',').enumerate() {
-        let (attr, value) = rdn.split_once('=')?;
-        if value.contains('=') {
-            return None;
+    let mut buf = std::mem::take(out).into_bytes();
+    buf.clear();
+    let answered = plain_rdns(dn, &mut buf).is_some();
+    // printable ASCII throughout, so always UTF-8
+    match String::from_utf8(buf) {
+        Ok(s) => {
+            *out = s;
+            answered
         }
-        let attr = attr.trim_matches(' ');
-        if !attr.bytes().next()?.is_ascii_alphabetic()
-            || !attr.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        Err(_) => false,
+    }
+}
+
+/// The RDNs of a DN of printable ASCII, lower-cased, the spaces around a type and a value
+/// dropped and those inside a value collapsed to one; `None` where the parser must decide.
+fn plain_rdns(dn: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    for (i, rdn) in dn.split(|&c| c == b',').enumerate() {
+        let eq = rdn.iter().position(|&c| c == b'=')?;
+        let (attr, value) = (rdn[..eq].trim_ascii(), &rdn[eq + 1..]);
+        if value.contains(&b'=')
+            || !attr.first()?.is_ascii_alphabetic()
+            || !attr.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
         {
             return None;
         }
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.extend(attr.chars().map(|c| c.to_ascii_lowercase()));
-        out.push('=');
-        let mut words = value.split(' ').filter(|w| !w.is_empty());
-        out.extend(words.next()?.chars().map(|c| c.to_ascii_lowercase()));
-        for w in words {
-            out.push(' ');
-            out.extend(w.chars().map(|c| c.to_ascii_lowercase()));
+        out.extend(attr.iter().map(u8::to_ascii_lowercase));
+        out.push(b'=');
+        let (mut word, mut gap) = (false, false);
+        for &c in value {
+            if c == b' ' {
+                gap = word;
+            } else {
+                if gap {
+                    out.push(b' ');
+                    gap = false;
+                }
+                out.push(c.to_ascii_lowercase());
+                word = true;
+            }
+        }
+        if !word {
+            return None;
         }
     }
-    Some(out)
+    Some(())
 }
 
 #[cfg(test)]

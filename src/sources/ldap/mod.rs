@@ -685,7 +685,9 @@ impl LdapSource {
             }
             // A member value that names no user is kept as a group reference: normalization
             // resolves it to a nested group or lists it as an unmatched member.
-            let classify = |v: &[u8], group: &mut DirGroup| {
+            // (each DN is made canonical in one reused buffer: most are only looked up)
+            let mut canonical = String::new();
+            let mut classify = |v: &[u8], group: &mut DirGroup| {
                 let Ok(v) = std::str::from_utf8(v) else {
                     group
                         .group_members
@@ -694,10 +696,10 @@ impl LdapSource {
                 };
                 let v = strip_unique_id(v.trim());
                 if v.contains('=') {
-                    let dn = normalize_dn(v);
-                    match by_dn.get(&dn) {
+                    dn::normalize_dn_into(v, &mut canonical);
+                    match by_dn.get(canonical.as_str()) {
                         Some(ext) => group.user_members.push(ext.clone()),
-                        None => group.group_members.push(dn),
+                        None => group.group_members.push(canonical.clone()),
                     }
                 } else if let Some(ext) = by_uid.get(&v.to_lowercase()) {
                     group.user_members.push(ext.clone());

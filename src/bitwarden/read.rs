@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::client::{ApiError, BitwardenClient};
 use super::wire::error_message;
-use crate::engine::org::IdKey;
+use crate::engine::org::{IdKey, MemberIds};
 use crate::engine::{OrgGroup, OrgMember, Organization};
 use crate::sources::Progress;
 
@@ -254,7 +254,7 @@ impl BitwardenClient {
         let total = groups.len();
         // the members of the read before that have left the organization since (few, even
         // when the organization is large: a lookup in this set stays cheap)
-        let departed: foldhash::HashSet<String> = match &since {
+        let departed: MemberIds = match &since {
             // (a first sync's organization had no group to keep: nothing to look up)
             Some((before, _)) if !before.groups.is_empty() => {
                 let present: foldhash::HashSet<IdKey> =
@@ -263,13 +263,14 @@ impl BitwardenClient {
                     .members
                     .iter()
                     .filter(|m| !present.contains(&IdKey::of(&m.id)))
-                    .map(|m| m.id.clone())
+                    .map(|m| m.id.as_str())
                     .collect()
             }
             _ => Default::default(),
         };
+        let departed: foldhash::HashSet<IdKey> = departed.keys().collect();
         // the member ids each group keeps from the read before (`None`: ask the server)
-        let groups: Vec<(GroupModel, Option<Vec<String>>)> = match since {
+        let groups: Vec<(GroupModel, Option<MemberIds>)> = match since {
             None => groups.into_iter().map(|g| (g, None)).collect(),
             Some((before, changed)) => groups
                 .into_iter()
@@ -287,7 +288,7 @@ impl BitwardenClient {
                     let kept = at.map(|at| {
                         let mut ids = std::mem::take(&mut before.groups[at].member_ids);
                         if !departed.is_empty() {
-                            ids.retain(|id| !departed.contains(id));
+                            ids.retain(|id| !departed.contains(&id));
                         }
                         ids
                     });
@@ -307,7 +308,7 @@ impl BitwardenClient {
                 }
                 let path = format!("/public/groups/{}/member-ids", g.id);
                 let ids = self
-                    .get_json::<Vec<String>>(&path)
+                    .get_json::<MemberIds>(&path)
                     .await
                     .with_context(|| {
                         format!(

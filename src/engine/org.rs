@@ -47,7 +47,105 @@ pub struct OrgGroup {
     pub name: String,
     pub external_id: Option<String>,
     /// Member ids (the organization's ids, not externalIds).
-    pub member_ids: Vec<String>,
+    pub member_ids: MemberIds,
+}
+
+/// A group's member ids (the organization's ids of its members; their order does not matter).
+/// A lowercase hyphenated GUID, the form of every id a Bitwarden server sends, is kept as its
+/// number: 16 bytes instead of a 36-character string, and an organization's groups can name
+/// hundreds of thousands of members. Any other id is kept as its string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberIds {
+    guids: Vec<u128>,
+    others: Vec<String>,
+}
+
+impl MemberIds {
+    pub fn push(&mut self, id: &str) {
+        match IdKey::of(id) {
+            IdKey::Guid(g) => self.guids.push(g),
+            IdKey::Other(s) => self.others.push(s.to_string()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.guids.len() + self.others.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each id as a key (GUIDs first).
+    pub fn keys(&self) -> impl Iterator<Item = IdKey<'_>> {
+        let guids = self.guids.iter().map(|&g| IdKey::Guid(g));
+        guids.chain(self.others.iter().map(|s| IdKey::Other(s)))
+    }
+
+    /// Keeps the ids for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(IdKey) -> bool) {
+        self.guids.retain(|&g| keep(IdKey::Guid(g)));
+        self.others.retain(|s| keep(IdKey::Other(s)));
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for MemberIds {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> MemberIds {
+        let mut ids = MemberIds::default();
+        for id in iter {
+            ids.push(id.as_ref());
+        }
+        ids
+    }
+}
+
+/// A list of strings, as `GET /public/groups/{id}/member-ids` sends it: each id is classified
+/// as it is parsed (no list of strings is built first).
+impl<'de> serde::Deserialize<'de> for MemberIds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MemberIds, D::Error> {
+        use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+        use std::fmt;
+        struct List;
+        struct Into<'a>(&'a mut MemberIds);
+        impl<'de> Visitor<'de> for List {
+            type Value = MemberIds;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of member ids")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MemberIds, A::Error> {
+                let mut ids = MemberIds::default();
+                while seq.next_element_seed(Into(&mut ids))?.is_some() {}
+                Ok(ids)
+            }
+        }
+        impl<'de> DeserializeSeed<'de> for Into<'_> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_str(self)
+            }
+        }
+        impl<'de> Visitor<'de> for Into<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member id")
+            }
+            fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<(), E> {
+                self.0.push(id);
+                Ok(())
+            }
+        }
+        d.deserialize_seq(List)
+    }
+}
+
+/// The ids as strings, each as the server wrote it.
+impl Serialize for MemberIds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.keys().map(|k| match k {
+            IdKey::Guid(g) => uuid::Uuid::from_u128(g).hyphenated().to_string(),
+            IdKey::Other(o) => o.to_string(),
+        }))
+    }
 }
 
 /// Everything the read side returned.
@@ -235,8 +333,8 @@ impl Organization {
             pairs.clear();
             let mut end = start;
             while end < kept.len() && (end == start || pairs.len() < CHUNK) {
-                for id in &kept[end].1.member_ids {
-                    match IdKey::of(id) {
+                for id in kept[end].1.member_ids.keys() {
+                    match id {
                         IdKey::Guid(g) => pairs.push((g, end as u32)),
                         IdKey::Other(s) => ranks[end].extend(others.get(s)),
                     }
@@ -352,9 +450,14 @@ impl Organization {
                 h.update(part.as_bytes());
                 h.update([0u8]);
             }
-            for id in &g.member_ids {
-                h.update(id.as_bytes());
-                h.update([2u8]);
+            for id in g.member_ids.keys() {
+                match id {
+                    IdKey::Guid(g) => h.update(g.to_le_bytes()),
+                    IdKey::Other(s) => {
+                        h.update(s.as_bytes());
+                        h.update([2u8]);
+                    }
+                }
             }
         }
         hex::encode(&h.finalize()[..16])
@@ -686,13 +789,13 @@ mod tests {
                     id: "g1".into(),
                     name: "Eng".into(),
                     external_id: Some("eng".into()),
-                    member_ids: vec!["m1".into(), "m3".into()],
+                    member_ids: ["m1", "m3"].into_iter().collect(),
                 },
                 OrgGroup {
                     id: "g2".into(),
                     name: "Hand made".into(),
                     external_id: None,
-                    member_ids: vec!["m1".into()],
+                    member_ids: ["m1"].into_iter().collect(),
                 },
             ],
         }
@@ -976,8 +1079,12 @@ mod row_change_tests {
                 let Some(ext) = g.external_id.as_deref().filter(|e| !e.is_empty()) else {
                     continue;
                 };
-                let mut refs: Vec<String> = g
-                    .member_ids
+                // (the ids as strings again: the lookup is by the server's spelling)
+                let ids: Vec<String> = serde_json::from_value(
+                    serde_json::to_value(&g.member_ids).unwrap(),
+                )
+                .unwrap();
+                let mut refs: Vec<String> = ids
                     .iter()
                     .filter_map(|id| by_id.get(id.as_str()).cloned())
                     .collect();
@@ -1018,7 +1125,7 @@ mod row_change_tests {
                 id: "g1".into(),
                 name: "Eng".into(),
                 external_id: Some("eng".into()),
-                member_ids: vec![guid(3), guid(2), guid(1), guid(1)],
+                member_ids: [guid(3), guid(2), guid(1), guid(1)].into_iter().collect(),
             }],
         };
         let plan = Plan {
@@ -1057,7 +1164,7 @@ mod row_change_tests {
                 id: "g1".into(),
                 name: "Eng".into(),
                 external_id: Some("eng".into()),
-                member_ids: vec!["m1".into()],
+                member_ids: ["m1"].into_iter().collect(),
             }],
         };
         let rows = org.member_row_changes(&org, [("a", Some("a@x.com"))]);

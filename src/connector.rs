@@ -375,7 +375,7 @@ impl Connector {
             };
             let prepared = tokio::task::spawn_blocking(move || {
                 let digest = org.digest();
-                let base = org.baseline();
+                let base = org.plan_baseline();
                 PreparedOrg { org, digest, base }
             })
             .await
@@ -409,7 +409,7 @@ impl Connector {
     /// (loaded only then).
     fn baseline(org: Option<&Organization>, store: &Store) -> anyhow::Result<(Cache, Baseline)> {
         Ok(match org {
-            Some(o) => (o.baseline(), Baseline::Organization),
+            Some(o) => (o.plan_baseline(), Baseline::Organization),
             None => {
                 let local = store.load_cache()?;
                 if local.members.is_empty() && local.groups.is_empty() {

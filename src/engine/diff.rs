@@ -515,10 +515,10 @@ pub fn diff_groups(
                 }
             }
             members.sort_unstable();
-            let fingerprint = group_fingerprint(&g.name, &members);
+            // (hashed only where it is needed: most groups of a sync are unchanged)
             let changed = |c: &CachedGroup| match &c.members {
                 Some(old) => c.name != g.name || differs(old, &members),
-                None => c.fingerprint != fingerprint,
+                None => c.fingerprint != group_fingerprint(&g.name, &members),
             };
             let due = |c: &CachedGroup| match (&opts.resend_groups_before, &c.synced_at) {
                 (Some(before), Some(at)) => at < before,
@@ -532,6 +532,7 @@ pub fn diff_groups(
             };
             match action {
                 Some(action) => {
+                    let fingerprint = group_fingerprint(&g.name, &members);
                     let removed_members =
                         cached.and_then(|c| c.members.as_ref()).map_or(0, |old| {
                             let new: HashSet<&Id> = members.iter().collect();

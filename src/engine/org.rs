@@ -228,8 +228,25 @@ impl Organization {
         self.baseline_with(&self.group_refs())
     }
 
+    /// [`Organization::baseline`] to make a plan against: its group rows have their member
+    /// lists but no fingerprint (empty). The diff compares member lists; only a row written to
+    /// the cache needs one, and hashing every group's members is a tenth of an unchanged sync.
+    pub fn plan_baseline(&self) -> Cache {
+        let refs = self.group_refs();
+        let mut cache = self.baseline_members();
+        cache.groups = refs.rows_for(false);
+        cache
+    }
+
     /// [`Organization::baseline`] with this organization's [`GroupRefs`], already built.
     pub fn baseline_with(&self, refs: &GroupRefs) -> Cache {
+        let mut cache = self.baseline_members();
+        cache.groups = refs.rows();
+        cache
+    }
+
+    /// The members of [`Organization::baseline`] (and no group).
+    fn baseline_members(&self) -> Cache {
         let mut cache = Cache::default();
         cache.members.reserve(self.members.len());
         for m in &self.members {
@@ -242,7 +259,6 @@ impl Organization {
                     });
             }
         }
-        cache.groups = refs.rows();
         cache
     }
 
@@ -645,9 +661,17 @@ impl<'a> GroupRefs<'a> {
 
     /// Every group's baseline row (externalId → row).
     pub fn rows(&self) -> HashMap<String, CachedGroup> {
+        self.rows_for(true)
+    }
+
+    /// [`GroupRefs::rows`], with their fingerprints or without (empty).
+    fn rows_for(&self, fingerprints: bool) -> HashMap<String, CachedGroup> {
         let mut rows = HashMap::with_capacity(self.groups.len());
         self.each(|ext, g, members| {
-            let fingerprint = group_fingerprint(&g.name, members);
+            let fingerprint = match fingerprints {
+                true => group_fingerprint(&g.name, members),
+                false => String::new(),
+            };
             rows.insert(ext.to_string(), group_row(&g.name, members, fingerprint));
         });
         rows
@@ -836,6 +860,13 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert!(list.iter().any(|m| &**m == "a"));
         assert!(list.iter().any(|m| is_unmanaged_ref(m)));
+        // the baseline a plan is made against: the same rows, without fingerprints
+        let p = org().plan_baseline();
+        assert_eq!(p.members.len(), 3);
+        assert_eq!(p.groups["eng"].members, eng.members);
+        assert_eq!(p.groups["eng"].name, "Eng");
+        assert_eq!(p.groups["eng"].fingerprint, "");
+        assert_eq!(eng.fingerprint.len(), 32);
     }
 
     #[test]

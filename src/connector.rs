@@ -868,33 +868,11 @@ impl Connector {
             &*before.org
         };
         let started = std::time::Instant::now();
-        // the read-back's groups, resolved once for the cache's rows and the check
-        let refs = pushed.then(|| after.group_refs());
-        let wrote = match &refs {
-            None => store.replace_cache(&before.digest, || before.org.baseline())?,
-            Some(refs) if before.held && !plan.overwrite_existing => {
-                // The cache held `before` and then took the batches' writes: only the rows where
-                // the read-back differs from that are written.
-                let written = plan.members.iter().map(|m| {
-                    let email = (!m.is_removal()).then_some(m.email.as_str());
-                    (m.external_id.as_str(), email)
-                });
-                let rows = after.member_row_changes(before.org, written);
-                tracing::debug!(
-                    "cache rows to correct after the push: {} member upsert(s), {} member delete(s)",
-                    rows.upserts.len(),
-                    rows.deletes.len()
-                );
-                let groups = refs.row_changes(store.load_group_fingerprints()?);
-                tracing::debug!(
-                    "cache rows to correct after the push: {} group(s) to write, {} to drop",
-                    groups.upserts.len(),
-                    groups.deletes.len()
-                );
-                store.write_cache_rows(&after.digest(), &rows, &groups)?;
-                true
-            }
-            Some(refs) => store.replace_cache(&after.digest(), || after.baseline_with(refs))?,
+        let (wrote, problems) = if pushed {
+            Self::record_read_back(&before, after, plan, store)?
+        } else {
+            let wrote = store.replace_cache(&before.digest, || before.org.baseline())?;
+            (wrote, Vec::new())
         };
         if wrote {
             tracing::info!(
@@ -902,10 +880,6 @@ impl Connector {
                 started.elapsed().as_secs_f64()
             );
         }
-        let problems = match &refs {
-            Some(refs) => after.verify_with(plan, refs),
-            None => Vec::new(),
-        };
         if problems.is_empty() {
             return Ok(());
         }
@@ -921,6 +895,59 @@ impl Connector {
                 String::new()
             }
         )
+    }
+
+    /// Makes the cache what the organization read back after a push shows, and checks that it
+    /// shows the plan: whether the cache was written, and the problems found. Nothing else runs
+    /// at this point of a sync, so the work is spread over two threads: the digest and the
+    /// member rows beside the groups' references, then the check beside the cache's writing.
+    fn record_read_back(
+        before: &Before<'_>,
+        after: &Organization,
+        plan: &Plan,
+        store: &mut Store,
+    ) -> anyhow::Result<(bool, Vec<String>)> {
+        // The cache held `before` and then took the batches' writes: only the rows where the
+        // read-back differs from that are written.
+        let incremental = before.held && !plan.overwrite_existing;
+        let member_rows = || {
+            let written = plan.members.iter().map(|m| {
+                let email = (!m.is_removal()).then_some(m.email.as_str());
+                (m.external_id.as_str(), email)
+            });
+            after.member_row_changes(before.org, written)
+        };
+        let (digest, rows, refs) = std::thread::scope(|s| {
+            let digest = s.spawn(|| after.digest());
+            let rows = incremental.then(|| s.spawn(member_rows));
+            // the read-back's groups, resolved once for the cache's rows and the check
+            let refs = after.group_refs();
+            (joined(digest), rows.map(joined), refs)
+        });
+        std::thread::scope(|s| {
+            let check = s.spawn(|| after.verify_with(plan, &refs));
+            let wrote = match rows {
+                Some(rows) => store.load_group_fingerprints().and_then(|held| {
+                    tracing::debug!(
+                        "cache rows to correct after the push: {} member upsert(s), {} member \
+                         delete(s)",
+                        rows.upserts.len(),
+                        rows.deletes.len()
+                    );
+                    let groups = refs.row_changes(held);
+                    tracing::debug!(
+                        "cache rows to correct after the push: {} group(s) to write, {} to drop",
+                        groups.upserts.len(),
+                        groups.deletes.len()
+                    );
+                    store.write_cache_rows(&digest, &rows, &groups)?;
+                    Ok(true)
+                }),
+                None => store.replace_cache(&digest, || after.baseline_with(&refs)),
+            };
+            let problems = joined(check);
+            Ok((wrote?, problems))
+        })
     }
 
     /// Sends `batches` of a plan, one request at a time, pipelined: while batch i is in flight,
@@ -1146,6 +1173,14 @@ impl Drop for OrgRead {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// A scoped thread's result; its panic goes on in the joining thread (as if the work had run
+/// there).
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn applied_message(done: u64) -> String {

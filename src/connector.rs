@@ -946,7 +946,8 @@ impl Connector {
                 None => store.replace_cache(&digest, || after.baseline_with(&refs)),
             };
             let problems = joined(check);
-            Ok((wrote?, problems))
+            let wrote = wrote.context("writing what the organization shows to the sync cache")?;
+            Ok((wrote, problems))
         })
     }
 

@@ -197,7 +197,7 @@ fn group_row(name: &str, sorted_members: &[&Id], fingerprint: String) -> CachedG
     }
 }
 
-/// Group rows to write to the cache ([`Organization::group_row_changes`]).
+/// Group rows to write to the cache ([`GroupRefs::row_changes`]).
 #[derive(Debug, Default)]
 pub struct GroupRows {
     /// externalId and row
@@ -263,12 +263,14 @@ impl Organization {
     }
 
     /// The groups of [`Organization::baseline`] alone (externalId → row).
+    #[cfg(test)]
     pub fn group_rows(&self) -> HashMap<String, CachedGroup> {
         self.group_refs().rows()
     }
 
     /// The group rows a cache must change to hold this organization's baseline (see
     /// [`GroupRefs::row_changes`]).
+    #[cfg(test)]
     pub fn group_row_changes(&self, held: std::collections::HashMap<String, String>) -> GroupRows {
         self.group_refs().row_changes(held)
     }
@@ -528,11 +530,13 @@ impl Organization {
 
     /// Checks that the organization (read after a push) shows what the plan sent. Each problem
     /// is a sentence naming the object and the likely cause.
+    #[cfg(test)]
     pub fn verify(&self, plan: &Plan) -> Vec<String> {
         self.verify_with(plan, &self.group_refs())
     }
 
-    /// [`Organization::verify`] with this organization's [`GroupRefs`], already built.
+    /// Checks that the organization (read after a push) shows what the plan sent, given its
+    /// [`GroupRefs`]. Each problem is a sentence naming the object and the likely cause.
     pub fn verify_with(&self, plan: &Plan, refs: &GroupRefs) -> Vec<String> {
         let mut by_ext: HashMap<&str, &OrgMember> = HashMap::with_capacity(self.members.len());
         for m in &self.members {

@@ -82,9 +82,7 @@ pub(crate) fn decode_members(
         loop {
             let b = *raw.get(at).ok_or("a truncated list")?;
             at += 1;
-            n |= usize::from(b & 0x7f)
-                .checked_shl(shift)
-                .ok_or("a damaged list")?;
+            n |= usize::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 break;
             }
@@ -273,7 +271,7 @@ impl Store {
 
     /// Writes member and group rows already known to differ (see
     /// [`crate::engine::Organization::member_row_changes`] and
-    /// [`crate::engine::Organization::group_row_changes`]), then records `digest` as the
+    /// [`crate::engine::org::GroupRefs::row_changes`]), then records `digest` as the
     /// organization the cache now holds.
     pub fn write_cache_rows(
         &mut self,

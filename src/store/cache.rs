@@ -91,7 +91,9 @@ pub(crate) fn decode_members(
                 return Err("a damaged list (a length too long)".into());
             }
         }
-        let id = raw.get(at..at.saturating_add(n)).ok_or("a truncated list")?;
+        let id = raw
+            .get(at..at.saturating_add(n))
+            .ok_or("a truncated list")?;
         ids.push(String::from_utf8(id.to_vec()).map_err(|e| e.to_string())?);
         at += n;
     }

@@ -785,7 +785,7 @@ impl Connector {
             // stopped after the last request: everything was applied, the check is skipped
             return Err(Interrupted(String::new()).into());
         }
-        store.drop_groups(&plan.stale_groups)?;
+        store.mark_groups_left(&plan.stale_groups)?;
         // Where the organization can be read, the cache records what it shows, and a push is
         // checked against it.
         if let (Some(before), Some((digest, held))) = (&mut org, held) {

@@ -436,3 +436,49 @@ fn after_a_push_the_cache_holds_what_the_organization_shows() {
     env.ok(&["sync"]);
     assert_eq!(names(), ["All", "Team C"]);
 }
+
+/// A group that leaves the directory stays in the organization with its members (the import
+/// cannot delete it). If it comes back having lost most of them, the group guard counts what it
+/// had: against the cache (Vaultwarden) as against the organization.
+#[test]
+fn a_group_back_in_the_directory_is_guarded_against_what_it_kept() {
+    for mode in BOTH {
+        let (slapd, server, env) = setup(mode);
+        env.set("sync.group_filter", "(cn=all)");
+        env.ok(&["sync"]);
+        let r = env.ok(&["test"]);
+        assert!(
+            r.stdout.contains("no longer in the directory"),
+            "{mode:?}: {}",
+            r.stdout
+        );
+        assert_eq!(server.org().group_emails("Team").len(), 5, "{mode:?}");
+        // while it is filtered out, Team loses four of its five members in the directory
+        slapd.modify(&format!(
+            "dn: cn=team,ou=Groups,{}\nchangetype: modify\nreplace: member\nmember: {}\n\n",
+            slapd::BASE,
+            user_dn("u0")
+        ));
+        env.set("sync.group_filter", "");
+        let r = env.expect(&["sync"], 3);
+        assert!(
+            r.stderr.contains("4 of 5 member reference(s)")
+                && r.stderr.contains("sync.max_group_removal_percent"),
+            "{mode:?}: {}",
+            r.stderr
+        );
+        assert_eq!(server.org().group_emails("Team").len(), 5, "{mode:?}");
+        env.ok(&["sync", "--allow-mass-removal"]);
+        assert_eq!(
+            server.org().group_emails("Team"),
+            std::collections::BTreeSet::from([email(0)]),
+            "{mode:?}"
+        );
+        let r = env.ok(&["test"]);
+        assert!(
+            !r.stdout.contains("no longer in the directory"),
+            "{mode:?}: {}",
+            r.stdout
+        );
+    }
+}

@@ -26,6 +26,10 @@ pub struct CachedGroup {
     /// When the server last confirmed it (RFC 3339; `None` in a baseline read from the
     /// organization, which needs no re-send).
     pub synced_at: Option<String>,
+    /// The group has left the directory since it was last sent. The import cannot delete it, so
+    /// the organization keeps it with these members: if the directory returns it, it is sent
+    /// again in full and what it loses counts for the group guard.
+    pub left_directory: bool,
 }
 
 /// The cache as the diff sees it, keyed by externalId.
@@ -215,8 +219,9 @@ pub struct Plan {
     pub groups: Vec<GroupChange>,
     pub unchanged_members: usize,
     pub unchanged_groups: usize,
-    /// Groups the cache knows that the directory no longer returns. The import API cannot
-    /// delete groups; they are dropped from the cache and left in the organization.
+    /// Groups the baseline knows that the directory no longer returns. The import API cannot
+    /// delete groups: they stay in the organization, and the cache keeps them marked as having
+    /// left the directory.
     pub stale_groups: Vec<String>,
     /// Members in the cache before this run.
     pub cached_members: usize,
@@ -527,7 +532,8 @@ pub fn diff_groups(
             let action = match cached {
                 None => Some(GroupAction::Create),
                 Some(c) if changed(c) => Some(GroupAction::Update),
-                Some(c) if full_push || due(c) => Some(GroupAction::Resend),
+                // back in the directory: sent again in case it was deleted by hand meanwhile
+                Some(c) if full_push || due(c) || c.left_directory => Some(GroupAction::Resend),
                 Some(_) => None,
             };
             match action {
@@ -622,6 +628,7 @@ mod tests {
                     member_count: gc.members.len(),
                     members: Some(gc.members.clone()),
                     synced_at: Some("2026-01-01T00:00:00+00:00".into()),
+                    left_directory: false,
                 },
             );
         }
@@ -998,6 +1005,41 @@ mod tests {
         let p = diff(&n2, &cache, &DiffOptions::default());
         assert!(p.is_empty());
         assert_eq!(p.stale_groups, vec!["H".to_string()]);
+    }
+
+    /// A group that left the directory stays in the organization (the import cannot delete it):
+    /// the cache keeps it, marked, and it is reported while it is away. When it comes back it is
+    /// sent again, and what it loses is counted for the group guard.
+    #[test]
+    fn a_group_back_in_the_directory_is_compared_with_what_it_had() {
+        let users = || vec![u("1", "a@x.com"), u("2", "b@x.com"), u("3", "c@x.com")];
+        let n = norm(users(), vec![g("G", &["1"]), g("H", &["1", "2", "3"])]);
+        let mut cache = confirmed(
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
+            Cache::default(),
+        );
+        cache.groups.get_mut("H").unwrap().left_directory = true;
+        let without = norm(users(), vec![g("G", &["1"])]);
+        let p = diff(&without, &cache, &DiffOptions::default());
+        assert!(p.is_empty());
+        assert_eq!(
+            p.stale_groups,
+            vec!["H".to_string()],
+            "still in the organization"
+        );
+
+        // back unchanged: sent again (it may have been deleted by hand meanwhile)
+        let p = diff(&n, &cache, &DiffOptions::default());
+        assert_eq!(p.count_groups(GroupAction::Resend), 1);
+        assert_eq!(p.groups[0].external_id, "H");
+        assert_eq!(p.groups[0].removed_members, 0);
+
+        // back with one member: two of its three references are taken out
+        let fewer = norm(users(), vec![g("G", &["1"]), g("H", &["3"])]);
+        let p = diff(&fewer, &cache, &DiffOptions::default());
+        assert_eq!(p.count_groups(GroupAction::Update), 1);
+        let h = &p.groups[0];
+        assert_eq!((h.removed_members, h.previous_member_count), (2, Some(3)));
     }
 
     #[test]

@@ -194,6 +194,7 @@ fn group_row(name: &str, sorted_members: &[&Id], fingerprint: String) -> CachedG
         member_count: sorted_members.len(),
         members: Some(sorted_members.iter().map(|m| Id::clone(m)).collect()),
         synced_at: None,
+        left_directory: false,
     }
 }
 

@@ -18,13 +18,18 @@ const MEMBER_UPSERT: &str =
      ON CONFLICT(scope, external_id) DO UPDATE SET email = excluded.email,
        synced_at = excluded.synced_at";
 const MEMBER_DELETE: &str = "DELETE FROM members WHERE scope = ?1 AND external_id = ?2";
+/// A group row; `?8` keeps the mark of a group that left the directory (1: a row the
+/// organization shows) or clears it (0: a group the directory has, sent and confirmed).
 const GROUP_UPSERT: &str =
     "INSERT INTO groups(scope, external_id, name, fingerprint, member_count, synced_at, members)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
      ON CONFLICT(scope, external_id) DO UPDATE SET name = excluded.name,
        fingerprint = excluded.fingerprint, member_count = excluded.member_count,
-       synced_at = excluded.synced_at, members = excluded.members";
+       synced_at = excluded.synced_at, members = excluded.members,
+       left_directory = left_directory AND ?8";
 const GROUP_DELETE: &str = "DELETE FROM groups WHERE scope = ?1 AND external_id = ?2";
+const GROUP_LEFT: &str =
+    "UPDATE groups SET left_directory = 1 WHERE scope = ?1 AND external_id = ?2";
 
 /// A group's member list as the cache stores it (a BLOB): an LZ4 block, its size first, of each
 /// externalId's byte length (LEB128) and bytes. Sorted DNs share most of their text, so a list
@@ -124,8 +129,9 @@ impl Store {
             cache.members.insert(id, CachedMember { email });
         }
         let mut st = self.conn.prepare(
-            "SELECT external_id, name, fingerprint, member_count, members, synced_at FROM groups
-             WHERE scope = ?1",
+            "SELECT external_id, name, fingerprint, member_count, members, synced_at,
+                    left_directory
+             FROM groups WHERE scope = ?1",
         )?;
         // one shared copy of each id across all group lists
         let mut interner: HashSet<Id> = HashSet::new();
@@ -157,6 +163,7 @@ impl Store {
                 member_count: r.get::<_, i64>(3)? as usize,
                 members: list.map(&mut intern),
                 synced_at: Some(r.get(5)?),
+                left_directory: r.get(6)?,
             };
             cache.groups.insert(id, g);
         }
@@ -210,7 +217,8 @@ impl Store {
                     g.fingerprint,
                     g.members.len() as i64,
                     now,
-                    members
+                    members,
+                    false // sent: the directory has it
                 ])?;
             }
         }
@@ -306,7 +314,8 @@ impl Store {
                     c.fingerprint,
                     c.member_count as i64,
                     now,
-                    list
+                    list,
+                    true // as the organization shows it: a mark is kept
                 ])?;
             }
             let mut gdel = tx.prepare(GROUP_DELETE)?;
@@ -324,12 +333,16 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets groups the directory no longer returns.
-    pub fn drop_groups(&mut self, ids: &[String]) -> anyhow::Result<()> {
+    /// Marks groups the directory no longer returns ([`Plan::stale_groups`]). They stay in the
+    /// cache as the organization keeps them (the import cannot delete a group), so a group that
+    /// comes back is compared with what it has there.
+    ///
+    /// [`Plan::stale_groups`]: crate::engine::Plan::stale_groups
+    pub fn mark_groups_left(&mut self, ids: &[String]) -> anyhow::Result<()> {
         let scope = self.scope.clone();
         let tx = self.conn.transaction()?;
         {
-            let mut st = tx.prepare(GROUP_DELETE)?;
+            let mut st = tx.prepare(GROUP_LEFT)?;
             for id in ids {
                 st.execute(params![scope, id])?;
             }
@@ -416,6 +429,35 @@ mod tests {
             .unwrap();
         let c = s.load_cache().unwrap();
         assert_eq!(c.members.keys().collect::<Vec<_>>(), vec!["c"]);
+    }
+
+    #[test]
+    fn a_group_that_left_the_directory_is_kept_marked_until_sent_again() {
+        let mut s = Store::open_in_memory().unwrap();
+        let g = GroupChange {
+            external_id: "g".into(),
+            name: "G".into(),
+            members: vec!["a".into()],
+            fingerprint: "f1".into(),
+            action: GroupAction::Create,
+            previous_member_count: None,
+            previous_name: None,
+            removed_members: 0,
+            repairs_drift: false,
+        };
+        s.commit_batch(
+            &[m("a", MemberAction::Invite)],
+            std::slice::from_ref(&g),
+            false,
+        )
+        .unwrap();
+        s.mark_groups_left(&["g".into(), "unknown".into()]).unwrap();
+        let c = s.load_cache().unwrap();
+        assert_eq!(c.groups.len(), 1, "kept, as the organization keeps it");
+        assert!(c.groups["g"].left_directory);
+        assert_eq!(c.groups["g"].members.as_deref(), Some(&["a".into()][..]));
+        s.commit_batch(&[], &[g], false).unwrap();
+        assert!(!s.load_cache().unwrap().groups["g"].left_directory);
     }
 
     #[test]
@@ -510,6 +552,7 @@ mod tests {
         let c = s.load_cache().unwrap();
         assert_eq!(c.members["a"].email, "a@x.com");
         assert_eq!(c.groups["g"].members.as_ref().unwrap().len(), 1);
+        assert!(!c.groups["g"].left_directory);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "directory-connector.sqlite3";
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// An open database. The cache functions work on one scope (API URL and organization): the one
 /// the last successful sync used, unless [`Store::set_scope`] chose another.
@@ -200,6 +200,15 @@ impl Store {
                  DROP TABLE groups;
                  ALTER TABLE groups_v3 RENAME TO groups;
                  PRAGMA user_version = 3;
+                 COMMIT;",
+            )?;
+        }
+        if version < 4 {
+            // v4: groups that left the directory are kept (the organization keeps them), marked
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE groups ADD COLUMN left_directory INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 4;
                  COMMIT;",
             )?;
         }

@@ -368,8 +368,8 @@ impl Connector {
     /// Reads the organization on a task of its own and prepares its baseline and digest there
     /// (off the thread that handles the directory's entries, so that both go on at once on a
     /// machine with two cores or more). The task stops when the handle is dropped.
-    fn spawn_org_read(client: Arc<BitwardenClient>) -> OrgRead {
-        OrgRead(tokio::spawn(async move {
+    fn spawn_org_read(client: Arc<BitwardenClient>) -> Background<Option<PreparedOrg>> {
+        Background(tokio::spawn(async move {
             let Some(org) = Self::read_org(&client).await? else {
                 return Ok(None);
             };
@@ -638,7 +638,7 @@ impl Connector {
         // made and checked by the guard, and when the push needs several requests anyway, the
         // member requests go out while the groups are still being read.
         let members = async {
-            let prepared = org_read.finish().await?;
+            let prepared = org_read.finish("reading the organization").await?;
             // whether the cache holds this organization, row for row (before any batch writes)
             let held = match &prepared {
                 Some(p) => {
@@ -671,8 +671,10 @@ impl Connector {
                     return Err(Self::refusal(&reason, 0));
                 }
             }
-            // more members than one request holds: members and groups go in separate requests
-            let early = plan.members.len() > BATCH_SIZE && !plan.overwrite_existing;
+            // Members that fill a request on their own: members and groups go in separate
+            // requests anyway (`build_batches`), so the member requests go out now.
+            let early = plan.members.len() >= BATCH_SIZE && !plan.overwrite_existing;
+            let mut members_read_back = None;
             if early {
                 let push = shared.push();
                 let batches = member_batches(plan.members.len(), BATCH_SIZE, true);
@@ -691,9 +693,26 @@ impl Connector {
                 .await;
                 shared.push_done();
                 pushed?;
+                // the member list is read back while the groups are still being read (the
+                // group requests do not change it)
+                if org.is_some() {
+                    let client = client.clone();
+                    members_read_back = Some(Background(tokio::spawn(async move {
+                        client.read_members(&crate::sources::NoProgress).await
+                    })));
+                }
             }
             Ok(Some((
-                users, skipped, plan, desired, base, diff_opts, org, early, held,
+                users,
+                skipped,
+                plan,
+                desired,
+                base,
+                diff_opts,
+                org,
+                early,
+                held,
+                members_read_back,
             )))
         };
         // A member half that fails (the guard refuses, a request fails) ends the sync at once:
@@ -717,8 +736,18 @@ impl Connector {
                  the groups"
             )),
         })?;
-        let Some((users, mut skipped, mut plan, desired, base, diff_opts, mut org, early, held)) =
-            members
+        let Some((
+            users,
+            mut skipped,
+            mut plan,
+            desired,
+            base,
+            diff_opts,
+            mut org,
+            early,
+            held,
+            members_read_back,
+        )) = members
         else {
             anyhow::bail!("reading the directory ended without its users");
         };
@@ -773,6 +802,9 @@ impl Connector {
                 let before = org.as_ref()?;
                 if plan.members.is_empty() {
                     return Some(Ok(Some(before.members.clone())));
+                }
+                if let Some(read) = members_read_back {
+                    return Some(read.finish("reading the member list back").await);
                 }
                 members_sent.await.ok()?;
                 Some(client.read_members(&crate::sources::NoProgress).await)
@@ -1157,20 +1189,22 @@ struct PreparedOrg {
     base: Cache,
 }
 
-/// The organization read started by [`Connector::spawn_org_read`]; dropping it stops the read.
-struct OrgRead(tokio::task::JoinHandle<anyhow::Result<Option<PreparedOrg>>>);
+/// A read running on a task of its own (the organization's, started by
+/// [`Connector::spawn_org_read`], or the member list's after an early member push); dropping
+/// it stops the read.
+struct Background<T>(tokio::task::JoinHandle<anyhow::Result<T>>);
 
-impl OrgRead {
-    /// Waits for the read; `None` when the server has no read API.
-    async fn finish(mut self) -> anyhow::Result<Option<PreparedOrg>> {
+impl<T> Background<T> {
+    /// Waits for the read; `what` names it if the task ended without an answer.
+    async fn finish(mut self, what: &str) -> anyhow::Result<T> {
         match (&mut self.0).await {
             Ok(r) => r,
-            Err(e) => Err(anyhow!("reading the organization stopped: {e}")),
+            Err(e) => Err(anyhow!("{what} stopped: {e}")),
         }
     }
 }
 
-impl Drop for OrgRead {
+impl<T> Drop for Background<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

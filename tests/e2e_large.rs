@@ -12,15 +12,20 @@ use support::slapd::{Slapd, group, person, user_dn};
 const USERS: usize = 4100;
 
 fn big_directory() -> String {
-    let mut l = String::with_capacity(USERS * 200);
-    for i in 0..USERS {
+    directory_of(USERS)
+}
+
+/// `users` people and one group of every seventh.
+fn directory_of(users: usize) -> String {
+    let mut l = String::with_capacity(users * 200);
+    for i in 0..users {
         l.push_str(&person(
             &format!("user{i:05}"),
             Some(&format!("user{i:05}@example.com")),
             false,
         ));
     }
-    let all: Vec<String> = (0..USERS)
+    let all: Vec<String> = (0..users)
         .step_by(7)
         .map(|i| user_dn(&format!("user{i:05}")))
         .collect();
@@ -171,4 +176,32 @@ fn members_go_out_while_groups_are_read_and_a_failed_group_read_keeps_the_cache_
         USERS.div_ceil(7)
     );
     assert_eq!(env.cache_counts(), (USERS, 1));
+}
+
+/// Members that fill one request on their own go out before the groups are read (the push is
+/// split into member and group requests anyway): here exactly one request's worth.
+#[test]
+fn a_full_request_of_members_goes_out_while_groups_are_read() {
+    const FULL: usize = 2000;
+    let slapd = Slapd::start(&directory_of(FULL));
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    env.set("sync.group_path", "ou=Nowhere");
+    let r = env.expect(&["sync"], 1);
+    assert!(
+        r.stderr.contains(
+            "1 member request(s) had been applied and recorded; the next sync sends the groups"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(server.org().members.len(), FULL);
+    assert_eq!(env.cache_counts(), (FULL, 0));
+
+    env.set("sync.group_path", "ou=Groups");
+    let before = server.import_count();
+    env.ok(&["sync"]);
+    assert_eq!(server.import_count() - before, 1, "only the group is sent");
+    assert_eq!(env.cache_counts(), (FULL, 1));
 }

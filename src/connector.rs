@@ -663,6 +663,13 @@ impl Connector {
                 .map_err(|e| anyhow!(e).context("checking the directory's entries"))?;
             record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
             let (mut plan, desired) = diff_members(users.as_deref(), &base, &diff_opts);
+            // the plan holds what it needs: the users go before the groups arrive, and so do
+            // the baseline's members, which `diff_groups` reads only for protected emails
+            drop(users);
+            let mut base = base;
+            if diff_opts.protected.is_empty() {
+                base.members = Default::default();
+            }
             plan.baseline = kind;
             if let Some(reason) = check_guard(&plan, limits) {
                 if opts.allow_mass_removal {
@@ -703,7 +710,6 @@ impl Connector {
                 }
             }
             Ok(Some((
-                users,
                 skipped,
                 plan,
                 desired,
@@ -737,7 +743,6 @@ impl Connector {
             )),
         })?;
         let Some((
-            users,
             mut skipped,
             mut plan,
             desired,
@@ -765,7 +770,7 @@ impl Connector {
         if org.is_some() {
             mark_drift_repairs(&mut plan, &store.load_group_fingerprints()?);
         }
-        drop((base, desired, users, groups, skipped));
+        drop((base, desired, groups, skipped));
         if let Some(reason) = check_group_guard(&plan, limits) {
             if opts.allow_mass_removal {
                 tracing::warn!("group guard overridden with --allow-mass-removal: {reason}");

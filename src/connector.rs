@@ -19,6 +19,7 @@ use crate::engine::{
     Plan, Snapshot, build_batches, check_group_guard, check_guard, diff, normalize,
 };
 use crate::errors::{ConfigError, Interrupted, Refused};
+use crate::joined;
 use crate::secrets::{self, SecretStore};
 use crate::sources::entra::EntraSource;
 use crate::sources::google::GoogleSource;
@@ -1213,14 +1214,6 @@ impl<T> Drop for Background<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// A scoped thread's result; its panic goes on in the joining thread (as if the work had run
-/// there).
-fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    handle
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn applied_message(done: u64) -> String {

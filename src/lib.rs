@@ -22,6 +22,14 @@ pub mod winservice;
 /// The version sent to the server and shown to the admin.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A scoped thread's result; its panic goes on in the joining thread (as if the work had run
+/// there).
+pub(crate) fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Installs the process-wide rustls crypto provider (aws-lc-rs). Safe to call more than once.
 pub fn install_crypto_provider() {
     // An Err only means a provider is already installed, which is what we want.

@@ -10,6 +10,9 @@ use super::diff::{Cache, CachedGroup, CachedMember, GroupAction, Plan, group_fin
 use super::model::Id;
 use super::normalize::Normalized;
 
+/// From this many members, [`Organization::group_refs`] uses a second thread.
+const PARALLEL_FROM: usize = 20_000;
+
 /// A member's status (`OrganizationUserStatusType`).
 pub const STATUS_INVITED: i32 = 0;
 pub const STATUS_ACCEPTED: i32 = 1;
@@ -277,11 +280,59 @@ impl Organization {
     }
 
     /// The groups the baseline keeps, with their members' references resolved once
-    /// ([`GroupRefs`]).
+    /// ([`GroupRefs`]). In a large organization the sorted table of references is made on a
+    /// second thread while the groups' member ids are matched with the members.
     pub fn group_refs(&self) -> GroupRefs<'_> {
-        // Every member's reference once, sorted: a group's members are then sorted and
-        // deduplicated by their rank (a number) rather than by comparing strings, and its row
-        // shares the references instead of copying them.
+        self.group_refs_in(self.members.len() >= PARALLEL_FROM)
+    }
+
+    /// [`Organization::group_refs`] on one thread or two.
+    fn group_refs_in(&self, two_threads: bool) -> GroupRefs<'_> {
+        fn group_ext(g: &OrgGroup) -> Option<&str> {
+            g.external_id.as_deref().filter(|e| !e.is_empty())
+        }
+        // two groups with one externalId: the last one listed is kept
+        let last: HashMap<&str, usize> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| Some((group_ext(g)?, i)))
+            .collect();
+        let kept: Vec<(&str, &OrgGroup)> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                let ext = group_ext(g)?;
+                (last.get(ext) == Some(&i)).then_some((ext, g))
+            })
+            .collect();
+        let ((table, rank_of), members) = if two_threads {
+            std::thread::scope(|s| {
+                let table = s.spawn(|| self.reference_table());
+                let members = self.group_member_indices(&kept);
+                (crate::joined(table), members)
+            })
+        } else {
+            (self.reference_table(), self.group_member_indices(&kept))
+        };
+        let groups = kept
+            .into_iter()
+            .zip(members)
+            .map(|((ext, g), indices)| {
+                let mut ranks: Vec<u32> = indices.iter().map(|&i| rank_of[i as usize]).collect();
+                ranks.sort_unstable();
+                ranks.dedup();
+                (ext, g, ranks)
+            })
+            .collect();
+        GroupRefs { table, groups }
+    }
+
+    /// Every member's reference once, sorted, and each member's rank in it. A group's members
+    /// are then sorted and deduplicated by their rank (a number) rather than by comparing
+    /// strings, and its row shares the references instead of copying them.
+    fn reference_table(&self) -> (Vec<Id>, Vec<u32>) {
         let mut refs: Vec<(Id, u32)> = self
             .members
             .iter()
@@ -304,43 +355,28 @@ impl Organization {
             }
             rank_of[i as usize] = (table.len() - 1) as u32;
         }
-        // Member id → rank. GUIDs (every id a Bitwarden server sends) are sorted by number and
-        // merged with the groups' member ids, sorted too: a 100,000-entry map looked up at
-        // random for every reference costs a cache miss each. Other ids go through a map.
-        // (A member id listed twice, which servers do not do, keeps one of its references.)
+        (table, rank_of)
+    }
+
+    /// Each kept group's members, as indices into `self.members`. GUIDs (every id a Bitwarden
+    /// server sends) are sorted by number and merged with the groups' member ids, sorted too: a
+    /// 100,000-entry map looked up at random for every reference costs a cache miss each. Other
+    /// ids go through a map. (A member id listed twice, which servers do not do, keeps its first
+    /// member.)
+    fn group_member_indices(&self, kept: &[(&str, &OrgGroup)]) -> Vec<Vec<u32>> {
         let mut guids: Vec<(u128, u32)> = Vec::with_capacity(self.members.len());
         let mut others: HashMap<&str, u32> = HashMap::new();
-        for (m, &rank) in self.members.iter().zip(&rank_of) {
+        for (i, m) in self.members.iter().enumerate() {
             match IdKey::of(&m.id) {
-                IdKey::Guid(g) => guids.push((g, rank)),
+                IdKey::Guid(g) => guids.push((g, i as u32)),
                 IdKey::Other(s) => {
-                    others.entry(s).or_insert(rank);
+                    others.entry(s).or_insert(i as u32);
                 }
             }
         }
-        drop(rank_of);
         guids.sort_by_key(|e| e.0);
         guids.dedup_by_key(|e| e.0);
-        fn group_ext(g: &OrgGroup) -> Option<&str> {
-            g.external_id.as_deref().filter(|e| !e.is_empty())
-        }
-        // two groups with one externalId: the last one listed is kept
-        let last: HashMap<&str, usize> = self
-            .groups
-            .iter()
-            .enumerate()
-            .filter_map(|(i, g)| Some((group_ext(g)?, i)))
-            .collect();
-        let kept: Vec<(&str, &OrgGroup)> = self
-            .groups
-            .iter()
-            .enumerate()
-            .filter_map(|(i, g)| {
-                let ext = group_ext(g)?;
-                (last.get(ext) == Some(&i)).then_some((ext, g))
-            })
-            .collect();
-        let mut ranks: Vec<Vec<u32>> = kept
+        let mut members: Vec<Vec<u32>> = kept
             .iter()
             .map(|(_, g)| Vec::with_capacity(g.member_ids.len()))
             .collect();
@@ -355,7 +391,7 @@ impl Organization {
                 for id in kept[end].1.member_ids.keys() {
                     match id {
                         IdKey::Guid(g) => pairs.push((g, end as u32)),
-                        IdKey::Other(s) => ranks[end].extend(others.get(s)),
+                        IdKey::Other(s) => members[end].extend(others.get(s)),
                     }
                 }
                 end += 1;
@@ -364,24 +400,15 @@ impl Organization {
             let mut known = guids.iter().peekable();
             for &(g, slot) in &pairs {
                 while known.next_if(|k| k.0 < g).is_some() {}
-                if let Some(&&(k, rank)) = known.peek()
+                if let Some(&&(k, index)) = known.peek()
                     && k == g
                 {
-                    ranks[slot as usize].push(rank);
+                    members[slot as usize].push(index);
                 }
             }
             start = end;
         }
-        let groups = kept
-            .into_iter()
-            .zip(ranks)
-            .map(|((ext, g), mut ranks)| {
-                ranks.sort_unstable();
-                ranks.dedup();
-                (ext, g, ranks)
-            })
-            .collect();
-        GroupRefs { table, groups }
+        members
     }
 
     /// Whether the baseline has no member and no group (nothing the connector manages).
@@ -685,17 +712,48 @@ impl<'a> GroupRefs<'a> {
     /// The group rows a cache must change to hold this baseline, given each cached group's
     /// fingerprint (`held`, by externalId): rows to write, and cached groups the organization
     /// no longer has. A row is built only where the fingerprint differs.
-    pub fn row_changes(&self, mut held: std::collections::HashMap<String, String>) -> GroupRows {
-        let mut rows = GroupRows::default();
-        self.each(|ext, g, members| {
-            let fingerprint = group_fingerprint(&g.name, members);
-            if held.remove(ext).as_deref() != Some(fingerprint.as_str()) {
-                rows.upserts
-                    .push((ext.to_string(), group_row(&g.name, members, fingerprint)));
+    /// (In a large organization, half of the groups are done on a second thread.)
+    pub fn row_changes(&self, held: std::collections::HashMap<String, String>) -> GroupRows {
+        self.row_changes_in(held, self.table.len() >= PARALLEL_FROM)
+    }
+
+    /// [`GroupRefs::row_changes`] on one thread or two.
+    fn row_changes_in(
+        &self,
+        held: std::collections::HashMap<String, String>,
+        two_threads: bool,
+    ) -> GroupRows {
+        type Part<'p, 'a> = &'p [(&'a str, &'a OrgGroup, Vec<u32>)];
+        let changed = |part: Part<'_, 'a>| {
+            let mut upserts = Vec::new();
+            let mut members: Vec<&Id> = Vec::new();
+            for (ext, g, ranks) in part {
+                members.clear();
+                members.extend(ranks.iter().map(|&r| &self.table[r as usize]));
+                let fingerprint = group_fingerprint(&g.name, &members);
+                if held.get(*ext).map(String::as_str) != Some(fingerprint.as_str()) {
+                    upserts.push((ext.to_string(), group_row(&g.name, &members, fingerprint)));
+                }
             }
-        });
-        rows.deletes = held.into_keys().collect();
-        rows
+            upserts
+        };
+        let upserts = if two_threads {
+            let (first, second) = self.groups.split_at(self.groups.len() / 2);
+            std::thread::scope(|s| {
+                let second = s.spawn(|| changed(second));
+                let mut upserts = changed(first);
+                upserts.extend(crate::joined(second));
+                upserts
+            })
+        } else {
+            changed(&self.groups)
+        };
+        let kept: HashSet<&str> = self.groups.iter().map(|(ext, _, _)| *ext).collect();
+        let deletes = held
+            .into_keys()
+            .filter(|ext| !kept.contains(ext.as_str()))
+            .collect();
+        GroupRows { upserts, deletes }
     }
 }
 
@@ -1079,19 +1137,21 @@ mod row_change_tests {
             }
             prop_assert_eq!(cache, members_of(&after.baseline()));
 
-            let mut groups = fingerprints(&before.group_rows());
-            let held = groups.clone().into_iter().collect();
-            let changes = after.group_row_changes(held);
             let expected = after.group_rows();
-            for (ext, row) in &changes.upserts {
-                prop_assert_eq!(Some(row), expected.get(ext));
-                prop_assert_ne!(groups.get(ext), Some(&row.fingerprint));
-                groups.insert(ext.clone(), row.fingerprint.clone());
+            for two_threads in [false, true] {
+                let mut groups = fingerprints(&before.group_rows());
+                let held = groups.clone().into_iter().collect();
+                let changes = after.group_refs_in(two_threads).row_changes_in(held, two_threads);
+                for (ext, row) in &changes.upserts {
+                    prop_assert_eq!(Some(row), expected.get(ext));
+                    prop_assert_ne!(groups.get(ext), Some(&row.fingerprint));
+                    groups.insert(ext.clone(), row.fingerprint.clone());
+                }
+                for ext in &changes.deletes {
+                    prop_assert!(groups.remove(ext).is_some());
+                }
+                prop_assert_eq!(&groups, &fingerprints(&expected), "two threads: {}", two_threads);
             }
-            for ext in &changes.deletes {
-                prop_assert!(groups.remove(ext).is_some());
-            }
-            prop_assert_eq!(groups, fingerprints(&expected));
         }
     }
 
@@ -1128,15 +1188,18 @@ mod row_change_tests {
                 refs.dedup();
                 expected.insert(ext.to_string(), (g.name.clone(), refs));
             }
-            let rows: BTreeMap<String, (String, Vec<String>)> = org
-                .group_rows()
-                .into_iter()
-                .map(|(ext, row)| {
-                    let members = row.members.unwrap_or_default();
-                    (ext, (row.name, members.iter().map(|m| m.to_string()).collect()))
-                })
-                .collect();
-            prop_assert_eq!(rows, expected);
+            for two_threads in [false, true] {
+                let rows: BTreeMap<String, (String, Vec<String>)> = org
+                    .group_refs_in(two_threads)
+                    .rows()
+                    .into_iter()
+                    .map(|(ext, row)| {
+                        let members = row.members.unwrap_or_default();
+                        (ext, (row.name, members.iter().map(|m| m.to_string()).collect()))
+                    })
+                    .collect();
+                prop_assert_eq!(&rows, &expected, "two threads: {}", two_threads);
+            }
         }
     }
 

@@ -31,6 +31,27 @@ const GROUP_DELETE: &str = "DELETE FROM groups WHERE scope = ?1 AND external_id 
 const GROUP_LEFT: &str =
     "UPDATE groups SET left_directory = 1 WHERE scope = ?1 AND external_id = ?2";
 
+/// The stored form of each row's member list ([`encode_members`]); many lists (a sync that
+/// changed most groups) are encoded on two threads.
+fn encode_lists(rows: &[(String, CachedGroup)]) -> Vec<Option<Vec<u8>>> {
+    let encode = |rows: &[(String, CachedGroup)]| -> Vec<Option<Vec<u8>>> {
+        rows.iter()
+            .map(|(_, c)| c.members.as_deref().map(encode_members))
+            .collect()
+    };
+    let refs: usize = rows.iter().map(|(_, c)| c.member_count).sum();
+    if refs < 50_000 {
+        return encode(rows);
+    }
+    let (first, second) = rows.split_at(rows.len() / 2);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| encode(second));
+        let mut lists = encode(first);
+        lists.extend(crate::joined(second));
+        lists
+    })
+}
+
 /// A group's member list as the cache stores it (a BLOB): an LZ4 block, its size first, of each
 /// externalId's byte length (LEB128) and bytes. Sorted DNs share most of their text, so a list
 /// takes a fraction of its JSON, and a sync that changes many groups writes that much less.
@@ -291,6 +312,7 @@ impl Store {
     ) -> anyhow::Result<()> {
         let scope = self.scope.clone();
         let now = chrono::Utc::now().to_rfc3339();
+        let lists = encode_lists(&groups.upserts);
         let tx = self
             .conn
             .transaction()
@@ -305,8 +327,7 @@ impl Store {
                 delete.execute(params![scope, id])?;
             }
             let mut gup = tx.prepare(GROUP_UPSERT)?;
-            for (id, c) in &groups.upserts {
-                let list = c.members.as_deref().map(encode_members);
+            for ((id, c), list) in groups.upserts.iter().zip(lists) {
                 gup.execute(params![
                     scope,
                     id,
@@ -475,6 +496,36 @@ mod tests {
             (1, 0),
             "another scope is never touched"
         );
+    }
+
+    /// Many member references are encoded on two threads: every list still lands on its row.
+    #[test]
+    fn large_group_rows_are_written_each_with_its_own_list() {
+        let mut s = Store::open_in_memory().unwrap();
+        let mut c = Cache::default();
+        for g in 0..5 {
+            let members: Vec<Id> = (0..12_000)
+                .map(|i| Id::from(format!("cn=u{i},ou=g{g}")))
+                .collect();
+            c.groups.insert(
+                format!("g{g}"),
+                CachedGroup {
+                    name: format!("G{g}"),
+                    fingerprint: format!("f{g}"),
+                    member_count: members.len(),
+                    members: Some(members),
+                    synced_at: None,
+                    left_directory: false,
+                },
+            );
+        }
+        assert!(s.replace_cache("d", || c.clone()).unwrap());
+        let loaded = s.load_cache().unwrap();
+        assert_eq!(loaded.groups.len(), 5);
+        for (ext, g) in &c.groups {
+            assert_eq!(loaded.groups[ext].members, g.members, "{ext}");
+            assert_eq!(loaded.groups[ext].fingerprint, g.fingerprint, "{ext}");
+        }
     }
 
     #[test]

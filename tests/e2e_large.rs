@@ -139,11 +139,24 @@ fn a_network_cut_mid_sync_leaves_the_cache_true_and_the_next_sync_completes() {
 
 #[test]
 fn members_go_out_while_groups_are_read_and_a_failed_group_read_keeps_the_cache_true() {
-    let slapd = Slapd::start(&big_directory());
+    members_outlast_a_failed_group_read(USERS, 3);
+}
+
+/// Members that fill one request on their own go out before the groups are read too (the push
+/// is split into member and group requests anyway): here exactly one request's worth.
+#[test]
+fn a_full_request_of_members_goes_out_while_groups_are_read() {
+    members_outlast_a_failed_group_read(2000, 1);
+}
+
+/// `users` people: the user search works, the group search fails, and by then the members'
+/// `requests` requests have gone out; the cache holds exactly what the server confirmed, and
+/// the next sync sends only the group.
+fn members_outlast_a_failed_group_read(users: usize, requests: usize) {
+    let slapd = Slapd::start(&directory_of(users));
     let server = FakeBitwarden::start();
     let env = Env::new();
     env.configure(&slapd, &server);
-    // the user search works, the group search fails: by then the members are being pushed
     env.set("sync.group_path", "ou=Nowhere");
     let r = env.expect(&["sync"], 1);
     assert!(
@@ -153,17 +166,18 @@ fn members_go_out_while_groups_are_read_and_a_failed_group_read_keeps_the_cache_
         r.stderr
     );
     assert!(
-        r.stderr.contains(
-            "3 member request(s) had been applied and recorded; the next sync sends the groups"
-        ),
+        r.stderr.contains(&format!(
+            "{requests} member request(s) had been applied and recorded; the next sync sends \
+             the groups"
+        )),
         "{}",
         r.stderr
     );
-    assert_eq!(server.org().members.len(), USERS);
+    assert_eq!(server.org().members.len(), users);
     assert!(server.org().groups.is_empty());
     assert_eq!(
         env.cache_counts(),
-        (USERS, 0),
+        (users, 0),
         "the cache holds exactly what the server confirmed"
     );
 
@@ -173,35 +187,7 @@ fn members_go_out_while_groups_are_read_and_a_failed_group_read_keeps_the_cache_
     assert_eq!(server.import_count() - before, 1, "only the group is sent");
     assert_eq!(
         server.org().group_emails("Every Seventh").len(),
-        USERS.div_ceil(7)
+        users.div_ceil(7)
     );
-    assert_eq!(env.cache_counts(), (USERS, 1));
-}
-
-/// Members that fill one request on their own go out before the groups are read (the push is
-/// split into member and group requests anyway): here exactly one request's worth.
-#[test]
-fn a_full_request_of_members_goes_out_while_groups_are_read() {
-    const FULL: usize = 2000;
-    let slapd = Slapd::start(&directory_of(FULL));
-    let server = FakeBitwarden::start();
-    let env = Env::new();
-    env.configure(&slapd, &server);
-    env.set("sync.group_path", "ou=Nowhere");
-    let r = env.expect(&["sync"], 1);
-    assert!(
-        r.stderr.contains(
-            "1 member request(s) had been applied and recorded; the next sync sends the groups"
-        ),
-        "{}",
-        r.stderr
-    );
-    assert_eq!(server.org().members.len(), FULL);
-    assert_eq!(env.cache_counts(), (FULL, 0));
-
-    env.set("sync.group_path", "ou=Groups");
-    let before = server.import_count();
-    env.ok(&["sync"]);
-    assert_eq!(server.import_count() - before, 1, "only the group is sent");
-    assert_eq!(env.cache_counts(), (FULL, 1));
+    assert_eq!(env.cache_counts(), (users, 1));
 }

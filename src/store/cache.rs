@@ -416,22 +416,27 @@ mod tests {
         }
     }
 
+    /// Group `g` (`G`), created with member `a`.
+    fn group_g() -> GroupChange {
+        GroupChange {
+            external_id: "g".into(),
+            name: "G".into(),
+            members: vec!["a".into()],
+            fingerprint: "f1".into(),
+            action: GroupAction::Create,
+            previous_member_count: None,
+            previous_name: None,
+            removed_members: 0,
+            repairs_drift: false,
+        }
+    }
+
     #[test]
     fn batches_commit_and_removals_delete() {
         let mut s = Store::open_in_memory().unwrap();
         s.commit_batch(
             &[m("a", MemberAction::Invite), m("b", MemberAction::Invite)],
-            &[GroupChange {
-                external_id: "g".into(),
-                name: "G".into(),
-                members: vec!["a".into()],
-                fingerprint: "f1".into(),
-                action: GroupAction::Create,
-                previous_member_count: None,
-                previous_name: None,
-                removed_members: 0,
-                repairs_drift: false,
-            }],
+            &[group_g()],
             false,
         )
         .unwrap();
@@ -455,17 +460,7 @@ mod tests {
     #[test]
     fn a_group_that_left_the_directory_is_kept_marked_until_sent_again() {
         let mut s = Store::open_in_memory().unwrap();
-        let g = GroupChange {
-            external_id: "g".into(),
-            name: "G".into(),
-            members: vec!["a".into()],
-            fingerprint: "f1".into(),
-            action: GroupAction::Create,
-            previous_member_count: None,
-            previous_name: None,
-            removed_members: 0,
-            repairs_drift: false,
-        };
+        let g = group_g();
         s.commit_batch(
             &[m("a", MemberAction::Invite)],
             std::slice::from_ref(&g),

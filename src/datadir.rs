@@ -189,6 +189,22 @@ pub fn open_private(path: &Path, opts: &std::fs::OpenOptions) -> std::io::Result
     Ok(file)
 }
 
+/// Makes an existing file readable and writable by its owner only, as [`open_private`] does,
+/// without opening it. (The database's files must never be opened outside SQLite: closing any
+/// descriptor of a file drops every POSIX lock this process holds on it, those of its SQLite
+/// connections too, and another process may then reset the shared-memory file they have mapped:
+/// SIGBUS.)
+pub fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path)?.permissions().mode() & 0o777 != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    crate::platform::restrict_to_current_user(path)
+}
+
 /// Writes a file readable only by its owner (0600 on Unix), replacing its content.
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = open_private(

@@ -57,13 +57,17 @@ pub fn corrupt_message(data_dir: &Path) -> String {
     )
 }
 
-/// Creates `path` if missing, and makes it readable and writable by its owner only.
+/// Makes one of the database's files readable and writable by its owner only, by its path:
+/// the file is never opened here (see [`crate::datadir::make_private`]: a descriptor closed
+/// beside SQLite's drops its locks, and the service crashed with SIGBUS when another process
+/// then reset the shared-memory file).
 fn private_file(path: &Path) -> anyhow::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).write(true).create(true).truncate(false);
-    crate::datadir::open_private(path, &opts)
-        .with_context(|| format!("opening the database {} (mode 0600)", path.display()))?;
-    Ok(())
+    crate::datadir::make_private(path).with_context(|| {
+        format!(
+            "making the database file {} private (mode 0600)",
+            path.display()
+        )
+    })
 }
 
 /// The `-wal` and `-shm` files SQLite keeps beside a database.
@@ -79,15 +83,18 @@ impl Store {
     /// Opens (and creates or migrates) the database of a data directory.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
         let path = db_path(data_dir);
-        private_file(&path)?;
         let opened = Connection::open(&path)
             .with_context(|| format!("opening the database {}", path.display()))
             .and_then(|conn| {
                 Self::init(conn)
                     .with_context(|| format!("preparing the database {}", path.display()))
             });
-        // SQLite makes the -wal and -shm files with the database's mode; older ones are fixed
-        for p in side_files(&path).filter(|p| p.exists()) {
+        // SQLite creates the files with the umask's mode: they are made private by path (a new
+        // database is empty until then, in the data directory, which is private itself)
+        for p in std::iter::once(path.clone())
+            .chain(side_files(&path))
+            .filter(|p| p.exists())
+        {
             private_file(&p)?;
         }
         opened.map_err(|e| {
@@ -320,5 +327,48 @@ mod tests {
         drop(Store::open(dir.path()).unwrap());
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// Opening the database again (the service does, for every run) keeps the POSIX locks of
+    /// the connections already open. A descriptor of one of its files, opened and closed beside
+    /// them, dropped their locks on the shared-memory file: another process opening the database
+    /// then reset that file under the service's mapping, and the service died of SIGBUS.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn opening_the_database_again_keeps_the_locks_of_open_connections() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        first.list_runs(1).unwrap();
+        let mut shm = db_path(dir.path()).into_os_string();
+        shm.push("-shm");
+        let inode = std::fs::metadata(&shm).unwrap().ino();
+        // this process's locks on the -shm file, from /proc/locks (`… POSIX … <pid> <dev>:<inode> …`)
+        let held = || {
+            let pid = std::process::id().to_string();
+            std::fs::read_to_string("/proc/locks")
+                .unwrap()
+                .lines()
+                .filter(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.get(1) == Some(&"POSIX")
+                        && f.get(4) == Some(&pid.as_str())
+                        && f.get(5)
+                            .and_then(|d| d.rsplit(':').next())
+                            .is_some_and(|i| i == inode.to_string())
+                })
+                .count()
+        };
+        assert!(
+            held() > 0,
+            "an open connection holds a lock on the -shm file"
+        );
+        let second = Store::open(dir.path()).unwrap();
+        assert!(
+            held() > 0,
+            "opening the database again dropped the first one's locks"
+        );
+        second.list_runs(1).unwrap();
+        first.list_runs(1).unwrap();
     }
 }

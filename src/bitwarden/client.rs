@@ -179,7 +179,11 @@ pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     let b = reqwest::Client::builder()
         .user_agent(format!("Bitwarden_DC/{} ({os})", crate::VERSION))
         .default_headers(headers)
-        .timeout(Duration::from_secs(15 * 60));
+        .timeout(Duration::from_secs(15 * 60))
+        // A redirect is never followed: reqwest would resend a POST as a GET (an import
+        // "answered" by some other page), and the token and the API key would go to an address
+        // the admin did not configure. A 3xx is an error that names where it pointed.
+        .redirect(reqwest::redirect::Policy::none());
     let b = with_network(b, ca_file)?;
     b.build().context("building the HTTP client")
 }
@@ -297,13 +301,16 @@ impl BitwardenClient {
             .await
             .with_context(|| format!("getting an access token from {url}"))?;
         let status = resp.status();
+        let resp_location = location(&resp);
         let body = resp
             .text()
             .await
             .with_context(|| format!("reading the token response from {url}"))?;
         if !status.is_success() {
             let msg = error_message(status.as_u16(), &body);
-            let message = if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED
+            let message = if status.is_redirection() {
+                redirect_message(status, &resp_location)
+            } else if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED
             {
                 format!(
                     "the organization API key was rejected ({msg}); check the client id and \
@@ -355,6 +362,7 @@ impl BitwardenClient {
             if status == StatusCode::OK {
                 return Ok(());
             }
+            let resp_location = location(&resp);
             let text = resp.text().await.unwrap_or_default();
             if (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
                 && !fresh_token_tried
@@ -364,6 +372,7 @@ impl BitwardenClient {
                 continue;
             }
             let message = match status {
+                s if s.is_redirection() => redirect_message(s, &resp_location),
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
                     "the server refused the API key's token ({}); check that the API key is \
                      current and that the organization may use Directory Connector",
@@ -378,6 +387,22 @@ impl BitwardenClient {
             .with_context(|| format!("POST {url}"));
         }
     }
+}
+
+/// Where a redirect points (`Location`), if it says.
+pub(crate) fn location(resp: &reqwest::Response) -> Option<String> {
+    let v = resp.headers().get("location")?.to_str().ok()?;
+    Some(v.chars().take(300).collect())
+}
+
+/// The error of an answer that redirects (never followed).
+pub(crate) fn redirect_message(status: StatusCode, location: &Option<String>) -> String {
+    format!(
+        "the server answered {status} (a redirect to {}); requests to the Bitwarden server are \
+         never redirected, so nothing was sent there: set server.url (or the API and identity \
+         URLs) to the address the server really answers on",
+        location.as_deref().unwrap_or("an address it did not name")
+    )
 }
 
 /// `Retry-After` as seconds or an HTTP date.

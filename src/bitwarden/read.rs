@@ -7,7 +7,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::client::{ApiError, BitwardenClient};
+use super::client::{ApiError, BitwardenClient, location, redirect_message};
 use super::wire::error_message;
 use crate::engine::org::{IdKey, MemberIds};
 use crate::engine::{OrgGroup, OrgMember, Organization};
@@ -15,6 +15,13 @@ use crate::sources::Progress;
 
 /// How many group member lists are fetched at once.
 pub const MEMBER_ID_CONCURRENCY: usize = 8;
+
+/// The most pages a list is read in before the read is stopped as incomplete (the server sends
+/// a few thousand entries a page).
+pub const MAX_PAGES: usize = 10_000;
+
+/// The most entries a list may have (far beyond any organization).
+pub const MAX_LIST_ENTRIES: usize = 5_000_000;
 
 /// `ListResponseModel<T>`.
 #[derive(Deserialize)]
@@ -100,6 +107,13 @@ impl BitwardenClient {
             if status == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
+            if status.is_redirection() {
+                return Err(anyhow!(ApiError {
+                    status: Some(status.as_u16()),
+                    message: redirect_message(status, &location(&resp)),
+                }))
+                .with_context(|| format!("GET {url}"));
+            }
             let body = read_body(resp)
                 .await
                 .with_context(|| format!("reading the answer to GET {url}"))?;
@@ -141,14 +155,19 @@ impl BitwardenClient {
         }
     }
 
-    /// Every page of a list endpoint (`continuationToken`); `None` on 404.
+    /// Every page of a list endpoint (`continuationToken`); `None` when its first page answers
+    /// 404 (no read side). Anything short of the whole list is an error, never a shorter list:
+    /// a 404 after the first page, a continuation token the server sent before (a cycle would
+    /// repeat pages, or never end), more than [`MAX_PAGES`] pages or [`MAX_LIST_ENTRIES`]
+    /// entries.
     async fn get_list<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
     ) -> anyhow::Result<Option<Vec<T>>> {
         let mut all = Vec::new();
         let mut next: Option<String> = None;
-        loop {
+        let mut seen: std::collections::HashSet<String> = Default::default();
+        for page_no in 1..=MAX_PAGES {
             let page_path = match &next {
                 Some(t) => format!(
                     "{path}?continuationToken={}",
@@ -156,15 +175,42 @@ impl BitwardenClient {
                 ),
                 None => path.to_string(),
             };
-            let Some(page) = self.get_json::<ListResponse<T>>(&page_path).await? else {
-                return Ok(None);
+            let page = match self.get_json::<ListResponse<T>>(&page_path).await? {
+                Some(page) => page,
+                None if page_no == 1 => return Ok(None),
+                None => anyhow::bail!(
+                    "GET {path}: page {page_no} answered 404 after {} entries; the list is \
+                     incomplete, so the read failed",
+                    all.len()
+                ),
             };
             all.extend(page.data);
+            if all.len() > MAX_LIST_ENTRIES {
+                anyhow::bail!(
+                    "GET {path}: the server listed more than {MAX_LIST_ENTRIES} entries; the \
+                     read was stopped as incomplete"
+                );
+            }
             match page.continuation_token.filter(|t| !t.is_empty()) {
-                Some(t) if Some(&t) != next.as_ref() => next = Some(t),
-                _ => return Ok(Some(all)),
+                None => return Ok(Some(all)),
+                Some(t) => {
+                    if !seen.insert(t.clone()) {
+                        anyhow::bail!(
+                            "GET {path}: page {page_no} sent a continuation token the server had \
+                             sent before (after {} entries); such a list repeats pages or never \
+                             ends, so the read failed",
+                            all.len()
+                        );
+                    }
+                    next = Some(t);
+                }
             }
         }
+        anyhow::bail!(
+            "GET {path}: the list did not end within {MAX_PAGES} pages ({} entries); the read \
+             was stopped as incomplete",
+            all.len()
+        )
     }
 
     /// The organization's members and groups with their member ids; `None` when the server has
@@ -233,6 +279,16 @@ impl BitwardenClient {
         progress.count(members.len() as u64);
         // a newtype's unwrapping reuses the list's memory
         let members: Vec<OrgMember> = members.into_iter().map(|m| m.0).collect();
+        let mut ids: foldhash::HashSet<IdKey> = Default::default();
+        ids.reserve(members.len());
+        if let Some(twice) = members.iter().find(|m| !ids.insert(IdKey::of(&m.id))) {
+            anyhow::bail!(
+                "reading the organization's members: member {} ({}) is listed twice; the \
+                 server's list is inconsistent (pages repeated?), so the read failed",
+                twice.id,
+                twice.email
+            );
+        }
         Ok(Some(members))
     }
 
@@ -254,11 +310,10 @@ impl BitwardenClient {
         let total = groups.len();
         // the members of the read before that have left the organization since (few, even
         // when the organization is large: a lookup in this set stays cheap)
+        let present: foldhash::HashSet<IdKey> = members.iter().map(|m| IdKey::of(&m.id)).collect();
         let departed: MemberIds = match &since {
             // (a first sync's organization had no group to keep: nothing to look up)
             Some((before, _)) if !before.groups.is_empty() => {
-                let present: foldhash::HashSet<IdKey> =
-                    members.iter().map(|m| IdKey::of(&m.id)).collect();
                 before
                     .members
                     .iter()
@@ -316,8 +371,18 @@ impl BitwardenClient {
                             g.name.as_deref().unwrap_or(&g.id)
                         )
                     })?
-                    // deleted meanwhile: no members
-                    .unwrap_or_default();
+                    // A group the list just named and whose members cannot be found: deleted
+                    // meanwhile, or a server that answers wrongly. Either way the read does not
+                    // show this group's members, and an empty list would blind the group guard.
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "reading the members of group `{}`: GET {path} answered 404 although \
+                             the group list names it; the organization changed during the read \
+                             or the server answered inconsistently, so the read failed (the \
+                             next sync reads it again)",
+                            g.name.as_deref().unwrap_or(&g.id)
+                        )
+                    })?;
                 anyhow::Ok(OrgGroup {
                     id: g.id,
                     name: g.name.unwrap_or_default(),
@@ -331,6 +396,34 @@ impl BitwardenClient {
         progress.count(total as u64);
         // the answers arrive in any order
         groups.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        if let Some(w) = groups.windows(2).find(|w| w[0].id == w[1].id) {
+            anyhow::bail!(
+                "reading the organization's groups: group `{}` ({}) is listed twice; the \
+                 server's list is inconsistent, so the read failed",
+                w[0].name,
+                w[0].id
+            );
+        }
+        // A group member the member list does not have: the member list is short (or the
+        // organization changed during the read). Either way the read does not show the
+        // organization, and a plan or cache made from it would be wrong.
+        for g in &groups {
+            if let Some(unknown) = g.member_ids.keys().find(|id| !present.contains(id)) {
+                let unknown = match unknown {
+                    IdKey::Guid(n) => uuid::Uuid::from_u128(n).to_string(),
+                    IdKey::Other(s) => s.to_string(),
+                };
+                anyhow::bail!(
+                    "reading the organization: group `{}` has member {unknown}, which the \
+                     member list ({} members) does not have; the member list is incomplete or \
+                     the organization changed during the read, so the read failed (the next \
+                     sync reads it again)",
+                    g.name,
+                    members.len()
+                );
+            }
+        }
+        drop(present);
         Ok(Organization { members, groups })
     }
 }

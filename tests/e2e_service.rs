@@ -226,6 +226,11 @@ fn start_service(env: &Env, notify: Option<&Path>) -> Service {
     if let Some(p) = notify {
         cmd.env("NOTIFY_SOCKET", p).env("WATCHDOG_USEC", "400000");
     }
+    spawn_service(cmd)
+}
+
+/// Spawns `cmd` (the service) with its stderr collected.
+fn spawn_service(mut cmd: Command) -> Service {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -258,6 +263,35 @@ fn wait_for_service<T>(service: &Service, what: &str, f: impl FnMut() -> Option<
         || format!("; the service's stderr:\n{}", service.log()),
         f,
     )
+}
+
+/// Sends `signal` to the service.
+fn signal(service: &Service, signal: i32) {
+    // SAFETY: kill with a pid we spawned and a valid signal number.
+    unsafe {
+        libc::kill(service.child.id() as i32, signal);
+    }
+}
+
+/// The number of finished runs in the history (read by the CLI, another process).
+fn finished_runs(env: &Env) -> Option<usize> {
+    let r = env.run(&["--json", "history", "--limit", "1000"]);
+    let v: Value = serde_json::from_str(&r.stdout).ok()?;
+    Some(
+        v.as_array()?
+            .iter()
+            .filter(|r| r["outcome"] != "running")
+            .count(),
+    )
+}
+
+/// `config.toml` with a line that is not TOML at its end (as a hand edit gone wrong), and the
+/// text it had before.
+fn break_config(env: &Env) -> String {
+    let path = env.path().join("config.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{good}this line is not toml\n")).unwrap();
+    good
 }
 
 fn sigterm_and_wait(mut service: Service) -> (i32, String) {
@@ -562,6 +596,16 @@ fn a_bad_configuration_fails_the_run_not_the_service_and_a_taken_port_is_a_clear
         "{}",
         r.stderr
     );
+    // a cron expression that never fires (February 30th) is refused the same way, by `config
+    // validate` and by the service's runs
+    env.set("service.schedule", "0 0 30 2 *");
+    let r = env.expect(&["config", "validate"], 2);
+    assert!(
+        r.stderr
+            .contains("service.schedule: `0 0 30 2 *` never fires"),
+        "{}",
+        r.stderr
+    );
     let service = start_service(&env, None);
     let runs = wait_for_service(&service, "a finished run", || {
         let r = env.run(&["--json", "history"]);
@@ -576,15 +620,177 @@ fn a_bad_configuration_fails_the_run_not_the_service_and_a_taken_port_is_a_clear
         runs[0]["error"]
             .as_str()
             .unwrap()
-            .contains("service.schedule"),
+            .contains("service.schedule: `0 0 30 2 *` never fires"),
         "{runs}"
     );
     let (code, stderr) = sigterm_and_wait(service);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("service.schedule"), "{stderr}");
+    assert!(stderr.contains("never fires"), "{stderr}");
     assert!(
         stderr.contains("the alert webhook failed: 127.0.0.1")
             && stderr.contains("the sync itself is not affected"),
         "{stderr}"
     );
+}
+
+#[test]
+fn idle_connections_to_the_metrics_port_are_capped_and_closed_and_runs_go_on() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    let metrics_port = slapd::free_port();
+    env.set("service.schedule", "* * * * * *");
+    env.set(
+        "service.metrics_listen",
+        &format!("127.0.0.1:{metrics_port}"),
+    );
+    // the service may open 256 descriptors: more idle clients than that used to take them all
+    let mut cmd = env.command(&["service"]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let service = spawn_service(cmd);
+    wait_for_service(&service, "a first synced run", || {
+        let (code, _) = http_get(metrics_port, "/healthz")?;
+        (code == 200).then_some(())
+    });
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap())
+        .collect();
+    for s in &idle {
+        s.set_nonblocking(true).unwrap();
+    }
+    // while they are open, runs are still recorded
+    let before = finished_runs(&env).unwrap();
+    wait_for_service(
+        &service,
+        "a run recorded after 300 idle connections",
+        || (finished_runs(&env)? > before + 1).then_some(()),
+    );
+    // those beyond the cap were closed at once, the others after 10 s without a byte
+    let start = Instant::now();
+    wait_for_service(&service, "every idle connection closed", || {
+        idle.retain_mut(|s| {
+            let mut buf = [0u8; 64];
+            matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
+        idle.is_empty().then_some(())
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let (code, body) = http_get(metrics_port, "/healthz").expect("healthz");
+    assert_eq!(code, 200, "{body}");
+    let (code, text) = http_get(metrics_port, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        metric(&text, "directory_connector_runs_total{outcome=\"failed\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    let (code, stderr) = sigterm_and_wait(service);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("connections are open"), "{stderr}");
+}
+
+#[test]
+fn a_config_file_that_stops_parsing_fails_the_run_alerts_and_health_stays_up() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    let hooks = Hooks::start();
+    let metrics_port = slapd::free_port();
+    env.set("service.schedule", "* * * * * *");
+    env.set(
+        "service.metrics_listen",
+        &format!("127.0.0.1:{metrics_port}"),
+    );
+    env.set("notify.webhook_url", &hooks.url);
+    let service = start_service(&env, None);
+    wait_for_service(&service, "a first synced run", || {
+        let (code, _) = http_get(metrics_port, "/healthz")?;
+        (code == 200).then_some(())
+    });
+    // an admin's edit breaks the file: the next run fails and alerts, naming the file and line
+    let good = break_config(&env);
+    let failure = wait_for_service(&service, "the failure webhook", || hooks.find("failure"));
+    let error = failure["error"].as_str().unwrap();
+    assert!(
+        error.contains("config.toml") && error.contains("line"),
+        "{failure}"
+    );
+    let (code, body) = http_get(metrics_port, "/healthz").expect("healthz");
+    assert_eq!(code, 503, "{body}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["last_outcome"], "failed", "{h}");
+    assert!(h["error"].as_str().unwrap().contains("config.toml"), "{h}");
+    // fixed: the next run recovers
+    std::fs::write(env.path().join("config.toml"), good).unwrap();
+    wait_for_service(&service, "the recovery webhook", || hooks.find("recovery"));
+    assert_eq!(hooks.events(), ["failure", "recovery"]);
+    let (code, stderr) = sigterm_and_wait(service);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn started_with_a_broken_config_it_serves_health_and_sighup_reloads_instead_of_killing() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    let metrics_port = slapd::free_port();
+    env.set("service.schedule", "* * * * * *");
+    env.set(
+        "service.metrics_listen",
+        &format!("127.0.0.1:{metrics_port}"),
+    );
+    let good = break_config(&env);
+    let service = start_service(&env, None);
+    // it runs, fails the run naming the file, and serves /healthz on the address in the file
+    let body = wait_for_service(&service, "/healthz with the broken file", || {
+        let (code, body) = http_get(metrics_port, "/healthz")?;
+        (code == 503 && body.contains("config.toml")).then_some(body)
+    });
+    let h: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["last_outcome"], "failed", "{h}");
+    assert_eq!(finished_runs(&env), Some(1));
+    // fixed, and a SIGHUP: the file is re-read and the next run follows its schedule at once
+    // (not the 5 minutes of a service that never read its schedule)
+    std::fs::write(env.path().join("config.toml"), good).unwrap();
+    signal(&service, libc::SIGHUP);
+    wait_for_service(&service, "a synced run after SIGHUP", || {
+        let (code, _) = http_get(metrics_port, "/healthz")?;
+        (code == 200).then_some(())
+    });
+    assert!(
+        service
+            .log()
+            .contains("SIGHUP: configuration re-read; next run at"),
+        "{}",
+        service.log()
+    );
+    // another SIGHUP while all is well: the service goes on recording runs
+    let before = finished_runs(&env).unwrap();
+    signal(&service, libc::SIGHUP);
+    wait_for_service(&service, "a run after the second SIGHUP", || {
+        (finished_runs(&env)? > before).then_some(())
+    });
+    let (code, stderr) = sigterm_and_wait(service);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("service stopped"), "{stderr}");
 }

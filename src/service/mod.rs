@@ -30,7 +30,13 @@
 //!
 //! `run` returns an error only when the service cannot start at all (the data directory is
 //! locked by another sync, the metrics address cannot be bound); failures of single runs are
-//! recorded and reported, never returned.
+//! recorded and reported, never returned. A configuration file that does not parse is such a
+//! failure too, at start as later: the run is recorded as failed naming the file, alerts go where
+//! the last readable configuration sent them, and `/healthz` is served on the address found on
+//! the file's `metrics_listen` line (else from the first run that can read the file).
+//!
+//! On Unix a SIGHUP does not end the service: it re-reads the configuration at once, says whether
+//! the next run would fail on it, and plans the next run on its schedule.
 
 pub mod alerts;
 pub mod http;
@@ -279,8 +285,121 @@ fn summary(f: &Finished) -> String {
     }
 }
 
+/// The address of `service.metrics_listen` in a configuration file that does not parse: each
+/// line is read on its own, so a syntax error elsewhere does not hide it (`None` when the file
+/// cannot be read or the line is not there or is itself broken).
+fn listen_in_unreadable_config(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(config::config_path(data_dir)).ok()?;
+    let mut table = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            // `[service]`, `[[x]]`, `[service] # comment`
+            table = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            continue;
+        }
+        let Ok(parsed) = toml::from_str::<toml::Table>(line) else {
+            continue;
+        };
+        let value = match table.as_str() {
+            "service" => parsed.get("metrics_listen"),
+            "" => parsed.get("service").and_then(|s| s.get("metrics_listen")),
+            _ => None,
+        };
+        if let Some(v) = value.and_then(toml::Value::as_str) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// Resolves on every SIGHUP (never where there is none). While it exists, a SIGHUP does not end
+/// the process.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Hangup {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::hangup()) {
+                Ok(s) => Hangup { signal: Some(s) },
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGHUP ({e}); a SIGHUP ends the service");
+                    Hangup { signal: None }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Hangup {}
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = &mut self.signal
+            && s.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+/// When the next run is due under `cfg` (the configuration as read now, `None` when it cannot
+/// be read: then the last good schedule applies), told to `status` too.
+fn plan_next(
+    cfg: Option<&Config>,
+    last_schedule: &mut schedule::Schedule,
+    status: &Status,
+) -> chrono::DateTime<chrono::Utc> {
+    if let Some(s) = cfg.and_then(|c| schedule::Schedule::from_config(c).ok()) {
+        *last_schedule = s;
+    }
+    let jitter = cfg.map_or(0, |c| c.service.jitter_seconds);
+    let now = chrono::Utc::now();
+    let next = last_schedule.next_after(now) + schedule::jitter(jitter);
+    status.set_schedule(last_schedule.period(now), next);
+    next
+}
+
+/// Starts the HTTP server on the configuration's address, if it names one; a failure is logged.
+async fn late_server(
+    cfg: Option<&Config>,
+    status: &Arc<Status>,
+    stop: &StopHandle,
+) -> Option<http::Server> {
+    let listen = cfg?.service.metrics_listen.as_deref()?;
+    match http::serve(listen, status.clone(), stop.clone()).await {
+        Ok(s) => {
+            say(&format!("health and metrics on http://{}", s.addr));
+            Some(s)
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            tracing::error!("{msg}");
+            say(&format!("error: {msg}"));
+            None
+        }
+    }
+}
+
+fn at(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// Runs the service until `stop` is stopped (see the module doc).
 pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result<()> {
+    // first, so that a SIGHUP never ends the service
+    let mut hangup = Hangup::new();
     let conn = match opts.secrets {
         Some(s) => Connector::with_store(&opts.data_dir, s)?,
         None => Connector::open(&opts.data_dir)?,
@@ -289,15 +408,32 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
         .context("the service cannot start")?;
     let started_at = chrono::Utc::now();
     let status = Arc::new(Status::from_history(&conn.store()?)?);
-    // the listener is set up once, at start (a change needs a restart)
-    let first_cfg = conn.config().ok();
-    let listen = first_cfg
-        .as_ref()
-        .and_then(|c| c.service.metrics_listen.clone());
-    let server = match listen {
+    // The listener is set up once, at start (a change needs a restart). A file that does not
+    // parse fails the runs, not the start: its address is looked for line by line, and when it
+    // is not found the server starts with the first run that can read the file.
+    let first = conn.config();
+    let (listen, mut listen_later) = match &first {
+        Ok(c) => (c.service.metrics_listen.clone(), false),
+        Err(e) => {
+            let found = listen_in_unreadable_config(&opts.data_dir);
+            tracing::error!(
+                "the configuration cannot be read: {}; health and metrics {}",
+                crate::logging::redact(&format!("{e:#}")),
+                match &found {
+                    Some(l) => format!("on {l} (read from its line alone)"),
+                    None => "start once it can be read".into(),
+                }
+            );
+            let later = found.is_none();
+            (found, later)
+        }
+    };
+    let mut server = match listen {
         Some(l) => Some(http::serve(&l, status.clone(), stop.clone()).await?),
         None => None,
     };
+    // the last configuration that could be read: where alerts go while the file is broken
+    let mut good_cfg = first.ok();
     systemd::ready();
     let watchdog = systemd::spawn_watchdog(stop.clone());
     let mut alerts = alerts::Alerts::new(started_at);
@@ -315,33 +451,36 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
             .map(|s| format!("; health and metrics on http://{}", s.addr))
             .unwrap_or_default()
     ));
-    loop {
+    'service: loop {
         if stop.is_stopped() {
             break;
         }
         let finished = one_run(&conn, &stop).await;
         let cfg = conn.config().ok();
-        let sched = cfg
-            .as_ref()
-            .and_then(|c| schedule::Schedule::from_config(c).ok())
-            .unwrap_or_else(|| last_schedule.clone());
-        last_schedule = sched.clone();
-        let jitter = cfg.as_ref().map_or(0, |c| c.service.jitter_seconds);
-        let now = chrono::Utc::now();
-        let next = sched.next_after(now) + schedule::jitter(jitter);
-        status.set_schedule(sched.period(now), next);
+        if cfg.is_some() {
+            good_cfg = cfg.clone();
+        }
+        if listen_later && server.is_none() && good_cfg.is_some() {
+            listen_later = false;
+            server = late_server(good_cfg.as_ref(), &status, &stop).await;
+        }
+        let mut next = plan_next(cfg.as_ref(), &mut last_schedule, &status);
         match finished {
             Ok(f) => {
                 let line = summary(&f);
                 say(&format!(
                     "run {}: {line}; next run at {}",
                     f.record.id,
-                    next.format("%Y-%m-%d %H:%M:%S UTC")
+                    at(next)
                 ));
                 status.record(&f, conn.store().ok().as_ref());
                 systemd::status(&format!("last run {line}"));
-                if let Some(cfg) = &cfg {
-                    alerts.after_run(&conn, cfg, &f).await;
+                match &good_cfg {
+                    Some(cfg) => alerts.after_run(&conn, cfg, &f).await,
+                    None => tracing::warn!(
+                        "no alert is sent: the configuration could not be read since the service \
+                         started, so where alerts go is not known"
+                    ),
                 }
             }
             Err(e) => {
@@ -351,15 +490,50 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
                 systemd::status(&format!("last run failed: {msg}"));
             }
         }
-        if let Some(cfg) = &cfg {
+        if let Some(cfg) = &good_cfg {
             alerts.check_stale(&conn, cfg, &status).await;
         }
-        let wait = (next - chrono::Utc::now())
-            .to_std()
-            .unwrap_or(std::time::Duration::ZERO);
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stop.stopped() => break,
+        // wait for the next run; a SIGHUP re-reads the configuration and plans it again
+        loop {
+            let wait = (next - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(std::time::Duration::ZERO);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => break,
+                () = stop.stopped() => break 'service,
+                () = hangup.recv() => {
+                    match conn.config() {
+                        Ok(c) => {
+                            let problems = config_problems(&conn, &c);
+                            next = plan_next(Some(&c), &mut last_schedule, &status);
+                            good_cfg = Some(c);
+                            if listen_later && server.is_none() {
+                                listen_later = false;
+                                server = late_server(good_cfg.as_ref(), &status, &stop).await;
+                            }
+                            let verdict = if problems.is_empty() {
+                                String::new()
+                            } else {
+                                let list: Vec<String> = problems
+                                    .iter()
+                                    .map(|p| format!("{}: {}", p.key, p.message))
+                                    .collect();
+                                format!(" (the run will fail: {})", list.join("; "))
+                            };
+                            say(&format!(
+                                "SIGHUP: configuration re-read; next run at {}{verdict}",
+                                at(next)
+                            ));
+                        }
+                        Err(e) => say(&format!(
+                            "SIGHUP: the configuration cannot be read ({}); the next run at {} \
+                             fails unless it is fixed",
+                            crate::logging::redact(&format!("{e:#}")),
+                            at(next)
+                        )),
+                    }
+                }
+            }
         }
     }
     systemd::stopping();
@@ -377,4 +551,36 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listen_address_is_found_in_a_file_that_does_not_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = config::config_path(dir.path());
+        let found = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            listen_in_unreadable_config(dir.path())
+        };
+        assert_eq!(found(""), None);
+        assert_eq!(
+            found(
+                "[sync]\ninterval_minutes = = 5\n[service] # health\nmetrics_listen = \"127.0.0.1:9464\"\n"
+            ),
+            Some("127.0.0.1:9464".into())
+        );
+        assert_eq!(
+            found("service.metrics_listen = 'localhost:1'\n[ldap\n"),
+            Some("localhost:1".into())
+        );
+        // another table's key of the same name, or the line itself broken
+        assert_eq!(found("[notify]\nmetrics_listen = \"x:1\"\n[[[\n"), None);
+        assert_eq!(
+            found("[service]\nmetrics_listen = \"127.0.0.1:9464\n"),
+            None
+        );
+    }
 }

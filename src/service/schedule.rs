@@ -1,6 +1,7 @@
 //! When the service runs next: a cron expression (`service.schedule`, 5 fields or 6 with
 //! seconds first, evaluated in local time) or a fixed interval (`sync.interval_minutes`), plus a
-//! random jitter.
+//! random jitter. A cron expression that matches no time in the next [`HORIZON_YEARS`] years
+//! (`0 0 30 2 *`, February 30th) is refused like one that does not parse.
 
 use std::str::FromStr;
 
@@ -75,19 +76,40 @@ impl Schedule {
     }
 }
 
-/// Parses a cron expression (5 fields, or 6 with seconds first; `@hourly` and the like too).
+/// How far ahead a cron expression must match a time: 10 years, so that February 29th (up to 8
+/// years apart around 2100) is kept and February 30th is refused.
+pub const HORIZON_YEARS: i32 = 10;
+
+/// Parses a cron expression (5 fields, or 6 with seconds first; `@hourly` and the like too) and
+/// refuses one that never fires (no matching time within [`HORIZON_YEARS`] years of now).
 pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     let parsed = CronParser::builder()
         .seconds(Seconds::Optional)
         .build()
         .parse(expr)
         .or_else(|_| Cron::from_str(expr));
-    parsed.map_err(|e| {
+    let cron = parsed.map_err(|e| {
         format!(
             "`{expr}` is not a cron expression ({e}); e.g. `*/30 * * * *` (every 30 minutes) or \
              `0 2 * * *` (02:00 every day)"
         )
-    })
+    })?;
+    check_fires(expr, &cron, Utc::now())?;
+    Ok(cron)
+}
+
+/// Refuses a cron expression with no matching time within [`HORIZON_YEARS`] years after `now`.
+fn check_fires(expr: &str, cron: &Cron, now: DateTime<Utc>) -> Result<(), String> {
+    let local = now.with_timezone(&chrono::Local);
+    let horizon = now + Duration::days(i64::from(HORIZON_YEARS) * 366);
+    match cron.find_next_occurrence(&local, false) {
+        Ok(t) if t.with_timezone(&Utc) <= horizon => Ok(()),
+        _ => Err(format!(
+            "`{expr}` never fires: no time matches it in the next {HORIZON_YEARS} years (a day \
+             that month does not have, such as February 30th?); e.g. `0 2 * * *` (02:00 every \
+             day) or `0 2 L * *` (02:00 on the last day of every month)"
+        )),
+    }
 }
 
 /// A random delay of 0 to `seconds` seconds.
@@ -132,6 +154,22 @@ mod tests {
         cfg.service.schedule = Some("every tuesday".into());
         let e = Schedule::from_config(&cfg).unwrap_err();
         assert!(e.contains("every tuesday") && e.contains("cron"), "{e}");
+        // valid fields, but no such day: refused, not "next run in a day" forever
+        for never in ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 0 31 2 *"] {
+            cfg.service.schedule = Some(never.into());
+            let e = Schedule::from_config(&cfg).unwrap_err();
+            assert!(e.contains(never) && e.contains("never fires"), "{e}");
+        }
+        // rare but real: February 29th fires within the horizon
+        cfg.service.schedule = Some("0 0 29 2 *".into());
+        assert!(Schedule::from_config(&cfg).is_ok());
+        assert!(
+            parse_cron("0 2 L * *").is_ok(),
+            "the example the message gives"
+        );
+        let cron = parse_cron("0 0 29 2 *").unwrap();
+        let around_2100 = "2096-03-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert!(check_fires("0 0 29 2 *", &cron, around_2100).is_ok());
         cfg.service.schedule = None;
         cfg.sync.interval_minutes = 0;
         let e = Schedule::from_config(&cfg).unwrap_err();

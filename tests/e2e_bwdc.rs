@@ -2,7 +2,9 @@
 //! `data.json` that points at a real slapd and the fake Bitwarden server; `test` then lists the
 //! users upstream listed (also with an OU in the root path, which upstream drops), and the first
 //! `sync` on an organization that already matches sends nothing. Upstream's file is never
-//! changed.
+//! changed. In secure mode the secrets come from a private Secret Service holding them as
+//! upstream (keytar) stored them; a secret data.json keeps there that cannot be read fails the
+//! import and writes nothing.
 
 mod support;
 
@@ -464,4 +466,16 @@ fn started_as_bwdc_with_its_plaintext_variable() {
     let j = json_of(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(j["object"], "test");
     assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn a_null_interval_imports_a_configuration_that_validates() {
+    // plaintext mode, Entra ID, `"interval": null` (the official window's "no automatic syncs")
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bwdc/v8_entra_plaintext.json");
+    let env = fresh_env();
+    let r = env.ok(&["import-bwdc", fixture.to_str().unwrap()]);
+    assert!(r.stdout.contains("sync.interval: null"), "{}", r.stdout);
+    let r = env.ok(&["config", "validate"]);
+    assert!(r.stdout.contains("valid"), "{}", r.all());
 }

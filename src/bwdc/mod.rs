@@ -100,7 +100,9 @@ impl UpstreamKeychain for OsKeychain {
 /// JSON wins (UTF-8 text read as UTF-16 never does: its first unit is `"` plus a non-zero
 /// byte); else the first that is text at all.
 fn keychain_text(bytes: &[u8]) -> Option<String> {
-    let utf16 = (bytes.len() % 2 == 0)
+    let utf16 = bytes
+        .len()
+        .is_multiple_of(2)
         .then(|| {
             let units: Vec<u16> = bytes
                 .chunks_exact(2)

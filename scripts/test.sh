@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. On a fresh Debian/Ubuntu machine it first installs what the tests
 # need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, python3-aiosmtpd, Xvfb + Mesa +
-# ImageMagick for the real window's screenshot, Wine for the Windows binary) with apt-get,
+# ImageMagick for the real window's screenshot, GNOME Keyring + libsecret-tools for a private
+# Secret Service, Wine for the Windows binary) with apt-get,
 # retrying transient failures; then cross-builds the Windows binary (scripts/build-windows.sh)
 # unless DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1, and type-checks the macOS build
 # (scripts/check-macos.sh).
@@ -37,6 +38,11 @@ done
 # image snapshots render on the CPU with wgpu over Mesa's lavapipe (Vulkan)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || [ -e /usr/share/vulkan/icd.d/lvp_icd.aarch64.json ] || missing+=(mesa-vulkan-drivers)
 [ -e "$lib/libvulkan.so.1" ] || missing+=(libvulkan1)
+# a private Secret Service (D-Bus + GNOME Keyring) holding the official connector's keychain
+# entries for import-bwdc (tests/support/secret_service.rs)
+command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
+command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
+command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
 # a real SMTP server for the service's alert emails (tests/e2e_service.rs)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 # the Windows binary's tests run it under Wine (skipped only with

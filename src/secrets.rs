@@ -1,6 +1,8 @@
 //! Secrets (LDAP password, API key, later the cloud directories' secrets): the OS keyring, a
 //! reference the admin writes as the config value (`env:NAME`, `file:PATH`), a 0600 plaintext
-//! file only when `DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true`, or memory (tests).
+//! file only when `DIRECTORY_CONNECTOR_PLAINTEXT_SECRETS=true`, or memory (tests). It also reads
+//! (never writes) the entries another program stored with keytar, the way the official
+//! connector keeps its secrets (`import-bwdc`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -301,14 +303,10 @@ impl KeyringStore {
     }
 }
 
-/// Runs a keyring call on the entry (service, user) on its own thread: the Secret Service
-/// client runs its own executor and must not run inside the caller's async runtime. The
-/// platform's store is opened once.
-fn with_keyring_entry<T: Send>(
-    service: &str,
-    user: &str,
-    f: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send,
-) -> anyhow::Result<Result<T, keyring_core::Error>> {
+/// Runs `f` on its own thread once the platform's store is open: the Secret Service client
+/// runs its own executor and must not run inside the caller's async runtime. The store is
+/// opened once.
+fn on_keyring_thread<T: Send>(f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let init = KEYRING_INIT.get_or_init(|| {
@@ -319,12 +317,23 @@ fn with_keyring_entry<T: Send>(
             if let Err(e) = init {
                 return Err(keyring_unavailable(e));
             }
-            let entry = keyring_core::Entry::new_with_modifiers(service, user, &entry_modifiers())
-                .map_err(|e| keyring_unavailable(&e.to_string()))?;
-            Ok(f(&entry))
+            f()
         })
         .join()
         .map_err(|_| anyhow!("the keyring thread panicked"))?
+    })
+}
+
+/// Runs a keyring call on this program's entry (service, user) (see [`on_keyring_thread`]).
+fn with_keyring_entry<T: Send>(
+    service: &str,
+    user: &str,
+    f: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send,
+) -> anyhow::Result<Result<T, keyring_core::Error>> {
+    on_keyring_thread(|| {
+        let entry = keyring_core::Entry::new_with_modifiers(service, user, &entry_modifiers())
+            .map_err(|e| keyring_unavailable(&e.to_string()))?;
+        Ok(f(&entry))
     })
 }
 
@@ -360,11 +369,75 @@ impl SecretStore for KeyringStore {
     }
 }
 
-/// Reads another program's keyring entry (service, account) through the same keyring store,
-/// e.g. the official connector's `Bitwarden Directory Connector` entries. `Ok(None)`: no such
-/// entry. Nothing is written or deleted.
-pub fn read_foreign_keyring(service: &str, account: &str) -> anyhow::Result<Option<String>> {
-    found_password(with_keyring_entry(service, account, |e| e.get_password())?)
+/// The entry keytar's `setPassword(service, account, …)` made, which Bitwarden's `desktop_core`
+/// (the official connector's keychain code) keeps: on Linux a Secret Service item with the
+/// attributes `service` and `account` (libsecret schema `org.freedesktop.Secret.Generic`). An
+/// entry built from (service, user) would search `service` and `username`, this store's own
+/// attributes, and miss it.
+#[cfg(not(any(windows, target_os = "macos")))]
+fn keytar_entry(service: &str, account: &str) -> keyring_core::Result<keyring_core::Entry> {
+    let spec = HashMap::from([("service", service), ("account", account)]);
+    keyring_core::Entry::search(&spec)?
+        .into_iter()
+        .next()
+        .ok_or(keyring_core::Error::NoEntry)
+}
+
+/// On Windows keytar's entry is the generic credential `service/account` (this store's own
+/// default would be `account.service`).
+#[cfg(windows)]
+fn keytar_entry(service: &str, account: &str) -> keyring_core::Result<keyring_core::Entry> {
+    let target = format!("{service}/{account}");
+    let modifiers = HashMap::from([("target", target.as_str())]);
+    keyring_core::Entry::new_with_modifiers(service, account, &modifiers)
+}
+
+/// On macOS keytar's entry is the generic password of (service, account), as this store's.
+#[cfg(target_os = "macos")]
+fn keytar_entry(service: &str, account: &str) -> keyring_core::Result<keyring_core::Entry> {
+    keyring_core::Entry::new(service, account)
+}
+
+/// Where keytar keeps the entries (service, account) on this platform, for messages.
+pub fn keytar_location(service: &str, accounts: &[String]) -> String {
+    let or = |f: &dyn Fn(&str) -> String| {
+        accounts
+            .iter()
+            .map(|a| f(a))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    if cfg!(windows) {
+        format!(
+            "{NATIVE_STORE_NAME}: generic credential {}",
+            or(&|a| format!("`{service}/{a}`"))
+        )
+    } else if cfg!(target_os = "macos") {
+        format!(
+            "{NATIVE_STORE_NAME}: generic password of service `{service}`, account {}",
+            or(&|a| format!("`{a}`"))
+        )
+    } else {
+        format!(
+            "{NATIVE_STORE_NAME}: an item with the attributes service = `{service}` and account \
+             = {}",
+            or(&|a| format!("`{a}`"))
+        )
+    }
+}
+
+/// Reads a secret another program stored with keytar (the official connector's
+/// `Bitwarden Directory Connector` entries): see [`keytar_entry`] for each platform's layout.
+/// Returns the raw bytes (on Windows UTF-16 from `desktop_core`, UTF-8 from older keytar
+/// versions); `Ok(None)`: no such entry. Nothing is written or deleted.
+pub fn read_keytar_secret(service: &str, account: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    on_keyring_thread(
+        || match keytar_entry(service, account).and_then(|e| e.get_secret()) {
+            Ok(v) => Ok(Some(v)),
+            Err(keyring_core::Error::NoEntry) => Ok(None),
+            Err(e) => Err(keyring_unavailable(&e.to_string())),
+        },
+    )
 }
 
 /// The store for a data directory: plaintext with the opt-in (warns), otherwise the keyring.

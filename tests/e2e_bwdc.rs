@@ -2,7 +2,9 @@
 //! `data.json` that points at a real slapd and the fake Bitwarden server; `test` then lists the
 //! users upstream listed (also with an OU in the root path, which upstream drops), and the first
 //! `sync` on an organization that already matches sends nothing. Upstream's file is never
-//! changed.
+//! changed. In secure mode the secrets come from a private Secret Service holding them as
+//! upstream (keytar) stored them; a secret data.json keeps there that cannot be read fails the
+//! import and writes nothing.
 
 mod support;
 
@@ -10,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use support::Env;
 use support::fake_bitwarden::FakeBitwarden;
+use support::secret_service::SecretService;
 use support::slapd::{self, Slapd, person, user_dn};
 
 fn email(i: usize) -> String {
@@ -204,7 +207,7 @@ fn import_then_test_lists_the_users_and_a_matching_org_gets_nothing() {
 }
 
 #[test]
-fn secure_mode_without_a_readable_keychain_names_each_secret_and_its_command() {
+fn secure_mode_without_a_readable_keychain_fails_naming_the_secret_and_writes_nothing() {
     let slapd = Slapd::start(&directory());
     let server = FakeBitwarden::start();
     let (up, file) = upstream(&data_json(&slapd, &server, true));
@@ -217,27 +220,97 @@ fn secure_mode_without_a_readable_keychain_names_each_secret_and_its_command() {
         "BITWARDENCLI_CONNECTOR_APPDATA_DIR",
         up.path().to_str().unwrap(),
     );
-    let r = env.ok(&["import-bwdc"]);
-    for (key, cmd) in [
-        (
+    for args in [&["import-bwdc", "--dry-run"][..], &["import-bwdc"]] {
+        let r = env.expect(args, 2);
+        for want in [
             "ldap.password",
+            "directoryLdap.password is \"[STORED SECURELY]\"",
+            "keychain could not be read",
+            "secretLdap:3f0c9a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6",
             "directory-connector config set ldap.password",
-        ),
-        ("bitwarden.client_id", "directory-connector login"),
+        ] {
+            assert!(r.stderr.contains(want), "{want}: {}", r.all());
+        }
+        assert!(r.stdout.is_empty(), "{}", r.all());
+    }
+    assert!(
+        !env.path().join("config.toml").exists() && !env.path().join("secrets.toml").exists(),
+        "nothing written"
+    );
+    assert_eq!(fingerprint(&file), before);
+}
+
+#[test]
+fn secure_mode_reads_the_secrets_where_the_official_connector_stored_them() {
+    let keychain = SecretService::start();
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    const SERVICE: &str = "Bitwarden Directory Connector";
+    const LDAP_ACCOUNT: &str = "secretLdap:3f0c9a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6";
+    // as upstream stores them: keytar's attributes, JSON-encoded values
+    let json = |s: &str| serde_json::Value::from(s).to_string();
+    keychain.store_keytar(SERVICE, LDAP_ACCOUNT, &json(slapd::READER_PW));
+    keychain.store_keytar(SERVICE, "apiKeyClientId", &json(&support::client_id()));
+    keychain.store_keytar(SERVICE, "apiKeyClientSecret", &json(support::CLIENT_SECRET));
+    // an item under the keyring crate's own attributes is not upstream's: never read
+    keychain.store(
+        &[("service", SERVICE), ("username", LDAP_ACCOUNT)],
+        &json("not-the-password"),
+    );
+    let (_up, file) = upstream(&data_json(&slapd, &server, true));
+    let before = fingerprint(&file);
+    let mut env = fresh_env();
+    env.set_var("DBUS_SESSION_BUS_ADDRESS", &keychain.address);
+    let r = env.ok(&["import-bwdc", file.to_str().unwrap()]);
+    for key in [
+        "ldap.password",
+        "bitwarden.client_id",
+        "bitwarden.client_secret",
     ] {
         assert!(
-            r.stdout.contains(&format!("{key}: NOT imported")),
+            r.stdout.contains(&format!("{key}: stored")),
             "{key}: {}",
             r.stdout
         );
-        assert!(r.stdout.contains(cmd), "{cmd}: {}", r.stdout);
     }
-    assert!(r.stdout.contains("secretLdap:3f0c9a1e"), "{}", r.stdout);
-    assert_eq!(fingerprint(&file), before);
-    // the settings were imported all the same; the password is what is missing
-    let r = env.run(&["test"]);
-    assert_eq!(r.code, 2, "{}", r.all());
-    assert!(r.all().contains("ldap.password"), "{}", r.all());
+    assert!(!r.all().contains(slapd::READER_PW), "no secret printed");
+    // the password and the API key work: `test` binds, `sync` logs in
+    let j = env.json(&["test"]);
+    assert_eq!(
+        emails(&j["enabledUsers"]),
+        (0..5).map(email).collect::<Vec<_>>()
+    );
+    env.ok(&["sync"]);
+    assert_eq!(server.org().emails().len(), 6);
+
+    // another directory setup whose password is not in the keychain: refused, and the data
+    // directory keeps the first import untouched
+    let cfg = std::fs::read(env.path().join("config.toml")).unwrap();
+    let secrets = std::fs::read(env.path().join("secrets.toml")).unwrap();
+    let other = data_json(&slapd, &server, true).replace(
+        "3f0c9a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6",
+        "99999999-2b3c-4d5e-8f90-a1b2c3d4e5f6",
+    );
+    let (_up2, file2) = upstream(&other);
+    let r = env.expect(&["import-bwdc", file2.to_str().unwrap(), "--force"], 2);
+    for want in [
+        "nothing was imported",
+        "ldap.password",
+        "service = `Bitwarden Directory Connector` and account = \
+         `secretLdap:99999999-2b3c-4d5e-8f90-a1b2c3d4e5f6` or `secretLdap`",
+    ] {
+        assert!(r.stderr.contains(want), "{want}: {}", r.all());
+    }
+    assert_eq!(std::fs::read(env.path().join("config.toml")).unwrap(), cfg);
+    assert_eq!(
+        std::fs::read(env.path().join("secrets.toml")).unwrap(),
+        secrets
+    );
+    assert_eq!(
+        fingerprint(&file),
+        before,
+        "upstream's data.json is unchanged"
+    );
 }
 
 /// A data directory configured for the slapd and server, synced once.
@@ -393,4 +466,16 @@ fn started_as_bwdc_with_its_plaintext_variable() {
     let j = json_of(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(j["object"], "test");
     assert_eq!(j["enabledUsers"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn a_null_interval_imports_a_configuration_that_validates() {
+    // plaintext mode, Entra ID, `"interval": null` (the official window's "no automatic syncs")
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bwdc/v8_entra_plaintext.json");
+    let env = fresh_env();
+    let r = env.ok(&["import-bwdc", fixture.to_str().unwrap()]);
+    assert!(r.stdout.contains("sync.interval: null"), "{}", r.stdout);
+    let r = env.ok(&["config", "validate"]);
+    assert!(r.stdout.contains("valid"), "{}", r.all());
 }

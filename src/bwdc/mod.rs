@@ -3,6 +3,11 @@
 //! its secrets (inline in plaintext mode, else its keychain entries), maps every setting onto
 //! this project's config keys, and reports what was imported, what was not and why. Upstream's
 //! files and keychain entries are only read, never changed.
+//!
+//! A secret data.json keeps in the keychain (`[STORED SECURELY]`) that cannot be read fails the
+//! whole import before anything is written. The secrets are stored, then config.toml is
+//! written; a failure on the way puts the secret store back as it was. With `--force` the
+//! secrets an import sets that this import does not are removed.
 
 mod source;
 
@@ -40,19 +45,78 @@ pub fn default_upstream_dir() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|d| d.config_dir().join("Bitwarden Directory Connector"))
 }
 
+/// The largest data.json read: upstream's files are a few kilobytes.
+pub const MAX_DATA_JSON_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The secrets an import can set; `--force` removes those the new import does not set.
+pub const IMPORTED_SECRET_KEYS: &[&str] = &[
+    "ldap.password",
+    "entra.key",
+    "google.key",
+    "okta.token",
+    "onelogin.client_secret",
+    KEY_CLIENT_ID,
+    KEY_CLIENT_SECRET,
+];
+
 /// Where upstream's secrets are read from in secure mode.
 pub trait UpstreamKeychain {
     /// The raw (JSON-encoded) value of an account of the `Bitwarden Directory Connector`
     /// service; `Ok(None)` when there is no such entry.
     fn get(&self, account: &str) -> anyhow::Result<Option<String>>;
+    /// Where the accounts were looked for, for messages.
+    fn location(&self, accounts: &[String]) -> String {
+        format!(
+            "the keychain: service `{UPSTREAM_SERVICE}`, account {}",
+            accounts
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    }
 }
 
-/// The OS keychain, through the same keyring store this project uses.
+/// The OS keychain, read the way the official connector wrote it (keytar's layout, see
+/// [`crate::secrets::read_keytar_secret`]).
 pub struct OsKeychain;
 
 impl UpstreamKeychain for OsKeychain {
     fn get(&self, account: &str) -> anyhow::Result<Option<String>> {
-        crate::secrets::read_foreign_keyring(UPSTREAM_SERVICE, account)
+        match crate::secrets::read_keytar_secret(UPSTREAM_SERVICE, account)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(keychain_text(&bytes).ok_or_else(|| {
+                anyhow::anyhow!("the entry is neither UTF-16 nor UTF-8 text")
+            })?)),
+        }
+    }
+    fn location(&self, accounts: &[String]) -> String {
+        crate::secrets::keytar_location(UPSTREAM_SERVICE, accounts)
+    }
+}
+
+/// The text of a keychain entry: Bitwarden's `desktop_core` writes UTF-16 on Windows, keytar
+/// (and every platform but Windows) UTF-8. The values are JSON, so the reading that parses as
+/// JSON wins (UTF-8 text read as UTF-16 never does: its first unit is `"` plus a non-zero
+/// byte); else the first that is text at all.
+fn keychain_text(bytes: &[u8]) -> Option<String> {
+    let utf16 = bytes
+        .len()
+        .is_multiple_of(2)
+        .then(|| {
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16(&units).ok()
+        })
+        .flatten();
+    let utf8 = std::str::from_utf8(bytes).ok().map(str::to_string);
+    let is_json = |s: &String| serde_json::from_str::<Value>(s).is_ok();
+    match (utf16, utf8) {
+        (Some(w), _) if is_json(&w) => Some(w),
+        (_, Some(n)) => Some(n),
+        (w, None) => w,
     }
 }
 
@@ -108,6 +172,9 @@ pub struct Report {
     pub organization_id: Option<String>,
     pub settings: Vec<Setting>,
     pub secrets: Vec<SecretOutcome>,
+    /// With `--force`: the secrets of the replaced configuration that this import does not set,
+    /// removed from this connector's secret store (in a dry run: to be removed).
+    pub removed_secrets: Vec<String>,
     pub not_imported: Vec<Skipped>,
     /// Settings changed on the way so that this connector reads the directory as upstream did.
     pub changes: Vec<String>,
@@ -125,6 +192,11 @@ struct FoundSecret {
     problem: Option<String>,
     /// Missing secrets of a directory that is not the selected one are not worth a line.
     required: bool,
+    /// data.json says the secret is in the keychain (`[STORED SECURELY]`): missing, it fails
+    /// the import (when required).
+    referenced: bool,
+    /// Its place in data.json.
+    field: String,
 }
 
 /// The mapping of one data.json, before anything is written.
@@ -307,6 +379,8 @@ fn find_secret(
         from: None,
         problem: None,
         required,
+        referenced: matches!(inline, Some(Value::String(s)) if s == STORED_SECURELY),
+        field: inline_from.to_string(),
     };
     if let Some(Value::String(s)) = inline
         && !s.is_empty()
@@ -344,16 +418,16 @@ fn find_secret(
             format!("not in data.json ({inline_from})")
         } else {
             format!(
-                "not in data.json and no keychain entry `{UPSTREAM_SERVICE}` / {}",
-                accounts
-                    .iter()
-                    .map(|a| format!("`{a}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "not in data.json and not in {}",
+                keychain.location(accounts)
             )
         }
     } else {
-        format!("the keychain could not be read: {}", errors.join("; "))
+        format!(
+            "the keychain could not be read: {} (looked in {})",
+            errors.join("; "),
+            keychain.location(accounts)
+        )
     });
     found
 }
@@ -488,11 +562,21 @@ fn map_ldap(src: &Source, keychain: &dyn UpstreamKeychain, selected: bool, m: &m
             &from("sslAllowUnauthorized"),
         );
     }
-    // upstream's default for a new configuration is AD mode
-    let ad = flag(f("ad")).unwrap_or(true);
+    // upstream reads the stored object as it is: a missing flag is `undefined`, i.e. off (its
+    // defaults of true apply to a configuration made in its window, which saves them)
+    let ad = flag(f("ad")).unwrap_or(false);
     m.set("ldap.ad", ad.to_string(), &from("ad"));
-    let paged = ad || flag(f("pagedSearch")).unwrap_or(true);
+    // every search pages exactly when `pagedSearch` is on, AD or not
+    let paged = flag(f("pagedSearch")).unwrap_or(false);
     m.set("ldap.paged_search", paged.to_string(), &from("pagedSearch"));
+    if ad && !paged && selected {
+        m.warnings.push(
+            "ldap.paged_search is off, as in data.json: Active Directory refuses a search \
+             without paging that finds more than 1000 entries (so did the official \
+             connector's); `config set ldap.paged_search true` reads them all"
+                .into(),
+        );
+    }
     if let Some(u) = text(f("username")) {
         m.set("ldap.username", u, &from("username"));
     }
@@ -729,33 +813,51 @@ fn map_sync(src: &Source, m: &mut Mapping) {
             }
         }
     }
-    let interval = match s.get("interval") {
-        None | Some(Value::Null) => 0,
-        v => int(v).unwrap_or(5),
-    };
-    let mapped = match interval {
-        i if i <= 0 => 0,
-        1..=4 => 5,
-        i if i > 10_080 => 10_080,
-        i => i,
-    };
-    if mapped != interval {
-        m.changes.push(format!(
-            "sync.interval_minutes: {interval} became {mapped} ({})",
-            if mapped == 0 {
-                "no automatic syncs, as upstream"
-            } else if mapped == 5 {
-                "the minimum, as the official connector saves it"
-            } else {
-                "the longest interval this connector accepts"
+    match s.get("interval").map(|v| (v, int(Some(v)))) {
+        // null, missing or ≤ 0: upstream's window stops its automatic syncs (its CLI ignores
+        // the interval). This connector's 0 would make the service refuse to start, and its
+        // window polls every 5 minutes at least anyway: its default applies.
+        None | Some((Value::Null, _)) | Some((_, Some(i64::MIN..=0))) => {
+            let was = match s.get("interval") {
+                None => "not set".to_string(),
+                Some(v) => v.to_string(),
+            };
+            m.skip(
+                from("interval"),
+                format!(
+                    "{was}: no automatic syncs in the official connector's window (its CLI \
+                     ignores it); this connector's default (sync.interval_minutes = 5) applies \
+                     to the service and the window's Start Sync — scheduled `sync` runs (cron) \
+                     work as before"
+                ),
+            );
+        }
+        Some((v, i)) => {
+            let interval = i.unwrap_or(5);
+            let mapped = match interval {
+                1..=4 => 5,
+                i if i > 10_080 => 10_080,
+                i => i,
+            };
+            if mapped != interval || i.is_none() {
+                m.changes.push(format!(
+                    "sync.interval_minutes: {v} became {mapped} ({})",
+                    if i.is_none() {
+                        "not a number; the official connector's default"
+                    } else if mapped == 5 {
+                        "the minimum, as the official connector saves it"
+                    } else {
+                        "the longest interval this connector accepts"
+                    }
+                ));
             }
-        ));
+            m.set(
+                "sync.interval_minutes",
+                mapped.to_string(),
+                &from("interval"),
+            );
+        }
     }
-    m.set(
-        "sync.interval_minutes",
-        mapped.to_string(),
-        &from("interval"),
-    );
     let ldap_only = src.directory_type.is_none_or(|t| t == 0);
     for (field, key, ldap) in [
         ("userFilter", "sync.user_filter", false),
@@ -939,6 +1041,14 @@ pub fn import(
         .into());
     }
     let mapping = map_source(&src, keychain);
+    let unreadable: Vec<&FoundSecret> = mapping
+        .secrets
+        .iter()
+        .filter(|s| s.required && s.referenced && s.value.is_none())
+        .collect();
+    if !unreadable.is_empty() {
+        return Err(missing_secrets(&src, &unreadable, opts.dry_run));
+    }
 
     // every setting on its own: a value this connector refuses is reported, not fatal
     let cfg_path = config::config_path(data_dir);
@@ -968,10 +1078,31 @@ pub fn import(
         src.path.display(),
         src.state_version
     );
-    if !opts.dry_run {
-        config::save_text(data_dir, &text)
-            .with_context(|| format!("import-bwdc: writing {}", cfg_path.display()))?;
+
+    // the secrets to store, and (with --force) the earlier ones this import does not set
+    let values: Vec<(&'static str, &str)> = mapping
+        .secrets
+        .iter()
+        .filter_map(|s| s.value.as_deref().map(|v| (s.key, v)))
+        .collect();
+    let mut removed = Vec::new();
+    if opts.force {
+        for key in IMPORTED_SECRET_KEYS {
+            if values.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            let held = store
+                .get(key)
+                .with_context(|| format!("import-bwdc: reading `{key}` in {}", store.describe()))?;
+            if held.is_some() {
+                removed.push((*key).to_string());
+            }
+        }
     }
+    if !opts.dry_run {
+        write_all(data_dir, &text, store, &values, &removed)?;
+    }
+
     let mut secrets = Vec::new();
     for s in &mapping.secrets {
         if s.value.is_none() && !s.required && s.problem.is_some() {
@@ -980,23 +1111,10 @@ pub fn import(
         let mut out = SecretOutcome {
             key: s.key.into(),
             from: s.from.clone(),
-            stored: false,
+            stored: s.value.is_some() && !opts.dry_run,
             problem: s.problem.clone(),
             command: None,
         };
-        if let Some(v) = &s.value
-            && !opts.dry_run
-        {
-            match store.set(s.key, v) {
-                Ok(()) => out.stored = true,
-                Err(e) => {
-                    out.problem = Some(format!(
-                        "could not be stored in {}: {e:#}",
-                        store.describe()
-                    ))
-                }
-            }
-        }
         if out.problem.is_some() {
             out.command = Some(manual_command(s.key));
         }
@@ -1026,11 +1144,128 @@ pub fn import(
         organization_id: src.organization_id.clone(),
         settings,
         secrets,
+        removed_secrets: removed,
         not_imported,
         changes: mapping.changes,
         warnings,
         config_toml: text,
         next_steps,
+    })
+}
+
+/// The error for secrets data.json keeps in the keychain that could not be read: each with its
+/// place in data.json and where it was looked for.
+fn missing_secrets(src: &Source, missing: &[&FoundSecret], dry_run: bool) -> anyhow::Error {
+    let list: Vec<String> = missing
+        .iter()
+        .map(|s| {
+            format!(
+                "  - {} ({} is \"{STORED_SECURELY}\"): {}",
+                s.key,
+                s.field,
+                s.problem.as_deref().unwrap_or("not found")
+            )
+        })
+        .collect();
+    ConfigError(format!(
+        "import-bwdc: {}: {} keeps {} in the official connector's keychain, and {} be read:\n{}\n\
+         Run the import as the user, and in the session, the official connector ran in (its \
+         keychain unlocked), or configure this connector by hand: {}.",
+        if dry_run {
+            "the import would fail"
+        } else {
+            "nothing was imported"
+        },
+        src.path.display(),
+        if missing.len() == 1 {
+            "a secret"
+        } else {
+            "secrets"
+        },
+        if missing.len() == 1 {
+            "it cannot"
+        } else {
+            "they cannot"
+        },
+        list.join("\n"),
+        missing
+            .iter()
+            .map(|s| manual_command(s.key))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))
+    .into()
+}
+
+/// Stores the secrets, removes `removed`, then writes config.toml. A failure on the way puts
+/// every secret back as it was, and config.toml is then not written.
+fn write_all(
+    data_dir: &Path,
+    text: &str,
+    store: &dyn SecretStore,
+    values: &[(&str, &str)],
+    removed: &[String],
+) -> anyhow::Result<()> {
+    let changes: Vec<(&str, Option<&str>)> = values
+        .iter()
+        .map(|(k, v)| (*k, Some(*v)))
+        .chain(removed.iter().map(|k| (k.as_str(), None)))
+        .collect();
+    let mut before: Vec<(&str, Option<String>)> = Vec::new();
+    let mut result = Ok(());
+    for (key, value) in &changes {
+        let step = store
+            .get(key)
+            .and_then(|old| {
+                before.push((key, old));
+                match value {
+                    Some(v) => store.set(key, v),
+                    None => store.delete(key),
+                }
+            })
+            .with_context(|| {
+                format!(
+                    "import-bwdc: {} `{key}` in {}",
+                    if value.is_some() {
+                        "storing"
+                    } else {
+                        "removing the replaced configuration's"
+                    },
+                    store.describe()
+                )
+            });
+        if let Err(e) = step {
+            result = Err(e);
+            break;
+        }
+    }
+    if result.is_ok() {
+        let cfg_path = config::config_path(data_dir);
+        result = config::save_text(data_dir, text)
+            .with_context(|| format!("import-bwdc: writing {}", cfg_path.display()));
+    }
+    let Err(e) = result else {
+        return Ok(());
+    };
+    let mut not_restored = Vec::new();
+    for (key, old) in before.iter().rev() {
+        let undo = match old {
+            Some(v) => store.set(key, v),
+            None => store.delete(key),
+        };
+        if undo.is_err() {
+            not_restored.push(format!("`{key}`"));
+        }
+    }
+    Err(if not_restored.is_empty() {
+        e.context("nothing was imported (the secret store is as it was)")
+    } else {
+        e.context(format!(
+            "nothing was imported, but {} could not be put back in {}: check them with \
+             `config get`",
+            not_restored.join(", "),
+            store.describe()
+        ))
     })
 }
 
@@ -1082,6 +1317,17 @@ pub fn summary(r: &Report, store: &str) -> Vec<String> {
                 }
             }
         }
+    }
+    if !r.removed_secrets.is_empty() {
+        l.push(format!(
+            "{} from {store} (--force: the replaced configuration's, not set by this import): {}",
+            if r.dry_run {
+                "Would be removed"
+            } else {
+                "Removed"
+            },
+            r.removed_secrets.join(", ")
+        ));
     }
     if !r.changes.is_empty() {
         l.push(

@@ -1,6 +1,7 @@
 //! Reading upstream's `data.json` into one view, whatever its state version: the flat layout of
 //! versions 5–8 (`directoryLdap`, `sync`, … at the top) and the account layout of 3–4 (an
-//! account object under the user id, `global` for app-wide settings). The file is only read.
+//! account object under the user id, `global` for app-wide settings). The file is only read, and
+//! at most 16 MiB of it.
 
 use std::path::{Path, PathBuf};
 
@@ -64,15 +65,22 @@ fn as_version(v: Option<&Value>) -> Option<u64> {
     }
 }
 
-/// Reads `data.json` (or the data.json inside a directory). Errors name the file and the stage.
-pub fn read_source(path: &Path) -> anyhow::Result<Source> {
-    let file = if path.is_dir() {
-        path.join("data.json")
-    } else {
-        path.to_path_buf()
+/// Reads at most [`MAX_DATA_JSON_BYTES`](super::MAX_DATA_JSON_BYTES) of `file`: a larger file
+/// (or one that grows past it while read) is refused, not read whole.
+fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let max = super::MAX_DATA_JSON_BYTES;
+    let too_large = |size: String| {
+        ConfigError(format!(
+            "import-bwdc: {} is {size}; the official connector's data.json is a few kilobytes \
+             and files over {} MiB are not read: give the path of its data directory or \
+             data.json",
+            file.display(),
+            max / (1024 * 1024)
+        ))
     };
-    let bytes = match std::fs::read(&file) {
-        Ok(b) => b,
+    let f = match std::fs::File::open(file) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ConfigError(format!(
                 "import-bwdc: {} not found: the official connector keeps its settings in \
@@ -85,6 +93,29 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
             return Err(e).with_context(|| format!("import-bwdc: reading {}", file.display()));
         }
     };
+    if let Ok(meta) = f.metadata()
+        && meta.len() > max
+    {
+        return Err(too_large(format!("{} bytes", meta.len())).into());
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("import-bwdc: reading {}", file.display()))?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(format!("over {max} bytes")).into());
+    }
+    Ok(bytes)
+}
+
+/// Reads `data.json` (or the data.json inside a directory). Errors name the file and the stage.
+pub fn read_source(path: &Path) -> anyhow::Result<Source> {
+    let file = if path.is_dir() {
+        path.join("data.json")
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = read_bounded(&file)?;
     let text = String::from_utf8_lossy(&bytes);
     let data: Value = serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|e| {
         ConfigError(format!(

@@ -2,7 +2,7 @@
 //! state version and directory type, with a fake keychain.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::secrets::MemoryStore;
@@ -211,7 +211,11 @@ fn v8_entra_government_with_plaintext_secrets() {
         Some("includeGroup:0f3c1a2b-0000-4000-8000-000000000001|exclude:joe@company.com")
     );
     assert_eq!(setting(&r, "sync.large_import"), Some("true"));
-    assert_eq!(setting(&r, "sync.interval_minutes"), Some("0"), "null: off");
+    assert_eq!(
+        setting(&r, "sync.interval_minutes"),
+        None,
+        "null: the default"
+    );
     // AD overrides upstream wrote for a non-LDAP setup are not carried over
     assert_eq!(setting(&r, "sync.user_path"), None);
     assert!(skipped(&r, "sync.userPath").is_some());
@@ -278,37 +282,84 @@ fn v8_okta_and_a_clamped_interval() {
     );
 }
 
+/// Runs an import that must fail; returns its message.
+fn import_err(name: &str, keychain: &FakeKeychain, dir: &Path, store: &MemoryStore) -> String {
+    let opts = ImportOptions {
+        path: Some(fixture(name)),
+        ..ImportOptions::default()
+    };
+    let e = import(&opts, dir, store, keychain).unwrap_err();
+    assert!(e.downcast_ref::<ConfigError>().is_some(), "exit 2: {e:#}");
+    format!("{e:#}")
+}
+
 #[test]
-fn v8_onelogin_secure_with_an_unreadable_keychain_names_the_secrets_and_commands() {
+fn a_secret_in_an_unreadable_keychain_fails_the_import_and_writes_nothing() {
     let kc = FakeKeychain {
         broken: true,
         ..FakeKeychain::default()
     };
-    let (r, _dir, store) = run("v8_onelogin_secure.json", &kc);
-    assert_eq!(setting(&r, "onelogin.region"), Some("eu"));
-    assert_eq!(setting(&r, "onelogin.client_id"), Some("ol-client"));
-    assert_eq!(setting(&r, "sync.use_email_prefix_suffix"), Some("true"));
-    let s = r
-        .secrets
-        .iter()
-        .find(|s| s.key == "onelogin.client_secret")
-        .unwrap();
-    assert!(!s.stored);
-    assert!(
-        s.problem
-            .as_ref()
-            .unwrap()
-            .contains("keychain could not be read")
-    );
-    assert_eq!(
-        s.command.as_deref().unwrap(),
-        "directory-connector config set onelogin.client_secret   (prompted, or piped on standard input)"
-    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::default();
+    let e = import_err("v8_onelogin_secure.json", &kc, dir.path(), &store);
+    for want in [
+        "nothing was imported",
+        "onelogin.client_secret (directoryOnelogin.clientSecret is \"[STORED SECURELY]\")",
+        "the keychain could not be read: entry `Bitwarden Directory Connector` / \
+         `secretOneLogin:0c0c0c0c-1d1d-4e2e-8f3f-404040404040`: the OS keyring is not available",
+        "account `secretOneLogin:0c0c0c0c-1d1d-4e2e-8f3f-404040404040` or `secretOneLogin`",
+        "directory-connector config set onelogin.client_secret",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
+    assert!(!config::config_path(dir.path()).exists(), "nothing written");
     assert!(store.get("onelogin.client_secret").unwrap().is_none());
+}
+
+#[test]
+fn a_secret_data_json_keeps_in_the_keychain_and_is_not_there_fails_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::default();
+    // only the API key is there: the LDAP password is missing
+    let kc = FakeKeychain::with(&[
+        (
+            "apiKeyClientId",
+            "\"organization.8a1c2b3d-4e5f-4a6b-9c7d-0e1f2a3b4c5d\"",
+        ),
+        ("apiKeyClientSecret", "\"OrgSecretFromKeychain\""),
+    ]);
+    let e = import_err("v8_ldap_ad_secure.json", &kc, dir.path(), &store);
+    for want in [
+        "ldap.password (directoryLdap.password is \"[STORED SECURELY]\")",
+        "not in data.json and not in the keychain: service `Bitwarden Directory Connector`, \
+         account `secretLdap:3f0c9a1e-2b3c-4d5e-8f90-a1b2c3d4e5f6` or `secretLdap`",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
+    // an entry that is not upstream's JSON is as good as missing
+    let kc = FakeKeychain::with(&[("secretLdap", "not json")]);
+    let e = import_err("v8_ldap_ad_secure.json", &kc, dir.path(), &store);
+    assert!(e.contains("not JSON-encoded"), "{e}");
+    // a dry run says the import would fail
+    let opts = ImportOptions {
+        path: Some(fixture("v8_ldap_ad_secure.json")),
+        dry_run: true,
+        force: false,
+    };
+    let e = format!("{:#}", import(&opts, dir.path(), &store, &kc).unwrap_err());
+    assert!(e.contains("the import would fail"), "{e}");
+    assert!(!config::config_path(dir.path()).exists(), "nothing written");
     assert!(
-        r.next_steps
+        store.get(KEY_CLIENT_ID).unwrap().is_none(),
+        "nothing stored"
+    );
+    // the API key is not one data.json refers to: without it the import goes on (login later)
+    let kc = FakeKeychain::with(&[("secretLdap", "\"pw\"")]);
+    let (r, _dir, _store) = run("v8_ldap_ad_secure.json", &kc);
+    assert!(
+        r.secrets
             .iter()
-            .any(|n| n.contains("config set onelogin.client_secret"))
+            .any(|s| s.key == KEY_CLIENT_ID && s.problem.is_some())
     );
 }
 
@@ -347,7 +398,7 @@ fn v5_starttls_uses_the_unscoped_legacy_key_and_skips_missing_files() {
             .contains("does not exist")
     );
     assert!(skipped(&r, "directoryLdap.sslCertPath").is_some());
-    assert_eq!(setting(&r, "sync.interval_minutes"), Some("0"));
+    assert_eq!(setting(&r, "sync.interval_minutes"), None, "0: the default");
     assert_eq!(setting(&r, "sync.member_attribute"), Some("uniqueMember"));
     assert_eq!(
         store.get("ldap.password").unwrap().as_deref(),
@@ -451,7 +502,10 @@ fn an_api_key_of_another_organization_is_not_imported() {
 fn dry_run_writes_nothing_and_a_configured_dir_is_refused_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::default();
-    let kc = FakeKeychain::default();
+    let kc = FakeKeychain::with(&[(
+        "secretOneLogin:0c0c0c0c-1d1d-4e2e-8f3f-404040404040",
+        "\"ol-secret\"",
+    )]);
     let mut opts = ImportOptions {
         path: Some(fixture("v8_okta_plaintext.json")),
         dry_run: true,
@@ -476,10 +530,239 @@ fn dry_run_writes_nothing_and_a_configured_dir_is_refused_without_force() {
         std::fs::read(config::config_path(dir.path())).unwrap(),
         before
     );
+    // --force replaces the configuration, and the secrets of the one it replaces go too
     opts.force = true;
+    opts.dry_run = true;
+    let r = import(&opts, dir.path(), &store, &kc).unwrap();
+    let gone = ["okta.token", KEY_CLIENT_ID, KEY_CLIENT_SECRET];
+    assert_eq!(r.removed_secrets, gone);
+    assert!(
+        summary(&r, "memory")
+            .iter()
+            .any(|l| l.starts_with("Would be removed from memory") && l.contains("okta.token"))
+    );
+    assert!(store.get("okta.token").unwrap().is_some(), "a dry run");
+    opts.dry_run = false;
     let r = import(&opts, dir.path(), &store, &kc).unwrap();
     assert_eq!(setting(&r, "directory.type"), Some("onelogin"));
     let cfg = config::load(dir.path()).unwrap();
     assert_eq!(cfg.directory.kind, Some(config::DirectoryType::Onelogin));
     assert_eq!(cfg.okta.org_url, None, "--force replaces the configuration");
+    assert_eq!(r.removed_secrets, gone);
+    for key in gone {
+        assert_eq!(store.get(key).unwrap(), None, "{key}");
+    }
+    assert_eq!(
+        store.get("onelogin.client_secret").unwrap().as_deref(),
+        Some("ol-secret")
+    );
+}
+
+/// A store whose writes of one key fail.
+struct FailingStore {
+    inner: MemoryStore,
+    fail_on: &'static str,
+}
+
+impl SecretStore for FailingStore {
+    fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        if key == self.fail_on {
+            anyhow::bail!("the store refused `{key}`");
+        }
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.inner.delete(key)
+    }
+    fn describe(&self) -> String {
+        "the failing store".into()
+    }
+}
+
+#[test]
+fn a_secret_that_cannot_be_stored_puts_everything_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FailingStore {
+        inner: MemoryStore::default(),
+        fail_on: KEY_CLIENT_SECRET,
+    };
+    // the replaced configuration's secrets
+    store.inner.set("okta.token", "old-token").unwrap();
+    store.inner.set(KEY_CLIENT_ID, "organization.old").unwrap();
+    std::fs::write(
+        config::config_path(dir.path()),
+        "[okta]\norg_url = \"https://o\"\n",
+    )
+    .unwrap();
+    let before = std::fs::read(config::config_path(dir.path())).unwrap();
+    let opts = ImportOptions {
+        path: Some(fixture("v8_entra_plaintext.json")),
+        dry_run: false,
+        force: true,
+    };
+    let e = format!(
+        "{:#}",
+        import(&opts, dir.path(), &store, &FakeKeychain::default()).unwrap_err()
+    );
+    assert!(
+        e.contains("nothing was imported (the secret store is as it was)")
+            && e.contains("storing `bitwarden.client_secret` in the failing store"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(config::config_path(dir.path())).unwrap(),
+        before
+    );
+    assert_eq!(store.get("entra.key").unwrap(), None);
+    assert_eq!(
+        store.get("okta.token").unwrap().as_deref(),
+        Some("old-token")
+    );
+    assert_eq!(
+        store.get(KEY_CLIENT_ID).unwrap().as_deref(),
+        Some("organization.old")
+    );
+}
+
+/// A data.json in a temporary directory.
+fn data_json(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("data.json");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn import_text(text: &str) -> (Report, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ImportOptions {
+        path: Some(data_json(dir.path(), text)),
+        dry_run: true,
+        force: false,
+    };
+    let r = import(
+        &opts,
+        dir.path(),
+        &MemoryStore::default(),
+        &FakeKeychain::default(),
+    )
+    .unwrap();
+    (r, dir)
+}
+
+#[test]
+fn paged_search_is_imported_as_set_and_missing_flags_read_as_off() {
+    let ldap = |flags: &str| {
+        format!(
+            r#"{{"stateVersion": 8, "directoryType": 0,
+              "directoryLdap": {{"hostname": "dc", "rootPath": "dc=x", "password": "pw"{flags}}}}}"#
+        )
+    };
+    for (flags, ad, paged) in [
+        (r#", "ad": true, "pagedSearch": false"#, "true", "false"),
+        (r#", "ad": true, "pagedSearch": true"#, "true", "true"),
+        (r#", "ad": false, "pagedSearch": true"#, "false", "true"),
+        ("", "false", "false"),
+        (r#", "ad": true"#, "true", "false"),
+        (r#", "pagedSearch": true"#, "false", "true"),
+    ] {
+        let (r, _dir) = import_text(&ldap(flags));
+        assert_eq!(setting(&r, "ldap.ad"), Some(ad), "{flags}");
+        assert_eq!(setting(&r, "ldap.paged_search"), Some(paged), "{flags}");
+        let warned = r.warnings.iter().any(|w| w.contains("1000 entries"));
+        assert_eq!(warned, ad == "true" && paged == "false", "{flags}");
+    }
+}
+
+#[test]
+fn a_null_or_zero_interval_keeps_the_default_and_the_config_validates() {
+    for interval in ["null", "0", "-3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"{{"stateVersion": 8, "directoryType": 3,
+               "directoryOkta": {{"orgUrl": "https://o.okta.com", "token": "t"}},
+               "sync": {{"users": true, "interval": {interval}}}}}"#
+        );
+        let opts = ImportOptions {
+            path: Some(data_json(dir.path(), &text)),
+            ..ImportOptions::default()
+        };
+        let r = import(
+            &opts,
+            dir.path(),
+            &MemoryStore::default(),
+            &FakeKeychain::default(),
+        )
+        .unwrap();
+        assert_eq!(setting(&r, "sync.interval_minutes"), None, "{interval}");
+        assert!(
+            skipped(&r, "sync.interval")
+                .unwrap()
+                .starts_with(&format!("{interval}: no automatic syncs")),
+            "{interval}: {:?}",
+            r.not_imported
+        );
+        let cfg = config::load(dir.path()).unwrap();
+        assert_eq!(cfg.sync.interval_minutes, 5);
+        assert!(
+            crate::service::settings_problems(&cfg).is_empty(),
+            "{interval}: {:?}",
+            crate::service::settings_problems(&cfg)
+        );
+        assert!(
+            config::validate(&cfg, true, false)
+                .iter()
+                .all(|p| p.key != "sync.interval_minutes"),
+            "{interval}"
+        );
+    }
+}
+
+#[test]
+fn an_oversized_data_json_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("data.json");
+    // sparse: no disk space used
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_DATA_JSON_BYTES + 1)
+        .unwrap();
+    let opts = ImportOptions {
+        path: Some(dir.path().to_path_buf()),
+        ..ImportOptions::default()
+    };
+    let store = MemoryStore::default();
+    let e = import(&opts, dir.path(), &store, &FakeKeychain::default()).unwrap_err();
+    assert!(e.downcast_ref::<ConfigError>().is_some());
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("16777217 bytes") && e.contains("over 16 MiB are not read"),
+        "{e}"
+    );
+    assert!(!config::config_path(dir.path()).exists());
+    // at the limit it is read (and then fails as JSON)
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_DATA_JSON_BYTES)
+        .unwrap();
+    let e = format!(
+        "{:#}",
+        import(&opts, dir.path(), &store, &FakeKeychain::default()).unwrap_err()
+    );
+    assert!(e.contains("not valid JSON"), "{e}");
+}
+
+#[test]
+fn keychain_values_are_read_as_utf16_or_utf8() {
+    let utf16: Vec<u8> = "\"pw-é\""
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    assert_eq!(keychain_text(&utf16).as_deref(), Some("\"pw-é\""));
+    // keytar's UTF-8, even of an even length
+    assert_eq!(keychain_text(b"\"ab\"").as_deref(), Some("\"ab\""));
+    assert_eq!(keychain_text(b"\"abc\"").as_deref(), Some("\"abc\""));
+    assert_eq!(keychain_text(b"no json").as_deref(), Some("no json"));
+    assert_eq!(keychain_text(&[0xff, 0xfe, 0xfd]), None);
 }

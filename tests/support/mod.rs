@@ -7,6 +7,7 @@ pub mod bad_ldap;
 pub mod fake_bitwarden;
 pub mod fake_cloud;
 pub mod samba;
+pub mod secret_service;
 pub mod slapd;
 pub mod xvfb;
 

@@ -138,6 +138,7 @@ impl Connector {
             store.app_id()?,
             cfg.server.ca_file.as_deref(),
             RetryPolicy::from_env(),
+            crate::bitwarden::Limits::for_server(&cfg.server, &Urls::from_config(&cfg.server)),
         )
     }
 

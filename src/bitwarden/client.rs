@@ -1,14 +1,20 @@
-//! HTTP client for the Bitwarden public API: client-credentials token (cached until five
-//! minutes before it expires) and the import request, with bounded retries on connection
-//! errors, 429 (honouring `Retry-After`) and 5xx.
+//! HTTP client for the Bitwarden public API: client-credentials token (kept in the process
+//! until five minutes before it expires) and the import request, every request paced by the
+//! server's request budget ([`super::budget`]), with bounded retries on connection errors and
+//! 5xx. A refusal (429) pauses the whole budget for its `Retry-After`; the second refusal of a
+//! run ends it ([`RateLimited`]), and the cloud's block of the IP address (a 403 that is not
+//! the API's JSON) ends it at once ([`Blocked`]), before a fourth request could be refused.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 
+use super::budget::{Budget, Kind, Limits, RequestStats};
 use super::urls::Urls;
 use super::wire::{TokenResponse, error_message};
 use crate::errors::ConfigError;
@@ -90,6 +96,12 @@ impl RetryPolicy {
         }
     }
 
+    /// A wait of the server's, on the scale of the retry delays (`base_delay` of 1 s: as is).
+    pub(crate) fn scaled(&self, d: Duration) -> Duration {
+        d.mul_f64(self.base_delay.as_secs_f64())
+            .min(self.max_delay.max(d))
+    }
+
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.min(10);
         (self.base_delay * factor).min(self.max_delay)
@@ -113,9 +125,49 @@ impl std::fmt::Display for ApiError {
 }
 impl std::error::Error for ApiError {}
 
+/// The server refused requests of this run for coming too fast (the second 429 of a run): the
+/// run stops before more refusals get the IP address blocked.
+#[derive(Debug)]
+pub struct RateLimited(pub String);
+
+impl std::fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for RateLimited {}
+
+/// The server (the cloud's edge) refused this IP address: a 403 that is not the API's JSON.
+#[derive(Debug)]
+pub struct Blocked(pub String);
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Blocked {}
+
+/// How long the cloud blocks an address (`AzureQueueBlockIpService`).
+pub const BLOCK_LIFTED_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// How long a refused token request waits when the server does not say (Vaultwarden's login
+/// limit lets one login a minute through once its burst is spent, and sends no `Retry-After`).
+pub const LOGIN_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
 struct Token {
     value: String,
     refresh_after: Instant,
+}
+
+/// Tokens kept in this process, by identity URL and client id: the service and the window
+/// keep theirs across runs until five minutes before it expires (a CLI run is one process).
+type TokenCache = Mutex<std::collections::HashMap<(String, String), Token>>;
+
+fn tokens() -> &'static TokenCache {
+    static TOKENS: OnceLock<TokenCache> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
 }
 
 /// Talks to one Bitwarden server for one organization.
@@ -125,7 +177,12 @@ pub struct BitwardenClient {
     key: ApiKey,
     device_id: String,
     retry: RetryPolicy,
-    token: tokio::sync::Mutex<Option<Token>>,
+    /// Held while a token is asked for, so that requests at once ask once.
+    token: tokio::sync::Mutex<()>,
+    budget: Arc<Budget>,
+    /// This client's requests (a client lives for one run).
+    stats: Mutex<RequestStats>,
+    refusals: AtomicU64,
 }
 
 fn os_name() -> (&'static str, &'static str, &'static str) {
@@ -195,15 +252,38 @@ impl BitwardenClient {
         device_id: String,
         ca_file: Option<&Path>,
         retry: RetryPolicy,
+        limits: Limits,
     ) -> anyhow::Result<BitwardenClient> {
+        let budget = Budget::shared(&urls.api, limits);
         Ok(BitwardenClient {
             http: http_client(ca_file)?,
             urls,
             key,
             device_id,
             retry,
-            token: tokio::sync::Mutex::new(None),
+            token: tokio::sync::Mutex::new(()),
+            budget,
+            stats: Mutex::new(RequestStats::default()),
+            refusals: AtomicU64::new(0),
         })
+    }
+
+    /// The budget this client's requests are paced by.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
+    /// The requests this client sent, by kind.
+    pub fn stats(&self) -> RequestStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn with_stats(&self, f: impl FnOnce(&mut RequestStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn token_key(&self) -> (String, String) {
+        (self.urls.identity.clone(), self.key.client_id.clone())
     }
 
     pub fn urls(&self) -> &Urls {
@@ -214,27 +294,77 @@ impl BitwardenClient {
         &self.http
     }
 
-    /// Sends a request built by `build`, retrying connection errors, 429 and 5xx.
-    /// Returns the final response (any status) or the last transport error.
+    /// Sends a request built by `build` when the budget lets it go, retrying connection errors
+    /// and 5xx. A 429 pauses the whole budget for its `Retry-After` (a refused token request
+    /// without one: [`LOGIN_WAIT`]) and is sent again; the run's second 429 is a
+    /// [`RateLimited`] error. A 403 that is not the API's JSON is the cloud's block of this IP
+    /// address: a [`Blocked`] error at once, and the budget holds every request of the process
+    /// until the block is lifted. Returns the final response (any other status) or the last
+    /// transport error.
     pub(crate) async fn send_with_retry(
         &self,
         what: &str,
+        kind: Kind,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> anyhow::Result<reqwest::Response> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let last = attempt >= self.retry.max_attempts;
+            let waited = self.budget.acquire(kind).await;
+            self.with_stats(|s| {
+                s.count(kind);
+                s.waited_ms += waited.as_millis() as u64;
+            });
             match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let retryable =
-                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                    if !retryable || last {
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        self.with_stats(|s| s.refusals += 1);
+                        let refusals = self.refusals.fetch_add(1, Ordering::SeqCst) + 1;
+                        let wait = retry_after(&resp)
+                            .map(|d| self.budget.scaled(d.min(Duration::from_secs(300))))
+                            .unwrap_or_else(|| match kind {
+                                Kind::Token => self.retry.scaled(LOGIN_WAIT),
+                                _ => self.retry.backoff(attempt - 1),
+                            });
+                        self.budget.pause(wait);
+                        if refusals >= 2 {
+                            return Err(anyhow!(RateLimited(format!(
+                                "{what}: the server refused {refusals} requests of this run \
+                                 for coming too fast (HTTP 429); the run stops here, so that \
+                                 more refusals do not get this IP address blocked (the \
+                                 Bitwarden cloud blocks an address for 15 minutes after more \
+                                 than 10 refusals in 5 minutes, for every browser and app \
+                                 behind it). The request budget is {}: lower \
+                                 server.max_requests_per_minute (or \
+                                 server.max_requests_per_second), or look for other clients \
+                                 behind the same IP address",
+                                self.budget.limits().describe()
+                            ))));
+                        }
+                        tracing::warn!(
+                            "{what}: HTTP 429 (too many requests), every request waits {:.1}s",
+                            wait.as_secs_f64()
+                        );
+                        continue;
+                    }
+                    if status == StatusCode::FORBIDDEN && !is_json(&resp) {
+                        self.budget.pause(self.budget.scaled(BLOCK_LIFTED_AFTER));
+                        return Err(anyhow!(Blocked(format!(
+                            "{what}: the server refused this IP address (HTTP 403 from the \
+                             server's edge, not the API): the Bitwarden cloud blocks an address \
+                             that sent too many requests, for every browser and app behind \
+                             it, and lifts such a block after about 15 minutes. Nothing more \
+                             was sent. Wait, then check server.max_requests_per_minute and \
+                             other clients behind the same IP address"
+                        ))));
+                    }
+                    if !status.is_server_error() || last {
                         return Ok(resp);
                     }
                     let wait = retry_after(&resp)
-                        .map(|d| d.min(Duration::from_secs(300)))
+                        .map(|d| self.budget.scaled(d.min(Duration::from_secs(300))))
                         .unwrap_or_else(|| self.retry.backoff(attempt - 1));
                     tracing::warn!(
                         "{what}: HTTP {status}, retrying in {:.1}s (attempt {attempt}/{})",
@@ -268,11 +398,17 @@ impl BitwardenClient {
 
     /// An access token, from the cache or a new client-credentials request.
     pub async fn token(&self) -> anyhow::Result<String> {
-        let mut guard = self.token.lock().await;
-        if let Some(t) = guard.as_ref()
+        let _asking = self.token.lock().await;
+        let key = self.token_key();
+        let kept = tokens()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(t) = kept
             && Instant::now() < t.refresh_after
         {
-            return Ok(t.value.clone());
+            return Ok(t.value);
         }
         let url = format!("{}/connect/token", self.urls.identity);
         let (device_type, _, device_name) = os_name();
@@ -291,7 +427,7 @@ impl BitwardenClient {
             ("client_secret", self.key.client_secret.as_str()),
         ];
         let resp = self
-            .send_with_retry("token request", || {
+            .send_with_retry("token request", Kind::Token, || {
                 self.http
                     .post(&url)
                     .header("Accept", "application/json")
@@ -310,8 +446,7 @@ impl BitwardenClient {
             let msg = error_message(status.as_u16(), &body);
             let message = if status.is_redirection() {
                 redirect_message(status, &resp_location)
-            } else if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED
-            {
+            } else if status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED {
                 format!(
                     "the organization API key was rejected ({msg}); check the client id and \
                      secret (Admin Console > Settings > Organization info > API key)"
@@ -330,16 +465,23 @@ impl BitwardenClient {
         register_secret(&tr.access_token);
         let lifetime = Duration::from_secs(tr.expires_in);
         let refresh_after = Instant::now() + lifetime.saturating_sub(Duration::from_secs(300));
-        *guard = Some(Token {
-            value: tr.access_token.clone(),
-            refresh_after,
-        });
+        tokens().lock().unwrap_or_else(|p| p.into_inner()).insert(
+            key,
+            Token {
+                value: tr.access_token.clone(),
+                refresh_after,
+            },
+        );
         Ok(tr.access_token)
     }
 
-    /// Forgets the cached token.
+    /// Forgets the kept token.
     pub async fn drop_token(&self) {
-        *self.token.lock().await = None;
+        let _asking = self.token.lock().await;
+        tokens()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.token_key());
     }
 
     /// `POST /public/organization/import` with a JSON body. A 401 gets one fresh token.
@@ -349,7 +491,7 @@ impl BitwardenClient {
         loop {
             let token = self.token().await?;
             let resp = self
-                .send_with_retry("import", || {
+                .send_with_retry("import", Kind::Import, || {
                     self.http
                         .post(&url)
                         .bearer_auth(&token)
@@ -387,6 +529,14 @@ impl BitwardenClient {
             .with_context(|| format!("POST {url}"));
         }
     }
+}
+
+/// Whether an answer is the API's JSON (an error of the API, not of the edge in front of it).
+fn is_json(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"))
 }
 
 /// Where a redirect points (`Location`), if it says.

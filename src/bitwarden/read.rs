@@ -7,6 +7,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
+use super::budget::Kind;
 use super::client::{ApiError, BitwardenClient, location, redirect_message};
 use super::wire::error_message;
 use crate::engine::org::{IdKey, MemberIds};
@@ -92,13 +93,14 @@ impl BitwardenClient {
     async fn get_json<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
+        kind: Kind,
     ) -> anyhow::Result<Option<T>> {
         let url = format!("{}{path}", self.urls().api);
         let mut fresh_token_tried = false;
         loop {
             let token = self.token().await?;
             let resp = self
-                .send_with_retry(&format!("GET {path}"), || {
+                .send_with_retry(&format!("GET {path}"), kind, || {
                     self.http().get(&url).bearer_auth(&token)
                 })
                 .await
@@ -163,6 +165,7 @@ impl BitwardenClient {
     async fn get_list<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
+        kind: Kind,
     ) -> anyhow::Result<Option<Vec<T>>> {
         let mut all = Vec::new();
         let mut next: Option<String> = None;
@@ -175,7 +178,7 @@ impl BitwardenClient {
                 ),
                 None => path.to_string(),
             };
-            let page = match self.get_json::<ListResponse<T>>(&page_path).await? {
+            let page = match self.get_json::<ListResponse<T>>(&page_path, kind).await? {
                 Some(page) => page,
                 None if page_no == 1 => return Ok(None),
                 None => anyhow::bail!(
@@ -270,7 +273,7 @@ impl BitwardenClient {
     ) -> anyhow::Result<Option<Vec<OrgMember>>> {
         progress.stage("Reading the organization's members");
         let Some(members) = self
-            .get_list::<Member>("/public/members")
+            .get_list::<Member>("/public/members", Kind::Members)
             .await
             .context("reading the organization's members")?
         else {
@@ -301,7 +304,7 @@ impl BitwardenClient {
     ) -> anyhow::Result<Organization> {
         progress.stage("Reading the organization's groups");
         let groups = self
-            .get_list::<GroupModel>("/public/groups")
+            .get_list::<GroupModel>("/public/groups", Kind::Groups)
             .await
             .context("reading the organization's groups")?
             .ok_or_else(|| {
@@ -313,14 +316,12 @@ impl BitwardenClient {
         let present: foldhash::HashSet<IdKey> = members.iter().map(|m| IdKey::of(&m.id)).collect();
         let departed: MemberIds = match &since {
             // (a first sync's organization had no group to keep: nothing to look up)
-            Some((before, _)) if !before.groups.is_empty() => {
-                before
-                    .members
-                    .iter()
-                    .filter(|m| !present.contains(&IdKey::of(&m.id)))
-                    .map(|m| m.id.as_str())
-                    .collect()
-            }
+            Some((before, _)) if !before.groups.is_empty() => before
+                .members
+                .iter()
+                .filter(|m| !present.contains(&IdKey::of(&m.id)))
+                .map(|m| m.id.as_str())
+                .collect(),
             _ => Default::default(),
         };
         let departed: foldhash::HashSet<IdKey> = departed.keys().collect();
@@ -363,7 +364,7 @@ impl BitwardenClient {
                 }
                 let path = format!("/public/groups/{}/member-ids", g.id);
                 let ids = self
-                    .get_json::<MemberIds>(&path)
+                    .get_json::<MemberIds>(&path, Kind::MemberIds)
                     .await
                     .with_context(|| {
                         format!(

@@ -96,6 +96,16 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "extra CA certificates (PEM) for the Bitwarden server",
     ),
     (
+        "server.max_requests_per_second",
+        KeyKind::Int(IntRange::new(0, 1000)),
+        "request budget: at most this many requests to the server a second (0: no limit; default 4 on the US/EU cloud, else 0)",
+    ),
+    (
+        "server.max_requests_per_minute",
+        KeyKind::Int(IntRange::new(0, 60_000)),
+        "request budget: at most this many requests to the server a minute (0: no limit; default 50 on the US/EU cloud, else 0)",
+    ),
+    (
         "directory.type",
         KeyKind::Enum(&DirectoryType::ALL),
         "which directory to read",

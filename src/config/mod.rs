@@ -62,6 +62,12 @@ pub struct ServerConfig {
     pub identity_url: Option<String>,
     /// Extra CA certificates (PEM) trusted for the Bitwarden server.
     pub ca_file: Option<PathBuf>,
+    /// The request budget: at most this many requests to the server a second (0: no limit).
+    /// Unset: 4 against the US or EU cloud, else no limit.
+    pub max_requests_per_second: Option<u32>,
+    /// The request budget: at most this many requests to the server a minute (0: no limit).
+    /// Unset: 50 against the US or EU cloud, else no limit.
+    pub max_requests_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use crate::bitwarden::read::Known;
 use crate::bitwarden::wire::ImportRequest;
 use crate::bitwarden::{ApiKey, BitwardenClient, RetryPolicy, Urls};
 use crate::config::{self, Config, DirectoryType};
@@ -27,7 +29,14 @@ use crate::sources::ldap::LdapSource;
 use crate::sources::okta::OktaSource;
 use crate::sources::onelogin::OneLoginSource;
 use crate::sources::{Progress, SourceState, UsersReady};
-use crate::store::{RunOutcome, RunRecord, StagedState, Store, SyncKind};
+use crate::store::{GroupList, RunOutcome, RunRecord, ServerUse, StagedState, Store, SyncKind};
+
+/// How many of the groups a push sent are read back at once after it; the others are left to
+/// the reconcile, first in its line.
+pub const VERIFY_GROUPS: usize = 25;
+
+/// The most groups the rolling reconcile reads in one sync.
+pub const RECONCILE_MAX: usize = 100;
 
 /// Secret-store keys.
 pub const KEY_CLIENT_ID: &str = "bitwarden.client_id";
@@ -63,6 +72,8 @@ pub struct SyncReport {
     pub requests: usize,
     pub bytes_pushed: u64,
     pub run_id: i64,
+    /// What the run asked of the Bitwarden server.
+    pub server: ServerUse,
 }
 
 /// Options of one sync run.
@@ -71,6 +82,9 @@ pub struct SyncOptions {
     pub allow_mass_removal: bool,
     /// The caller already holds the data directory's sync lock (the window, while it polls).
     pub lock_held: bool,
+    /// Read every group's members from the server, not only the reconcile's slice and the
+    /// groups the plan takes members out of.
+    pub reconcile: bool,
 }
 
 impl Connector {
@@ -370,15 +384,33 @@ impl Connector {
     /// Reads the organization on a task of its own and prepares its baseline and digest there
     /// (off the thread that handles the directory's entries, so that both go on at once on a
     /// machine with two cores or more). The task stops when the handle is dropped.
-    fn spawn_org_read(client: Arc<BitwardenClient>) -> Background<Option<PreparedOrg>> {
+    fn spawn_org_read(
+        client: Arc<BitwardenClient>,
+        known: Option<Arc<Known>>,
+    ) -> Background<Option<PreparedOrg>> {
         Background(tokio::spawn(async move {
-            let Some(org) = Self::read_org(&client).await? else {
+            let started = std::time::Instant::now();
+            let read = client
+                .read_organization_knowing(&crate::sources::NoProgress, known.as_deref())
+                .await?;
+            Self::log_read(read.as_ref().map(|(org, _)| org), started);
+            let Some((org, read)) = read else {
                 return Ok(None);
             };
+            tracing::debug!(
+                "group member lists read from the server: {} (the others from the sync cache)",
+                read.len()
+            );
+            drop(known);
             let prepared = tokio::task::spawn_blocking(move || {
                 let digest = org.digest();
                 let base = org.plan_baseline();
-                PreparedOrg { org, digest, base }
+                PreparedOrg {
+                    org,
+                    digest,
+                    base,
+                    read,
+                }
             })
             .await
             .context("preparing the organization's baseline")?;
@@ -392,7 +424,13 @@ impl Connector {
     ) -> anyhow::Result<Option<Organization>> {
         let started = std::time::Instant::now();
         let org = read.await?;
-        match &org {
+        Self::log_read(org.as_ref(), started);
+        Ok(org)
+    }
+
+    /// Logs how long a read of the organization took and what it found.
+    fn log_read(org: Option<&Organization>, started: std::time::Instant) {
+        match org {
             Some(o) => tracing::info!(
                 "read the organization: {} members, {} groups in {:.2}s",
                 o.members.len(),
@@ -404,7 +442,74 @@ impl Connector {
                  against the local sync cache"
             ),
         }
-        Ok(org)
+    }
+
+    /// What a sync's read of the organization takes from the sync cache instead of asking the
+    /// server: the member lists of every cached group but the rolling reconcile's slice.
+    fn known_groups(store: &Store, reconcile_hours: u64) -> anyhow::Result<Known> {
+        let mut lists = store.load_group_lists()?;
+        let last = store
+            .last_sync(SyncKind::Groups)?
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        let slice = reconcile_slice(&lists, last, chrono::Utc::now(), reconcile_hours);
+        for ext in &slice {
+            lists.remove(ext);
+        }
+        tracing::debug!(
+            "reconcile: {} group(s) read from the server this sync, {} taken from the sync cache",
+            slice.len(),
+            lists.len()
+        );
+        Ok(Known {
+            lists: lists.into_iter().map(|(k, l)| (k, l.members)).collect(),
+        })
+    }
+
+    /// Reads the members of the groups the plan takes members out of (or empties) whose members
+    /// came from the sync cache, into `org`. Returns their externalIds.
+    async fn read_groups_losing_members(
+        client: &BitwardenClient,
+        org: &mut Organization,
+        plan: &Plan,
+        fresh: &[String],
+        progress: &dyn Progress,
+    ) -> anyhow::Result<Vec<String>> {
+        let fresh: std::collections::HashSet<&str> = fresh.iter().map(String::as_str).collect();
+        let losing: Vec<(usize, String)> = plan
+            .groups
+            .iter()
+            .filter(|g| {
+                (g.removed_members > 0
+                    || (g.members.is_empty() && g.previous_member_count.unwrap_or(0) > 0))
+                    && !fresh.contains(g.external_id.as_str())
+            })
+            .filter_map(|g| {
+                let at = org
+                    .groups
+                    .iter()
+                    .position(|o| o.external_id.as_deref() == Some(g.external_id.as_str()))?;
+                Some((at, g.external_id.clone()))
+            })
+            .collect();
+        if losing.is_empty() {
+            return Ok(Vec::new());
+        }
+        progress.stage(&format!(
+            "Reading the {} group(s) the plan takes members out of",
+            losing.len()
+        ));
+        let reads = futures_util::stream::iter(losing.iter().map(|(at, _)| {
+            let g = &org.groups[*at];
+            client.read_group_member_ids(&g.id, &g.name)
+        }))
+        .buffered(crate::bitwarden::read::MEMBER_ID_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+        for ((at, _), ids) in losing.iter().zip(reads) {
+            org.groups[*at].member_ids = ids;
+        }
+        Ok(losing.into_iter().map(|(_, ext)| ext).collect())
     }
 
     /// The baseline a plan is made against: the organization when it was read, else the cache
@@ -524,16 +629,37 @@ impl Connector {
         let _current = crate::store::CurrentRun::set(&self.data_dir, run_id);
         tracing::info!("sync {run_id} started");
         let mut record = RunRecord::new(run_id, "sync");
+        record.server = Some(ServerUse::default());
         let pushing = std::sync::atomic::AtomicBool::new(false);
+        let client = self.client(&cfg, key).map(Arc::new);
+        let shown = BudgetProgress::new(progress);
         let result = {
-            let inner =
-                self.sync_inner(&cfg, key, opts, &mut store, &mut record, progress, &pushing);
+            let inner = async {
+                let client = match &client {
+                    Ok(c) => c.clone(),
+                    Err(e) => return Err(anyhow!("{e:#}")),
+                };
+                self.sync_inner(
+                    &cfg,
+                    client,
+                    opts,
+                    &mut store,
+                    &mut record,
+                    &shown,
+                    &pushing,
+                )
+                .await
+            };
             // Asked to stop: a push stops by itself after the request in flight (between two
-            // batches); any other stage (reading, verifying) is dropped where it waits.
+            // batches); any other stage (reading, verifying) is dropped where it waits. A wait
+            // for the request budget shows on the status line.
             let stop = async {
                 loop {
                     if progress.cancelled() && !pushing.load(std::sync::atomic::Ordering::SeqCst) {
                         break;
+                    }
+                    if let Ok(c) = &client {
+                        shown.show_wait(c.budget().waiting());
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(25)).await;
                 }
@@ -554,6 +680,14 @@ impl Connector {
         if let Ok((m, _)) = store.cache_counts() {
             record.members_after = m as u64;
         }
+        if let (Ok(c), Some(server)) = (&client, record.server.as_mut()) {
+            server.requests = c.stats();
+            tracing::info!("sync {run_id}: {}", server.requests.describe());
+        }
+        let result = result.map(|mut report| {
+            report.server = record.server.clone().unwrap_or_default();
+            report
+        });
         match &result {
             Ok(report) => {
                 record.outcome = report.outcome;
@@ -610,7 +744,7 @@ impl Connector {
     async fn sync_inner(
         &self,
         cfg: &Config,
-        key: ApiKey,
+        client: Arc<BitwardenClient>,
         opts: SyncOptions,
         store: &mut Store,
         record: &mut RunRecord,
@@ -620,10 +754,18 @@ impl Connector {
         crate::test_panic_point("sync-start");
         let started = chrono::Utc::now().to_rfc3339();
         // every sync proves the key, even when nothing changes
-        let client = Arc::new(self.client(cfg, key)?);
         progress.stage("Signing in to Bitwarden");
         client.token().await?;
-        let org_read = Self::spawn_org_read(client.clone());
+        // the groups whose members the read takes from the cache's last confirmed rows: all but
+        // the reconcile's slice (and those the cache has no list of)
+        let known = match opts.reconcile {
+            true => None,
+            false => Some(Arc::new(Self::known_groups(
+                store,
+                cfg.sync.reconcile_hours,
+            )?)),
+        };
+        let org_read = Self::spawn_org_read(client.clone(), known);
         let invite = cfg.sync.invite_users_after_provisioning;
         let limits = Self::limits(cfg);
         let (users_tx, users_rx) = tokio::sync::oneshot::channel();
@@ -650,9 +792,9 @@ impl Connector {
                 }
                 None => None,
             };
-            let (org, (base, kind)) = match prepared {
-                Some(p) => (Some(p.org), (p.base, Baseline::Organization)),
-                None => (None, Self::baseline(None, store)?),
+            let (org, fresh, (base, kind)) = match prepared {
+                Some(p) => (Some(p.org), p.read, (p.base, Baseline::Organization)),
+                None => (None, Vec::new(), Self::baseline(None, store)?),
             };
             let diff_opts = Self::diff_options(cfg, org.is_some());
             let Ok(users) = users_rx.await else {
@@ -717,7 +859,7 @@ impl Connector {
                 desired,
                 base,
                 diff_opts,
-                org,
+                (org, fresh),
                 early,
                 held,
                 members_read_back,
@@ -750,9 +892,9 @@ impl Connector {
             desired,
             base,
             diff_opts,
-            mut org,
+            (mut org, mut fresh),
             early,
-            held,
+            mut held,
             members_read_back,
         )) = members
         else {
@@ -762,6 +904,8 @@ impl Connector {
         let groups = groups.map(|g| normalize_groups(g, &mut skipped));
         record.directory_groups = groups.as_ref().map_or(0, |g| g.len() as u64);
         progress.stage("Comparing groups with the baseline");
+        // (kept to plan the groups again if some are read from the server below)
+        let member_plan = org.is_some().then(|| plan.clone());
         diff_groups(
             &mut plan,
             groups.as_deref(),
@@ -769,6 +913,30 @@ impl Connector {
             &base,
             &diff_opts,
         );
+        // A group the plan takes members out of (or empties) is counted against what the
+        // server shows now, not the cache's last confirmed row: its members are read first, and
+        // if they are not what the cache had, the groups are planned again against them.
+        if let (Some(o), Some(member_plan)) = (org.as_mut(), member_plan) {
+            let read =
+                Self::read_groups_losing_members(&client, o, &plan, &fresh, progress).await?;
+            if !read.is_empty() {
+                fresh.extend(read);
+                let base = o.plan_baseline();
+                plan = member_plan;
+                diff_groups(
+                    &mut plan,
+                    groups.as_deref(),
+                    desired.as_ref(),
+                    &base,
+                    &diff_opts,
+                );
+                // the organization is not the one the cache was compared with any more
+                held = Some((o.digest(), false));
+            }
+        }
+        if let Some(server) = record.server.as_mut() {
+            server.groups_read = fresh.len() as u64;
+        }
         if org.is_some() {
             mark_drift_repairs(&mut plan, &store.load_group_fingerprints()?);
         }
@@ -839,6 +1007,8 @@ impl Connector {
                 members_after,
                 &plan,
                 pushed,
+                &fresh,
+                record.server.as_mut(),
                 store,
                 progress,
             )
@@ -862,46 +1032,74 @@ impl Connector {
             requests: record.requests as usize,
             bytes_pushed: record.bytes_pushed,
             run_id: record.id,
+            server: ServerUse::default(),
         })
     }
 
     /// After a sync against a readable organization: reads it back when something was pushed,
     /// makes the cache what it shows, and fails when it does not show what the server accepted.
+    #[allow(clippy::too_many_arguments)]
     async fn verify_and_record(
         client: &BitwardenClient,
         before: Before<'_>,
         members_after: Option<anyhow::Result<Option<Vec<crate::engine::OrgMember>>>>,
         plan: &Plan,
         pushed: bool,
+        fresh: &[String],
+        server: Option<&mut ServerUse>,
         store: &mut Store,
         progress: &dyn Progress,
     ) -> anyhow::Result<()> {
         let read_back;
+        let mut verified = Vec::new();
+        let mut pending = Vec::new();
         let after = if pushed {
             progress.stage("Verifying the organization");
             let changed: std::collections::HashSet<&str> =
                 plan.groups.iter().map(|g| g.external_id.as_str()).collect();
-            let no = &crate::sources::NoProgress;
-            read_back = match members_after {
-                Some(members) => {
-                    Self::logged_read(async {
-                        let Some(members) = members? else {
-                            return Ok(None);
-                        };
-                        client
-                            .read_organization_after_members(no, members, before.org, &changed)
-                            .await
-                            .map(Some)
+            // Up to VERIFY_GROUPS of the groups sent are read back, those that lost members
+            // first; the others take what was sent (the server confirmed it) and are read by
+            // the reconcile first.
+            let mut order: Vec<&crate::engine::diff::GroupChange> = plan.groups.iter().collect();
+            order.sort_by_key(|g| std::cmp::Reverse(g.removed_members));
+            let assumed = Known {
+                lists: order
+                    .iter()
+                    .skip(VERIFY_GROUPS)
+                    .map(|g| {
+                        let refs = g.members.iter().map(|m| m.to_string()).collect();
+                        (g.external_id.clone(), refs)
                     })
-                    .await
-                }
+                    .collect(),
+            };
+            pending = assumed.lists.keys().cloned().collect();
+            let no = &crate::sources::NoProgress;
+            let started = std::time::Instant::now();
+            let read = match members_after {
+                Some(members) => match members? {
+                    Some(members) => client
+                        .read_organization_after_members(
+                            no,
+                            members,
+                            before.org,
+                            &changed,
+                            Some(&assumed),
+                        )
+                        .await
+                        .map(Some),
+                    None => Ok(None),
+                },
                 None => {
-                    Self::logged_read(client.read_organization_after(no, before.org, &changed))
+                    client
+                        .read_organization_after(no, before.org, &changed, Some(&assumed))
                         .await
                 }
             }
             .context("reading the organization back after the push")?
             .ok_or_else(|| anyhow!("the server's read API disappeared during the sync"))?;
+            Self::log_read(Some(&read.0), started);
+            verified = read.1;
+            read_back = read.0;
             &read_back
         } else {
             &*before.org
@@ -918,6 +1116,20 @@ impl Connector {
                 "the sync cache now holds what the organization shows ({:.2}s)",
                 started.elapsed().as_secs_f64()
             );
+        }
+        // when each group's members were last read from the server: those read now; those
+        // sent and not read back are the reconcile's first
+        let now = chrono::Utc::now().to_rfc3339();
+        let read_now: Vec<&str> = fresh.iter().chain(&verified).map(String::as_str).collect();
+        store.set_groups_read_at(&read_now, Some(&now))?;
+        let pending_now: Vec<&str> = pending.iter().map(String::as_str).collect();
+        store.set_groups_read_at(&pending_now, None)?;
+        if let Some(server) = server {
+            server.groups_verified = verified
+                .iter()
+                .filter(|e| plan.groups.iter().any(|g| g.external_id == **e))
+                .count() as u64;
+            server.groups_pending = pending.len() as u64;
         }
         if problems.is_empty() {
             return Ok(());
@@ -1194,6 +1406,9 @@ struct PreparedOrg {
     org: Organization,
     digest: String,
     base: Cache,
+    /// The groups (externalIds) whose members were read from the server; the others' came
+    /// from the sync cache.
+    read: Vec<String>,
 }
 
 /// A read running on a task of its own (the organization's, started by
@@ -1217,10 +1432,107 @@ impl<T> Drop for Background<T> {
     }
 }
 
+/// The groups (externalIds) the rolling reconcile reads from the server this sync: those the
+/// cache has not seen read since they were last sent first, then the longest unread, as many as
+/// spread every group over `hours` at the pace the syncs run (the time since the last sync),
+/// at least one, at most [`RECONCILE_MAX`]. A group overdue by `hours` is always in, within
+/// that bound.
+fn reconcile_slice(
+    lists: &std::collections::HashMap<String, GroupList>,
+    last_sync: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+    hours: u64,
+) -> std::collections::HashSet<String> {
+    if lists.is_empty() {
+        return Default::default();
+    }
+    let period = chrono::Duration::hours(hours.max(1) as i64);
+    let elapsed = last_sync
+        .map(|t| (now - t).clamp(chrono::Duration::zero(), period))
+        .unwrap_or(period);
+    let share = (lists.len() as f64 * elapsed.num_seconds() as f64 / period.num_seconds() as f64)
+        .ceil() as usize;
+    let read_at = |l: &GroupList| {
+        l.read_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let mut order: Vec<(Option<chrono::DateTime<chrono::Utc>>, &String)> =
+        lists.iter().map(|(ext, l)| (read_at(l), ext)).collect();
+    // never read (or sent and not read back) first, then the oldest
+    order.sort();
+    let overdue = order
+        .iter()
+        .take_while(|(t, _)| t.is_none_or(|t| now - t >= period))
+        .count();
+    let n = share.max(overdue).clamp(1, RECONCILE_MAX);
+    order
+        .into_iter()
+        .take(n)
+        .map(|(_, ext)| ext.clone())
+        .collect()
+}
+
 fn applied_message(done: u64) -> String {
     match done {
         0 => "nothing was applied".to_string(),
         n => format!("requests 1-{n} were applied and recorded; the next sync sends the rest"),
+    }
+}
+
+/// The run's progress, which also shows a wait for the request budget ("waiting 12 s for the
+/// request budget") while it lasts, and then the stage again.
+struct BudgetProgress<'a> {
+    inner: &'a dyn Progress,
+    /// The last stage shown, and whether a wait is shown instead.
+    state: std::sync::Mutex<(String, Option<u64>)>,
+}
+
+impl<'a> BudgetProgress<'a> {
+    fn new(inner: &'a dyn Progress) -> BudgetProgress<'a> {
+        BudgetProgress {
+            inner,
+            state: Default::default(),
+        }
+    }
+
+    /// Shows a wait of `left` (from a second on), or the stage again once it is over.
+    fn show_wait(&self, left: Option<std::time::Duration>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match left.filter(|d| d.as_secs_f64() >= 1.0) {
+            Some(d) => {
+                let secs = d.as_secs_f64().ceil() as u64;
+                if st.1 != Some(secs) {
+                    st.1 = Some(secs);
+                    self.inner
+                        .stage(&format!("Waiting {secs} s for the request budget"));
+                }
+            }
+            None => {
+                if st.1.take().is_some() {
+                    self.inner.stage(&st.0);
+                }
+            }
+        }
+    }
+}
+
+impl Progress for BudgetProgress<'_> {
+    fn stage(&self, message: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 = message.to_string();
+        st.1 = None;
+        self.inner.stage(message);
+    }
+    fn count(&self, n: u64) {
+        self.inner.count(n);
+    }
+    fn cancelled(&self) -> bool {
+        self.inner.cancelled()
+    }
+    fn set_fraction(&self, fraction: f32) {
+        self.inner.set_fraction(fraction);
     }
 }
 

@@ -82,6 +82,7 @@ pub enum Kind {
 /// Requests a run sent, by kind, with the refusals it met and the time it waited for the
 /// budget.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct RequestStats {
     pub token: u64,
     pub members: u64,

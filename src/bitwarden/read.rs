@@ -75,6 +75,29 @@ struct GroupModel {
     external_id: Option<String>,
 }
 
+/// What a read takes as known instead of asking the server: each group's member references
+/// by the group's externalId (a member's externalId, or `\u{1}` and its lowercase email when it
+/// has none: the sync cache's rows), from the last confirmed rows or from what was just sent.
+#[derive(Debug, Default, Clone)]
+pub struct Known {
+    pub lists: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Known {
+    /// Each member's reference and its id.
+    fn resolver(members: &[OrgMember]) -> std::collections::HashMap<String, &str> {
+        let mut map = std::collections::HashMap::with_capacity(members.len());
+        for m in members {
+            let r = match m.external_id.as_deref().filter(|e| !e.is_empty()) {
+                Some(ext) => ext.to_string(),
+                None => format!("\u{1}{}", m.email.trim().to_lowercase()),
+            };
+            map.entry(r).or_insert(m.id.as_str());
+        }
+        map
+    }
+}
+
 /// A response's body in one buffer, sized from `Content-Length` when the server sends it. (The
 /// member list can be tens of megabytes: `Response::bytes` would hold the chunks and their
 /// copy at once.)
@@ -222,32 +245,46 @@ impl BitwardenClient {
         &self,
         progress: &dyn Progress,
     ) -> anyhow::Result<Option<Organization>> {
-        self.read_organization_since(progress, None).await
+        Ok(self
+            .read_organization_knowing(progress, None)
+            .await?
+            .map(|(org, _)| org))
+    }
+
+    /// [`BitwardenClient::read_organization`], taking the members of the groups in `known` (by
+    /// externalId: member references, see [`Known`]) from there instead of asking the server.
+    /// Groups without an externalId are not asked either (a sync does not use their members).
+    /// Also returns the externalIds of the groups whose members were read.
+    pub async fn read_organization_knowing(
+        &self,
+        progress: &dyn Progress,
+        known: Option<&Known>,
+    ) -> anyhow::Result<Option<(Organization, Vec<String>)>> {
+        let Some(members) = self.read_members(progress).await? else {
+            return Ok(None);
+        };
+        self.read_groups_since(progress, members, None, known)
+            .await
+            .map(Some)
     }
 
     /// Reads the organization again after a push. Only the groups the push sent (`changed`, by
-    /// externalId) and groups `before` did not have are asked for their member ids; every other
+    /// externalId) and groups `before` did not have are asked for their member ids, except
+    /// those in `known` (sent, and not verified this run: they take what was sent); every other
     /// group takes its member ids from `before` (which is left without them), less the members
-    /// that have left the organization (a removal takes a member out of its groups).
+    /// that have left the organization (a removal takes a member out of its groups). Also
+    /// returns the externalIds of the groups whose members were read.
     pub async fn read_organization_after(
         &self,
         progress: &dyn Progress,
         before: &mut Organization,
         changed: &std::collections::HashSet<&str>,
-    ) -> anyhow::Result<Option<Organization>> {
-        self.read_organization_since(progress, Some((before, changed)))
-            .await
-    }
-
-    async fn read_organization_since(
-        &self,
-        progress: &dyn Progress,
-        since: Option<(&mut Organization, &std::collections::HashSet<&str>)>,
-    ) -> anyhow::Result<Option<Organization>> {
+        known: Option<&Known>,
+    ) -> anyhow::Result<Option<(Organization, Vec<String>)>> {
         let Some(members) = self.read_members(progress).await? else {
             return Ok(None);
         };
-        self.read_groups_since(progress, members, since)
+        self.read_groups_since(progress, members, Some((before, changed)), known)
             .await
             .map(Some)
     }
@@ -261,9 +298,30 @@ impl BitwardenClient {
         members: Vec<OrgMember>,
         before: &mut Organization,
         changed: &std::collections::HashSet<&str>,
-    ) -> anyhow::Result<Organization> {
-        self.read_groups_since(progress, members, Some((before, changed)))
+        known: Option<&Known>,
+    ) -> anyhow::Result<(Organization, Vec<String>)> {
+        self.read_groups_since(progress, members, Some((before, changed)), known)
             .await
+    }
+
+    /// The member ids of one group (`name` for messages): a 404 is an error (the group was
+    /// listed).
+    pub async fn read_group_member_ids(&self, id: &str, name: &str) -> anyhow::Result<MemberIds> {
+        let path = format!("/public/groups/{id}/member-ids");
+        self.get_json::<MemberIds>(&path, Kind::MemberIds)
+            .await
+            .with_context(|| format!("reading the members of group `{name}`"))?
+            // A group the list just named and whose members cannot be found: deleted
+            // meanwhile, or a server that answers wrongly. Either way the read does not
+            // show this group's members, and an empty list would blind the group guard.
+            .ok_or_else(|| {
+                anyhow!(
+                    "reading the members of group `{name}`: GET {path} answered 404 although \
+                     the group list names it; the organization changed during the read or the \
+                     server answered inconsistently, so the read failed (the next sync reads \
+                     it again)"
+                )
+            })
     }
 
     /// The organization's members; `None` when the server has no read side.
@@ -301,7 +359,8 @@ impl BitwardenClient {
         progress: &dyn Progress,
         members: Vec<OrgMember>,
         since: Option<(&mut Organization, &std::collections::HashSet<&str>)>,
-    ) -> anyhow::Result<Organization> {
+        known: Option<&Known>,
+    ) -> anyhow::Result<(Organization, Vec<String>)> {
         progress.stage("Reading the organization's groups");
         let groups = self
             .get_list::<GroupModel>("/public/groups", Kind::Groups)
@@ -325,9 +384,35 @@ impl BitwardenClient {
             _ => Default::default(),
         };
         let departed: foldhash::HashSet<IdKey> = departed.keys().collect();
-        // the member ids each group keeps from the read before (`None`: ask the server)
+        // the member ids of the groups whose members are known (by their references)
+        let resolve = known
+            .filter(|k| !k.lists.is_empty())
+            .map(|_| Known::resolver(&members));
+        let known_ids = |g: &GroupModel| -> Option<MemberIds> {
+            let ext = g.external_id.as_deref().filter(|e| !e.is_empty());
+            let Some(ext) = ext else {
+                // a sync does not use the members of a group it does not manage
+                return known.is_some().then(MemberIds::default);
+            };
+            let refs = known?.lists.get(ext)?;
+            let resolve = resolve.as_ref()?;
+            let mut ids = MemberIds::default();
+            // a reference no member has any more: the member has left (and so the group)
+            for id in refs.iter().filter_map(|r| resolve.get(r.as_str())) {
+                ids.push(id);
+            }
+            Some(ids)
+        };
+        // the member ids each group keeps from the read before or knows (`None`: ask the
+        // server)
         let groups: Vec<(GroupModel, Option<MemberIds>)> = match since {
-            None => groups.into_iter().map(|g| (g, None)).collect(),
+            None => groups
+                .into_iter()
+                .map(|g| {
+                    let ids = known_ids(&g);
+                    (g, ids)
+                })
+                .collect(),
             Some((before, changed)) => groups
                 .into_iter()
                 .map(|g| {
@@ -348,10 +433,17 @@ impl BitwardenClient {
                         }
                         ids
                     });
+                    let kept = kept.or_else(|| known_ids(&g));
                     (g, kept)
                 })
                 .collect(),
         };
+        let read: Vec<String> = groups
+            .iter()
+            .filter(|(_, kept)| kept.is_none())
+            .filter_map(|(g, _)| g.external_id.clone().filter(|e| !e.is_empty()))
+            .collect();
+        drop(resolve);
         let mut groups: Vec<OrgGroup> = futures_util::stream::iter(groups)
             .map(|(g, kept)| async move {
                 if let Some(ids) = kept {
@@ -362,28 +454,9 @@ impl BitwardenClient {
                         member_ids: ids,
                     });
                 }
-                let path = format!("/public/groups/{}/member-ids", g.id);
                 let ids = self
-                    .get_json::<MemberIds>(&path, Kind::MemberIds)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "reading the members of group `{}`",
-                            g.name.as_deref().unwrap_or(&g.id)
-                        )
-                    })?
-                    // A group the list just named and whose members cannot be found: deleted
-                    // meanwhile, or a server that answers wrongly. Either way the read does not
-                    // show this group's members, and an empty list would blind the group guard.
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "reading the members of group `{}`: GET {path} answered 404 although \
-                             the group list names it; the organization changed during the read \
-                             or the server answered inconsistently, so the read failed (the \
-                             next sync reads it again)",
-                            g.name.as_deref().unwrap_or(&g.id)
-                        )
-                    })?;
+                    .read_group_member_ids(&g.id, g.name.as_deref().unwrap_or(&g.id))
+                    .await?;
                 anyhow::Ok(OrgGroup {
                     id: g.id,
                     name: g.name.unwrap_or_default(),
@@ -425,6 +498,6 @@ impl BitwardenClient {
             }
         }
         drop(present);
-        Ok(Organization { members, groups })
+        Ok((Organization { members, groups }, read))
     }
 }

@@ -205,7 +205,10 @@ pub fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) -> Option
             let report = super::runtime()?.block_on(conn.test(&crate::sources::NoProgress))?;
             Ok(Payload::Json(test_payload(&report.normalized)))
         })(),
-        Command::Sync { allow_mass_removal } => (|| {
+        Command::Sync {
+            allow_mass_removal,
+            reconcile,
+        } => (|| {
             let conn = Connector::open(data_dir)?;
             let report = super::runtime()?.block_on(async {
                 super::watch_signals();
@@ -213,6 +216,7 @@ pub fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) -> Option
                     crate::connector::SyncOptions {
                         allow_mass_removal: *allow_mass_removal,
                         lock_held: false,
+                        reconcile: *reconcile,
                     },
                     &crate::sources::NoProgress,
                 )

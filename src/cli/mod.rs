@@ -88,6 +88,10 @@ pub enum Command {
         /// Push even when the mass-removal guard refuses (this run only).
         #[arg(long)]
         allow_mass_removal: bool,
+        /// Read every group's members from the server (paced by the request budget), instead of
+        /// the rolling reconcile's slice and the groups the plan takes members out of.
+        #[arg(long)]
+        reconcile: bool,
     },
     /// Time of the last successful user or group sync.
     LastSync {
@@ -487,7 +491,10 @@ fn dispatch(
             }
             Ok(0)
         }
-        Command::Sync { allow_mass_removal } => {
+        Command::Sync {
+            allow_mass_removal,
+            reconcile,
+        } => {
             let conn = Connector::open(data_dir)?;
             let progress = output::Spinner::new(out.interactive()).stopped_by(&STOP_SIGNAL);
             let report = runtime()?.block_on(async {
@@ -496,6 +503,7 @@ fn dispatch(
                     SyncOptions {
                         allow_mass_removal: *allow_mass_removal,
                         lock_held: false,
+                        reconcile: *reconcile,
                     },
                     &progress,
                 )

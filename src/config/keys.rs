@@ -414,6 +414,11 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "comma-separated emails a sync never removes, revokes or takes out of a group",
     ),
     (
+        "sync.reconcile_hours",
+        KeyKind::Int(IntRange::new(1, 8_760)),
+        "servers with a read API: re-read every group's members from the server within this many hours, a slice each sync (default 24)",
+    ),
+    (
         "sync.group_resend_hours",
         KeyKind::Int(IntRange::new(0, 8_760)),
         "servers without a read API (Vaultwarden): send groups again when confirmed longer ago than this (0: never)",

@@ -203,6 +203,10 @@ pub struct SyncConfig {
     pub protected_emails: Vec<String>,
     /// Without the read API, groups confirmed longer ago than this are sent again (0: never).
     pub group_resend_hours: u64,
+    /// With the read API, every group's members are read from the server again within this
+    /// many hours, a slice each sync (the rolling reconcile); between, a sync takes them from
+    /// the sync cache's last confirmed rows.
+    pub reconcile_hours: u64,
 }
 
 impl Default for SyncConfig {
@@ -233,6 +237,7 @@ impl Default for SyncConfig {
             max_group_removal_percent: crate::engine::guard::DEFAULT_MAX_GROUP_REMOVAL_PERCENT,
             protected_emails: Vec::new(),
             group_resend_hours: 24,
+            reconcile_hours: 24,
         }
     }
 }

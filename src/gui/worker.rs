@@ -318,6 +318,7 @@ fn run(
                 let opts = SyncOptions {
                     allow_mass_removal,
                     lock_held: polling_lock.is_some(),
+                    reconcile: false,
                 };
                 match runtime.block_on(conn.sync(opts, &progress)) {
                     Ok(r) => Outcome::Synced(Box::new(r)),

@@ -230,6 +230,7 @@ async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished
                 let opts = SyncOptions {
                     allow_mass_removal: false,
                     lock_held: true,
+                    reconcile: false,
                 };
                 conn.sync(opts, &progress).await
             }

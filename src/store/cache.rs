@@ -31,6 +31,15 @@ const GROUP_DELETE: &str = "DELETE FROM groups WHERE scope = ?1 AND external_id 
 const GROUP_LEFT: &str =
     "UPDATE groups SET left_directory = 1 WHERE scope = ?1 AND external_id = ?2";
 
+/// A cached group's member list and when it was last read from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupList {
+    /// References: externalIds, or `\u{1}` and the email of a member without one.
+    pub members: Vec<String>,
+    /// RFC 3339.
+    pub read_at: Option<String>,
+}
+
 /// The stored form of each row's member list ([`encode_members`]); many lists (a sync that
 /// changed most groups) are encoded on two threads.
 fn encode_lists(rows: &[(String, CachedGroup)]) -> Vec<Option<Vec<u8>>> {
@@ -192,6 +201,54 @@ impl Store {
     }
 
     /// Each cached group's fingerprint (what the connector last sent), by externalId.
+    /// Each cached group's member list (references, as [`Store::load_cache`] reads them) and
+    /// when its members were last read from the server (`None`: never, or sent since and not
+    /// read back). A sync takes the members of the groups it does not read from here.
+    pub fn load_group_lists(&self) -> anyhow::Result<HashMap<String, GroupList>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT external_id, members, read_at FROM groups WHERE scope = ?1")?;
+        let mut rows = st.query([&self.scope])?;
+        let mut out = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            // a row without a readable list is read from the server
+            if let Ok(Some(members)) = decode_members(r.get_ref(1)?) {
+                out.insert(
+                    id,
+                    GroupList {
+                        members,
+                        read_at: r.get(2)?,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records when these groups' members were read from the server (`None`: they were sent
+    /// and not read back, so the reconcile reads them first).
+    pub fn set_groups_read_at(
+        &mut self,
+        groups: &[&str],
+        when: Option<&str>,
+    ) -> anyhow::Result<()> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let scope = self.scope.clone();
+        let tx = self.conn.transaction()?;
+        {
+            let mut st =
+                tx.prepare("UPDATE groups SET read_at = ?3 WHERE scope = ?1 AND external_id = ?2")?;
+            for g in groups {
+                st.execute(params![scope, g, when])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn load_group_fingerprints(&self) -> anyhow::Result<HashMap<String, String>> {
         let mut st = self
             .conn

@@ -7,7 +7,8 @@ mod cache;
 mod runs;
 mod state;
 
-pub use runs::{CurrentRun, RunOutcome, RunRecord};
+pub use cache::GroupList;
+pub use runs::{CurrentRun, RunOutcome, RunRecord, ServerUse};
 pub use state::StagedState;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "directory-connector.sqlite3";
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// An open database. The cache functions work on one scope (API URL and organization): the one
 /// the last successful sync used, unless [`Store::set_scope`] chose another.
@@ -216,6 +217,17 @@ impl Store {
                 "BEGIN;
                  ALTER TABLE groups ADD COLUMN left_directory INTEGER NOT NULL DEFAULT 0;
                  PRAGMA user_version = 4;
+                 COMMIT;",
+            )?;
+        }
+        if version < 5 {
+            // v5: when each group's members were last read from the server (the rolling
+            // reconcile), and each run's requests to the server by kind
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE groups ADD COLUMN read_at TEXT;
+                 ALTER TABLE runs ADD COLUMN server_requests TEXT;
+                 PRAGMA user_version = 5;
                  COMMIT;",
             )?;
         }

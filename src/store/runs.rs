@@ -62,6 +62,23 @@ pub struct RunRecord {
     pub requests: u64,
     pub bytes_pushed: u64,
     pub error: Option<String>,
+    /// What the run asked of the Bitwarden server (`None` for runs recorded before it was).
+    pub server: Option<ServerUse>,
+}
+
+/// What a run asked of the Bitwarden server: its requests by kind, refusals and waits, and
+/// how many groups' members it read, verified after its push, or left for the reconcile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServerUse {
+    pub requests: crate::bitwarden::RequestStats,
+    /// Groups whose members were read from the server before the plan (the rest came from the
+    /// sync cache's last confirmed rows).
+    pub groups_read: u64,
+    /// Groups the push sent whose members were read back.
+    pub groups_verified: u64,
+    /// Groups the push sent that were not read back: the reconcile reads them first.
+    pub groups_pending: u64,
 }
 
 impl RunRecord {
@@ -83,6 +100,7 @@ impl RunRecord {
             requests: 0,
             bytes_pushed: 0,
             error: None,
+            server: None,
         }
     }
 }
@@ -189,14 +207,16 @@ impl Store {
         let tx = self.conn.unchecked_transaction()?;
         self.record_progress(r)?;
         tx.execute(
-            "UPDATE runs SET ended_at = ?2, outcome = ?3, members_after = ?4, error = ?5
+            "UPDATE runs SET ended_at = ?2, outcome = ?3, members_after = ?4, error = ?5,
+               server_requests = ?6
              WHERE id = ?1",
             params![
                 r.id,
                 chrono::Utc::now().to_rfc3339(),
                 r.outcome.as_str(),
                 r.members_after as i64,
-                r.error
+                r.error,
+                r.server.as_ref().map(serde_json::to_string).transpose()?
             ],
         )?;
         tx.commit()?;
@@ -208,7 +228,7 @@ impl Store {
         let mut st = self.conn.prepare(
             "SELECT id, kind, started_at, ended_at, outcome, invited, updated, removed,
                     groups_changed, directory_users, directory_groups, members_after, requests,
-                    bytes_pushed, error
+                    bytes_pushed, error, server_requests
              FROM runs ORDER BY id DESC LIMIT ?1",
         )?;
         let rows = st.query_map([limit as i64], |r| {
@@ -228,6 +248,9 @@ impl Store {
                 requests: r.get::<_, i64>(12)? as u64,
                 bytes_pushed: r.get::<_, i64>(13)? as u64,
                 error: r.get(14)?,
+                server: r
+                    .get::<_, Option<String>>(15)?
+                    .and_then(|j| serde_json::from_str(&j).ok()),
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -628,7 +628,7 @@ fn without_a_baseline_departures_are_said_to_be_undetectable() {
 /// says the user changed the email in their account.
 #[test]
 fn a_pending_email_change_survives_clear_cache() {
-    for mode in BOTH {
+    for mode in [Mode::Vaultwarden, Mode::Bitwarden] {
         let (slapd, server, env) = setup(mode);
         let ext = server.org().members[&email(2)].external_id.clone().unwrap();
         slapd.modify(&format!(
@@ -636,16 +636,8 @@ fn a_pending_email_change_survives_clear_cache() {
             user_dn("u2")
         ));
         env.ok(&["sync"]);
-        let r = env.ok(&["clear-cache"]);
-        if mode == Mode::Vaultwarden {
-            assert!(
-                r.stdout.contains("1 member(s) with a pending email change"),
-                "{}",
-                r.stdout
-            );
-        }
+        let cleared = env.ok(&["clear-cache"]);
         let r = env.ok(&["sync"]);
-        assert!(r.stdout.contains("new2@example.com"), "{mode:?}: {}", r.stdout);
         let org = server.org();
         assert_eq!(
             org.with_external_id(&ext).len(),
@@ -656,6 +648,14 @@ fn a_pending_email_change_survives_clear_cache() {
         assert!(!org.members.contains_key("new2@example.com"), "{mode:?}");
         assert!(org.group_emails("Team").contains(&email(2)), "{mode:?}");
         drop(org);
+        assert!(r.stdout.contains("new2@example.com"), "{mode:?}: {}", r.stdout);
+        if mode == Mode::Vaultwarden {
+            assert!(
+                cleared.stdout.contains("1 member(s) with a pending email change"),
+                "{}",
+                cleared.stdout
+            );
+        }
         // the user changes the email in their account; the admin says so
         server.org().change_account_email(&email(2), "new2@example.com");
         env.ok(&["clear-cache", "--forget-email-changes"]);

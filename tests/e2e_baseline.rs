@@ -555,7 +555,10 @@ fn overwrite_existing_after_a_cleared_cache_is_refused_until_allowed() {
     for mode in BOTH {
         let (_slapd, server, env) = setup(mode);
         env.ok(&["clear-cache"]);
-        env.set("sync.user_filter", "(|(uid=u0)(uid=u1)(uid=u2)(uid=u3)(uid=u4))");
+        env.set(
+            "sync.user_filter",
+            "(|(uid=u0)(uid=u1)(uid=u2)(uid=u3)(uid=u4))",
+        );
         env.set("sync.remove_missing_users", "false");
         env.ok(&["sync"]);
         assert_eq!(server.org().active_emails().len(), 10, "{mode:?}");
@@ -571,7 +574,11 @@ fn overwrite_existing_after_a_cleared_cache_is_refused_until_allowed() {
         }
         let r = env.ok(&["test"]);
         assert!(r.stdout.contains("REFUSED"), "{mode:?}: {}", r.stdout);
-        assert_eq!(server.org().active_emails().len(), 10, "{mode:?}: nothing removed");
+        assert_eq!(
+            server.org().active_emails().len(),
+            10,
+            "{mode:?}: nothing removed"
+        );
         env.ok(&["sync", "--allow-mass-removal"]);
         assert_eq!(server.org().active_emails().len(), 5, "{mode:?}");
         // the cache now holds every member: later overwrite pushes are counted, not refused
@@ -648,22 +655,33 @@ fn a_pending_email_change_survives_clear_cache() {
         assert!(!org.members.contains_key("new2@example.com"), "{mode:?}");
         assert!(org.group_emails("Team").contains(&email(2)), "{mode:?}");
         drop(org);
-        assert!(r.stdout.contains("new2@example.com"), "{mode:?}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("new2@example.com"),
+            "{mode:?}: {}",
+            r.stdout
+        );
         if mode == Mode::Vaultwarden {
             assert!(
-                cleared.stdout.contains("1 member(s) with a pending email change"),
+                cleared
+                    .stdout
+                    .contains("1 member(s) with a pending email change"),
                 "{}",
                 cleared.stdout
             );
         }
         // the user changes the email in their account; the admin says so
-        server.org().change_account_email(&email(2), "new2@example.com");
+        server
+            .org()
+            .change_account_email(&email(2), "new2@example.com");
         env.ok(&["clear-cache", "--forget-email-changes"]);
         env.ok(&["sync"]);
         let org = server.org();
         assert_eq!(org.with_external_id(&ext).len(), 1, "{mode:?}");
         assert_eq!(org.members.len(), 10, "{mode:?}");
-        assert!(org.group_emails("Team").contains("new2@example.com"), "{mode:?}");
+        assert!(
+            org.group_emails("Team").contains("new2@example.com"),
+            "{mode:?}"
+        );
     }
 }
 
@@ -677,7 +695,8 @@ fn an_owner_leaving_the_directory_is_kept_and_syncs_keep_working() {
     slapd.delete(&user_dn("u0"));
     let r = env.ok(&["test"]);
     assert!(
-        r.stdout.contains("Kept: u0@example.com: owner, not removed"),
+        r.stdout
+            .contains("Kept: u0@example.com: owner, not removed"),
         "{}",
         r.stdout
     );
@@ -686,7 +705,10 @@ fn an_owner_leaving_the_directory_is_kept_and_syncs_keep_working() {
     assert!(server.org().active_emails().contains(&email(0)));
     let j = env.json(&["sync"]);
     assert_eq!(j["removed"], 0, "{j}");
-    assert!(j["plan"]["kept"].to_string().contains("u0@example.com"), "{j}");
+    assert!(
+        j["plan"]["kept"].to_string().contains("u0@example.com"),
+        "{j}"
+    );
 }
 
 /// Issue 23 item 8: protected emails that protect no one are refused, naming the value.
@@ -709,5 +731,10 @@ fn protected_emails_that_protect_no_one_are_refused() {
     )
     .unwrap();
     let r = env.expect(&["config", "validate"], 2);
-    assert!(r.stdout.contains("`it admin@x.com`") || r.stderr.contains("`it admin@x.com`"), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("`it admin@x.com`") || r.stderr.contains("`it admin@x.com`"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 }

@@ -308,7 +308,14 @@ mod tests {
             e.contains("`a@x.com;b@x.com`") && e.contains("commas") && e.contains(key),
             "{e}"
         );
-        for bad in ["a@x.com b@x.com", "boss", "boss@", "@x.com", "a b@x.com", "a@x"] {
+        for bad in [
+            "a@x.com b@x.com",
+            "boss",
+            "boss@",
+            "@x.com",
+            "a b@x.com",
+            "a@x",
+        ] {
             assert!(check_email_entry(key, bad).is_err(), "{bad}");
         }
     }

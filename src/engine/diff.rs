@@ -1167,7 +1167,11 @@ mod tests {
         for flag in [true, false] {
             let mut n2 = n.clone();
             let o = &mut n2.users.as_mut().unwrap()[1];
-            if flag { o.deleted = true } else { o.disabled = true }
+            if flag {
+                o.deleted = true
+            } else {
+                o.disabled = true
+            }
             let p = diff(&n2, &cache, &opts);
             assert_eq!(p.removals(), 0);
             assert!(p.groups.is_empty(), "{:?}", p.groups);
@@ -1208,7 +1212,11 @@ mod tests {
         assert!(diff(&n, &org, &DiffOptions::default()).warnings.is_empty());
         // a cache started without a baseline, when departures are asked for
         let mut cache = confirmed(&p, Cache::default());
-        assert!(diff(&n, &cache, &DiffOptions::default()).warnings.is_empty());
+        assert!(
+            diff(&n, &cache, &DiffOptions::default())
+                .warnings
+                .is_empty()
+        );
         let opts = DiffOptions {
             remove_missing_users: true,
             ..Default::default()

@@ -367,7 +367,10 @@ mod tests {
         // users, but every group empty (a member_attribute typo)
         p.directory_users = 10;
         let r = check_group_guard(&p, limits).expect("all groups empty");
-        assert!(r.contains("2 of 2 group(s)") && r.contains("member_attribute"), "{r}");
+        assert!(
+            r.contains("2 of 2 group(s)") && r.contains("member_attribute"),
+            "{r}"
+        );
         // a single group, empty
         p.groups = vec![new_group("A", 0)];
         assert!(check_group_guard(&p, limits).is_some());
@@ -395,7 +398,10 @@ mod tests {
         let mut p = plan(117, 117, 0);
         p.overwrite_existing = true;
         let r = check_guard(&p, GuardLimits::default()).expect("incomplete cache");
-        assert!(r.contains("overwrite_existing") && r.contains("cannot count"), "{r}");
+        assert!(
+            r.contains("overwrite_existing") && r.contains("cannot count"),
+            "{r}"
+        );
         p.baseline_complete = true;
         assert!(check_guard(&p, GuardLimits::default()).is_none());
         let mut p = plan(10, 10, 0);

@@ -66,7 +66,11 @@ fn plan_rows(plan: &Plan) -> Rows {
     }));
     cells.extend(plan.kept.iter().map(|k| {
         let (email, why) = k.split_once(": ").unwrap_or((k.as_str(), ""));
-        vec!["kept (not removed)".to_string(), email.to_string(), why.to_string()]
+        vec![
+            "kept (not removed)".to_string(),
+            email.to_string(),
+            why.to_string(),
+        ]
     }));
     cells.extend(plan.groups.iter().map(|g| {
         vec![

@@ -561,7 +561,10 @@ mod tests {
         s.set_scope("api|org1");
         s.commit_batch(&[m("a", MemberAction::Invite)], &[], false)
             .unwrap();
-        assert!(!s.load_cache().unwrap().complete, "a first sync proves nothing");
+        assert!(
+            !s.load_cache().unwrap().complete,
+            "a first sync proves nothing"
+        );
         s.commit_batch(&[m("a", MemberAction::Resend)], &[], true)
             .unwrap();
         assert!(s.load_cache().unwrap().complete);

@@ -993,6 +993,10 @@ impl Connector {
             return Err(Interrupted(String::new()).into());
         }
         store.mark_groups_left(&plan.stale_groups)?;
+        if org.is_none() && plan.users_synced {
+            // kept by `clear-cache`: a member with a pending email change is never sent
+            store.set_email_pins(&plan.email_changes)?;
+        }
         // Where the organization can be read, the cache records what it shows, and a push is
         // checked against it.
         if let (Some(before), Some((digest, held))) = (&mut org, held) {
@@ -1368,8 +1372,32 @@ impl Connector {
     }
 
     /// Clears the cache (of the configured server and organization) under a sync lock the
-    /// caller already holds (the window, while it polls).
+    /// caller already holds (the window, while it polls). Pending email changes are kept (see
+    /// [`Store::clear_cache`]).
     pub fn clear_cache_locked(&self, _held: &datadir::SyncLock) -> anyhow::Result<()> {
+        let kept = self.cache_store()?.clear_cache(false)?;
+        if kept > 0 {
+            tracing::info!("clear-cache: {kept} pending email change(s) kept");
+        }
+        Ok(())
+    }
+
+    /// The pending email changes of the configured server and organization that `clear-cache`
+    /// keeps: how many there were; `forget` drops them (the users changed their email in their
+    /// accounts, so the next sync may send the new addresses).
+    pub fn pending_email_changes(&self, forget: bool) -> anyhow::Result<usize> {
+        let _lock = datadir::acquire_sync_lock(&self.data_dir, "clear-cache")?;
+        let store = self.cache_store()?;
+        let n = store.email_pins()?.len();
+        if forget {
+            store.set_email_pins(&[])?;
+        }
+        Ok(n)
+    }
+
+    /// The store on the cache `clear-cache` works on: the configured server and organization's,
+    /// else the last synced one.
+    fn cache_store(&self) -> anyhow::Result<Store> {
         let key = self.api_key().unwrap_or_else(|e| {
             tracing::warn!(
                 "clear-cache: the API key could not be read ({e:#}); clearing the cache of the \
@@ -1377,7 +1405,7 @@ impl Connector {
             );
             None
         });
-        let mut store = match self.config() {
+        let store = match self.config() {
             Ok(cfg) => self.scoped_store(&cfg, key.as_ref())?,
             Err(e) => {
                 tracing::warn!(
@@ -1387,7 +1415,7 @@ impl Connector {
                 self.store()?
             }
         };
-        store.clear_cache()
+        Ok(store)
     }
 }
 

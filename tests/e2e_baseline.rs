@@ -462,7 +462,8 @@ fn a_group_back_in_the_directory_is_guarded_against_what_it_kept() {
         env.set("sync.group_filter", "");
         let r = env.expect(&["sync"], 3);
         assert!(
-            r.stderr.contains("4 of 5 member reference(s)")
+            r.stderr.contains("4 of 5 member(s)")
+                && r.stderr.contains("`Team`")
                 && r.stderr.contains("sync.max_group_removal_percent"),
             "{mode:?}: {}",
             r.stderr
@@ -481,4 +482,259 @@ fn a_group_back_in_the_directory_is_guarded_against_what_it_kept() {
             r.stdout
         );
     }
+}
+
+/// Issue 23 item 2: with no baseline (Vaultwarden after `clear-cache`), a directory read with
+/// empty groups (a `member_attribute` typo) or no users (a user filter that matches no one)
+/// would empty every group: refused in both modes, and the groups keep their members.
+#[test]
+fn without_a_baseline_a_read_with_empty_groups_or_no_users_is_refused() {
+    for mode in BOTH {
+        let (_slapd, server, env) = setup(mode);
+        env.ok(&["clear-cache"]);
+        env.set("sync.member_attribute", "uniqueMember");
+        let r = env.expect(&["sync"], 3);
+        assert!(
+            r.stderr.contains("sync refused") && r.stderr.contains("member_attribute"),
+            "{mode:?}: {}",
+            r.stderr
+        );
+        if mode == Mode::Vaultwarden {
+            assert!(
+                r.stderr.contains("2 of 2 group(s)") && r.stderr.contains("no baseline"),
+                "{}",
+                r.stderr
+            );
+        }
+        env.set("sync.member_attribute", "member");
+        env.set("sync.user_filter", "(uid=nobody)");
+        let r = env.expect(&["sync"], 3);
+        assert!(r.stderr.contains("no users"), "{mode:?}: {}", r.stderr);
+        let org = server.org();
+        assert_eq!(org.group_emails("Team").len(), 5, "{mode:?}");
+        assert_eq!(org.group_emails("All").len(), 10, "{mode:?}");
+        assert_eq!(org.active_emails().len(), 10, "{mode:?}");
+    }
+}
+
+/// Issue 23 item 7: one group gutted (Team 5 -> 1) while another changed group loses little
+/// (All 10 -> 9) is refused: each group is judged on its own, not diluted by the total.
+#[test]
+fn one_gutted_group_is_refused_whatever_the_others_keep() {
+    for mode in BOTH {
+        let (slapd, server, env) = setup(mode);
+        slapd.modify(&format!(
+            "dn: cn=team,ou=Groups,{}\nchangetype: modify\nreplace: member\nmember: {}\n\n",
+            slapd::BASE,
+            user_dn("u0")
+        ));
+        slapd.modify(&format!(
+            "dn: cn=all,ou=Groups,{}\nchangetype: modify\ndelete: member\nmember: {}\n\n",
+            slapd::BASE,
+            user_dn("u9")
+        ));
+        let r = env.expect(&["sync"], 3);
+        assert!(
+            r.stderr.contains("4 of 5 member(s)") && r.stderr.contains("`Team`"),
+            "{mode:?}: {}",
+            r.stderr
+        );
+        assert_eq!(server.org().group_emails("Team").len(), 5, "{mode:?}");
+        env.ok(&["sync", "--allow-mass-removal"]);
+        assert_eq!(server.org().group_emails("Team").len(), 1, "{mode:?}");
+        assert_eq!(server.org().group_emails("All").len(), 9, "{mode:?}");
+    }
+}
+
+/// Issue 23 item 4: after `clear-cache` and one normal sync, the cache does not hold every
+/// member the server has; `overwrite_existing` would let the server remove the others without
+/// the plan counting them: refused until allowed once, after which the cache holds what the
+/// server kept and overwrite pushes are counted again.
+#[test]
+fn overwrite_existing_after_a_cleared_cache_is_refused_until_allowed() {
+    for mode in BOTH {
+        let (_slapd, server, env) = setup(mode);
+        env.ok(&["clear-cache"]);
+        env.set(
+            "sync.user_filter",
+            "(|(uid=u0)(uid=u1)(uid=u2)(uid=u3)(uid=u4))",
+        );
+        env.set("sync.remove_missing_users", "false");
+        env.ok(&["sync"]);
+        assert_eq!(server.org().active_emails().len(), 10, "{mode:?}");
+        env.set("sync.overwrite_existing", "true");
+        let r = env.expect(&["sync"], 3);
+        match mode {
+            Mode::Bitwarden => assert!(r.stderr.contains("5 of 10"), "{}", r.stderr),
+            Mode::Vaultwarden => assert!(
+                r.stderr.contains("overwrite_existing") && r.stderr.contains("cannot count"),
+                "{}",
+                r.stderr
+            ),
+        }
+        let r = env.ok(&["test"]);
+        assert!(r.stdout.contains("REFUSED"), "{mode:?}: {}", r.stdout);
+        assert_eq!(
+            server.org().active_emails().len(),
+            10,
+            "{mode:?}: nothing removed"
+        );
+        env.ok(&["sync", "--allow-mass-removal"]);
+        assert_eq!(server.org().active_emails().len(), 5, "{mode:?}");
+        // the cache now holds every member: later overwrite pushes are counted, not refused
+        env.ok(&["sync"]);
+        assert_eq!(server.org().active_emails().len(), 5, "{mode:?}");
+        // and a clear-cache ends that again
+        if mode == Mode::Vaultwarden {
+            env.ok(&["clear-cache"]);
+            env.expect(&["sync"], 3);
+        }
+    }
+}
+
+/// Issue 23 item 4: with no baseline, members that left the directory are neither removed nor
+/// listed; the plan says that departures cannot be detected (test, sync and JSON).
+#[test]
+fn without_a_baseline_departures_are_said_to_be_undetectable() {
+    for mode in BOTH {
+        let (slapd, server, env) = setup(mode);
+        env.ok(&["clear-cache"]);
+        slapd.delete(&user_dn("u9"));
+        let r = env.ok(&["test"]);
+        let j = env.json(&["test"]);
+        let warnings = j["plan"]["warnings"].to_string();
+        match mode {
+            Mode::Vaultwarden => {
+                assert!(
+                    r.stdout.contains("Warning: departures cannot be detected"),
+                    "{}",
+                    r.stdout
+                );
+                assert!(warnings.contains("departures cannot be detected"), "{j}");
+                let r = env.ok(&["sync"]);
+                assert!(
+                    r.stdout.contains("departures cannot be detected"),
+                    "{}",
+                    r.stdout
+                );
+                assert!(server.org().active_emails().contains(&email(9)));
+            }
+            Mode::Bitwarden => {
+                // the organization is the baseline: the departure is seen and removed
+                assert!(!r.stdout.contains("departures"), "{}", r.stdout);
+                assert_eq!(warnings, "[]", "{j}");
+                env.ok(&["sync"]);
+                assert!(!server.org().active_emails().contains(&email(9)));
+            }
+        }
+    }
+}
+
+/// Issue 23 item 4: a pending email change and then `clear-cache` never makes a second
+/// membership (Vaultwarden matches members by email): the change stays pending until the admin
+/// says the user changed the email in their account.
+#[test]
+fn a_pending_email_change_survives_clear_cache() {
+    for mode in [Mode::Vaultwarden, Mode::Bitwarden] {
+        let (slapd, server, env) = setup(mode);
+        let ext = server.org().members[&email(2)].external_id.clone().unwrap();
+        slapd.modify(&format!(
+            "dn: {}\nchangetype: modify\nreplace: mail\nmail: new2@example.com\n\n",
+            user_dn("u2")
+        ));
+        env.ok(&["sync"]);
+        let cleared = env.ok(&["clear-cache"]);
+        let r = env.ok(&["sync"]);
+        let org = server.org();
+        assert_eq!(
+            org.with_external_id(&ext).len(),
+            1,
+            "{mode:?}: {:?}",
+            org.with_external_id(&ext)
+        );
+        assert!(!org.members.contains_key("new2@example.com"), "{mode:?}");
+        assert!(org.group_emails("Team").contains(&email(2)), "{mode:?}");
+        drop(org);
+        assert!(
+            r.stdout.contains("new2@example.com"),
+            "{mode:?}: {}",
+            r.stdout
+        );
+        if mode == Mode::Vaultwarden {
+            assert!(
+                cleared
+                    .stdout
+                    .contains("1 member(s) with a pending email change"),
+                "{}",
+                cleared.stdout
+            );
+        }
+        // the user changes the email in their account; the admin says so
+        server
+            .org()
+            .change_account_email(&email(2), "new2@example.com");
+        env.ok(&["clear-cache", "--forget-email-changes"]);
+        env.ok(&["sync"]);
+        let org = server.org();
+        assert_eq!(org.with_external_id(&ext).len(), 1, "{mode:?}");
+        assert_eq!(org.members.len(), 10, "{mode:?}");
+        assert!(
+            org.group_emails("Team").contains("new2@example.com"),
+            "{mode:?}"
+        );
+    }
+}
+
+/// Issue 23 item 6: an owner whose externalId leaves the directory is never planned for
+/// removal (the server refuses, and the check after the push failed every sync): the sync
+/// succeeds, says the owner was kept, and so does the next one.
+#[test]
+fn an_owner_leaving_the_directory_is_kept_and_syncs_keep_working() {
+    let (slapd, server, env) = setup(Mode::Bitwarden);
+    server.org().members.get_mut(&email(0)).unwrap().owner = true;
+    slapd.delete(&user_dn("u0"));
+    let r = env.ok(&["test"]);
+    assert!(
+        r.stdout
+            .contains("Kept: u0@example.com: owner, not removed"),
+        "{}",
+        r.stdout
+    );
+    let r = env.ok(&["sync"]);
+    assert!(r.stdout.contains("owner, not removed"), "{}", r.stdout);
+    assert!(server.org().active_emails().contains(&email(0)));
+    let j = env.json(&["sync"]);
+    assert_eq!(j["removed"], 0, "{j}");
+    assert!(
+        j["plan"]["kept"].to_string().contains("u0@example.com"),
+        "{j}"
+    );
+}
+
+/// Issue 23 item 8: protected emails that protect no one are refused, naming the value.
+#[test]
+fn protected_emails_that_protect_no_one_are_refused() {
+    let env = Env::new();
+    let r = env.expect(
+        &["config", "set", "sync.protected_emails", "a@x.com;b@x.com"],
+        2,
+    );
+    assert!(
+        r.stderr.contains("`a@x.com;b@x.com`") && r.stderr.contains("commas"),
+        "{}",
+        r.stderr
+    );
+    // a hand-edited file is held to the same rule
+    std::fs::write(
+        env.path().join("config.toml"),
+        "[sync]\nprotected_emails = [\"boss@x.com\", \"it admin@x.com\"]\n",
+    )
+    .unwrap();
+    let r = env.expect(&["config", "validate"], 2);
+    assert!(
+        r.stdout.contains("`it admin@x.com`") || r.stderr.contains("`it admin@x.com`"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 }

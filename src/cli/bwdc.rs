@@ -244,8 +244,13 @@ pub fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) -> Option
         Command::DataFile => Ok(Payload::Str(Some(
             crate::config::config_path(data_dir).display().to_string(),
         ))),
-        Command::ClearCache => Connector::open(data_dir)
-            .and_then(|c| c.clear_or_recreate_cache())
+        Command::ClearCache {
+            forget_email_changes,
+        } => Connector::open(data_dir)
+            .and_then(|c| {
+                c.clear_or_recreate_cache()?;
+                c.pending_email_changes(*forget_email_changes)
+            })
             .map(|_| Payload::Message {
                 title: "The sync cache has been cleared.".into(),
                 message: String::new(),

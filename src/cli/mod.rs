@@ -104,8 +104,14 @@ pub enum Command {
     /// Print the path of the configuration file.
     DataFile,
     /// Forget what was synced with this server and organization: the next sync starts from the
-    /// organization (or, on a server without a read API, is a full push).
-    ClearCache,
+    /// organization (or, on a server without a read API, is a full push). Pending email changes
+    /// are kept.
+    ClearCache {
+        /// Also forget the pending email changes (once each user changed their email in their
+        /// account): the next sync sends the new addresses.
+        #[arg(long)]
+        forget_email_changes: bool,
+    },
     /// The most recent sync runs.
     History {
         /// How many runs to show.
@@ -528,12 +534,29 @@ fn dispatch(
             }
             Ok(0)
         }
-        Command::ClearCache => {
-            match Connector::open(data_dir)?.clear_or_recreate_cache()? {
-                None => out.message(
-                    "The sync cache has been cleared.",
-                    "The next sync sends everything.",
-                ),
+        Command::ClearCache {
+            forget_email_changes,
+        } => {
+            let conn = Connector::open(data_dir)?;
+            match conn.clear_or_recreate_cache()? {
+                None => {
+                    let pending = conn.pending_email_changes(*forget_email_changes)?;
+                    let detail = match (pending, *forget_email_changes) {
+                        (0, _) => "The next sync sends everything.".to_string(),
+                        (n, true) => format!(
+                            "The next sync sends everything; {n} pending email change(s) were \
+                             forgotten, so their new addresses are sent."
+                        ),
+                        (n, false) => format!(
+                            "The next sync sends everything except {n} member(s) with a pending \
+                             email change: the server may still have their old address, and a \
+                             server that matches members by email (Vaultwarden) would make the \
+                             new one a second membership. Once the users changed their email \
+                             in their accounts, run `clear-cache --forget-email-changes`."
+                        ),
+                    };
+                    out.message("The sync cache has been cleared.", &detail)
+                }
                 Some(moved) => out.message(
                     "The database could not be read; a new one was created.",
                     &format!(

@@ -390,6 +390,12 @@ impl Output {
         for line in &p.protected {
             outln!(self, "Protected (sync.protected_emails): {line}");
         }
+        for line in &p.kept {
+            outln!(self, "Kept: {line}");
+        }
+        for line in &p.warnings {
+            outln!(self, "Warning: {line}.");
+        }
         if !p.stale_groups.is_empty() {
             outln!(
                 self,
@@ -421,7 +427,11 @@ impl Output {
                     "Sync complete: unchanged. Nothing was sent (baseline: {}).",
                     r.plan.baseline.describe()
                 );
-                if !r.plan.email_changes.is_empty() || !r.plan.protected.is_empty() {
+                if !r.plan.email_changes.is_empty()
+                    || !r.plan.protected.is_empty()
+                    || !r.plan.kept.is_empty()
+                    || !r.plan.warnings.is_empty()
+                {
                     self.plan_summary(&r.plan, Some(SYNC_REPORT_ROWS));
                 }
             }

@@ -186,6 +186,9 @@ fn typed_value(
         KeyKind::List => {
             let mut a = toml_edit::Array::new();
             for item in raw.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                if key == "sync.protected_emails" {
+                    values::check_email_entry(key, item).map_err(ConfigError)?;
+                }
                 a.push(item);
             }
             a.into()

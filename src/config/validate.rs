@@ -200,13 +200,8 @@ pub fn validate_for(
         );
     }
     for e in &s.protected_emails {
-        let t = e.trim();
-        if !t.contains('@') || t.contains(char::is_whitespace) {
-            problem(
-                &mut p,
-                "sync.protected_emails",
-                format!("`{e}` is not an email address"),
-            );
+        if let Err(message) = values::check_email_entry("sync.protected_emails", e) {
+            problem(&mut p, "sync.protected_emails", message);
         }
     }
     if s.use_email_prefix_suffix && blank(&s.email_suffix) {

@@ -1,6 +1,7 @@
 //! Checks of single values, shared by `config set` (refused at once, exit 2) and validation of a
 //! whole file (hand-edited or older): whole numbers in their range, `http(s)` URLs with a host
-//! and no credentials, bare LDAP host names, and parse-error locations that never quote the
+//! and no credentials, bare LDAP host names, single email addresses in email lists, and
+//! parse-error locations that never quote the
 //! file's text (it may hold secrets).
 
 use std::ops::Range;
@@ -144,6 +145,26 @@ pub fn check_host(key: &str, raw: &str) -> Result<String, String> {
     Ok(h.to_string())
 }
 
+/// Checks one entry of an email list (`sync.protected_emails`): a single email address. Entries
+/// are separated by commas (`config set`) or are the items of a TOML array (the file); an entry
+/// that holds another separator (`a@x.com;b@x.com`), white space or no `@` would protect no one,
+/// so it is refused, naming the value.
+pub fn check_email_entry(key: &str, raw: &str) -> Result<String, String> {
+    let e = raw.trim().to_lowercase();
+    if crate::engine::normalize::is_valid_email(&e) {
+        return Ok(e);
+    }
+    let hint = if e.contains([';', ' ', '\t', '\n', '|']) && e.matches('@').count() > 1 {
+        " (separate several addresses with commas, e.g. `a@company.com, b@company.com`)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "`{key}`: `{}` is not an email address, so it would protect no one{hint}",
+        raw.trim()
+    ))
+}
+
 /// 1-based line and column of byte `offset` in `text`.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
@@ -271,6 +292,31 @@ mod tests {
         assert!(check_host("ldap.hostname", "127.0.0.1").is_ok());
         for bad in ["ldaps://ad", "ad:389", "::1", "a b", "u:pw@ad", "ad/x", ""] {
             assert!(check_host("ldap.hostname", bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Issue 23 item 8: entries that protect no one are refused, naming the value.
+    #[test]
+    fn email_entries_are_single_addresses() {
+        let key = "sync.protected_emails";
+        assert_eq!(
+            check_email_entry(key, " CEO@Company.com ").unwrap(),
+            "ceo@company.com"
+        );
+        let e = check_email_entry(key, "a@x.com;b@x.com").unwrap_err();
+        assert!(
+            e.contains("`a@x.com;b@x.com`") && e.contains("commas") && e.contains(key),
+            "{e}"
+        );
+        for bad in [
+            "a@x.com b@x.com",
+            "boss",
+            "boss@",
+            "@x.com",
+            "a b@x.com",
+            "a@x",
+        ] {
+            assert!(check_email_entry(key, bad).is_err(), "{bad}");
         }
     }
 

@@ -37,6 +37,21 @@ pub struct CachedGroup {
 pub struct Cache {
     pub members: HashMap<String, CachedMember>,
     pub groups: HashMap<String, CachedGroup>,
+    /// externalIds of the members that are owners (only the organization's read API shows a
+    /// member's type). A sync never removes an owner: the server would refuse it.
+    pub owners: HashSet<String>,
+    /// The baseline holds every member with an externalId the server has: the organization as
+    /// read, or a cache started by a confirmed `overwriteExisting` push (the server removed
+    /// every member not listed) and kept since. A cache started any other way (the first sync,
+    /// `clear-cache`, another `server.url`) may miss members the server has: removals that the
+    /// server makes on its own (`overwriteExisting`) cannot be counted against it, and members
+    /// that left the directory may be unknown to it.
+    pub complete: bool,
+    /// Emails the server last confirmed for members whose directory email differs (a pending
+    /// email change), by externalId, kept by `clear-cache`. A server that matches members by
+    /// email (Vaultwarden) would make the new address a second membership: a member with a
+    /// pending change is never sent, even when the cache no longer holds it.
+    pub email_pins: HashMap<String, String>,
 }
 
 /// Why a member is removed.
@@ -85,7 +100,28 @@ pub const EMAIL_CHANGE_ADVICE: &str = "the import cannot change a member's email
      connector does not send it. Bitwarden keeps the account's email: the user changes it in \
      their account settings (or remove the member and let the next sync invite the new address). \
      Vaultwarden matches members by email and would create a second membership: change the \
-     email in the user's account, then run `clear-cache` so the next sync takes the new one.";
+     email in the user's account, then run `clear-cache --forget-email-changes` so the next sync \
+     takes the new one (a plain `clear-cache` keeps the pending change, so that the new address \
+     is never sent beside the old one).";
+
+/// Why an owner the directory would remove stays.
+pub const OWNER_ADVICE: &str = "a sync never removes an owner (the server refuses to, so the \
+     removal would fail every sync): remove the owner or change its role in the Admin Console";
+
+/// The warning of a plan made with no baseline.
+pub const NO_BASELINE_DEPARTURES: &str = "departures cannot be detected: there is no baseline \
+     (the local sync cache is empty and the server cannot be read back), so members that left \
+     the directory stay in the organization and are not listed here. Remove them in the Admin \
+     Console, or run one sync with sync.overwrite_existing and --allow-mass-removal (the server \
+     then removes every member with an externalId that the directory does not list)";
+
+/// The warning of a plan made against a cache that may miss members, with
+/// `sync.remove_missing_users` on.
+pub const PARTIAL_CACHE_DEPARTURES: &str = "departures may go undetected: the local sync cache \
+     was started without a baseline (first sync, clear-cache or another server.url), so members \
+     that left the directory before then are unknown to it and are neither removed nor listed. \
+     One sync with sync.overwrite_existing and --allow-mass-removal makes the server remove \
+     them and the cache complete";
 
 /// What the plan was made against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -212,6 +248,14 @@ pub struct Plan {
     /// Emails in `sync.protected_emails` the directory would have removed or taken out of a
     /// group, and what was kept.
     pub protected: Vec<String>,
+    /// Members the directory would have removed that a sync never removes (owners), each with
+    /// the reason.
+    pub kept: Vec<String>,
+    /// What the plan cannot see, shown with it (e.g. departures that cannot be detected
+    /// without a baseline).
+    pub warnings: Vec<String>,
+    /// The baseline holds every member the server has (see [`Cache::complete`]).
+    pub baseline_complete: bool,
     /// Everything is sent, not only the differences (empty cache or `overwrite_existing`).
     pub full_push: bool,
     pub overwrite_existing: bool,
@@ -338,10 +382,20 @@ pub fn diff_members(
         overwrite_existing: opts.overwrite_existing,
         cached_members: cache.members.len(),
         users_synced: users.is_some(),
+        baseline_complete: cache.complete,
         ..Plan::default()
     };
     let mut desired: Desired = None;
     let protected = |email: &str| opts.protected.contains(email);
+    let owner = |id: &str| cache.owners.contains(id);
+    if users.is_some() && !cache.complete {
+        let no_baseline = cache.members.is_empty() && cache.groups.is_empty();
+        if no_baseline {
+            plan.warnings.push(NO_BASELINE_DEPARTURES.to_string());
+        } else if opts.remove_missing_users {
+            plan.warnings.push(PARTIAL_CACHE_DEPARTURES.to_string());
+        }
+    }
     if let Some(users) = users {
         plan.directory_users = users.len();
         let mut keep: HashSet<Id> = HashSet::with_capacity(users.len());
@@ -362,6 +416,21 @@ pub fn diff_members(
                     .map(|c| c.email.clone())
                     .or_else(|| if full_push { u.email.clone() } else { None });
                 if let Some(email) = email {
+                    if owner(&u.external_id) {
+                        plan.kept.push(format!(
+                            "{email}: owner, not removed ({} in the directory); {OWNER_ADVICE}",
+                            u.status()
+                        ));
+                        keep.insert(u.external_id.clone());
+                        if opts.overwrite_existing {
+                            plan.members.push(MemberChange {
+                                external_id: u.external_id.to_string(),
+                                email,
+                                action: MemberAction::Resend,
+                            });
+                        }
+                        continue;
+                    }
                     if protected(&email) {
                         plan.protected.push(format!(
                             "{email}: not removed ({} in the directory)",
@@ -391,6 +460,19 @@ pub fn diff_members(
                 continue;
             };
             keep.insert(u.external_id.clone());
+            // a pending email change the cache no longer holds (`clear-cache`): the server
+            // still has the old address, and the new one would be a second membership
+            if cached.is_none()
+                && let Some(pin) = cache.email_pins.get(&*u.external_id)
+                && *pin != email
+            {
+                plan.email_changes.push(EmailChange {
+                    external_id: u.external_id.to_string(),
+                    baseline_email: pin.clone(),
+                    directory_email: email,
+                });
+                continue;
+            }
             let action = match cached {
                 None => Some(MemberAction::Invite),
                 Some(c) if c.email != email => {
@@ -425,7 +507,16 @@ pub fn diff_members(
                 .collect();
             missing.sort_by(|a, b| a.0.cmp(b.0));
             for (id, c) in missing {
-                let action = if protected(&c.email) {
+                let action = if owner(id) {
+                    plan.kept.push(format!(
+                        "{}: owner, not removed (no longer in the directory); {OWNER_ADVICE}",
+                        c.email
+                    ));
+                    if !opts.overwrite_existing {
+                        continue;
+                    }
+                    MemberAction::Resend
+                } else if protected(&c.email) {
                     plan.protected.push(format!(
                         "{}: not removed (no longer in the directory)",
                         c.email
@@ -1040,6 +1131,136 @@ mod tests {
         assert_eq!(p.count_groups(GroupAction::Update), 1);
         let h = &p.groups[0];
         assert_eq!((h.removed_members, h.previous_member_count), (2, Some(3)));
+    }
+
+    /// Issue 23 item 6: an owner is never planned for removal (the server refuses it, and the
+    /// check after the push would fail every sync); the plan says it was kept and why.
+    #[test]
+    fn owners_are_never_removed() {
+        let n = norm(
+            vec![u("1", "a@x.com"), u("o", "owner@x.com")],
+            vec![g("G", &["1", "o"])],
+        );
+        let mut cache = confirmed(
+            &diff(&n, &Cache::default(), &DiffOptions::default()),
+            Cache::default(),
+        );
+        cache.owners.insert("o".into());
+        cache.complete = true;
+        let mut opts = DiffOptions {
+            remove_missing_users: true,
+            remove_disabled: true,
+            cascade_removals: true,
+            ..Default::default()
+        };
+        // the owner leaves the directory
+        let gone = norm(vec![u("1", "a@x.com")], vec![g("G", &["1"])]);
+        let p = diff(&gone, &cache, &opts);
+        assert_eq!(p.removals(), 0, "{:?}", p.members);
+        assert_eq!(p.kept.len(), 1);
+        assert!(
+            p.kept[0].contains("owner@x.com") && p.kept[0].contains("owner, not removed"),
+            "{:?}",
+            p.kept
+        );
+        // deleted or disabled in the directory: kept too, and stays in its groups
+        for flag in [true, false] {
+            let mut n2 = n.clone();
+            let o = &mut n2.users.as_mut().unwrap()[1];
+            if flag {
+                o.deleted = true
+            } else {
+                o.disabled = true
+            }
+            let p = diff(&n2, &cache, &opts);
+            assert_eq!(p.removals(), 0);
+            assert!(p.groups.is_empty(), "{:?}", p.groups);
+            assert!(p.kept[0].contains("in the directory"), "{:?}", p.kept);
+        }
+        // overwrite_existing lists it, so every server keeps it
+        opts.overwrite_existing = true;
+        let p = diff(&gone, &cache, &opts);
+        assert_eq!(p.removals(), 0);
+        assert!(
+            p.members
+                .iter()
+                .any(|m| m.external_id == "o" && m.action == MemberAction::Resend)
+        );
+        // an admin (not an owner) is removed as usual
+        cache.owners.clear();
+        assert_eq!(diff(&gone, &cache, &opts).removals(), 1);
+    }
+
+    /// Issue 23 item 4: a plan that cannot see departures says so.
+    #[test]
+    fn departures_that_cannot_be_seen_are_warned_about() {
+        let n = norm(vec![u("1", "a@x.com")], vec![]);
+        // no baseline
+        let p = diff(&n, &Cache::default(), &DiffOptions::default());
+        assert_eq!(p.warnings, vec![NO_BASELINE_DEPARTURES.to_string()]);
+        assert!(p.warnings[0].contains("departures cannot be detected"));
+        assert!(
+            serde_json::to_string(&p)
+                .unwrap()
+                .contains("departures cannot be detected")
+        );
+        // an organization (even empty) is a baseline
+        let org = Cache {
+            complete: true,
+            ..Cache::default()
+        };
+        assert!(diff(&n, &org, &DiffOptions::default()).warnings.is_empty());
+        // a cache started without a baseline, when departures are asked for
+        let mut cache = confirmed(&p, Cache::default());
+        assert!(
+            diff(&n, &cache, &DiffOptions::default())
+                .warnings
+                .is_empty()
+        );
+        let opts = DiffOptions {
+            remove_missing_users: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            diff(&n, &cache, &opts).warnings,
+            vec![PARTIAL_CACHE_DEPARTURES.to_string()]
+        );
+        cache.complete = true;
+        assert!(diff(&n, &cache, &opts).warnings.is_empty());
+    }
+
+    /// Issue 23 item 4: a pending email change survives `clear-cache` (its pin): the full push
+    /// after it does not invite the new address, which a server matching by email (Vaultwarden)
+    /// would make a second membership; the member stays in its groups.
+    #[test]
+    fn a_pending_email_change_is_not_sent_after_the_cache_is_cleared() {
+        let n = norm(
+            vec![u("1", "a2@x.com"), u("2", "b@x.com")],
+            vec![g("G", &["1", "2"])],
+        );
+        let mut cleared = Cache::default();
+        cleared.email_pins.insert("1".into(), "a@x.com".into());
+        let p = diff(&n, &cleared, &DiffOptions::default());
+        assert!(p.full_push);
+        assert!(
+            !p.members.iter().any(|m| m.external_id == "1"),
+            "{:?}",
+            p.members
+        );
+        assert_eq!(
+            p.email_changes,
+            vec![EmailChange {
+                external_id: "1".into(),
+                baseline_email: "a@x.com".into(),
+                directory_email: "a2@x.com".into(),
+            }]
+        );
+        assert_eq!(p.groups[0].members, vec![Id::from("1"), Id::from("2")]);
+        // the directory went back to the old address: nothing pending, sent as usual
+        let back = norm(vec![u("1", "a@x.com")], vec![]);
+        let p = diff(&back, &cleared, &DiffOptions::default());
+        assert!(p.email_changes.is_empty());
+        assert_eq!(p.invites(), 1);
     }
 
     #[test]

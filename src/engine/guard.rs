@@ -1,7 +1,9 @@
 //! The guards: refuse a push that would remove too many members (counted against the baseline:
 //! the organization, or the cache), that follows a directory read which returned no users while
-//! the baseline has some, that could remove members with no baseline at all, or that would empty
-//! a group or take too many member references out of the groups it changes.
+//! the baseline has some, that could remove members with no baseline at all, that lets the
+//! server remove members (`overwriteExisting`) the baseline may not know, or that would empty a
+//! group, take too many members out of one group or too many member references out of the
+//! groups it changes, or (with no baseline) send groups without members.
 
 use serde::Serialize;
 
@@ -59,6 +61,16 @@ pub fn check_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
             }
         ));
     }
+    if plan.overwrite_existing && !plan.baseline_complete {
+        return Some(
+            "sync.overwrite_existing lets the server remove every member with an externalId \
+             that this push does not list, and the plan cannot count them: the server cannot be \
+             read back, and the local sync cache was started without a baseline (first sync, \
+             clear-cache or another server.url), so it may miss members the server has. Once \
+             allowed, the cache holds what the server kept and later pushes are counted"
+                .to_string(),
+        );
+    }
     if limits.max_removals > 0 && removals > limits.max_removals {
         return Some(format!(
             "the sync would remove {removals} member(s), more than sync.max_removals = {}",
@@ -81,12 +93,52 @@ pub fn check_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
     None
 }
 
+/// Groups with fewer members than this before a change are judged with the others only (one
+/// or two departures from a small group are ordinary), never on their own.
+pub const GROUP_GUARD_FLOOR: usize = 5;
+
 /// `Some(reason)` when the group guard refuses the group half of the plan: a group the baseline
-/// has members in would be emptied, or the groups the plan changes would lose more than
-/// `max_group_removal_percent` of their member references.
+/// has members in would be emptied; one group of at least [`GROUP_GUARD_FLOOR`] members, or the
+/// groups the plan changes together, would lose more than `max_group_removal_percent` of their
+/// member references; or, with no baseline to compare with, the directory read gives groups
+/// without members (most of them empty, or no users at all).
 pub fn check_group_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
     if limits.max_group_removal_percent == 0 {
         return None;
+    }
+    let pct = limits.max_group_removal_percent;
+    let over = |removed: u64, before: u64| before > 0 && removed * 100 > pct * before;
+    let causes = "a typo in sync.member_attribute or sync.user_path, or a user or group filter \
+                  that leaves the members out";
+    if plan.baseline == Baseline::None && !plan.groups.is_empty() {
+        if plan.users_synced && plan.directory_users == 0 {
+            return Some(format!(
+                "the directory returned no users but {} group(s), and there is no baseline to \
+                 compare with (the local sync cache is empty and the server cannot be read \
+                 back): the groups would be sent without members and emptied on the server. \
+                 Likely causes: {causes}",
+                plan.groups.len()
+            ));
+        }
+        let empty: Vec<&str> = plan
+            .groups
+            .iter()
+            .filter(|g| g.members.is_empty())
+            .map(|g| g.name.as_str())
+            .collect();
+        let total = plan.groups.len() as u64;
+        if let Some(first) = empty.first()
+            && (empty.len() as u64 == total || over(empty.len() as u64, total))
+        {
+            return Some(format!(
+                "{} of {total} group(s) read from the directory have no members (e.g. \
+                 `{first}`), more than sync.max_group_removal_percent = {pct}%, and there is no \
+                 baseline to compare with (the local sync cache is empty and the server cannot \
+                 be read back): the groups would be emptied on the server. Likely causes: \
+                 {causes}",
+                empty.len()
+            ));
+        }
     }
     let emptied: Vec<&str> = plan
         .groups
@@ -101,17 +153,32 @@ pub fn check_group_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
             emptied.len()
         ));
     }
+    // each group on its own: a large loss in one group is not diluted by the others
+    let gutted = plan.groups.iter().find(|g| {
+        g.previous_member_count.is_some_and(|before| {
+            before >= GROUP_GUARD_FLOOR && over(g.removed_members as u64, before as u64)
+        })
+    });
+    if let Some(g) = gutted {
+        let before = g.previous_member_count.unwrap_or_default();
+        return Some(format!(
+            "the sync would take {} of {before} member(s) ({:.1}%) out of group `{}`, more than \
+             sync.max_group_removal_percent = {pct}%; {causes}",
+            g.removed_members,
+            g.removed_members as f64 * 100.0 / before as f64,
+            g.name
+        ));
+    }
     let (removed, before) = plan
         .groups
         .iter()
         .filter_map(|g| Some((g.removed_members as u64, g.previous_member_count? as u64)))
         .fold((0, 0), |(r, b), (gr, gb)| (r + gr, b + gb));
-    if before > 0 && removed * 100 > limits.max_group_removal_percent * before {
+    if over(removed, before) {
         return Some(format!(
             "the sync would take {removed} of {before} member reference(s) ({:.1}%) out of the \
-             groups it changes, more than sync.max_group_removal_percent = {}%",
+             groups it changes, more than sync.max_group_removal_percent = {pct}%",
             removed as f64 * 100.0 / before as f64,
-            limits.max_group_removal_percent
         ));
     }
     None
@@ -231,9 +298,10 @@ mod tests {
         p.groups.push(group("C", 3, 0));
         let r = check_group_guard(&p, limits).unwrap();
         assert!(r.contains("empty 1 group(s)") && r.contains("`C`"), "{r}");
-        p.groups = vec![group("A", 10, 4), group("B", 10, 5)];
+        // each group within the limit (B is below the floor), together over it
+        p.groups = vec![group("A", 10, 5), group("B", 4, 1)];
         let r = check_group_guard(&p, limits).unwrap();
-        assert!(r.contains("11 of 20") && r.contains("55.0%"), "{r}");
+        assert!(r.contains("8 of 14") && r.contains("57.1%"), "{r}");
         let off = GuardLimits {
             max_group_removal_percent: 0,
             ..limits
@@ -246,5 +314,100 @@ mod tests {
             ..group("N", 0, 0)
         }];
         assert!(check_group_guard(&p, limits).is_none());
+    }
+
+    /// Issue 23 item 7: one gutted group is refused however many members the other changed
+    /// groups keep (the total over all groups diluted it).
+    #[test]
+    fn group_guard_judges_each_group_on_its_own() {
+        let limits = GuardLimits::default();
+        let mut p = plan(500, 500, 0);
+        p.groups = vec![group("Big", 400, 399), group("Team", 40, 1)];
+        let r = check_group_guard(&p, limits).expect("40 -> 1 must be refused");
+        assert!(
+            r.contains("39 of 40") && r.contains("`Team`") && r.contains("97.5%"),
+            "{r}"
+        );
+        // at the limit is fine; small groups are judged with the others only
+        p.groups = vec![group("Big", 400, 399), group("Team", 40, 20)];
+        assert!(check_group_guard(&p, limits).is_none());
+        p.groups = vec![group("Big", 400, 399), group("Tiny", 4, 1)];
+        assert!(check_group_guard(&p, limits).is_none());
+        p.groups = vec![group("Big", 400, 399), group("Five", 5, 2)];
+        assert!(check_group_guard(&p, limits).unwrap().contains("`Five`"));
+        let off = GuardLimits {
+            max_group_removal_percent: 0,
+            ..limits
+        };
+        p.groups = vec![group("Big", 400, 399), group("Team", 40, 1)];
+        assert!(check_group_guard(&p, off).is_none());
+    }
+
+    fn new_group(name: &str, members: usize) -> GroupChange {
+        GroupChange {
+            previous_member_count: None,
+            action: GroupAction::Create,
+            ..group(name, 0, members)
+        }
+    }
+
+    /// Issue 23 item 2: with no baseline, a directory read that gives groups without members
+    /// (no users at all, or most groups empty) would empty the server's groups: refused.
+    #[test]
+    fn without_a_baseline_empty_groups_are_refused() {
+        let limits = GuardLimits::default();
+        let mut p = plan(0, 0, 0);
+        p.baseline = Baseline::None;
+        p.groups = vec![new_group("A", 0), new_group("B", 0)];
+        let r = check_group_guard(&p, limits).expect("no users");
+        assert!(
+            r.contains("no users") && r.contains("member_attribute") && r.contains("user_path"),
+            "{r}"
+        );
+        // users, but every group empty (a member_attribute typo)
+        p.directory_users = 10;
+        let r = check_group_guard(&p, limits).expect("all groups empty");
+        assert!(
+            r.contains("2 of 2 group(s)") && r.contains("member_attribute"),
+            "{r}"
+        );
+        // a single group, empty
+        p.groups = vec![new_group("A", 0)];
+        assert!(check_group_guard(&p, limits).is_some());
+        // one empty group of five (upstream's fixture has one) is fine
+        p.groups = (0..4).map(|i| new_group(&format!("G{i}"), 3)).collect();
+        p.groups.push(new_group("Cleaners", 0));
+        assert!(check_group_guard(&p, limits).is_none());
+        // three of five is more than 50%
+        p.groups[0].members.clear();
+        p.groups[1].members.clear();
+        assert!(check_group_guard(&p, limits).unwrap().contains("3 of 5"));
+        // a baseline decides by what it has, not by this rule
+        p.baseline = Baseline::Cache;
+        assert!(check_group_guard(&p, limits).is_none());
+        // nothing to send, nothing to refuse
+        let mut p = plan(0, 0, 0);
+        p.baseline = Baseline::None;
+        assert!(check_group_guard(&p, limits).is_none());
+    }
+
+    /// Issue 23 item 4: `overwrite_existing` against a cache that may miss members the server
+    /// has cannot be counted: refused; once the cache is complete it is counted as usual.
+    #[test]
+    fn overwrite_existing_needs_a_complete_baseline() {
+        let mut p = plan(117, 117, 0);
+        p.overwrite_existing = true;
+        let r = check_guard(&p, GuardLimits::default()).expect("incomplete cache");
+        assert!(
+            r.contains("overwrite_existing") && r.contains("cannot count"),
+            "{r}"
+        );
+        p.baseline_complete = true;
+        assert!(check_guard(&p, GuardLimits::default()).is_none());
+        let mut p = plan(10, 10, 0);
+        p.baseline = Baseline::Organization;
+        p.baseline_complete = true;
+        p.overwrite_existing = true;
+        assert!(check_guard(&p, GuardLimits::default()).is_none());
     }
 }

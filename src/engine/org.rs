@@ -18,7 +18,8 @@ pub const STATUS_INVITED: i32 = 0;
 pub const STATUS_ACCEPTED: i32 = 1;
 pub const STATUS_CONFIRMED: i32 = 2;
 pub const STATUS_REVOKED: i32 = -1;
-/// A member's type (`OrganizationUserType`): owners are never removed by an import.
+/// A member's type (`OrganizationUserType`): owners are never removed by an import, and a
+/// plan never removes them (see [`crate::engine::diff::OWNER_ADVICE`]).
 pub const TYPE_OWNER: i32 = 0;
 
 /// One member as `GET /public/members` lists it.
@@ -251,10 +252,16 @@ impl Organization {
 
     /// The members of [`Organization::baseline`] (and no group).
     fn baseline_members(&self) -> Cache {
-        let mut cache = Cache::default();
+        let mut cache = Cache {
+            complete: true,
+            ..Cache::default()
+        };
         cache.members.reserve(self.members.len());
         for m in &self.members {
             if let Some(ext) = m.external_id.as_ref().filter(|e| !e.is_empty()) {
+                if m.kind == TYPE_OWNER {
+                    cache.owners.insert(ext.clone());
+                }
                 cache
                     .members
                     .entry(ext.clone())

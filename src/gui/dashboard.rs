@@ -64,6 +64,14 @@ fn plan_rows(plan: &Plan) -> Rows {
             format!("the organization has {}", e.baseline_email),
         ]
     }));
+    cells.extend(plan.kept.iter().map(|k| {
+        let (email, why) = k.split_once(": ").unwrap_or((k.as_str(), ""));
+        vec![
+            "kept (not removed)".to_string(),
+            email.to_string(),
+            why.to_string(),
+        ]
+    }));
     cells.extend(plan.groups.iter().map(|g| {
         vec![
             format!("group: {}", g.label()),
@@ -193,6 +201,9 @@ impl Dashboard {
         self.baseline = format!("Baseline: {}.", r.plan.baseline.describe());
         if let Some(note) = &r.baseline_note {
             self.baseline.push_str(&format!(" ({note}.)"));
+        }
+        for w in &r.plan.warnings {
+            self.baseline.push_str(&format!(" Warning: {w}."));
         }
         self.drift = match &r.drift {
             Some(d) => {

@@ -144,6 +144,16 @@ fn remember_scope(tx: &rusqlite::Transaction, scope: &str) -> rusqlite::Result<u
     )
 }
 
+/// The meta key saying the scope's cache holds every member ([`Cache::complete`]).
+fn complete_key(scope: &str) -> String {
+    format!("cache_complete:{scope}")
+}
+
+/// The meta key of the scope's pending email changes ([`Cache::email_pins`]).
+fn pins_key(scope: &str) -> String {
+    format!("email_pins:{scope}")
+}
+
 impl Store {
     /// Loads the whole cache of the current scope.
     pub fn load_cache(&self) -> anyhow::Result<Cache> {
@@ -197,7 +207,35 @@ impl Store {
             };
             cache.groups.insert(id, g);
         }
+        cache.complete = self.meta_get(&complete_key(&self.scope))?.is_some();
+        cache.email_pins = self.email_pins()?.into_iter().collect();
         Ok(cache)
+    }
+
+    /// The pending email changes of the current scope (externalId → the email the server last
+    /// confirmed), kept by [`Store::clear_cache`].
+    pub fn email_pins(&self) -> anyhow::Result<HashMap<String, String>> {
+        let Some(raw) = self.meta_get(&pins_key(&self.scope))? else {
+            return Ok(HashMap::new());
+        };
+        Ok(serde_json::from_str(&raw).unwrap_or_else(|e| {
+            tracing::warn!("sync cache: the pending email changes are unreadable ({e}); dropped");
+            HashMap::new()
+        }))
+    }
+
+    /// Records the pending email changes of a plan made against a server that cannot be read
+    /// back (only they are kept; none clears the record).
+    pub fn set_email_pins(&self, changes: &[crate::engine::EmailChange]) -> anyhow::Result<()> {
+        let pins: std::collections::BTreeMap<&str, &str> = changes
+            .iter()
+            .map(|c| (c.external_id.as_str(), c.baseline_email.as_str()))
+            .collect();
+        let value = (!pins.is_empty())
+            .then(|| serde_json::to_string(&pins))
+            .transpose()
+            .context("encoding the pending email changes")?;
+        self.meta_set(&pins_key(&self.scope), value.as_deref())
     }
 
     /// Each cached group's fingerprint (what the connector last sent), by externalId.
@@ -274,6 +312,12 @@ impl Store {
             .context("starting a cache transaction")?;
         if replace_members {
             tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
+            // the server removed every member not listed: the cache now holds all of them
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, 'true')
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [complete_key(&scope)],
+            )?;
         }
         {
             let mut upsert = tx.prepare(MEMBER_UPSERT)?;
@@ -406,6 +450,12 @@ impl Store {
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![format!("cache_digest:{scope}"), digest],
         )?;
+        // what the organization shows: every member
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, 'true')
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [complete_key(&scope)],
+        )?;
         remember_scope(&tx, &scope)?;
         tx.commit().context("committing a cache transaction")?;
         Ok(())
@@ -430,18 +480,27 @@ impl Store {
     }
 
     /// Empties the current scope's cache and the last-sync times: the next sync is a full push
-    /// (or, where the organization can be read, starts from the organization).
-    pub fn clear_cache(&mut self) -> anyhow::Result<()> {
+    /// (or, where the organization can be read, starts from the organization). The pending
+    /// email changes are kept unless `forget_email_changes`: on a server that matches members
+    /// by email, the full push would otherwise send the new address as a second membership.
+    /// Returns how many pending email changes were kept.
+    pub fn clear_cache(&mut self, forget_email_changes: bool) -> anyhow::Result<usize> {
         let scope = self.scope.clone();
+        let kept = if forget_email_changes {
+            self.meta_set(&pins_key(&scope), None)?;
+            0
+        } else {
+            self.email_pins()?.len()
+        };
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
         tx.execute("DELETE FROM groups WHERE scope = ?1", [&scope])?;
         tx.execute(
-            "DELETE FROM meta WHERE key IN ('last_user_sync', 'last_group_sync', ?1)",
-            [format!("cache_digest:{scope}")],
+            "DELETE FROM meta WHERE key IN ('last_user_sync', 'last_group_sync', ?1, ?2)",
+            [format!("cache_digest:{scope}"), complete_key(&scope)],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(kept)
     }
 
     /// Number of cached members and groups of the current scope.
@@ -541,13 +600,49 @@ mod tests {
             .unwrap();
         s.set_scope("typo|org1");
         assert_eq!(s.cache_counts().unwrap(), (0, 0));
-        s.clear_cache().unwrap();
+        s.clear_cache(false).unwrap();
         s.set_scope("api|org1");
         assert_eq!(
             s.cache_counts().unwrap(),
             (1, 0),
             "another scope is never touched"
         );
+    }
+
+    /// A cache holds every member only after a confirmed `overwriteExisting` push (or as the
+    /// organization shows it); `clear-cache` ends that, and keeps the pending email changes
+    /// unless told to forget them.
+    #[test]
+    fn completeness_and_pending_email_changes_across_clear_cache() {
+        let mut s = Store::open_in_memory().unwrap();
+        s.set_scope("api|org1");
+        s.commit_batch(&[m("a", MemberAction::Invite)], &[], false)
+            .unwrap();
+        assert!(
+            !s.load_cache().unwrap().complete,
+            "a first sync proves nothing"
+        );
+        s.commit_batch(&[m("a", MemberAction::Resend)], &[], true)
+            .unwrap();
+        assert!(s.load_cache().unwrap().complete);
+        s.commit_batch(&[m("b", MemberAction::Invite)], &[], false)
+            .unwrap();
+        assert!(s.load_cache().unwrap().complete, "kept by later pushes");
+        s.set_email_pins(&[crate::engine::EmailChange {
+            external_id: "a".into(),
+            baseline_email: "a@x.com".into(),
+            directory_email: "a2@x.com".into(),
+        }])
+        .unwrap();
+        assert_eq!(s.clear_cache(false).unwrap(), 1);
+        let c = s.load_cache().unwrap();
+        assert!(!c.complete && c.members.is_empty());
+        assert_eq!(c.email_pins.get("a").map(String::as_str), Some("a@x.com"));
+        assert_eq!(s.clear_cache(true).unwrap(), 0);
+        assert!(s.load_cache().unwrap().email_pins.is_empty());
+        // the organization's rows: every member
+        assert!(s.replace_cache("d", Cache::default).unwrap());
+        assert!(s.load_cache().unwrap().complete);
     }
 
     /// Many member references are encoded on two threads: every list still lands on its row.

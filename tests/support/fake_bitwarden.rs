@@ -211,6 +211,14 @@ impl Org {
         }
         self.ext_index = index;
     }
+    /// The user changes the email of their account (the membership keeps its id and groups).
+    pub fn change_account_email(&mut self, old: &str, new: &str) {
+        if let Some(mut m) = self.members.remove(old) {
+            m.email = new.to_string();
+            self.members.insert(new.to_string(), m);
+        }
+        self.reindex();
+    }
     /// A member invited by hand in the web vault (no externalId).
     pub fn add_manual_member(&mut self, email: &str) {
         self.members

@@ -224,19 +224,21 @@ fn main() {
     let floor = floors[floors.len() / 2];
     println!("users={n} groups={groups}");
     println!(
-        "{:<28} {:>9} {:>9} {:>12} {:>14} {:>9}",
-        "run", "wall s", "cpu s", "peak RSS MB", "bytes pushed", "server s"
+        "{:<28} {:>9} {:>9} {:>12} {:>14} {:>9} {:>9}",
+        "run", "wall s", "cpu s", "peak RSS MB", "bytes pushed", "server s", "requests"
     );
     println!(
-        "{:<28} {:>9.2} {:>9} {:>12} {:>14} {:>9}",
-        "ldapsearch floor (paged)", floor, "-", "-", "-", "-"
+        "{:<28} {:>9.2} {:>9} {:>12} {:>14} {:>9} {:>9}",
+        "ldapsearch floor (paged)", floor, "-", "-", "-", "-", "-"
     );
 
+    // (bytes pushed, server seconds, requests to the server)
     let totals = || {
         let org = server.org();
         (
             org.imports.iter().map(|i| i.bytes).sum::<usize>(),
             org.imports.iter().map(|i| i.seconds).sum::<f64>(),
+            org.token_requests + org.reads.len() + org.imports.len(),
         )
     };
     // runs `times` times (calling `before` ahead of each) and prints the median run by wall time
@@ -244,21 +246,22 @@ fn main() {
         let mut runs = Vec::new();
         for _ in 0..times {
             before();
-            let (bytes_before, server_before) = totals();
+            let (bytes_before, server_before, requests_before) = totals();
             let (wall, cpu, rss) = measured(&env, args);
-            let (bytes_after, server_after) = totals();
+            let (bytes_after, server_after, requests_after) = totals();
             runs.push((
                 wall,
                 cpu,
                 rss,
                 bytes_after - bytes_before,
                 server_after - server_before,
+                requests_after - requests_before,
             ));
         }
         runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (wall, cpu, rss, bytes, server_s) = runs[runs.len() / 2];
+        let (wall, cpu, rss, bytes, server_s, requests) = runs[runs.len() / 2];
         println!(
-            "{label:<28} {wall:>9.2} {cpu:>9.2} {:>12.1} {bytes:>14} {server_s:>9.2}",
+            "{label:<28} {wall:>9.2} {cpu:>9.2} {:>12.1} {bytes:>14} {server_s:>9.2} {requests:>9}",
             rss as f64 / 1024.0,
         );
     };

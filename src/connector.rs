@@ -14,7 +14,9 @@ use crate::bitwarden::{ApiKey, BitwardenClient, RetryPolicy, Urls};
 use crate::config::{self, Config, DirectoryType};
 use crate::datadir;
 use crate::engine::batch::{BATCH_SIZE, MEMBER_REF_BUDGET, group_batches, member_batches};
-use crate::engine::diff::{diff_groups, diff_members, mark_drift_repairs};
+use crate::engine::diff::{
+    count_creates_against_rows, diff_groups, diff_members, mark_drift_repairs,
+};
 use crate::engine::normalize::{normalize_groups, normalize_users};
 use crate::engine::{
     Baseline, Batch, Cache, DiffOptions, DirGroup, Drift, GuardLimits, Normalized, Organization,
@@ -581,6 +583,12 @@ impl Connector {
         plan.baseline = kind;
         if let Some(sent) = &sent {
             mark_drift_repairs(&mut plan, sent);
+            let rows = store
+                .load_group_lists()?
+                .into_iter()
+                .map(|(ext, l)| (ext, l.members))
+                .collect();
+            count_creates_against_rows(&mut plan, &rows);
         }
         let limits = Self::limits(&cfg);
         let refused = check_guard(&plan, limits).or_else(|| check_group_guard(&plan, limits));
@@ -936,6 +944,21 @@ impl Connector {
         }
         if let Some(server) = record.server.as_mut() {
             server.groups_read = fresh.len() as u64;
+        }
+        // a group the organization did not list but the cache confirmed is counted against its
+        // last confirmed row (a short group list must not blind the group guard)
+        if org.is_some()
+            && plan
+                .groups
+                .iter()
+                .any(|g| g.action == crate::engine::diff::GroupAction::Create)
+        {
+            let rows = store
+                .load_group_lists()?
+                .into_iter()
+                .map(|(ext, l)| (ext, l.members))
+                .collect();
+            count_creates_against_rows(&mut plan, &rows);
         }
         if org.is_some() {
             mark_drift_repairs(&mut plan, &store.load_group_fingerprints()?);
@@ -1670,6 +1693,76 @@ impl Progress for PushSide<'_, '_> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    fn lists(read_at: &[(&str, Option<&str>)]) -> std::collections::HashMap<String, GroupList> {
+        read_at
+            .iter()
+            .map(|(g, t)| {
+                let l = GroupList {
+                    members: vec![],
+                    read_at: t.map(str::to_string),
+                };
+                (g.to_string(), l)
+            })
+            .collect()
+    }
+
+    fn time(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
+    #[test]
+    fn the_reconcile_spreads_the_groups_over_its_hours_oldest_first() {
+        let now = time("2026-12-05T12:00:00Z");
+        let hour_ago = Some(time("2026-12-05T11:00:00Z"));
+        // 48 groups read at one time or another today, a sync an hour ago: 48 / 24 = 2
+        let read: Vec<(String, String)> = (0..48)
+            .map(|i| {
+                (
+                    format!("g{i:02}"),
+                    format!("2026-12-05T{:02}:00:00Z", i / 4),
+                )
+            })
+            .collect();
+        let l = lists(
+            &read
+                .iter()
+                .map(|(g, t)| (g.as_str(), Some(t.as_str())))
+                .collect::<Vec<_>>(),
+        );
+        let slice = reconcile_slice(&l, hour_ago, now, 24);
+        assert_eq!(slice.len(), 2);
+        assert!(slice.iter().all(|g| g.as_str() < "g04"), "{slice:?}");
+        // a sync a minute after the last one still reads one
+        let slice = reconcile_slice(&l, Some(time("2026-12-05T11:59:00Z")), now, 24);
+        assert_eq!(slice.len(), 1);
+        // never read (sent and not read back) first, and every overdue group, within the bound
+        let l = lists(&[
+            ("a", Some("2026-12-05T11:00:00Z")),
+            ("b", None),
+            ("c", Some("2026-12-01T00:00:00Z")),
+            ("d", Some("2026-12-05T10:00:00Z")),
+        ]);
+        let slice = reconcile_slice(&l, Some(time("2026-12-05T11:59:00Z")), now, 24);
+        assert_eq!(
+            slice,
+            ["b", "c"].into_iter().map(String::from).collect(),
+            "never read, then overdue"
+        );
+        let many = (0..500)
+            .map(|i| (format!("g{i}"), None))
+            .collect::<Vec<(String, Option<&str>)>>();
+        let l = lists(
+            &many
+                .iter()
+                .map(|(g, t)| (g.as_str(), *t))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(reconcile_slice(&l, hour_ago, now, 24).len(), RECONCILE_MAX);
+        assert!(reconcile_slice(&Default::default(), hour_ago, now, 24).is_empty());
+    }
 
     /// Records what reaches the status line.
     #[derive(Default)]

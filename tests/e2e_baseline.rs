@@ -322,6 +322,10 @@ fn drift_is_reported_and_repaired_from_the_organization() {
         r.stdout
     );
     assert!(r.stdout.contains("Drift:"), "{}", r.stdout);
+    // a sync reads one group of the two (the rolling reconcile's slice; the other's members
+    // come from the sync cache), the next sync the other: each repair lands within two syncs
+    let j = env.json(&["sync"]);
+    assert_eq!(j["server"]["groupsRead"], 1, "{j}");
     env.ok(&["sync"]);
     let org = server.org();
     assert!(org.group_emails("Team").contains(&email(0)), "repaired");

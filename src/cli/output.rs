@@ -406,6 +406,9 @@ impl Output {
     }
 
     pub fn sync_report(&self, r: &SyncReport) {
+        if !self.json {
+            self.server_use(&r.server);
+        }
         if self.json {
             self.json_value(&json!({
                 "success": true,
@@ -416,6 +419,7 @@ impl Output {
                 "groupsChanged": r.plan.groups.len(),
                 "requests": r.requests,
                 "bytesPushed": r.bytes_pushed,
+                "server": r.server,
                 "plan": r.plan,
             }));
             return;
@@ -456,6 +460,20 @@ impl Output {
                 }
                 self.plan_summary(&r.plan, Some(SYNC_REPORT_ROWS));
             }
+        }
+    }
+
+    /// What a sync asked of the Bitwarden server, in one or two lines.
+    fn server_use(&self, s: &crate::store::ServerUse) {
+        outln!(self, "{}.", s.requests.describe());
+        if s.groups_verified + s.groups_pending > 0 {
+            outln!(
+                self,
+                "Groups read back after the push: {}; left to the reconcile: {} (read by the next \
+                 syncs first).",
+                s.groups_verified,
+                s.groups_pending
+            );
         }
     }
 

@@ -364,6 +364,28 @@ pub fn mark_drift_repairs(plan: &mut Plan, sent: &std::collections::HashMap<Stri
     }
 }
 
+/// Counts each group the plan creates against the sync cache's last confirmed row of it, where
+/// there is one (`rows`: member references by the group's externalId). The organization did not
+/// list the group (deleted by hand, or a short answer from the server), but what the connector
+/// last confirmed it had is what sending it again may take out: the group guard counts that
+/// instead of nothing.
+pub fn count_creates_against_rows(
+    plan: &mut Plan,
+    rows: &std::collections::HashMap<String, Vec<String>>,
+) {
+    for g in &mut plan.groups {
+        if g.action != GroupAction::Create || g.previous_member_count.is_some() {
+            continue;
+        }
+        let Some(row) = rows.get(&g.external_id) else {
+            continue;
+        };
+        let kept: HashSet<&str> = g.members.iter().map(|m| &**m).collect();
+        g.previous_member_count = Some(row.len());
+        g.removed_members = row.iter().filter(|r| !kept.contains(r.as_str())).count();
+    }
+}
+
 /// externalIds that will be members after a sync (from [`diff_members`]; `None` when users are
 /// not synced).
 pub type Desired = Option<HashSet<Id>>;
@@ -1131,6 +1153,34 @@ mod tests {
         assert_eq!(p.count_groups(GroupAction::Update), 1);
         let h = &p.groups[0];
         assert_eq!((h.removed_members, h.previous_member_count), (2, Some(3)));
+    }
+
+    /// Issue 23 item 3: a group the organization did not list (a short group list) is a create;
+    /// what the cache last confirmed it had is counted for the group guard instead of nothing.
+    #[test]
+    fn a_create_is_counted_against_the_cached_row_of_the_group() {
+        let users = || {
+            (1..=6)
+                .map(|i| u(&i.to_string(), &format!("{i}@x.com")))
+                .collect()
+        };
+        let n = norm(users(), vec![g("G", &["1"]), g("H", &["2"])]);
+        let mut p = diff(&n, &Cache::default(), &DiffOptions::default());
+        let rows: std::collections::HashMap<String, Vec<String>> = [(
+            "G".to_string(),
+            (1..=6).map(|i| i.to_string()).collect::<Vec<_>>(),
+        )]
+        .into();
+        count_creates_against_rows(&mut p, &rows);
+        let g = p.groups.iter().find(|g| g.external_id == "G").unwrap();
+        assert_eq!((g.removed_members, g.previous_member_count), (5, Some(6)));
+        let h = p.groups.iter().find(|g| g.external_id == "H").unwrap();
+        assert_eq!((h.removed_members, h.previous_member_count), (0, None));
+        let limits = crate::engine::GuardLimits {
+            max_group_removal_percent: 50,
+            ..Default::default()
+        };
+        assert!(crate::engine::check_group_guard(&p, limits).is_some());
     }
 
     /// Issue 23 item 6: an owner is never planned for removal (the server refuses it, and the

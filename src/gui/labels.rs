@@ -162,6 +162,11 @@ const LABELS: &[(&str, &str, &str)] = &[
         "Safety",
         "Send groups again after (hours, servers without a read API)",
     ),
+    (
+        "sync.reconcile_hours",
+        "Safety",
+        "Re-read every group from the server within (hours)",
+    ),
     // the service mode (`directory-connector service`)
     ("service.schedule", "Service", "Schedule (cron expression)"),
     (

@@ -19,6 +19,8 @@ use super::Finished;
 
 /// Every outcome a finished run can have (each has its `runs_total` series from the start).
 const OUTCOMES: [&str; 5] = ["synced", "unchanged", "failed", "refused", "interrupted"];
+/// Every kind of request to the Bitwarden server counted in `server_requests_total`.
+const REQUEST_KINDS: [&str; 5] = ["token", "members", "groups", "member_ids", "import"];
 /// Every kind of change counted in `changes_total`.
 const CHANGE_KINDS: [&str; 5] = ["invite", "update", "remove", "group_create", "group_update"];
 
@@ -35,6 +37,11 @@ struct Metrics {
     groups: Gauge,
     changes: Family<Labels, Counter>,
     refusals: Counter,
+    server_requests: Family<Labels, Counter>,
+    server_refusals: Counter,
+    budget_wait: Counter<f64, AtomicU64>,
+    /// The last run's groups: read before the plan, verified after the push, left pending.
+    group_reads: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -48,6 +55,30 @@ impl Metrics {
         let groups = Gauge::default();
         let changes = Family::<Labels, Counter>::default();
         let refusals = Counter::default();
+        let server_requests = Family::<Labels, Counter>::default();
+        let server_refusals = Counter::default();
+        let budget_wait = Counter::<f64, AtomicU64>::default();
+        let group_reads = Family::<Labels, Gauge>::default();
+        registry.register(
+            "directory_connector_server_requests",
+            "Requests to the Bitwarden server since the service started, by kind",
+            server_requests.clone(),
+        );
+        registry.register(
+            "directory_connector_server_refusals",
+            "Requests the Bitwarden server refused as too many (HTTP 429) since the service started",
+            server_refusals.clone(),
+        );
+        registry.register(
+            "directory_connector_request_budget_wait_seconds",
+            "Time runs waited for the request budget since the service started",
+            budget_wait.clone(),
+        );
+        registry.register(
+            "directory_connector_last_run_groups",
+            "The last run's groups: members read from the server before the plan (read), read back after the push (verified), sent and left to the reconcile (pending)",
+            group_reads.clone(),
+        );
         registry.register(
             "directory_connector_last_success_timestamp_seconds",
             "Unix time of the last run that synced or found nothing to change",
@@ -95,6 +126,12 @@ impl Metrics {
         for k in CHANGE_KINDS {
             let _ = changes.get_or_create(&vec![("kind".into(), k.into())]);
         }
+        for k in REQUEST_KINDS {
+            let _ = server_requests.get_or_create(&vec![("kind".into(), k.into())]);
+        }
+        for k in ["read", "verified", "pending"] {
+            let _ = group_reads.get_or_create(&vec![("state".into(), k.into())]);
+        }
         Metrics {
             registry,
             last_success,
@@ -105,6 +142,10 @@ impl Metrics {
             groups,
             changes,
             refusals,
+            server_requests,
+            server_refusals,
+            budget_wait,
+            group_reads,
         }
     }
 }
@@ -216,6 +257,31 @@ impl Status {
             .inc();
         if r.outcome == RunOutcome::Refused {
             m.refusals.inc();
+        }
+        if let Some(server) = &r.server {
+            let q = &server.requests;
+            for (kind, n) in REQUEST_KINDS.into_iter().zip([
+                q.token,
+                q.members,
+                q.groups,
+                q.member_ids,
+                q.import,
+            ]) {
+                m.server_requests
+                    .get_or_create(&vec![("kind".into(), kind.into())])
+                    .inc_by(n);
+            }
+            m.server_refusals.inc_by(q.refusals);
+            m.budget_wait.inc_by(q.waited_ms as f64 / 1000.0);
+            for (state, n) in [
+                ("read", server.groups_read),
+                ("verified", server.groups_verified),
+                ("pending", server.groups_pending),
+            ] {
+                m.group_reads
+                    .get_or_create(&vec![("state".into(), state.into())])
+                    .set(n as i64);
+            }
         }
         if let Some(report) = &f.report {
             let add = |kind: &str, n: usize| {

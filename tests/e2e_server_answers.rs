@@ -323,9 +323,16 @@ fn bounded(env: &Env, args: &[&str]) -> support::Run {
         .unwrap_or_else(|| panic!("`{}` did not end within {LIMIT:?}", args.join(" ")))
 }
 
-/// Asserts a failed sync changed nothing: the organization (members, groups), no import, the
-/// cache's counts as before.
-fn assert_untouched(server: &FakeBitwarden, env: &Env, imports: usize, what: &str) {
+/// Asserts a failed sync (`run`) changed nothing: the organization (members, groups), no
+/// import, the cache's counts as before.
+fn assert_untouched(
+    server: &FakeBitwarden,
+    env: &Env,
+    imports: usize,
+    what: &str,
+    run: &support::Run,
+) {
+    let what = format!("{what} (exit {}: {})", run.code, run.all());
     let org = server.org();
     assert_eq!(org.active_emails().len(), USERS, "{what}: nobody removed");
     assert!(org.active_emails().contains(&email(49)), "{what}");
@@ -359,28 +366,28 @@ fn a_repeated_or_cycling_continuation_token_fails_the_read_and_nothing_hangs() {
     let imports = server.import_count();
     server.org().member_page_size = Some(20);
     for fault in [
+        // page-2 → page-3 → page-2 … (a client that does not see it never ends)
+        PagingFault::Cycle { from: 3, to: 2 },
         // page 2 sends back the token it was asked with
         PagingFault::RepeatToken { page: 2 },
-        // page-2 → page-3 → page-2 …
-        PagingFault::Cycle { from: 3, to: 2 },
     ] {
         server.org().paging_fault = Some(fault);
         let r = bounded(&env, &["sync"]);
+        assert_untouched(&server, &env, imports, &format!("{fault:?}"), &r);
         assert_eq!(r.code, 1, "{fault:?}: {}", r.all());
         assert!(
             r.stderr.contains("continuation token") && r.stderr.contains("/public/members"),
             "{fault:?}: {}",
             r.stderr
         );
-        assert_untouched(&server, &env, imports, &format!("{fault:?}"));
         // a preview ends too, and says why it could not use the organization
         let r = bounded(&env, &["test"]);
+        assert_untouched(&server, &env, imports, &format!("{fault:?}, test"), &r);
         assert!(
             r.all().contains("continuation token"),
             "{fault:?}: {}",
             r.all()
         );
-        assert_untouched(&server, &env, imports, &format!("{fault:?}, test"));
     }
     server.org().paging_fault = None;
     assert_recovers(&server, &env);
@@ -397,6 +404,7 @@ fn a_404_on_a_later_page_fails_the_read_instead_of_using_the_cache() {
         org.paging_fault = Some(PagingFault::NotFound { page: 2 });
     }
     let r = bounded(&env, &["sync"]);
+    assert_untouched(&server, &env, imports, "404 on page 2", &r);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stderr.contains("page 2 answered 404") && r.stderr.contains("incomplete"),
@@ -408,7 +416,6 @@ fn a_404_on_a_later_page_fails_the_read_instead_of_using_the_cache() {
         "no switch to the cache: {}",
         r.all()
     );
-    assert_untouched(&server, &env, imports, "404 on page 2");
     server.org().paging_fault = None;
     assert_recovers(&server, &env);
 }
@@ -422,25 +429,25 @@ fn a_missing_member_id_list_or_a_truncated_member_list_fails_the_read() {
     // the member ids of a group the list names answer 404
     server.org().member_ids_404.insert("Team".into());
     let r = bounded(&env, &["sync"]);
+    assert_untouched(&server, &env, imports, "member ids 404", &r);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stderr.contains("`Team`") && r.stderr.contains("404"),
         "{}",
         r.stderr
     );
-    assert_untouched(&server, &env, imports, "member ids 404");
     server.org().member_ids_404.clear();
 
     // 50 → 19 members listed; the groups still name the others
     server.org().hidden_members.extend((19..USERS).map(email));
     let r = bounded(&env, &["sync"]);
+    assert_untouched(&server, &env, imports, "truncated member list", &r);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(
         r.stderr.contains("member list is incomplete") && r.stderr.contains("(19 members)"),
         "{}",
         r.stderr
     );
-    assert_untouched(&server, &env, imports, "truncated member list");
     server.org().hidden_members.clear();
 
     assert_recovers(&server, &env);
@@ -458,8 +465,8 @@ fn a_short_group_list_fails_the_read() {
     let imports = server.import_count();
     server.org().hidden_groups.insert("Team".into());
     let r = bounded(&env, &["sync"]);
+    assert_untouched(&server, &env, imports, "short group list", &r);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert_untouched(&server, &env, imports, "short group list");
     server.org().hidden_groups.clear();
     assert_recovers(&server, &env);
 }
@@ -477,12 +484,6 @@ fn an_import_answered_with_a_redirect_fails_and_is_sent_again() {
         let imports = server.import_count();
         server.org().import_redirect = Some(302);
         let r = bounded(&env, &["sync"]);
-        assert_eq!(r.code, 1, "{kind:?}: {}", r.all());
-        assert!(
-            r.stderr.contains("redirect") && r.stderr.contains(&format!("{}/moved/", server.url)),
-            "{kind:?}: {}",
-            r.stderr
-        );
         {
             let org = server.org();
             // the request arrived (and was not applied), nobody followed the redirect
@@ -490,13 +491,20 @@ fn an_import_answered_with_a_redirect_fails_and_is_sent_again() {
             assert_eq!(org.imports.last().unwrap().status, 302, "{kind:?}");
             assert!(
                 org.redirects_followed.is_empty(),
-                "{kind:?}: {:?}",
-                org.redirects_followed
+                "{kind:?}: {:?}: {}",
+                org.redirects_followed,
+                r.all()
             );
             assert!(!org.active_emails().contains(&email(50)), "{kind:?}");
         }
         // the cache does not claim the change
-        assert_eq!(env.cache_counts(), (USERS, 3), "{kind:?}");
+        assert_eq!(env.cache_counts(), (USERS, 3), "{kind:?}: {}", r.all());
+        assert_eq!(r.code, 1, "{kind:?}: {}", r.all());
+        assert!(
+            r.stderr.contains("redirect") && r.stderr.contains(&format!("{}/moved/", server.url)),
+            "{kind:?}: {}",
+            r.stderr
+        );
         // without the redirect, the next sync sends it again
         server.org().import_redirect = None;
         let r = bounded(&env, &["sync"]);

@@ -7,7 +7,8 @@
 //!
 //! The first tests check the fake's model of the Bitwarden cloud's rate limits
 //! ([`support::cloud_limits`]): fixed windows, refusals not counted, the block after more than
-//! ten refusals, its end, the token rule and other clients behind the same IP.
+//! ten refusals, its end, the token rule and other clients behind the same IP; the last test
+//! syncs under those limits (ignored until the client has its request budget).
 
 mod support;
 
@@ -542,4 +543,51 @@ fn a_token_429_without_retry_after_waits_for_the_window() {
     assert!(org.active_emails().contains(&email(50)));
     drop(org);
     assert_eq!(env.cache_counts(), (USERS + 1, 3));
+}
+
+/// A sync against the cloud's limits at 30 times real speed (a minute lasts 2 s): alone it is
+/// never refused; when other clients behind the same IP have spent the minute, it waits out
+/// `Retry-After` (in server seconds, divided by the time scale) instead of being refused into a
+/// block.
+#[test]
+#[ignore = "client budget pending: server.max_requests_per_second/minute and DIRECTORY_CONNECTOR_TIME_SCALE"]
+fn a_sync_within_the_cloud_limits_is_never_blocked() {
+    const SCALE: f64 = 30.0;
+    let server = FakeBitwarden::start_with(
+        ServerKind::Bitwarden,
+        Some(CloudLimits::cloud().scaled(SCALE)),
+    );
+    let slapd = Slapd::start(&directory());
+    let mut env = Env::new();
+    env.set_var("DIRECTORY_CONNECTOR_TIME_SCALE", &SCALE.to_string());
+    env.configure(&slapd, &server);
+    env.set("server.max_requests_per_second", "4");
+    env.set("server.max_requests_per_minute", "50");
+    env.set("sync.remove_missing_users", "true");
+    let r = bounded(&env, &["sync"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    {
+        let org = server.org();
+        let l = org.limits.as_ref().unwrap();
+        assert!(l.refusals().is_empty(), "alone: {:?}", l.refusals());
+        assert_eq!(org.active_emails().len(), USERS);
+    }
+    // other clients behind this IP spend the whole minute
+    slapd.delete(&user_dn("u49"));
+    server
+        .org()
+        .limits
+        .as_mut()
+        .unwrap()
+        .spend_other(Kind::Members, 60);
+    let r = bounded(&env, &["sync"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let org = server.org();
+    let l = org.limits.as_ref().unwrap();
+    assert!(!l.is_blocked(LOCALHOST));
+    assert!(l.blocked_answers().is_empty());
+    assert!(l.refusals().len() <= 3, "{:?}", l.refusals());
+    assert_eq!(org.active_emails().len(), USERS - 1);
+    drop(org);
+    assert_eq!(env.cache_counts(), (USERS - 1, 3));
 }

@@ -1,5 +1,7 @@
-//! Test support: a fake Bitwarden server with real organization semantics, a slapd launcher,
-//! and helpers to run the real binary.
+//! Test support: a fake Bitwarden server with real organization semantics (and, on request,
+//! the Bitwarden cloud's rate limits: `FAKE_BITWARDEN_CLOUD_LIMITS=<time scale>` turns them on
+//! for every fake and gives the client a matching budget and clock), a slapd launcher, and
+//! helpers to run the real binary.
 
 #![allow(dead_code)]
 

@@ -16,6 +16,14 @@
 //!   the member's group rows (a restore brings them back), groups matched by externalId and never
 //!   renamed, group members looked up by externalId, groups silently ignored unless
 //!   `ORG_GROUPS_ENABLED`, no seat limit, `largeImport` ignored.
+//!
+//! Bitwarden mode can also apply the cloud's per-IP rate limits ([`Org::limits`], see
+//! [`super::cloud_limits`]; `FAKE_BITWARDEN_CLOUD_LIMITS=<time scale>` turns them on for every
+//! fake [`FakeBitwarden::start`] makes), and answer wrongly on purpose: the member list in pages
+//! ([`Org::member_page_size`]) with a paging fault ([`PagingFault`]), a 404 on a group's member
+//! ids, groups or members left out of the lists, an import answered with a redirect (recorded,
+//! nothing applied; the `Location` answers 200 `{}` to whoever follows it) and a token endpoint
+//! that answers 429 without `Retry-After` for a while.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -150,6 +158,44 @@ pub struct Org {
     /// How long each import request waits before it is handled (a slow server, so that a test
     /// can signal the client while a request is in flight).
     pub import_delay: Option<std::time::Duration>,
+    /// The cloud's rate limits (Bitwarden mode; `None`: no limits, as a self-hosted server).
+    pub limits: Option<super::cloud_limits::CloudLimits>,
+    /// `GET /public/members` answers in pages of this many members (`continuationToken`).
+    pub member_page_size: Option<usize>,
+    /// How the member list's paging goes wrong.
+    pub paging_fault: Option<PagingFault>,
+    /// Groups (by name) whose `GET /public/groups/{id}/member-ids` answers 404.
+    pub member_ids_404: BTreeSet<String>,
+    /// Groups (by name) that `GET /public/groups` leaves out (a short group list).
+    pub hidden_groups: BTreeSet<String>,
+    /// Members (by email) that `GET /public/members` leaves out (a truncated list: their group
+    /// rows still name them).
+    pub hidden_members: BTreeSet<String>,
+    /// Every import is answered with this redirect status (301, 302, 307…) and a `Location`
+    /// on the fake: recorded in `imports`, nothing applied.
+    pub import_redirect: Option<u16>,
+    /// Requests that arrived at a redirect's `Location` ("METHOD path").
+    pub redirects_followed: Vec<String>,
+    /// The token endpoint answers 429 without `Retry-After` for this long from the first token
+    /// request after it is set (a proxy that strips the header; the cloud's token window).
+    pub token_429_for: Option<std::time::Duration>,
+    /// When the token endpoint's 429s of `token_429_for` began.
+    pub token_429_since: Option<std::time::Instant>,
+    /// The fake's URL (for a redirect's `Location`).
+    pub base_url: String,
+}
+
+/// A member list whose paging goes wrong (pages are 1-based; page `n` is asked for with the
+/// continuation token page `n - 1` sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagingFault {
+    /// Page `n` (2 or more) sends back the continuation token it was asked with.
+    RepeatToken { page: usize },
+    /// Page `from` sends the token of page `to` (`to` ≤ `from`, 2 or more): with `from: 3, to:
+    /// 2` the tokens go A → B → A.
+    Cycle { from: usize, to: usize },
+    /// Page `n` (2 or more) answers 404.
+    NotFound { page: usize },
 }
 
 impl Org {
@@ -340,10 +386,23 @@ impl FakeBitwarden {
     pub fn vaultwarden(groups_enabled: bool) -> FakeBitwarden {
         let server = FakeBitwarden::start();
         server.org().kind = ServerKind::Vaultwarden { groups_enabled };
+        // a self-hosted server has no rate limits (`src/Api/Startup.cs`)
+        server.org().limits = None;
         server
     }
 
     pub fn start() -> FakeBitwarden {
+        let limits = super::cloud_limits::scale_from_env()
+            .map(|s| super::cloud_limits::CloudLimits::cloud().scaled(s));
+        FakeBitwarden::start_with(ServerKind::Bitwarden, limits)
+    }
+
+    /// A fake acting like `kind`, with these rate limits (none for Vaultwarden, whatever is
+    /// asked: a self-hosted server has none).
+    pub fn start_with(
+        kind: ServerKind,
+        limits: Option<super::cloud_limits::CloudLimits>,
+    ) -> FakeBitwarden {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -362,6 +421,11 @@ impl FakeBitwarden {
             .route("/api/public/members", get(read_members))
             .route("/api/public/groups", get(read_groups))
             .route("/api/public/groups/{id}/member-ids", get(read_member_ids))
+            .route("/moved/{*rest}", get(followed).post(followed))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                limit_requests,
+            ))
             .layer(axum::extract::DefaultBodyLimit::max(512 * 1024 * 1024))
             .with_state(state);
         let (backend, front) = rt.block_on(async {
@@ -374,6 +438,7 @@ impl FakeBitwarden {
                 let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 let _ = axum::serve(l, app).await;
             });
             let front = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -383,6 +448,12 @@ impl FakeBitwarden {
         });
         let url = format!("http://{}", front.local_addr().expect("addr"));
         rt.spawn(proxy(front, backend, cut.clone()));
+        {
+            let mut o = org.lock().expect("org lock");
+            o.base_url = url.clone();
+            o.kind = kind;
+            o.limits = limits.filter(|_| kind == ServerKind::Bitwarden);
+        }
         FakeBitwarden {
             url,
             org,
@@ -466,6 +537,19 @@ async fn token(State((org, _)): State<Shared>, headers: HeaderMap, body: String)
     if let Some(f) = org.token_failures.pop_front() {
         return failure_response(f);
     }
+    if let Some(d) = org.token_429_for {
+        let since = *org
+            .token_429_since
+            .get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < d {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("content-type", "application/json")],
+                json!({"message": "Slow down! Too many requests. Try again in 1m."}).to_string(),
+            )
+                .into_response();
+        }
+    }
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -531,10 +615,20 @@ fn refuse_read(org: &mut Org, headers: &HeaderMap, path: String) -> Option<Respo
     None
 }
 
-async fn read_members(State((org, _)): State<Shared>, headers: HeaderMap) -> Response {
+async fn read_members(
+    State((org, _)): State<Shared>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     let mut org = org.lock().expect("lock");
     if let Some(r) = refuse_read(&mut org, &headers, "/public/members".into()) {
         return r;
+    }
+    if org.member_page_size.is_some()
+        || org.paging_fault.is_some()
+        || !org.hidden_members.is_empty()
+    {
+        return members_page(&org, uri.query());
     }
     let members: Vec<Member> = org.members.values().cloned().collect();
     drop(org);
@@ -546,6 +640,17 @@ async fn read_groups(State((org, _)): State<Shared>, headers: HeaderMap) -> Resp
     let mut org = org.lock().expect("lock");
     if let Some(r) = refuse_read(&mut org, &headers, "/public/groups".into()) {
         return r;
+    }
+    if !org.hidden_groups.is_empty() {
+        let mut list = org.groups_json();
+        if let Some(data) = list["data"].as_array_mut() {
+            data.retain(|g| {
+                !g["name"]
+                    .as_str()
+                    .is_some_and(|n| org.hidden_groups.contains(n))
+            });
+        }
+        return axum::Json(list).into_response();
     }
     axum::Json(org.groups_json()).into_response()
 }
@@ -562,6 +667,13 @@ async fn read_member_ids(
         format!("/public/groups/{id}/member-ids"),
     ) {
         return r;
+    }
+    if org
+        .groups
+        .get(&id)
+        .is_some_and(|g| org.member_ids_404.contains(&g.name))
+    {
+        return StatusCode::NOT_FOUND.into_response();
     }
     match org.groups.get(&id) {
         Some(g) => axum::Json(g.members.iter().collect::<Vec<_>>()).into_response(),
@@ -720,6 +832,13 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
 
 /// Checks and applies one import body; returns the response and its status for the log.
 fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u16) {
+    if let Some(code) = org.import_redirect {
+        // a proxy or a moved server in front: nothing reaches the organization
+        return (
+            redirect_to_moved(code, &org.base_url, "/api/public/organization/import"),
+            code,
+        );
+    }
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -1005,4 +1124,103 @@ fn apply_vaultwarden(
             .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| listed.contains(e)));
         org.reindex();
     }
+}
+
+/// One page of `GET /public/members` with the paging and the faults of [`Org::member_page_size`],
+/// [`Org::paging_fault`] and [`Org::hidden_members`]. Continuation tokens are `page-<n>`.
+fn members_page(org: &Org, query: Option<&str>) -> Response {
+    let token = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "continuationToken")
+            .map(|(_, v)| v.into_owned())
+    });
+    let page = match &token {
+        None => 1,
+        Some(t) => match t
+            .strip_prefix("page-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) if n >= 2 => n,
+            _ => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"message": "Invalid continuation token."})),
+                )
+                    .into_response();
+            }
+        },
+    };
+    if org.paging_fault == Some(PagingFault::NotFound { page }) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let listed: Vec<&Member> = org
+        .members
+        .values()
+        .filter(|m| !org.hidden_members.contains(&m.email))
+        .collect();
+    let size = org.member_page_size.unwrap_or(usize::MAX).max(1);
+    let from = (page - 1).saturating_mul(size);
+    let chunk: Vec<Member> = listed
+        .iter()
+        .skip(from)
+        .take(size)
+        .map(|m| (*m).clone())
+        .collect();
+    let mut next = (from.saturating_add(size) < listed.len()).then_some(page + 1);
+    match org.paging_fault {
+        Some(PagingFault::RepeatToken { page: p }) if p == page => next = Some(page),
+        Some(PagingFault::Cycle { from, to }) if from == page => next = Some(to),
+        _ => {}
+    }
+    let mut list: Value = serde_json::from_slice(&Org::members_json(&chunk)).expect("members");
+    list["continuationToken"] = next.map_or(Value::Null, |n| json!(format!("page-{n}")));
+    axum::Json(list).into_response()
+}
+
+/// A redirect to `/moved<path>` on the fake, where [`followed`] answers.
+fn redirect_to_moved(code: u16, base_url: &str, path: &str) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND),
+        [("location", format!("{base_url}/moved{path}"))],
+        "",
+    )
+        .into_response()
+}
+
+/// A redirect's `Location`: answers 200 `{}` to any GET or POST (a client that follows the
+/// redirect is fooled into taking it for the answer) and records the request.
+async fn followed(
+    State((org, _)): State<Shared>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    org.lock()
+        .expect("lock")
+        .redirects_followed
+        .push(format!("{method} {}", uri.path()));
+    axum::Json(json!({})).into_response()
+}
+
+/// The cloud's rate limits in front of every route ([`Org::limits`]), keyed by client IP.
+async fn limit_requests(
+    State((org, _)): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use super::cloud_limits::{CloudLimits, Kind, LOCALHOST};
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map_or(LOCALHOST, |c| c.0.ip());
+    let kind = Kind::of(req.method().as_str(), req.uri().path());
+    let answer = org
+        .lock()
+        .expect("lock")
+        .limits
+        .as_mut()
+        .map(|l| l.admit(ip, kind));
+    if let Some(refused) = answer.and_then(CloudLimits::response) {
+        return refused;
+    }
+    next.run(req).await
 }

@@ -1,9 +1,12 @@
-//! Test support: a fake Bitwarden server with real organization semantics, a slapd launcher,
-//! and helpers to run the real binary.
+//! Test support: a fake Bitwarden server with real organization semantics (and, on request,
+//! the Bitwarden cloud's rate limits: `FAKE_BITWARDEN_CLOUD_LIMITS=<time scale>` turns them on
+//! for every fake and gives the client a matching budget and clock), a slapd launcher, and
+//! helpers to run the real binary.
 
 #![allow(dead_code)]
 
 pub mod bad_ldap;
+pub mod cloud_limits;
 pub mod fake_bitwarden;
 pub mod fake_cloud;
 pub mod samba;
@@ -59,7 +62,14 @@ impl Env {
                 ),
                 ("DIRECTORY_CONNECTOR_RETRY_BASE_MS".into(), "20".into()),
                 ("NO_COLOR".into(), "1".into()),
-            ],
+            ]
+            .into_iter()
+            // the client's clock runs as fast as the fake's rate limits
+            .chain(
+                cloud_limits::scale_from_env()
+                    .map(|s| ("DIRECTORY_CONNECTOR_TIME_SCALE".to_string(), s.to_string())),
+            )
+            .collect(),
         }
     }
 
@@ -147,6 +157,11 @@ impl Env {
         assert_eq!(r.code, 0, "{}", r.all());
         self.set("sync.user_path", "ou=People");
         self.set("sync.group_path", "ou=Groups");
+        if cloud_limits::scale_from_env().is_some() {
+            // the client's own budget, below the cloud's 5 a second and 60 a minute
+            self.set("server.max_requests_per_second", "4");
+            self.set("server.max_requests_per_minute", "50");
+        }
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -154,6 +169,47 @@ impl Env {
         a.extend_from_slice(args);
         let r = self.ok(&a);
         serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+    }
+
+    /// Runs like [`Env::run`], killing the process when it has not ended within `limit`
+    /// (`None`: it hung).
+    pub fn run_bounded(&self, args: &[&str], limit: std::time::Duration) -> Option<Run> {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn binary");
+        // read on threads of their own: a full pipe would stop the process
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut text);
+                }
+                String::from_utf8_lossy(&text).into_owned()
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        Some(Run {
+            code: status.code().unwrap_or(-1),
+            stdout: stdout.join().expect("stdout"),
+            stderr: stderr.join().expect("stderr"),
+        })
     }
 
     pub fn cache_counts(&self) -> (usize, usize) {

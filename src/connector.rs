@@ -20,7 +20,8 @@ use crate::engine::diff::{
 use crate::engine::normalize::{normalize_groups, normalize_users};
 use crate::engine::{
     Baseline, Batch, Cache, DiffOptions, DirGroup, Drift, GuardLimits, Normalized, Organization,
-    Plan, Snapshot, build_batches, check_group_guard, check_guard, diff, normalize,
+    Plan, Snapshot, build_batches, check_group_guard, check_guard, check_member_list, diff,
+    normalize,
 };
 use crate::errors::{ConfigError, Interrupted, Refused};
 use crate::joined;
@@ -800,6 +801,21 @@ impl Connector {
                 }
                 None => None,
             };
+            // a member list much shorter than what the cache confirmed is a short answer
+            if let Some(p) = &prepared
+                && !opts.allow_mass_removal
+            {
+                let (cached, _) = store.cache_counts()?;
+                let read = p
+                    .org
+                    .members
+                    .iter()
+                    .filter(|m| m.external_id.is_some())
+                    .count();
+                if let Some(reason) = check_member_list(cached, read, limits) {
+                    return Err(Self::refusal(&reason, 0));
+                }
+            }
             let (org, fresh, (base, kind)) = match prepared {
                 Some(p) => (Some(p.org), p.read, (p.base, Baseline::Organization)),
                 None => (None, Vec::new(), Self::baseline(None, store)?),

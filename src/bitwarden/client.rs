@@ -322,8 +322,13 @@ impl BitwardenClient {
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         self.with_stats(|s| s.refusals += 1);
                         let refusals = self.refusals.fetch_add(1, Ordering::SeqCst) + 1;
+                        // (the server rounds `Retry-After` to the nearest second: a second
+                        // more never comes back early into the same window)
                         let wait = retry_after(&resp)
-                            .map(|d| self.budget.scaled(d.min(Duration::from_secs(300))))
+                            .map(|d| {
+                                let d = d.min(Duration::from_secs(300)) + Duration::from_secs(1);
+                                self.budget.scaled(d)
+                            })
                             .unwrap_or_else(|| match kind {
                                 Kind::Token => self.retry.scaled(LOGIN_WAIT),
                                 _ => self.retry.backoff(attempt - 1),

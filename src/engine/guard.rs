@@ -102,9 +102,46 @@ pub const GROUP_GUARD_FLOOR: usize = 5;
 /// groups the plan changes together, would lose more than `max_group_removal_percent` of their
 /// member references; or, with no baseline to compare with, the directory read gives groups
 /// without members (most of them empty, or no users at all).
+/// The organization's member list against the sync cache: `cached` members the cache last
+/// confirmed, `read` members with an externalId the list shows now. A list that lost more than
+/// `sync.max_removal_percent` of them (and at least 5) is taken for a short answer of the
+/// server rather than removals made by hand: a plan, a push or a cache made from it would be
+/// wrong (members taken for gone, a cache that shrinks). 0 turns it off with the member guard.
+pub fn check_member_list(cached: usize, read: usize, limits: GuardLimits) -> Option<String> {
+    let lost = cached.saturating_sub(read) as u64;
+    let pct = limits.max_removal_percent;
+    if pct == 0 || lost < 5 || lost * 100 <= pct * cached as u64 {
+        return None;
+    }
+    Some(format!(
+        "the organization's member list ({read} members with an externalId) looks incomplete: \
+         {lost} of the {cached} members the sync cache confirmed are not in it, more than \
+         sync.max_removal_percent = {pct}%. A short answer from the server is not used; if \
+         those members were removed in the Admin Console on purpose, run with \
+         --allow-mass-removal once"
+    ))
+}
+
 pub fn check_group_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
     if limits.max_group_removal_percent == 0 {
         return None;
+    }
+    // A group the plan creates although the sync cache confirmed it with members (see
+    // `count_creates_against_rows`): the organization's group list does not have it. Deleted
+    // by hand, or a short answer from the server; sending it may take out members the guard
+    // cannot see, so a person decides.
+    if let Some(g) = plan.groups.iter().find(|g| {
+        g.action == crate::engine::diff::GroupAction::Create
+            && g.previous_member_count.is_some_and(|n| n > 0)
+    }) {
+        return Some(format!(
+            "the organization's group list does not have group `{}`, which the sync cache \
+             confirmed with {} member(s); the server's answer may be incomplete. If the group \
+             was deleted in the Admin Console on purpose, it is created again with \
+             --allow-mass-removal",
+            g.name,
+            g.previous_member_count.unwrap_or(0)
+        ));
     }
     let pct = limits.max_group_removal_percent;
     let over = |removed: u64, before: u64| before > 0 && removed * 100 > pct * before;
@@ -187,6 +224,28 @@ pub fn check_group_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_list_much_shorter_than_the_cache_is_refused() {
+        let limits = GuardLimits {
+            max_removal_percent: 10,
+            ..GuardLimits::default()
+        };
+        let refused = check_member_list(50, 19, limits).unwrap();
+        assert!(refused.contains("31 of the 50"), "{refused}");
+        assert!(
+            check_member_list(50, 46, limits).is_none(),
+            "4: below the floor"
+        );
+        assert!(check_member_list(100, 90, limits).is_none(), "10%: within");
+        assert!(check_member_list(100, 89, limits).is_some());
+        assert!(check_member_list(0, 0, limits).is_none());
+        let off = GuardLimits {
+            max_removal_percent: 0,
+            ..limits
+        };
+        assert!(check_member_list(50, 0, off).is_none());
+    }
     use crate::engine::diff::{
         GroupAction, GroupChange, MemberAction, MemberChange, RemovalReason,
     };

@@ -548,7 +548,12 @@ impl Connector {
                 None => Ok(None),
             }
         };
-        let (normalized, org) = tokio::join!(self.read_directory(&cfg, progress), org);
+        let shown = BudgetProgress::new(progress);
+        let (normalized, org) = shown
+            .while_waiting(client.as_ref(), async {
+                tokio::join!(self.read_directory(&cfg, &shown), org)
+            })
+            .await;
         let normalized = normalized?;
         let (org, baseline_note) = match (org, &client) {
             (Ok(Some(o)), _) => (Some(o), None),
@@ -608,8 +613,12 @@ impl Connector {
         let cfg = self.checked_config()?;
         let key = self.require_api_key()?;
         let client = self.client(&cfg, key)?;
-        let (normalized, org) =
-            tokio::join!(self.read_directory(&cfg, progress), Self::read_org(&client));
+        let shown = BudgetProgress::new(progress);
+        let (normalized, org) = shown
+            .while_waiting(Some(&client), async {
+                tokio::join!(self.read_directory(&cfg, &shown), Self::read_org(&client))
+            })
+            .await;
         let normalized = normalized?;
         let org = org?.ok_or_else(|| {
             anyhow!(
@@ -1561,6 +1570,26 @@ impl<'a> BudgetProgress<'a> {
         BudgetProgress {
             inner,
             state: Default::default(),
+        }
+    }
+
+    /// Runs `work`, showing the waits of `client`'s request budget meanwhile.
+    async fn while_waiting<T>(
+        &self,
+        client: Option<&BitwardenClient>,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let Some(client) = client else {
+            return work.await;
+        };
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                    self.show_wait(client.budget().waiting());
+                }
+            }
         }
     }
 

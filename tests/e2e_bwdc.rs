@@ -382,6 +382,7 @@ fn bwdc_flags_answer_in_upstream_shapes() {
     assert_eq!(server.import_count(), pushes);
     // a change: the counts of what was sent, printed as title and message
     server.org().reset();
+    env.ok(&["clear-cache"]);
     let r = env.ok(&["--pretty", "sync"]);
     assert_eq!(
         r.stdout,

@@ -8,7 +8,11 @@
 //! --bench sync`. With `BENCH_HOLD=1` it prints the command line for the loaded setup and waits;
 //! each Enter empties the fake organization (for profiling a first sync by hand), end of input
 //! quits. With `BENCH_VERBOSE=1` every run gets `-v` (its stage times go to stderr); with
-//! `BENCH_PERF=DIR` every run is recorded by `perf record` into `DIR`.
+//! `BENCH_PERF=DIR` every run is recorded by `perf record` into `DIR`. Every run also reports
+//! the requests it sent to the server. With `BENCH_CLOUD=1`, a first, an unchanged and a churn
+//! sync run once more against a fake that enforces the Bitwarden cloud's limits in real time (5
+//! a second, 60 a minute, 429 and the block), with the client's cloud budget (4 and 50): the
+//! least wall time those requests take at the cloud's limits, and the refusals (none expected).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -22,7 +26,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use support::Env;
-use support::fake_bitwarden::FakeBitwarden;
+use support::cloud_limits::CloudLimits;
+use support::fake_bitwarden::{FakeBitwarden, ServerKind};
 use support::slapd::{self, Slapd, group, group_dn, person, user_dn};
 
 /// The child's peak RSS (KiB), polled from `/proc/<pid>/status` while it runs. `VmHWM` is the
@@ -320,4 +325,49 @@ fn main() {
         server.import_count()
     );
     println!("org members after: {}", server.org().members.len());
+
+    if std::env::var_os("BENCH_CLOUD").is_some() {
+        // the same runs against the cloud's limits, in real time, with the cloud's budget
+        let cloud = FakeBitwarden::start_with(ServerKind::Bitwarden, Some(CloudLimits::cloud()));
+        cloud.org().discard_bodies = true;
+        let env = Env::new();
+        env.configure(&slapd, &cloud);
+        env.set("sync.remove_missing_users", "true");
+        env.set("sync.max_removals", "0");
+        env.set("sync.max_removal_percent", "0");
+        env.set("server.max_requests_per_second", "4");
+        env.set("server.max_requests_per_minute", "50");
+        println!("at the cloud's limits (5/s, 60/min per IP; client budget 4/s, 50/min):");
+        println!(
+            "{:<28} {:>9} {:>9} {:>9} {:>9}",
+            "run", "wall s", "requests", "refused", "blocked"
+        );
+        let requests = || {
+            let org = cloud.org();
+            org.token_requests + org.reads.len() + org.imports.len()
+        };
+        let refused = || {
+            let org = cloud.org();
+            let l = org.limits.as_ref().expect("limits");
+            (l.refusals().len(), l.blocked_answers().len())
+        };
+        for (label, before) in [
+            ("first full sync", None),
+            ("unchanged sync", None),
+            ("churn sync (1% in, 1% out)", Some(&churn_once as &dyn Fn())),
+        ] {
+            if let Some(f) = before {
+                f();
+            }
+            let (r0, (x0, b0)) = (requests(), refused());
+            let (wall, _, _) = measured(&env, &["sync"]);
+            let (r1, (x1, b1)) = (requests(), refused());
+            println!(
+                "{label:<28} {wall:>9.2} {:>9} {:>9} {:>9}",
+                r1 - r0,
+                x1 - x0,
+                b1 - b0
+            );
+        }
+    }
 }

@@ -226,11 +226,25 @@ fn settable(kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
     }
 }
 
+/// [`settable`], with the lists whose entries must be email addresses given addresses.
+fn settable_for(key: &str, kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
+    if key != "sync.protected_emails" {
+        return settable(kind);
+    }
+    prop::collection::vec("[ ]{0,2}[a-z0-9]([a-z0-9._-]{0,4}[a-z0-9])?@[a-z]{1,6}\\.[a-z]{2,3}[ ]{0,2}", 0..4)
+        .prop_map(|items| {
+            let kept: Vec<String> = items.iter().map(|i| i.trim().to_string()).collect();
+            let want = (!kept.is_empty()).then(|| kept.join(", "));
+            (items.join(","), want)
+        })
+        .boxed()
+}
+
 /// A few (key, raw value, expected shown value) settings.
 fn settings() -> impl Strategy<Value = Vec<(&'static str, String, Option<String>)>> {
     prop::collection::vec(prop::sample::select(KEYS.to_vec()), 1..5).prop_flat_map(|keys| {
         keys.into_iter()
-            .map(|(k, kind, _)| settable(kind).prop_map(move |(raw, want)| (k, raw, want)))
+            .map(|(k, kind, _)| settable_for(k, kind).prop_map(move |(raw, want)| (k, raw, want)))
             .collect::<Vec<_>>()
     })
 }

@@ -41,6 +41,9 @@ pub const VERIFY_GROUPS: usize = 25;
 /// The most groups the rolling reconcile reads in one sync.
 pub const RECONCILE_MAX: usize = 100;
 
+/// The meta key of the reconcile's share of a group carried to the next sync.
+const RECONCILE_CARRY: &str = "reconcile_carry";
+
 /// Secret-store keys.
 pub const KEY_CLIENT_ID: &str = "bitwarden.client_id";
 pub const KEY_CLIENT_SECRET: &str = "bitwarden.client_secret";
@@ -455,7 +458,13 @@ impl Connector {
             .last_sync(SyncKind::Groups)?
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&chrono::Utc));
-        let slice = reconcile_slice(&lists, last, chrono::Utc::now(), reconcile_hours);
+        let carry: f64 = store
+            .meta_get(RECONCILE_CARRY)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let (slice, carry) =
+            reconcile_slice(&lists, last, chrono::Utc::now(), reconcile_hours, carry);
+        store.meta_set(RECONCILE_CARRY, Some(&carry.to_string()))?;
         for ext in &slice {
             lists.remove(ext);
         }
@@ -1508,26 +1517,31 @@ impl<T> Drop for Background<T> {
     }
 }
 
-/// The groups (externalIds) the rolling reconcile reads from the server this sync: those the
-/// cache has not seen read since they were last sent first, then the longest unread, as many as
-/// spread every group over `hours` at the pace the syncs run (the time since the last sync),
-/// at least one, at most [`RECONCILE_MAX`]. A group overdue by `hours` is always in, within
-/// that bound.
+/// The groups (externalIds) the rolling reconcile reads from the server this sync, and the
+/// share of a group carried to the next. Each sync's share is the groups over `hours` at the pace
+/// the syncs run (the time since the last sync), with what earlier syncs carried: a small
+/// organization synced often reads a group only every few syncs, a large one a few each sync,
+/// and every group within `hours`. Groups the cache has not seen read since they were last sent
+/// come first, then the longest unread; every such group, and every group unread for `hours`,
+/// is read at once. At most [`RECONCILE_MAX`].
 fn reconcile_slice(
     lists: &std::collections::HashMap<String, GroupList>,
     last_sync: Option<chrono::DateTime<chrono::Utc>>,
     now: chrono::DateTime<chrono::Utc>,
     hours: u64,
-) -> std::collections::HashSet<String> {
+    carry: f64,
+) -> (std::collections::HashSet<String>, f64) {
     if lists.is_empty() {
-        return Default::default();
+        return (Default::default(), 0.0);
     }
     let period = chrono::Duration::hours(hours.max(1) as i64);
     let elapsed = last_sync
         .map(|t| (now - t).clamp(chrono::Duration::zero(), period))
         .unwrap_or(period);
-    let share = (lists.len() as f64 * elapsed.num_seconds() as f64 / period.num_seconds() as f64)
-        .ceil() as usize;
+    let due = carry.clamp(0.0, 1.0)
+        + lists.len() as f64 * elapsed.num_seconds() as f64 / period.num_seconds() as f64;
+    // (a whole share summed from fractions must count as whole)
+    let share = (due + 1e-9).floor() as usize;
     let read_at = |l: &GroupList| {
         l.read_at
             .as_deref()
@@ -1542,12 +1556,14 @@ fn reconcile_slice(
         .iter()
         .take_while(|(t, _)| t.is_none_or(|t| now - t >= period))
         .count();
-    let n = share.max(overdue).clamp(1, RECONCILE_MAX);
-    order
+    let n = share.max(overdue).min(RECONCILE_MAX);
+    let carry = (due - share as f64).clamp(0.0, 1.0);
+    let slice = order
         .into_iter()
         .take(n)
         .map(|(_, ext)| ext.clone())
-        .collect()
+        .collect();
+    (slice, carry)
 }
 
 fn applied_message(done: u64) -> String {
@@ -1777,12 +1793,19 @@ mod tests {
                 .map(|(g, t)| (g.as_str(), Some(t.as_str())))
                 .collect::<Vec<_>>(),
         );
-        let slice = reconcile_slice(&l, hour_ago, now, 24);
-        assert_eq!(slice.len(), 2);
+        let (slice, carry) = reconcile_slice(&l, hour_ago, now, 24, 0.0);
+        assert_eq!((slice.len(), carry), (2, 0.0));
         assert!(slice.iter().all(|g| g.as_str() < "g04"), "{slice:?}");
-        // a sync a minute after the last one still reads one
-        let slice = reconcile_slice(&l, Some(time("2026-12-05T11:59:00Z")), now, 24);
-        assert_eq!(slice.len(), 1);
+        // syncs a minute apart read a group every 30 syncs (48 a day = one per 30 minutes)
+        let mut carry = 0.0;
+        let mut read = 0;
+        for _ in 0..60 {
+            let (slice, c) =
+                reconcile_slice(&l, Some(time("2026-12-05T11:59:00Z")), now, 24, carry);
+            read += slice.len();
+            carry = c;
+        }
+        assert_eq!(read, 2);
         // never read (sent and not read back) first, and every overdue group, within the bound
         let l = lists(&[
             ("a", Some("2026-12-05T11:00:00Z")),
@@ -1790,7 +1813,7 @@ mod tests {
             ("c", Some("2026-12-01T00:00:00Z")),
             ("d", Some("2026-12-05T10:00:00Z")),
         ]);
-        let slice = reconcile_slice(&l, Some(time("2026-12-05T11:59:00Z")), now, 24);
+        let (slice, _) = reconcile_slice(&l, Some(time("2026-12-05T11:59:00Z")), now, 24, 0.0);
         assert_eq!(
             slice,
             ["b", "c"].into_iter().map(String::from).collect(),
@@ -1805,8 +1828,15 @@ mod tests {
                 .map(|(g, t)| (g.as_str(), *t))
                 .collect::<Vec<_>>(),
         );
-        assert_eq!(reconcile_slice(&l, hour_ago, now, 24).len(), RECONCILE_MAX);
-        assert!(reconcile_slice(&Default::default(), hour_ago, now, 24).is_empty());
+        assert_eq!(
+            reconcile_slice(&l, hour_ago, now, 24, 0.0).0.len(),
+            RECONCILE_MAX
+        );
+        assert!(
+            reconcile_slice(&Default::default(), hour_ago, now, 24, 0.0)
+                .0
+                .is_empty()
+        );
     }
 
     /// Records what reaches the status line.

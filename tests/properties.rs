@@ -231,13 +231,16 @@ fn settable_for(key: &str, kind: KeyKind) -> BoxedStrategy<(String, Option<Strin
     if key != "sync.protected_emails" {
         return settable(kind);
     }
-    prop::collection::vec("[ ]{0,2}[a-z0-9]([a-z0-9._-]{0,4}[a-z0-9])?@[a-z]{1,6}\\.[a-z]{2,3}[ ]{0,2}", 0..4)
-        .prop_map(|items| {
-            let kept: Vec<String> = items.iter().map(|i| i.trim().to_string()).collect();
-            let want = (!kept.is_empty()).then(|| kept.join(", "));
-            (items.join(","), want)
-        })
-        .boxed()
+    prop::collection::vec(
+        "[ ]{0,2}[a-z0-9]([a-z0-9._-]{0,4}[a-z0-9])?@[a-z]{1,6}\\.[a-z]{2,3}[ ]{0,2}",
+        0..4,
+    )
+    .prop_map(|items| {
+        let kept: Vec<String> = items.iter().map(|i| i.trim().to_string()).collect();
+        let want = (!kept.is_empty()).then(|| kept.join(", "));
+        (items.join(","), want)
+    })
+    .boxed()
 }
 
 /// A few (key, raw value, expected shown value) settings.

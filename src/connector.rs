@@ -41,6 +41,11 @@ pub const VERIFY_GROUPS: usize = 25;
 /// The most groups the rolling reconcile reads in one sync.
 pub const RECONCILE_MAX: usize = 100;
 
+/// The meta key of the requests sent to a server (by its API URL) within the last minute.
+fn budget_key(api: &str) -> String {
+    format!("request_budget:{api}")
+}
+
 /// The meta key of the reconcile's share of a group carried to the next sync.
 const RECONCILE_CARRY: &str = "reconcile_carry";
 
@@ -152,14 +157,33 @@ impl Connector {
 
     fn client(&self, cfg: &Config, key: ApiKey) -> anyhow::Result<BitwardenClient> {
         let store = self.store()?;
-        BitwardenClient::new(
-            Urls::from_config(&cfg.server),
+        let urls = Urls::from_config(&cfg.server);
+        let client = BitwardenClient::new(
+            urls.clone(),
             key,
             store.app_id()?,
             cfg.server.ca_file.as_deref(),
             RetryPolicy::from_env(),
-            crate::bitwarden::Limits::for_server(&cfg.server, &Urls::from_config(&cfg.server)),
-        )
+            crate::bitwarden::Limits::for_server(&cfg.server, &urls),
+        )?;
+        // the requests earlier runs sent within the last minute count in this run's budget
+        if let Some(raw) = store.meta_get(&budget_key(&urls.api))?
+            && let Ok((sent, tokens)) = serde_json::from_str::<(Vec<i64>, Vec<i64>)>(&raw)
+        {
+            client.budget().take_in(&sent, &tokens);
+        }
+        Ok(client)
+    }
+
+    /// Keeps what `client` sent within the last minute for the next run (logged, not fatal).
+    fn save_budget(&self, client: &BitwardenClient) {
+        let saved = self.store().and_then(|store| {
+            let recent = serde_json::to_string(&client.budget().recent())?;
+            store.meta_set(&budget_key(&client.urls().api), Some(&recent))
+        });
+        if let Err(e) = saved {
+            tracing::warn!("keeping the request budget for the next run failed: {e:#}");
+        }
     }
 
     /// Checks the key against the server (fetches a token) and stores it.
@@ -563,6 +587,9 @@ impl Connector {
                 tokio::join!(self.read_directory(&cfg, &shown), org)
             })
             .await;
+        if let Some(c) = &client {
+            self.save_budget(c);
+        }
         let normalized = normalized?;
         let (org, baseline_note) = match (org, &client) {
             (Ok(Some(o)), _) => (Some(o), None),
@@ -628,6 +655,7 @@ impl Connector {
                 tokio::join!(self.read_directory(&cfg, &shown), Self::read_org(&client))
             })
             .await;
+        self.save_budget(&client);
         let normalized = normalized?;
         let org = org?.ok_or_else(|| {
             anyhow!(
@@ -710,6 +738,7 @@ impl Connector {
         if let (Ok(c), Some(server)) = (&client, record.server.as_mut()) {
             server.requests = c.stats();
             tracing::info!("sync {run_id}: {}", server.requests.describe());
+            self.save_budget(c);
         }
         let result = result.map(|mut report| {
             report.server = record.server.clone().unwrap_or_default();
@@ -1521,9 +1550,9 @@ impl<T> Drop for Background<T> {
 /// share of a group carried to the next. Each sync's share is the groups over `hours` at the pace
 /// the syncs run (the time since the last sync), with what earlier syncs carried: a small
 /// organization synced often reads a group only every few syncs, a large one a few each sync,
-/// and every group within `hours`. Groups the cache has not seen read since they were last sent
-/// come first, then the longest unread; every such group, and every group unread for `hours`,
-/// is read at once. At most [`RECONCILE_MAX`].
+/// and every group within `hours`. Groups unread for `hours` are all read, first; then those the
+/// cache has not seen read since they were last sent, then the longest unread. At most
+/// [`RECONCILE_MAX`].
 fn reconcile_slice(
     lists: &std::collections::HashMap<String, GroupList>,
     last_sync: Option<chrono::DateTime<chrono::Utc>>,
@@ -1548,20 +1577,30 @@ fn reconcile_slice(
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&chrono::Utc))
     };
-    let mut order: Vec<(Option<chrono::DateTime<chrono::Utc>>, &String)> =
-        lists.iter().map(|(ext, l)| (read_at(l), ext)).collect();
-    // never read (or sent and not read back) first, then the oldest
-    order.sort();
-    let overdue = order
+    // groups unread for `hours` first, then those never read (or sent and not read back: the
+    // server confirmed them), then the oldest read
+    let class = |t: Option<chrono::DateTime<chrono::Utc>>| match t {
+        Some(t) if now - t >= period => 0,
+        None => 1,
+        Some(_) => 2,
+    };
+    let mut order: Vec<(u8, Option<chrono::DateTime<chrono::Utc>>, &String)> = lists
         .iter()
-        .take_while(|(t, _)| t.is_none_or(|t| now - t >= period))
-        .count();
+        .map(|(ext, l)| {
+            let t = read_at(l);
+            (class(t), t, ext)
+        })
+        .collect();
+    order.sort();
+    // (the overdue are all read; the never read are spread like the rest: after a first sync
+    // of a thousand groups, reading them all at once would be a burst)
+    let overdue = order.iter().filter(|(c, _, _)| *c == 0).count();
     let n = share.max(overdue).min(RECONCILE_MAX);
     let carry = (due - share as f64).clamp(0.0, 1.0);
     let slice = order
         .into_iter()
         .take(n)
-        .map(|(_, ext)| ext.clone())
+        .map(|(_, _, ext)| ext.clone())
         .collect();
     (slice, carry)
 }
@@ -1806,7 +1845,7 @@ mod tests {
             carry = c;
         }
         assert_eq!(read, 2);
-        // never read (sent and not read back) first, and every overdue group, within the bound
+        // the overdue group first, then the never read (sent and not read back)
         let l = lists(&[
             ("a", Some("2026-12-05T11:00:00Z")),
             ("b", None),
@@ -1814,13 +1853,22 @@ mod tests {
             ("d", Some("2026-12-05T10:00:00Z")),
         ]);
         let (slice, _) = reconcile_slice(&l, Some(time("2026-12-05T11:59:00Z")), now, 24, 0.0);
-        assert_eq!(
-            slice,
-            ["b", "c"].into_iter().map(String::from).collect(),
-            "never read, then overdue"
-        );
-        let many = (0..500)
+        assert_eq!(slice, ["c"].into_iter().map(String::from).collect());
+        let (slice, _) = reconcile_slice(&l, Some(time("2026-12-05T00:00:00Z")), now, 24, 0.0);
+        assert_eq!(slice, ["b", "c"].into_iter().map(String::from).collect());
+        // never read groups are spread like the rest
+        let many = (0..480)
             .map(|i| (format!("g{i}"), None))
+            .collect::<Vec<(String, Option<&str>)>>();
+        let l = lists(
+            &many
+                .iter()
+                .map(|(g, t)| (g.as_str(), *t))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(reconcile_slice(&l, hour_ago, now, 24, 0.0).0.len(), 20);
+        let many = (0..500)
+            .map(|i| (format!("g{i}"), Some("2026-11-01T00:00:00Z")))
             .collect::<Vec<(String, Option<&str>)>>();
         let l = lists(
             &many

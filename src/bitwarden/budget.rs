@@ -137,6 +137,8 @@ struct State {
     paused_until: Option<Instant>,
     /// A request waits for the budget until then.
     waiting_until: Option<Instant>,
+    /// An earlier process's sends were taken in (once: later runs of this process have them).
+    taken_in: bool,
 }
 
 /// The budget of one server.
@@ -272,6 +274,47 @@ impl Budget {
         }
     }
 
+    /// The sends of the last minute as Unix times (ms): requests, then token requests. A run
+    /// saves them and the next process takes them in ([`Budget::take_in`]), so that runs one
+    /// after the other share the server's minute too.
+    pub fn recent(&self) -> (Vec<i64>, Vec<i64>) {
+        let now = Instant::now();
+        let wall = chrono::Utc::now().timestamp_millis();
+        let st = self.lock();
+        let unix = |q: &VecDeque<Instant>| -> Vec<i64> {
+            q.iter()
+                .map(|&t| wall - now.duration_since(t).as_millis() as i64)
+                .collect()
+        };
+        (unix(&st.sent), unix(&st.tokens))
+    }
+
+    /// Takes in sends an earlier process made (see [`Budget::recent`]), once per process;
+    /// those older than a minute, or in the future, are left out.
+    pub fn take_in(&self, sent: &[i64], tokens: &[i64]) {
+        let now = Instant::now();
+        let wall = chrono::Utc::now().timestamp_millis();
+        let minute = self.scaled(Duration::from_secs(60));
+        let to_instant = |ms: i64| -> Option<Instant> {
+            let age = Duration::from_millis(u64::try_from(wall - ms).ok()?);
+            (age < minute).then(|| now.checked_sub(age)).flatten()
+        };
+        let mut st = self.lock();
+        if std::mem::replace(&mut st.taken_in, true) {
+            return;
+        }
+        let merge = |q: &mut VecDeque<Instant>, add: &[i64]| {
+            let mut all: Vec<Instant> = q
+                .drain(..)
+                .chain(add.iter().filter_map(|&ms| to_instant(ms)))
+                .collect();
+            all.sort();
+            q.extend(all);
+        };
+        merge(&mut st.sent, sent);
+        merge(&mut st.tokens, tokens);
+    }
+
     /// No request goes before `d` (on this clock) has passed.
     pub fn pause(&self, d: Duration) {
         let until = Instant::now() + d;
@@ -295,6 +338,31 @@ mod tests {
 
     fn at(base: Instant, ms: u64) -> Instant {
         base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn sends_of_an_earlier_process_count_in_the_minute() {
+        let limits = Limits {
+            per_second: 0,
+            per_minute: 3,
+        };
+        let first = Budget::new(limits, 1.0);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(first.try_send(Kind::Import, t0), Duration::ZERO);
+        }
+        let (sent, tokens) = first.recent();
+        assert_eq!((sent.len(), tokens.len()), (3, 0));
+        let next = Budget::new(limits, 1.0);
+        // a send of two minutes ago is left out
+        next.take_in(&[sent[0] - 120_000], &[]);
+        assert_eq!(next.try_send(Kind::Import, Instant::now()), Duration::ZERO);
+        let next = Budget::new(limits, 1.0);
+        next.take_in(&sent, &tokens);
+        assert!(next.try_send(Kind::Import, Instant::now()) > Duration::from_secs(58));
+        // once per process: a later run's own log already holds them
+        next.take_in(&sent, &tokens);
+        assert_eq!(next.lock().sent.len(), 3);
     }
 
     #[test]

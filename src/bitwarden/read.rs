@@ -85,12 +85,13 @@ pub struct Known {
 
 impl Known {
     /// Each member's reference and its id.
-    fn resolver(members: &[OrgMember]) -> std::collections::HashMap<String, &str> {
-        let mut map = std::collections::HashMap::with_capacity(members.len());
+    fn resolver(members: &[OrgMember]) -> foldhash::HashMap<std::borrow::Cow<'_, str>, &str> {
+        let mut map = foldhash::HashMap::default();
+        map.reserve(members.len());
         for m in members {
             let r = match m.external_id.as_deref().filter(|e| !e.is_empty()) {
-                Some(ext) => ext.to_string(),
-                None => format!("\u{1}{}", m.email.trim().to_lowercase()),
+                Some(ext) => std::borrow::Cow::Borrowed(ext),
+                None => std::borrow::Cow::Owned(format!("\u{1}{}", m.email.trim().to_lowercase())),
             };
             map.entry(r).or_insert(m.id.as_str());
         }
@@ -480,8 +481,11 @@ impl BitwardenClient {
         }
         // A group member the member list does not have: the member list is short (or the
         // organization changed during the read). Either way the read does not show the
-        // organization, and a plan or cache made from it would be wrong.
-        for g in &groups {
+        // organization, and a plan or cache made from it would be wrong. (The groups whose
+        // members were known or kept hold members of this list only.)
+        let asked: std::collections::HashSet<&str> = read.iter().map(String::as_str).collect();
+        let asked = |g: &OrgGroup| g.external_id.as_deref().is_none_or(|e| asked.contains(e));
+        for g in groups.iter().filter(|g| asked(g)) {
             if let Some(unknown) = g.member_ids.keys().find(|id| !present.contains(id)) {
                 let unknown = match unknown {
                     IdKey::Guid(n) => uuid::Uuid::from_u128(n).to_string(),

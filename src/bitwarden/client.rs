@@ -610,6 +610,89 @@ mod tests {
         assert!(ApiKey::new("organization.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f", " ").is_err());
     }
 
+    /// A server that answers every request with `answer` (a whole HTTP response), counting them.
+    async fn answering(answer: &'static str) -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let count = Arc::new(AtomicU64::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf).await;
+                let _ = c.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, count)
+    }
+
+    fn client_of(url: &str) -> BitwardenClient {
+        let key = ApiKey::new(
+            "organization.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f",
+            "s3cretvalue",
+        )
+        .unwrap();
+        let urls = Urls {
+            api: format!("{url}/api"),
+            identity: format!("{url}/identity"),
+        };
+        let retry = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        };
+        BitwardenClient::new(urls, key, "dev".into(), None, retry, Limits::default()).unwrap()
+    }
+
+    /// The cloud's block of the IP (a 403 HTML page): one request, no retry and no new token,
+    /// and every later request of the process (the service's next run) waits until it is lifted.
+    #[tokio::test]
+    async fn a_block_stops_at_once_and_holds_the_process_until_it_is_lifted() {
+        let (url, count) = answering(
+            "HTTP/1.1 403 Forbidden\r\ncontent-type: text/html\r\ncontent-length: 20\r\n\
+             connection: close\r\n\r\n<html>blocked</html>",
+        )
+        .await;
+        let client = client_of(&url);
+        let e = client.token().await.unwrap_err();
+        assert!(e.downcast_ref::<Blocked>().is_some(), "{e:#}");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("refused this IP address") && msg.contains("15 minutes"),
+            "{msg}"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        // a later run of this process (another client of the server) waits for the block
+        let later = client_of(&url);
+        assert!(later.budget().waiting().is_none());
+        let wait = tokio::time::timeout(Duration::from_millis(300), later.token()).await;
+        assert!(wait.is_err(), "still waiting for the budget");
+        assert!(later.budget().waiting().unwrap() > Duration::from_secs(14 * 60));
+        assert_eq!(count.load(Ordering::SeqCst), 1, "nothing more was sent");
+    }
+
+    /// The second 429 of a run ends it; the first pauses every request for its Retry-After.
+    #[tokio::test]
+    async fn the_second_refusal_of_a_run_ends_it() {
+        let (url, count) = answering(
+            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 0\r\ncontent-type: application/json\r\n\
+             content-length: 2\r\nconnection: close\r\n\r\n{}",
+        )
+        .await;
+        let client = client_of(&url);
+        let e = client.token().await.unwrap_err();
+        assert!(e.downcast_ref::<RateLimited>().is_some(), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("server.max_requests_per_minute"),
+            "{e:#}"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert_eq!(client.stats().refusals, 2);
+        assert_eq!(client.stats().token, 2);
+    }
+
     #[test]
     fn backoff_doubles_and_is_capped() {
         let p = RetryPolicy {

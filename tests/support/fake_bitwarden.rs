@@ -22,8 +22,9 @@
 //! fake [`FakeBitwarden::start`] makes), and answer wrongly on purpose: the member list in pages
 //! ([`Org::member_page_size`]) with a paging fault ([`PagingFault`]), a 404 on a group's member
 //! ids, groups or members left out of the lists, an import answered with a redirect (recorded,
-//! nothing applied; the `Location` answers 200 `{}` to whoever follows it) and a token endpoint
-//! that answers 429 without `Retry-After` for a while.
+//! nothing applied; the `Location` answers 200 `{}` to whoever follows it), a token endpoint
+//! that answers 429 without `Retry-After` for a while, and injected failures (a 429 with
+//! `Retry-After`) on the group member-id reads from the n-th on.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -166,6 +167,16 @@ pub struct Org {
     pub paging_fault: Option<PagingFault>,
     /// Groups (by name) whose `GET /public/groups/{id}/member-ids` answers 404.
     pub member_ids_404: BTreeSet<String>,
+    /// `GET /public/groups/{id}/member-ids` answers these, one a request, from the read numbered
+    /// [`Org::member_ids_fail_from`] on (a 429 in the middle of the group reads).
+    pub member_ids_failures: VecDeque<Failure>,
+    /// How many member-id reads are answered before [`Org::member_ids_failures`] begin.
+    pub member_ids_fail_from: usize,
+    /// Member-id reads received (past the rate limits and the token check).
+    pub member_id_reads: usize,
+    /// When each of [`Org::member_ids_failures`] was answered: the server time of
+    /// [`Org::limits`] (seconds), 0 without limits.
+    pub member_ids_failed_at: Vec<f64>,
     /// Groups (by name) that `GET /public/groups` leaves out (a short group list).
     pub hidden_groups: BTreeSet<String>,
     /// Members (by email) that `GET /public/members` leaves out (a truncated list: their group
@@ -667,6 +678,14 @@ async fn read_member_ids(
         format!("/public/groups/{id}/member-ids"),
     ) {
         return r;
+    }
+    org.member_id_reads += 1;
+    if org.member_id_reads > org.member_ids_fail_from
+        && let Some(f) = org.member_ids_failures.pop_front()
+    {
+        let at = org.limits.as_ref().map_or(0.0, |l| l.now());
+        org.member_ids_failed_at.push(at);
+        return failure_response(f);
     }
     if org
         .groups

@@ -24,7 +24,8 @@
 //! ids, groups or members left out of the lists, an import answered with a redirect (recorded,
 //! nothing applied; the `Location` answers 200 `{}` to whoever follows it), a token endpoint
 //! that answers 429 without `Retry-After` for a while, and injected failures (a 429 with
-//! `Retry-After`) on the group member-id reads from the n-th on.
+//! `Retry-After`) on the group member-id reads from the n-th on; and member-id reads can reach
+//! the rate limits late ([`Org::late_member_id_reads`], a slow network path).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -194,6 +195,10 @@ pub struct Org {
     pub token_429_since: Option<std::time::Instant>,
     /// The fake's URL (for a redirect's `Location`).
     pub base_url: String,
+    /// The next member-id reads reach the rate limits this much later than sent, one delay a
+    /// read (a slow network path: new connections' handshakes, where the reads after them go
+    /// on kept-alive connections).
+    pub late_member_id_reads: VecDeque<std::time::Duration>,
 }
 
 /// A member list whose paging goes wrong (pages are 1-based; page `n` is asked for with the
@@ -1232,6 +1237,12 @@ async fn limit_requests(
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map_or(LOCALHOST, |c| c.0.ip());
     let kind = Kind::of(req.method().as_str(), req.uri().path());
+    if kind == Kind::MemberIds {
+        let late = org.lock().expect("lock").late_member_id_reads.pop_front();
+        if let Some(d) = late {
+            tokio::time::sleep(d).await;
+        }
+    }
     let answer = org
         .lock()
         .expect("lock")

@@ -3,7 +3,7 @@
 //! requests a second, 60 a minute, 10 token requests a minute, a block of 15 minutes after more
 //! than 10 refusals in 5), with time running faster on both sides (the fake's clock and the
 //! client's `DIRECTORY_CONNECTOR_TIME_SCALE`): at a scale of 30 a minute lasts 2 real seconds.
-//! The client's budget is the cloud default's (4 a second, 50 a minute).
+//! The client's budget is the cloud default's 50 a minute, but 2 a second (see [`limited_env`]).
 //!
 //! Each test asserts on the organization the fake holds and on the fake's request log
 //! (timestamps in server seconds, refusals, the block), and cross-checks what `sync --json` says
@@ -17,6 +17,13 @@
 //! * a first sync of 20,000 users in 200 groups stays within 60 requests;
 //! * the guards refuse what they refused when every group was read: a group the plan takes
 //!   members out of is read fresh first (`groupsRead`), and the guard counts its server rows.
+//!
+//! Against the client before the budget (74a6a09) every one of these fails on its first sync:
+//! the read-back of every group's member ids, 8 at a time, is refused by the 5-a-second rule,
+//! each request retries on its own, and the IP address is blocked within the run.
+//!
+//! Two ignored tests show what the budget does not cover yet: commands run back to back (each
+//! process has a budget of its own) and bursts of 4 a second arriving with jitter.
 
 mod support;
 
@@ -83,7 +90,10 @@ impl Model {
     /// Writes group `name`'s members as the model has them into the directory (none: the
     /// placeholder member a groupOfNames needs).
     fn write_group(&self, slapd: &Slapd, name: &str) {
-        let mut l = format!("dn: {}\nchangetype: modify\nreplace: member\n", group_dn(name));
+        let mut l = format!(
+            "dn: {}\nchangetype: modify\nreplace: member\n",
+            group_dn(name)
+        );
         if self.groups[name].is_empty() {
             l.push_str(&format!("member: {BASE}\n"));
         }
@@ -250,7 +260,7 @@ fn history(env: &Env) -> Vec<Value> {
 /// 300 users in 30 groups: never refused, never blocked; the unchanged sync sends the token, the
 /// member list, the group list and the reconcile's slice only. (Before issue 22 the client read
 /// every group's member ids, 8 at a time, on every sync and after every push: 30 reads at once
-/// are refused by the 5-a-second rule on the first sync already.)
+/// are refused by the 5-a-second rule, and the IP address is blocked in the first sync.)
 #[test]
 fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_only_the_slice() {
     let mut model = Model::new(300, 30);
@@ -333,7 +343,9 @@ fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_only_the_slice() {
     let j = json(&env, &["drift"]);
     let seen = log_from(&server, from);
     assert_eq!(
-        j["drift"]["membersUnknownToDirectory"].as_array().map(Vec::len),
+        j["drift"]["membersUnknownToDirectory"]
+            .as_array()
+            .map(Vec::len),
         Some(0),
         "{j}"
     );
@@ -360,7 +372,11 @@ fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_only_the_slice() {
         assert_eq!(r["outcome"], "unchanged", "cycle {n}: {r}");
         let s = &r["server"];
         let q = &s["requests"];
-        assert_eq!(q["token"], u64::from(n == 0), "one token for the process: {r}");
+        assert_eq!(
+            q["token"],
+            u64::from(n == 0),
+            "one token for the process: {r}"
+        );
         assert_eq!(q["members"], 1, "{r}");
         assert_eq!(q["groups"], 1, "{r}");
         assert_eq!(q["import"], 0, "{r}");
@@ -373,8 +389,14 @@ fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_only_the_slice() {
     }
     assert_eq!(count(&seen, Kind::Token), 1, "{seen:?}");
     assert_eq!(count(&seen, Kind::Import), 0, "{seen:?}");
-    assert!(count(&seen, Kind::Members) >= sum["members"], "{sum:?} {seen:?}");
-    assert!(count(&seen, Kind::MemberIds) >= sum["memberIds"], "{sum:?} {seen:?}");
+    assert!(
+        count(&seen, Kind::Members) >= sum["members"],
+        "{sum:?} {seen:?}"
+    );
+    assert!(
+        count(&seen, Kind::MemberIds) >= sum["memberIds"],
+        "{sum:?} {seen:?}"
+    );
     model.assert_org(&server, "service");
     assert_never_refused(&server, "service");
 }
@@ -420,7 +442,15 @@ fn other_clients_spending_the_minute_make_the_sync_wait_not_fail() {
         (1..=2).contains(&refused.len()),
         "refused, then waited: {seen:?}"
     );
-    assert!(server.org().limits.as_ref().unwrap().blocked_answers().is_empty());
+    assert!(
+        server
+            .org()
+            .limits
+            .as_ref()
+            .unwrap()
+            .blocked_answers()
+            .is_empty()
+    );
     assert!(!server.org().limits.as_ref().unwrap().is_blocked(LOCALHOST));
     assert_requests_match(&j["server"]["requests"], &seen, "sync");
     // it waited out the window: (Retry-After + 1) server seconds
@@ -502,7 +532,10 @@ fn a_blocked_ip_stops_the_sync_at_once_with_one_clear_error() {
     let r = run(&env, &["sync"]);
     assert_eq!(r.code, 1, "{}", r.all());
     let seen = log_from(&server, from);
-    assert!(seen.len() <= 2 && count(&seen, Kind::Token) <= 1, "{seen:?}");
+    assert!(
+        seen.len() <= 2 && count(&seen, Kind::Token) <= 1,
+        "{seen:?}"
+    );
     assert_eq!(server.import_count(), imports);
 }
 
@@ -558,7 +591,10 @@ fn a_429_pauses_every_request_in_flight_for_its_retry_after() {
         during.is_empty(),
         "requests during the pause (429 at {t0:.2}): {during:?}"
     );
-    let next = seen.iter().find(|s| s.at >= t0 + 1.5).expect("the reads went on");
+    let next = seen
+        .iter()
+        .find(|s| s.at >= t0 + 1.5)
+        .expect("the reads went on");
     assert!(next.at < t0 + 8.0 + 3.0 * SCALE, "{next:?}");
     let waited = j["server"]["requests"]["waitedMs"].as_u64().unwrap();
     assert!(waited as f64 >= 8.0 / SCALE * 1000.0 - 50.0, "{j}");
@@ -640,7 +676,10 @@ fn assert_refused_after_reading(
     );
     let run = last_run(env);
     assert_eq!(run["outcome"], "refused", "{run}");
-    assert_eq!(run["server"]["groupsRead"], 2, "the slice and {group}: {run}");
+    assert_eq!(
+        run["server"]["groupsRead"], 2,
+        "the slice and {group}: {run}"
+    );
     assert_requests_match(&run["server"]["requests"], &seen, "refused sync");
     r.stderr
 }
@@ -681,8 +720,17 @@ fn the_group_guard_counts_against_the_servers_rows_of_a_group_read_before_the_pl
     server.org().remove_from_group("G010", &email(100));
     model.groups.insert("G010".into(), BTreeSet::new());
     model.write_group(&slapd, "G010");
-    assert_refused_after_reading(&env, &server, "G010", "would empty 1 group(s) (e.g. `G010`)");
-    assert_eq!(server.org().group_emails("G010").len(), 9, "as left by hand");
+    assert_refused_after_reading(
+        &env,
+        &server,
+        "G010",
+        "would empty 1 group(s) (e.g. `G010`)",
+    );
+    assert_eq!(
+        server.org().group_emails("G010").len(),
+        9,
+        "as left by hand"
+    );
     unchanged.write_group(&slapd, "G010");
     {
         let mut org = server.org();
@@ -709,7 +757,11 @@ fn the_group_guard_counts_against_the_servers_rows_of_a_group_read_before_the_pl
         "G009",
         "take 13 of 22 member(s) (59.1%) out of group `G009`",
     );
-    assert_eq!(server.org().group_emails("G009").len(), 22, "nothing pushed");
+    assert_eq!(
+        server.org().group_emails("G009").len(),
+        22,
+        "nothing pushed"
+    );
 
     // a person decides: the push takes the 13 out
     let j = json(&env, &["sync", "--allow-mass-removal"]);
@@ -734,7 +786,12 @@ fn commands_run_back_to_back_share_the_servers_minute() {
     let slapd = Slapd::start(&model.ldif());
     let server = limited_fake(SCALE);
     let env = limited_env(&slapd, &server, SCALE);
-    for args in [&["sync"][..], &["test"], &["drift"], &["sync", "--reconcile"]] {
+    for args in [
+        &["sync"][..],
+        &["test"],
+        &["drift"],
+        &["sync", "--reconcile"],
+    ] {
         let r = run(&env, args);
         assert_eq!(r.code, 0, "`{}`: {}", args.join(" "), r.all());
     }

@@ -22,8 +22,10 @@
 //! fake [`FakeBitwarden::start`] makes), and answer wrongly on purpose: the member list in pages
 //! ([`Org::member_page_size`]) with a paging fault ([`PagingFault`]), a 404 on a group's member
 //! ids, groups or members left out of the lists, an import answered with a redirect (recorded,
-//! nothing applied; the `Location` answers 200 `{}` to whoever follows it) and a token endpoint
-//! that answers 429 without `Retry-After` for a while.
+//! nothing applied; the `Location` answers 200 `{}` to whoever follows it), a token endpoint
+//! that answers 429 without `Retry-After` for a while, and injected failures (a 429 with
+//! `Retry-After`) on the group member-id reads from the n-th on; and member-id reads can reach
+//! the rate limits late ([`Org::late_member_id_reads`], a slow network path).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -166,6 +168,16 @@ pub struct Org {
     pub paging_fault: Option<PagingFault>,
     /// Groups (by name) whose `GET /public/groups/{id}/member-ids` answers 404.
     pub member_ids_404: BTreeSet<String>,
+    /// `GET /public/groups/{id}/member-ids` answers these, one a request, from the read numbered
+    /// [`Org::member_ids_fail_from`] on (a 429 in the middle of the group reads).
+    pub member_ids_failures: VecDeque<Failure>,
+    /// How many member-id reads are answered before [`Org::member_ids_failures`] begin.
+    pub member_ids_fail_from: usize,
+    /// Member-id reads received (past the rate limits and the token check).
+    pub member_id_reads: usize,
+    /// When each of [`Org::member_ids_failures`] was answered: the server time of
+    /// [`Org::limits`] (seconds), 0 without limits.
+    pub member_ids_failed_at: Vec<f64>,
     /// Groups (by name) that `GET /public/groups` leaves out (a short group list).
     pub hidden_groups: BTreeSet<String>,
     /// Members (by email) that `GET /public/members` leaves out (a truncated list: their group
@@ -183,6 +195,10 @@ pub struct Org {
     pub token_429_since: Option<std::time::Instant>,
     /// The fake's URL (for a redirect's `Location`).
     pub base_url: String,
+    /// The next member-id reads reach the rate limits this much later than sent, one delay a
+    /// read (a slow network path: new connections' handshakes, where the reads after them go
+    /// on kept-alive connections).
+    pub late_member_id_reads: VecDeque<std::time::Duration>,
 }
 
 /// A member list whose paging goes wrong (pages are 1-based; page `n` is asked for with the
@@ -667,6 +683,14 @@ async fn read_member_ids(
         format!("/public/groups/{id}/member-ids"),
     ) {
         return r;
+    }
+    org.member_id_reads += 1;
+    if org.member_id_reads > org.member_ids_fail_from
+        && let Some(f) = org.member_ids_failures.pop_front()
+    {
+        let at = org.limits.as_ref().map_or(0.0, |l| l.now());
+        org.member_ids_failed_at.push(at);
+        return failure_response(f);
     }
     if org
         .groups
@@ -1213,6 +1237,12 @@ async fn limit_requests(
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map_or(LOCALHOST, |c| c.0.ip());
     let kind = Kind::of(req.method().as_str(), req.uri().path());
+    if kind == Kind::MemberIds {
+        let late = org.lock().expect("lock").late_member_id_reads.pop_front();
+        if let Some(d) = late {
+            tokio::time::sleep(d).await;
+        }
+    }
     let answer = org
         .lock()
         .expect("lock")

@@ -22,8 +22,10 @@
 //! the read-back of every group's member ids, 8 at a time, is refused by the 5-a-second rule,
 //! each request retries on its own, and the IP address is blocked within the run.
 //!
-//! Two ignored tests show what the budget does not cover yet: commands run back to back (each
-//! process has a budget of its own) and bursts of 4 a second arriving with jitter.
+//! Two more: commands run back to back share the server's minute (the budget's sends of the
+//! last minute are kept in the data directory for the next process), and reads paced at 4 a
+//! second survive arrivals up to a quarter of a second late (the sends are spread over the
+//! second).
 
 mod support;
 
@@ -135,11 +137,11 @@ fn limited_fake(scale: f64) -> FakeBitwarden {
 
 /// A client for `server` whose clock runs as fast as the fake's, with the cloud's default
 /// budget of 50 requests a minute (the fake listens on 127.0.0.1, where the default is none) but
-/// 2 a second, and `remove_missing_users` on. (The default 4 a second goes out in bursts of 4,
-/// and the server's fixed second refuses when a later burst arrives sooner than the one that
-/// opened its window: see `paced_reads_survive_network_jitter`. With 2 a second no fixed
-/// second holds more than 4 whatever the jitter, so these tests check the minute's budget, the
-/// request economy and the handling of refusals without that flakiness.)
+/// 2 a second, and `remove_missing_users` on. (At 30 times real speed a server second lasts
+/// 33 ms, and a busy 2-core machine delays arrivals by several ms: at the default 4 a second,
+/// spaced 8 ms apart, a fixed second of the server's could see 6. `paced_reads_survive_late_arrivals`
+/// checks 4 a second with arrivals a fifth of a second late; these tests check the minute's
+/// budget, the request economy and the handling of refusals.)
 fn limited_env(slapd: &Slapd, server: &FakeBitwarden, scale: f64) -> Env {
     let mut env = Env::new();
     env.set_var("DIRECTORY_CONNECTOR_TIME_SCALE", &scale.to_string());
@@ -288,8 +290,9 @@ fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_only_the_slice() {
     assert_eq!(env.cache_counts(), (300, 30));
     assert_never_refused(&server, "first sync");
 
-    // an unchanged sync: the token, the member list, the group list and the reconcile's slice
-    // (the 5 groups sent and not read back first)
+    // an unchanged sync: the token, the member list, the group list and the reconcile's share
+    // (the groups sent and not read back first; a sync a server minute after the last may read
+    // none: its share is carried to the next)
     next_minute(SCALE);
     let from = log_len(&server);
     let j = json(&env, &["sync"]);
@@ -298,7 +301,7 @@ fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_only_the_slice() {
     let server_use = &j["server"];
     assert_requests_match(&server_use["requests"], &seen, "unchanged sync");
     let slice = server_use["groupsRead"].as_u64().expect("groupsRead");
-    assert!((1..=5).contains(&slice), "{server_use}");
+    assert!(slice <= 5, "{server_use}");
     assert_eq!(server_use["requests"]["memberIds"].as_u64(), Some(slice));
     assert_eq!(
         seen.len() as u64,
@@ -382,7 +385,6 @@ fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_only_the_slice() {
         assert_eq!(q["import"], 0, "{r}");
         assert_eq!(q["refusals"], 0, "{r}");
         assert_eq!(q["memberIds"], s["groupsRead"], "{r}");
-        assert!(s["groupsRead"].as_u64().unwrap() >= 1, "the slice: {r}");
         for key in ["token", "members", "groups", "memberIds", "import"] {
             *sum.entry(key).or_default() += q[key].as_u64().unwrap();
         }
@@ -665,10 +667,11 @@ fn assert_refused_after_reading(
     assert_eq!(server.import_count(), imports, "nothing pushed");
     let seen = log_from(server, from);
     assert_eq!(count(&seen, Kind::Import), 0);
-    // the slice (one group: nothing is overdue) and the group the plan takes members out of
+    // the reconcile's share (none or one group: nothing is overdue) and the group the plan
+    // takes members out of
     let id = server.org().group(group).unwrap().id.clone();
     let paths = member_id_paths(server, reads);
-    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!((1..=2).contains(&paths.len()), "{paths:?}");
     assert_eq!(
         paths.iter().filter(|p| p.contains(&id)).count(),
         1,
@@ -677,16 +680,17 @@ fn assert_refused_after_reading(
     let run = last_run(env);
     assert_eq!(run["outcome"], "refused", "{run}");
     assert_eq!(
-        run["server"]["groupsRead"], 2,
-        "the slice and {group}: {run}"
+        run["server"]["groupsRead"].as_u64(),
+        Some(paths.len() as u64),
+        "the share and {group}: {run}"
     );
     assert_requests_match(&run["server"]["requests"], &seen, "refused sync");
     r.stderr
 }
 
-/// After a first sync of 120 users in 12 groups (each read back, so the next slice is one
-/// group): a group the directory takes most members out of is not in the slice, yet it is read
-/// from the server before the plan (`groupsRead`: 2) and the group guard refuses (exit 3); a
+/// After a first sync of 120 users in 12 groups (each read back, so the next share is at most
+/// one group): a group the directory takes most members out of is not in it, yet it is read
+/// from the server before the plan (`groupsRead` counts it) and the group guard refuses (exit 3); a
 /// member taken out of a group by hand plus the directory emptying it is refused; members added
 /// to a group by hand count too: 1 of 10 against the cache's rows would pass, 13 of 22 against
 /// the server's is refused. Nothing is pushed; `--allow-mass-removal` then goes through.
@@ -778,9 +782,6 @@ fn the_group_guard_counts_against_the_servers_rows_of_a_group_read_before_the_pl
 /// (about 130 requests within 2 server minutes) draw refusals, one a run here; a script running
 /// a dozen within 5 minutes gets the IP address blocked.
 #[test]
-#[ignore = "the request budget is one process's (src/bitwarden/budget.rs, Budget::shared): \
-            back-to-back CLI runs do not see each other's requests and are refused by the \
-            server's minute"]
 fn commands_run_back_to_back_share_the_servers_minute() {
     let model = Model::new(300, 30);
     let slapd = Slapd::start(&model.ldif());
@@ -884,9 +885,6 @@ impl Service {
 /// time: sends spaced 1/4 s apart (or a second counted as 1.25 s) would keep every fixed second
 /// at 5 or fewer with arrivals up to 0.25 s late.
 #[test]
-#[ignore = "the request budget's second (src/bitwarden/budget.rs, Budget::try_send) lets 4 \
-            requests go at once and 4 more exactly a second later: when the first arrive late \
-            the server's fixed second sees 8 and refuses"]
 fn paced_reads_survive_late_arrivals() {
     let model = Model::new(300, 30);
     let slapd = Slapd::start(&model.ldif());

@@ -6,7 +6,8 @@
 //! a minute, 10 token requests a minute) and blocks an address for 15 minutes after more than
 //! 10 refusals within 5 minutes. The budget is a sliding log: at most `per_second` sends within
 //! any second and `per_minute` within any minute, which keeps every fixed window of the server
-//! within the same numbers. (A token bucket such as `governor`'s GCRA would not: its burst plus
+//! within the same numbers, and the sends of a second spread over it (one every quarter of a
+//! second at 4: a burst arriving late could meet the next one in a window of the server's). (A token bucket such as `governor`'s GCRA would not: its burst plus
 //! what it refills within a minute can pass twice the quota in one fixed window.) A refusal's
 //! `Retry-After` pauses the whole budget, not one request.
 
@@ -232,6 +233,13 @@ impl Budget {
         if let Some(t) = nth_latest(&st.sent, st.limits.per_second as usize) {
             later(t + second);
         }
+        // and the sends of a second are spread over it: a burst that arrives late would meet
+        // the next burst in one of the server's seconds (which start at their first arrival)
+        if st.limits.per_second > 0
+            && let Some(&t) = st.sent.back()
+        {
+            later(t + second / st.limits.per_second);
+        }
         if kind == Kind::Token
             && let Some(t) = nth_latest(&st.tokens, TOKENS_PER_MINUTE)
         {
@@ -399,17 +407,20 @@ mod tests {
             1.0,
         );
         let t0 = Instant::now();
-        for _ in 0..4 {
-            assert_eq!(b.try_send(Kind::MemberIds, t0), Duration::ZERO);
+        // one every quarter of a second
+        assert_eq!(b.try_send(Kind::MemberIds, t0), Duration::ZERO);
+        assert_eq!(b.try_send(Kind::MemberIds, t0), Duration::from_millis(250));
+        for ms in [250, 500, 750] {
+            assert_eq!(b.try_send(Kind::MemberIds, at(t0, ms)), Duration::ZERO);
         }
         // the fifth waits for the first to be a second old
-        assert_eq!(b.try_send(Kind::MemberIds, t0), Duration::from_secs(1));
+        assert_eq!(
+            b.try_send(Kind::MemberIds, at(t0, 800)),
+            Duration::from_millis(200)
+        );
         assert_eq!(b.waiting_until_for_tests(), Some(at(t0, 1000)));
-        for _ in 0..4 {
-            assert_eq!(b.try_send(Kind::Import, at(t0, 1000)), Duration::ZERO);
-        }
-        for _ in 0..2 {
-            assert_eq!(b.try_send(Kind::Import, at(t0, 2000)), Duration::ZERO);
+        for ms in [1000, 1250, 1500, 1750, 2000, 2250] {
+            assert_eq!(b.try_send(Kind::Import, at(t0, ms)), Duration::ZERO);
         }
         // ten within the minute: the eleventh waits for the first to be a minute old
         assert_eq!(

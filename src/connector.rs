@@ -416,12 +416,21 @@ impl Connector {
     /// machine with two cores or more). The task stops when the handle is dropped.
     fn spawn_org_read(
         client: Arc<BitwardenClient>,
-        known: Option<Arc<Known>>,
+        known: Option<tokio::task::JoinHandle<anyhow::Result<Known>>>,
     ) -> Background<Option<PreparedOrg>> {
         Background(tokio::spawn(async move {
             let started = std::time::Instant::now();
+            let known = async {
+                match known {
+                    None => Ok(None),
+                    Some(task) => task
+                        .await
+                        .context("reading the sync cache's group rows")?
+                        .map(Some),
+                }
+            };
             let read = client
-                .read_organization_knowing(&crate::sources::NoProgress, known.as_deref())
+                .read_organization_knowing(&crate::sources::NoProgress, known)
                 .await?;
             Self::log_read(read.as_ref().map(|(org, _)| org), started);
             let Some((org, read)) = read else {
@@ -431,7 +440,6 @@ impl Connector {
                 "group member lists read from the server: {} (the others from the sync cache)",
                 read.len()
             );
-            drop(known);
             let prepared = tokio::task::spawn_blocking(move || {
                 let digest = org.digest();
                 let base = org.plan_baseline();
@@ -814,12 +822,20 @@ impl Connector {
         client.token().await?;
         // the groups whose members the read takes from the cache's last confirmed rows: all but
         // the reconcile's slice (and those the cache has no list of)
+        // (loaded on the blocking pool, from a connection of its own, while the member list is
+        // read)
         let known = match opts.reconcile {
             true => None,
-            false => Some(Arc::new(Self::known_groups(
-                store,
-                cfg.sync.reconcile_hours,
-            )?)),
+            false => {
+                let data_dir = self.data_dir.clone();
+                let scope = store.scope().to_string();
+                let hours = cfg.sync.reconcile_hours;
+                Some(tokio::task::spawn_blocking(move || {
+                    let mut store = Store::open(&data_dir)?;
+                    store.set_scope(&scope);
+                    Self::known_groups(&store, hours)
+                }))
+            }
         };
         let org_read = Self::spawn_org_read(client.clone(), known);
         let invite = cfg.sync.invite_users_after_provisioning;
@@ -1157,7 +1173,7 @@ impl Connector {
                     .iter()
                     .skip(VERIFY_GROUPS)
                     .map(|g| {
-                        let refs = g.members.iter().map(|m| m.to_string()).collect();
+                        let refs = g.members.to_vec();
                         (g.external_id.clone(), refs)
                     })
                     .collect(),

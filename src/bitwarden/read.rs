@@ -80,7 +80,7 @@ struct GroupModel {
 /// has none: the sync cache's rows), from the last confirmed rows or from what was just sent.
 #[derive(Debug, Default, Clone)]
 pub struct Known {
-    pub lists: std::collections::HashMap<String, Vec<String>>,
+    pub lists: std::collections::HashMap<String, Vec<crate::engine::model::Id>>,
 }
 
 impl Known {
@@ -247,7 +247,7 @@ impl BitwardenClient {
         progress: &dyn Progress,
     ) -> anyhow::Result<Option<Organization>> {
         Ok(self
-            .read_organization_knowing(progress, None)
+            .read_organization_knowing(progress, async { Ok(None) })
             .await?
             .map(|(org, _)| org))
     }
@@ -255,16 +255,19 @@ impl BitwardenClient {
     /// [`BitwardenClient::read_organization`], taking the members of the groups in `known` (by
     /// externalId: member references, see [`Known`]) from there instead of asking the server.
     /// Groups without an externalId are not asked either (a sync does not use their members).
-    /// Also returns the externalIds of the groups whose members were read.
+    /// Also returns the externalIds of the groups whose members were read. `known` is awaited
+    /// while the member list is read (the sync loads it from its cache meanwhile).
     pub async fn read_organization_knowing(
         &self,
         progress: &dyn Progress,
-        known: Option<&Known>,
+        known: impl std::future::Future<Output = anyhow::Result<Option<Known>>>,
     ) -> anyhow::Result<Option<(Organization, Vec<String>)>> {
-        let Some(members) = self.read_members(progress).await? else {
+        let (members, known) = tokio::join!(self.read_members(progress), known);
+        let Some(members) = members? else {
             return Ok(None);
         };
-        self.read_groups_since(progress, members, None, known)
+        let known = known?;
+        self.read_groups_since(progress, members, None, known.as_ref())
             .await
             .map(Some)
     }
@@ -399,7 +402,7 @@ impl BitwardenClient {
             let resolve = resolve.as_ref()?;
             let mut ids = MemberIds::default();
             // a reference no member has any more: the member has left (and so the group)
-            for id in refs.iter().filter_map(|r| resolve.get(r.as_str())) {
+            for id in refs.iter().filter_map(|r| resolve.get(&**r)) {
                 ids.push(id);
             }
             Some(ids)

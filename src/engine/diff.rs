@@ -371,7 +371,7 @@ pub fn mark_drift_repairs(plan: &mut Plan, sent: &std::collections::HashMap<Stri
 /// instead of nothing.
 pub fn count_creates_against_rows(
     plan: &mut Plan,
-    rows: &std::collections::HashMap<String, Vec<String>>,
+    rows: &std::collections::HashMap<String, Vec<Id>>,
 ) {
     for g in &mut plan.groups {
         if g.action != GroupAction::Create || g.previous_member_count.is_some() {
@@ -382,7 +382,7 @@ pub fn count_creates_against_rows(
         };
         let kept: HashSet<&str> = g.members.iter().map(|m| &**m).collect();
         g.previous_member_count = Some(row.len());
-        g.removed_members = row.iter().filter(|r| !kept.contains(r.as_str())).count();
+        g.removed_members = row.iter().filter(|r| !kept.contains(&***r)).count();
     }
 }
 
@@ -1166,9 +1166,9 @@ mod tests {
         };
         let n = norm(users(), vec![g("G", &["1"]), g("H", &["2"])]);
         let mut p = diff(&n, &Cache::default(), &DiffOptions::default());
-        let rows: std::collections::HashMap<String, Vec<String>> = [(
+        let rows: std::collections::HashMap<String, Vec<Id>> = [(
             "G".to_string(),
-            (1..=6).map(|i| i.to_string()).collect::<Vec<_>>(),
+            (1..=6).map(|i| Id::from(i.to_string())).collect::<Vec<_>>(),
         )]
         .into();
         count_creates_against_rows(&mut p, &rows);

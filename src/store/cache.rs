@@ -34,8 +34,9 @@ const GROUP_LEFT: &str =
 /// A cached group's member list and when it was last read from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupList {
-    /// References: externalIds, or `\u{1}` and the email of a member without one.
-    pub members: Vec<String>,
+    /// References: externalIds, or `\u{1}` and the email of a member without one (one shared
+    /// copy of each across the groups).
+    pub members: Vec<Id>,
     /// RFC 3339.
     pub read_at: Option<String>,
 }
@@ -248,10 +249,22 @@ impl Store {
             .prepare("SELECT external_id, members, read_at FROM groups WHERE scope = ?1")?;
         let mut rows = st.query([&self.scope])?;
         let mut out = HashMap::new();
+        let mut interner: HashSet<Id> = HashSet::new();
         while let Some(r) = rows.next()? {
             let id: String = r.get(0)?;
             // a row without a readable list is read from the server
             if let Ok(Some(members)) = decode_members(r.get_ref(1)?) {
+                let members = members
+                    .into_iter()
+                    .map(|m| match interner.get(m.as_str()) {
+                        Some(x) => Id::clone(x),
+                        None => {
+                            let x = Id::from(m);
+                            interner.insert(Id::clone(&x));
+                            x
+                        }
+                    })
+                    .collect();
                 out.insert(
                     id,
                     GroupList {

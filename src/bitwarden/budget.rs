@@ -23,7 +23,7 @@ use crate::config::ServerConfig;
 /// The cloud's own API hosts: the budget is on by default against them.
 const CLOUD_APIS: [&str; 2] = ["https://api.bitwarden.com", "https://api.bitwarden.eu"];
 
-/// Token requests a minute, always (the cloud allows 10).
+/// Token requests a minute with a budget (the cloud allows 10).
 pub const TOKENS_PER_MINUTE: usize = 7;
 
 /// The defaults against the cloud: room is left for the browsers and apps behind the same IP.
@@ -240,7 +240,10 @@ impl Budget {
         {
             later(t + second / st.limits.per_second);
         }
+        // (with a budget: a server without limits has no token limit either; Vaultwarden's
+        // login limit answers 429, which is waited for)
         if kind == Kind::Token
+            && keep > 0
             && let Some(t) = nth_latest(&st.tokens, TOKENS_PER_MINUTE)
         {
             later(t + minute);
@@ -431,8 +434,14 @@ mod tests {
     }
 
     #[test]
-    fn token_requests_stay_under_eight_a_minute_even_without_limits() {
-        let b = Budget::new(Limits::default(), 1.0);
+    fn token_requests_stay_under_eight_a_minute_with_a_budget() {
+        let b = Budget::new(
+            Limits {
+                per_second: 0,
+                per_minute: 50,
+            },
+            1.0,
+        );
         let t0 = Instant::now();
         for i in 0..TOKENS_PER_MINUTE as u64 {
             assert_eq!(b.try_send(Kind::Token, at(t0, i)), Duration::ZERO);
@@ -440,6 +449,11 @@ mod tests {
         assert!(b.try_send(Kind::Token, at(t0, 100)) > Duration::from_secs(59));
         // other requests are not held by the token limit
         assert_eq!(b.try_send(Kind::Members, at(t0, 100)), Duration::ZERO);
+        // a server without limits has none on tokens either
+        let free = Budget::new(Limits::default(), 1.0);
+        for i in 0..20 {
+            assert_eq!(free.try_send(Kind::Token, at(t0, i)), Duration::ZERO);
+        }
     }
 
     #[test]

@@ -472,8 +472,11 @@ impl BitwardenClient {
             .try_collect()
             .await?;
         progress.count(total as u64);
-        // the answers arrive in any order
+        // the answers arrive in any order, and so do a group's member ids
         groups.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        for g in &mut groups {
+            g.member_ids.sort();
+        }
         if let Some(w) = groups.windows(2).find(|w| w[0].id == w[1].id) {
             anyhow::bail!(
                 "reading the organization's groups: group `{}` ({}) is listed twice; the \

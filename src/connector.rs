@@ -167,20 +167,23 @@ impl Connector {
             crate::bitwarden::Limits::for_server(&cfg.server, &urls),
         )?;
         // the requests earlier runs sent within the last minute count in this run's budget
-        if let Some(raw) = store.meta_get(&budget_key(&urls.api))?
-            && let Ok((sent, tokens)) = serde_json::from_str::<(Vec<i64>, Vec<i64>)>(&raw)
-        {
-            client.budget().take_in(&sent, &tokens);
+        if let Some(raw) = store.meta_get(&budget_key(&urls.api))? {
+            match serde_json::from_str::<(Vec<i64>, Vec<i64>)>(&raw) {
+                Ok((sent, tokens)) => client.budget().take_in(&sent, &tokens),
+                Err(e) => tracing::warn!(
+                    "the request budget kept by the last run is unreadable ({e}); this run \
+                     starts without it"
+                ),
+            }
         }
         Ok(client)
     }
 
     /// Keeps what `client` sent within the last minute for the next run (logged, not fatal).
-    fn save_budget(&self, client: &BitwardenClient) {
-        let saved = self.store().and_then(|store| {
-            let recent = serde_json::to_string(&client.budget().recent())?;
-            store.meta_set(&budget_key(&client.urls().api), Some(&recent))
-        });
+    fn save_budget(store: &Store, client: &BitwardenClient) {
+        let saved = serde_json::to_string(&client.budget().recent())
+            .map_err(anyhow::Error::from)
+            .and_then(|recent| store.meta_set(&budget_key(&client.urls().api), Some(&recent)));
         if let Err(e) = saved {
             tracing::warn!("keeping the request budget for the next run failed: {e:#}");
         }
@@ -482,6 +485,27 @@ impl Connector {
         }
     }
 
+    /// Counts the groups `plan` creates against the cache's last confirmed rows of them (a
+    /// short group list must not blind the group guard). The rows are read only when the plan
+    /// creates a group.
+    fn count_creates(store: &Store, plan: &mut Plan) -> anyhow::Result<()> {
+        if !plan
+            .groups
+            .iter()
+            .any(|g| g.action == crate::engine::diff::GroupAction::Create)
+        {
+            return Ok(());
+        }
+        let rows = store
+            .load_group_lists()
+            .context("reading the sync cache's group rows")?
+            .into_iter()
+            .map(|(ext, l)| (ext, l.members))
+            .collect();
+        count_creates_against_rows(plan, &rows);
+        Ok(())
+    }
+
     /// What a sync's read of the organization takes from the sync cache instead of asking the
     /// server: the member lists of every cached group but the rolling reconcile's slice.
     fn known_groups(store: &Store, reconcile_hours: u64) -> anyhow::Result<Known> {
@@ -596,7 +620,7 @@ impl Connector {
             })
             .await;
         if let Some(c) = &client {
-            self.save_budget(c);
+            Self::save_budget(&store, c);
         }
         let normalized = normalized?;
         let (org, baseline_note) = match (org, &client) {
@@ -633,12 +657,7 @@ impl Connector {
         plan.baseline = kind;
         if let Some(sent) = &sent {
             mark_drift_repairs(&mut plan, sent);
-            let rows = store
-                .load_group_lists()?
-                .into_iter()
-                .map(|(ext, l)| (ext, l.members))
-                .collect();
-            count_creates_against_rows(&mut plan, &rows);
+            Self::count_creates(&store, &mut plan)?;
         }
         let limits = Self::limits(&cfg);
         let refused = check_guard(&plan, limits).or_else(|| check_group_guard(&plan, limits));
@@ -663,7 +682,10 @@ impl Connector {
                 tokio::join!(self.read_directory(&cfg, &shown), Self::read_org(&client))
             })
             .await;
-        self.save_budget(&client);
+        match self.store() {
+            Ok(store) => Self::save_budget(&store, &client),
+            Err(e) => tracing::warn!("keeping the request budget for the next run failed: {e:#}"),
+        }
         let normalized = normalized?;
         let org = org?.ok_or_else(|| {
             anyhow!(
@@ -694,13 +716,18 @@ impl Connector {
         let mut record = RunRecord::new(run_id, "sync");
         record.server = Some(ServerUse::default());
         let pushing = std::sync::atomic::AtomicBool::new(false);
-        let client = self.client(&cfg, key).map(Arc::new);
+        // (a client that cannot be made, e.g. a bad server.ca_file, fails the run as recorded)
+        let (client, mut client_error) = match self.client(&cfg, key) {
+            Ok(c) => (Some(Arc::new(c)), None),
+            Err(e) => (None, Some(e)),
+        };
         let shown = BudgetProgress::new(progress);
         let result = {
             let inner = async {
-                let client = match &client {
-                    Ok(c) => c.clone(),
-                    Err(e) => return Err(anyhow!("{e:#}")),
+                let Some(client) = client.clone() else {
+                    return Err(client_error
+                        .take()
+                        .unwrap_or_else(|| anyhow!("the Bitwarden client could not be made")));
                 };
                 self.sync_inner(
                     &cfg,
@@ -721,7 +748,7 @@ impl Connector {
                     if progress.cancelled() && !pushing.load(std::sync::atomic::Ordering::SeqCst) {
                         break;
                     }
-                    if let Ok(c) = &client {
+                    if let Some(c) = &client {
                         shown.show_wait(c.budget().waiting());
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -743,10 +770,10 @@ impl Connector {
         if let Ok((m, _)) = store.cache_counts() {
             record.members_after = m as u64;
         }
-        if let (Ok(c), Some(server)) = (&client, record.server.as_mut()) {
+        if let (Some(c), Some(server)) = (&client, record.server.as_mut()) {
             server.requests = c.stats();
             tracing::info!("sync {run_id}: {}", server.requests.describe());
-            self.save_budget(c);
+            Self::save_budget(&store, c);
         }
         let result = result.map(|mut report| {
             report.server = record.server.clone().unwrap_or_default();
@@ -1026,18 +1053,8 @@ impl Connector {
         }
         // a group the organization did not list but the cache confirmed is counted against its
         // last confirmed row (a short group list must not blind the group guard)
-        if org.is_some()
-            && plan
-                .groups
-                .iter()
-                .any(|g| g.action == crate::engine::diff::GroupAction::Create)
-        {
-            let rows = store
-                .load_group_lists()?
-                .into_iter()
-                .map(|(ext, l)| (ext, l.members))
-                .collect();
-            count_creates_against_rows(&mut plan, &rows);
+        if org.is_some() {
+            Self::count_creates(store, &mut plan)?;
         }
         if org.is_some() {
             mark_drift_repairs(&mut plan, &store.load_group_fingerprints()?);

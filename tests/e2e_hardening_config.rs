@@ -223,6 +223,24 @@ fn a_schedule_setting_does_not_block_a_one_shot_sync_or_test() {
     assert!(r.stderr.contains("sync.interval_minutes"), "{}", r.stderr);
 }
 
+/// A `server.ca_file` that is not a PEM bundle is a configuration error of the sync (exit 2,
+/// naming the key), recorded as a failed run, and nothing reaches the server.
+#[test]
+fn a_ca_file_that_is_not_pem_fails_the_sync_as_a_configuration_error() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    let ca = env.path().join("not-a-cert.pem");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    env.set("server.ca_file", ca.to_str().unwrap());
+    let r = env.expect(&["sync"], 2);
+    assert!(r.stderr.contains("server.ca_file"), "{}", r.stderr);
+    assert_eq!(server.org().token_requests, 0);
+    let runs = env.json(&["history"]);
+    assert_eq!(runs[0]["outcome"], "failed", "{runs}");
+}
+
 #[test]
 fn a_broken_config_file_exits_2_and_names_the_line_column_and_key() {
     let env = Env::new();

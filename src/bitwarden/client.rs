@@ -214,6 +214,13 @@ pub fn with_network(
                 path.display()
             ))
         })?;
+        if certs.is_empty() {
+            return Err(ConfigError(format!(
+                "server.ca_file {}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ))
+            .into());
+        }
         for c in certs {
             b = b.add_root_certificate(c);
         }

@@ -429,6 +429,7 @@ impl Connector {
                     Some(task) => task
                         .await
                         .context("reading the sync cache's group rows")?
+                        .context("reading the sync cache's group rows")
                         .map(Some),
                 }
             };

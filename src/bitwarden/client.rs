@@ -17,7 +17,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use super::budget::{Budget, Kind, Limits, RequestStats};
 use super::urls::Urls;
 use super::wire::{TokenResponse, error_message};
-use crate::errors::ConfigError;
+use crate::errors::{ConfigError, Interrupted};
 use crate::logging::register_secret;
 
 /// The organization API key.
@@ -183,6 +183,11 @@ pub struct BitwardenClient {
     /// This client's requests (a client lives for one run).
     stats: Mutex<RequestStats>,
     refusals: AtomicU64,
+    /// The run's requests waiting for the budget: how many, since when, and the time during
+    /// which at least one waited.
+    waits: Mutex<(u32, Option<Instant>, Duration)>,
+    /// Cancels the run's waits (for the budget, a pause, a retry) at once.
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 fn os_name() -> (&'static str, &'static str, &'static str) {
@@ -272,6 +277,8 @@ impl BitwardenClient {
             budget,
             stats: Mutex::new(RequestStats::default()),
             refusals: AtomicU64::new(0),
+            waits: Mutex::new((0, None, Duration::ZERO)),
+            cancel: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -282,7 +289,73 @@ impl BitwardenClient {
 
     /// The requests this client sent, by kind.
     pub fn stats(&self) -> RequestStats {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (_, since, total) = *self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        let now = since.map_or(Duration::ZERO, |t| t.elapsed());
+        stats.waited_ms = (total + now).as_millis() as u64;
+        stats
+    }
+
+    /// Stops every wait of this client's requests (for the budget, a 429's pause, a retry):
+    /// they end with an [`Interrupted`] error, and nothing more is sent.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits `d`, unless the run is cancelled first.
+    async fn sleep(&self, d: Duration, what: &str) -> anyhow::Result<()> {
+        tokio::select! {
+            () = tokio::time::sleep(d) => Ok(()),
+            () = self.cancel.cancelled() => Err(anyhow!(Interrupted(format!(
+                "{what}: stopped while waiting, before it was sent"
+            )))),
+        }
+    }
+
+    /// Waits until the budget lets a request of `kind` to `url` go (and records it). The time
+    /// during which any request of the run waits is counted once.
+    async fn acquire(&self, kind: Kind, url: &str, what: &str) -> anyhow::Result<()> {
+        let mut waiting = false;
+        let result = loop {
+            if self.cancel.is_cancelled() {
+                break Err(anyhow!(Interrupted(format!(
+                    "{what}: stopped before it was sent"
+                ))));
+            }
+            let wait = self.budget.try_send(kind, url, Instant::now());
+            if wait.is_zero() {
+                break Ok(());
+            }
+            if !waiting {
+                waiting = true;
+                let mut w = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+                w.0 += 1;
+                if w.0 == 1 {
+                    w.1 = Some(Instant::now());
+                }
+            }
+            if wait >= Duration::from_secs(1) {
+                tracing::info!(
+                    "waiting {} s for the request budget ({})",
+                    wait.as_secs_f64().ceil(),
+                    self.budget.limits().describe()
+                );
+            }
+            if let Err(e) = self.sleep(wait, what).await {
+                self.budget.stop_waiting();
+                break Err(e);
+            }
+        };
+        if waiting {
+            let mut w = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+            w.0 = w.0.saturating_sub(1);
+            if w.0 == 0
+                && let Some(since) = w.1.take()
+            {
+                w.2 += since.elapsed();
+            }
+        }
+        result
     }
 
     fn with_stats(&self, f: impl FnOnce(&mut RequestStats)) {
@@ -312,17 +385,15 @@ impl BitwardenClient {
         &self,
         what: &str,
         kind: Kind,
+        url: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> anyhow::Result<reqwest::Response> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let last = attempt >= self.retry.max_attempts;
-            let waited = self.budget.acquire(kind).await;
-            self.with_stats(|s| {
-                s.count(kind);
-                s.waited_ms += waited.as_millis() as u64;
-            });
+            self.acquire(kind, url, what).await?;
+            self.with_stats(|s| s.count(kind));
             match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -344,15 +415,8 @@ impl BitwardenClient {
                         if refusals >= 2 {
                             return Err(anyhow!(RateLimited(format!(
                                 "{what}: the server refused {refusals} requests of this run \
-                                 for coming too fast (HTTP 429); the run stops here, so that \
-                                 more refusals do not get this IP address blocked (the \
-                                 Bitwarden cloud blocks an address for 15 minutes after more \
-                                 than 10 refusals in 5 minutes, for every browser and app \
-                                 behind it). The request budget is {}: lower \
-                                 server.max_requests_per_minute (or \
-                                 server.max_requests_per_second), or look for other clients \
-                                 behind the same IP address",
-                                self.budget.limits().describe()
+                                 for coming too fast (HTTP 429); the run stops here. {}",
+                                self.refusal_advice(kind)
                             ))));
                         }
                         tracing::warn!(
@@ -368,8 +432,8 @@ impl BitwardenClient {
                              server's edge, not the API): the Bitwarden cloud blocks an address \
                              that sent too many requests, for every browser and app behind \
                              it, and lifts such a block after about 15 minutes. Nothing more \
-                             was sent. Wait, then check server.max_requests_per_minute and \
-                             other clients behind the same IP address"
+                             was sent. Wait, then look for other clients behind the same IP \
+                             address"
                         ))));
                     }
                     if !status.is_server_error() || last {
@@ -383,7 +447,7 @@ impl BitwardenClient {
                         wait.as_secs_f64(),
                         self.retry.max_attempts
                     );
-                    tokio::time::sleep(wait).await;
+                    self.sleep(wait, what).await?;
                 }
                 Err(e) => {
                     if last {
@@ -402,9 +466,37 @@ impl BitwardenClient {
                         wait.as_secs_f64(),
                         self.retry.max_attempts
                     );
-                    tokio::time::sleep(wait).await;
+                    self.sleep(wait, what).await?;
                 }
             }
+        }
+    }
+
+    /// What the second refusal of a run says about the server's limit and what to do.
+    fn refusal_advice(&self, kind: Kind) -> String {
+        let limits = self.budget.limits();
+        match limits.mode {
+            super::budget::Mode::None if kind == Kind::Token => "This server limits logins: \
+                 Vaultwarden lets one login a minute through once a burst of 10 is spent, \
+                 counted per client address (its LOGIN_RATELIMIT_SECONDS and \
+                 LOGIN_RATELIMIT_MAX_BURST settings). Wait a minute before the next run, or \
+                 raise those settings on the server"
+                .to_string(),
+            super::budget::Mode::None => "This server (or a proxy in front of it) limits \
+                 requests, and the connector does not pace them (server.rate_limits none). Set \
+                 server.rate_limits shared and server.max_requests_per_second / \
+                 server.max_requests_per_minute below the server's limit"
+                .to_string(),
+            _ => format!(
+                "More refusals could get this IP address blocked (the Bitwarden cloud blocks \
+                 an address for 15 minutes after more than 10 refusals in 5 minutes, for every \
+                 browser and app behind it). The connector's processes on this data directory \
+                 share one request budget ({}), so the requests refused came with others from \
+                 the same IP address: look for other clients behind it (another connector, \
+                 scripts using the API key). If an edge in front of the server counts every \
+                 request together, set server.rate_limits shared",
+                limits.describe()
+            ),
         }
     }
 
@@ -439,7 +531,7 @@ impl BitwardenClient {
             ("client_secret", self.key.client_secret.as_str()),
         ];
         let resp = self
-            .send_with_retry("token request", Kind::Token, || {
+            .send_with_retry("token request", Kind::Token, &url, || {
                 self.http
                     .post(&url)
                     .header("Accept", "application/json")
@@ -503,7 +595,7 @@ impl BitwardenClient {
         loop {
             let token = self.token().await?;
             let resp = self
-                .send_with_retry("import", Kind::Import, || {
+                .send_with_retry("import", Kind::Import, &url, || {
                     self.http
                         .post(&url)
                         .bearer_auth(&token)
@@ -636,6 +728,10 @@ mod tests {
     }
 
     fn client_of(url: &str) -> BitwardenClient {
+        client_with(url, Limits::default())
+    }
+
+    fn client_with(url: &str, limits: Limits) -> BitwardenClient {
         let key = ApiKey::new(
             "organization.3f0c0f4e-7d2a-4a57-9d1c-1a2b3c4d5e6f",
             "s3cretvalue",
@@ -650,7 +746,7 @@ mod tests {
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
         };
-        BitwardenClient::new(urls, key, "dev".into(), None, retry, Limits::default()).unwrap()
+        BitwardenClient::new(urls, key, "dev".into(), None, retry, limits).unwrap()
     }
 
     /// The cloud's block of the IP (a 403 HTML page): one request, no retry and no new token,
@@ -691,13 +787,60 @@ mod tests {
         let client = client_of(&url);
         let e = client.token().await.unwrap_err();
         assert!(e.downcast_ref::<RateLimited>().is_some(), "{e:#}");
-        assert!(
-            format!("{e:#}").contains("server.max_requests_per_minute"),
-            "{e:#}"
-        );
+        // a server without the cloud's limits (Vaultwarden): its own login limit is named
+        let msg = format!("{e:#}");
+        assert!(msg.contains("LOGIN_RATELIMIT_SECONDS"), "{msg}");
+        assert!(!msg.contains("Bitwarden cloud"), "{msg}");
         assert_eq!(count.load(Ordering::SeqCst), 2);
         assert_eq!(client.stats().refusals, 2);
         assert_eq!(client.stats().token, 2);
+        // against the cloud's limits, the cloud's block is what more refusals risk
+        let (url, _) = answering(
+            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 0\r\ncontent-type: application/json\r\n\
+             content-length: 2\r\nconnection: close\r\n\r\n{}",
+        )
+        .await;
+        let cloud = Limits {
+            mode: super::super::budget::Mode::Cloud,
+            per_second: 0,
+            per_minute: 1000,
+        };
+        let e = client_with(&url, cloud).token().await.unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("blocks") && msg.contains("15 minutes"),
+            "{msg}"
+        );
+    }
+
+    /// A stop during a 429's pause ends the wait at once, and the request is never sent.
+    #[tokio::test]
+    async fn a_stop_ends_a_pause_at_once_and_sends_nothing_more() {
+        let (url, count) = answering(
+            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 300\r\ncontent-type: application/json\r\n\
+             content-length: 2\r\nconnection: close\r\n\r\n{}",
+        )
+        .await;
+        let client = Arc::new(client_of(&url));
+        let asking = tokio::spawn({
+            let client = client.clone();
+            async move { client.token().await }
+        });
+        // the first request is refused, and the pause begins
+        let t0 = Instant::now();
+        while client.budget().waiting().is_none() && count.load(Ordering::SeqCst) == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no request arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(2), asking)
+            .await
+            .expect("the stop ended the pause")
+            .unwrap();
+        let e = ended.unwrap_err();
+        assert!(e.downcast_ref::<Interrupted>().is_some(), "{e:#}");
+        assert_eq!(count.load(Ordering::SeqCst), 1, "nothing more was sent");
     }
 
     #[test]

@@ -124,7 +124,7 @@ impl BitwardenClient {
         loop {
             let token = self.token().await?;
             let resp = self
-                .send_with_retry(&format!("GET {path}"), kind, || {
+                .send_with_retry(&format!("GET {path}"), kind, &url, || {
                     self.http().get(&url).bearer_auth(&token)
                 })
                 .await

@@ -96,14 +96,19 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "extra CA certificates (PEM) for the Bitwarden server",
     ),
     (
+        "server.rate_limits",
+        KeyKind::Enum(&crate::config::RateLimitMode::ALL),
+        "how the request budget counts: cloud (per method and path, as the Bitwarden cloud; default on the US/EU cloud), shared (one counter for everything; default when a number below is set), none (default elsewhere)",
+    ),
+    (
         "server.max_requests_per_second",
         KeyKind::Int(IntRange::new(0, 1000)),
-        "request budget: at most this many requests to the server a second (0: no limit; default 4 on the US/EU cloud, else 0)",
+        "request budget: at most this many requests a second, per counter (0: no limit; default 4)",
     ),
     (
         "server.max_requests_per_minute",
         KeyKind::Int(IntRange::new(0, 60_000)),
-        "request budget: at most this many requests to the server a minute (0: no limit; default 50 on the US/EU cloud, else 0)",
+        "request budget: at most this many requests a minute, per counter (0: no limit; default 50)",
     ),
     (
         "directory.type",
@@ -416,7 +421,7 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
     (
         "sync.reconcile_hours",
         KeyKind::Int(IntRange::new(1, 8_760)),
-        "servers with a read API: re-read every group's members from the server within this many hours, a slice each sync (default 24)",
+        "no longer used: every sync reads every group's members from the server (accepted so that older configurations load)",
     ),
     (
         "sync.group_resend_hours",

@@ -42,6 +42,22 @@ impl DirectoryType {
     pub const ALL: [&'static str; 5] = ["ldap", "entra", "google", "okta", "onelogin"];
 }
 
+/// How the request budget counts the requests to the Bitwarden server (`server.rate_limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitMode {
+    /// As the Bitwarden cloud does: one counter per HTTP method and path.
+    Cloud,
+    /// One counter for every request (an edge in front of the server may count so).
+    Shared,
+    /// No pacing.
+    None,
+}
+
+impl RateLimitMode {
+    pub const ALL: [&'static str; 3] = ["cloud", "shared", "none"];
+}
+
 /// How the LDAP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,11 +78,15 @@ pub struct ServerConfig {
     pub identity_url: Option<String>,
     /// Extra CA certificates (PEM) trusted for the Bitwarden server.
     pub ca_file: Option<PathBuf>,
-    /// The request budget: at most this many requests to the server a second (0: no limit).
-    /// Unset: 4 against the US or EU cloud, else no limit.
+    /// How the request budget counts: `cloud` (per method and path, as the Bitwarden cloud
+    /// does), `shared` (one counter for everything) or `none`. Unset: `shared` when a number
+    /// below is set, else `cloud` against the US or EU cloud and `none` elsewhere.
+    pub rate_limits: Option<RateLimitMode>,
+    /// The request budget: at most this many requests a second (per counter; 0: no limit).
+    /// Unset: 4.
     pub max_requests_per_second: Option<u32>,
-    /// The request budget: at most this many requests to the server a minute (0: no limit).
-    /// Unset: 50 against the US or EU cloud, else no limit.
+    /// The request budget: at most this many requests a minute (per counter; 0: no limit).
+    /// Unset: 50.
     pub max_requests_per_minute: Option<u32>,
 }
 

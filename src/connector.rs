@@ -19,8 +19,8 @@ use crate::engine::diff::{
 use crate::engine::normalize::{normalize_groups, normalize_users};
 use crate::engine::{
     Baseline, Batch, Cache, DiffOptions, DirGroup, Drift, GuardLimits, Normalized, Organization,
-    Plan, Snapshot, build_batches, check_group_guard, check_guard, check_member_list, diff,
-    normalize,
+    Plan, Snapshot, build_batches, check_group_guard, check_guard, check_member_list,
+    check_short_member_list, diff, normalize,
 };
 use crate::errors::{ConfigError, Interrupted, Refused};
 use crate::joined;
@@ -473,6 +473,54 @@ impl Connector {
         Ok(())
     }
 
+    /// Why the organization's member list is taken for a short answer, if it is (see
+    /// [`check_short_member_list`]). The cache is read only when the plan invites someone.
+    fn short_member_list(
+        store: &Store,
+        org: &Organization,
+        plan: &Plan,
+        limits: GuardLimits,
+    ) -> anyhow::Result<Option<String>> {
+        if !plan
+            .members
+            .iter()
+            .any(|m| m.action == crate::engine::diff::MemberAction::Invite)
+        {
+            return Ok(None);
+        }
+        let cached = store
+            .cached_members()
+            .context("reading the sync cache's members")?;
+        let emails = org
+            .members
+            .iter()
+            .map(|m| m.email.trim().to_lowercase())
+            .collect();
+        Ok(check_short_member_list(&cached, &emails, plan, limits))
+    }
+
+    /// What a plan with no baseline cannot see, said in it: the groups it sends may replace
+    /// members on the server (counted against their last confirmed sizes), and pending email
+    /// changes kept for another server or organization do not apply here.
+    fn note_unknowns(store: &Store, plan: &mut Plan) {
+        if plan.baseline != Baseline::None {
+            return;
+        }
+        let kept = store.kept();
+        crate::engine::diff::mark_unknown_replacements(plan, &kept.group_sizes);
+        if kept.email_pins.is_empty()
+            && let Some(dir) = &store.dir
+        {
+            for (scope, n) in crate::store::kept::pins_elsewhere(dir, store.scope()) {
+                plan.warnings.push(format!(
+                    "{n} pending email change(s) are kept for another server or organization \
+                     ({scope}); they do not apply to this one, so those members' new \
+                     addresses may be sent here"
+                ));
+            }
+        }
+    }
+
     /// The baseline a plan is made against: the organization when it was read, else the cache
     /// (loaded only then).
     fn baseline(org: Option<&Organization>, store: &Store) -> anyhow::Result<(Cache, Baseline)> {
@@ -545,12 +593,19 @@ impl Connector {
         let (base, kind) = Self::baseline(org.as_ref(), &store)?;
         let mut plan = diff(&normalized, &base, &Self::diff_options(&cfg, org.is_some()));
         plan.baseline = kind;
+        Self::note_unknowns(&store, &mut plan);
         if let Some(sent) = &sent {
             mark_drift_repairs(&mut plan, sent);
             Self::count_creates(&store, &mut plan)?;
         }
         let limits = Self::limits(&cfg);
-        let refused = check_guard(&plan, limits).or_else(|| check_group_guard(&plan, limits));
+        let short = match &org {
+            Some(o) => Self::short_member_list(&store, o, &plan, limits)?,
+            None => None,
+        };
+        let refused = short
+            .or_else(|| check_guard(&plan, limits))
+            .or_else(|| check_group_guard(&plan, limits));
         let drift = org.as_ref().map(|o| o.drift(&normalized));
         Ok(TestReport {
             normalized,
@@ -766,21 +821,6 @@ impl Connector {
                 }
                 None => None,
             };
-            // a member list much shorter than what the cache confirmed is a short answer
-            if let Some(p) = &prepared
-                && !opts.allow_mass_removal
-            {
-                let (cached, _) = store.cache_counts()?;
-                let read = p
-                    .org
-                    .members
-                    .iter()
-                    .filter(|m| m.external_id.is_some())
-                    .count();
-                if let Some(reason) = check_member_list(cached, read, limits) {
-                    return Err(Self::refusal(&reason, 0));
-                }
-            }
             let (org, fresh, (base, kind)) = match prepared {
                 Some(p) => (Some(p.org), p.read, (p.base, Baseline::Organization)),
                 None => (None, Vec::new(), Self::baseline(None, store)?),
@@ -804,6 +844,18 @@ impl Connector {
                 base.members = Default::default();
             }
             plan.baseline = kind;
+            // a member list much shorter than what the cache confirmed is a short answer
+            if let Some(o) = &org
+                && let Some(reason) = Self::short_member_list(store, o, &plan, limits)?
+            {
+                if opts.allow_mass_removal {
+                    tracing::warn!(
+                        "member list check overridden with --allow-mass-removal: {reason}"
+                    );
+                } else {
+                    return Err(Self::refusal(&reason, 0));
+                }
+            }
             if let Some(reason) = check_guard(&plan, limits) {
                 if opts.allow_mass_removal {
                     tracing::warn!("guard overridden with --allow-mass-removal: {reason}");
@@ -900,6 +952,7 @@ impl Connector {
             &base,
             &diff_opts,
         );
+        Self::note_unknowns(store, &mut plan);
         if let Some(server) = record.server.as_mut() {
             server.groups_read = fresh.len() as u64;
         }
@@ -1056,7 +1109,8 @@ impl Connector {
             // a short member list is not written to the cache (it would lose its members)
             if let Some(reason) = read_back_short(before.org, &read.0, plan, limits) {
                 anyhow::bail!(
-                    "the organization read back after the push looks incomplete: {reason}. The \
+                    "the organization's member list read back after the push looks incomplete: \
+                     {reason}. The \
                      sync cache keeps what the server confirmed batch by batch and is not \
                      changed by this read; the next sync reads the organization again"
                 );

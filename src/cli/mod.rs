@@ -557,14 +557,29 @@ fn dispatch(
                     };
                     out.message("The sync cache has been cleared.", &detail)
                 }
-                Some(moved) => out.message(
-                    "The database could not be read; a new one was created.",
-                    &format!(
-                        "The damaged file was moved to {}. The sync cache and the run history \
-                         start empty; the next sync starts from the organization.",
-                        moved.display()
-                    ),
-                ),
+                Some(moved) => {
+                    // the pending email changes are kept outside the database
+                    let pending = conn.pending_email_changes(*forget_email_changes)?;
+                    let kept = match (pending, *forget_email_changes) {
+                        (0, _) => String::new(),
+                        (n, true) => format!(" {n} pending email change(s) were forgotten."),
+                        (n, false) => format!(
+                            " {n} pending email change(s) were kept (the data directory keeps \
+                             them outside the database): those members are not sent until \
+                             `clear-cache --forget-email-changes`."
+                        ),
+                    };
+                    out.message(
+                        "The database could not be read; a new one was created.",
+                        &format!(
+                            "The damaged file was moved to {}. The sync cache and the run \
+                             history start empty: the next sync plans against the organization \
+                             where the server can be read back (Bitwarden), and sends everything \
+                             where it cannot (Vaultwarden).{kept}",
+                            moved.display()
+                        ),
+                    )
+                }
             }
             Ok(0)
         }

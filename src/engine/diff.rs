@@ -175,6 +175,9 @@ pub enum GroupAction {
     Create,
     Update,
     Resend,
+    /// With no baseline: the group may exist on the server with members nobody here knows,
+    /// and the import replaces them (see [`mark_unknown_replacements`]).
+    Replace,
 }
 
 /// One group in the plan, with the full member list it will have.
@@ -205,6 +208,7 @@ impl GroupChange {
             GroupAction::Create => "create",
             GroupAction::Update => "update",
             GroupAction::Resend => "resend",
+            GroupAction::Replace => "create or replace (the server's members are unknown)",
         };
         let mut s = base.to_string();
         if let Some(old) = &self.previous_name {
@@ -287,12 +291,16 @@ impl Plan {
             }
         };
         format!(
-            "Plan{}: invite {}, remove {}{}; groups: create {}, update {}{}; unchanged: {} members, {} groups{}",
+            "Plan{}: invite {}, remove {}{}; groups: create {}{}, update {}{}; unchanged: {} members, {} groups{}",
             if self.full_push { " (full push)" } else { "" },
             self.invites(),
             self.removals(),
             resends(self.resends()),
             self.count_groups(GroupAction::Create),
+            match self.count_groups(GroupAction::Replace) {
+                0 => String::new(),
+                n => format!(", create or replace {n} (the server's members are unknown)"),
+            },
             self.count_groups(GroupAction::Update),
             resends(self.count_groups(GroupAction::Resend)),
             self.unchanged_members,
@@ -383,6 +391,29 @@ pub fn count_creates_against_rows(
         let kept: HashSet<&str> = g.members.iter().map(|m| &**m).collect();
         g.previous_member_count = Some(row.len());
         g.removed_members = row.iter().filter(|r| !kept.contains(&***r)).count();
+    }
+}
+
+/// With no baseline (an empty sync cache, and a server that cannot be read back), a group the
+/// plan creates may exist on the server with members nobody here knows, and the import would
+/// replace them: each is marked [`GroupAction::Replace`] and counted against its member count
+/// as the server last confirmed it (`sizes`, by externalId: kept by `clear-cache`), where known.
+pub fn mark_unknown_replacements(
+    plan: &mut Plan,
+    sizes: &std::collections::BTreeMap<String, usize>,
+) {
+    if plan.baseline != Baseline::None {
+        return;
+    }
+    for g in &mut plan.groups {
+        if g.action != GroupAction::Create {
+            continue;
+        }
+        g.action = GroupAction::Replace;
+        if let Some(&n) = sizes.get(&g.external_id) {
+            g.previous_member_count = Some(n);
+            g.removed_members = n.saturating_sub(g.members.len());
+        }
     }
 }
 

@@ -5,9 +5,11 @@
 //! group, take too many members out of one group or too many member references out of the
 //! groups it changes, or (with no baseline) send groups without members.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::Serialize;
 
-use super::diff::{Baseline, Plan};
+use super::diff::{Baseline, MemberAction, Plan};
 
 /// Default for `sync.max_removals`.
 pub const DEFAULT_MAX_REMOVALS: u64 = 100;
@@ -102,23 +104,64 @@ pub const GROUP_GUARD_FLOOR: usize = 5;
 /// groups the plan changes together, would lose more than `max_group_removal_percent` of their
 /// member references; or, with no baseline to compare with, the directory read gives groups
 /// without members (most of them empty, or no users at all).
-/// The organization's member list against the sync cache: `cached` members the cache last
-/// confirmed, `read` members with an externalId the list shows now. A list that lost more than
-/// `sync.max_removal_percent` of them (and at least 5) is taken for a short answer of the
-/// server rather than removals made by hand: a plan, a push or a cache made from it would be
-/// wrong (members taken for gone, a cache that shrinks). 0 turns it off with the member guard.
-pub fn check_member_list(cached: usize, read: usize, limits: GuardLimits) -> Option<String> {
-    let lost = cached.saturating_sub(read) as u64;
+/// A member list read from the server against what it should hold: `expected` members, of
+/// which `read` are in it. More than `sync.max_removal_percent` of them missing (and at least 5)
+/// is taken for a short answer of the server rather than removals made by hand: a cache made
+/// from it would lose members. 0 turns it off with the member guard.
+pub fn check_member_list(expected: usize, read: usize, limits: GuardLimits) -> Option<String> {
+    let lost = expected.saturating_sub(read) as u64;
     let pct = limits.max_removal_percent;
-    if pct == 0 || lost < 5 || lost * 100 <= pct * cached as u64 {
+    if pct == 0 || lost < 5 || lost * 100 <= pct * expected as u64 {
         return None;
     }
     Some(format!(
-        "the organization's member list ({read} members with an externalId) looks incomplete: \
-         {lost} of the {cached} members the sync cache confirmed are not in it, more than \
-         sync.max_removal_percent = {pct}%. A short answer from the server is not used; if \
-         those members were removed in the Admin Console on purpose, run with \
-         --allow-mass-removal once"
+        "{lost} of the {expected} members it should hold are not in it, more than \
+         sync.max_removal_percent = {pct}%"
+    ))
+}
+
+/// The organization's member list against the sync cache, counted where it changes the plan:
+/// the members the cache confirmed (`cached`: externalId → email) that the organization no
+/// longer lists (neither by externalId nor by email: `org_emails`, lowercase) and that the
+/// plan would therefore invite again, because the directory still lists them. Members gone from
+/// both the organization and the directory (an offboarding done in both places) do not count.
+/// More than `sync.max_removal_percent` of the confirmed members (and at least 5) is taken for a
+/// short answer of the server: a plan made from it would invite them again.
+pub fn check_short_member_list(
+    cached: &HashMap<String, String>,
+    org_emails: &HashSet<String>,
+    plan: &Plan,
+    limits: GuardLimits,
+) -> Option<String> {
+    let pct = limits.max_removal_percent;
+    if pct == 0 || cached.is_empty() {
+        return None;
+    }
+    let missing: Vec<&str> = plan
+        .members
+        .iter()
+        .filter(|m| m.action == MemberAction::Invite && cached.contains_key(&m.external_id))
+        .filter(|m| !org_emails.contains(&m.email.trim().to_lowercase()))
+        .map(|m| m.email.as_str())
+        .collect();
+    let lost = missing.len() as u64;
+    let total = cached.len();
+    if lost < 5 || lost * 100 <= pct * total as u64 {
+        return None;
+    }
+    let shown: Vec<&str> = missing.iter().take(5).copied().collect();
+    Some(format!(
+        "the organization's member list looks incomplete: {lost} of the {total} members the \
+         sync cache confirmed are not in it although the directory still lists them ({}{}), \
+         more than sync.max_removal_percent = {pct}%. A short answer from the server is not \
+         used. If they were removed in the Admin Console on purpose, --allow-mass-removal \
+         once invites these {lost} members again",
+        shown.join(", "),
+        if missing.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -148,6 +191,27 @@ pub fn check_group_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
     let causes = "a typo in sync.member_attribute or sync.user_path, or a user or group filter \
                   that leaves the members out";
     if plan.baseline == Baseline::None && !plan.groups.is_empty() {
+        // a group replaced on the server with far fewer members than it last confirmed
+        let shrunk = plan.groups.iter().find(|g| {
+            g.action == crate::engine::diff::GroupAction::Replace
+                && g.previous_member_count.is_some_and(|before| {
+                    before >= GROUP_GUARD_FLOOR && over(g.removed_members as u64, before as u64)
+                })
+        });
+        if let Some(g) = shrunk {
+            let before = g.previous_member_count.unwrap_or_default();
+            return Some(format!(
+                "group `{}` would be sent with {} member(s), but the server last confirmed {before} \
+                 in it, and there is no baseline to compare with (the local sync cache is empty \
+                 and the server cannot be read back). The import replaces a group's members: {} \
+                 member(s) would lose the group and the collections it gives, more than \
+                 sync.max_group_removal_percent = {pct}%. Likely causes: {causes}. If the \
+                 directory is right, allow it once with --allow-mass-removal",
+                g.name,
+                g.members.len(),
+                g.removed_members
+            ));
+        }
         if plan.users_synced && plan.directory_users == 0 {
             return Some(format!(
                 "the directory returned no users but {} group(s), and there is no baseline to \
@@ -246,9 +310,56 @@ mod tests {
         };
         assert!(check_member_list(50, 0, off).is_none());
     }
-    use crate::engine::diff::{
-        GroupAction, GroupChange, MemberAction, MemberChange, RemovalReason,
-    };
+
+    /// Only the members whose absence changes the plan count: confirmed by the cache, not in
+    /// the organization by externalId nor by email, and still in the directory (invited again).
+    #[test]
+    fn a_short_member_list_counts_only_the_members_the_plan_would_invite_again() {
+        let limits = GuardLimits {
+            max_removal_percent: 10,
+            ..GuardLimits::default()
+        };
+        let cached: HashMap<String, String> = (0..50)
+            .map(|i| (format!("e{i}"), format!("u{i}@x.com")))
+            .collect();
+        let invite = |i: usize| MemberChange {
+            external_id: format!("e{i}"),
+            email: format!("U{i}@x.com"),
+            action: MemberAction::Invite,
+        };
+        // 20 confirmed members gone from the organization, the directory still lists them
+        let mut p = plan(50, 50, 0);
+        p.members = (0..20).map(invite).collect();
+        let r = check_short_member_list(&cached, &HashSet::new(), &p, limits).unwrap();
+        assert!(
+            r.contains("20 of the 50") && r.contains("invites these 20"),
+            "{r}"
+        );
+        // the directory agrees that they are gone: nothing is invited, nothing to refuse
+        let p = plan(50, 30, 0);
+        assert!(check_short_member_list(&cached, &HashSet::new(), &p, limits).is_none());
+        // members whose externalId was cleared by hand are listed by email
+        let mut p = plan(50, 50, 0);
+        p.members = (0..20).map(invite).collect();
+        let listed: HashSet<String> = (0..20).map(|i| format!("u{i}@x.com")).collect();
+        assert!(check_short_member_list(&cached, &listed, &p, limits).is_none());
+        // new members are not missing ones
+        let mut p = plan(50, 70, 0);
+        p.members = (100..120).map(invite).collect();
+        assert!(check_short_member_list(&cached, &HashSet::new(), &p, limits).is_none());
+        // within the percentage, and switched off
+        let mut p = plan(50, 50, 0);
+        p.members = (0..5).map(invite).collect();
+        assert!(check_short_member_list(&cached, &HashSet::new(), &p, limits).is_none());
+        let mut p = plan(50, 50, 0);
+        p.members = (0..20).map(invite).collect();
+        let off = GuardLimits {
+            max_removal_percent: 0,
+            ..limits
+        };
+        assert!(check_short_member_list(&cached, &HashSet::new(), &p, off).is_none());
+    }
+    use crate::engine::diff::{GroupAction, GroupChange, MemberChange, RemovalReason};
 
     fn plan(cached: usize, directory: usize, removals: usize) -> Plan {
         Plan {

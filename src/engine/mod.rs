@@ -14,7 +14,9 @@ pub use diff::{
     Baseline, Cache, CachedGroup, CachedMember, DiffOptions, EmailChange, GroupChange,
     MemberChange, Plan, diff,
 };
-pub use guard::{GuardLimits, check_group_guard, check_guard, check_member_list};
+pub use guard::{
+    GuardLimits, check_group_guard, check_guard, check_member_list, check_short_member_list,
+};
 pub use model::{DirGroup, DirUser, Id, Snapshot};
 pub use normalize::{NormGroup, NormUser, Normalized, Skipped, normalize};
 pub use org::{Drift, GroupRows, MemberRows, OrgGroup, OrgMember, Organization};

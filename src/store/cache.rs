@@ -217,7 +217,8 @@ impl Store {
     /// confirmed), kept by [`Store::clear_cache`].
     pub fn email_pins(&self) -> anyhow::Result<HashMap<String, String>> {
         let Some(raw) = self.meta_get(&pins_key(&self.scope))? else {
-            return Ok(HashMap::new());
+            // a database moved aside when damaged took its record: the kept file has them
+            return Ok(self.kept().email_pins.into_iter().collect());
         };
         Ok(serde_json::from_str(&raw).unwrap_or_else(|e| {
             tracing::warn!("sync cache: the pending email changes are unreadable ({e}); dropped");
@@ -236,7 +237,31 @@ impl Store {
             .then(|| serde_json::to_string(&pins))
             .transpose()
             .context("encoding the pending email changes")?;
+        // kept outside the database too, where a damaged database cannot take them
+        self.update_kept(|k| {
+            k.email_pins = pins
+                .iter()
+                .map(|(e, m)| (e.to_string(), m.to_string()))
+                .collect();
+        })
+        .context("keeping the pending email changes")?;
         self.meta_set(&pins_key(&self.scope), value.as_deref())
+    }
+
+    /// What the data directory keeps for the current scope outside the database.
+    pub fn kept(&self) -> super::kept::ScopeKept {
+        match &self.dir {
+            Some(dir) => super::kept::load(dir, &self.scope),
+            None => Default::default(),
+        }
+    }
+
+    /// Changes what the data directory keeps for the current scope outside the database.
+    pub fn update_kept(&self, f: impl FnOnce(&mut super::kept::ScopeKept)) -> anyhow::Result<()> {
+        match &self.dir {
+            Some(dir) => super::kept::update(dir, &self.scope, f),
+            None => Ok(()),
+        }
     }
 
     /// Each cached group's fingerprint (what the connector last sent), by externalId.
@@ -363,6 +388,16 @@ impl Store {
         )?;
         remember_scope(&tx, &scope)?;
         tx.commit().context("committing a cache transaction")?;
+        // each group's confirmed size, kept where `clear-cache` does not take it
+        if !groups.is_empty()
+            && let Err(e) = self.update_kept(|k| {
+                for g in groups {
+                    k.group_sizes.insert(g.external_id.clone(), g.members.len());
+                }
+            })
+        {
+            tracing::warn!("keeping the groups' confirmed sizes: {e:#}");
+        }
         Ok(())
     }
 
@@ -501,6 +536,7 @@ impl Store {
         let scope = self.scope.clone();
         let kept = if forget_email_changes {
             self.meta_set(&pins_key(&scope), None)?;
+            self.update_kept(|k| k.email_pins.clear())?;
             0
         } else {
             self.email_pins()?.len()
@@ -514,6 +550,17 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(kept)
+    }
+
+    /// The cached members of the current scope: externalId → email.
+    pub fn cached_members(&self) -> anyhow::Result<HashMap<String, String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT external_id, email FROM members WHERE scope = ?1")?;
+        let rows = st.query_map([&self.scope], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Number of cached members and groups of the current scope.

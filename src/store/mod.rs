@@ -4,6 +4,7 @@
 //! moves it aside and starts a new one.
 
 mod cache;
+pub mod kept;
 mod runs;
 mod state;
 
@@ -26,6 +27,8 @@ const SCHEMA_VERSION: i64 = 5;
 pub struct Store {
     pub(crate) conn: Connection,
     pub(crate) scope: String,
+    /// The data directory ([`kept`] lives there); none in memory.
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// Which last-sync time.
@@ -53,7 +56,9 @@ pub fn corrupt_message(data_dir: &Path) -> String {
     format!(
         "the database {} is damaged or not a database. Run `directory-connector clear-cache`: \
          it moves the file aside (as {DB_FILE}.broken-<time>) and starts a new one; the sync \
-         cache and the run history start empty and the next sync starts from the organization",
+         cache and the run history start empty (pending email changes are kept outside it); the \
+         next sync plans against the organization where the server can be read back, and sends \
+         everything where it cannot (Vaultwarden)",
         db_path(data_dir).display()
     )
 }
@@ -98,13 +103,18 @@ impl Store {
         {
             private_file(&p)?;
         }
-        opened.map_err(|e| {
-            if crate::errors::is_corrupt_database(&e) {
-                e.context(corrupt_message(data_dir))
-            } else {
-                e
-            }
-        })
+        opened
+            .map(|mut s| {
+                s.dir = Some(data_dir.to_path_buf());
+                s
+            })
+            .map_err(|e| {
+                if crate::errors::is_corrupt_database(&e) {
+                    e.context(corrupt_message(data_dir))
+                } else {
+                    e
+                }
+            })
     }
 
     /// Moves a damaged database (and its -wal and -shm files) aside as
@@ -241,6 +251,7 @@ impl Store {
         Ok(Store {
             conn,
             scope: scope.unwrap_or_default(),
+            dir: None,
         })
     }
 

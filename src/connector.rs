@@ -499,6 +499,59 @@ impl Connector {
         Ok(check_short_member_list(&cached, &emails, plan, limits))
     }
 
+    /// On a server that cannot show who is an owner (no read API: Vaultwarden), owners are
+    /// protected only through `sync.protected_emails`: the plan says so when it may remove
+    /// members, and a plan that removes someone is refused until that setting is made or the
+    /// admin allowed it once ([`Connector::acknowledge_owners`]).
+    fn owner_guard(cfg: &Config, store: &Store, plan: &mut Plan) -> Option<String> {
+        let s = &cfg.sync;
+        if !s.protected_emails.is_empty()
+            || !(s.remove_missing_users || s.overwrite_existing || s.remove_disabled)
+        {
+            return None;
+        }
+        plan.warnings.push(OWNERS_UNSEEN.to_string());
+        let removes = plan.removals() > 0 || plan.overwrite_existing;
+        (removes && !store.kept().owners_acknowledged).then(|| {
+            "this server cannot show who is an owner (it has no read API), and \
+             sync.protected_emails is empty: the plan may remove an owner (Vaultwarden revokes a \
+             co-owner). Set sync.protected_emails to the owners' addresses"
+                .to_string()
+        })
+    }
+
+    /// The admin allowed a removal with owners unseen once: later syncs only warn.
+    fn acknowledge_owners(store: &Store) {
+        if let Err(e) = store.update_kept(|k| k.owners_acknowledged = true) {
+            tracing::warn!("recording that removals with owners unseen were allowed: {e:#}");
+        }
+    }
+
+    /// The departures warning of a sync is said once a day (`test` always says it): the service
+    /// would repeat it every run for as long as the cache is incomplete.
+    fn departures_once_a_day(store: &Store, plan: &mut Plan) {
+        use crate::engine::diff::{NO_BASELINE_DEPARTURES, PARTIAL_CACHE_DEPARTURES};
+        let is_departures =
+            |w: &String| w == NO_BASELINE_DEPARTURES || w == PARTIAL_CACHE_DEPARTURES;
+        if !plan.warnings.iter().any(is_departures) {
+            return;
+        }
+        let key = format!("departures_said:{}", store.scope());
+        let now = chrono::Utc::now();
+        let said = store
+            .meta_get(&key)
+            .ok()
+            .flatten()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .is_some_and(|t| now - t.with_timezone(&chrono::Utc) < chrono::Duration::hours(24));
+        if said {
+            plan.warnings.retain(|w| !is_departures(w));
+            tracing::info!("departures cannot be detected (said once a day; see `test`)");
+        } else if let Err(e) = store.meta_set(&key, Some(&now.to_rfc3339())) {
+            tracing::warn!("recording when the departures warning was said: {e:#}");
+        }
+    }
+
     /// What a plan with no baseline cannot see, said in it: the groups it sends may replace
     /// members on the server (counted against their last confirmed sizes), and pending email
     /// changes kept for another server or organization do not apply here.
@@ -603,8 +656,13 @@ impl Connector {
             Some(o) => Self::short_member_list(&store, o, &plan, limits)?,
             None => None,
         };
+        let owners = match &org {
+            Some(_) => None,
+            None => Self::owner_guard(&cfg, &store, &mut plan),
+        };
         let refused = short
             .or_else(|| check_guard(&plan, limits))
+            .or(owners)
             .or_else(|| check_group_guard(&plan, limits));
         let drift = org.as_ref().map(|o| o.drift(&normalized));
         Ok(TestReport {
@@ -862,6 +920,19 @@ impl Connector {
                 } else {
                     return Err(Self::refusal(&reason, 0));
                 }
+            }
+            if org.is_none() {
+                if let Some(reason) = Self::owner_guard(cfg, store, &mut plan) {
+                    if opts.allow_mass_removal {
+                        tracing::warn!(
+                            "owner guard overridden with --allow-mass-removal: {reason}"
+                        );
+                        Self::acknowledge_owners(store);
+                    } else {
+                        return Err(Self::refusal(&reason, 0));
+                    }
+                }
+                Self::departures_once_a_day(store, &mut plan);
             }
             // Members that fill a request on their own: members and groups go in separate
             // requests anyway (`build_batches`), so the member requests go out now.
@@ -1428,6 +1499,12 @@ impl Connector {
         Ok(store)
     }
 }
+
+/// What a plan against a server without the read API says when it may remove members.
+pub const OWNERS_UNSEEN: &str = "this server has no read API (Vaultwarden), so the connector \
+     cannot see who is an owner: owners are protected only through sync.protected_emails. Add \
+     the owners' addresses there (Vaultwarden revokes a co-owner the import marks deleted, and \
+     keeps the last owner)";
 
 /// What an error leaves behind, counted over every request of a sync.
 /// The organization a sync read before its push, with its digest and whether the cache held

@@ -18,6 +18,9 @@ enum Mode {
 
 const BOTH: [Mode; 2] = [Mode::Bitwarden, Mode::Vaultwarden];
 
+/// The organization's owner (not in the directory).
+const OWNER: &str = "owner@example.com";
+
 fn email(i: usize) -> String {
     format!("u{i}@example.com")
 }
@@ -61,6 +64,10 @@ fn setup(mode: Mode) -> (Slapd, FakeBitwarden, Env) {
     env.configure(&slapd, &server);
     env.set("sync.group_name_attribute", "description");
     env.set("sync.remove_missing_users", "true");
+    if mode == Mode::Vaultwarden {
+        // the organization's owner: Vaultwarden cannot show owners, so they are named here
+        env.set("sync.protected_emails", OWNER);
+    }
     let r = env.ok(&["sync"]);
     assert!(r.stdout.contains("Sync complete"), "{}", r.stdout);
     assert_eq!(server.org().active_emails().len(), 10, "{mode:?}");
@@ -322,19 +329,17 @@ fn drift_is_reported_and_repaired_from_the_organization() {
         r.stdout
     );
     assert!(r.stdout.contains("Drift:"), "{}", r.stdout);
-    // a sync right after the last reads no group's members (they come from the sync cache:
-    // the rolling reconcile reads each within sync.reconcile_hours), but the group list shows
-    // the rename; `sync --reconcile` reads every group and repairs the rest now
+    // every sync reads every group's members (issue 26): the very next sync repairs both
+    // the rename and the hand removal, and reads back the groups it sent
     let j = env.json(&["sync"]);
-    assert_eq!(j["server"]["groupsRead"], 0, "{j}");
+    assert_eq!(j["server"]["groupsRead"], 2, "the groups with an externalId: {j}");
+    assert_eq!(j["server"]["groupsVerified"], 2, "{j}");
+    assert_eq!(j["server"]["groupsPending"], 0, "{j}");
     assert_eq!(
-        j["server"]["requests"]["memberIds"], 1,
-        "the renamed group, read back: {j}"
+        j["server"]["requests"]["memberIds"], 5,
+        "the three groups read before the plan (the hand-made one too), the two sent read \
+         back: {j}"
     );
-    assert!(server.org().group("All").is_some(), "renamed back");
-    assert!(!server.org().group_emails("Team").contains(&email(0)));
-    let j = env.json(&["sync", "--reconcile"]);
-    assert_eq!(j["server"]["groupsRead"], 2, "{j}");
     let org = server.org();
     assert!(org.group_emails("Team").contains(&email(0)), "repaired");
     assert!(org.group("All").is_some(), "renamed back");
@@ -749,4 +754,145 @@ fn protected_emails_that_protect_no_one_are_refused() {
         r.stdout,
         r.stderr
     );
+}
+
+/// Issue 26 item 1: without a baseline (Vaultwarden after `clear-cache`), a user filter that
+/// leaves most members out would replace every group with a few members. The plan says
+/// "create or replace", and the push is refused against the groups' last confirmed sizes, which
+/// `clear-cache` keeps.
+#[test]
+fn without_a_baseline_a_narrow_filter_cannot_shrink_the_groups() {
+    let (_slapd, server, env) = setup(Mode::Vaultwarden);
+    env.set("sync.user_filter", "(|(uid=u0)(uid=u1))");
+    env.ok(&["clear-cache"]);
+    let r = env.ok(&["test"]);
+    assert!(
+        r.stdout
+            .contains("create or replace (the server's members are unknown)"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("┆ create ("), "{}", r.stdout);
+    assert!(r.stdout.contains("REFUSED"), "{}", r.stdout);
+    let j = env.json(&["test"]);
+    assert_eq!(j["plan"]["groups"][0]["action"], "replace", "{j}");
+    let r = env.expect(&["sync"], 3);
+    assert!(
+        r.stderr.contains("would be sent with 2 member(s)")
+            && r.stderr.contains("the server last confirmed")
+            && r.stderr.contains("no baseline"),
+        "{}",
+        r.stderr
+    );
+    {
+        let org = server.org();
+        assert_eq!(org.group_emails("All").len(), 10);
+        assert_eq!(org.group_emails("Team").len(), 5);
+    }
+    // the directory is right after all: allowed once
+    env.ok(&["sync", "--allow-mass-removal"]);
+    assert_eq!(server.org().group_emails("All").len(), 2);
+}
+
+/// Issue 26 item 2: on a server that cannot show who is an owner, owners are protected only
+/// through `sync.protected_emails`: the plan says so, and the first sync that removes someone is
+/// refused until the setting is made or the admin allowed it once. The fake does what
+/// Vaultwarden does with an owner marked deleted (a co-owner is revoked, the last owner kept).
+#[test]
+fn without_the_read_api_owners_are_protected_only_by_protected_emails() {
+    let (slapd, server, env) = setup(Mode::Vaultwarden);
+    env.set("sync.protected_emails", "");
+    server.org().members.get_mut(&email(0)).unwrap().owner = true;
+    slapd.delete(&user_dn("u0"));
+    let r = env.ok(&["test"]);
+    assert!(
+        r.stdout
+            .contains("owners are protected only through sync.protected_emails")
+            && r.stdout.contains("REFUSED"),
+        "{}",
+        r.stdout
+    );
+    let r = env.expect(&["sync"], 3);
+    assert!(
+        r.stderr.contains("cannot show who is an owner") && r.stderr.contains("protected_emails"),
+        "{}",
+        r.stderr
+    );
+    assert!(server.org().active_emails().contains(&email(0)));
+    // named: the owner is never marked deleted, and the sync goes on
+    env.set("sync.protected_emails", &email(0));
+    let r = env.ok(&["sync"]);
+    assert!(
+        r.stdout.contains("u0@example.com: not removed"),
+        "{}",
+        r.stdout
+    );
+    assert!(server.org().active_emails().contains(&email(0)));
+    // allowed once instead: later syncs only warn
+    env.set("sync.protected_emails", "");
+    slapd.delete(&user_dn("u9"));
+    env.expect(&["sync"], 3);
+    env.ok(&["sync", "--allow-mass-removal"]);
+    assert!(!server.org().active_emails().contains(&email(9)));
+    slapd.delete(&user_dn("u8"));
+    let r = env.ok(&["sync"]);
+    assert!(
+        r.stdout.contains("owners are protected only through"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Issue 26 item 3: a pending email change survives a damaged database: `clear-cache` moves the
+/// database aside, and the change is kept outside it, so the next full push never sends the new
+/// address beside the old membership (Vaultwarden matches members by email).
+#[test]
+fn a_pending_email_change_survives_a_damaged_database() {
+    let (slapd, server, env) = setup(Mode::Vaultwarden);
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: mail\nmail: new2@example.com\n\n",
+        user_dn("u2")
+    ));
+    env.ok(&["sync"]);
+    let db = env.path().join("directory-connector.sqlite3");
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(
+            env.path()
+                .join(format!("directory-connector.sqlite3{side}")),
+        );
+    }
+    std::fs::write(&db, "damaged ".repeat(200)).unwrap();
+    let r = env.ok(&["clear-cache"]);
+    assert!(
+        r.stdout.contains("moved to") && r.stdout.contains("1 pending email change(s) were kept"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("sends everything"), "{}", r.stdout);
+    let r = env.ok(&["sync"]);
+    assert!(r.stdout.contains("new2@example.com"), "{}", r.stdout);
+    let org = server.org();
+    assert!(
+        !org.members.contains_key("new2@example.com"),
+        "no second membership"
+    );
+    assert!(org.active_emails().contains(&email(2)));
+}
+
+/// Issue 26 item 4: the departures warning of an incomplete cache is said by every `test`, but
+/// by `sync` once a day (the service runs every few minutes), and it says what ends it.
+#[test]
+fn the_departures_warning_of_a_sync_is_said_once_a_day() {
+    let (_slapd, _server, env) = setup(Mode::Vaultwarden);
+    env.ok(&["clear-cache"]);
+    let r = env.ok(&["sync"]);
+    assert!(
+        r.stdout.contains("departures cannot be detected") && r.stdout.contains("warning ends"),
+        "{}",
+        r.stdout
+    );
+    let r = env.ok(&["sync"]);
+    assert!(!r.stdout.contains("departures"), "{}", r.stdout);
+    let r = env.ok(&["test"]);
+    assert!(r.stdout.contains("departures"), "{}", r.stdout);
 }

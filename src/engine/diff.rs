@@ -113,7 +113,8 @@ pub const NO_BASELINE_DEPARTURES: &str = "departures cannot be detected: there i
      (the local sync cache is empty and the server cannot be read back), so members that left \
      the directory stay in the organization and are not listed here. Remove them in the Admin \
      Console, or run one sync with sync.overwrite_existing and --allow-mass-removal (the server \
-     then removes every member with an externalId that the directory does not list)";
+     then removes every member with an externalId that the directory does not list; the cache \
+     is complete after it, and this warning ends)";
 
 /// The warning of a plan made against a cache that may miss members, with
 /// `sync.remove_missing_users` on.
@@ -121,7 +122,7 @@ pub const PARTIAL_CACHE_DEPARTURES: &str = "departures may go undetected: the lo
      was started without a baseline (first sync, clear-cache or another server.url), so members \
      that left the directory before then are unknown to it and are neither removed nor listed. \
      One sync with sync.overwrite_existing and --allow-mass-removal makes the server remove \
-     them and the cache complete";
+     them and the cache complete, which ends this warning";
 
 /// What the plan was made against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

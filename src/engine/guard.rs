@@ -191,27 +191,6 @@ pub fn check_group_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
     let causes = "a typo in sync.member_attribute or sync.user_path, or a user or group filter \
                   that leaves the members out";
     if plan.baseline == Baseline::None && !plan.groups.is_empty() {
-        // a group replaced on the server with far fewer members than it last confirmed
-        let shrunk = plan.groups.iter().find(|g| {
-            g.action == crate::engine::diff::GroupAction::Replace
-                && g.previous_member_count.is_some_and(|before| {
-                    before >= GROUP_GUARD_FLOOR && over(g.removed_members as u64, before as u64)
-                })
-        });
-        if let Some(g) = shrunk {
-            let before = g.previous_member_count.unwrap_or_default();
-            return Some(format!(
-                "group `{}` would be sent with {} member(s), but the server last confirmed {before} \
-                 in it, and there is no baseline to compare with (the local sync cache is empty \
-                 and the server cannot be read back). The import replaces a group's members: {} \
-                 member(s) would lose the group and the collections it gives, more than \
-                 sync.max_group_removal_percent = {pct}%. Likely causes: {causes}. If the \
-                 directory is right, allow it once with --allow-mass-removal",
-                g.name,
-                g.members.len(),
-                g.removed_members
-            ));
-        }
         if plan.users_synced && plan.directory_users == 0 {
             return Some(format!(
                 "the directory returned no users but {} group(s), and there is no baseline to \
@@ -238,6 +217,27 @@ pub fn check_group_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
                  be read back): the groups would be emptied on the server. Likely causes: \
                  {causes}",
                 empty.len()
+            ));
+        }
+        // a group replaced on the server with far fewer members than it last confirmed
+        let shrunk = plan.groups.iter().find(|g| {
+            g.action == crate::engine::diff::GroupAction::Replace
+                && g.previous_member_count.is_some_and(|before| {
+                    before >= GROUP_GUARD_FLOOR && over(g.removed_members as u64, before as u64)
+                })
+        });
+        if let Some(g) = shrunk {
+            let before = g.previous_member_count.unwrap_or_default();
+            return Some(format!(
+                "group `{}` would be sent with {} member(s), but the server last confirmed {before} \
+                 in it, and there is no baseline to compare with (the local sync cache is empty \
+                 and the server cannot be read back). The import replaces a group's members: {} \
+                 member(s) would lose the group and the collections it gives, more than \
+                 sync.max_group_removal_percent = {pct}%. Likely causes: {causes}. If the \
+                 directory is right, allow it once with --allow-mass-removal",
+                g.name,
+                g.members.len(),
+                g.removed_members
             ));
         }
     }

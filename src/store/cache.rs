@@ -545,8 +545,13 @@ impl Store {
         tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
         tx.execute("DELETE FROM groups WHERE scope = ?1", [&scope])?;
         tx.execute(
-            "DELETE FROM meta WHERE key IN ('last_user_sync', 'last_group_sync', ?1, ?2)",
-            [format!("cache_digest:{scope}"), complete_key(&scope)],
+            "DELETE FROM meta WHERE key IN ('last_user_sync', 'last_group_sync', ?1, ?2, ?3)",
+            [
+                format!("cache_digest:{scope}"),
+                complete_key(&scope),
+                // a cleared cache says its departures warning again
+                format!("departures_said:{scope}"),
+            ],
         )?;
         tx.commit()?;
         Ok(kept)

@@ -22,6 +22,10 @@ pub struct ScopeKept {
     pub email_pins: BTreeMap<String, String>,
     /// Each group's member count as the server last confirmed it, by the group's externalId.
     pub group_sizes: BTreeMap<String, usize>,
+    /// The admin allowed once a removal on a server that cannot show who is an owner, with no
+    /// `sync.protected_emails` (see the owner guard).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub owners_acknowledged: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -74,7 +78,7 @@ pub fn update(dir: &Path, scope: &str, f: impl FnOnce(&mut ScopeKept)) -> anyhow
     if *entry == before {
         return Ok(());
     }
-    if entry.email_pins.is_empty() && entry.group_sizes.is_empty() {
+    if *entry == ScopeKept::default() {
         all.scopes.remove(scope);
     }
     let p = path(dir);

@@ -18,8 +18,11 @@
 //!   `ORG_GROUPS_ENABLED`, no seat limit, `largeImport` ignored.
 //!
 //! Bitwarden mode can also apply the cloud's per-IP rate limits ([`Org::limits`], see
-//! [`super::cloud_limits`]; `FAKE_BITWARDEN_CLOUD_LIMITS=<time scale>` turns them on for every
-//! fake [`FakeBitwarden::start`] makes), and answer wrongly on purpose: the member list in pages
+//! [`super::cloud_limits`]: counted per IP, method and path as the cloud does with
+//! `CloudLimits::cloud()`, or in one counter per IP with the stress mode
+//! `CloudLimits::shared_edge()`; `FAKE_BITWARDEN_CLOUD_LIMITS=<time scale>` turns them on for
+//! every fake [`FakeBitwarden::start`] makes, `FAKE_BITWARDEN_LIMITS_MODE=shared` picks the
+//! stress mode), and answer wrongly on purpose: the member list in pages
 //! ([`Org::member_page_size`]) with a paging fault ([`PagingFault`]), a 404 on a group's member
 //! ids, groups or members left out of the lists, an import answered with a redirect (recorded,
 //! nothing applied; the `Location` answers 200 `{}` to whoever follows it), a token endpoint
@@ -408,9 +411,7 @@ impl FakeBitwarden {
     }
 
     pub fn start() -> FakeBitwarden {
-        let limits = super::cloud_limits::scale_from_env()
-            .map(|s| super::cloud_limits::CloudLimits::cloud().scaled(s));
-        FakeBitwarden::start_with(ServerKind::Bitwarden, limits)
+        FakeBitwarden::start_with(ServerKind::Bitwarden, super::cloud_limits::from_env())
     }
 
     /// A fake acting like `kind`, with these rate limits (none for Vaultwarden, whatever is
@@ -1225,7 +1226,8 @@ async fn followed(
     axum::Json(json!({})).into_response()
 }
 
-/// The cloud's rate limits in front of every route ([`Org::limits`]), keyed by client IP.
+/// The cloud's rate limits in front of every route ([`Org::limits`]), keyed by client IP and,
+/// as the cloud counts, by method and path (the query left out).
 async fn limit_requests(
     State((org, _)): State<Shared>,
     req: axum::extract::Request,
@@ -1248,7 +1250,7 @@ async fn limit_requests(
         .expect("lock")
         .limits
         .as_mut()
-        .map(|l| l.admit(ip, kind));
+        .map(|l| l.admit_request(ip, req.method().as_str(), req.uri().path()));
     if let Some(refused) = answer.and_then(CloudLimits::response) {
         return refused;
     }

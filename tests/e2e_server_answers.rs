@@ -10,7 +10,8 @@
 //! thousand groups' member ids in a minute all admitted, one path's 61st POST or 201st GET of a
 //! minute refused) and the stress mode's one counter per IP, fixed windows, refusals not
 //! counted, the block after more than ten refusals, its end, the token rule and other clients
-//! behind the same IP; the last test syncs under the limits.
+//! behind the same IP; then Vaultwarden's import of owners (the last confirmed owner is neither
+//! revoked nor deleted); the last test syncs under the limits.
 
 mod support;
 
@@ -19,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use support::Env;
 use support::cloud_limits::{Answer, CloudLimits, Counting, Kind, LOCALHOST};
-use support::fake_bitwarden::{FakeBitwarden, PagingFault, ServerKind};
+use support::fake_bitwarden::{
+    CONFIRMED, FakeBitwarden, INVITED, Member, PagingFault, REVOKED, ServerKind,
+};
 use support::slapd::{self, Slapd, person, user_dn};
 
 // ---------------------------------------------------------------------------------------------
@@ -602,6 +605,160 @@ fn the_fake_counts_each_groups_member_ids_on_their_own() {
         .spend_other(Kind::Members, 60);
     assert_eq!(http(&server.url, "GET", g1).0, 429);
     assert_eq!(http(&server.url, "GET", g2).0, 429);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vaultwarden's import and owners (`src/api/core/public.rs`, `ldap_import`)
+
+const TOKEN: &str = "tok-owners";
+
+/// A Vaultwarden fake holding `a`, `b` (confirmed owners), `c` (a member) and `d` (an owner
+/// still invited), each with externalId `ext-<name>`, all in group `G`.
+fn vaultwarden_with_owners() -> FakeBitwarden {
+    let server = FakeBitwarden::vaultwarden(true);
+    {
+        let mut org = server.org();
+        org.tokens.insert(TOKEN.into());
+        for n in ["a", "b", "c", "d"] {
+            let email = format!("{n}@example.com");
+            let mut m = Member::new(&email, Some(&format!("ext-{n}")));
+            m.status = CONFIRMED;
+            org.members.insert(email, m);
+        }
+        org.make_owner("a@example.com");
+        org.make_owner("b@example.com");
+        let d = org.members.get_mut("d@example.com").unwrap();
+        d.owner = true;
+        d.status = INVITED;
+        org.add_manual_group(
+            "G",
+            &[
+                "a@example.com",
+                "b@example.com",
+                "c@example.com",
+                "d@example.com",
+            ],
+        );
+    }
+    server
+}
+
+/// Posts an import of these members (name, deleted) to the fake: its status.
+fn import_members(server: &FakeBitwarden, members: &[(&str, bool)], overwrite: bool) -> u16 {
+    let members: Vec<serde_json::Value> = members
+        .iter()
+        .map(|(n, deleted)| {
+            serde_json::json!({
+                "email": format!("{n}@example.com"),
+                "externalId": format!("ext-{n}"),
+                "deleted": deleted,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "members": members,
+        "groups": [],
+        "overwriteExisting": overwrite,
+        "largeImport": false,
+    })
+    .to_string();
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, head, body) = http_with(
+        &server.url,
+        "POST",
+        "/api/public/organization/import",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    assert!(status == 200 || status >= 400, "{head}\n{body}");
+    status
+}
+
+fn status_of(server: &FakeBitwarden, n: &str) -> Option<i32> {
+    server
+        .org()
+        .members
+        .get(&format!("{n}@example.com"))
+        .map(|m| m.status)
+}
+
+/// `deleted` on owners: a confirmed owner is revoked while another confirmed owner is left (the
+/// count is taken at each member, so of two listed the first goes and the second is the last);
+/// the last confirmed owner is kept, also on the next import; an owner not confirmed is revoked
+/// like any member; 200 every time.
+#[test]
+fn vaultwarden_revokes_a_deleted_owner_only_while_a_confirmed_co_owner_is_left() {
+    let server = vaultwarden_with_owners();
+    assert_eq!(
+        import_members(
+            &server,
+            &[("a", true), ("b", true), ("c", true), ("d", true)],
+            false
+        ),
+        200
+    );
+    assert_eq!(
+        status_of(&server, "a"),
+        Some(REVOKED),
+        "a co-owner is left: revoked"
+    );
+    assert_eq!(
+        status_of(&server, "b"),
+        Some(CONFIRMED),
+        "the last owner is kept"
+    );
+    assert_eq!(status_of(&server, "c"), Some(REVOKED));
+    assert_eq!(
+        status_of(&server, "d"),
+        Some(REVOKED),
+        "not confirmed: revoked"
+    );
+    // revoked members keep their group rows
+    assert_eq!(server.org().group_emails("G").len(), 4);
+    // the last owner stays on every import that lists it deleted
+    assert_eq!(import_members(&server, &[("b", true)], false), 200);
+    assert_eq!(status_of(&server, "b"), Some(CONFIRMED));
+    // a restored co-owner makes b revocable again (the fake restores to confirmed)
+    assert_eq!(import_members(&server, &[("a", false)], false), 200);
+    assert_eq!(status_of(&server, "a"), Some(CONFIRMED));
+    assert_eq!(import_members(&server, &[("b", true)], false), 200);
+    assert_eq!(status_of(&server, "b"), Some(REVOKED));
+    assert_eq!(status_of(&server, "a"), Some(CONFIRMED));
+}
+
+/// `overwriteExisting` on owners: the unlisted members with an externalId are deleted (their
+/// group rows with them), a confirmed owner only while another confirmed owner is left; the
+/// last confirmed owner is kept (200).
+#[test]
+fn vaultwarden_overwrite_deletes_an_unlisted_owner_only_while_a_confirmed_co_owner_is_left() {
+    let server = vaultwarden_with_owners();
+    server.org().add_manual_member("manual@example.com");
+    assert_eq!(import_members(&server, &[("x", false)], true), 200);
+    let org = server.org();
+    let emails: Vec<&str> = org.members.keys().map(String::as_str).collect();
+    // a went while b was left; b was the last confirmed owner then; c and the invited owner d
+    // went; the member without an externalId stays
+    assert_eq!(
+        emails,
+        ["b@example.com", "manual@example.com", "x@example.com"]
+    );
+    assert_eq!(org.members["b@example.com"].status, CONFIRMED);
+    assert_eq!(
+        org.group_emails("G"),
+        ["b@example.com".to_string()].into_iter().collect()
+    );
+    assert_eq!(
+        org.group("G").unwrap().members.len(),
+        1,
+        "the group rows went too"
+    );
+    drop(org);
+    // again: b stays
+    assert_eq!(import_members(&server, &[("x", false)], true), 200);
+    assert_eq!(status_of(&server, "b"), Some(CONFIRMED));
 }
 
 // ---------------------------------------------------------------------------------------------

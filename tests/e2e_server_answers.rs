@@ -6,9 +6,12 @@
 //! the organization and the sync cache, not only on messages.
 //!
 //! The first tests check the fake's model of the Bitwarden cloud's rate limits
-//! ([`support::cloud_limits`]): fixed windows, refusals not counted, the block after more than
-//! ten refusals, its end, the token rule and other clients behind the same IP; the last test
-//! syncs under those limits.
+//! ([`support::cloud_limits`]): counters per IP, method and path as the cloud keeps them (a
+//! thousand groups' member ids in a minute all admitted, one path's 61st POST or 201st GET of a
+//! minute refused) and the stress mode's one counter per IP, fixed windows, refusals not
+//! counted, the block after more than ten refusals, its end, the token rule and other clients
+//! behind the same IP; then Vaultwarden's import of owners (the last confirmed owner is neither
+//! revoked nor deleted); the last test syncs under the limits.
 
 mod support;
 
@@ -16,8 +19,10 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use support::Env;
-use support::cloud_limits::{Answer, CloudLimits, Kind, LOCALHOST};
-use support::fake_bitwarden::{FakeBitwarden, PagingFault, ServerKind};
+use support::cloud_limits::{Answer, CloudLimits, Counting, Kind, LOCALHOST};
+use support::fake_bitwarden::{
+    CONFIRMED, FakeBitwarden, INVITED, Member, PagingFault, REVOKED, ServerKind,
+};
 use support::slapd::{self, Slapd, person, user_dn};
 
 // ---------------------------------------------------------------------------------------------
@@ -37,9 +42,13 @@ fn refused(a: Answer) -> Option<(u64, &'static str)> {
     }
 }
 
+/// The stress mode counts every API request of an IP in one counter ([`CloudLimits::shared_edge`],
+/// the model before it counted per path): five in a second whatever they ask for, the sixth
+/// refused until the window that opened at 0 ends; sixty in a minute.
 #[test]
-fn limits_use_fixed_windows_per_second_and_per_minute() {
-    let mut l = CloudLimits::cloud();
+fn shared_edge_uses_fixed_windows_per_second_and_per_minute_over_every_request() {
+    let mut l = CloudLimits::shared_edge();
+    assert_eq!(l.mode, Counting::SharedEdge);
     // five in a second, the sixth refused until the window that opened at 0 ends
     for i in 0..5 {
         assert!(passed(l.admit_at(LOCALHOST, Kind::Members, 0.1 * i as f64)));
@@ -51,9 +60,14 @@ fn limits_use_fixed_windows_per_second_and_per_minute() {
     // a new second window opens at 1.0 (fixed, not sliding: 0.1..0.4 are not counted in it)
     assert!(passed(l.admit_at(LOCALHOST, Kind::MemberIds, 1.0)));
     // four a second stay under the second rule; the minute's 60 run out at 60 requests
-    let mut l = CloudLimits::cloud();
+    let mut l = CloudLimits::shared_edge();
     for i in 0..60 {
-        let a = l.admit_at(LOCALHOST, Kind::MemberIds, 0.25 * i as f64);
+        let a = l.admit_request_at(
+            LOCALHOST,
+            "GET",
+            &format!("/api/public/groups/g{i}/member-ids"),
+            0.25 * i as f64,
+        );
         assert!(passed(a), "request {i}: {a:?}");
     }
     assert_eq!(
@@ -69,109 +83,346 @@ fn limits_use_fixed_windows_per_second_and_per_minute() {
     assert!(passed(l.admit_at(LOCALHOST, Kind::Import, 60.0)));
     assert_eq!(l.refusals().len(), 2);
     assert_eq!(l.requests(Kind::Import), 3);
+    assert_eq!(l.requests(Kind::MemberIds), 60);
     assert!(!l.is_blocked_at(LOCALHOST, 60.0));
+}
+
+/// The same numbers per path under the cloud's rules: one endpoint's POSTs, 5 a second and 60 a
+/// minute in fixed windows, while other paths and other methods count on their own.
+#[test]
+fn cloud_counts_each_method_and_path_in_fixed_windows() {
+    let mut l = CloudLimits::cloud();
+    assert_eq!(l.mode, Counting::PerPath);
+    let revoke = |m: usize| format!("/api/public/members/m{m}/revoke");
+    // five POSTs to one path in a second, the sixth refused until the window that opened at 0
+    // ends; another member's revoke (another path) passes in that second
+    for i in 0..5 {
+        assert!(passed(l.admit_request_at(
+            LOCALHOST,
+            "POST",
+            &revoke(1),
+            0.1 * i as f64
+        )));
+    }
+    assert_eq!(
+        refused(l.admit_request_at(LOCALHOST, "POST", &revoke(1), 0.6)),
+        Some((1, "1s"))
+    );
+    for m in 2..12 {
+        assert!(passed(l.admit_request_at(
+            LOCALHOST,
+            "POST",
+            &revoke(m),
+            0.7
+        )));
+    }
+    // a GET of the same path is another counter (and GETs have no per-second rule)
+    for _ in 0..10 {
+        assert!(passed(l.admit_request_at(
+            LOCALHOST,
+            "GET",
+            &revoke(1),
+            0.8
+        )));
+    }
+    assert!(passed(l.admit_request_at(
+        LOCALHOST,
+        "POST",
+        &revoke(1),
+        1.0
+    )));
+    // the same path's 61st POST in a minute is refused, four a second staying under the
+    // second's rule
+    let mut l = CloudLimits::cloud();
+    for i in 0..60 {
+        let a = l.admit_at(LOCALHOST, Kind::Import, 0.25 * i as f64);
+        assert!(passed(a), "request {i}: {a:?}");
+    }
+    assert_eq!(
+        refused(l.admit_at(LOCALHOST, Kind::Import, 15.0)),
+        Some((45, "1m"))
+    );
+    assert_eq!(
+        refused(l.admit_at(LOCALHOST, Kind::Import, 59.9)),
+        Some((1, "1m"))
+    );
+    // another POST path is not refused meanwhile, and the window ends at 60
+    assert!(passed(l.admit_request_at(
+        LOCALHOST,
+        "POST",
+        &revoke(1),
+        59.9
+    )));
+    assert!(passed(l.admit_at(LOCALHOST, Kind::Import, 60.0)));
+    assert_eq!(l.refusals().len(), 2);
+    assert_eq!(l.requests(Kind::Import), 63);
+    assert_eq!(l.requests_to("POST", "/api/public/organization/import"), 63);
+    assert_eq!(l.requests_to("POST", &revoke(1)), 1);
+    // the record keeps each request's method and path
+    let last = l.log.last().unwrap();
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("POST", "/api/public/organization/import")
+    );
+}
+
+/// A thousand groups' member ids read within a minute are a thousand counters: all admitted
+/// (the stress mode refuses the sixth of a second). One group's member ids read again and again
+/// meet the GET rule: the 201st in a minute is refused.
+#[test]
+fn member_id_reads_of_a_thousand_groups_in_a_minute_are_all_admitted() {
+    let path =
+        |g: usize| format!("/api/public/groups/{g:08}-0000-4000-8000-000000000000/member-ids");
+    for mut l in [CloudLimits::cloud(), CloudLimits::stored_appsettings()] {
+        for g in 0..1000 {
+            // 20 a second: over the 5-a-second rule per IP, not per path
+            let a = l.admit_request_at(LOCALHOST, "GET", &path(g), g as f64 * 0.05);
+            assert!(passed(a), "{:?} group {g}: {a:?}", l.mode);
+        }
+        assert!(l.refusals().is_empty());
+        assert_eq!(l.requests(Kind::MemberIds), 1000);
+        assert_eq!(l.requests_to("GET", &path(7)), 1);
+    }
+    // the stress mode counts them in one: the sixth of the first second is refused
+    let mut l = CloudLimits::shared_edge();
+    let answers: Vec<Answer> = (0..20)
+        .map(|g| l.admit_request_at(LOCALHOST, "GET", &path(g), g as f64 * 0.05))
+        .collect();
+    assert!(answers[..5].iter().all(|a| passed(*a)), "{answers:?}");
+    assert_eq!(refused(answers[5]), Some((1, "1s")));
+    // one group's reads: 200 a minute, no per-second rule (all 200 in the first second)
+    let mut l = CloudLimits::cloud();
+    for i in 0..200 {
+        let a = l.admit_request_at(LOCALHOST, "GET", &path(1), i as f64 * 0.004);
+        assert!(passed(a), "read {i}: {a:?}");
+    }
+    assert_eq!(
+        refused(l.admit_request_at(LOCALHOST, "GET", &path(1), 1.0)),
+        Some((59, "1m"))
+    );
+    // the path is counted in lower case (AspNetCoreRateLimit's `ClientRequestIdentity.Path` is
+    // `Request.Path` lowered)
+    l.spend_other_path_at(
+        LOCALHOST,
+        "GET",
+        "/api/public/groups/abc/member-ids",
+        200,
+        1.0,
+    );
+    assert!(
+        refused(l.admit_request_at(LOCALHOST, "GET", "/api/public/groups/ABC/member-ids", 1.0))
+            .is_some()
+    );
+    assert!(passed(l.admit_request_at(LOCALHOST, "GET", &path(2), 1.0)));
+}
+
+/// `GET /public/members` under the cloud's rules: 200 a minute, the 201st refused until the
+/// minute ends; the GET rule can be set ([`CloudLimits::with_get_limits`]); under the stored
+/// appsettings the sixth of a second is refused.
+#[test]
+fn get_members_201st_in_a_minute_is_refused_and_the_get_rule_is_configurable() {
+    let mut l = CloudLimits::cloud();
+    for i in 0..200 {
+        let a = l.admit_at(LOCALHOST, Kind::Members, i as f64 * 0.1);
+        assert!(passed(a), "read {i}: {a:?}");
+    }
+    assert_eq!(
+        refused(l.admit_at(LOCALHOST, Kind::Members, 20.0)),
+        Some((40, "1m"))
+    );
+    // the group list is another path
+    assert!(passed(l.admit_at(LOCALHOST, Kind::Groups, 20.0)));
+    assert!(passed(l.admit_at(LOCALHOST, Kind::Members, 60.0)));
+    // a GET rule of 100 a minute and 10 a second
+    let mut l = CloudLimits::cloud().with_get_limits(Some(100), Some(10));
+    for i in 0..10 {
+        assert!(passed(l.admit_at(
+            LOCALHOST,
+            Kind::Members,
+            i as f64 * 0.01
+        )));
+    }
+    assert_eq!(
+        refused(l.admit_at(LOCALHOST, Kind::Members, 0.5)),
+        Some((1, "1s"))
+    );
+    for s in 1..10 {
+        for i in 0..10 {
+            let a = l.admit_at(LOCALHOST, Kind::Members, s as f64 + i as f64 * 0.01);
+            assert!(passed(a), "{s}.{i}: {a:?}");
+        }
+    }
+    assert_eq!(
+        refused(l.admit_at(LOCALHOST, Kind::Members, 10.0)),
+        Some((50, "1m"))
+    );
+    // POSTs keep their rules
+    let mut l = CloudLimits::cloud().with_get_limits(None, None);
+    for i in 0..1000 {
+        assert!(passed(l.admit_at(
+            LOCALHOST,
+            Kind::Members,
+            i as f64 * 0.001
+        )));
+    }
+    // the stored appsettings: `*` 5 a second and 60 a minute for GETs too
+    let mut l = CloudLimits::stored_appsettings();
+    for i in 0..5 {
+        assert!(passed(l.admit_at(LOCALHOST, Kind::Members, i as f64 * 0.1)));
+    }
+    assert_eq!(
+        refused(l.admit_at(LOCALHOST, Kind::Members, 0.5)),
+        Some((1, "1s"))
+    );
+    assert!(passed(l.admit_at(LOCALHOST, Kind::Groups, 0.5)));
+}
+
+/// The modes whose numbers the refusal tests below check, one path spent in each.
+fn modes() -> [CloudLimits; 3] {
+    [
+        CloudLimits::cloud(),
+        CloudLimits::stored_appsettings(),
+        CloudLimits::shared_edge(),
+    ]
 }
 
 #[test]
 fn refused_requests_are_not_counted() {
-    let mut l = CloudLimits::cloud();
-    // 55 counted in seconds 0..=10, each second's window also refusing 4 more
-    for s in 0..=10 {
-        for i in 0..5 {
-            assert!(passed(l.admit_at(
-                LOCALHOST,
-                Kind::Members,
-                s as f64 + 0.01 * i as f64
-            )));
-        }
-        if s == 10 {
-            for i in 0..4 {
-                assert!(
-                    refused(l.admit_at(LOCALHOST, Kind::Members, 10.5 + 0.01 * i as f64)).is_some()
-                );
+    for mut l in modes() {
+        let mode = l.mode;
+        // 55 counted in seconds 0..=10, the window of second 10 also refusing 4 more
+        for s in 0..=10 {
+            for i in 0..5 {
+                assert!(passed(l.admit_at(
+                    LOCALHOST,
+                    Kind::Import,
+                    s as f64 + 0.01 * i as f64
+                )));
+            }
+            if s == 10 {
+                for i in 0..4 {
+                    assert!(
+                        refused(l.admit_at(LOCALHOST, Kind::Import, 10.5 + 0.01 * i as f64))
+                            .is_some()
+                    );
+                }
             }
         }
+        // 55 counted: five more fit in the minute (the four refusals did not count)
+        for i in 0..5 {
+            let a = l.admit_at(LOCALHOST, Kind::Import, 11.0 + 0.01 * i as f64);
+            assert!(passed(a), "{mode:?} {i}: {a:?}");
+        }
+        assert_eq!(
+            refused(l.admit_at(LOCALHOST, Kind::Import, 12.0)),
+            Some((48, "1m")),
+            "{mode:?}"
+        );
     }
-    // 55 counted: five more fit in the minute (the four refusals did not count)
-    for i in 0..5 {
-        let a = l.admit_at(LOCALHOST, Kind::Members, 11.0 + 0.01 * i as f64);
-        assert!(passed(a), "{i}: {a:?}");
-    }
-    assert_eq!(
-        refused(l.admit_at(LOCALHOST, Kind::Members, 12.0)),
-        Some((48, "1m"))
-    );
 }
 
 #[test]
 fn the_eleventh_refusal_within_five_minutes_blocks_for_fifteen() {
-    let mut l = CloudLimits::cloud();
-    l.spend_other_at(LOCALHOST, Kind::Members, 60, 0.0);
-    // ten refusals, a minute apart and more: the count's expiration slides
-    for i in 0..10 {
-        let a = l.admit_at(LOCALHOST, Kind::Members, 1.0 + 4.0 * i as f64);
-        assert!(refused(a).is_some(), "{i}: {a:?}");
-        assert!(!l.is_blocked_at(LOCALHOST, 1.0 + 4.0 * i as f64));
+    for mut l in modes() {
+        let mode = l.mode;
+        l.spend_other_at(LOCALHOST, Kind::Import, 60, 0.0);
+        // ten refusals, seconds apart: the count's expiration slides
+        for i in 0..10 {
+            let a = l.admit_at(LOCALHOST, Kind::Import, 1.0 + 4.0 * i as f64);
+            assert!(refused(a).is_some(), "{mode:?} {i}: {a:?}");
+            assert!(!l.is_blocked_at(LOCALHOST, 1.0 + 4.0 * i as f64));
+        }
+        // the eleventh is refused (429) and blocks the IP
+        let a = l.admit_at(LOCALHOST, Kind::Import, 50.0);
+        assert!(refused(a).is_some(), "{mode:?} {a:?}");
+        assert!(l.is_blocked_at(LOCALHOST, 50.0));
+        // everything gets the 403 now, every path, identity too, also after the windows ended
+        assert_eq!(l.admit_at(LOCALHOST, Kind::Token, 61.0), Answer::Blocked);
+        assert_eq!(l.admit_at(LOCALHOST, Kind::Members, 62.0), Answer::Blocked);
+        assert_eq!(l.admit_at(LOCALHOST, Kind::Import, 949.9), Answer::Blocked);
+        assert_eq!(l.blocked_answers().len(), 3);
+        // lifted after 15 minutes
+        assert!(!l.is_blocked_at(LOCALHOST, 950.1));
+        assert!(passed(l.admit_at(LOCALHOST, Kind::Import, 950.1)));
+        // another IP was never blocked
+        let other = "10.0.0.7".parse().unwrap();
+        assert!(!l.is_blocked_at(other, 100.0));
     }
-    // the eleventh is refused (429) and blocks the IP
-    let a = l.admit_at(LOCALHOST, Kind::Members, 50.0);
-    assert!(refused(a).is_some(), "{a:?}");
-    assert!(l.is_blocked_at(LOCALHOST, 50.0));
-    // everything gets the 403 now, identity too, also after the windows ended
-    assert_eq!(l.admit_at(LOCALHOST, Kind::Token, 61.0), Answer::Blocked);
-    assert_eq!(l.admit_at(LOCALHOST, Kind::Import, 949.9), Answer::Blocked);
-    assert_eq!(l.blocked_answers().len(), 2);
-    // lifted after 15 minutes
-    assert!(!l.is_blocked_at(LOCALHOST, 950.1));
-    assert!(passed(l.admit_at(LOCALHOST, Kind::Members, 950.1)));
-    // another IP was never blocked
-    let other = "10.0.0.7".parse().unwrap();
-    assert!(!l.is_blocked_at(other, 100.0));
+    // per path, refusals on different paths add up to the block (one count per IP and service)
+    let mut l = CloudLimits::cloud();
+    for m in 0..11 {
+        let path = format!("/api/public/members/m{m}/revoke");
+        l.spend_other_path_at(LOCALHOST, "POST", &path, 60, 0.0);
+        assert!(refused(l.admit_request_at(LOCALHOST, "POST", &path, 1.0 + m as f64)).is_some());
+    }
+    assert!(l.is_blocked_at(LOCALHOST, 11.0));
 }
 
 #[test]
 fn refusals_five_minutes_apart_do_not_add_up_to_a_block() {
-    let mut l = CloudLimits::cloud();
-    let refuse = |l: &mut CloudLimits, t: f64| {
-        l.spend_other_at(LOCALHOST, Kind::Groups, 60, t);
-        for i in 0..10 {
-            assert!(refused(l.admit_at(LOCALHOST, Kind::Groups, t + 0.01 * i as f64)).is_some());
-        }
-    };
-    refuse(&mut l, 0.0);
-    // more than 5 minutes without a refusal: the count starts again
-    refuse(&mut l, 400.0);
-    assert!(!l.is_blocked_at(LOCALHOST, 401.0));
-    assert_eq!(l.refusals().len(), 20);
-    // one more within 5 minutes of the last is the eleventh
-    assert!(refused(l.admit_at(LOCALHOST, Kind::Groups, 401.0)).is_some());
-    assert!(l.is_blocked_at(LOCALHOST, 401.0));
+    for mut l in modes() {
+        let refuse = |l: &mut CloudLimits, t: f64| {
+            l.spend_other_at(LOCALHOST, Kind::Import, 60, t);
+            for i in 0..10 {
+                assert!(
+                    refused(l.admit_at(LOCALHOST, Kind::Import, t + 0.01 * i as f64)).is_some()
+                );
+            }
+        };
+        refuse(&mut l, 0.0);
+        // more than 5 minutes without a refusal: the count starts again
+        refuse(&mut l, 400.0);
+        assert!(!l.is_blocked_at(LOCALHOST, 401.0));
+        assert_eq!(l.refusals().len(), 20);
+        // one more within 5 minutes of the last is the eleventh
+        assert!(refused(l.admit_at(LOCALHOST, Kind::Import, 401.0)).is_some());
+        assert!(l.is_blocked_at(LOCALHOST, 401.0), "{:?}", l.mode);
+    }
 }
 
 #[test]
 fn the_token_endpoint_allows_ten_a_minute_counted_by_identity() {
-    let mut l = CloudLimits::cloud();
-    for i in 0..10 {
-        assert!(passed(l.admit_at(LOCALHOST, Kind::Token, i as f64)));
+    for mut l in modes() {
+        let mode = l.mode;
+        for i in 0..10 {
+            assert!(
+                passed(l.admit_at(LOCALHOST, Kind::Token, i as f64)),
+                "{mode:?}"
+            );
+        }
+        assert_eq!(
+            refused(l.admit_at(LOCALHOST, Kind::Token, 10.0)),
+            Some((50, "1m")),
+            "{mode:?}"
+        );
+        // the API counts on its own
+        for i in 0..5 {
+            assert!(passed(l.admit_at(
+                LOCALHOST,
+                Kind::Import,
+                10.0 + 0.01 * i as f64
+            )));
+        }
+        assert!(passed(l.admit_at(LOCALHOST, Kind::Token, 60.0)));
+        // five a second (past the token's second, which the stress mode counts in this one)
+        for i in 0..5 {
+            let a = l.admit_request_at(
+                LOCALHOST,
+                "GET",
+                "/identity/.well-known/x",
+                61.0 + i as f64 * 0.01,
+            );
+            assert!(passed(a), "{mode:?} {i}: {a:?}");
+        }
+        let a = l.admit_request_at(LOCALHOST, "GET", "/identity/.well-known/x", 61.5);
+        assert_eq!(refused(a), Some((1, "1s")), "{mode:?}");
     }
-    assert_eq!(
-        refused(l.admit_at(LOCALHOST, Kind::Token, 10.0)),
-        Some((50, "1m"))
-    );
-    // the API counts on its own
-    for i in 0..5 {
-        assert!(passed(l.admit_at(
-            LOCALHOST,
-            Kind::Members,
-            10.0 + 0.01 * i as f64
-        )));
-    }
-    assert!(passed(l.admit_at(LOCALHOST, Kind::Token, 60.0)));
 }
 
 #[test]
 fn other_clients_behind_the_same_ip_spend_the_budget() {
-    let mut l = CloudLimits::cloud();
+    // the stress mode: their imports spend every request's minute
+    let mut l = CloudLimits::shared_edge();
     l.spend_other_at(LOCALHOST, Kind::Import, 58, 0.0);
     // counted in the second window too
     assert_eq!(
@@ -186,6 +437,34 @@ fn other_clients_behind_the_same_ip_spend_the_budget() {
     );
     // the other clients' requests are not in the record
     assert_eq!(l.log.len(), 4);
+    // per path: only the import's
+    let mut l = CloudLimits::cloud();
+    l.spend_other_at(LOCALHOST, Kind::Import, 58, 0.0);
+    assert!(passed(l.admit_at(LOCALHOST, Kind::Members, 0.5)));
+    assert_eq!(
+        refused(l.admit_at(LOCALHOST, Kind::Import, 0.5)),
+        Some((1, "1s"))
+    );
+    assert!(passed(l.admit_at(LOCALHOST, Kind::Import, 1.0)));
+    assert!(passed(l.admit_at(LOCALHOST, Kind::Import, 1.5)));
+    assert_eq!(
+        refused(l.admit_at(LOCALHOST, Kind::Import, 2.0)),
+        Some((58, "1m"))
+    );
+    // a group's member ids, by path
+    let path = "/api/public/groups/g1/member-ids";
+    l.spend_other_path_at(LOCALHOST, "GET", path, 200, 2.0);
+    assert_eq!(
+        refused(l.admit_request_at(LOCALHOST, "GET", path, 3.0)),
+        Some((59, "1m"))
+    );
+    assert!(passed(l.admit_request_at(
+        LOCALHOST,
+        "GET",
+        "/api/public/groups/g2/member-ids",
+        3.0
+    )));
+    assert_eq!(l.log.len(), 7);
 }
 
 #[test]
@@ -196,13 +475,25 @@ fn the_time_scale_runs_the_server_clock_faster() {
     assert!((6.0..30.0).contains(&now), "{now}");
 }
 
-/// One HTTP/1.1 request to the fake: (status, headers in lower case, body).
-fn http(url: &str, method: &str, path: &str) -> (u16, String, String) {
+/// One HTTP/1.1 request to the fake with these headers and body: (status, head in lower case,
+/// body).
+fn http_with(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let addr = url.strip_prefix("http://").unwrap();
     let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut text = String::new();
@@ -212,17 +503,27 @@ fn http(url: &str, method: &str, path: &str) -> (u16, String, String) {
     (status, head.to_lowercase(), body.to_string())
 }
 
+/// One HTTP/1.1 request to the fake without a body.
+fn http(url: &str, method: &str, path: &str) -> (u16, String, String) {
+    http_with(url, method, path, &[], "")
+}
+
 #[test]
 fn the_fake_answers_429_then_blocks_with_the_edge_page() {
     let server = FakeBitwarden::start_with(ServerKind::Bitwarden, Some(CloudLimits::cloud()));
-    // other clients behind this IP spent the minute
+    // other clients behind this IP spent the minute's member list reads
     server
         .org()
         .limits
         .as_mut()
         .unwrap()
-        .spend_other(Kind::Members, 60);
-    let (status, head, body) = http(&server.url, "GET", "/api/public/members");
+        .spend_other(Kind::Members, 200);
+    // with a query: counted on the path
+    let (status, head, body) = http(
+        &server.url,
+        "GET",
+        "/api/public/members?continuationToken=page-2",
+    );
     assert_eq!(status, 429, "{head}");
     let retry: u64 = head
         .lines()
@@ -233,18 +534,18 @@ fn the_fake_answers_429_then_blocks_with_the_edge_page() {
         .unwrap();
     assert!((1..=60).contains(&retry), "{head}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    // the refusing rule's period: the second's (or the minute's, on a slow machine)
-    assert!(
-        v["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("Slow down! Too many requests. Try again in 1")),
+    assert_eq!(
+        v["message"], "Slow down! Too many requests. Try again in 1m.",
         "{body}"
     );
-    // the identity service counts on its own: a token request passes (and fails on its form)
+    // the group list is another path, and the identity service counts on its own: both pass
+    // the limits (and fail on the missing token and form)
+    let (status, _, _) = http(&server.url, "GET", "/api/public/groups");
+    assert_eq!(status, 401);
     let (status, _, _) = http(&server.url, "POST", "/identity/connect/token");
     assert_eq!(status, 415);
     for _ in 0..10 {
-        let (status, _, _) = http(&server.url, "GET", "/api/public/groups");
+        let (status, _, _) = http(&server.url, "GET", "/api/public/members");
         assert_eq!(status, 429);
     }
     let (status, head, body) = http(&server.url, "POST", "/identity/connect/token");
@@ -257,7 +558,10 @@ fn the_fake_answers_429_then_blocks_with_the_edge_page() {
     assert_eq!(l.refusals().len(), 11);
     assert_eq!(l.blocked_answers().len(), 1);
     assert_eq!(l.requests(Kind::Token), 2);
-    assert_eq!(l.requests(Kind::Groups), 10);
+    assert_eq!(l.requests(Kind::Members), 11);
+    assert_eq!(l.requests(Kind::Groups), 1);
+    assert_eq!(l.requests_to("GET", "/api/public/members"), 11);
+    drop(org);
     // a Vaultwarden (self-hosted) has no limits, whatever is asked
     let vw = FakeBitwarden::start_with(
         ServerKind::Vaultwarden {
@@ -266,6 +570,195 @@ fn the_fake_answers_429_then_blocks_with_the_edge_page() {
         Some(CloudLimits::cloud()),
     );
     assert!(vw.org().limits.is_none());
+}
+
+/// The fake's middleware passes each request's method and path: one group's member ids refused
+/// while another group's pass (per path), both refused under the stress mode.
+#[test]
+fn the_fake_counts_each_groups_member_ids_on_their_own() {
+    let g1 = "/api/public/groups/g1/member-ids";
+    let g2 = "/api/public/groups/g2/member-ids";
+    let server = FakeBitwarden::start_with(ServerKind::Bitwarden, Some(CloudLimits::cloud()));
+    server
+        .org()
+        .limits
+        .as_mut()
+        .unwrap()
+        .spend_other_path("GET", g1, 200);
+    assert_eq!(http(&server.url, "GET", g1).0, 429);
+    // past the limits, refused for the missing token
+    assert_eq!(http(&server.url, "GET", g2).0, 401);
+    assert_eq!(http(&server.url, "GET", g2).0, 401);
+    {
+        let org = server.org();
+        let l = org.limits.as_ref().unwrap();
+        assert_eq!(l.requests(Kind::MemberIds), 3);
+        assert_eq!((l.requests_to("GET", g1), l.requests_to("GET", g2)), (1, 2));
+        assert_eq!(l.refusals()[0].path, g1);
+    }
+    let server = FakeBitwarden::start_with(ServerKind::Bitwarden, Some(CloudLimits::shared_edge()));
+    server
+        .org()
+        .limits
+        .as_mut()
+        .unwrap()
+        .spend_other(Kind::Members, 60);
+    assert_eq!(http(&server.url, "GET", g1).0, 429);
+    assert_eq!(http(&server.url, "GET", g2).0, 429);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vaultwarden's import and owners (`src/api/core/public.rs`, `ldap_import`)
+
+const TOKEN: &str = "tok-owners";
+
+/// A Vaultwarden fake holding `a`, `b` (confirmed owners), `c` (a member) and `d` (an owner
+/// still invited), each with externalId `ext-<name>`, all in group `G`.
+fn vaultwarden_with_owners() -> FakeBitwarden {
+    let server = FakeBitwarden::vaultwarden(true);
+    {
+        let mut org = server.org();
+        org.tokens.insert(TOKEN.into());
+        for n in ["a", "b", "c", "d"] {
+            let email = format!("{n}@example.com");
+            let mut m = Member::new(&email, Some(&format!("ext-{n}")));
+            m.status = CONFIRMED;
+            org.members.insert(email, m);
+        }
+        org.make_owner("a@example.com");
+        org.make_owner("b@example.com");
+        let d = org.members.get_mut("d@example.com").unwrap();
+        d.owner = true;
+        d.status = INVITED;
+        org.add_manual_group(
+            "G",
+            &[
+                "a@example.com",
+                "b@example.com",
+                "c@example.com",
+                "d@example.com",
+            ],
+        );
+    }
+    server
+}
+
+/// Posts an import of these members (name, deleted) to the fake: its status.
+fn import_members(server: &FakeBitwarden, members: &[(&str, bool)], overwrite: bool) -> u16 {
+    let members: Vec<serde_json::Value> = members
+        .iter()
+        .map(|(n, deleted)| {
+            serde_json::json!({
+                "email": format!("{n}@example.com"),
+                "externalId": format!("ext-{n}"),
+                "deleted": deleted,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "members": members,
+        "groups": [],
+        "overwriteExisting": overwrite,
+        "largeImport": false,
+    })
+    .to_string();
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, head, body) = http_with(
+        &server.url,
+        "POST",
+        "/api/public/organization/import",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
+    );
+    assert!(status == 200 || status >= 400, "{head}\n{body}");
+    status
+}
+
+fn status_of(server: &FakeBitwarden, n: &str) -> Option<i32> {
+    server
+        .org()
+        .members
+        .get(&format!("{n}@example.com"))
+        .map(|m| m.status)
+}
+
+/// `deleted` on owners: a confirmed owner is revoked while another confirmed owner is left (the
+/// count is taken at each member, so of two listed the first goes and the second is the last);
+/// the last confirmed owner is kept, also on the next import; an owner not confirmed is revoked
+/// like any member; 200 every time.
+#[test]
+fn vaultwarden_revokes_a_deleted_owner_only_while_a_confirmed_co_owner_is_left() {
+    let server = vaultwarden_with_owners();
+    assert_eq!(
+        import_members(
+            &server,
+            &[("a", true), ("b", true), ("c", true), ("d", true)],
+            false
+        ),
+        200
+    );
+    assert_eq!(
+        status_of(&server, "a"),
+        Some(REVOKED),
+        "a co-owner is left: revoked"
+    );
+    assert_eq!(
+        status_of(&server, "b"),
+        Some(CONFIRMED),
+        "the last owner is kept"
+    );
+    assert_eq!(status_of(&server, "c"), Some(REVOKED));
+    assert_eq!(
+        status_of(&server, "d"),
+        Some(REVOKED),
+        "not confirmed: revoked"
+    );
+    // revoked members keep their group rows
+    assert_eq!(server.org().group_emails("G").len(), 4);
+    // the last owner stays on every import that lists it deleted
+    assert_eq!(import_members(&server, &[("b", true)], false), 200);
+    assert_eq!(status_of(&server, "b"), Some(CONFIRMED));
+    // a restored co-owner makes b revocable again (the fake restores to confirmed)
+    assert_eq!(import_members(&server, &[("a", false)], false), 200);
+    assert_eq!(status_of(&server, "a"), Some(CONFIRMED));
+    assert_eq!(import_members(&server, &[("b", true)], false), 200);
+    assert_eq!(status_of(&server, "b"), Some(REVOKED));
+    assert_eq!(status_of(&server, "a"), Some(CONFIRMED));
+}
+
+/// `overwriteExisting` on owners: the unlisted members with an externalId are deleted (their
+/// group rows with them), a confirmed owner only while another confirmed owner is left; the
+/// last confirmed owner is kept (200).
+#[test]
+fn vaultwarden_overwrite_deletes_an_unlisted_owner_only_while_a_confirmed_co_owner_is_left() {
+    let server = vaultwarden_with_owners();
+    server.org().add_manual_member("manual@example.com");
+    assert_eq!(import_members(&server, &[("x", false)], true), 200);
+    let org = server.org();
+    let emails: Vec<&str> = org.members.keys().map(String::as_str).collect();
+    // a went while b was left; b was the last confirmed owner then; c and the invited owner d
+    // went; the member without an externalId stays
+    assert_eq!(
+        emails,
+        ["b@example.com", "manual@example.com", "x@example.com"]
+    );
+    assert_eq!(org.members["b@example.com"].status, CONFIRMED);
+    assert_eq!(
+        org.group_emails("G"),
+        ["b@example.com".to_string()].into_iter().collect()
+    );
+    assert_eq!(
+        org.group("G").unwrap().members.len(),
+        1,
+        "the group rows went too"
+    );
+    drop(org);
+    // again: b stays
+    assert_eq!(import_members(&server, &[("x", false)], true), 200);
+    assert_eq!(status_of(&server, "b"), Some(CONFIRMED));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,11 +15,16 @@
 //!   matched by email (an email change makes a second membership), `deleted` revokes and keeps
 //!   the member's group rows (a restore brings them back), groups matched by externalId and never
 //!   renamed, group members looked up by externalId, groups silently ignored unless
-//!   `ORG_GROUPS_ENABLED`, no seat limit, `largeImport` ignored.
+//!   `ORG_GROUPS_ENABLED`, no seat limit, `largeImport` ignored; a confirmed owner is revoked
+//!   (`deleted`) or deleted (left out under `overwriteExisting`) only when another confirmed
+//!   owner is left, the last one is kept, and the import answers 200 either way.
 //!
 //! Bitwarden mode can also apply the cloud's per-IP rate limits ([`Org::limits`], see
-//! [`super::cloud_limits`]; `FAKE_BITWARDEN_CLOUD_LIMITS=<time scale>` turns them on for every
-//! fake [`FakeBitwarden::start`] makes), and answer wrongly on purpose: the member list in pages
+//! [`super::cloud_limits`]: counted per IP, method and path as the cloud does with
+//! `CloudLimits::cloud()`, or in one counter per IP with the stress mode
+//! `CloudLimits::shared_edge()`; `FAKE_BITWARDEN_CLOUD_LIMITS=<time scale>` turns them on for
+//! every fake [`FakeBitwarden::start`] makes, `FAKE_BITWARDEN_LIMITS_MODE=shared` picks the
+//! stress mode), and answer wrongly on purpose: the member list in pages
 //! ([`Org::member_page_size`]) with a paging fault ([`PagingFault`]), a 404 on a group's member
 //! ids, groups or members left out of the lists, an import answered with a redirect (recorded,
 //! nothing applied; the `Location` answers 200 `{}` to whoever follows it), a token endpoint
@@ -52,6 +57,8 @@ pub struct Member {
     pub id: String,
     pub email: String,
     pub external_id: Option<String>,
+    /// An owner: Bitwarden never removes one by import; Vaultwarden keeps only the last
+    /// *confirmed* owner ([`Org::make_owner`]).
     pub owner: bool,
     pub status: i32,
 }
@@ -311,6 +318,13 @@ impl Org {
         let g = self.group_mut(group).expect("group");
         assert!(g.members.remove(&id), "{email} was not in {group}");
     }
+    /// Makes a member a confirmed owner by hand (Vaultwarden protects only a confirmed owner:
+    /// the last one is neither revoked nor deleted by an import).
+    pub fn make_owner(&mut self, email: &str) {
+        let m = self.members.get_mut(email).expect("member");
+        m.owner = true;
+        m.status = CONFIRMED;
+    }
     /// Revokes a member by hand.
     pub fn revoke(&mut self, email: &str) {
         self.members.get_mut(email).expect("member").status = REVOKED;
@@ -408,9 +422,7 @@ impl FakeBitwarden {
     }
 
     pub fn start() -> FakeBitwarden {
-        let limits = super::cloud_limits::scale_from_env()
-            .map(|s| super::cloud_limits::CloudLimits::cloud().scaled(s));
-        FakeBitwarden::start_with(ServerKind::Bitwarden, limits)
+        FakeBitwarden::start_with(ServerKind::Bitwarden, super::cloud_limits::from_env())
     }
 
     /// A fake acting like `kind`, with these rate limits (none for Vaultwarden, whatever is
@@ -1108,9 +1120,16 @@ fn apply_groups(org: &mut Org, groups: &[BodyGroup], rename: bool) {
     }
 }
 
-/// Vaultwarden's `ldap_import`: members matched by email; `deleted` revokes (group rows stay);
-/// a listed revoked member is restored; groups only with `ORG_GROUPS_ENABLED`, never renamed;
-/// `overwriteExisting` deletes members whose externalId is not listed.
+/// Vaultwarden's `ldap_import` (`src/api/core/public.rs`, 1.37): members matched by email;
+/// `deleted` revokes (group rows stay); a listed revoked member is restored; groups only with
+/// `ORG_GROUPS_ENABLED`, never renamed; `overwriteExisting` deletes the members whose externalId
+/// is set and not listed (and their group rows: `Membership::delete` runs
+/// `GroupUser::delete_all_by_member`). Owners: a *confirmed* owner is revoked (on `deleted`) or
+/// deleted (under `overwriteExisting`) only while `Membership::count_confirmed_by_org_and_type(
+/// org, MembershipType::Owner)` is more than 1, counted at that member (so a co-owner goes, the
+/// last confirmed owner stays: "Can't revoke the last owner" / "Can't delete the last owner",
+/// a warning in the server's log only); an owner who is not confirmed (invited, accepted,
+/// revoked) goes like any member. The import answers 200 either way.
 fn apply_vaultwarden(
     org: &mut Org,
     members: &[BodyMember],
@@ -1119,12 +1138,24 @@ fn apply_vaultwarden(
     groups_enabled: bool,
 ) {
     let s = |v: &Option<Cow<str>>| v.as_deref().unwrap_or_default().to_string();
+    // `x.atype == Owner && x.status == Confirmed` and the org's count of those is at most 1
+    let last_owner = |org: &Org, x: &Member| {
+        x.owner
+            && x.status == CONFIRMED
+            && org
+                .members
+                .values()
+                .filter(|m| m.owner && m.status == CONFIRMED)
+                .count()
+                <= 1
+    };
     for m in members {
         let email = s(&m.email);
         let ext = s(&m.external_id);
         if m.deleted {
-            if let Some(x) = org.members.get_mut(&email)
-                && !x.owner
+            if let Some(x) = org.members.get(&email)
+                && !last_owner(org, x)
+                && let Some(x) = org.members.get_mut(&email)
             {
                 x.status = REVOKED;
             }
@@ -1144,8 +1175,25 @@ fn apply_vaultwarden(
     }
     if overwrite {
         let listed: foldhash::HashSet<String> = members.iter().map(|m| s(&m.external_id)).collect();
-        org.members
-            .retain(|_, x| x.owner || x.external_id.as_ref().is_none_or(|e| listed.contains(e)));
+        // `Membership::find_by_org` order (here: by email), each checked when its turn comes
+        let unlisted: Vec<String> = org
+            .members
+            .values()
+            .filter(|x| x.external_id.as_ref().is_some_and(|e| !listed.contains(e)))
+            .map(|x| x.email.clone())
+            .collect();
+        let mut ids: foldhash::HashSet<String> = Default::default();
+        for email in unlisted {
+            if last_owner(org, &org.members[&email]) {
+                continue;
+            }
+            if let Some(x) = org.members.remove(&email) {
+                ids.insert(x.id);
+            }
+        }
+        for g in org.groups.values_mut() {
+            g.members.retain(|id| !ids.contains(id));
+        }
         org.reindex();
     }
 }
@@ -1225,7 +1273,8 @@ async fn followed(
     axum::Json(json!({})).into_response()
 }
 
-/// The cloud's rate limits in front of every route ([`Org::limits`]), keyed by client IP.
+/// The cloud's rate limits in front of every route ([`Org::limits`]), keyed by client IP and,
+/// as the cloud counts, by method and path (the query left out).
 async fn limit_requests(
     State((org, _)): State<Shared>,
     req: axum::extract::Request,
@@ -1248,7 +1297,7 @@ async fn limit_requests(
         .expect("lock")
         .limits
         .as_mut()
-        .map(|l| l.admit(ip, kind));
+        .map(|l| l.admit_request(ip, req.method().as_str(), req.uri().path()));
     if let Some(refused) = answer.and_then(CloudLimits::response) {
         return refused;
     }

@@ -2,6 +2,13 @@
 //! the Bitwarden cloud's rate limits: `FAKE_BITWARDEN_CLOUD_LIMITS=<time scale>` turns them on
 //! for every fake and gives the client a matching budget and clock), a slapd launcher, and
 //! helpers to run the real binary.
+//!
+//! The limits are counted as the cloud counts them, per client IP, method and whole path
+//! (`GET /public/groups/{id}/member-ids` has a counter per group). `FAKE_BITWARDEN_LIMITS_MODE`
+//! (only with `FAKE_BITWARDEN_CLOUD_LIMITS`) picks another setup of [`cloud_limits`]: `cloud`
+//! (the default: the cloud's rules per path), `appsettings` (the stored `appsettings.json`
+//! rules, 5 a second and 60 a minute per path for every method) or `shared` (the stress mode:
+//! one counter per IP and service for every request, 5 a second and 60 a minute in all).
 
 #![allow(dead_code)]
 

@@ -332,7 +332,10 @@ fn drift_is_reported_and_repaired_from_the_organization() {
     // every sync reads every group's members (issue 26): the very next sync repairs both
     // the rename and the hand removal, and reads back the groups it sent
     let j = env.json(&["sync"]);
-    assert_eq!(j["server"]["groupsRead"], 2, "the groups with an externalId: {j}");
+    assert_eq!(
+        j["server"]["groupsRead"], 2,
+        "the groups with an externalId: {j}"
+    );
     assert_eq!(j["server"]["groupsVerified"], 2, "{j}");
     assert_eq!(j["server"]["groupsPending"], 0, "{j}");
     assert_eq!(

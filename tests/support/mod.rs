@@ -165,9 +165,13 @@ impl Env {
         self.set("sync.user_path", "ou=People");
         self.set("sync.group_path", "ou=Groups");
         if cloud_limits::scale_from_env().is_some() {
-            // the client's own budget, below the cloud's 5 a second and 60 a minute
-            self.set("server.max_requests_per_second", "4");
-            self.set("server.max_requests_per_minute", "50");
+            // the client counts as the fake does: per path (the cloud), or everything together
+            // (an edge in front of the server)
+            let shared = std::env::var("FAKE_BITWARDEN_LIMITS_MODE").as_deref() == Ok("shared");
+            self.set(
+                "server.rate_limits",
+                if shared { "shared" } else { "cloud" },
+            );
         }
     }
 

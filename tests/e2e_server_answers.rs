@@ -944,13 +944,12 @@ fn a_missing_member_id_list_or_a_truncated_member_list_fails_the_read() {
         "{}",
         r.stderr
     );
-    // a sync that takes the groups from the cache finds the list far shorter than what the
-    // cache confirmed
+    // every sync reads every group (issue 26): a plain sync finds it the same way
     let r = bounded(&env, &["sync"]);
     assert_untouched(&server, &env, imports, "truncated member list", &r);
-    assert_eq!(r.code, 3, "{}", r.all());
+    assert_eq!(r.code, 1, "{}", r.all());
     assert!(
-        r.stderr.contains("looks incomplete") && r.stderr.contains("31 of the 50"),
+        r.stderr.contains("member list is incomplete"),
         "{}",
         r.stderr
     );
@@ -963,18 +962,42 @@ fn a_missing_member_id_list_or_a_truncated_member_list_fails_the_read() {
 /// all there). Nothing in one read shows it: the client takes the group for new, pushes (here:
 /// the removal of u49 and the group), then its check after the push finds the group missing and
 /// the cache is written without it.
-/// The groups a sync does not read come from the cache's last confirmed rows: a member list
-/// that lost more than `sync.max_removal_percent` of the members the cache confirmed is refused
-/// as a short answer even when no group read shows it (a sync right after the last reads none).
+/// Issue 26 item 6: a member list far shorter than what the cache confirmed is refused where
+/// it changes the plan: members the organization no longer lists (its groups do not name them
+/// either, so the read holds together) while the directory still does, which the plan would
+/// invite again. `test` and `sync` agree, the message names what the override does; members
+/// listed by email only (externalId cleared by hand) are not missing; and an offboarding done
+/// in both places passes.
 #[test]
-fn a_member_list_far_shorter_than_the_cache_is_refused() {
-    let (_slapd, server, env) = setup(FakeBitwarden::start());
+fn a_member_list_far_shorter_than_the_cache_is_refused_where_it_changes_the_plan() {
+    let (slapd, server, env) = setup(FakeBitwarden::start());
     let imports = server.import_count();
-    server.org().hidden_members.extend((25..USERS).map(email));
+    let short = |server: &FakeBitwarden, from: usize| {
+        let mut org = server.org();
+        for i in from..USERS {
+            org.remove_from_group("All", &email(i));
+            if i < 25 {
+                org.remove_from_group("Half", &email(i));
+            }
+        }
+        org.hidden_members.extend((from..USERS).map(email));
+    };
+    short(&server, 25);
+    let r = bounded(&env, &["test"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout.contains("REFUSED")
+            && r.stdout.contains("25 of the 50")
+            && r.stdout.contains("invites these 25 members again"),
+        "{}",
+        r.stdout
+    );
     let r = bounded(&env, &["sync"]);
     assert_eq!(r.code, 3, "{}", r.all());
     assert!(
-        r.stderr.contains("looks incomplete") && r.stderr.contains("25 of the 50"),
+        r.stderr.contains("looks incomplete")
+            && r.stderr.contains("25 of the 50")
+            && r.stderr.contains("directory still lists them"),
         "{}",
         r.stderr
     );
@@ -988,9 +1011,98 @@ fn a_member_list_far_shorter_than_the_cache_is_refused() {
         (USERS, 3),
         "the cache is not overwritten"
     );
+    // listed again, but with their externalIds cleared by hand: listed by email, not missing
+    {
+        let mut org = server.org();
+        org.hidden_members.clear();
+        for i in 25..USERS {
+            org.members.get_mut(&email(i)).unwrap().external_id = None;
+        }
+    }
+    let j = env.json(&["test"]);
+    assert!(j["refused"].is_null(), "{j}");
+    // an offboarding done in both places: gone from the directory and from the organization
+    let (slapd2, server2, env2) = setup(FakeBitwarden::start());
+    drop((slapd, server, env));
+    for i in 35..USERS {
+        slapd2.delete(&user_dn(&format!("u{i}")));
+    }
+    short(&server2, 35);
+    let r = bounded(&env2, &["sync"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(env2.cache_counts(), (35, 3));
+}
+
+/// Issue 26 item 5: a group that only gains members in the directory is replaced by the
+/// import, so members added to it by hand on the server are counted before it is sent: every
+/// group is read before the plan. `test` and `sync` agree.
+#[test]
+fn a_group_that_only_gains_members_is_guarded_against_hand_additions() {
+    let (slapd, server, env) = setup(FakeBitwarden::start());
+    // 15 members added to Team by hand (10 → 25)
+    {
+        let mut org = server.org();
+        let ids: Vec<String> = (20..35)
+            .map(|i| org.members[&email(i)].id.clone())
+            .collect();
+        org.group_mut("Team").unwrap().members.extend(ids);
+    }
+    // the directory adds one member to Team
+    slapd.modify(&format!(
+        "dn: cn=Team,ou=Groups,{}\nchangetype: modify\nadd: member\nmember: {}\n\n",
+        slapd::BASE,
+        user_dn("u10")
+    ));
+    let imports = server.import_count();
+    let r = bounded(&env, &["test"]);
+    assert!(
+        r.stdout.contains("REFUSED") && r.stdout.contains("15 of 25"),
+        "{}",
+        r.stdout
+    );
+    let r = bounded(&env, &["sync"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert!(
+        r.stderr.contains("15 of 25") && r.stderr.contains("`Team`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(server.import_count(), imports, "nothing pushed");
+    assert_eq!(server.org().group_emails("Team").len(), 25);
+    env.ok(&["sync", "--allow-mass-removal"]);
+    assert_eq!(server.org().group_emails("Team").len(), 11);
+}
+
+/// Issue 26 item 7: the member list read back after a push is held to the same completeness
+/// check as the one read before the plan: a short one is not written to the cache (which keeps
+/// what the server confirmed batch by batch), and the run fails instead of exiting 0.
+#[test]
+fn a_short_member_list_read_back_is_not_written_to_the_cache() {
+    let (slapd, server, env) = setup(FakeBitwarden::start());
+    slapd.delete(&user_dn("u49"));
+    // members in no group after the push, so that the read back holds together
+    for i in 30..49 {
+        slapd.modify(&format!(
+            "dn: cn=All,ou=Groups,{}\nchangetype: modify\ndelete: member\nmember: {}\n\n",
+            slapd::BASE,
+            user_dn(&format!("u{i}"))
+        ));
+    }
+    server.org().hide_after_import.extend((30..49).map(email));
+    let r = bounded(&env, &["sync", "--allow-mass-removal"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("read back after the push looks incomplete")
+            && r.stderr.contains("19 of the"),
+        "{}",
+        r.stderr
+    );
+    // the batch the server confirmed (u49 removed) is recorded; the short list is not
+    assert_eq!(env.cache_counts().0, USERS - 1);
     server.org().hidden_members.clear();
     let j = env.json(&["sync"]);
-    assert_eq!(j["outcome"], "unchanged", "{j}");
+    assert_eq!(env.cache_counts().0, USERS - 1, "{j}");
 }
 
 #[test]

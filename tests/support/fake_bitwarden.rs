@@ -190,6 +190,9 @@ pub struct Org {
     /// Members (by email) that `GET /public/members` leaves out (a truncated list: their group
     /// rows still name them).
     pub hidden_members: BTreeSet<String>,
+    /// Members (by email) that join [`Org::hidden_members`] once an import succeeds: the list
+    /// read back after a push is short, the one read before it was not.
+    pub hide_after_import: BTreeSet<String>,
     /// Every import is answered with this redirect status (301, 302, 307…) and a `Location`
     /// on the fake: recorded in `imports`, nothing applied.
     pub import_redirect: Option<u16>,
@@ -862,6 +865,8 @@ async fn import(State((org, cut)): State<Shared>, headers: HeaderMap, body: Stri
     });
     if status == 200 {
         org.successful_imports += 1;
+        let hide = std::mem::take(&mut org.hide_after_import);
+        org.hidden_members.extend(hide);
     }
     response
 }

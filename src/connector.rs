@@ -1100,7 +1100,8 @@ impl Connector {
                 digest,
                 held,
             };
-            Self::verify_and_record(
+            let mut by_server = 0;
+            let verified = Self::verify_and_record(
                 &client,
                 before,
                 members_after,
@@ -1111,8 +1112,12 @@ impl Connector {
                 store,
                 progress,
                 limits,
+                &mut by_server,
             )
-            .await?;
+            .await;
+            // members the server removed on its own (overwriteExisting) count as removed
+            record.removed += by_server;
+            verified?;
         }
         if cfg.sync.users {
             store.set_last_sync(SyncKind::Users, &started)?;
@@ -1150,6 +1155,7 @@ impl Connector {
         store: &mut Store,
         progress: &dyn Progress,
         limits: GuardLimits,
+        by_server: &mut u64,
     ) -> anyhow::Result<()> {
         let read_back;
         let mut verified = Vec::new();
@@ -1188,6 +1194,7 @@ impl Connector {
             }
             verified = read.1;
             read_back = read.0;
+            *by_server = removed_by_server(before.org, &read_back, plan);
             &read_back
         } else {
             &*before.org
@@ -1545,6 +1552,32 @@ impl<T> Drop for Background<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The members with an externalId the organization held before a push with `overwriteExisting`
+/// that it no longer shows, and that the plan did not remove itself: the server removed them
+/// because the push did not list them.
+fn removed_by_server(before: &Organization, after: &Organization, plan: &Plan) -> u64 {
+    if !plan.overwrite_existing {
+        return 0;
+    }
+    let now: std::collections::HashSet<&str> = after
+        .members
+        .iter()
+        .filter_map(|m| m.external_id.as_deref())
+        .collect();
+    let planned: std::collections::HashSet<&str> = plan
+        .members
+        .iter()
+        .filter(|m| m.is_removal())
+        .map(|m| m.external_id.as_str())
+        .collect();
+    before
+        .members
+        .iter()
+        .filter_map(|m| m.external_id.as_deref())
+        .filter(|e| !now.contains(e) && !planned.contains(e))
+        .count() as u64
 }
 
 /// Why the member list read back after a push is taken for a short answer, if it is: more

@@ -599,8 +599,21 @@ fn overwrite_existing_after_a_cleared_cache_is_refused_until_allowed() {
             10,
             "{mode:?}: nothing removed"
         );
-        env.ok(&["sync", "--allow-mass-removal"]);
+        let r = env.ok(&["sync", "--allow-mass-removal"]);
         assert_eq!(server.org().active_emails().len(), 5, "{mode:?}");
+        // what the server removes is counted where it can be read back, and said to be
+        // uncounted where it cannot (issue 26 item 4)
+        match mode {
+            Mode::Bitwarden => {
+                let runs = env.json(&["history", "--limit", "1"]);
+                assert_eq!(runs[0]["removed"], 5, "{runs}");
+            }
+            Mode::Vaultwarden => assert!(
+                r.stdout.contains("the server removes them, uncounted"),
+                "{}",
+                r.stdout
+            ),
+        }
         // the cache now holds every member: later overwrite pushes are counted, not refused
         env.ok(&["sync"]);
         assert_eq!(server.org().active_emails().len(), 5, "{mode:?}");

@@ -295,7 +295,17 @@ impl Plan {
             "Plan{}: invite {}, remove {}{}; groups: create {}{}, update {}{}; unchanged: {} members, {} groups{}",
             if self.full_push { " (full push)" } else { "" },
             self.invites(),
-            self.removals(),
+            if self.overwrite_existing && !self.baseline_complete {
+                // the server removes every member with an externalId the push does not list,
+                // and with no complete baseline nobody here knows how many
+                format!(
+                    "{} (and the members with an externalId this push does not list: the \
+                     server removes them, uncounted)",
+                    self.removals()
+                )
+            } else {
+                self.removals().to_string()
+            },
             resends(self.resends()),
             self.count_groups(GroupAction::Create),
             match self.count_groups(GroupAction::Replace) {

@@ -480,3 +480,33 @@ fn a_null_interval_imports_a_configuration_that_validates() {
     let r = env.ok(&["config", "validate"]);
     assert!(r.stdout.contains("valid"), "{}", r.all());
 }
+
+/// Issue 26 item 10: a FIFO as the path, or as data.json in the given folder, made
+/// `import-bwdc` wait forever.
+#[cfg(unix)]
+#[test]
+fn a_fifo_as_data_json_is_refused_at_once() {
+    let upstream = tempfile::tempdir().unwrap();
+    let fifo = upstream.path().join("data.json");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let env = fresh_env();
+    for path in [&fifo, &upstream.path().to_path_buf()] {
+        let r = env
+            .run_bounded(
+                &["import-bwdc", path.to_str().unwrap()],
+                std::time::Duration::from_secs(20),
+            )
+            .expect("import-bwdc ends instead of waiting on the FIFO");
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(
+            r.stderr.contains("is not a regular file (a FIFO)"),
+            "{}",
+            r.all()
+        );
+    }
+    assert!(!env.path().join("config.toml").exists());
+}

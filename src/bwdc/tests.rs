@@ -484,6 +484,44 @@ fn too_old_broken_and_missing_files_are_clear_errors() {
     assert!(!config::config_path(dir.path()).exists(), "nothing written");
 }
 
+/// Issue 26 item 10: a FIFO given as the path (or as data.json in the given folder) made
+/// `import-bwdc` wait forever in its open.
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = tempfile::tempdir().unwrap();
+    let fifo = upstream.path().join("data.json");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for path in [fifo.clone(), upstream.path().to_path_buf()] {
+        let data_dir = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let opts = ImportOptions {
+                path: Some(path),
+                ..ImportOptions::default()
+            };
+            let r = import(
+                &opts,
+                &data_dir,
+                &MemoryStore::default(),
+                &FakeKeychain::default(),
+            );
+            let _ = tx.send(r.map(|_| ()).map_err(|e| format!("{e:#}")));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("import-bwdc returns instead of waiting on the FIFO");
+        let e = r.unwrap_err();
+        assert!(
+            e.contains("is not a regular file (a FIFO)") && e.contains("data.json"),
+            "{e}"
+        );
+    }
+    assert!(!config::config_path(dir.path()).exists(), "nothing written");
+}
+
 #[test]
 fn an_api_key_of_another_organization_is_not_imported() {
     let (r, _dir, store) = run("v8_org_mismatch.json", &FakeKeychain::default());

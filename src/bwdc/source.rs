@@ -29,6 +29,8 @@ pub struct Source {
     pub state_version: u64,
     pub layout: Layout,
     pub directory_type: Option<i64>,
+    /// `directoryType` as written (its type is checked before anything is imported).
+    pub directory_type_raw: Option<Value>,
     pub organization_id: Option<String>,
     pub ldap: Option<Value>,
     pub entra: Option<Value>,
@@ -214,6 +216,7 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
         state_version: version,
         layout: Layout::Flat,
         directory_type: None,
+        directory_type_raw: None,
         organization_id: None,
         ldap: None,
         entra: None,
@@ -240,6 +243,7 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
 }
 
 fn read_flat_layout(src: &mut Source, data: &Value) {
+    src.directory_type_raw = data.get("directoryType").cloned();
     src.directory_type = match data.get("directoryType") {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
@@ -321,6 +325,7 @@ fn read_account_layout(src: &mut Source, data: &Value) -> anyhow::Result<()> {
     src.okta = first(&configs, &["okta"]).map(|(_, v)| v);
     src.onelogin = first(&configs, &["oneLogin", "onelogin"]).map(|(_, v)| v);
     src.onelogin_name = format!("{base}.oneLogin");
+    src.directory_type_raw = settings.get("directoryType").cloned();
     src.directory_type = match settings.get("directoryType") {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.trim().parse().ok(),

@@ -165,6 +165,14 @@ impl axum::serve::Listener for CappedListener {
                 // every slot is taken: the connection waiting longest for its client makes
                 // room (a liveness probe is never kept out by clients holding connections)
                 Err(_) if self.registry.evict_longest_waiting() => {
+                    let cap = self.limits.max_connections;
+                    self.warn(|| {
+                        format!(
+                            "health and metrics: {cap} connections are open (the most served at \
+                             once); the one waiting longest for its client is closed for a new \
+                             one (from {addr} and maybe others)"
+                        )
+                    });
                     tokio::time::timeout(EVICTION_WAIT, self.slots.clone().acquire_owned())
                         .await
                         .ok()

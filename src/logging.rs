@@ -1,7 +1,8 @@
 //! Logging: `tracing` to stderr (level from `-v` or `RUST_LOG`) and to a daily-rotated file in
 //! the data directory (folder 0700, files 0600 whatever the umask). Messages are built without
 //! secrets; as a backstop, every known secret (8 characters or more) is replaced by
-//! `[REDACTED]` where it stands as a whole token, never inside a longer word.
+//! `[REDACTED]` where it stands as a whole token, never inside a longer word, whether written as
+//! is or URL-encoded (`%2B` or `%2b` for `+`, and `+` for a space as in form bodies).
 
 use std::io::Write;
 use std::path::Path;
@@ -31,14 +32,17 @@ pub fn register_secret(secret: &str) {
     }
 }
 
-/// Replaces every registered secret in `text` where it stands as a whole token.
+/// Replaces every registered secret in `text` where it stands as a whole token, as is or
+/// URL-encoded (any of its characters percent-encoded, in either case of hex digits, and a
+/// space also as `+`).
 pub fn redact(text: &str) -> String {
     let Ok(secrets) = SECRETS.read() else {
         return text.to_string();
     };
     let mut out = text.to_string();
+    let encoded = out.contains(['%', '+']);
     for s in secrets.iter() {
-        if out.contains(s.as_str()) {
+        if encoded || out.contains(s.as_str()) {
             out = replace_whole(&out, s);
         }
     }
@@ -49,29 +53,74 @@ fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Replaces each occurrence of `secret` that is not part of a longer word: the characters next
-/// to it are not letters, digits or `_` (unless the secret itself ends in a non-word character
-/// on that side).
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Where `secret` ends if it is written at `at` in `text`: each character as is, or
+/// percent-encoded (each of its UTF-8 bytes as `%XX`), or `+` for a space.
+fn match_at(text: &[u8], mut at: usize, secret: &str) -> Option<usize> {
+    for c in secret.chars() {
+        let mut buf = [0u8; 4];
+        let bytes = c.encode_utf8(&mut buf).as_bytes();
+        if text.get(at..)?.starts_with(bytes) {
+            at += bytes.len();
+            continue;
+        }
+        if c == ' ' && text.get(at) == Some(&b'+') {
+            at += 1;
+            continue;
+        }
+        for &b in bytes {
+            match text.get(at..at + 3) {
+                Some([b'%', hi, lo])
+                    if hex_digit(*hi).zip(hex_digit(*lo)).map(|(h, l)| h << 4 | l) == Some(b) =>
+                {
+                    at += 3;
+                }
+                _ => return None,
+            }
+        }
+    }
+    Some(at)
+}
+
+/// Replaces each occurrence of `secret` (as is or URL-encoded) that is not part of a longer
+/// word: the characters next to it are not letters, digits or `_` (unless the secret itself
+/// ends in a non-word character on that side).
 fn replace_whole(text: &str, secret: &str) -> String {
     let (Some(first), Some(last)) = (secret.chars().next(), secret.chars().next_back()) else {
         return text.to_string();
     };
+    let bytes = text.as_bytes();
+    let first_byte = secret.as_bytes()[0];
     let mut out = String::with_capacity(text.len());
     let mut rest = 0;
-    let mut from = 0;
-    while let Some(i) = text[from..].find(secret).map(|i| i + from) {
-        let end = i + secret.len();
-        let before_ok =
-            !is_word(first) || text[..i].chars().next_back().is_none_or(|c| !is_word(c));
-        let after_ok = !is_word(last) || text[end..].chars().next().is_none_or(|c| !is_word(c));
-        if before_ok && after_ok {
-            out.push_str(&text[rest..i]);
-            out.push_str("[REDACTED]");
-            rest = end;
-            from = end;
-        } else {
-            from = i + first.len_utf8();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if (b == first_byte || b == b'%' || b == b'+')
+            && text.is_char_boundary(i)
+            && let Some(end) = match_at(bytes, i, secret)
+            && text.is_char_boundary(end)
+        {
+            let before_ok =
+                !is_word(first) || text[..i].chars().next_back().is_none_or(|c| !is_word(c));
+            let after_ok = !is_word(last) || text[end..].chars().next().is_none_or(|c| !is_word(c));
+            if before_ok && after_ok {
+                out.push_str(&text[rest..i]);
+                out.push_str("[REDACTED]");
+                rest = end;
+                i = end;
+                continue;
+            }
         }
+        i += 1;
     }
     out.push_str(&text[rest..]);
     out
@@ -270,6 +319,36 @@ mod tests {
         // inside a longer word it is not a match: the word is left alone
         assert_eq!(redact("idKx8vQ2pLmzz"), "idKx8vQ2pLmzz");
         assert_eq!(redact("secret=Kx8vQ2pLm&x=1"), "secret=[REDACTED]&x=1");
+    }
+
+    /// Issue 26 item 10: a secret written URL-encoded (a query string, a form body) was shown.
+    #[test]
+    fn url_and_form_encoded_secrets_are_redacted() {
+        register_secret("Pa+ss/w=rd&Qz 9é");
+        for encoded in [
+            "Pa%2Bss%2Fw%3Drd%26Qz%209%C3%A9",
+            "Pa%2bss%2fw%3drd%26Qz+9%c3%a9",
+            "%50%61%2B%73%73%2F%77%3D%72%64%26%51%7A%20%39%C3%A9",
+            "Pa+ss%2Fw%3Drd%26Qz+9é",
+        ] {
+            assert_eq!(
+                redact(&format!("POST /token password={encoded}&scope=api")),
+                "POST /token password=[REDACTED]&scope=api",
+                "{encoded}"
+            );
+        }
+        // as is, still
+        assert_eq!(redact("got Pa+ss/w=rd&Qz 9é."), "got [REDACTED].");
+        // an encoding of something else, or the secret inside a longer word, is left alone
+        for other in [
+            "Pa%2Bss%2Fw%3Drd%26Qz%209%C3%A8",
+            "Pa%2Bss%2Fw%3Drd%26Qz%209%C3%A9x",
+        ] {
+            assert_eq!(redact(other), other);
+        }
+        register_secret("Kw7uTr2mXq");
+        assert_eq!(redact("k=%4Bw7uTr2mXq;"), "k=[REDACTED];");
+        assert_eq!(redact("k=%4Bw7uTr2mXq9"), "k=%4Bw7uTr2mXq9");
     }
 
     #[cfg(unix)]

@@ -911,4 +911,35 @@ fn the_departures_warning_of_a_sync_is_said_once_a_day() {
     assert!(!r.stdout.contains("departures"), "{}", r.stdout);
     let r = env.ok(&["test"]);
     assert!(r.stdout.contains("departures"), "{}", r.stdout);
+
+/// Issue 26 item 10: `config set` took `*@company.com` as a protected email (it protects no
+/// one) and a schedule that never fires (which `config validate` and the service refuse).
+#[test]
+fn config_set_refuses_an_email_pattern_and_a_schedule_that_never_fires() {
+    let env = Env::new();
+    let r = env.expect(
+        &["config", "set", "sync.protected_emails", "*@company.com"],
+        2,
+    );
+    assert!(
+        r.stderr.contains("`*@company.com` is a pattern") && r.stderr.contains("plain addresses"),
+        "{}",
+        r.stderr
+    );
+    let r = env.expect(&["config", "set", "service.schedule", "0 0 30 2 *"], 2);
+    assert!(
+        r.stderr.contains("service.schedule") && r.stderr.contains("never fires"),
+        "{}",
+        r.stderr
+    );
+    assert!(!env.path().join("config.toml").exists(), "nothing written");
+    env.ok(&["config", "set", "service.schedule", "0 2 * * *"]);
+    // a hand-edited file is held to the same rule
+    std::fs::write(
+        env.path().join("config.toml"),
+        "[sync]\nprotected_emails = [\"boss@x.com\", \"*@x.com\"]\n",
+    )
+    .unwrap();
+    let r = env.expect(&["config", "validate"], 2);
+    assert!(r.all().contains("`*@x.com` is a pattern"), "{}", r.all());
 }

@@ -480,3 +480,129 @@ fn a_null_interval_imports_a_configuration_that_validates() {
     let r = env.ok(&["config", "validate"]);
     assert!(r.stdout.contains("valid"), "{}", r.all());
 }
+
+/// Issue 26 item 10: a FIFO as the path, or as data.json in the given folder, made
+/// `import-bwdc` wait forever.
+#[cfg(unix)]
+#[test]
+fn a_fifo_as_data_json_is_refused_at_once() {
+    let upstream = tempfile::tempdir().unwrap();
+    let fifo = upstream.path().join("data.json");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let env = fresh_env();
+    for path in [&fifo, &upstream.path().to_path_buf()] {
+        let r = env
+            .run_bounded(
+                &["import-bwdc", path.to_str().unwrap()],
+                std::time::Duration::from_secs(20),
+            )
+            .expect("import-bwdc ends instead of waiting on the FIFO");
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(
+            r.stderr.contains("is not a regular file (a FIFO)"),
+            "{}",
+            r.all()
+        );
+    }
+    assert!(!env.path().join("config.toml").exists());
+}
+
+/// Issue 26 item 10: `config server URL` and `config directory 0`, which the README documents,
+/// were usage errors (exit 2, no JSON even with --response, exit 2 even with --cleanexit).
+#[test]
+fn upstream_config_settings_and_failures_answer_as_bwdc_does() {
+    let env = fresh_env();
+    // this program's shape without bwdc flags
+    let r = env.ok(&["config", "server", "https://bw.example.com/"]);
+    assert_eq!(
+        r.stdout.trim(),
+        "Saved setting `server.url`.",
+        "{}",
+        r.all()
+    );
+    env.ok(&["config", "Directory", "0"]);
+    assert_eq!(
+        env.ok(&["config", "get", "server.url"]).stdout.trim(),
+        "https://bw.example.com"
+    );
+    assert_eq!(
+        env.ok(&["config", "get", "directory.type"]).stdout.trim(),
+        "ldap"
+    );
+    let r = env.expect(&["config", "directory", "7"], 2);
+    assert!(
+        r.stderr.contains("Invalid directory type value."),
+        "{}",
+        r.all()
+    );
+
+    // --response: upstream's envelope, success and failure
+    let r = env.ok(&["--response", "config", "directory", "3"]);
+    let j = json_of(&r.stdout);
+    assert_eq!(j["success"], true, "{}", r.stdout);
+    assert_eq!(j["data"]["object"], "message");
+    assert_eq!(j["data"]["title"], "Saved setting `directory`.");
+    assert_eq!(
+        env.ok(&["config", "get", "directory.type"]).stdout.trim(),
+        "okta"
+    );
+    let r = env.expect(&["--response", "config", "directory", "9"], 1);
+    let j = json_of(&r.stdout);
+    assert_eq!(j["success"], false);
+    assert!(
+        j["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid directory type value."),
+        "{j}"
+    );
+    let r = env.expect(&["--response", "config", "nosuchsetting", "x"], 1);
+    assert!(
+        json_of(&r.stdout)["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown setting"),
+        "{}",
+        r.stdout
+    );
+    // a usage error is a failure like the others in bwdc mode
+    let r = env.expect(&["--response", "nosuchcommand"], 1);
+    assert_eq!(json_of(&r.stdout)["success"], false, "{}", r.all());
+    // --cleanexit: exit 0 on failures, the message on stderr
+    let r = env.expect(&["--cleanexit", "config", "directory", "9"], 0);
+    assert!(
+        r.stdout.is_empty() && r.stderr.contains("Invalid directory type value."),
+        "{}",
+        r.all()
+    );
+    let r = env.expect(&["--cleanexit", "nosuchcommand"], 0);
+    assert!(r.stdout.is_empty() && !r.stderr.is_empty(), "{}", r.all());
+    // a secret is never taken from the command line, also in upstream's form
+    let r = env.expect(
+        &["--response", "config", "ldap.password", "hunter2hunter2"],
+        1,
+    );
+    assert!(
+        json_of(&r.stdout)["message"]
+            .as_str()
+            .unwrap()
+            .contains("not accepted on the command line"),
+        "{}",
+        r.stdout
+    );
+    let r = env.run_stdin(
+        &["--response", "config", "ldap.password"],
+        "s3cret-Passw0rd",
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        json_of(&r.stdout)["data"]["title"],
+        "Saved setting `ldap.password`."
+    );
+    // without bwdc flags, a usage error keeps this program's exit code
+    env.expect(&["nosuchcommand"], 2);
+}

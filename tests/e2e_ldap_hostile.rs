@@ -2,7 +2,8 @@
 //! and values that are not UTF-8 (skipped with a reason, never a panic), member DNs that match
 //! no entry (listed as skipped), member DNs written with other RFC 4514 escaping, case and
 //! spacing than the entries' DNs (matched, against a real slapd), and duplicate emails (the
-//! sync is refused naming both entries).
+//! sync is refused naming both entries). A search dropped mid-way (a sync ended by a guard)
+//! leaves no warning on stderr.
 
 mod support;
 
@@ -246,4 +247,97 @@ fn a_duplicate_email_refuses_the_sync_naming_both_entries() {
     assert_eq!(server.import_count(), 0);
     assert!(server.org().emails().is_empty());
     let _ = slapd::BASE;
+}
+
+/// Issue 26 item 4: when a guard refused a sync while the groups were still read, the search
+/// stream was dropped mid-search and the vendored ldap3 logged `WARN ldap search item send
+/// error, op=3: SendError { .. }` (and an `unmatched id` for each later reply) on stderr.
+/// Replies nobody waits for are logged at debug; a real failure still reaches the caller.
+#[test]
+fn a_search_dropped_mid_way_logs_no_warning_and_real_errors_still_reach_the_caller() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    let users: Vec<RawEntry> = (0..5)
+        .map(|i| {
+            RawEntry::new(format!("cn=u{i},ou=People,{BASE}").as_bytes())
+                .attr(b"mail", &[format!("u{i}@example.com").as_bytes()])
+        })
+        .collect();
+    let ldap = BadLdap::start(users, vec![]);
+    // the first entry, then a pause in which the stream is dropped, then the rest
+    *ldap.pause.lock().unwrap() = Duration::from_millis(300);
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || Captured(sink.clone()))
+        .try_init()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("ldap://127.0.0.1:{}", ldap.port);
+        let (conn, mut ld) = ldap3::LdapConnAsync::new(&url).await.unwrap();
+        ldap3::drive!(conn);
+        ld.simple_bind("cn=reader,dc=example,dc=com", "anything")
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        let base = format!("ou=People,{BASE}");
+        let mut stream = ld
+            .streaming_search(
+                &base,
+                ldap3::Scope::Subtree,
+                "(objectClass=*)",
+                vec!["mail"],
+            )
+            .await
+            .unwrap();
+        assert!(stream.next().await.unwrap().is_some());
+        drop(stream);
+        // the other entries and the result arrive for no one
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // the connection still serves a search to its end
+        *ldap.pause.lock().unwrap() = Duration::ZERO;
+        let (entries, _) = ld
+            .search(
+                &base,
+                ldap3::Scope::Subtree,
+                "(objectClass=*)",
+                vec!["mail"],
+            )
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        assert_eq!(entries.len(), 5);
+        // a real failure (the server hangs up on an extended operation) is an error for the
+        // caller, as before
+        let r = ld.extended(ldap3::exop::WhoAmI).await;
+        assert!(r.is_err(), "{r:?}");
+    });
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("ldap search item send error"),
+        "the stream was dropped mid-search: {text}"
+    );
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && (l.contains("send error") || l.contains("unmatched id")))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
 }

@@ -597,8 +597,14 @@ fn a_bad_configuration_fails_the_run_not_the_service_and_a_taken_port_is_a_clear
         r.stderr
     );
     // a cron expression that never fires (February 30th) is refused the same way, by `config
-    // validate` and by the service's runs
-    env.set("service.schedule", "0 0 30 2 *");
+    // validate` and by the service's runs (`config set` refuses it: written by hand)
+    std::fs::write(
+        env.path().join("config.toml"),
+        std::fs::read_to_string(env.path().join("config.toml"))
+            .unwrap()
+            .replace("every second", "0 0 30 2 *"),
+    )
+    .unwrap();
     let r = env.expect(&["config", "validate"], 2);
     assert!(
         r.stderr

@@ -250,6 +250,159 @@ fn int(v: Option<&Value>) -> Option<i64> {
     }
 }
 
+/// The type a data.json field must have.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `true` or `false` (also as the strings "true" and "false")
+    Flag,
+    /// a string (a number is taken as its text)
+    Text,
+    /// a whole number (also as a string of digits; a blank string is not set)
+    Int,
+}
+
+impl Kind {
+    fn accepts(self, v: &Value) -> bool {
+        match self {
+            Kind::Flag => flag(Some(v)).is_some(),
+            Kind::Text => matches!(v, Value::String(_) | Value::Number(_)),
+            Kind::Int => match v {
+                Value::Number(_) => true,
+                Value::String(s) => s.trim().is_empty() || s.trim().parse::<i64>().is_ok(),
+                _ => false,
+            },
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Flag => "true or false",
+            Kind::Text => "a string",
+            Kind::Int => "a whole number",
+        }
+    }
+}
+
+/// How a JSON value is written, for an error (strings are cut short).
+fn describe_json(v: &Value) -> String {
+    match v {
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+        Value::String(s) if s.chars().count() > 40 => {
+            format!("the string \"{}…\"", s.chars().take(40).collect::<String>())
+        }
+        Value::String(s) => format!("the string \"{s}\""),
+        other => other.to_string(),
+    }
+}
+
+/// The fields data.json holds whose value has the wrong type (`"sync": []`, `"groups": 1`,
+/// `"users": "yes"`), each named with the type it needs. Upstream's fields are read leniently
+/// otherwise (a missing or null value is its default), but a value of the wrong type is not
+/// silently read as "off" or "not set": the import is refused.
+fn type_problems(src: &Source) -> Vec<String> {
+    use Kind::{Flag, Int, Text};
+    let mut p = Vec::new();
+    if let Some(v) = src.directory_type_raw.as_ref().filter(|v| !v.is_null())
+        && !Int.accepts(v)
+    {
+        p.push(format!(
+            "`directoryType` is {}, expected a whole number (0 LDAP, 1 Entra ID, 2 Google, 3 \
+             Okta, 4 OneLogin)",
+            describe_json(v)
+        ));
+    }
+    let ldap: &[(&str, Kind)] = &[
+        ("hostname", Text),
+        ("port", Int),
+        ("username", Text),
+        ("rootPath", Text),
+        ("domain", Text),
+        ("id", Text),
+        ("sslCaPath", Text),
+        ("sslCertPath", Text),
+        ("sslKeyPath", Text),
+        ("tlsCaPath", Text),
+        ("ssl", Flag),
+        ("startTls", Flag),
+        ("sslAllowUnauthorized", Flag),
+        ("ad", Flag),
+        ("pagedSearch", Flag),
+        ("currentUser", Flag),
+    ];
+    let entra: &[(&str, Kind)] = &[
+        ("tenant", Text),
+        ("applicationId", Text),
+        ("identityAuthority", Text),
+        ("id", Text),
+    ];
+    let gsuite: &[(&str, Kind)] = &[
+        ("domain", Text),
+        ("adminUser", Text),
+        ("customer", Text),
+        ("clientEmail", Text),
+        ("id", Text),
+    ];
+    let okta: &[(&str, Kind)] = &[("orgUrl", Text), ("id", Text)];
+    let onelogin: &[(&str, Kind)] = &[("clientId", Text), ("region", Text), ("id", Text)];
+    let sync: &[(&str, Kind)] = &[
+        ("users", Flag),
+        ("groups", Flag),
+        ("removeDisabled", Flag),
+        ("overwriteExisting", Flag),
+        ("largeImport", Flag),
+        ("useEmailPrefixSuffix", Flag),
+        ("inviteUsersAfterProvisioning", Flag),
+        ("interval", Int),
+        ("userFilter", Text),
+        ("groupFilter", Text),
+        ("userPath", Text),
+        ("groupPath", Text),
+        ("userObjectClass", Text),
+        ("groupObjectClass", Text),
+        ("userEmailAttribute", Text),
+        ("groupNameAttribute", Text),
+        ("memberAttribute", Text),
+        ("emailPrefixAttribute", Text),
+        ("emailSuffix", Text),
+        ("creationDateAttribute", Text),
+        ("revisionDateAttribute", Text),
+    ];
+    let env: &[(&str, Kind)] = &[("base", Text), ("api", Text), ("identity", Text)];
+    for (name, value, fields) in [
+        (src.ldap_name.as_str(), &src.ldap, ldap),
+        (src.entra_name.as_str(), &src.entra, entra),
+        ("directoryGsuite", &src.gsuite, gsuite),
+        ("directoryOkta", &src.okta, okta),
+        (src.onelogin_name.as_str(), &src.onelogin, onelogin),
+        ("sync", &src.sync, sync),
+        ("environmentUrls", &src.environment_urls, env),
+    ] {
+        let Some(v) = value.as_ref().filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let Some(obj) = v.as_object() else {
+            p.push(format!(
+                "`{name}` is {}, expected an object",
+                describe_json(v)
+            ));
+            continue;
+        };
+        for (field, kind) in fields {
+            if let Some(v) = obj.get(*field).filter(|v| !v.is_null())
+                && !kind.accepts(v)
+            {
+                p.push(format!(
+                    "`{name}.{field}` is {}, expected {}",
+                    describe_json(v),
+                    kind.expected()
+                ));
+            }
+        }
+    }
+    p
+}
+
 /// The command that enters a secret by hand.
 pub fn manual_command(key: &str) -> String {
     match key {
@@ -1028,6 +1181,16 @@ pub fn import(
         })?,
     };
     let src = read_source(&path)?;
+    let wrong = type_problems(&src);
+    if !wrong.is_empty() {
+        return Err(ConfigError(format!(
+            "import-bwdc: {} has values of the wrong type, so nothing was imported (the \
+             official connector would have read them as off or not set): {}",
+            src.path.display(),
+            wrong.join("; ")
+        ))
+        .into());
+    }
     if !opts.dry_run
         && !opts.force
         && let Some(why) = configured(data_dir, store)?

@@ -1,7 +1,7 @@
 //! Reading upstream's `data.json` into one view, whatever its state version: the flat layout of
 //! versions 5–8 (`directoryLdap`, `sync`, … at the top) and the account layout of 3–4 (an
 //! account object under the user id, `global` for app-wide settings). The file is only read, and
-//! at most 16 MiB of it.
+//! at most 16 MiB of it; anything but a regular file (a FIFO, a device) is refused unopened.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +29,8 @@ pub struct Source {
     pub state_version: u64,
     pub layout: Layout,
     pub directory_type: Option<i64>,
+    /// `directoryType` as written (its type is checked before anything is imported).
+    pub directory_type_raw: Option<Value>,
     pub organization_id: Option<String>,
     pub ldap: Option<Value>,
     pub entra: Option<Value>,
@@ -79,23 +81,53 @@ fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
             max / (1024 * 1024)
         ))
     };
-    let f = match std::fs::File::open(file) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ConfigError(format!(
-                "import-bwdc: {} not found: the official connector keeps its settings in \
-                 data.json in its data directory (see `bwdc data-file`); give that path",
-                file.display()
-            ))
-            .into());
+    let not_found = || {
+        ConfigError(format!(
+            "import-bwdc: {} not found: the official connector keeps its settings in data.json \
+             in its data directory (see `bwdc data-file`); give that path",
+            file.display()
+        ))
+    };
+    // a FIFO, socket or device would block the read (or never end): only a regular file is
+    // opened, checked before (the open of a FIFO blocks) and after (it may have been swapped)
+    let not_regular = |meta: &std::fs::Metadata| {
+        ConfigError(format!(
+            "import-bwdc: {} is not a regular file ({}): the official connector's data.json is \
+             a plain file; give its path or its data directory",
+            file.display(),
+            file_kind(meta)
+        ))
+    };
+    match std::fs::metadata(file) {
+        Ok(meta) if !meta.is_file() => return Err(not_regular(&meta).into()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found().into()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("import-bwdc: reading {}", file.display()));
         }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        // never wait on the open: a FIFO put in its place since the check opens at once
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = match options.open(file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found().into()),
         Err(e) => {
             return Err(e).with_context(|| format!("import-bwdc: reading {}", file.display()));
         }
     };
-    if let Ok(meta) = f.metadata()
-        && meta.len() > max
-    {
+    let meta = f
+        .metadata()
+        .with_context(|| format!("import-bwdc: reading {}", file.display()))?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta).into());
+    }
+    if meta.len() > max {
         return Err(too_large(format!("{} bytes", meta.len())).into());
     }
     let mut bytes = Vec::new();
@@ -106,6 +138,29 @@ fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
         return Err(too_large(format!("over {max} bytes")).into());
     }
     Ok(bytes)
+}
+
+/// What a file that is not a regular one is, for the error.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a plain file"
+    }
 }
 
 /// Reads `data.json` (or the data.json inside a directory). Errors name the file and the stage.
@@ -161,6 +216,7 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
         state_version: version,
         layout: Layout::Flat,
         directory_type: None,
+        directory_type_raw: None,
         organization_id: None,
         ldap: None,
         entra: None,
@@ -187,6 +243,7 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
 }
 
 fn read_flat_layout(src: &mut Source, data: &Value) {
+    src.directory_type_raw = data.get("directoryType").cloned();
     src.directory_type = match data.get("directoryType") {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
@@ -268,6 +325,7 @@ fn read_account_layout(src: &mut Source, data: &Value) -> anyhow::Result<()> {
     src.okta = first(&configs, &["okta"]).map(|(_, v)| v);
     src.onelogin = first(&configs, &["oneLogin", "onelogin"]).map(|(_, v)| v);
     src.onelogin_name = format!("{base}.oneLogin");
+    src.directory_type_raw = settings.get("directoryType").cloned();
     src.directory_type = match settings.get("directoryType") {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.trim().parse().ok(),

@@ -484,6 +484,44 @@ fn too_old_broken_and_missing_files_are_clear_errors() {
     assert!(!config::config_path(dir.path()).exists(), "nothing written");
 }
 
+/// Issue 26 item 10: a FIFO given as the path (or as data.json in the given folder) made
+/// `import-bwdc` wait forever in its open.
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = tempfile::tempdir().unwrap();
+    let fifo = upstream.path().join("data.json");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for path in [fifo.clone(), upstream.path().to_path_buf()] {
+        let data_dir = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let opts = ImportOptions {
+                path: Some(path),
+                ..ImportOptions::default()
+            };
+            let r = import(
+                &opts,
+                &data_dir,
+                &MemoryStore::default(),
+                &FakeKeychain::default(),
+            );
+            let _ = tx.send(r.map(|_| ()).map_err(|e| format!("{e:#}")));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("import-bwdc returns instead of waiting on the FIFO");
+        let e = r.unwrap_err();
+        assert!(
+            e.contains("is not a regular file (a FIFO)") && e.contains("data.json"),
+            "{e}"
+        );
+    }
+    assert!(!config::config_path(dir.path()).exists(), "nothing written");
+}
+
 #[test]
 fn an_api_key_of_another_organization_is_not_imported() {
     let (r, _dir, store) = run("v8_org_mismatch.json", &FakeKeychain::default());
@@ -673,6 +711,93 @@ fn paged_search_is_imported_as_set_and_missing_flags_read_as_off() {
         let warned = r.warnings.iter().any(|w| w.contains("1000 entries"));
         assert_eq!(warned, ad == "true" && paged == "false", "{flags}");
     }
+}
+
+/// Issue 26 item 10: `"sync": []` or `"sync": "yes"` imported as "sync nothing", and
+/// `"groups": 1` as false. A value of the wrong type refuses the import, naming the field and
+/// the type it needs.
+#[test]
+fn wrongly_typed_values_are_refused_naming_the_field_and_the_type() {
+    let okta = r#""directoryOkta": {"orgUrl": "https://o.okta.com", "token": "t"}"#;
+    for (sync, want) in [
+        (r#""sync": []"#, "`sync` is an array, expected an object"),
+        (
+            r#""sync": "yes""#,
+            "`sync` is the string \"yes\", expected an object",
+        ),
+        (
+            r#""sync": {"users": true, "groups": 1}"#,
+            "`sync.groups` is 1, expected true or false",
+        ),
+        (
+            r#""sync": {"users": "yes"}"#,
+            "`sync.users` is the string \"yes\", expected true or false",
+        ),
+        (
+            r#""sync": {"users": true, "interval": [5]}"#,
+            "`sync.interval` is an array, expected a whole number",
+        ),
+        (
+            r#""sync": {"users": true, "userFilter": {"a": 1}}"#,
+            "`sync.userFilter` is an object, expected a string",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(r#"{{"stateVersion": 8, "directoryType": 3, {okta}, {sync}}}"#);
+        let opts = ImportOptions {
+            path: Some(data_json(dir.path(), &text)),
+            ..ImportOptions::default()
+        };
+        let e = format!(
+            "{:#}",
+            import(
+                &opts,
+                dir.path(),
+                &MemoryStore::default(),
+                &FakeKeychain::default()
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains(want) && e.contains("nothing was imported"),
+            "{sync}: {e}"
+        );
+        assert!(!config::config_path(dir.path()).exists(), "{sync}");
+    }
+    // a directory's object and the directory type too, every problem at once
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"{"stateVersion": 8, "directoryType": "ldap",
+        "directoryLdap": {"hostname": "dc", "ssl": "on", "port": true}}"#;
+    let opts = ImportOptions {
+        path: Some(data_json(dir.path(), text)),
+        ..ImportOptions::default()
+    };
+    let e = format!(
+        "{:#}",
+        import(
+            &opts,
+            dir.path(),
+            &MemoryStore::default(),
+            &FakeKeychain::default()
+        )
+        .unwrap_err()
+    );
+    for want in [
+        "`directoryType` is the string \"ldap\", expected a whole number",
+        "`directoryLdap.ssl` is the string \"on\", expected true or false",
+        "`directoryLdap.port` is true, expected a whole number",
+    ] {
+        assert!(e.contains(want), "{want}: {e}");
+    }
+    // the lenient forms upstream writes still import: flags as strings, numbers as strings,
+    // nulls as not set
+    let (r, _dir) = import_text(&format!(
+        r#"{{"stateVersion": 8, "directoryType": "3", {okta},
+            "sync": {{"users": "true", "groups": false, "interval": "60", "userFilter": null}}}}"#
+    ));
+    assert_eq!(setting(&r, "sync.users"), Some("true"));
+    assert_eq!(setting(&r, "sync.groups"), Some("false"));
+    assert_eq!(setting(&r, "sync.interval_minutes"), Some("60"));
 }
 
 #[test]

@@ -1,10 +1,12 @@
-//! The CLI side of switching from the official connector: `import-bwdc` and its summary.
+//! The CLI side of switching from the official connector: `import-bwdc` and its summary, and
+//! bwdc compatibility (upstream's output shapes and exit codes, its `config <setting> [value]`).
 
 use std::path::Path;
 
 use super::output::Output;
 use crate::bwdc::{ImportOptions, OsKeychain, import, summary};
 use crate::connector::Connector;
+use crate::errors::ConfigError;
 
 /// Runs `import-bwdc` and prints its summary (or its JSON).
 pub fn import_command(opts: &ImportOptions, data_dir: &Path, out: &Output) -> anyhow::Result<i32> {
@@ -24,6 +26,65 @@ pub fn import_command(opts: &ImportOptions, data_dir: &Path, out: &Output) -> an
     Ok(0)
 }
 
+/// Upstream's `config <setting> [value]` (setting names in any case): this connector's key and
+/// value. `server` is `server.url`, `directory 0`–`4` is `directory.type` ldap, entra, google,
+/// okta or onelogin, the secrets are this connector's secret keys (prompted or piped, or an
+/// env:/file: reference: never on the command line), and this connector's own keys work too.
+pub fn upstream_setting(args: &[String]) -> anyhow::Result<(String, Option<String>)> {
+    let (setting, value) = match args {
+        [s] => (s.as_str(), None),
+        [s, v] => (s.as_str(), Some(v.clone())),
+        _ => {
+            return Err(ConfigError(format!(
+                "`config {}`: give one setting and at most one value, e.g. `config server \
+                 https://bitwarden.company.com` (or `config set KEY VALUE`)",
+                args.join(" ")
+            ))
+            .into());
+        }
+    };
+    let key = match setting.to_lowercase().as_str() {
+        "server" => "server.url",
+        "directory" => {
+            let t = match value.as_deref().map(str::trim) {
+                Some("0") => "ldap",
+                Some("1") => "entra",
+                Some("2") => "google",
+                Some("3") => "okta",
+                Some("4") => "onelogin",
+                _ => {
+                    return Err(ConfigError(
+                        "Invalid directory type value. (0 LDAP, 1 Entra ID, 2 Google, 3 Okta, \
+                         4 OneLogin)"
+                            .into(),
+                    )
+                    .into());
+                }
+            };
+            return Ok(("directory.type".into(), Some(t.into())));
+        }
+        "ldap.password" => "ldap.password",
+        "gsuite.key" => "google.key",
+        "entra.key" | "azure.key" => "entra.key",
+        "okta.token" => "okta.token",
+        "onelogin.secret" => "onelogin.client_secret",
+        "sync.inviteusersafterprovisioning" => "sync.invite_users_after_provisioning",
+        _ => match crate::config::key_info(setting) {
+            Ok((key, _)) => key,
+            Err(_) => {
+                return Err(ConfigError(format!(
+                    "Unknown setting `{setting}`. bwdc's settings are server, directory, \
+                     ldap.password, gsuite.key, entra.key, okta.token, onelogin.secret and \
+                     sync.inviteUsersAfterProvisioning; this connector's keys are listed by \
+                     `config keys`"
+                ))
+                .into());
+            }
+        },
+    };
+    Ok((key.to_string(), value))
+}
+
 /// Upstream's global flags (`--response`, `--raw`, `--pretty`, `--quiet`, `--cleanexit`,
 /// `--nointeraction`, or their `BW_*` variables): with any of the first five, or when the
 /// program runs under the name `bwdc`, the upstream commands answer in upstream's shapes.
@@ -40,11 +101,7 @@ pub struct Compat {
 
 impl Compat {
     pub fn from_cli(cli: &super::Cli) -> Compat {
-        let as_bwdc = std::env::args_os()
-            .next()
-            .map(std::path::PathBuf::from)
-            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().to_lowercase()))
-            .is_some_and(|s| s == "bwdc");
+        let as_bwdc = started_as_bwdc();
         Compat {
             response: cli.response,
             raw: cli.raw,
@@ -52,6 +109,32 @@ impl Compat {
             quiet: cli.quiet,
             cleanexit: cli.cleanexit,
             as_bwdc,
+        }
+    }
+
+    /// The flags and variables as written, for a command line that could not be parsed (its
+    /// usage error is then answered in upstream's shape too).
+    pub fn from_raw_args() -> Compat {
+        let args: Vec<std::ffi::OsString> = std::env::args_os()
+            .skip(1)
+            .take_while(|a| a != "--")
+            .collect();
+        let on = |flag: &str, var: &str| {
+            args.iter().any(|a| a == flag)
+                || std::env::var(var).is_ok_and(|v| {
+                    !matches!(
+                        v.trim().to_ascii_lowercase().as_str(),
+                        "" | "0" | "false" | "no" | "off"
+                    )
+                })
+        };
+        Compat {
+            response: on("--response", "BW_RESPONSE"),
+            raw: on("--raw", "BW_RAW"),
+            pretty: on("--pretty", "BW_PRETTY"),
+            quiet: on("--quiet", "BW_QUIET"),
+            cleanexit: on("--cleanexit", "BW_CLEANEXIT"),
+            as_bwdc: started_as_bwdc(),
         }
     }
 
@@ -67,6 +150,15 @@ impl Compat {
             v.to_string()
         }
     }
+}
+
+/// Whether the program runs under the name `bwdc` (a link or copy).
+fn started_as_bwdc() -> bool {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().to_lowercase()))
+        .is_some_and(|s| s == "bwdc")
 }
 
 /// An upstream response payload.
@@ -240,6 +332,15 @@ pub fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) -> Option
                 crate::store::SyncKind::Groups
             };
             Ok(Payload::Str(store.last_sync(kind)?))
+        })(),
+        Command::Config(super::ConfigCommand::Upstream(args)) => (|| {
+            let (key, value) = upstream_setting(args)?;
+            super::set_key(data_dir, &key, value.as_deref())?;
+            let setting = args.first().map(|s| s.to_lowercase()).unwrap_or_default();
+            Ok(Payload::Message {
+                title: format!("Saved setting `{setting}`."),
+                message: String::new(),
+            })
         })(),
         Command::DataFile => Ok(Payload::Str(Some(
             crate::config::config_path(data_dir).display().to_string(),

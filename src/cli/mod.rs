@@ -197,6 +197,11 @@ pub enum ConfigCommand {
     Validate,
     /// List every key with its help.
     Keys,
+    /// bwdc compatibility: `config SETTING [VALUE]` with upstream's settings (`server URL`,
+    /// `directory 0`–`4`, `ldap.password`, `gsuite.key`, `entra.key`, `okta.token`,
+    /// `onelogin.secret`, `sync.inviteUsersAfterProvisioning`) or this connector's keys.
+    #[command(external_subcommand)]
+    Upstream(Vec<String>),
 }
 
 /// Whether `--json` is among the raw arguments (before `--`): usage errors and panics answer in
@@ -233,14 +238,26 @@ pub fn run() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if !json
-                || matches!(
-                    e.kind(),
-                    ErrorKind::DisplayHelp
-                        | ErrorKind::DisplayVersion
-                        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                )
-            {
+            let compat = bwdc::Compat::from_raw_args();
+            let shown = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if !json && !shown && compat.active() {
+                // bwdc compatibility: a usage error is a failure like any other (the envelope
+                // with --response, exit 1, or 0 with --cleanexit)
+                let text = e.render().to_string();
+                let msg = text
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_start_matches("error: ");
+                return bwdc::fail(&compat, msg);
+            }
+            if !json || shown {
                 // help and version as usual; a closed stdout ends the text quietly
                 let _ = e.print();
                 return e.exit_code();
@@ -273,23 +290,26 @@ pub fn run() -> i32 {
 }
 
 fn run_parsed(cli: Cli) -> i32 {
-    let data_dir = match datadir::resolve(cli.data_dir.as_deref()) {
-        Ok(d) => d,
-        Err(e) => {
-            print_failure(cli.json, 2, &format!("{e:#}"));
-            return 2;
+    let compat = bwdc::Compat::from_cli(&cli);
+    // before a command runs: in bwdc mode a failure like any other
+    let early_failure = |msg: &str| {
+        if compat.active() && !cli.json && cli.command.is_some() {
+            bwdc::fail(&compat, msg)
+        } else {
+            print_failure(cli.json, 2, msg);
+            2
         }
     };
+    let data_dir = match datadir::resolve(cli.data_dir.as_deref()) {
+        Ok(d) => d,
+        Err(e) => return early_failure(&format!("{e:#}")),
+    };
     if let Err(e) = datadir::ensure(&data_dir) {
-        print_failure(
-            cli.json,
-            2,
-            &format!("{e:#} (choose another one with --data-dir or DIRECTORY_CONNECTOR_DATA_DIR)"),
-        );
-        return 2;
+        return early_failure(&format!(
+            "{e:#} (choose another one with --data-dir or DIRECTORY_CONNECTOR_DATA_DIR)"
+        ));
     }
     let _guard = crate::logging::init(Some(&data_dir), cli.verbose);
-    let compat = bwdc::Compat::from_cli(&cli);
     NO_INTERACTION.store(cli.nointeraction, std::sync::atomic::Ordering::SeqCst);
     let Some(command) = cli.command else {
         // no subcommand: the desktop window
@@ -647,34 +667,14 @@ fn config_command(
 ) -> anyhow::Result<i32> {
     match c {
         ConfigCommand::Set { key, value } => {
-            let (key, kind) = config::key_info(key)?;
-            if kind == config::KeyKind::Secret
-                && value
-                    .as_deref()
-                    .is_none_or(|v| crate::secrets::SecretRef::parse(v).is_none())
-            {
-                if value.is_some() {
-                    // typed_value refuses literal secrets with the full explanation
-                    config::set_value(data_dir, key, value.as_deref())?;
-                }
-                let secret = read_secret(key)?;
-                let conn = Connector::open(data_dir)?;
-                conn.secrets
-                    .set(key, &secret)
-                    .with_context(|| format!("storing `{key}` in {}", conn.secrets.describe()))?;
-                // A reference left in the file would win over the store.
-                config::set_value(data_dir, key, None)?;
-                out.message(
-                    &format!("Saved setting `{key}`."),
-                    &format!("kept in {}", conn.secrets.describe()),
-                );
-                return Ok(0);
-            }
-            let Some(value) = value else {
-                return Err(ConfigError(format!("`config set {key}` needs a value")).into());
-            };
-            config::set_value(data_dir, key, Some(value))?;
-            out.message(&format!("Saved setting `{key}`."), "");
+            let (key, detail) = set_key(data_dir, key, value.as_deref())?;
+            out.message(&format!("Saved setting `{key}`."), &detail);
+            Ok(0)
+        }
+        ConfigCommand::Upstream(args) => {
+            let (key, value) = bwdc::upstream_setting(args)?;
+            let (key, detail) = set_key(data_dir, &key, value.as_deref())?;
+            out.message(&format!("Saved setting `{key}`."), &detail);
             Ok(0)
         }
         ConfigCommand::Get { key } => {
@@ -728,6 +728,38 @@ fn config_command(
             Ok(0)
         }
     }
+}
+
+/// `config set KEY [VALUE]`: a secret (no value, or an env:/file: reference) goes to the secret
+/// store, prompted for or read from standard input; anything else to the file. The key as
+/// spelled in the configuration, and where a secret is kept (else empty).
+fn set_key(
+    data_dir: &std::path::Path,
+    key: &str,
+    value: Option<&str>,
+) -> anyhow::Result<(&'static str, String)> {
+    let (key, kind) = config::key_info(key)?;
+    if kind == config::KeyKind::Secret
+        && value.is_none_or(|v| crate::secrets::SecretRef::parse(v).is_none())
+    {
+        if value.is_some() {
+            // typed_value refuses literal secrets with the full explanation
+            config::set_value(data_dir, key, value)?;
+        }
+        let secret = read_secret(key)?;
+        let conn = Connector::open(data_dir)?;
+        conn.secrets
+            .set(key, &secret)
+            .with_context(|| format!("storing `{key}` in {}", conn.secrets.describe()))?;
+        // A reference left in the file would win over the store.
+        config::set_value(data_dir, key, None)?;
+        return Ok((key, format!("kept in {}", conn.secrets.describe())));
+    }
+    let Some(value) = value else {
+        return Err(ConfigError(format!("`config set {key}` needs a value")).into());
+    };
+    config::set_value(data_dir, key, Some(value))?;
+    Ok((key, String::new()))
 }
 
 /// A value from the environment, else a prompt on the terminal, else a line from stdin.

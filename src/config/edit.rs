@@ -193,6 +193,12 @@ fn typed_value(
             }
             a.into()
         }
+        KeyKind::Str if key == "service.schedule" && !raw_t.is_empty() => {
+            // the check `config validate` and the service make: it parses and it fires
+            crate::service::schedule::parse_cron(raw_t)
+                .map_err(|e| ConfigError(format!("`{key}`: {e}")))?;
+            raw_t.into()
+        }
         KeyKind::Str | KeyKind::Path => raw.into(),
     })
 }

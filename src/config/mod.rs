@@ -442,6 +442,43 @@ mod tests {
         assert!(e.0.contains("ldap.encryption"), "{}", e.0);
     }
 
+    /// Issue 26 item 10: `config set` took a schedule that never fires (and `*@company.com` as
+    /// a protected email), which `config validate` and the service then refused.
+    #[test]
+    fn config_set_refuses_a_schedule_that_never_fires_and_an_email_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        for (expr, want) in [
+            ("0 0 30 2 *", "never fires"),
+            ("0 0 31 4 *", "never fires"),
+            ("every day", "is not a cron expression"),
+        ] {
+            let e = set_value(dir.path(), "service.schedule", Some(expr)).unwrap_err();
+            assert!(e.downcast_ref::<ConfigError>().is_some(), "{e:#}");
+            let e = format!("{e:#}");
+            assert!(
+                e.contains("service.schedule") && e.contains(expr) && e.contains(want),
+                "{e}"
+            );
+        }
+        let e = set_value(
+            dir.path(),
+            "sync.protected_emails",
+            Some("ceo@company.com, *@company.com"),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("`*@company.com` is a pattern"),
+            "{e:#}"
+        );
+        assert!(!config_path(dir.path()).exists(), "nothing written");
+        set_value(dir.path(), "service.schedule", Some("0 2 29 2 *")).unwrap();
+        set_value(dir.path(), "service.schedule", Some("*/30 * * * *")).unwrap();
+        assert_eq!(
+            load(dir.path()).unwrap().service.schedule.as_deref(),
+            Some("*/30 * * * *")
+        );
+    }
+
     #[test]
     fn set_get_round_trip_keeps_comments() {
         let dir = tempfile::tempdir().unwrap();

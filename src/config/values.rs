@@ -145,13 +145,30 @@ pub fn check_host(key: &str, raw: &str) -> Result<String, String> {
     Ok(h.to_string())
 }
 
-/// Checks one entry of an email list (`sync.protected_emails`): a single email address. Entries
-/// are separated by commas (`config set`) or are the items of a TOML array (the file); an entry
-/// that holds another separator (`a@x.com;b@x.com`), white space or no `@` would protect no one,
-/// so it is refused, naming the value.
+/// Checks one entry of an email list (`sync.protected_emails`): a single plain email address.
+/// Entries are separated by commas (`config set`) or are the items of a TOML array (the file);
+/// an entry that holds another separator (`a@x.com;b@x.com`), white space, no `@`, a wildcard
+/// (`*@company.com`, matched as written, so it would protect no one) or any other character
+/// that is not part of a plain address is refused, naming the value.
 pub fn check_email_entry(key: &str, raw: &str) -> Result<String, String> {
     let e = raw.trim().to_lowercase();
-    if crate::engine::normalize::is_valid_email(&e) {
+    if e.contains(['*', '?', '%']) {
+        return Err(format!(
+            "`{key}`: `{}` is a pattern, and only plain addresses are accepted (an entry is \
+             compared with each member's email as written, so a wildcard protects no one): list \
+             each address, e.g. `ceo@company.com, cfo@company.com`",
+            raw.trim()
+        ));
+    }
+    let plain = e.split_once('@').is_some_and(|(local, domain)| {
+        local
+            .chars()
+            .all(|c| c.is_alphanumeric() || ".+-_'!#$&=^`{|}~/".contains(c))
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+    });
+    if plain && crate::engine::normalize::is_valid_email(&e) {
         return Ok(e);
     }
     let hint = if e.contains([';', ' ', '\t', '\n', '|']) && e.matches('@').count() > 1 {
@@ -317,6 +334,44 @@ mod tests {
             "a@x",
         ] {
             assert!(check_email_entry(key, bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Issue 26 item 10: `*@company.com` was accepted, and protected no one.
+    #[test]
+    fn email_entries_are_plain_addresses_not_patterns() {
+        let key = "sync.protected_emails";
+        for pattern in [
+            "*@company.com",
+            "ceo*@company.com",
+            "ce?@company.com",
+            "%@company.com",
+        ] {
+            let e = check_email_entry(key, pattern).unwrap_err();
+            assert!(
+                e.contains(&format!("`{pattern}`"))
+                    && e.contains("plain addresses")
+                    && e.contains(key),
+                "{e}"
+            );
+        }
+        for bad in [
+            "<ceo@company.com>",
+            "\"ceo\"@company.com",
+            "ceo@company.com,",
+            "ceo@[10.0.0.1]",
+            "ceo(x)@company.com",
+            "ceo@company_com.com",
+        ] {
+            let e = check_email_entry(key, bad).unwrap_err();
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
+        for good in [
+            "first.last+tag@company.com",
+            "o'brien@sub.company.co.uk",
+            "jörg@company.de",
+        ] {
+            assert!(check_email_entry(key, good).is_ok(), "{good}");
         }
     }
 

@@ -2,17 +2,22 @@
 //! JSON body) and `GET /metrics` (Prometheus text format). Nothing else is served, and only on
 //! the configured address (off by default).
 //!
-//! Clients cannot starve the service of file descriptors ([`Limits`]): at most 64 connections
-//! are served at once (one more is closed as soon as it is accepted, with a warning in the log at
-//! most once a minute), a connection is closed after 10 s without traffic, and no request is read
-//! on a connection older than 60 s (a client trickling bytes cannot hold its slot).
+//! Clients cannot starve the service of file descriptors, nor keep `/healthz` from answering
+//! ([`Limits`]): at most 64 connections are served at once; a connection is closed after 10 s
+//! without traffic, when a request's head (request line and headers) has not fully arrived 5 s
+//! after it began (its total time, however often bytes trickle in), and when it is 60 s old and
+//! waits for its client. When every slot is taken, a new connection closes the one that has
+//! waited longest for its client (in a request's head, or idle between requests) and takes its
+//! slot, so clients that hold connections open cannot keep a liveness probe out; only when
+//! every connection is busy with a request is the new one closed at once (with a warning in the
+//! log at most once a minute).
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,6 +42,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// A connection is closed when it is this old and waits for its client.
     pub max_age: Duration,
+    /// A request's head (request line and headers) must arrive whole within this time from its
+    /// first byte (from the connection's start for the first request), however often bytes come.
+    pub head_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -45,7 +53,71 @@ impl Default for Limits {
             max_connections: 64,
             idle_timeout: Duration::from_secs(10),
             max_age: Duration::from_secs(60),
+            head_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+/// What a connection is doing, shared with the listener (which may close it for a new one).
+#[derive(Debug, Default)]
+struct ConnState {
+    /// Since when it waits for its client (a request's head, or the next request); `None`
+    /// while a request is served.
+    waiting_since: Option<Instant>,
+    /// The listener closed it to serve a new connection.
+    evicted: bool,
+    /// Woken when evicted.
+    waker: Option<Waker>,
+}
+
+type Shared = Arc<Mutex<ConnState>>;
+
+/// The open connections' states.
+#[derive(Clone, Default)]
+struct Registry(Arc<Mutex<Vec<Shared>>>);
+
+impl Registry {
+    fn add(&self, state: Shared) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(state);
+        }
+    }
+
+    fn remove(&self, state: &Shared) {
+        if let Ok(mut v) = self.0.lock() {
+            v.retain(|s| !Arc::ptr_eq(s, state));
+        }
+    }
+
+    /// Closes the connection that has waited longest for its client; false when every
+    /// connection is serving a request (or already closing).
+    fn evict_longest_waiting(&self) -> bool {
+        let Ok(v) = self.0.lock() else {
+            return false;
+        };
+        let victim = v
+            .iter()
+            .filter_map(|s| {
+                let st = s.lock().ok()?;
+                (!st.evicted)
+                    .then_some(st.waiting_since)
+                    .flatten()
+                    .map(|t| (t, s))
+            })
+            .min_by_key(|(t, _)| *t)
+            .map(|(_, s)| s.clone());
+        drop(v);
+        let Some(victim) = victim else {
+            return false;
+        };
+        let Ok(mut st) = victim.lock() else {
+            return false;
+        };
+        st.evicted = true;
+        if let Some(w) = st.waker.take() {
+            w.wake();
+        }
+        true
     }
 }
 
@@ -53,6 +125,7 @@ impl Default for Limits {
 struct CappedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
+    registry: Registry,
     limits: Limits,
     /// When the last "too many connections" or accept error was logged (once a minute at most).
     last_warning: Option<Instant>,
@@ -87,16 +160,41 @@ impl axum::serve::Listener for CappedListener {
                     continue;
                 }
             };
-            match self.slots.clone().try_acquire_owned() {
-                Ok(slot) => return (Guarded::new(stream, slot, self.limits), addr),
-                Err(_) => {
+            let slot = match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                // every slot is taken: the connection waiting longest for its client makes
+                // room (a liveness probe is never kept out by clients holding connections)
+                Err(_) if self.registry.evict_longest_waiting() => {
+                    let cap = self.limits.max_connections;
+                    self.warn(|| {
+                        format!(
+                            "health and metrics: {cap} connections are open (the most served at \
+                             once); the one waiting longest for its client is closed for a new \
+                             one (from {addr} and maybe others)"
+                        )
+                    });
+                    tokio::time::timeout(EVICTION_WAIT, self.slots.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                }
+                Err(_) => None,
+            };
+            match slot {
+                Some(slot) => {
+                    return (
+                        Guarded::new(stream, slot, self.limits, &self.registry),
+                        addr,
+                    );
+                }
+                None => {
                     drop(stream);
                     let cap = self.limits.max_connections;
                     self.warn(|| {
                         format!(
                             "health and metrics: {cap} connections are open (the most served at \
-                             once); new ones are closed until some end (from {addr} and maybe \
-                             others)"
+                             once) and all are serving requests; new ones are closed until some \
+                             end (from {addr} and maybe others)"
                         )
                     });
                 }
@@ -109,46 +207,141 @@ impl axum::serve::Listener for CappedListener {
     }
 }
 
+/// How long a new connection waits for the slot of the connection it closed.
+const EVICTION_WAIT: Duration = Duration::from_secs(2);
+
 /// An accepted connection: holds its slot, and fails its reads and writes once it has been idle
-/// too long or has grown too old (the server then closes it).
+/// too long, its request's head is late, it has grown too old, or the listener closed it for a
+/// new connection (the server then closes it).
 struct Guarded {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     idle_timeout: Duration,
+    head_timeout: Duration,
     closes_at: Instant,
+    /// Since when the current request's head has been arriving (`None` between requests).
+    head_since: Option<Instant>,
+    /// The last two bytes read, to find the blank line that ends a head.
+    last: [u8; 2],
+    state: Shared,
+    registry: Registry,
     deadline: Pin<Box<Sleep>>,
 }
 
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.registry.remove(&self.state);
+    }
+}
+
 impl Guarded {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, limits: Limits) -> Guarded {
+    fn new(
+        stream: TcpStream,
+        slot: OwnedSemaphorePermit,
+        limits: Limits,
+        registry: &Registry,
+    ) -> Guarded {
         let now = Instant::now();
-        let closes_at = now + limits.max_age;
-        Guarded {
+        let state = Arc::new(Mutex::new(ConnState {
+            waiting_since: Some(now),
+            ..ConnState::default()
+        }));
+        registry.add(state.clone());
+        let mut g = Guarded {
             stream,
             _slot: slot,
             idle_timeout: limits.idle_timeout,
-            closes_at,
-            deadline: Box::pin(tokio::time::sleep_until(
-                (now + limits.idle_timeout).min(closes_at),
-            )),
-        }
+            head_timeout: limits.head_timeout,
+            closes_at: now + limits.max_age,
+            // the first request's head is timed from the connection's start
+            head_since: Some(now),
+            last: [0; 2],
+            state,
+            registry: registry.clone(),
+            deadline: Box::pin(tokio::time::sleep_until(now)),
+        };
+        g.touch();
+        g
     }
 
-    /// Traffic: the idle time starts again (never past the connection's age limit).
+    /// Traffic: the idle time starts again (never past the connection's age limit, nor past
+    /// the time its request's head must have arrived by).
     fn touch(&mut self) {
-        let at = (Instant::now() + self.idle_timeout).min(self.closes_at);
+        let mut at = (Instant::now() + self.idle_timeout).min(self.closes_at);
+        if let Some(since) = self.head_since {
+            at = at.min(since + self.head_timeout);
+        }
         self.deadline.as_mut().reset(at);
     }
 
-    /// The stream is waiting: a timeout error once the deadline has passed, else pending.
+    /// Follows the requests' heads in the bytes read: a head begins with its first byte and
+    /// ends with a blank line (CRLF CRLF, or LF LF).
+    fn read_bytes(&mut self, bytes: &[u8]) {
+        let now = Instant::now();
+        for &b in bytes {
+            if self.head_since.is_none() {
+                self.head_since = Some(now);
+                self.set_waiting(Some(now), false);
+            }
+            let [before, prev] = self.last;
+            if b == b'\n' && (prev == b'\n' || (prev == b'\r' && before == b'\n')) {
+                // the head is whole: the request is served now
+                self.head_since = None;
+                self.last = [0; 2];
+                self.set_waiting(None, true);
+            } else {
+                self.last = [prev, b];
+            }
+        }
+    }
+
+    /// Bytes written: a response; between requests the connection waits for its client again.
+    fn wrote(&mut self) {
+        if self.head_since.is_none() {
+            self.set_waiting(Some(Instant::now()), false);
+        }
+    }
+
+    /// Records what the connection waits for: `since` (keeping an earlier time unless
+    /// `replace`), or `None` while a request is served.
+    fn set_waiting(&self, since: Option<Instant>, replace: bool) {
+        if let Ok(mut st) = self.state.lock() {
+            st.waiting_since = match (st.waiting_since, since) {
+                (Some(old), Some(_)) if !replace => Some(old),
+                (_, new) => new,
+            };
+        }
+    }
+
+    /// The stream is waiting: an error once the listener closed the connection or the deadline
+    /// has passed, else pending.
     fn expired<T>(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<T>> {
+        if let Some(e) = self.evicted(cx) {
+            return Poll::Ready(Err(e));
+        }
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "the health and metrics client was idle too long",
+                "the health and metrics client was idle too long, or sent its request too slowly",
             ))),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// The error to end with when the listener closed this connection for a new one; else the
+    /// task is woken when it does.
+    fn evicted(&self, cx: &mut TaskContext<'_>) -> Option<io::Error> {
+        let mut st = self.state.lock().ok()?;
+        if st.evicted {
+            return Some(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to serve a new health and metrics client (all connections were taken)",
+            ));
+        }
+        if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            st.waker = Some(cx.waker().clone());
+        }
+        None
     }
 
     /// A stream call's result: traffic resets the idle time, waiting runs into the deadline.
@@ -178,9 +371,15 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(e) = this.evicted(cx) {
+            return Poll::Ready(Err(e));
+        }
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
         let read = buf.filled().len() > before;
+        if read {
+            this.read_bytes(&buf.filled()[before..]);
+        }
         this.after(cx, poll, |()| read)
     }
 }
@@ -193,6 +392,9 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            this.wrote();
+        }
         this.after(cx, poll, |n| *n > 0)
     }
 
@@ -299,6 +501,7 @@ pub async fn serve_with(
     let listener = CappedListener {
         inner: listener,
         slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        registry: Registry::default(),
         limits,
         last_warning: None,
     };
@@ -365,12 +568,13 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn idle_connections_beyond_the_cap_are_closed_at_once_the_others_when_idle() {
+    async fn connections_beyond_the_cap_close_the_longest_waiting_the_others_close_when_idle() {
         let idle = Duration::from_secs(2);
         let srv = server(Limits {
             max_connections: 4,
             idle_timeout: idle,
             max_age: Duration::from_secs(60),
+            head_timeout: Duration::from_secs(30),
         })
         .await;
         let start = Instant::now();
@@ -387,7 +591,7 @@ mod tests {
         for w in waits {
             closed.push(w.await.unwrap().expect("every idle connection is closed"));
         }
-        // 4 were served (and closed only once idle for 2 s), 16 were closed at once
+        // 16 made room for newer ones at once, the last 4 were closed only once idle for 2 s
         let early = closed.iter().filter(|t| **t < idle).count();
         assert_eq!(early, 16, "{closed:?}");
         assert!(
@@ -402,11 +606,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_trickling_client_is_closed_at_the_age_limit_and_keep_alive_still_works() {
+    async fn a_trickled_head_is_cut_at_its_total_time_and_keep_alive_still_works() {
         let srv = server(Limits {
             max_connections: 4,
             idle_timeout: Duration::from_millis(800),
-            max_age: Duration::from_secs(2),
+            max_age: Duration::from_secs(60),
+            head_timeout: Duration::from_secs(2),
         })
         .await;
         // two requests on one connection are both answered
@@ -426,7 +631,23 @@ mod tests {
             text.contains("HTTP/1.1 200") && text.contains("directory_connector_runs_total"),
             "{text}"
         );
-        // a header trickled a byte every 100 ms is never idle, but is cut at 2 s
+        // a keep-alive connection between requests waits (less than the idle time) longer than
+        // the head limit, then asks again: answered
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        for round in 0..4 {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            let head = String::from_utf8_lossy(&buf[..n]);
+            assert!(head.starts_with("HTTP/1.1 503"), "round {round}: {head}");
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        // a header trickled a byte every 100 ms is never idle, but is cut 2 s after it began
         let start = Instant::now();
         let mut s = TcpStream::connect(srv.addr).await.unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -448,6 +669,60 @@ mod tests {
             cut >= Duration::from_secs(2) && cut < Duration::from_secs(10),
             "closed after {cut:?}"
         );
+        srv.shutdown().await;
+    }
+
+    /// A client that holds a connection with a request head it sends a byte at a time (a new
+    /// connection whenever the server closes it), until `stop`.
+    async fn drip(addr: SocketAddr, every: Duration, stop: Arc<std::sync::atomic::AtomicBool>) {
+        use std::sync::atomic::Ordering;
+        while !stop.load(Ordering::SeqCst) {
+            let Ok(mut s) = TcpStream::connect(addr).await else {
+                tokio::time::sleep(every).await;
+                continue;
+            };
+            if s.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(every).await;
+                if s.write_all(b"a").await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Issue 26 item 9: 64 clients sending a byte of a request head every few seconds kept every
+    /// slot (never idle, and the age limit freed them only after 60 s, to be taken again), so
+    /// `/healthz` was refused for as long as they went on and a liveness probe would restart a
+    /// healthy service.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn healthz_answers_while_slow_clients_hold_every_connection() {
+        let limits = Limits::default();
+        let srv = server(limits).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drips: Vec<_> = (0..limits.max_connections)
+            .map(|_| tokio::spawn(drip(srv.addr, Duration::from_secs(1), stop.clone())))
+            .collect();
+        // they hold every slot
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let start = Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(20), get(srv.addr, "/healthz"))
+            .await
+            .unwrap_or_default();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            answer.starts_with("HTTP/1.1 503") && answer.contains("no run has finished yet"),
+            "/healthz after {:?}: {answer:?}",
+            start.elapsed()
+        );
+        for d in drips {
+            let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+        }
         srv.shutdown().await;
     }
 

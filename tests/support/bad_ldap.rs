@@ -32,6 +32,8 @@ impl RawEntry {
 /// The server; it runs until the test process ends.
 pub struct BadLdap {
     pub port: u16,
+    /// How long each search waits after its first entry before it sends the rest.
+    pub pause: Arc<Mutex<std::time::Duration>>,
     /// Search bases asked for, in order.
     pub searches: Arc<Mutex<Vec<String>>>,
 }
@@ -155,7 +157,13 @@ fn asks_paged(controls: &[u8]) -> bool {
     false
 }
 
-fn serve(mut s: TcpStream, users: &[RawEntry], groups: &[RawEntry], searches: &Mutex<Vec<String>>) {
+fn serve(
+    mut s: TcpStream,
+    users: &[RawEntry],
+    groups: &[RawEntry],
+    searches: &Mutex<Vec<String>>,
+    pause: &Mutex<std::time::Duration>,
+) {
     while let Some(msg) = read_message(&mut s) {
         let Some((_, body, _)) = split_tlv(&msg) else {
             return;
@@ -186,8 +194,16 @@ fn serve(mut s: TcpStream, users: &[RawEntry], groups: &[RawEntry], searches: &M
                 } else {
                     &[]
                 };
-                for e in entries {
+                let pause = *pause.lock().unwrap();
+                for (i, e) in entries.iter().enumerate() {
                     out.extend(message(id, &entry(e), None));
+                    if i == 0 && !pause.is_zero() {
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                        out.clear();
+                        std::thread::sleep(pause);
+                    }
                 }
                 let ctl = controls.filter(|c| asks_paged(c)).map(|_| {
                     let value = tlv(0x30, &[integer(0x02, 0), octets(b"")].concat());
@@ -210,15 +226,21 @@ impl BadLdap {
         let port = listener.local_addr().expect("local addr").port();
         let searches = Arc::new(Mutex::new(Vec::new()));
         let log = searches.clone();
+        let pause = Arc::new(Mutex::new(std::time::Duration::ZERO));
+        let wait = pause.clone();
         let users = Arc::new(users);
         let groups = Arc::new(groups);
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (u, g, l) = (users.clone(), groups.clone(), log.clone());
-                std::thread::spawn(move || serve(conn, &u, &g, &l));
+                let (u, g, l, w) = (users.clone(), groups.clone(), log.clone(), wait.clone());
+                std::thread::spawn(move || serve(conn, &u, &g, &l, &w));
             }
         });
-        BadLdap { port, searches }
+        BadLdap {
+            port,
+            searches,
+            pause,
+        }
     }
 }

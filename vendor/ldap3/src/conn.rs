@@ -751,7 +751,7 @@ impl LdapConnAsync {
     #[cfg(any(feature = "tls-native", feature = "tls-rustls"))]
     pub(crate) async fn single_op(self, tx: oneshot::Sender<Result<Self>>) {
         if tx.send(self.turn(LoopMode::SingleOp).await).is_err() {
-            warn!("single op send error");
+            debug!("single op send error (the receiver was dropped)");
         }
     }
 
@@ -797,7 +797,7 @@ impl LdapConnAsync {
                                 },
                             }
                             if let Err(e) = tx.send((Tag::Null(Null { ..Default::default() }), vec![])) {
-                                warn!("ldap null result send error: {:?}", e);
+                                debug!("ldap null result send error (the receiver was dropped): {:?}", e);
                             }
                         }
                     } else {
@@ -838,22 +838,24 @@ impl LdapConnAsync {
                         } else {
                             panic!("unmatched tag structure: {:?}", tag);
                         };
-                        let (item, mut remove) = match protoop.id {
+                        let (item, remove) = match protoop.id {
                             4 | 25 => (SearchItem::Entry(protoop), false),
                             5 => (SearchItem::Done(Tag::StructureTag(protoop).into()), true),
                             19 => (SearchItem::Referral(protoop), false),
                             _ => panic!("unrecognized op id: {}", protoop.id),
                         };
+                        // the stream was dropped: its remaining items are dropped here too, and
+                        // the search is forgotten at its end (not before, or each later item
+                        // would be an "unmatched id")
                         if let Err(e) = tx.send((item, controls)) {
-                            warn!("ldap search item send error, op={}: {:?}", id, e);
-                            remove = true;
+                            debug!("ldap search item send error (the receiver was dropped), op={}: {:?}", id, e);
                         }
                         if remove {
                             self.searchmap.remove(&id);
                         }
                     } else if let Some(tx) = self.resultmap.remove(&id) {
                         if let Err(e) = tx.send((tag, controls)) {
-                            warn!("ldap result send error: {:?}", e);
+                            debug!("ldap result send error (the receiver was dropped): {:?}", e);
                         }
                         let mut msgmap = self.msgmap.lock().expect("msgmap mutex (stream rx)");
                         msgmap.1.remove(&id);

@@ -911,6 +911,7 @@ fn the_departures_warning_of_a_sync_is_said_once_a_day() {
     assert!(!r.stdout.contains("departures"), "{}", r.stdout);
     let r = env.ok(&["test"]);
     assert!(r.stdout.contains("departures"), "{}", r.stdout);
+}
 
 /// Issue 26 item 10: `config set` took `*@company.com` as a protected email (it protects no
 /// one) and a schedule that never fires (which `config validate` and the service refuse).

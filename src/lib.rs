@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod service;
 pub mod sources;
 pub mod store;
+pub mod sync;
 pub mod winservice;
 
 /// The version sent to the server and shown to the admin.

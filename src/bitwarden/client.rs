@@ -296,6 +296,11 @@ impl BitwardenClient {
         stats
     }
 
+    /// The token that cancels this client's waits ([`BitwardenClient::cancel`]).
+    pub fn cancel_token(&self) -> tokio_util::sync::CancellationToken {
+        self.cancel.clone()
+    }
+
     /// Stops every wait of this client's requests (for the budget, a 429's pause, a retry):
     /// they end with an [`Interrupted`] error, and nothing more is sent.
     pub fn cancel(&self) {

@@ -1,0 +1,304 @@
+//! One sync run, as named stages, each in its own module and each handing the next a named
+//! value:
+//!
+//! 1. [`directory`]: read the directory (the users go out as soon as they are read);
+//! 2. [`organization`]: read the organization (every group's members), beside it;
+//! 3. [`plan`]: plan the members as soon as the users and the organization are in, then the
+//!    groups;
+//! 4. [`guard`]: refuse what must not be pushed without a person's say-so;
+//! 5. [`push`]: send the batches (the members early when they fill requests of their own);
+//! 6. [`verify`]: read the organization back, make the cache what it shows, check it;
+//! 7. [`record`]: the run's outcome in the history, the last-sync times, the sources' state.
+//!
+//! [`SyncRun`] holds what every stage shares: the configuration, the options, the Bitwarden
+//! client (with its request budget), the guard limits, the progress and the cancellation token
+//! that every stage, budget wait and retry honours. The connector ([`crate::connector`]) opens
+//! the data directory, takes the sync lock and hands a run its inputs.
+
+mod directory;
+mod guard;
+mod organization;
+mod plan;
+mod progress;
+mod push;
+mod record;
+mod verify;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use directory::read as read_directory;
+pub use guard::OWNERS_UNSEEN;
+pub(crate) use guard::{owner_guard, short_member_list};
+pub(crate) use organization::read as read_organization;
+pub(crate) use plan::{baseline, count_creates, diff_options, note_unknowns};
+pub(crate) use progress::BudgetProgress;
+
+use crate::bitwarden::BitwardenClient;
+use crate::config::Config;
+use crate::engine::{GuardLimits, Plan};
+use crate::errors::Interrupted;
+use crate::sources::Progress;
+use crate::store::{RunOutcome, RunRecord, ServerUse, StagedState, Store};
+
+/// What `sync` did.
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub outcome: RunOutcome,
+    pub plan: Plan,
+    pub requests: usize,
+    pub bytes_pushed: u64,
+    pub run_id: i64,
+    /// What the run asked of the Bitwarden server.
+    pub server: ServerUse,
+}
+
+/// Options of one sync run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    pub allow_mass_removal: bool,
+    /// The caller already holds the data directory's sync lock (the window, while it polls).
+    pub lock_held: bool,
+    /// Kept for `sync --reconcile`: every sync reads every group's members from the server now,
+    /// so it changes nothing.
+    pub reconcile: bool,
+}
+
+/// The guard limits of a configuration.
+pub(crate) fn limits(cfg: &Config) -> GuardLimits {
+    GuardLimits {
+        max_removals: cfg.sync.max_removals,
+        max_removal_percent: cfg.sync.max_removal_percent,
+        max_group_removal_percent: cfg.sync.max_group_removal_percent,
+    }
+}
+
+/// What the connector hands a run.
+pub(crate) struct Inputs<'a> {
+    pub(crate) data_dir: &'a Path,
+    pub(crate) cfg: &'a Config,
+    pub(crate) opts: SyncOptions,
+    /// The Bitwarden client (an error: it could not be made, e.g. a bad `server.ca_file`; the
+    /// run fails with it, recorded).
+    pub(crate) client: anyhow::Result<BitwardenClient>,
+    /// The directory's secret (an error fails the run when the directory is read).
+    pub(crate) secret: anyhow::Result<String>,
+    /// The store, on the cache of the run's server and organization.
+    pub(crate) store: Store,
+}
+
+/// What every stage of a run shares.
+pub(crate) struct SyncRun<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) opts: SyncOptions,
+    pub(crate) client: Arc<BitwardenClient>,
+    pub(crate) limits: GuardLimits,
+    /// The run's progress (it shows the waits for the request budget).
+    pub(crate) progress: &'a BudgetProgress<'a>,
+    /// Cancels the run: every stage checks it, and the client's budget waits and retries end
+    /// at once.
+    pub(crate) cancel: CancellationToken,
+    /// A push is going on: a stop waits for the request in flight.
+    pub(crate) pushing: &'a AtomicBool,
+}
+
+/// The run's context, as the stages name it.
+pub(crate) type Ctx<'a> = SyncRun<'a>;
+
+/// Runs a sync: records the run in the history whatever happens, and returns what it did.
+pub(crate) async fn run(input: Inputs<'_>, progress: &dyn Progress) -> anyhow::Result<SyncReport> {
+    let Inputs {
+        data_dir,
+        cfg,
+        opts,
+        client,
+        secret,
+        mut store,
+    } = input;
+    let run_id = store.start_run("sync")?;
+    let _current = crate::store::CurrentRun::set(data_dir, run_id);
+    tracing::info!("sync {run_id} started");
+    let mut record = RunRecord::new(run_id, "sync");
+    record.server = Some(ServerUse::default());
+    let pushing = AtomicBool::new(false);
+    let shown = BudgetProgress::new(progress);
+    let (client, result) = match client {
+        Err(e) => (None, Err(e)),
+        Ok(client) => {
+            let client = Arc::new(client);
+            let run = SyncRun {
+                cfg,
+                opts,
+                client: Arc::clone(&client),
+                limits: limits(cfg),
+                progress: &shown,
+                cancel: client.cancel_token(),
+                pushing: &pushing,
+            };
+            let result = run
+                .until_stopped(progress, stages(&run, &mut store, &mut record, secret))
+                .await;
+            (Some(client), result)
+        }
+    };
+    record::finish(&mut store, &mut record, client.as_deref(), result)
+}
+
+impl SyncRun<'_> {
+    /// Runs `work` until it ends or the caller asks to stop: a push stops by itself after the
+    /// request in flight (between two batches); any other stage (reading, verifying) is dropped
+    /// where it waits, and every wait for the request budget, a 429's pause or a retry ends at
+    /// once. A wait for the request budget shows on the status line meanwhile.
+    async fn until_stopped<T>(
+        &self,
+        caller: &dyn Progress,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let stop = async {
+            loop {
+                if caller.cancelled() {
+                    self.cancel.cancel();
+                }
+                if self.cancel.is_cancelled()
+                    && !self.pushing.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    break;
+                }
+                self.progress.show_wait(self.client.budget().waiting());
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            r = work => r,
+            () = stop => Err(Interrupted(String::new()).into()),
+        }
+    }
+}
+
+/// The stages of one run, in order (see the module doc).
+async fn stages(
+    run: &SyncRun<'_>,
+    store: &mut Store,
+    record: &mut RunRecord,
+    secret: anyhow::Result<String>,
+) -> anyhow::Result<SyncReport> {
+    crate::test_panic_point("sync-start");
+    let started = chrono::Utc::now().to_rfc3339();
+    run.progress.stage("Signing in to Bitwarden");
+    run.client.token().await?;
+    let org_read = organization::spawn(Arc::clone(&run.client));
+    let (users_tx, users_rx) = tokio::sync::oneshot::channel();
+    let shared = progress::SharedProgress::new(run.progress);
+    let source_state = Arc::new(StagedState::load(store)?);
+    let read = async {
+        let r = directory::read(
+            run.cfg,
+            secret,
+            &shared.read(),
+            users_tx,
+            source_state.clone(),
+        )
+        .await;
+        shared.read_done();
+        r
+    };
+    // The member half: as soon as the users are read (and the organization), their plan is
+    // made and checked by the guard, and when the push needs several requests anyway, the
+    // member requests go out while the groups are still being read.
+    let members = async {
+        let prepared = org_read.finish("reading the organization").await?;
+        let Ok(users) = users_rx.await else {
+            // the read failed before the users: its error is reported
+            return anyhow::Ok(None);
+        };
+        let mut half = plan::members(run.cfg, store, record, prepared, users)?;
+        guard::members(
+            run,
+            store,
+            &mut half.plan,
+            half.org.as_ref().map(|o| &o.org),
+        )?;
+        let early = match push::goes_early(&half.plan) {
+            true => {
+                let pushed = push::early(
+                    run,
+                    store,
+                    record,
+                    &shared.push(),
+                    &half.plan,
+                    half.org.is_some(),
+                )
+                .await;
+                shared.push_done();
+                Some(pushed?)
+            }
+            false => None,
+        };
+        Ok(Some((half, early)))
+    };
+    // A member half that fails (the guard refuses, a request fails) ends the sync at once: the
+    // group read is dropped. A read that ends first (or fails) waits for the member requests in
+    // flight, so that every confirmed batch is recorded.
+    let (groups, members) = {
+        let mut read = std::pin::pin!(read);
+        let mut members = std::pin::pin!(members);
+        tokio::select! {
+            m = &mut members => {
+                let m = m?;
+                (read.await, m)
+            }
+            g = &mut read => (g, members.await?),
+        }
+    };
+    let groups = groups.map_err(|e| match record.requests {
+        0 => e,
+        n => e.context(format!(
+            "{n} member request(s) had been applied and recorded; the next sync sends the groups"
+        )),
+    })?;
+    let Some((half, early)) = members else {
+        anyhow::bail!("reading the directory ended without its users");
+    };
+    let (plan, org) = plan::groups(store, record, half, groups, run.progress)?;
+    guard::groups(run, &plan, record.requests)?;
+    let members_after = match plan.is_empty() {
+        true => None,
+        false => {
+            push::rest(
+                run,
+                store,
+                record,
+                &plan,
+                early,
+                org.as_ref().map(|o| &o.org),
+            )
+            .await?
+        }
+    };
+    if run.cancel.is_cancelled() || run.progress.cancelled() {
+        // stopped after the last request: everything was applied, the check is skipped
+        return Err(Interrupted(String::new()).into());
+    }
+    record::before_verify(store, &plan, org.is_none())?;
+    if let Some(org) = org {
+        verify::run(run, store, record, &plan, org, members_after).await?;
+    }
+    record::confirm(run.cfg, store, &started, &source_state)?;
+    Ok(SyncReport {
+        outcome: if plan.is_empty() {
+            RunOutcome::Unchanged
+        } else {
+            RunOutcome::Synced
+        },
+        plan,
+        requests: record.requests as usize,
+        bytes_pushed: record.bytes_pushed,
+        run_id: record.id,
+        server: ServerUse::default(),
+    })
+}

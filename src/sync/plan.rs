@@ -1,0 +1,217 @@
+//! Stage 3, planning: the member half as soon as the users are read (so that its requests can
+//! go out while the groups are still being read), then the group half, both against the
+//! baseline: the organization when it was read, else the sync cache.
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+
+use super::organization::PreparedOrg;
+use crate::config::Config;
+use crate::engine::diff::{
+    Desired, count_creates_against_rows, diff_groups, diff_members, mark_drift_repairs,
+    mark_unknown_replacements,
+};
+use crate::engine::normalize::{normalize_groups, normalize_users};
+use crate::engine::{Baseline, Cache, DiffOptions, DirGroup, DirUser, Organization, Plan};
+use crate::store::{RunRecord, Store};
+
+/// How the plan is made. `org`: the baseline is the organization as read from the server.
+pub(crate) fn diff_options(cfg: &Config, org: bool) -> DiffOptions {
+    let resend_groups_before = (!org && cfg.sync.group_resend_hours > 0).then(|| {
+        (chrono::Utc::now() - chrono::Duration::hours(cfg.sync.group_resend_hours as i64))
+            .to_rfc3339()
+    });
+    DiffOptions {
+        remove_disabled: cfg.sync.remove_disabled,
+        remove_missing_users: cfg.sync.remove_missing_users,
+        overwrite_existing: cfg.sync.overwrite_existing,
+        cascade_removals: org,
+        protected: Arc::new(
+            cfg.sync
+                .protected_emails
+                .iter()
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
+        ),
+        resend_groups_before,
+    }
+}
+
+/// The baseline a plan is made against: the organization when it was read, else the cache
+/// (loaded only then).
+pub(crate) fn baseline(
+    org: Option<&Organization>,
+    store: &Store,
+) -> anyhow::Result<(Cache, Baseline)> {
+    Ok(match org {
+        Some(o) => (o.plan_baseline(), Baseline::Organization),
+        None => {
+            let local = store.load_cache()?;
+            if local.members.is_empty() && local.groups.is_empty() {
+                (local, Baseline::None)
+            } else {
+                (local, Baseline::Cache)
+            }
+        }
+    })
+}
+
+/// Counts the groups `plan` creates against the cache's last confirmed rows of them (a short
+/// group list must not blind the group guard). The rows are read only when the plan creates a
+/// group.
+pub(crate) fn count_creates(store: &Store, plan: &mut Plan) -> anyhow::Result<()> {
+    if !plan
+        .groups
+        .iter()
+        .any(|g| g.action == crate::engine::diff::GroupAction::Create)
+    {
+        return Ok(());
+    }
+    let rows = store
+        .load_group_lists()
+        .context("reading the sync cache's group rows")?
+        .into_iter()
+        .map(|(ext, l)| (ext, l.members))
+        .collect();
+    count_creates_against_rows(plan, &rows);
+    Ok(())
+}
+
+/// What a plan with no baseline cannot see, said in it: the groups it sends may replace members
+/// on the server (counted against their last confirmed sizes), and pending email changes kept
+/// for another server or organization do not apply here.
+pub(crate) fn note_unknowns(store: &Store, plan: &mut Plan) {
+    if plan.baseline != Baseline::None {
+        return;
+    }
+    let kept = store.kept();
+    mark_unknown_replacements(plan, &kept.group_sizes);
+    if kept.email_pins.is_empty()
+        && let Some(dir) = &store.dir
+    {
+        for (scope, n) in crate::store::kept::pins_elsewhere(dir, store.scope()) {
+            plan.warnings.push(format!(
+                "{n} pending email change(s) are kept for another server or organization \
+                 ({scope}); they do not apply to this one, so those members' new addresses may \
+                 be sent here"
+            ));
+        }
+    }
+}
+
+/// The organization a sync planned against, with its digest, whether the cache held it row for
+/// row when it was read (before any batch wrote to the cache), and the groups read from it.
+pub(crate) struct OrgState {
+    pub(crate) org: Organization,
+    pub(crate) digest: String,
+    pub(crate) held: bool,
+    pub(crate) fresh: Vec<String>,
+}
+
+/// The member half of the plan, and what the group half needs of it.
+pub(crate) struct MemberPlan {
+    pub(crate) plan: Plan,
+    pub(crate) skipped: Vec<crate::engine::Skipped>,
+    pub(crate) desired: Desired,
+    pub(crate) base: Cache,
+    pub(crate) diff_opts: DiffOptions,
+    pub(crate) org: Option<OrgState>,
+}
+
+/// Plans the members: `prepared` is the organization read (`None`: no read API), `users` the
+/// directory's users (`None`: users are not synced).
+pub(crate) fn members(
+    cfg: &Config,
+    store: &Store,
+    record: &mut RunRecord,
+    prepared: Option<PreparedOrg>,
+    users: Option<Vec<DirUser>>,
+) -> anyhow::Result<MemberPlan> {
+    let org = match prepared {
+        Some(p) => {
+            let held = store.cache_digest()?.as_deref() == Some(p.digest.as_str())
+                || (p.org.baseline_is_empty() && store.cache_counts()? == (0, 0));
+            Some((
+                OrgState {
+                    org: p.org,
+                    digest: p.digest,
+                    held,
+                    fresh: p.read,
+                },
+                p.base,
+            ))
+        }
+        None => None,
+    };
+    let (org, (base, kind)) = match org {
+        Some((o, base)) => (Some(o), (base, Baseline::Organization)),
+        None => (None, baseline(None, store)?),
+    };
+    let diff_opts = diff_options(cfg, org.is_some());
+    let mut skipped = Vec::new();
+    let users = users
+        .map(|u| normalize_users(u, &mut skipped))
+        .transpose()
+        .map_err(|e| anyhow!(e).context("checking the directory's entries"))?;
+    record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
+    let (mut plan, desired) = diff_members(users.as_deref(), &base, &diff_opts);
+    // the plan holds what it needs: the users go before the groups arrive, and so do the
+    // baseline's members, which `diff_groups` reads only for protected emails
+    drop(users);
+    let mut base = base;
+    if diff_opts.protected.is_empty() {
+        base.members = Default::default();
+    }
+    plan.baseline = kind;
+    Ok(MemberPlan {
+        plan,
+        skipped,
+        desired,
+        base,
+        diff_opts,
+        org,
+    })
+}
+
+/// Plans the groups into the member half's plan; returns the whole plan and the organization
+/// it was made against.
+pub(crate) fn groups(
+    store: &Store,
+    record: &mut RunRecord,
+    half: MemberPlan,
+    groups: Option<Vec<DirGroup>>,
+    progress: &dyn crate::sources::Progress,
+) -> anyhow::Result<(Plan, Option<OrgState>)> {
+    let MemberPlan {
+        mut plan,
+        mut skipped,
+        desired,
+        base,
+        diff_opts,
+        org,
+    } = half;
+    progress.stage("Normalizing groups");
+    let groups = groups.map(|g| normalize_groups(g, &mut skipped));
+    record.directory_groups = groups.as_ref().map_or(0, |g| g.len() as u64);
+    progress.stage("Comparing groups with the baseline");
+    diff_groups(
+        &mut plan,
+        groups.as_deref(),
+        desired.as_ref(),
+        &base,
+        &diff_opts,
+    );
+    note_unknowns(store, &mut plan);
+    if let (Some(o), Some(server)) = (&org, record.server.as_mut()) {
+        server.groups_read = o.fresh.len() as u64;
+    }
+    if org.is_some() {
+        // a group the organization did not list but the cache confirmed is counted against
+        // its last confirmed row (a short group list must not blind the group guard)
+        count_creates(store, &mut plan)?;
+        mark_drift_repairs(&mut plan, &store.load_group_fingerprints()?);
+    }
+    Ok((plan, org))
+}

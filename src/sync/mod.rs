@@ -180,6 +180,41 @@ impl SyncRun<'_> {
     }
 }
 
+/// What an early member push leaves: the member list being read back (`None`: no read API).
+type Early = Option<organization::Background<Option<Vec<crate::engine::OrgMember>>>>;
+
+/// The member half: as soon as the users are read (and the organization), their plan is made
+/// and checked by the guard, and when the push needs several requests anyway, the member
+/// requests go out while the groups are still being read (`Some` early push). `None`: the
+/// directory read failed before the users (its error is reported).
+async fn member_half(
+    run: &SyncRun<'_>,
+    store: &mut Store,
+    record: &mut RunRecord,
+    org_read: organization::Background<Option<organization::PreparedOrg>>,
+    users_rx: tokio::sync::oneshot::Receiver<Option<Vec<crate::engine::DirUser>>>,
+    shared: &progress::SharedProgress<'_>,
+) -> anyhow::Result<Option<(plan::MemberPlan, Option<Early>)>> {
+    let prepared = org_read.finish("reading the organization").await?;
+    let Ok(users) = users_rx.await else {
+        return Ok(None);
+    };
+    let mut half = plan::members(run.cfg, store, record, prepared, users)?;
+    guard::members(
+        run,
+        store,
+        &mut half.plan,
+        half.org.as_ref().map(|o| &o.org),
+    )?;
+    if !push::goes_early(&half.plan) {
+        return Ok(Some((half, None)));
+    }
+    let readable = half.org.is_some();
+    let pushed = push::early(run, store, record, &shared.push(), &half.plan, readable).await;
+    shared.push_done();
+    Ok(Some((half, Some(pushed?))))
+}
+
 /// The stages of one run, in order (see the module doc).
 async fn stages(
     run: &SyncRun<'_>,
@@ -207,40 +242,7 @@ async fn stages(
         shared.read_done();
         r
     };
-    // The member half: as soon as the users are read (and the organization), their plan is
-    // made and checked by the guard, and when the push needs several requests anyway, the
-    // member requests go out while the groups are still being read.
-    let members = async {
-        let prepared = org_read.finish("reading the organization").await?;
-        let Ok(users) = users_rx.await else {
-            // the read failed before the users: its error is reported
-            return anyhow::Ok(None);
-        };
-        let mut half = plan::members(run.cfg, store, record, prepared, users)?;
-        guard::members(
-            run,
-            store,
-            &mut half.plan,
-            half.org.as_ref().map(|o| &o.org),
-        )?;
-        let early = match push::goes_early(&half.plan) {
-            true => {
-                let pushed = push::early(
-                    run,
-                    store,
-                    record,
-                    &shared.push(),
-                    &half.plan,
-                    half.org.is_some(),
-                )
-                .await;
-                shared.push_done();
-                Some(pushed?)
-            }
-            false => None,
-        };
-        Ok(Some((half, early)))
-    };
+    let members = member_half(run, store, record, org_read, users_rx, &shared);
     // A member half that fails (the guard refuses, a request fails) ends the sync at once: the
     // group read is dropped. A read that ends first (or fails) waits for the member requests in
     // flight, so that every confirmed batch is recorded.

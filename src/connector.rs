@@ -257,11 +257,10 @@ impl Connector {
             }
         };
         let shown = BudgetProgress::new(progress);
-        let (normalized, org) = shown
-            .while_waiting(client.as_ref(), async {
-                tokio::join!(self.read_directory(&cfg, &shown), org)
-            })
-            .await;
+        let work = shown.while_waiting(client.as_ref(), async {
+            tokio::join!(self.read_directory(&cfg, &shown), org)
+        });
+        let (normalized, org) = until_stopped(progress, client.as_ref(), "test", work).await?;
         let normalized = normalized?;
         let (org, baseline_note) = match (org, &client) {
             (Ok(Some(o)), _) => (Some(o), None),
@@ -333,14 +332,13 @@ impl Connector {
         let key = self.require_api_key()?;
         let client = self.client(&cfg, key)?;
         let shown = BudgetProgress::new(progress);
-        let (normalized, org) = shown
-            .while_waiting(Some(&client), async {
-                tokio::join!(
-                    self.read_directory(&cfg, &shown),
-                    crate::sync::read_organization(&client)
-                )
-            })
-            .await;
+        let work = shown.while_waiting(Some(&client), async {
+            tokio::join!(
+                self.read_directory(&cfg, &shown),
+                crate::sync::read_organization(&client)
+            )
+        });
+        let (normalized, org) = until_stopped(progress, Some(&client), "drift", work).await?;
         let normalized = normalized?;
         let org = org?.ok_or_else(|| {
             anyhow!(
@@ -454,5 +452,29 @@ impl Connector {
             }
         };
         Ok(store)
+    }
+}
+
+/// Runs a read-only operation (`test`, `drift`) until it ends or the caller asks to stop: it is
+/// dropped where it waits, and the client's waits (for the budget, a 429's pause, a retry) end at
+/// once. Nothing was written, so nothing is left half done.
+async fn until_stopped<T>(
+    progress: &dyn Progress,
+    client: Option<&BitwardenClient>,
+    what: &str,
+    work: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    let stop = async {
+        while !progress.cancelled() {
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        if let Some(c) = client {
+            c.cancel();
+        }
+    };
+    tokio::select! {
+        biased;
+        out = work => Ok(out),
+        () = stop => Err(crate::errors::Interrupted(format!("{what} stopped; nothing was written")).into()),
     }
 }

@@ -390,3 +390,45 @@ fn a_negative_number_for_config_set_reaches_the_validator() {
     let v = env.json(&["config", "get", "sync.max_removals"]);
     assert_eq!(v["value"], "100", "{v}");
 }
+
+/// `test` and `drift` stop on SIGINT as a sync does (issue 28 item 3, the CLI's side): against
+/// a server that accepts the connection and never answers, the run ends within 2 seconds of the
+/// signal with exit 130, saying nothing was written, instead of waiting out 5 attempts of 60 s.
+#[test]
+fn sigint_stops_test_and_drift_against_a_server_that_never_answers() {
+    let (_slapd, _server, env) = setup(10);
+    // a server that takes the connection and never answers
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", hung.local_addr().expect("addr"));
+    let held = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for c in hung.incoming().take(8).flatten() {
+            kept.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    env.set("server.url", &url);
+    for cmd in ["test", "drift"] {
+        let child = env
+            .command(&[cmd])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(1500));
+        let signalled = Instant::now();
+        // SAFETY: kill(2) on the child's pid with a plain signal number.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let out = child.wait_with_output().expect("wait");
+        let took = signalled.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{cmd}: {stderr}");
+        assert!(took < Duration::from_secs(2), "{cmd}: took {took:?}");
+        assert!(
+            stderr.contains("interrupted by SIGINT") && stderr.contains("nothing was written"),
+            "{cmd}: {stderr}"
+        );
+    }
+    drop(held);
+}

@@ -501,11 +501,15 @@ fn dispatch(
         }
         Command::Test { explain, .. } => {
             let conn = Connector::open(data_dir)?;
-            let progress = output::Spinner::new(out.interactive());
+            // Ctrl-C and SIGTERM stop it as they stop a sync (exit 130 / 143)
+            let progress = output::Spinner::new(out.interactive()).stopped_by(&STOP_SIGNAL);
             if *explain {
                 crate::sources::http::start_recording();
             }
-            let report = runtime()?.block_on(conn.test(&progress));
+            let report = runtime()?.block_on(async {
+                watch_signals();
+                conn.test(&progress).await
+            });
             progress.finish();
             if *explain {
                 // listed even when a request failed: the list ends with the refused one
@@ -651,8 +655,11 @@ fn dispatch(
         ),
         Command::Drift => {
             let conn = Connector::open(data_dir)?;
-            let progress = output::Spinner::new(out.interactive());
-            let drift = runtime()?.block_on(conn.drift(&progress));
+            let progress = output::Spinner::new(out.interactive()).stopped_by(&STOP_SIGNAL);
+            let drift = runtime()?.block_on(async {
+                watch_signals();
+                conn.drift(&progress).await
+            });
             progress.finish();
             out.drift_report(&drift?);
             Ok(0)

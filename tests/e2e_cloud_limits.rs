@@ -963,7 +963,10 @@ fn commands_run_back_to_back_share_the_edges_minute() {
     }
     let seen = log_from(&server, 0);
     assert!(seen.len() > 120, "{}", seen.len());
-    assert!(most_within(&seen, 60.0) <= 50, "{seen:?}");
+    // the edge's minute, and the budget's 50 (arrivals up to half a server second, 17 ms,
+    // apart from the sends)
+    assert!(most_within(&seen, 60.0) <= 60, "{seen:?}");
+    assert!(most_within(&seen, 59.5) <= 50, "{seen:?}");
     model.assert_org(&server, "back to back");
     assert_never_refused(&server, "back to back");
 }

@@ -682,7 +682,7 @@ fn a_blocked_ip_stops_the_sync_at_once_with_one_clear_error_and_holds_the_next_p
 /// A `429` with `Retry-After: 7` on the tenth group read of a sync (30 groups, read 8 at a
 /// time, each on a path of its own: nothing paces them): no request reaches the fake for
 /// (7 + 1) server seconds but those already on their way, the refused read is sent again after
-/// the pause and the run succeeds.
+/// the pause and the run succeeds; `waitedMs` counts the pause once, however many reads waited.
 #[test]
 fn a_429_pauses_every_request_in_flight_for_its_retry_after() {
     // a minute lasts 3 s, the pause 0.4 s
@@ -747,6 +747,11 @@ fn a_429_pauses_every_request_in_flight_for_its_retry_after() {
     assert!(next.at < t0 + 8.0 + 3.0 * SCALE, "{next:?}");
     let waited = j["server"]["requests"]["waitedMs"].as_u64().unwrap();
     assert!(waited as f64 >= 8.0 / SCALE * 1000.0 - 50.0, "{j}");
+    // the reads that waited out the pause together count it once (not 8 times)
+    assert!(
+        (waited as f64) < 2.0 * 8.0 / SCALE * 1000.0,
+        "concurrent waits counted once: {j}"
+    );
     // every group was read (one twice) and the push went through
     assert_eq!(j["server"]["groupsRead"], 30, "{j}");
     assert_eq!(count(&seen, Kind::Import), 1);

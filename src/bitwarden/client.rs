@@ -339,7 +339,15 @@ impl BitwardenClient {
                     w.1 = Some(Instant::now());
                 }
             }
-            if wait >= Duration::from_secs(1) {
+            if wait >= self.budget.scaled(Duration::from_secs(60)) {
+                // a block of this IP address or a long 429 pause (maybe recorded by another
+                // process of the data directory): said where a one-shot command shows it
+                tracing::warn!(
+                    "{what}: waiting {} s before sending: the server refused or blocked this IP \
+                     address recently (a block is lifted after about 15 minutes); Ctrl-C stops",
+                    wait.as_secs_f64().ceil()
+                );
+            } else if wait >= Duration::from_secs(1) {
                 tracing::info!(
                     "waiting {} s for the request budget ({})",
                     wait.as_secs_f64().ceil(),

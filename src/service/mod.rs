@@ -53,8 +53,8 @@ use anyhow::Context;
 use crate::config::{self, Config, Problem};
 use crate::connector::{Connector, SyncOptions, SyncReport};
 use crate::datadir;
+use crate::progress::Progress;
 use crate::secrets::SecretStore;
-use crate::sources::Progress;
 use crate::store::{RunOutcome, RunRecord};
 
 pub use status::Status;

@@ -327,7 +327,7 @@ impl BitwardenClient {
             attempt += 1;
             let last = attempt >= self.retry.max_attempts;
             self.acquire(kind, url, what).await?;
-            self.with_stats(|s| s.count(kind));
+            self.with_stats(|s| kind.count_in(s));
             match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();

@@ -5,6 +5,8 @@
 
 mod edit;
 mod keys;
+pub mod schedule;
+mod secret_ref;
 mod service;
 mod validate;
 mod values;
@@ -14,6 +16,7 @@ pub use edit::{
     save_text, set_value, set_values, show,
 };
 pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
+pub use secret_ref::SecretRef;
 pub use service::{NotifyConfig, ServiceConfig, WebhookFormat};
 pub use validate::{
     Problem, Purpose, check_cloud_filter, check_ldap_filter, schedule_problems, validate,

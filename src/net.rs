@@ -1,7 +1,7 @@
 //! What every HTTP client of the app shares (Bitwarden and the cloud directories): the network
 //! settings of a client (proxies, connect timeout, the extra CA file), bounded retries with
 //! exponential backoff, `Retry-After`, and how a transport error is described. Neither
-//! [`crate::bitwarden`] nor [`crate::sources`] imports the other; both build on this.
+//! `bitwarden` nor `sources` imports the other; both build on this.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! A reference written as a config value instead of the secret itself (`env:NAME`,
 //! `file:PATH`): how it is recognised and read. The configuration checks values with it;
-//! [`crate::secrets`] resolves a key's secret through it.
+//! `secrets` resolves a key's secret through it.
 
 use std::path::PathBuf;
 

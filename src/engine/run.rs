@@ -1,7 +1,7 @@
 //! What a run keeps and reports besides the plan, as plain values shared by the parts that do
 //! the I/O: the state a directory source keeps between runs ([`SourceState`], stored by
-//! [`crate::store`]) and the requests a run sent to Bitwarden ([`RequestStats`], counted by
-//! [`crate::bitwarden`], recorded by the store).
+//! the `store`) and the requests a run sent to Bitwarden ([`RequestStats`], counted by
+//! the `bitwarden` client, recorded by the store).
 
 /// State a source keeps between runs (e.g. Entra's delta link). Keys are the source's own; a
 /// source puts whatever identifies its scope (tenant, filter) into the key. `get` returns what

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, anyhow, bail};
 
+use crate::config::SecretRef;
 use crate::errors::ConfigError;
 use crate::logging::register_secret;
 
@@ -29,9 +30,6 @@ pub fn plaintext_opt_in() -> bool {
 /// The official connector's opt-in, accepted as an alias of [`PLAINTEXT_ENV`] so that scripts
 /// written for bwdc keep working.
 pub const BWDC_PLAINTEXT_ENV: &str = "BITWARDENCLI_CONNECTOR_PLAINTEXT_SECRETS";
-
-/// Kept at its old path (a config value names it); it lives in [`crate::config`].
-pub use crate::config::SecretRef;
 
 /// Where secrets are kept.
 pub trait SecretStore: Send + Sync {

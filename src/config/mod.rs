@@ -1,7 +1,8 @@
 //! Typed configuration (`config.toml` in the data directory). This file is the typed model;
-//! `keys.rs` is the table of settable keys, `edit.rs` loads, saves, gets and sets by key, and
-//! `validate.rs` names the key of every problem. Secrets are never stored here unless the value
-//! is a reference (`env:NAME`, `file:PATH`); see `secrets.rs`.
+//! `keys.rs` is the table of settable keys, `edit.rs` loads, saves, gets and sets by key,
+//! `validate.rs` names the key of every problem and `schedule.rs` says when the service runs
+//! next. Secrets are never stored here unless the value is a reference (`env:NAME`,
+//! `file:PATH`, recognised and read by `secret_ref.rs`); the secret stores are in `secrets.rs`.
 
 mod edit;
 mod keys;

@@ -16,7 +16,7 @@ pub fn restrict_to_current_user(path: &Path) -> std::io::Result<()> {
     windows::restrict_to_current_user(path)
 }
 
-/// No-op outside Windows (Unix uses file modes, see [`crate::datadir::open_private`]).
+/// No-op outside Windows (Unix uses file modes, see `datadir::open_private`).
 #[cfg(not(windows))]
 pub fn restrict_to_current_user(_path: &Path) -> std::io::Result<()> {
     Ok(())

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{Context, anyhow, bail};
 
+use crate::config::SecretRef;
 use crate::errors::ConfigError;
 use crate::logging::register_secret;
 
@@ -29,50 +30,6 @@ pub fn plaintext_opt_in() -> bool {
 /// The official connector's opt-in, accepted as an alias of [`PLAINTEXT_ENV`] so that scripts
 /// written for bwdc keep working.
 pub const BWDC_PLAINTEXT_ENV: &str = "BITWARDENCLI_CONNECTOR_PLAINTEXT_SECRETS";
-
-/// A reference written as a config value instead of the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    Env(String),
-    File(PathBuf),
-}
-
-impl SecretRef {
-    pub fn parse(v: &str) -> Option<SecretRef> {
-        if let Some(name) = v.strip_prefix("env:") {
-            (!name.trim().is_empty()).then(|| SecretRef::Env(name.trim().to_string()))
-        } else if let Some(path) = v.strip_prefix("file:") {
-            (!path.trim().is_empty()).then(|| SecretRef::File(PathBuf::from(path.trim())))
-        } else {
-            None
-        }
-    }
-
-    /// Reads the secret. A file's first line is used (trailing newline removed).
-    pub fn resolve(&self, key: &str) -> anyhow::Result<String> {
-        let value = match self {
-            SecretRef::Env(name) => std::env::var(name).map_err(|_| {
-                ConfigError(format!(
-                    "`{key}` refers to environment variable {name}, which is not set"
-                ))
-            })?,
-            SecretRef::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!(
-                        "`{key}` refers to file {}, which cannot be read: {e}",
-                        path.display()
-                    ))
-                })?;
-                text.lines().next().unwrap_or_default().to_string()
-            }
-        };
-        if value.is_empty() {
-            return Err(ConfigError(format!("`{key}`: the referenced secret is empty")).into());
-        }
-        register_secret(&value);
-        Ok(value)
-    }
-}
 
 /// Where secrets are kept.
 pub trait SecretStore: Send + Sync {

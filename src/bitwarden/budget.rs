@@ -37,10 +37,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use super::urls::Urls;
 use crate::config::ServerConfig;
+pub use crate::engine::run::RequestStats;
 
 /// The cloud's own API hosts: the budget counts as the cloud does by default against them.
 const CLOUD_APIS: [&str; 2] = ["https://api.bitwarden.com", "https://api.bitwarden.eu"];
@@ -152,52 +151,16 @@ impl Kind {
     }
 }
 
-/// Requests a run sent, by kind, with the refusals it met and the time it waited for the
-/// budget.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RequestStats {
-    pub token: u64,
-    pub members: u64,
-    pub groups: u64,
-    pub member_ids: u64,
-    pub import: u64,
-    /// 429 answers.
-    pub refusals: u64,
-    /// Time during which at least one request waited for the budget (milliseconds; concurrent
-    /// waits are counted once).
-    pub waited_ms: u64,
-}
-
-impl RequestStats {
-    pub fn total(&self) -> u64 {
-        self.token + self.members + self.groups + self.member_ids + self.import
-    }
-
-    pub(crate) fn count(&mut self, kind: Kind) {
-        *match kind {
-            Kind::Token => &mut self.token,
-            Kind::Members => &mut self.members,
-            Kind::Groups => &mut self.groups,
-            Kind::MemberIds => &mut self.member_ids,
-            Kind::Import => &mut self.import,
+/// Counts one request of this kind in a run's [`RequestStats`].
+impl Kind {
+    pub(crate) fn count_in(self, stats: &mut RequestStats) {
+        *match self {
+            Kind::Token => &mut stats.token,
+            Kind::Members => &mut stats.members,
+            Kind::Groups => &mut stats.groups,
+            Kind::MemberIds => &mut stats.member_ids,
+            Kind::Import => &mut stats.import,
         } += 1;
-    }
-
-    /// One line for logs and the summary.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} request(s) to Bitwarden: {} token, {} member list, {} group list, {} group \
-             member list, {} import; {} refused (429); {:.1}s waited for the request budget",
-            self.total(),
-            self.token,
-            self.members,
-            self.groups,
-            self.member_ids,
-            self.import,
-            self.refusals,
-            self.waited_ms as f64 / 1000.0
-        )
     }
 }
 

@@ -19,6 +19,7 @@ use super::urls::Urls;
 use super::wire::{TokenResponse, error_message};
 use crate::errors::{ConfigError, Interrupted};
 use crate::logging::register_secret;
+use crate::net::{RetryPolicy, describe_transport, retry_after};
 
 /// The organization API key.
 #[derive(Clone)]
@@ -69,42 +70,6 @@ impl ApiKey {
         self.client_id
             .strip_prefix("organization.")
             .unwrap_or(&self.client_id)
-    }
-}
-
-/// Bounded retries with exponential backoff.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl RetryPolicy {
-    /// Defaults (5 attempts, 1 s doubling, at most 60 s), tunable with
-    /// `DIRECTORY_CONNECTOR_RETRIES` and `DIRECTORY_CONNECTOR_RETRY_BASE_MS`.
-    pub fn from_env() -> RetryPolicy {
-        let env_u64 = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-        RetryPolicy {
-            max_attempts: env_u64("DIRECTORY_CONNECTOR_RETRIES")
-                .map(|n| n.clamp(1, 20) as u32)
-                .unwrap_or(5),
-            base_delay: Duration::from_millis(
-                env_u64("DIRECTORY_CONNECTOR_RETRY_BASE_MS").unwrap_or(1000),
-            ),
-            max_delay: Duration::from_secs(60),
-        }
-    }
-
-    /// A wait of the server's, on the scale of the retry delays (`base_delay` of 1 s: as is).
-    pub(crate) fn scaled(&self, d: Duration) -> Duration {
-        d.mul_f64(self.base_delay.as_secs_f64())
-            .min(self.max_delay.max(d))
-    }
-
-    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.min(10);
-        (self.base_delay * factor).min(self.max_delay)
     }
 }
 
@@ -202,37 +167,6 @@ fn os_name() -> (&'static str, &'static str, &'static str) {
 }
 
 /// Builds the HTTP client used for Bitwarden (proxy from the environment, optional extra CA).
-/// The network settings every HTTP client of the app shares (Bitwarden and the cloud
-/// directories): proxies from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (reqwest's defaults), a
-/// connect timeout, rustls with the platform's roots, plus the CA file of `server.ca_file`.
-pub fn with_network(
-    mut b: reqwest::ClientBuilder,
-    ca_file: Option<&Path>,
-) -> anyhow::Result<reqwest::ClientBuilder> {
-    b = b.connect_timeout(Duration::from_secs(30));
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| ConfigError(format!("server.ca_file {}: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            ConfigError(format!(
-                "server.ca_file {}: not a PEM certificate bundle: {e}",
-                path.display()
-            ))
-        })?;
-        if certs.is_empty() {
-            return Err(ConfigError(format!(
-                "server.ca_file {}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                path.display()
-            ))
-            .into());
-        }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    Ok(b)
-}
-
 pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     let (device_type, os, _) = os_name();
     let mut headers = HeaderMap::new();
@@ -253,7 +187,7 @@ pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
         // "answered" by some other page), and the token and the API key would go to an address
         // the admin did not configure. A 3xx is an error that names where it pointed.
         .redirect(reqwest::redirect::Policy::none());
-    let b = with_network(b, ca_file)?;
+    let b = crate::net::with_network(b, ca_file)?;
     b.build().context("building the HTTP client")
 }
 
@@ -406,7 +340,7 @@ impl BitwardenClient {
             attempt += 1;
             let last = attempt >= self.retry.max_attempts;
             self.acquire(kind, url, what).await?;
-            self.with_stats(|s| s.count(kind));
+            self.with_stats(|s| kind.count_in(s));
             match build().send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -415,7 +349,7 @@ impl BitwardenClient {
                         let refusals = self.refusals.fetch_add(1, Ordering::SeqCst) + 1;
                         // (the server rounds `Retry-After` to the nearest second: a second
                         // more never comes back early into the same window)
-                        let wait = retry_after(&resp)
+                        let wait = retry_after(resp.headers())
                             .map(|d| {
                                 let d = d.min(Duration::from_secs(300)) + Duration::from_secs(1);
                                 self.budget.scaled(d)
@@ -452,7 +386,7 @@ impl BitwardenClient {
                     if !status.is_server_error() || last {
                         return Ok(resp);
                     }
-                    let wait = retry_after(&resp)
+                    let wait = retry_after(resp.headers())
                         .map(|d| self.budget.scaled(d.min(Duration::from_secs(300))))
                         .unwrap_or_else(|| self.retry.backoff(attempt - 1));
                     tracing::warn!(
@@ -672,38 +606,6 @@ pub(crate) fn redirect_message(status: StatusCode, location: &Option<String>) ->
     )
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp.headers().get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
-pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_connect() {
-        "cannot connect".to_string()
-    } else if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        "connection failed".to_string()
-    };
-    let mut src: Option<&dyn std::error::Error> = Some(e);
-    let mut last = String::new();
-    while let Some(s) = src {
-        last = s.to_string();
-        src = s.source();
-    }
-    if !last.is_empty() {
-        msg.push_str(": ");
-        msg.push_str(&last);
-    }
-    msg
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -854,17 +756,5 @@ mod tests {
         let e = ended.unwrap_err();
         assert!(e.downcast_ref::<Interrupted>().is_some(), "{e:#}");
         assert_eq!(count.load(Ordering::SeqCst), 1, "nothing more was sent");
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(10),
-        };
-        assert_eq!(p.backoff(0), Duration::from_secs(1));
-        assert_eq!(p.backoff(2), Duration::from_secs(4));
-        assert_eq!(p.backoff(8), Duration::from_secs(10));
     }
 }

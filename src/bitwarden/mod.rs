@@ -7,6 +7,8 @@ pub mod read;
 pub mod urls;
 pub mod wire;
 
+/// Kept at its old path (the connector names it here); it lives in [`crate::net`].
+pub use crate::net::RetryPolicy;
 pub use budget::{Limits, RequestStats};
-pub use client::{ApiKey, BitwardenClient, Blocked, RateLimited, RetryPolicy};
+pub use client::{ApiKey, BitwardenClient, Blocked, RateLimited};
 pub use urls::Urls;

@@ -12,7 +12,7 @@ use super::client::{ApiError, BitwardenClient, location, redirect_message};
 use super::wire::error_message;
 use crate::engine::org::{IdKey, MemberIds};
 use crate::engine::{OrgGroup, OrgMember, Organization};
-use crate::sources::Progress;
+use crate::progress::Progress;
 
 /// How many group member lists are fetched at once.
 pub const MEMBER_ID_CONCURRENCY: usize = 8;

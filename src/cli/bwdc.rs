@@ -294,7 +294,7 @@ pub fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) -> Option
             }),
         Command::Test { explain: false, .. } => (|| {
             let conn = Connector::open(data_dir)?;
-            let report = super::runtime()?.block_on(conn.test(&crate::sources::NoProgress))?;
+            let report = super::runtime()?.block_on(conn.test(&crate::progress::NoProgress))?;
             Ok(Payload::Json(test_payload(&report.normalized)))
         })(),
         Command::Sync {
@@ -310,7 +310,7 @@ pub fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) -> Option
                         lock_held: false,
                         reconcile: *reconcile,
                     },
-                    &crate::sources::NoProgress,
+                    &crate::progress::NoProgress,
                 )
                 .await
             })?;

@@ -747,7 +747,7 @@ fn set_key(
 ) -> anyhow::Result<(&'static str, String)> {
     let (key, kind) = config::key_info(key)?;
     if kind == config::KeyKind::Secret
-        && value.is_none_or(|v| crate::secrets::SecretRef::parse(v).is_none())
+        && value.is_none_or(|v| crate::config::SecretRef::parse(v).is_none())
     {
         if value.is_some() {
             // typed_value refuses literal secrets with the full explanation

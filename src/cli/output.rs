@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::config::{KEYS, Problem};
 use crate::connector::{SyncReport, TestReport};
 use crate::engine::diff::{GroupAction, MemberAction};
-use crate::sources::Progress;
+use crate::progress::Progress;
 use crate::store::RunRecord;
 
 pub struct Output {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::SecretRef;
 use super::{Config, KeyKind, key_info, values};
 use crate::errors::{ConfigError, config_err};
-use crate::secrets::SecretRef;
 
 /// Path of the config file in a data directory.
 pub fn config_path(data_dir: &Path) -> PathBuf {
@@ -195,8 +195,7 @@ fn typed_value(
         }
         KeyKind::Str if key == "service.schedule" && !raw_t.is_empty() => {
             // the check `config validate` and the service make: it parses and it fires
-            crate::service::schedule::parse_cron(raw_t)
-                .map_err(|e| ConfigError(format!("`{key}`: {e}")))?;
+            super::schedule::parse_cron(raw_t).map_err(|e| ConfigError(format!("`{key}`: {e}")))?;
             raw_t.into()
         }
         KeyKind::Str | KeyKind::Path => raw.into(),

@@ -1,10 +1,13 @@
 //! Typed configuration (`config.toml` in the data directory). This file is the typed model;
-//! `keys.rs` is the table of settable keys, `edit.rs` loads, saves, gets and sets by key, and
-//! `validate.rs` names the key of every problem. Secrets are never stored here unless the value
-//! is a reference (`env:NAME`, `file:PATH`); see `secrets.rs`.
+//! `keys.rs` is the table of settable keys, `edit.rs` loads, saves, gets and sets by key,
+//! `validate.rs` names the key of every problem and `schedule.rs` says when the service runs
+//! next. Secrets are never stored here unless the value is a reference (`env:NAME`,
+//! `file:PATH`, recognised and read by `secret_ref.rs`); the secret stores are in `secrets.rs`.
 
 mod edit;
 mod keys;
+pub mod schedule;
+mod secret_ref;
 mod service;
 mod validate;
 mod values;
@@ -14,6 +17,7 @@ pub use edit::{
     save_text, set_value, set_values, show,
 };
 pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
+pub use secret_ref::SecretRef;
 pub use service::{NotifyConfig, ServiceConfig, WebhookFormat};
 pub use validate::{
     Problem, Purpose, check_cloud_filter, check_ldap_filter, schedule_problems, validate,

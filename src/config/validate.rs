@@ -6,9 +6,9 @@
 
 use serde::Serialize;
 
+use super::SecretRef;
 use super::keys::SCHEDULE_KEYS;
 use super::{Config, DirectoryType, Encryption, KEYS, KeyKind, values};
-use crate::secrets::SecretRef;
 
 /// One validation problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -8,6 +8,7 @@ pub mod guard;
 pub mod model;
 pub mod normalize;
 pub mod org;
+pub mod run;
 
 pub use batch::{Batch, build_batches};
 pub use diff::{

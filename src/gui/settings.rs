@@ -8,8 +8,8 @@ use std::path::Path;
 
 use super::app::App;
 use super::labels;
-use crate::config::{self, KEYS, KeyKind};
-use crate::secrets::{SecretRef, SecretStore};
+use crate::config::{self, KEYS, KeyKind, SecretRef};
+use crate::secrets::SecretStore;
 
 pub struct Settings {
     /// Current text of each field (bools as "true"/"false").

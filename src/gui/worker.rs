@@ -13,8 +13,8 @@ use crate::bitwarden::ApiKey;
 use crate::connector::{Connector, SyncOptions, SyncReport, TestReport};
 use crate::datadir::{self, SyncLock};
 use crate::errors::{ConfigError, Refused};
+use crate::progress::Progress;
 use crate::secrets::SecretStore;
-use crate::sources::Progress;
 use crate::store::{RunRecord, SyncKind};
 
 /// What the window asks for.

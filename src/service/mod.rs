@@ -40,7 +40,6 @@
 
 pub mod alerts;
 pub mod http;
-pub mod schedule;
 pub mod status;
 pub mod systemd;
 
@@ -50,11 +49,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
-use crate::config::{self, Config, Problem};
+use crate::config::{self, Config, Problem, schedule};
 use crate::connector::{Connector, SyncOptions, SyncReport};
 use crate::datadir;
+use crate::progress::Progress;
 use crate::secrets::SecretStore;
-use crate::sources::Progress;
 use crate::store::{RunOutcome, RunRecord};
 
 pub use status::Status;

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use super::Progress;
 use super::filter::Filter;
 use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{EntraConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
+use crate::progress::Progress;
 
 const USER_FIELDS: &str = "id,mail,userPrincipalName,displayName,accountEnabled,userType";
 const USER_TYPE: &str = "#microsoft.graph.user";

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 
-use super::Progress;
 use super::filter::Filter;
 use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{GoogleConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
 use crate::errors::ConfigError;
+use crate::progress::Progress;
 
 const SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly \
 https://www.googleapis.com/auth/admin.directory.group.readonly \

@@ -14,8 +14,7 @@ use anyhow::{Context, anyhow};
 use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode};
 
-use crate::bitwarden::RetryPolicy;
-use crate::bitwarden::client::describe_transport;
+use crate::net::{RetryPolicy, describe_transport, retry_after};
 
 /// The longest wait a server may ask for (`Retry-After`, rate-limit reset) unless configured.
 pub const DEFAULT_MAX_SERVER_WAIT: Duration = Duration::from_secs(300);
@@ -143,17 +142,6 @@ pub fn header_num(headers: &HeaderMap, name: &str) -> Option<i64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
 /// Google's quota reasons (403 with `error.errors[].reason`), which mean "slow down", not
 /// "permission missing": <https://developers.google.com/workspace/admin/directory/v1/limits>.
 const GOOGLE_QUOTA_REASONS: [&str; 3] = [
@@ -246,7 +234,7 @@ impl Api {
         let b = reqwest::Client::builder()
             .user_agent(format!("directory-connector/{}", crate::VERSION))
             .timeout(Duration::from_secs(300));
-        let b = crate::bitwarden::client::with_network(b, ca_file)?;
+        let b = crate::net::with_network(b, ca_file)?;
         Ok(Api {
             http: b.build().context("building the HTTP client")?,
             source,

@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::anyhow;
 use reqwest::header::HeaderMap;
 
-use super::Progress;
 use super::filter::Filter;
 use super::http::{Api, Auth, Page};
 use crate::config::{OktaConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
+use crate::progress::Progress;
 
 pub struct OktaSource {
     pub okta: OktaConfig,

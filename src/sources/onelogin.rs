@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use super::Progress;
 use super::filter::Filter;
 use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{OneLoginConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
+use crate::progress::Progress;
 
 pub struct OneLoginSource {
     pub onelogin: OneLoginConfig,

@@ -71,7 +71,7 @@ pub struct RunRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServerUse {
-    pub requests: crate::bitwarden::RequestStats,
+    pub requests: crate::engine::run::RequestStats,
     /// Groups whose members were read from the server before the plan (the rest came from the
     /// sync cache's last confirmed rows).
     pub groups_read: u64,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::Store;
-use crate::sources::SourceState;
+use crate::engine::run::SourceState;
 
 const PREFIX: &str = "source:";
 

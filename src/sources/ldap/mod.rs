@@ -19,9 +19,10 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchOptio
 pub use dn::normalize_dn;
 use entry::{Entry, Unreadable};
 
-use super::{Progress, UsersReady};
+use super::UsersReady;
 use crate::config::{Encryption, LdapConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
+use crate::progress::Progress;
 
 /// Everything the LDAP source needs.
 pub struct LdapSource {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
-use crate::config::Config;
+use super::Config;
 
 /// How runs follow each other.
 #[derive(Debug, Clone)]

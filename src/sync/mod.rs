@@ -12,7 +12,7 @@
 //!
 //! [`SyncRun`] holds what every stage shares: the configuration, the options, the Bitwarden
 //! client (with its request budget), the guard limits, the progress and the cancellation token
-//! that every stage, budget wait and retry honours. The connector ([`crate::connector`]) opens
+//! that every stage, budget wait and retry honours. The connector (`connector.rs`) opens
 //! the data directory, takes the sync lock and hands a run its inputs.
 
 mod directory;

@@ -6,6 +6,10 @@ pub mod bitwarden;
 pub mod bwdc;
 pub mod cli;
 pub mod config;
+#[allow(
+    clippy::too_many_lines,
+    reason = "sync_inner, push and their neighbours are being split into the stages of src/sync (issue 27, another change); this allow leaves with them"
+)]
 pub mod connector;
 pub mod datadir;
 pub mod engine;

@@ -279,6 +279,10 @@ fn history(env: &Env) -> Vec<Value> {
 /// every group's member ids, 8 at a time, on every sync and after every push: 30 reads at once
 /// are refused by the 5-a-second rule, and the IP address is blocked in the first sync.)
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: a day of work against the cloud's limits, sync after sync"
+)]
 fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_only_the_slice() {
     let mut model = Model::new(300, 30);
     let slapd = Slapd::start(&model.ldif());

@@ -105,6 +105,10 @@ fn test_shows_directory_and_plan_without_pushing() {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: a first sync, then each change in the directory and the sync that sends only it"
+)]
 fn first_sync_then_changes_send_only_the_differences() {
     let (slapd, server, mut env) = setup();
 

@@ -341,6 +341,10 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: the service's life from a failing run to recovery, health, metrics and SIGTERM; each step depends on the one before"
+)]
 fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm() {
     let slapd = Slapd::start(&directory());
     let server = FakeBitwarden::start();

@@ -466,6 +466,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one short match arm per CLI command: the match is the command table"
+)]
 fn dispatch(
     command: &Command,
     data_dir: &std::path::Path,

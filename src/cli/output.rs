@@ -151,6 +151,10 @@ impl Output {
         }
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "the JSON and the text form of the test report side by side, so that both list the same things"
+    )]
     pub(super) fn test_report(&self, r: &TestReport) {
         let n = &r.normalized;
         let users = n.users.as_deref().unwrap_or_default();

@@ -241,8 +241,14 @@ fn settable(kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
     }
 }
 
-/// [`settable`], with the lists whose entries must be email addresses given addresses.
+/// [`settable`], with the lists whose entries must be email addresses given addresses, and the
+/// schedule a cron expression that fires (`config set` refuses any other).
 fn settable_for(key: &str, kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
+    if key == "service.schedule" {
+        return prop::sample::select(vec!["*/30 * * * *", "0 2 * * *", "15 */6 * * 1-5"])
+            .prop_map(|c| (c.to_string(), Some(c.to_string())))
+            .boxed();
+    }
     if key != "sync.protected_emails" {
         return settable(kind);
     }

@@ -1,6 +1,7 @@
 //! Directory Connector: keeps a Bitwarden organization's members and groups in step with a
 //! company directory. The library holds every part; `main.rs` only starts the CLI (or, later,
-//! the window).
+//! the window). The window is the default-on `gui` feature: without it the build has no
+//! eframe/egui and every command still works.
 
 pub mod bitwarden;
 pub mod bwdc;
@@ -14,6 +15,7 @@ pub mod connector;
 pub mod datadir;
 pub mod engine;
 pub mod errors;
+#[cfg(feature = "gui")]
 pub mod gui;
 pub mod logging;
 pub mod platform;

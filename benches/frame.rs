@@ -3,6 +3,21 @@
 //! while scrolling, searching and switching views. Run:
 //! `BENCH_ROWS=100000 cargo bench --bench frame`.
 
+// Lints of Cargo.toml's [lints] table that do not fit a bench crate (see clippy.toml):
+#![allow(
+    unused_crate_dependencies,
+    reason = "a bench crate sees every dependency of the package and uses a few of them"
+)]
+#![allow(
+    unreachable_pub,
+    reason = "a bench crate exports nothing; `pub` in tests/support says what a test may use"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "bench set-up code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
+)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

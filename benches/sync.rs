@@ -14,6 +14,21 @@
 //! a second, 60 a minute, 429 and the block), with the client's cloud budget (4 and 50): the
 //! least wall time those requests take at the cloud's limits, and the refusals (none expected).
 
+// Lints of Cargo.toml's [lints] table that do not fit a bench crate (see clippy.toml):
+#![allow(
+    unused_crate_dependencies,
+    reason = "a bench crate sees every dependency of the package and uses a few of them"
+)]
+#![allow(
+    unreachable_pub,
+    reason = "a bench crate exports nothing; `pub` in tests/support says what a test may use"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "bench set-up code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
+)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -120,6 +135,10 @@ fn uid(i: usize) -> String {
     format!("u{i:07}")
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "the benchmark's set-up and its timed runs in order, as the module doc lists them"
+)]
 fn main() {
     let n: usize = std::env::var("BENCH_USERS")
         .ok()

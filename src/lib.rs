@@ -1,15 +1,21 @@
 //! Directory Connector: keeps a Bitwarden organization's members and groups in step with a
 //! company directory. The library holds every part; `main.rs` only starts the CLI (or, later,
-//! the window).
+//! the window). The window is the default-on `gui` feature: without it the build has no
+//! eframe/egui and every command still works.
 
 pub mod bitwarden;
 pub mod bwdc;
 pub mod cli;
 pub mod config;
+#[allow(
+    clippy::too_many_lines,
+    reason = "sync_inner, push and their neighbours are being split into the stages of src/sync (issue 27, another change); this allow leaves with them"
+)]
 pub mod connector;
 pub mod datadir;
 pub mod engine;
 pub mod errors;
+#[cfg(feature = "gui")]
 pub mod gui;
 pub mod logging;
 pub mod net;
@@ -21,6 +27,15 @@ pub mod sources;
 pub mod store;
 pub mod sync;
 pub mod winservice;
+
+// Dependencies that Cargo's `unused_crate_dependencies` lint would report here, said once:
+/// The global allocator of the binary (`main.rs`); the library itself allocates through it.
+use mimalloc as _;
+/// Kept for the error enum of the exit codes (issue 27), which will derive `thiserror::Error`.
+use thiserror as _;
+/// Dev-dependencies that the integration tests use and the unit tests do not.
+#[cfg(test)]
+use {base64 as _, egui_kittest as _};
 
 /// The version sent to the server and shown to the admin.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -45,6 +60,10 @@ pub const TEST_PANIC_ENV: &str = "DIRECTORY_CONNECTOR_TEST_PANIC";
 
 /// Panics when [`TEST_PANIC_ENV`] names `stage` (debug builds only).
 #[cfg(debug_assertions)]
+#[allow(
+    clippy::panic,
+    reason = "the panic is the point: tests of the crash path start it here"
+)]
 pub fn test_panic_point(stage: &str) {
     if std::env::var(TEST_PANIC_ENV).is_ok_and(|v| v == stage) {
         panic!("test panic at stage `{stage}` ({TEST_PANIC_ENV})");

@@ -1,5 +1,10 @@
 //! Entry point: with a subcommand the CLI; with none the desktop window.
 
+#![allow(
+    unused_crate_dependencies,
+    reason = "the binary only starts the library; the dependencies are the library's, and the lint checks them there"
+)]
+
 /// mimalloc: fewer cycles and less fragmentation than glibc's allocator for the many small
 /// strings of a large directory. (`--features system-alloc` keeps the system allocator, for
 /// heap profilers such as valgrind's massif.)

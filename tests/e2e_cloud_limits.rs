@@ -38,6 +38,21 @@
 //! `measure_commands_at_20000_users_in_200_groups` (scripts/measure-cloud-limits.sh runs it
 //! against both clients).
 
+// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
+#![allow(
+    unused_crate_dependencies,
+    reason = "a test crate sees every dependency of the package and uses a few of them"
+)]
+#![allow(
+    unreachable_pub,
+    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
+)]
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -348,6 +363,10 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 /// everything, as the budget counted before issue 28, 30 reads at 4 a second and 50 a minute
 /// are paced: the unchanged sync alone would wait about 8 server seconds.)
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: a day of work against the cloud's limits, sync after sync"
+)]
 fn a_day_of_work_is_never_refused_and_an_unchanged_sync_reads_every_group_and_sends_no_import() {
     let mut model = Model::new(300, 30);
     let slapd = Slapd::start(&model.ldif());

@@ -3,6 +3,20 @@
 //! Unix datagram socket standing in for systemd's NOTIFY_SOCKET. The schedule is a cron
 //! expression firing every second. Timing checks assert order and presence, never durations.
 
+// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
+#![allow(
+    unused_crate_dependencies,
+    reason = "a test crate sees every dependency of the package and uses a few of them"
+)]
+#![allow(
+    unreachable_pub,
+    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
+)]
 #![cfg(unix)]
 
 mod support;
@@ -327,6 +341,10 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario: the service's life from a failing run to recovery, health, metrics and SIGTERM; each step depends on the one before"
+)]
 fn service_fails_alerts_recovers_serves_health_and_metrics_and_stops_on_sigterm() {
     let slapd = Slapd::start(&directory());
     let server = FakeBitwarden::start();

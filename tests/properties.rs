@@ -4,6 +4,21 @@
 //!
 //! Case count: 64 by default (CI), more with `PROPTEST_CASES=10000`.
 
+// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
+#![allow(
+    unused_crate_dependencies,
+    reason = "a test crate sees every dependency of the package and uses a few of them"
+)]
+#![allow(
+    unreachable_pub,
+    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
+)]
+
 use std::collections::{BTreeSet, HashSet};
 
 use directory_connector::bitwarden::wire::ImportRequest;
@@ -226,8 +241,14 @@ fn settable(kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
     }
 }
 
-/// [`settable`], with the lists whose entries must be email addresses given addresses.
+/// [`settable`], with the lists whose entries must be email addresses given addresses, and the
+/// schedule a cron expression that fires (`config set` refuses any other).
 fn settable_for(key: &str, kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
+    if key == "service.schedule" {
+        return prop::sample::select(vec!["*/30 * * * *", "0 2 * * *", "15 */6 * * 1-5"])
+            .prop_map(|c| (c.to_string(), Some(c.to_string())))
+            .boxed();
+    }
     if key != "sync.protected_emails" {
         return settable(kind);
     }

@@ -365,90 +365,45 @@ impl BitwardenClient {
         since: Option<(&mut Organization, &std::collections::HashSet<&str>)>,
         known: Option<&Known>,
     ) -> anyhow::Result<(Organization, Vec<String>)> {
-        progress.stage("Reading the organization's groups");
-        let groups = self
-            .get_list::<GroupModel>("/public/groups", Kind::Groups)
-            .await
-            .context("reading the organization's groups")?
-            .ok_or_else(|| {
-                anyhow!("reading the organization's groups: GET /public/groups answered 404")
-            })?;
+        let groups = self.list_groups(progress).await?;
         let total = groups.len();
         // the members of the read before that have left the organization since (few, even
         // when the organization is large: a lookup in this set stays cheap)
         let present: foldhash::HashSet<IdKey> = members.iter().map(|m| IdKey::of(&m.id)).collect();
-        let departed: MemberIds = match &since {
-            // (a first sync's organization had no group to keep: nothing to look up)
-            Some((before, _)) if !before.groups.is_empty() => before
-                .members
-                .iter()
-                .filter(|m| !present.contains(&IdKey::of(&m.id)))
-                .map(|m| m.id.as_str())
-                .collect(),
-            _ => Default::default(),
-        };
+        let departed = departed_since(since.as_ref().map(|(before, _)| &**before), &present);
         let departed: foldhash::HashSet<IdKey> = departed.keys().collect();
-        // the member ids of the groups whose members are known (by their references)
-        let resolve = known
-            .filter(|k| !k.lists.is_empty())
-            .map(|_| Known::resolver(&members));
-        let known_ids = |g: &GroupModel| -> Option<MemberIds> {
-            let ext = g.external_id.as_deref().filter(|e| !e.is_empty());
-            let Some(ext) = ext else {
-                // a sync does not use the members of a group it does not manage
-                return known.is_some().then(MemberIds::default);
-            };
-            let refs = known?.lists.get(ext)?;
-            let resolve = resolve.as_ref()?;
-            let mut ids = MemberIds::default();
-            // a reference no member has any more: the member has left (and so the group)
-            for id in refs.iter().filter_map(|r| resolve.get(&**r)) {
-                ids.push(id);
-            }
-            Some(ids)
-        };
-        // the member ids each group keeps from the read before or knows (`None`: ask the
-        // server)
-        let groups: Vec<(GroupModel, Option<MemberIds>)> = match since {
-            None => groups
-                .into_iter()
-                .map(|g| {
-                    let ids = known_ids(&g);
-                    (g, ids)
-                })
-                .collect(),
-            Some((before, changed)) => groups
-                .into_iter()
-                .map(|g| {
-                    let sent = g
-                        .external_id
-                        .as_deref()
-                        .is_some_and(|e| changed.contains(e));
-                    // `before.groups` is sorted by id
-                    let at = before
-                        .groups
-                        .binary_search_by(|b| b.id.as_str().cmp(&g.id))
-                        .ok()
-                        .filter(|_| !sent);
-                    let kept = at.map(|at| {
-                        let mut ids = std::mem::take(&mut before.groups[at].member_ids);
-                        if !departed.is_empty() {
-                            ids.retain(|id| !departed.contains(&id));
-                        }
-                        ids
-                    });
-                    let kept = kept.or_else(|| known_ids(&g));
-                    (g, kept)
-                })
-                .collect(),
-        };
+        let groups = kept_member_ids(groups, since, known, &members, &departed);
         let read: Vec<String> = groups
             .iter()
             .filter(|(_, kept)| kept.is_none())
             .filter_map(|(g, _)| g.external_id.clone().filter(|e| !e.is_empty()))
             .collect();
-        drop(resolve);
-        let mut groups: Vec<OrgGroup> = futures_util::stream::iter(groups)
+        let mut groups = self.complete_member_ids(groups).await?;
+        progress.count(total as u64);
+        sort_groups(&mut groups)?;
+        check_members_listed(&groups, &read, &present, members.len())?;
+        drop(present);
+        Ok((Organization { members, groups }, read))
+    }
+
+    /// The organization's group list (without members): a 404 is an error.
+    async fn list_groups(&self, progress: &dyn Progress) -> anyhow::Result<Vec<GroupModel>> {
+        progress.stage("Reading the organization's groups");
+        self.get_list::<GroupModel>("/public/groups", Kind::Groups)
+            .await
+            .context("reading the organization's groups")?
+            .ok_or_else(|| {
+                anyhow!("reading the organization's groups: GET /public/groups answered 404")
+            })
+    }
+
+    /// Each group with its member ids: those it kept, or else the server's (asked
+    /// concurrently).
+    async fn complete_member_ids(
+        &self,
+        groups: Vec<(GroupModel, Option<MemberIds>)>,
+    ) -> anyhow::Result<Vec<OrgGroup>> {
+        futures_util::stream::iter(groups)
             .map(|(g, kept)| async move {
                 if let Some(ids) = kept {
                     return anyhow::Ok(OrgGroup {
@@ -470,44 +425,136 @@ impl BitwardenClient {
             })
             .buffer_unordered(MEMBER_ID_CONCURRENCY)
             .try_collect()
-            .await?;
-        progress.count(total as u64);
-        // the answers arrive in any order, and so do a group's member ids
-        groups.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        for g in &mut groups {
-            g.member_ids.sort();
+            .await
+    }
+}
+
+/// The members of the read before (`before`) that the organization no longer lists
+/// (`present`). A first sync's organization had no group to keep: nothing to look up.
+fn departed_since(
+    before: Option<&Organization>,
+    present: &foldhash::HashSet<IdKey<'_>>,
+) -> MemberIds {
+    match before {
+        Some(before) if !before.groups.is_empty() => before
+            .members
+            .iter()
+            .filter(|m| !present.contains(&IdKey::of(&m.id)))
+            .map(|m| m.id.as_str())
+            .collect(),
+        _ => MemberIds::default(),
+    }
+}
+
+/// The member ids each group keeps from the read before (`since`: the groups this sync did not
+/// send, without the members that have `departed` since) or knows from the sync cache
+/// (`known`, by the members' references); `None`: ask the server.
+fn kept_member_ids(
+    groups: Vec<GroupModel>,
+    since: Option<(&mut Organization, &std::collections::HashSet<&str>)>,
+    known: Option<&Known>,
+    members: &[OrgMember],
+    departed: &foldhash::HashSet<IdKey<'_>>,
+) -> Vec<(GroupModel, Option<MemberIds>)> {
+    // the member ids of the groups whose members are known (by their references)
+    let resolve = known
+        .filter(|k| !k.lists.is_empty())
+        .map(|_| Known::resolver(members));
+    let known_ids = |g: &GroupModel| -> Option<MemberIds> {
+        let ext = g.external_id.as_deref().filter(|e| !e.is_empty());
+        let Some(ext) = ext else {
+            // a sync does not use the members of a group it does not manage
+            return known.is_some().then(MemberIds::default);
+        };
+        let refs = known?.lists.get(ext)?;
+        let resolve = resolve.as_ref()?;
+        let mut ids = MemberIds::default();
+        // a reference no member has any more: the member has left (and so the group)
+        for id in refs.iter().filter_map(|r| resolve.get(&**r)) {
+            ids.push(id);
         }
-        if let Some(w) = groups.windows(2).find(|w| w[0].id == w[1].id) {
+        Some(ids)
+    };
+    match since {
+        None => groups
+            .into_iter()
+            .map(|g| {
+                let ids = known_ids(&g);
+                (g, ids)
+            })
+            .collect(),
+        Some((before, changed)) => groups
+            .into_iter()
+            .map(|g| {
+                let sent = g
+                    .external_id
+                    .as_deref()
+                    .is_some_and(|e| changed.contains(e));
+                // `before.groups` is sorted by id
+                let at = before
+                    .groups
+                    .binary_search_by(|b| b.id.as_str().cmp(&g.id))
+                    .ok()
+                    .filter(|_| !sent);
+                let kept = at.map(|at| {
+                    let mut ids = std::mem::take(&mut before.groups[at].member_ids);
+                    if !departed.is_empty() {
+                        ids.retain(|id| !departed.contains(&id));
+                    }
+                    ids
+                });
+                let kept = kept.or_else(|| known_ids(&g));
+                (g, kept)
+            })
+            .collect(),
+    }
+}
+
+/// Puts the groups in id order and each one's member ids in order (the answers arrive in any
+/// order, and so do a group's member ids); a group listed twice fails the read.
+fn sort_groups(groups: &mut [OrgGroup]) -> anyhow::Result<()> {
+    groups.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    for g in groups.iter_mut() {
+        g.member_ids.sort();
+    }
+    if let Some(w) = groups.windows(2).find(|w| w[0].id == w[1].id) {
+        anyhow::bail!(
+            "reading the organization's groups: group `{}` ({}) is listed twice; the \
+             server's list is inconsistent, so the read failed",
+            w[0].name,
+            w[0].id
+        );
+    }
+    Ok(())
+}
+
+/// A group member the member list does not have (`present`, of `listed` members): the member
+/// list is short (or the organization changed during the read). Either way the read does not
+/// show the organization, and a plan or cache made from it would be wrong. Only the groups
+/// whose members were asked for (`read`) are checked: those whose members were known or kept
+/// hold members of this list only.
+fn check_members_listed(
+    groups: &[OrgGroup],
+    read: &[String],
+    present: &foldhash::HashSet<IdKey<'_>>,
+    listed: usize,
+) -> anyhow::Result<()> {
+    let asked: std::collections::HashSet<&str> = read.iter().map(String::as_str).collect();
+    let asked = |g: &OrgGroup| g.external_id.as_deref().is_none_or(|e| asked.contains(e));
+    for g in groups.iter().filter(|g| asked(g)) {
+        if let Some(unknown) = g.member_ids.keys().find(|id| !present.contains(id)) {
+            let unknown = match unknown {
+                IdKey::Guid(n) => uuid::Uuid::from_u128(n).to_string(),
+                IdKey::Other(s) => s.to_string(),
+            };
             anyhow::bail!(
-                "reading the organization's groups: group `{}` ({}) is listed twice; the \
-                 server's list is inconsistent, so the read failed",
-                w[0].name,
-                w[0].id
+                "reading the organization: group `{}` has member {unknown}, which the \
+                 member list ({listed} members) does not have; the member list is incomplete or \
+                 the organization changed during the read, so the read failed (the next \
+                 sync reads it again)",
+                g.name,
             );
         }
-        // A group member the member list does not have: the member list is short (or the
-        // organization changed during the read). Either way the read does not show the
-        // organization, and a plan or cache made from it would be wrong. (The groups whose
-        // members were known or kept hold members of this list only.)
-        let asked: std::collections::HashSet<&str> = read.iter().map(String::as_str).collect();
-        let asked = |g: &OrgGroup| g.external_id.as_deref().is_none_or(|e| asked.contains(e));
-        for g in groups.iter().filter(|g| asked(g)) {
-            if let Some(unknown) = g.member_ids.keys().find(|id| !present.contains(id)) {
-                let unknown = match unknown {
-                    IdKey::Guid(n) => uuid::Uuid::from_u128(n).to_string(),
-                    IdKey::Other(s) => s.to_string(),
-                };
-                anyhow::bail!(
-                    "reading the organization: group `{}` has member {unknown}, which the \
-                     member list ({} members) does not have; the member list is incomplete or \
-                     the organization changed during the read, so the read failed (the next \
-                     sync reads it again)",
-                    g.name,
-                    members.len()
-                );
-            }
-        }
-        drop(present);
-        Ok((Organization { members, groups }, read))
     }
+    Ok(())
 }

@@ -635,6 +635,10 @@ fn map_source(src: &Source, keychain: &dyn UpstreamKeychain) -> Mapping {
     m
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one mapping per field of upstream's LDAP settings, in data.json's order: a table written as code"
+)]
 fn map_ldap(src: &Source, keychain: &dyn UpstreamKeychain, selected: bool, m: &mut Mapping) {
     let Some(l) = src.ldap.as_ref() else {
         return;
@@ -922,6 +926,10 @@ fn map_onelogin(src: &Source, keychain: &dyn UpstreamKeychain, selected: bool, m
     ));
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one mapping per field of upstream's sync settings, in data.json's order: a table written as code"
+)]
 fn map_sync(src: &Source, m: &mut Mapping) {
     let Some(s) = src.sync.as_ref() else {
         m.skip(
@@ -1164,6 +1172,10 @@ fn configured(data_dir: &Path, store: &dyn SecretStore) -> anyhow::Result<Option
 }
 
 /// Reads upstream's data, maps it and (unless a dry run) writes config.toml and the secrets.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the import's steps in order (read, check, map, write config.toml, store the secrets, report), each a few lines over the same mapping and report"
+)]
 pub fn import(
     opts: &ImportOptions,
     data_dir: &Path,

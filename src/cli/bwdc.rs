@@ -9,7 +9,11 @@ use crate::connector::Connector;
 use crate::errors::ConfigError;
 
 /// Runs `import-bwdc` and prints its summary (or its JSON).
-pub fn import_command(opts: &ImportOptions, data_dir: &Path, out: &Output) -> anyhow::Result<i32> {
+pub(super) fn import_command(
+    opts: &ImportOptions,
+    data_dir: &Path,
+    out: &Output,
+) -> anyhow::Result<i32> {
     let conn = Connector::open(data_dir)?;
     let report = import(opts, data_dir, conn.secrets.as_ref(), &OsKeychain)?;
     if out.json {
@@ -30,7 +34,7 @@ pub fn import_command(opts: &ImportOptions, data_dir: &Path, out: &Output) -> an
 /// value. `server` is `server.url`, `directory 0`–`4` is `directory.type` ldap, entra, google,
 /// okta or onelogin, the secrets are this connector's secret keys (prompted or piped, or an
 /// env:/file: reference: never on the command line), and this connector's own keys work too.
-pub fn upstream_setting(args: &[String]) -> anyhow::Result<(String, Option<String>)> {
+pub(super) fn upstream_setting(args: &[String]) -> anyhow::Result<(String, Option<String>)> {
     let (setting, value) = match args {
         [s] => (s.as_str(), None),
         [s, v] => (s.as_str(), Some(v.clone())),
@@ -89,7 +93,7 @@ pub fn upstream_setting(args: &[String]) -> anyhow::Result<(String, Option<Strin
 /// `--nointeraction`, or their `BW_*` variables): with any of the first five, or when the
 /// program runs under the name `bwdc`, the upstream commands answer in upstream's shapes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Compat {
+pub(super) struct Compat {
     pub response: bool,
     pub raw: bool,
     pub pretty: bool,
@@ -100,7 +104,7 @@ pub struct Compat {
 }
 
 impl Compat {
-    pub fn from_cli(cli: &super::Cli) -> Compat {
+    pub(super) fn from_cli(cli: &super::Cli) -> Compat {
         let as_bwdc = started_as_bwdc();
         Compat {
             response: cli.response,
@@ -114,7 +118,7 @@ impl Compat {
 
     /// The flags and variables as written, for a command line that could not be parsed (its
     /// usage error is then answered in upstream's shape too).
-    pub fn from_raw_args() -> Compat {
+    pub(super) fn from_raw_args() -> Compat {
         let args: Vec<std::ffi::OsString> = std::env::args_os()
             .skip(1)
             .take_while(|a| a != "--")
@@ -139,7 +143,7 @@ impl Compat {
     }
 
     /// Whether upstream's output shapes apply.
-    pub fn active(&self) -> bool {
+    pub(super) fn active(&self) -> bool {
         self.response || self.raw || self.pretty || self.quiet || self.cleanexit || self.as_bwdc
     }
 
@@ -162,7 +166,7 @@ fn started_as_bwdc() -> bool {
 }
 
 /// An upstream response payload.
-pub enum Payload {
+pub(super) enum Payload {
     /// `{"object":"message","title","message"}`; printed as title, then message.
     Message { title: String, message: String },
     /// `{"object":"string","data"}`; printed as is (nothing when `None`).
@@ -212,7 +216,7 @@ fn succeed(c: &Compat, p: &Payload) -> i32 {
 
 /// Prints a failure in upstream's shape: the envelope on stdout with `--response`, else the
 /// message on stderr (nothing with `--quiet`). Exit code 1, or 0 with `--cleanexit`.
-pub fn fail(c: &Compat, msg: &str) -> i32 {
+pub(super) fn fail(c: &Compat, msg: &str) -> i32 {
     use std::io::Write;
     if c.response {
         let _ = writeln!(
@@ -228,7 +232,7 @@ pub fn fail(c: &Compat, msg: &str) -> i32 {
 
 /// upstream's `test` object: groups, enabled, disabled and deleted users, sorted by display
 /// name.
-pub fn test_payload(n: &crate::engine::Normalized) -> serde_json::Value {
+pub(super) fn test_payload(n: &crate::engine::Normalized) -> serde_json::Value {
     let users = n.users.as_deref().unwrap_or_default();
     let user = |u: &crate::engine::NormUser| {
         (
@@ -272,7 +276,7 @@ pub fn test_payload(n: &crate::engine::Normalized) -> serde_json::Value {
 
 /// Runs an upstream command with upstream's output; `None` for this project's own commands
 /// (they answer as usual).
-pub fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) -> Option<i32> {
+pub(super) fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) -> Option<i32> {
     use super::Command;
     let result: anyhow::Result<Payload> = match command {
         Command::Login => (|| {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 /// What the first panic of this process left.
 #[derive(Debug, Clone)]
-pub struct PanicReport {
+pub(super) struct PanicReport {
     /// "internal error (a bug): … at file:line", secrets redacted.
     pub message: String,
     /// The run that was going (data directory and run id).
@@ -18,7 +18,7 @@ pub struct PanicReport {
 static REPORT: Mutex<Option<PanicReport>> = Mutex::new(None);
 
 /// Installs the hook (replacing Rust's default one, which prints to stderr).
-pub fn install() {
+pub(super) fn install() {
     std::panic::set_hook(Box::new(|info| {
         let payload = info
             .payload()
@@ -51,7 +51,7 @@ pub fn install() {
 }
 
 /// The first panic's report, if a panic happened.
-pub fn report() -> Option<PanicReport> {
+pub(super) fn report() -> Option<PanicReport> {
     REPORT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -60,7 +60,7 @@ pub fn report() -> Option<PanicReport> {
 
 /// Records the run that the panic stopped as failed (a run already finished is left alone).
 /// Returns the message to show, with a note when the run could not be recorded.
-pub fn record(report: &PanicReport) -> String {
+pub(super) fn record(report: &PanicReport) -> String {
     let Some((dir, id)) = &report.run else {
         return report.message.clone();
     };

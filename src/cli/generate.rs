@@ -10,7 +10,7 @@ use clap::CommandFactory;
 use super::Cli;
 
 /// Prints the completion script for `shell` on standard output.
-pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
+pub(super) fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
     let mut cmd = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "directory-connector", &mut out);
@@ -22,7 +22,7 @@ pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
 }
 
 /// Prints the man page (roff) on standard output.
-pub fn manpage() -> anyhow::Result<i32> {
+pub(super) fn manpage() -> anyhow::Result<i32> {
     let mut out = Vec::new();
     clap_mangen::Man::new(Cli::command())
         .render(&mut out)

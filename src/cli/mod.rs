@@ -20,6 +20,12 @@ use crate::errors::{ConfigError, EXIT_SIGINT, EXIT_SIGTERM, Interrupted, exit_co
 use crate::store::SyncKind;
 use output::errln;
 
+/// What `--help` says last: what happens without a command.
+#[cfg(feature = "gui")]
+const AFTER_HELP: &str = "Without a command, opens the desktop window on the same data directory.";
+#[cfg(not(feature = "gui"))]
+const AFTER_HELP: &str = "This build has no desktop window (built without the `gui` feature).";
+
 /// Keeps a Bitwarden organization's members and groups in step with a company directory.
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +33,7 @@ use output::errln;
     version,
     about,
     long_about = None,
-    after_help = "Without a command, opens the desktop window on the same data directory."
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Data directory (config, database, logs). Default: the platform's app-data folder.
@@ -313,15 +319,7 @@ fn run_parsed(cli: Cli) -> i32 {
     NO_INTERACTION.store(cli.nointeraction, std::sync::atomic::Ordering::SeqCst);
     let Some(command) = cli.command else {
         // no subcommand: the desktop window
-        return match crate::gui::run(&data_dir) {
-            Ok(()) => 0,
-            Err(e) => {
-                let msg = crate::logging::redact(&format!("{e:#}"));
-                errln!("error: the window could not be opened: {msg}");
-                errln!("(every operation is also available from the command line: --help)");
-                1
-            }
-        };
+        return open_window(&data_dir, cli.json);
     };
     if compat.active()
         && !cli.json
@@ -466,6 +464,37 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Opens the desktop window and returns the exit code once it is closed.
+#[cfg(feature = "gui")]
+fn open_window(data_dir: &std::path::Path, _json: bool) -> i32 {
+    match crate::gui::run(data_dir) {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = crate::logging::redact(&format!("{e:#}"));
+            errln!("error: the window could not be opened: {msg}");
+            errln!("(every operation is also available from the command line: --help)");
+            1
+        }
+    }
+}
+
+/// A build without the `gui` feature has no window: it says so, with the exit code of a usage
+/// error.
+#[cfg(not(feature = "gui"))]
+fn open_window(_data_dir: &std::path::Path, json: bool) -> i32 {
+    print_failure(
+        json,
+        2,
+        "this build of Directory Connector has no desktop window (it was built without the \
+         `gui` feature); run one of its commands instead (--help lists them)",
+    );
+    2
+}
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "one short match arm per CLI command: the match is the command table"
+)]
 fn dispatch(
     command: &Command,
     data_dir: &std::path::Path,

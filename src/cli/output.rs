@@ -14,7 +14,7 @@ use crate::engine::diff::{GroupAction, MemberAction};
 use crate::progress::Progress;
 use crate::store::RunRecord;
 
-pub struct Output {
+pub(super) struct Output {
     pub json: bool,
     /// The first failed write to stdout; later writes are skipped.
     write_error: RefCell<Option<std::io::Error>>,
@@ -47,7 +47,7 @@ fn table(header: &[&str]) -> Table {
 const SYNC_REPORT_ROWS: usize = 50;
 
 impl Output {
-    pub fn new(json: bool) -> Output {
+    pub(super) fn new(json: bool) -> Output {
         Output {
             json,
             write_error: RefCell::new(None),
@@ -55,7 +55,7 @@ impl Output {
     }
 
     /// Writes one line to stdout, unless an earlier write failed; a failure is kept.
-    pub fn write_line(&self, args: std::fmt::Arguments<'_>) {
+    pub(super) fn write_line(&self, args: std::fmt::Arguments<'_>) {
         if self.write_error.borrow().is_some() {
             return;
         }
@@ -73,7 +73,7 @@ impl Output {
     }
 
     /// Flushes stdout and returns the first write that failed, if any.
-    pub fn finish(&self) -> Option<std::io::Error> {
+    pub(super) fn finish(&self) -> Option<std::io::Error> {
         if self.write_error.borrow().is_none()
             && let Err(e) = std::io::stdout().lock().flush()
         {
@@ -83,21 +83,21 @@ impl Output {
     }
 
     /// Whether progress may be drawn (a terminal, not JSON).
-    pub fn interactive(&self) -> bool {
+    pub(super) fn interactive(&self) -> bool {
         !self.json && std::io::stderr().is_terminal()
     }
 
-    pub fn line(&self, s: &str) {
+    pub(super) fn line(&self, s: &str) {
         outln!(self, "{s}");
     }
 
-    pub fn json_value(&self, v: &serde_json::Value) {
+    pub(super) fn json_value(&self, v: &serde_json::Value) {
         self.json_write(v);
     }
 
     /// Writes any serializable value as pretty JSON straight to stdout, without building an
     /// intermediate tree (the `test` report of a large directory is hundreds of MB as one).
-    pub fn json_write<T: serde::Serialize + ?Sized>(&self, v: &T) {
+    pub(super) fn json_write<T: serde::Serialize + ?Sized>(&self, v: &T) {
         if self.write_error.borrow().is_some() {
             return;
         }
@@ -112,7 +112,7 @@ impl Output {
         }
     }
 
-    pub fn message(&self, title: &str, detail: &str) {
+    pub(super) fn message(&self, title: &str, detail: &str) {
         if self.json {
             self.json_value(&json!({"success": true, "title": title, "message": detail}));
         } else if detail.is_empty() {
@@ -124,7 +124,7 @@ impl Output {
 
     /// `test --explain`: the directory API requests, in order ("GET https://…"). `complete` is
     /// false when the read stopped at a refused request (the last one listed).
-    pub fn requests(&self, requests: &[String], complete: bool) {
+    pub(super) fn requests(&self, requests: &[String], complete: bool) {
         if self.json {
             let list: Vec<serde_json::Value> = requests
                 .iter()
@@ -151,7 +151,11 @@ impl Output {
         }
     }
 
-    pub fn test_report(&self, r: &TestReport) {
+    #[allow(
+        clippy::too_many_lines,
+        reason = "the JSON and the text form of the test report side by side, so that both list the same things"
+    )]
+    pub(super) fn test_report(&self, r: &TestReport) {
         let n = &r.normalized;
         let users = n.users.as_deref().unwrap_or_default();
         let groups = n.groups.as_deref().unwrap_or_default();
@@ -302,7 +306,7 @@ impl Output {
     }
 
     /// The drift report (the `drift` command).
-    pub fn drift_report(&self, d: &crate::engine::Drift) {
+    pub(super) fn drift_report(&self, d: &crate::engine::Drift) {
         if self.json {
             self.json_value(&json!({"success": true, "drift": d}));
             return;
@@ -405,7 +409,7 @@ impl Output {
         }
     }
 
-    pub fn sync_report(&self, r: &SyncReport) {
+    pub(super) fn sync_report(&self, r: &SyncReport) {
         if !self.json {
             self.server_use(&r.server);
         }
@@ -477,7 +481,7 @@ impl Output {
         }
     }
 
-    pub fn history(&self, runs: &[RunRecord], alerts: &[crate::service::alerts::Event]) {
+    pub(super) fn history(&self, runs: &[RunRecord], alerts: &[crate::service::alerts::Event]) {
         if self.json {
             // each run carries the service's alert about it, if any
             let mut v = serde_json::to_value(runs).unwrap_or_default();
@@ -544,7 +548,7 @@ impl Output {
         }
     }
 
-    pub fn problems(&self, problems: &[Problem]) {
+    pub(super) fn problems(&self, problems: &[Problem]) {
         if self.json {
             self.json_value(&json!({"valid": problems.is_empty(), "problems": problems}));
             return;
@@ -559,7 +563,7 @@ impl Output {
         }
     }
 
-    pub fn keys(&self) {
+    pub(super) fn keys(&self) {
         if self.json {
             let v: Vec<_> = KEYS
                 .iter()
@@ -575,14 +579,14 @@ impl Output {
 }
 
 /// A spinner on stderr for long stages; silent when not on a terminal.
-pub struct Spinner {
+pub(super) struct Spinner {
     bar: Option<indicatif::ProgressBar>,
     /// Set (non-zero) when a signal asked the run to stop.
     stop: Option<&'static std::sync::atomic::AtomicI32>,
 }
 
 impl Spinner {
-    pub fn new(enabled: bool) -> Spinner {
+    pub(super) fn new(enabled: bool) -> Spinner {
         let bar = enabled.then(|| {
             let b = indicatif::ProgressBar::new_spinner();
             b.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -592,11 +596,11 @@ impl Spinner {
     }
 
     /// The run is asked to stop once `flag` is non-zero.
-    pub fn stopped_by(mut self, flag: &'static std::sync::atomic::AtomicI32) -> Spinner {
+    pub(super) fn stopped_by(mut self, flag: &'static std::sync::atomic::AtomicI32) -> Spinner {
         self.stop = Some(flag);
         self
     }
-    pub fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

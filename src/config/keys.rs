@@ -67,7 +67,7 @@ const PORT: IntRange = IntRange::new(1, 65535);
 const PERCENT: IntRange = IntRange::new(0, 100);
 const RESERVE_PERCENT: IntRange = IntRange::new(0, 90);
 /// `sync.interval_minutes`: off, or 5 minutes to a week.
-pub const INTERVAL: IntRange = IntRange::off_or(5, 10_080);
+pub(super) const INTERVAL: IntRange = IntRange::off_or(5, 10_080);
 
 /// Keys only the schedule (the window's automatic syncs) reads: a one-shot `sync` or `test`
 /// never fails because of them.

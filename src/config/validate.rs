@@ -85,6 +85,10 @@ fn table_checks(cfg: &Config, p: &mut Vec<Problem>, wanted: impl Fn(&str) -> boo
 }
 
 /// The problems that matter for `purpose`, each with its key.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one check per rule, section by section, under one purpose filter: the list of rules reads as one"
+)]
 pub fn validate_for(
     cfg: &Config,
     secret_known: bool,

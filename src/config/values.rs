@@ -150,7 +150,7 @@ pub fn check_host(key: &str, raw: &str) -> Result<String, String> {
 /// an entry that holds another separator (`a@x.com;b@x.com`), white space, no `@`, a wildcard
 /// (`*@company.com`, matched as written, so it would protect no one) or any other character
 /// that is not part of a plain address is refused, naming the value.
-pub fn check_email_entry(key: &str, raw: &str) -> Result<String, String> {
+pub(super) fn check_email_entry(key: &str, raw: &str) -> Result<String, String> {
     let e = raw.trim().to_lowercase();
     if e.contains(['*', '?', '%']) {
         return Err(format!(

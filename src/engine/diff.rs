@@ -449,9 +449,6 @@ pub fn diff_members(
         baseline_complete: cache.complete,
         ..Plan::default()
     };
-    let mut desired: Desired = None;
-    let protected = |email: &str| opts.protected.contains(email);
-    let owner = |id: &str| cache.owners.contains(id);
     if users.is_some() && !cache.complete {
         let no_baseline = cache.members.is_empty() && cache.groups.is_empty();
         if no_baseline {
@@ -460,148 +457,196 @@ pub fn diff_members(
             plan.warnings.push(PARTIAL_CACHE_DEPARTURES.to_string());
         }
     }
-    if let Some(users) = users {
-        plan.directory_users = users.len();
-        let mut keep: HashSet<Id> = HashSet::with_capacity(users.len());
-        let mut seen: HashSet<&str> = HashSet::with_capacity(users.len());
-        for u in users {
-            seen.insert(&*u.external_id);
-            let cached = cache.members.get(&*u.external_id);
-            let removal = if u.deleted {
-                Some(RemovalReason::Deleted)
-            } else if u.disabled && opts.remove_disabled {
-                Some(RemovalReason::Disabled)
-            } else {
-                None
-            };
-            if let Some(reason) = removal {
-                // Removal needs an email on the wire; the cache knows the confirmed one.
-                let email = cached
-                    .map(|c| c.email.clone())
-                    .or_else(|| if full_push { u.email.clone() } else { None });
-                if let Some(email) = email {
-                    if owner(&u.external_id) {
-                        plan.kept.push(format!(
-                            "{email}: owner, not removed ({} in the directory); {OWNER_ADVICE}",
-                            u.status()
-                        ));
-                        keep.insert(u.external_id.clone());
-                        if opts.overwrite_existing {
-                            plan.members.push(MemberChange {
-                                external_id: u.external_id.to_string(),
-                                email,
-                                action: MemberAction::Resend,
-                            });
-                        }
-                        continue;
-                    }
-                    if protected(&email) {
-                        plan.protected.push(format!(
-                            "{email}: not removed ({} in the directory)",
-                            u.status()
-                        ));
-                        if let Some(c) = cached {
-                            keep.insert(u.external_id.clone());
-                            if opts.overwrite_existing {
-                                plan.members.push(MemberChange {
-                                    external_id: u.external_id.to_string(),
-                                    email: c.email.clone(),
-                                    action: MemberAction::Resend,
-                                });
-                            }
-                        }
-                        continue;
-                    }
-                    plan.members.push(MemberChange {
-                        external_id: u.external_id.to_string(),
-                        email,
-                        action: MemberAction::Remove(reason),
-                    });
-                }
-                continue;
-            }
-            let Some(email) = u.email.clone() else {
-                continue;
-            };
-            keep.insert(u.external_id.clone());
-            // a pending email change the cache no longer holds (`clear-cache`): the server
-            // still has the old address, and the new one would be a second membership
-            if cached.is_none()
-                && let Some(pin) = cache.email_pins.get(&*u.external_id)
-                && *pin != email
-            {
-                plan.email_changes.push(EmailChange {
-                    external_id: u.external_id.to_string(),
-                    baseline_email: pin.clone(),
-                    directory_email: email,
-                });
-                continue;
-            }
-            let action = match cached {
-                None => Some(MemberAction::Invite),
-                Some(c) if c.email != email => {
-                    plan.email_changes.push(EmailChange {
-                        external_id: u.external_id.to_string(),
-                        baseline_email: c.email.clone(),
-                        directory_email: email.clone(),
-                    });
-                    // the member stays as the server has it (a full push lists it so that
-                    // overwriteExisting keeps it)
-                    full_push.then_some(MemberAction::Resend)
-                }
-                Some(_) if full_push => Some(MemberAction::Resend),
-                Some(_) => None,
-            };
-            match action {
-                Some(action) => plan.members.push(MemberChange {
-                    external_id: u.external_id.to_string(),
-                    email: cached.map_or(email, |c| c.email.clone()),
-                    action,
-                }),
-                None => plan.unchanged_members += 1,
-            }
+    let Some(users) = users else {
+        return (plan, None);
+    };
+    plan.directory_users = users.len();
+    let mut diff = MemberDiff {
+        cache,
+        opts,
+        plan,
+        keep: HashSet::with_capacity(users.len()),
+    };
+    let mut seen: HashSet<&str> = HashSet::with_capacity(users.len());
+    for u in users {
+        seen.insert(&*u.external_id);
+        let removal = if u.deleted {
+            Some(RemovalReason::Deleted)
+        } else if u.disabled && opts.remove_disabled {
+            Some(RemovalReason::Disabled)
+        } else {
+            None
+        };
+        match removal {
+            Some(reason) => diff.leaving(u, reason),
+            None => diff.staying(u),
         }
-        // members the directory no longer returns: removed only when asked (protected ones are
-        // listed instead, so that overwriteExisting keeps them)
-        if opts.remove_missing_users || opts.overwrite_existing {
-            let mut missing: Vec<(&String, &CachedMember)> = cache
-                .members
-                .iter()
-                .filter(|(id, _)| !seen.contains(id.as_str()))
-                .collect();
-            missing.sort_by(|a, b| a.0.cmp(b.0));
-            for (id, c) in missing {
-                let action = if owner(id) {
-                    plan.kept.push(format!(
-                        "{}: owner, not removed (no longer in the directory); {OWNER_ADVICE}",
-                        c.email
-                    ));
-                    if !opts.overwrite_existing {
-                        continue;
-                    }
-                    MemberAction::Resend
-                } else if protected(&c.email) {
-                    plan.protected.push(format!(
-                        "{}: not removed (no longer in the directory)",
-                        c.email
-                    ));
-                    if !opts.overwrite_existing {
-                        continue;
-                    }
-                    MemberAction::Resend
-                } else {
-                    MemberAction::Remove(RemovalReason::Missing)
-                };
-                plan.members.push(MemberChange {
-                    external_id: id.clone(),
-                    email: c.email.clone(),
-                    action,
-                });
-            }
-        }
-        desired = Some(keep);
     }
-    (plan, desired)
+    // members the directory no longer returns: removed only when asked (protected ones are
+    // listed instead, so that overwriteExisting keeps them)
+    if opts.remove_missing_users || opts.overwrite_existing {
+        diff.missing(&seen);
+    }
+    (diff.plan, Some(diff.keep))
+}
+
+/// [`diff_members`] under way: what it compares against, the plan so far and the members that
+/// stay.
+struct MemberDiff<'a> {
+    cache: &'a Cache,
+    opts: &'a DiffOptions,
+    plan: Plan,
+    keep: HashSet<Id>,
+}
+
+impl MemberDiff<'_> {
+    fn is_protected(&self, email: &str) -> bool {
+        self.opts.protected.contains(email)
+    }
+
+    fn is_owner(&self, id: &str) -> bool {
+        self.cache.owners.contains(id)
+    }
+
+    /// A user the directory deletes or disables (`reason`): removed, unless an owner or
+    /// protected (then kept, and listed).
+    fn leaving(&mut self, u: &NormUser, reason: RemovalReason) {
+        let cached = self.cache.members.get(&*u.external_id);
+        let full_push = self.plan.full_push;
+        // Removal needs an email on the wire; the cache knows the confirmed one.
+        let email = cached
+            .map(|c| c.email.clone())
+            .or_else(|| if full_push { u.email.clone() } else { None });
+        let Some(email) = email else {
+            return;
+        };
+        if self.is_owner(&u.external_id) {
+            self.plan.kept.push(format!(
+                "{email}: owner, not removed ({} in the directory); {OWNER_ADVICE}",
+                u.status()
+            ));
+            self.keep.insert(u.external_id.clone());
+            if self.opts.overwrite_existing {
+                self.plan.members.push(MemberChange {
+                    external_id: u.external_id.to_string(),
+                    email,
+                    action: MemberAction::Resend,
+                });
+            }
+            return;
+        }
+        if self.is_protected(&email) {
+            self.plan.protected.push(format!(
+                "{email}: not removed ({} in the directory)",
+                u.status()
+            ));
+            if let Some(c) = cached {
+                self.keep.insert(u.external_id.clone());
+                if self.opts.overwrite_existing {
+                    self.plan.members.push(MemberChange {
+                        external_id: u.external_id.to_string(),
+                        email: c.email.clone(),
+                        action: MemberAction::Resend,
+                    });
+                }
+            }
+            return;
+        }
+        self.plan.members.push(MemberChange {
+            external_id: u.external_id.to_string(),
+            email,
+            action: MemberAction::Remove(reason),
+        });
+    }
+
+    /// A user the directory keeps: invited when new, sent again on a full push, unchanged
+    /// otherwise; an email that differs from the baseline's is listed, not sent.
+    fn staying(&mut self, u: &NormUser) {
+        let Some(email) = u.email.clone() else {
+            return;
+        };
+        let cache = self.cache;
+        let full_push = self.plan.full_push;
+        let cached = cache.members.get(&*u.external_id);
+        self.keep.insert(u.external_id.clone());
+        // a pending email change the cache no longer holds (`clear-cache`): the server
+        // still has the old address, and the new one would be a second membership
+        if cached.is_none()
+            && let Some(pin) = cache.email_pins.get(&*u.external_id)
+            && *pin != email
+        {
+            self.plan.email_changes.push(EmailChange {
+                external_id: u.external_id.to_string(),
+                baseline_email: pin.clone(),
+                directory_email: email,
+            });
+            return;
+        }
+        let action = match cached {
+            None => Some(MemberAction::Invite),
+            Some(c) if c.email != email => {
+                self.plan.email_changes.push(EmailChange {
+                    external_id: u.external_id.to_string(),
+                    baseline_email: c.email.clone(),
+                    directory_email: email.clone(),
+                });
+                // the member stays as the server has it (a full push lists it so that
+                // overwriteExisting keeps it)
+                full_push.then_some(MemberAction::Resend)
+            }
+            Some(_) if full_push => Some(MemberAction::Resend),
+            Some(_) => None,
+        };
+        match action {
+            Some(action) => self.plan.members.push(MemberChange {
+                external_id: u.external_id.to_string(),
+                email: cached.map_or(email, |c| c.email.clone()),
+                action,
+            }),
+            None => self.plan.unchanged_members += 1,
+        }
+    }
+
+    /// The baseline's members the directory no longer returns (`seen`: the externalIds it
+    /// returned), in id order: removed, or (owners, protected) listed and, with
+    /// overwriteExisting, sent again so that the server keeps them.
+    fn missing(&mut self, seen: &HashSet<&str>) {
+        let cache = self.cache;
+        let mut missing: Vec<(&String, &CachedMember)> = cache
+            .members
+            .iter()
+            .filter(|(id, _)| !seen.contains(id.as_str()))
+            .collect();
+        missing.sort_by(|a, b| a.0.cmp(b.0));
+        for (id, c) in missing {
+            let action = if self.is_owner(id) {
+                self.plan.kept.push(format!(
+                    "{}: owner, not removed (no longer in the directory); {OWNER_ADVICE}",
+                    c.email
+                ));
+                if !self.opts.overwrite_existing {
+                    continue;
+                }
+                MemberAction::Resend
+            } else if self.is_protected(&c.email) {
+                self.plan.protected.push(format!(
+                    "{}: not removed (no longer in the directory)",
+                    c.email
+                ));
+                if !self.opts.overwrite_existing {
+                    continue;
+                }
+                MemberAction::Resend
+            } else {
+                MemberAction::Remove(RemovalReason::Missing)
+            };
+            self.plan.members.push(MemberChange {
+                external_id: id.clone(),
+                email: c.email.clone(),
+                action,
+            });
+        }
+    }
 }
 
 /// Adds the group half to a plan made by [`diff_members`] (`groups` is `None` when groups are
@@ -614,23 +659,66 @@ pub fn diff_groups(
     opts: &DiffOptions,
 ) {
     plan.groups_synced = groups.is_some();
-    let plan_users_synced = plan.users_synced;
-    let full_push = plan.full_push;
-    let cascade = opts.cascade_removals;
-    // Members this sync removes: the server drops them from every group itself.
-    let removed: HashSet<&str> = plan
-        .members
-        .iter()
-        .filter(|m| m.is_removal())
-        .map(|m| m.external_id.as_str())
+    let Some(groups) = groups else {
+        return;
+    };
+    let diff = GroupDiff {
+        cache,
+        opts,
+        desired,
+        full_push: plan.full_push,
+        cascade: opts.cascade_removals && plan.users_synced,
+        // Members this sync removes: the server drops them from every group itself.
+        removed: plan
+            .members
+            .iter()
+            .filter(|m| m.is_removal())
+            .map(|m| m.external_id.as_str())
+            .collect(),
+    };
+    let mut seen: HashSet<&str> = HashSet::with_capacity(groups.len());
+    for g in groups {
+        seen.insert(g.external_id.as_str());
+        match diff.change(g, &mut plan.protected) {
+            Some(change) => plan.groups.push(change),
+            None => plan.unchanged_groups += 1,
+        }
+    }
+    let mut stale: Vec<String> = cache
+        .groups
+        .keys()
+        .filter(|id| !seen.contains(id.as_str()))
+        .cloned()
         .collect();
-    // Whether a group's baseline member list differs from the new one. On a server that drops
-    // removed members from their groups (`cascade`), members this sync removes no longer count:
-    // their going needs no group update. Otherwise (the cache baseline) every difference counts,
-    // so a group that loses a removed member is sent again without it.
-    let counts = |id: &Id| !(cascade && plan_users_synced && removed.contains(&**id));
-    let differs = |old: &[Id], new: &[Id]| -> bool {
-        let mut effective = old.iter().filter(|id| counts(id));
+    stale.sort();
+    plan.stale_groups = stale;
+}
+
+/// What [`diff_groups`] compares each group against.
+struct GroupDiff<'a> {
+    cache: &'a Cache,
+    opts: &'a DiffOptions,
+    /// The members that stay after the sync (`None`: users are not synced).
+    desired: Option<&'a HashSet<Id>>,
+    full_push: bool,
+    /// The server drops removed members from their groups itself, and users are synced.
+    cascade: bool,
+    /// Members this sync removes.
+    removed: HashSet<&'a str>,
+}
+
+impl GroupDiff<'_> {
+    /// Whether a baseline member counts in a group's baseline member list. On a server that
+    /// drops removed members from their groups (`cascade`), members this sync removes no longer
+    /// count: their going needs no group update. Otherwise (the cache baseline) every
+    /// difference counts, so a group that loses a removed member is sent again without it.
+    fn counts(&self, id: &Id) -> bool {
+        !(self.cascade && self.removed.contains(&**id))
+    }
+
+    /// Whether a group's baseline member list differs from the new one.
+    fn differs(&self, old: &[Id], new: &[Id]) -> bool {
+        let mut effective = old.iter().filter(|id| self.counts(id));
         let mut new = new.iter();
         loop {
             match (effective.next(), new.next()) {
@@ -639,91 +727,87 @@ pub fn diff_groups(
                 _ => return true,
             }
         }
-    };
-    if let Some(groups) = groups {
-        let mut seen: HashSet<&str> = HashSet::with_capacity(groups.len());
-        for g in groups {
-            seen.insert(g.external_id.as_str());
-            let mut members: Vec<Id> = match desired {
-                Some(keep) => g
-                    .members
-                    .iter()
-                    .filter(|m| keep.contains(*m))
-                    .cloned()
-                    .collect(),
-                None => g.members.clone(),
-            };
-            let cached = cache.groups.get(&g.external_id);
-            // protected members the baseline has in the group stay in it
-            if let Some(old) = cached.and_then(|c| c.members.as_ref())
-                && !opts.protected.is_empty()
-            {
-                for id in old {
-                    let Some(m) = cache.members.get(&**id) else {
-                        continue;
-                    };
-                    if opts.protected.contains(&m.email)
-                        && !removed.contains(&**id)
-                        && !members.contains(id)
-                    {
-                        plan.protected.push(format!(
-                            "{}: kept in group `{}` (the directory takes it out)",
-                            m.email, g.name
-                        ));
-                        members.push(id.clone());
-                    }
+    }
+
+    /// The group's members after the sync, sorted: the directory's that stay, and the
+    /// protected members the baseline has in it (each kept one listed in `protected`).
+    fn members(
+        &self,
+        g: &NormGroup,
+        cached: Option<&CachedGroup>,
+        protected: &mut Vec<String>,
+    ) -> Vec<Id> {
+        let mut members: Vec<Id> = match self.desired {
+            Some(keep) => g
+                .members
+                .iter()
+                .filter(|m| keep.contains(*m))
+                .cloned()
+                .collect(),
+            None => g.members.clone(),
+        };
+        // protected members the baseline has in the group stay in it
+        if let Some(old) = cached.and_then(|c| c.members.as_ref())
+            && !self.opts.protected.is_empty()
+        {
+            for id in old {
+                let Some(m) = self.cache.members.get(&**id) else {
+                    continue;
+                };
+                if self.opts.protected.contains(&m.email)
+                    && !self.removed.contains(&**id)
+                    && !members.contains(id)
+                {
+                    protected.push(format!(
+                        "{}: kept in group `{}` (the directory takes it out)",
+                        m.email, g.name
+                    ));
+                    members.push(id.clone());
                 }
-            }
-            members.sort_unstable();
-            // (hashed only where it is needed: most groups of a sync are unchanged)
-            let changed = |c: &CachedGroup| match &c.members {
-                Some(old) => c.name != g.name || differs(old, &members),
-                None => c.fingerprint != group_fingerprint(&g.name, &members),
-            };
-            let due = |c: &CachedGroup| match (&opts.resend_groups_before, &c.synced_at) {
-                (Some(before), Some(at)) => at < before,
-                _ => false,
-            };
-            let action = match cached {
-                None => Some(GroupAction::Create),
-                Some(c) if changed(c) => Some(GroupAction::Update),
-                // back in the directory: sent again in case it was deleted by hand meanwhile
-                Some(c) if full_push || due(c) || c.left_directory => Some(GroupAction::Resend),
-                Some(_) => None,
-            };
-            match action {
-                Some(action) => {
-                    let fingerprint = group_fingerprint(&g.name, &members);
-                    let removed_members =
-                        cached.and_then(|c| c.members.as_ref()).map_or(0, |old| {
-                            let new: HashSet<&Id> = members.iter().collect();
-                            old.iter()
-                                .filter(|id| counts(id) && !new.contains(id))
-                                .count()
-                        });
-                    plan.groups.push(GroupChange {
-                        external_id: g.external_id.clone(),
-                        previous_name: cached.filter(|c| c.name != g.name).map(|c| c.name.clone()),
-                        name: g.name.clone(),
-                        members,
-                        fingerprint,
-                        action,
-                        previous_member_count: cached.map(|c| c.member_count),
-                        removed_members,
-                        repairs_drift: false,
-                    })
-                }
-                None => plan.unchanged_groups += 1,
             }
         }
-        let mut stale: Vec<String> = cache
-            .groups
-            .keys()
-            .filter(|id| !seen.contains(id.as_str()))
-            .cloned()
-            .collect();
-        stale.sort();
-        plan.stale_groups = stale;
+        members.sort_unstable();
+        members
+    }
+
+    /// What the sync sends for one group; `None` when it is unchanged.
+    fn change(&self, g: &NormGroup, protected: &mut Vec<String>) -> Option<GroupChange> {
+        let cached = self.cache.groups.get(&g.external_id);
+        let members = self.members(g, cached, protected);
+        // (hashed only where it is needed: most groups of a sync are unchanged)
+        let changed = |c: &CachedGroup| match &c.members {
+            Some(old) => c.name != g.name || self.differs(old, &members),
+            None => c.fingerprint != group_fingerprint(&g.name, &members),
+        };
+        let due = |c: &CachedGroup| match (&self.opts.resend_groups_before, &c.synced_at) {
+            (Some(before), Some(at)) => at < before,
+            _ => false,
+        };
+        let action = match cached {
+            None => GroupAction::Create,
+            Some(c) if changed(c) => GroupAction::Update,
+            // back in the directory: sent again in case it was deleted by hand meanwhile
+            Some(c) if self.full_push || due(c) || c.left_directory => GroupAction::Resend,
+            Some(_) => return None,
+        };
+        let fingerprint = group_fingerprint(&g.name, &members);
+        let removed_members = cached.and_then(|c| c.members.as_ref()).map_or(0, |old| {
+            let new: HashSet<&Id> = members.iter().collect();
+            old.iter()
+                .filter(|id| self.counts(id) && !new.contains(id))
+                .count()
+        });
+        Some(GroupChange {
+            external_id: g.external_id.clone(),
+            previous_name: cached.filter(|c| c.name != g.name).map(|c| c.name.clone()),
+            name: g.name.clone(),
+            members,
+            fingerprint,
+            action,
+            previous_member_count: cached.map(|c| c.member_count),
+            removed_members,
+            repairs_drift: false,
+        })
     }
 }
 

@@ -99,11 +99,6 @@ pub fn check_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
 /// or two departures from a small group are ordinary), never on their own.
 pub const GROUP_GUARD_FLOOR: usize = 5;
 
-/// `Some(reason)` when the group guard refuses the group half of the plan: a group the baseline
-/// has members in would be emptied; one group of at least [`GROUP_GUARD_FLOOR`] members, or the
-/// groups the plan changes together, would lose more than `max_group_removal_percent` of their
-/// member references; or, with no baseline to compare with, the directory read gives groups
-/// without members (most of them empty, or no users at all).
 /// A member list read from the server against what it should hold: `expected` members, of
 /// which `read` are in it. More than `sync.max_removal_percent` of them missing (and at least 5)
 /// is taken for a short answer of the server rather than removals made by hand: a cache made
@@ -165,124 +160,155 @@ pub fn check_short_member_list(
     ))
 }
 
+/// `Some(reason)` when the group guard refuses the group half of the plan: a group the baseline
+/// has members in would be emptied; one group of at least [`GROUP_GUARD_FLOOR`] members, or the
+/// groups the plan changes together, would lose more than `max_group_removal_percent` of their
+/// member references; or, with no baseline to compare with, the directory read gives groups
+/// without members (most of them empty, or no users at all).
 pub fn check_group_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
-    if limits.max_group_removal_percent == 0 {
+    let pct = limits.max_group_removal_percent;
+    if pct == 0 {
         return None;
     }
-    // A group the plan creates although the sync cache confirmed it with members (see
-    // `count_creates_against_rows`): the organization's group list does not have it. Deleted
-    // by hand, or a short answer from the server; sending it may take out members the guard
-    // cannot see, so a person decides.
-    if let Some(g) = plan.groups.iter().find(|g| {
+    recreated_group(plan)
+        .or_else(|| without_baseline(plan, pct))
+        .or_else(|| emptied_groups(plan))
+        .or_else(|| gutted_group(plan, pct))
+        .or_else(|| groups_loss(plan, pct))
+}
+
+/// What most often makes a directory read give groups without their members.
+const EMPTY_GROUP_CAUSES: &str = "a typo in sync.member_attribute or sync.user_path, or a user \
+                                  or group filter that leaves the members out";
+
+/// Whether `removed` of `before` is more than `pct` percent.
+fn over(removed: u64, before: u64, pct: u64) -> bool {
+    before > 0 && removed * 100 > pct * before
+}
+
+/// A group the plan creates although the sync cache confirmed it with members (see
+/// `count_creates_against_rows`): the organization's group list does not have it. Deleted by
+/// hand, or a short answer from the server; sending it may take out members the guard cannot
+/// see, so a person decides.
+fn recreated_group(plan: &Plan) -> Option<String> {
+    let g = plan.groups.iter().find(|g| {
         g.action == crate::engine::diff::GroupAction::Create
             && g.previous_member_count.is_some_and(|n| n > 0)
-    }) {
+    })?;
+    Some(format!(
+        "the organization's group list does not have group `{}`, which the sync cache \
+         confirmed with {} member(s); the server's answer may be incomplete. If the group \
+         was deleted in the Admin Console on purpose, it is created again with \
+         --allow-mass-removal",
+        g.name,
+        g.previous_member_count.unwrap_or(0)
+    ))
+}
+
+/// With no baseline to compare with: no users but groups, most groups empty, or a group
+/// replaced on the server with far fewer members than it last confirmed.
+fn without_baseline(plan: &Plan, pct: u64) -> Option<String> {
+    if plan.baseline != Baseline::None || plan.groups.is_empty() {
+        return None;
+    }
+    let causes = EMPTY_GROUP_CAUSES;
+    if plan.users_synced && plan.directory_users == 0 {
         return Some(format!(
-            "the organization's group list does not have group `{}`, which the sync cache \
-             confirmed with {} member(s); the server's answer may be incomplete. If the group \
-             was deleted in the Admin Console on purpose, it is created again with \
-             --allow-mass-removal",
-            g.name,
-            g.previous_member_count.unwrap_or(0)
+            "the directory returned no users but {} group(s), and there is no baseline to \
+             compare with (the local sync cache is empty and the server cannot be read \
+             back): the groups would be sent without members and emptied on the server. \
+             Likely causes: {causes}",
+            plan.groups.len()
         ));
     }
-    let pct = limits.max_group_removal_percent;
-    let over = |removed: u64, before: u64| before > 0 && removed * 100 > pct * before;
-    let causes = "a typo in sync.member_attribute or sync.user_path, or a user or group filter \
-                  that leaves the members out";
-    if plan.baseline == Baseline::None && !plan.groups.is_empty() {
-        if plan.users_synced && plan.directory_users == 0 {
-            return Some(format!(
-                "the directory returned no users but {} group(s), and there is no baseline to \
-                 compare with (the local sync cache is empty and the server cannot be read \
-                 back): the groups would be sent without members and emptied on the server. \
-                 Likely causes: {causes}",
-                plan.groups.len()
-            ));
-        }
-        let empty: Vec<&str> = plan
-            .groups
-            .iter()
-            .filter(|g| g.members.is_empty())
-            .map(|g| g.name.as_str())
-            .collect();
-        let total = plan.groups.len() as u64;
-        if let Some(first) = empty.first()
-            && (empty.len() as u64 == total || over(empty.len() as u64, total))
-        {
-            return Some(format!(
-                "{} of {total} group(s) read from the directory have no members (e.g. \
-                 `{first}`), more than sync.max_group_removal_percent = {pct}%, and there is no \
-                 baseline to compare with (the local sync cache is empty and the server cannot \
-                 be read back): the groups would be emptied on the server. Likely causes: \
-                 {causes}",
-                empty.len()
-            ));
-        }
-        // a group replaced on the server with far fewer members than it last confirmed
-        let shrunk = plan.groups.iter().find(|g| {
-            g.action == crate::engine::diff::GroupAction::Replace
-                && g.previous_member_count.is_some_and(|before| {
-                    before >= GROUP_GUARD_FLOOR && over(g.removed_members as u64, before as u64)
-                })
-        });
-        if let Some(g) = shrunk {
-            let before = g.previous_member_count.unwrap_or_default();
-            return Some(format!(
-                "group `{}` would be sent with {} member(s), but the server last confirmed {before} \
-                 in it, and there is no baseline to compare with (the local sync cache is empty \
-                 and the server cannot be read back). The import replaces a group's members: {} \
-                 member(s) would lose the group and the collections it gives, more than \
-                 sync.max_group_removal_percent = {pct}%. Likely causes: {causes}. If the \
-                 directory is right, allow it once with --allow-mass-removal",
-                g.name,
-                g.members.len(),
-                g.removed_members
-            ));
-        }
+    let empty: Vec<&str> = plan
+        .groups
+        .iter()
+        .filter(|g| g.members.is_empty())
+        .map(|g| g.name.as_str())
+        .collect();
+    let total = plan.groups.len() as u64;
+    if let Some(first) = empty.first()
+        && (empty.len() as u64 == total || over(empty.len() as u64, total, pct))
+    {
+        return Some(format!(
+            "{} of {total} group(s) read from the directory have no members (e.g. \
+             `{first}`), more than sync.max_group_removal_percent = {pct}%, and there is no \
+             baseline to compare with (the local sync cache is empty and the server cannot \
+             be read back): the groups would be emptied on the server. Likely causes: \
+             {causes}",
+            empty.len()
+        ));
     }
+    // a group replaced on the server with far fewer members than it last confirmed
+    let g = plan.groups.iter().find(|g| {
+        g.action == crate::engine::diff::GroupAction::Replace
+            && g.previous_member_count.is_some_and(|before| {
+                before >= GROUP_GUARD_FLOOR && over(g.removed_members as u64, before as u64, pct)
+            })
+    })?;
+    let before = g.previous_member_count.unwrap_or_default();
+    Some(format!(
+        "group `{}` would be sent with {} member(s), but the server last confirmed {before} \
+         in it, and there is no baseline to compare with (the local sync cache is empty \
+         and the server cannot be read back). The import replaces a group's members: {} \
+         member(s) would lose the group and the collections it gives, more than \
+         sync.max_group_removal_percent = {pct}%. Likely causes: {causes}. If the \
+         directory is right, allow it once with --allow-mass-removal",
+        g.name,
+        g.members.len(),
+        g.removed_members
+    ))
+}
+
+/// Groups the baseline has members in that the plan would empty.
+fn emptied_groups(plan: &Plan) -> Option<String> {
     let emptied: Vec<&str> = plan
         .groups
         .iter()
         .filter(|g| g.members.is_empty() && g.removed_members > 0)
         .map(|g| g.name.as_str())
         .collect();
-    if let Some(first) = emptied.first() {
-        return Some(format!(
-            "the sync would empty {} group(s) (e.g. `{first}`); a wrong group filter or \
-             sync.member_attribute reads groups without members",
-            emptied.len()
-        ));
-    }
-    // each group on its own: a large loss in one group is not diluted by the others
-    let gutted = plan.groups.iter().find(|g| {
+    let first = emptied.first()?;
+    Some(format!(
+        "the sync would empty {} group(s) (e.g. `{first}`); a wrong group filter or \
+         sync.member_attribute reads groups without members",
+        emptied.len()
+    ))
+}
+
+/// Each group on its own: a large loss in one group is not diluted by the others.
+fn gutted_group(plan: &Plan, pct: u64) -> Option<String> {
+    let g = plan.groups.iter().find(|g| {
         g.previous_member_count.is_some_and(|before| {
-            before >= GROUP_GUARD_FLOOR && over(g.removed_members as u64, before as u64)
+            before >= GROUP_GUARD_FLOOR && over(g.removed_members as u64, before as u64, pct)
         })
-    });
-    if let Some(g) = gutted {
-        let before = g.previous_member_count.unwrap_or_default();
-        return Some(format!(
-            "the sync would take {} of {before} member(s) ({:.1}%) out of group `{}`, more than \
-             sync.max_group_removal_percent = {pct}%; {causes}",
-            g.removed_members,
-            g.removed_members as f64 * 100.0 / before as f64,
-            g.name
-        ));
-    }
+    })?;
+    let before = g.previous_member_count.unwrap_or_default();
+    Some(format!(
+        "the sync would take {} of {before} member(s) ({:.1}%) out of group `{}`, more than \
+         sync.max_group_removal_percent = {pct}%; {EMPTY_GROUP_CAUSES}",
+        g.removed_members,
+        g.removed_members as f64 * 100.0 / before as f64,
+        g.name
+    ))
+}
+
+/// The groups the plan changes together.
+fn groups_loss(plan: &Plan, pct: u64) -> Option<String> {
     let (removed, before) = plan
         .groups
         .iter()
         .filter_map(|g| Some((g.removed_members as u64, g.previous_member_count? as u64)))
         .fold((0, 0), |(r, b), (gr, gb)| (r + gr, b + gb));
-    if over(removed, before) {
-        return Some(format!(
-            "the sync would take {removed} of {before} member reference(s) ({:.1}%) out of the \
-             groups it changes, more than sync.max_group_removal_percent = {pct}%",
-            removed as f64 * 100.0 / before as f64,
-        ));
+    if !over(removed, before, pct) {
+        return None;
     }
-    None
+    Some(format!(
+        "the sync would take {removed} of {before} member reference(s) ({:.1}%) out of the \
+         groups it changes, more than sync.max_group_removal_percent = {pct}%",
+        removed as f64 * 100.0 / before as f64,
+    ))
 }
 
 #[cfg(test)]

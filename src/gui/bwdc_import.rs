@@ -14,7 +14,7 @@ pub struct ImportPanel {
 }
 
 /// The button that opens the import dialog.
-pub fn button(app: &mut App, ui: &mut egui::Ui) {
+pub(super) fn button(app: &mut App, ui: &mut egui::Ui) {
     if ui
         .button("Import from Bitwarden Directory Connector…")
         .on_hover_text(
@@ -58,7 +58,7 @@ fn run(app: &mut App, dry_run: bool) {
 }
 
 /// The dialog, when open.
-pub fn dialog(app: &mut App, ctx: &egui::Context) {
+pub(super) fn dialog(app: &mut App, ctx: &egui::Context) {
     if !app.import.open {
         return;
     }

@@ -109,6 +109,10 @@ impl Dashboard {
         );
     }
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "fills each of the dashboard's tables from one test report in turn, over the same lookups"
+    )]
     pub fn set_test(&mut self, r: TestReport) {
         let n = &r.normalized;
         let users = n.users.as_deref().unwrap_or_default();
@@ -314,6 +318,10 @@ fn members_chart(ui: &mut egui::Ui, points: &[(String, u64)]) {
     ));
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "immediate-mode UI: the dashboard's panels laid out top to bottom, sharing the busy state"
+)]
 pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let busy = app.worker.busy();
     if let Some(alert) = app.status.as_ref().and_then(|s| s.service_alert.as_deref()) {

@@ -193,7 +193,7 @@ const LABELS: &[(&str, &str, &str)] = &[
 ];
 
 /// Sections in the order the form shows them.
-pub const SECTIONS: &[&str] = &[
+pub(super) const SECTIONS: &[&str] = &[
     "Connection",
     "TLS",
     "Account",
@@ -208,7 +208,7 @@ pub const SECTIONS: &[&str] = &[
 ];
 
 /// The label of a key (the key itself when it has none).
-pub fn label(key: &str) -> &str {
+pub(super) fn label(key: &str) -> &str {
     LABELS
         .iter()
         .find(|(k, _, _)| *k == key)
@@ -217,7 +217,7 @@ pub fn label(key: &str) -> &str {
 }
 
 /// The section of a key ("Advanced" when it has none).
-pub fn section(key: &str) -> &'static str {
+pub(super) fn section(key: &str) -> &'static str {
     LABELS
         .iter()
         .find(|(k, _, _)| *k == key)
@@ -226,12 +226,12 @@ pub fn section(key: &str) -> &'static str {
 }
 
 /// The hover text: the config key and its help.
-pub fn hover(key: &str, help: &str) -> String {
+pub(super) fn hover(key: &str, help: &str) -> String {
     format!("{key}: {help}")
 }
 
 /// The words for a choice of an enum key (upstream's where it has them).
-pub fn option<'a>(key: &str, value: &'a str) -> &'a str {
+pub(super) fn option<'a>(key: &str, value: &'a str) -> &'a str {
     match (key, value) {
         ("directory.type", "ldap") => "Active Directory / LDAP",
         ("directory.type", "entra") => "Entra ID",

@@ -71,7 +71,7 @@ fn confirm(ui: &mut egui::Ui, id: &str, title: &str, text: &str, yes: &str) -> O
     }
 }
 
-pub fn ui(app: &mut App, ui: &mut egui::Ui) {
+pub(super) fn ui(app: &mut App, ui: &mut egui::Ui) {
     egui::Grid::new("about").num_columns(2).show(ui, |ui| {
         ui.label("Version");
         ui.label(env!("CARGO_PKG_VERSION"));

@@ -204,7 +204,7 @@ fn sections(ui: &mut egui::Ui, s: &mut Settings, prefix: &str) {
     }
 }
 
-pub fn ui(app: &mut App, ui: &mut egui::Ui) {
+pub(super) fn ui(app: &mut App, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         if ui
             .add_enabled(app.settings.is_dirty(), egui::Button::new("Save"))

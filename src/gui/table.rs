@@ -57,7 +57,7 @@ impl Rows {
 }
 
 /// Draws the visible rows of `rows` under `headers`.
-pub fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &Rows) {
+pub(super) fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &Rows) {
     let row_height = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
     let mut builder = TableBuilder::new(ui)
         .id_salt(id)

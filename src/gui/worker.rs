@@ -258,6 +258,10 @@ fn failed(job: &'static str, e: &anyhow::Error) -> Outcome {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "the worker thread: its set-up, then one match arm per job the window sends"
+)]
 fn run(
     data_dir: PathBuf,
     secrets: Arc<dyn SecretStore>,

@@ -397,6 +397,10 @@ fn at(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// Runs the service until `stop` is stopped (see the module doc).
+#[allow(
+    clippy::too_many_lines,
+    reason = "the service's start-up (signals, lock, status, listener, schedule) and its main loop in order; the steps share the run's state"
+)]
 pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result<()> {
     // first, so that a SIGHUP never ends the service
     let mut hangup = Hangup::new();

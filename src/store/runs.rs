@@ -135,7 +135,7 @@ impl Drop for CurrentRun {
 }
 
 /// The error recorded for a run that a dead process left `running`.
-pub const STALE_RUN_ERROR: &str = "the process ended before the run finished (killed, crashed or \
+pub(super) const STALE_RUN_ERROR: &str = "the process ended before the run finished (killed, crashed or \
      the machine stopped); the counts are what the server had confirmed by then";
 
 impl Store {

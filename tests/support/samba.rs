@@ -68,6 +68,10 @@ fn samba_tool(dir: &Path, args: &[&str]) -> String {
         .arg(format!("{}/private/sam.ldb", dir.display())))
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "provisioning a Samba AD DC step by step (domain, configuration, start, wait, OUs): each step needs the one before"
+)]
 fn provision() -> SambaDc {
     stop_stale();
     let dir = std::env::temp_dir().join(format!("dc-test-samba-{}", std::process::id()));

@@ -550,110 +550,31 @@ impl LdapSource {
         result
     }
 
+    /// Reads the directory in named steps over one connection: the users (which also fill the
+    /// index that resolves group members), AD's deleted users, then the groups.
     async fn fetch_with(
         &self,
         ldap: &mut Ldap,
         progress: &dyn Progress,
         users_ready: Option<UsersReady>,
     ) -> anyhow::Result<Snapshot> {
-        let cfg = &self.ldap;
         let s = &self.sync;
-        let root = cfg.root_path.as_deref().unwrap_or_default();
-        let email_attr = cfg.user_email_attribute(s).to_string();
-        let prefix_attr = cfg.email_prefix_attribute(s).to_string();
-        let suffix = s.email_suffix.clone().unwrap_or_default();
-        let use_prefix = s.use_email_prefix_suffix;
-        let user_object_class = cfg.user_object_class(s);
-
-        let mut user_attrs = vec![
-            email_attr.clone(),
-            "objectGUID".to_string(),
-            "userAccountControl".to_string(),
-            "uid".to_string(),
-        ];
-        if use_prefix {
-            user_attrs.push(prefix_attr.clone());
-        }
-        let to_user = |e: Result<Entry, Unreadable>, deleted: bool| -> DirUser {
-            let e = match e {
-                Ok(e) => e,
-                Err(u) => {
-                    return DirUser {
-                        external_id: u.dn.as_str().into(),
-                        reference_id: u.dn,
-                        email: None,
-                        disabled: false,
-                        deleted,
-                        unreadable: Some(u.reason),
-                    };
-                }
-            };
-            let mut problem = None;
-            let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
-            let disabled = text(&e, "userAccountControl", &mut problem)
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .is_some_and(|v| v & 0x2 != 0);
-            let mut email = text(&e, &email_attr, &mut problem).map(str::to_string);
-            if email.as_deref().is_none_or(|m| m.trim().is_empty()) && use_prefix {
-                email =
-                    text(&e, &prefix_attr, &mut problem).map(|p| format!("{}{suffix}", p.trim()));
-            }
-            DirUser {
-                reference_id: e.dn,
-                external_id: external_id.into(),
-                email,
-                disabled,
-                deleted,
-                unreadable: problem,
-            }
+        let mapping = UserMapping::new(&self.ldap, s);
+        let root = self.ldap.root_path.as_deref().unwrap_or_default();
+        let user_search = UserSearch {
+            base: search_base(s.user_path.as_deref(), root),
+            filter: search_filter(self.ldap.user_object_class(s), s.user_filter.as_deref()),
         };
-
         // Users: read once, both for syncing and for resolving group members.
-        let mut users: Vec<DirUser> = Vec::new();
-        // foldhash: these maps see every user and every member value
-        let mut by_dn: FastMap<String, Id> = FastMap::default();
-        let mut by_uid: FastMap<String, Id> = FastMap::default();
-        let user_base = search_base(s.user_path.as_deref(), root);
-        let user_filter = search_filter(user_object_class, s.user_filter.as_deref());
-        if s.users || s.groups {
-            progress.stage("Reading users");
-            let q = Query::new("user", &user_base, &user_filter, &user_attrs);
-            search_each(ldap, cfg, q, progress, |e| {
-                // an unreadable entry resolves no member: the member is listed as unmatched
-                let keys = match &e {
-                    Ok(e) if s.groups => Some((
-                        normalize_dn(&e.dn),
-                        e.first_text("uid")
-                            .ok()
-                            .flatten()
-                            .map(|u| u.trim().to_lowercase()),
-                    )),
-                    _ => None,
-                };
-                let user = to_user(e, false);
-                if let Some((dn, uid)) = keys {
-                    by_dn.insert(dn, user.external_id.clone());
-                    if let Some(uid) = uid {
-                        by_uid.insert(uid, user.external_id.clone());
-                    }
-                }
-                if s.users {
-                    users.push(user);
-                }
-            })
-            .await?;
-        }
-        if s.users && cfg.ad && cfg.deleted_objects {
-            progress.stage("Reading deleted users");
-            let base = format!("CN=Deleted Objects,{}", domain_root(root));
-            let filter = format!("(&(objectClass={user_object_class})(isDeleted=TRUE))");
-            let mut q = Query::new("deleted user", &base, &filter, &user_attrs);
-            q.controls.push(RawControl {
-                ctype: SHOW_DELETED_OID.to_string(),
-                crit: true,
-                val: None,
-            });
-            search_each(ldap, cfg, q, progress, |e| users.push(to_user(e, true))).await?;
+        let (mut users, index) = if s.users || s.groups {
+            self.read_users(ldap, progress, &mapping, &user_search)
+                .await?
+        } else {
+            (Vec::new(), UserIndex::default())
+        };
+        if s.users && self.ldap.ad && self.ldap.deleted_objects {
+            self.read_deleted_users(ldap, progress, &mapping, &mut users)
+                .await?;
         }
         let users = match users_ready {
             Some(tx) => {
@@ -663,162 +584,435 @@ impl LdapSource {
             }
             None => s.users.then_some(users),
         };
+        let groups = if s.groups {
+            Some(
+                self.read_groups(ldap, progress, &index, &user_search)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Snapshot { users, groups })
+    }
 
-        let mut groups: Vec<DirGroup> = Vec::new();
-        if s.groups {
-            progress.stage("Reading groups");
-            let name_attr = cfg.group_name_attribute(s).to_string();
-            let member_attr = cfg.member_attribute(s).to_string();
-            let in_chain = cfg.ad && cfg.in_chain_membership;
-            let ranged = cfg.ad && member_attr.eq_ignore_ascii_case("member");
-            let range = u64::from(cfg.member_range_size.max(1));
-            let mut attrs = vec![
-                name_attr.clone(),
-                "cn".to_string(),
-                "objectGUID".to_string(),
-            ];
-            if !in_chain {
-                attrs.push(if ranged {
-                    format!("{member_attr};range=0-{}", range - 1)
-                } else {
-                    member_attr.clone()
-                });
-            }
-            // A member value that names no user is kept as a group reference: normalization
-            // resolves it to a nested group or lists it as an unmatched member.
-            // (each DN is made canonical in one reused buffer: most are only looked up)
-            let mut canonical = String::new();
-            let mut classify = |v: &[u8], group: &mut DirGroup| {
-                let Ok(v) = std::str::from_utf8(v) else {
-                    group
-                        .group_members
-                        .push(normalize_dn(&dn::display_bytes(v)));
-                    return;
-                };
-                let v = strip_unique_id(v.trim());
-                if v.contains('=') {
-                    dn::normalize_dn_into(v, &mut canonical);
-                    match by_dn.get(canonical.as_str()) {
-                        Some(ext) => group.user_members.push(ext.clone()),
-                        None => group.group_members.push(canonical.clone()),
-                    }
-                } else if let Some(ext) = by_uid.get(&v.to_lowercase()) {
-                    group.user_members.push(ext.clone());
-                } else if !v.is_empty() {
-                    group.group_members.push(v.to_string());
-                }
+    /// The users step: every user entry, kept when users are synced and indexed when groups
+    /// are.
+    async fn read_users(
+        &self,
+        ldap: &mut Ldap,
+        progress: &dyn Progress,
+        mapping: &UserMapping,
+        search: &UserSearch,
+    ) -> anyhow::Result<(Vec<DirUser>, UserIndex)> {
+        let s = &self.sync;
+        let mut users: Vec<DirUser> = Vec::new();
+        let mut index = UserIndex::default();
+        progress.stage("Reading users");
+        let attrs = mapping.attrs();
+        let q = Query::new("user", &search.base, &search.filter, &attrs);
+        search_each(ldap, &self.ldap, q, progress, |e| {
+            // an unreadable entry resolves no member: the member is listed as unmatched
+            let keys = match &e {
+                Ok(e) if s.groups => Some((
+                    normalize_dn(&e.dn),
+                    e.first_text("uid")
+                        .ok()
+                        .flatten()
+                        .map(|u| u.trim().to_lowercase()),
+                )),
+                _ => None,
             };
-            let base = search_base(s.group_path.as_deref(), root);
-            let filter = search_filter(cfg.group_object_class(s), s.group_filter.as_deref());
-            // groups whose member list the server cut: (index, DN, next range start)
-            let mut more: Vec<(usize, String, u64)> = Vec::new();
-            // raw DNs, for the in-chain searches: (index, DN)
-            let mut dns: Vec<(usize, String)> = Vec::new();
-            let q = Query::new("group", &base, &filter, &attrs);
-            search_each(ldap, cfg, q, progress, |e| {
-                let e = match e {
+            let user = mapping.to_user(e, false);
+            if let Some((dn, uid)) = keys {
+                index.by_dn.insert(dn, user.external_id.clone());
+                if let Some(uid) = uid {
+                    index.by_uid.insert(uid, user.external_id.clone());
+                }
+            }
+            if s.users {
+                users.push(user);
+            }
+        })
+        .await?;
+        Ok((users, index))
+    }
+
+    /// The deleted users step (AD's `Deleted Objects` container, with the show-deleted control):
+    /// each tombstone is added to `users` as deleted.
+    async fn read_deleted_users(
+        &self,
+        ldap: &mut Ldap,
+        progress: &dyn Progress,
+        mapping: &UserMapping,
+        users: &mut Vec<DirUser>,
+    ) -> anyhow::Result<()> {
+        let cfg = &self.ldap;
+        let root = cfg.root_path.as_deref().unwrap_or_default();
+        progress.stage("Reading deleted users");
+        let base = format!("CN=Deleted Objects,{}", domain_root(root));
+        let filter = format!(
+            "(&(objectClass={})(isDeleted=TRUE))",
+            cfg.user_object_class(&self.sync)
+        );
+        let attrs = mapping.attrs();
+        let mut q = Query::new("deleted user", &base, &filter, &attrs);
+        q.controls.push(RawControl {
+            ctype: SHOW_DELETED_OID.to_string(),
+            crit: true,
+            val: None,
+        });
+        search_each(ldap, cfg, q, progress, |e| {
+            users.push(mapping.to_user(e, true))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The groups step: the group search, then the rest of each member list the server cut,
+    /// then (AD in-chain) each group's nested members as the server resolves them.
+    async fn read_groups(
+        &self,
+        ldap: &mut Ldap,
+        progress: &dyn Progress,
+        index: &UserIndex,
+        user_search: &UserSearch,
+    ) -> anyhow::Result<Vec<DirGroup>> {
+        progress.stage("Reading groups");
+        let mapping = GroupMapping::new(&self.ldap, &self.sync);
+        let mut resolver = MemberResolver::new(index);
+        let mut read = self
+            .search_groups(ldap, progress, &mapping, &mut resolver)
+            .await?;
+        self.read_more_members(ldap, &mapping, &mut resolver, &mut read)
+            .await?;
+        if mapping.in_chain {
+            self.read_in_chain(ldap, progress, index, user_search, &mut read)
+                .await?;
+        }
+        Ok(read.groups)
+    }
+
+    /// The group search: each group with the members its entry holds.
+    async fn search_groups(
+        &self,
+        ldap: &mut Ldap,
+        progress: &dyn Progress,
+        mapping: &GroupMapping,
+        resolver: &mut MemberResolver<'_>,
+    ) -> anyhow::Result<GroupsRead> {
+        let s = &self.sync;
+        let root = self.ldap.root_path.as_deref().unwrap_or_default();
+        let base = search_base(s.group_path.as_deref(), root);
+        let filter = search_filter(self.ldap.group_object_class(s), s.group_filter.as_deref());
+        let attrs = mapping.attrs();
+        let mut read = GroupsRead::default();
+        let q = Query::new("group", &base, &filter, &attrs);
+        search_each(ldap, &self.ldap, q, progress, |e| {
+            read.add(e, mapping, resolver);
+        })
+        .await?;
+        Ok(read)
+    }
+
+    /// Ranged retrieval: asks for the rest of each cut member list, range by range.
+    async fn read_more_members(
+        &self,
+        ldap: &mut Ldap,
+        mapping: &GroupMapping,
+        resolver: &mut MemberResolver<'_>,
+        read: &mut GroupsRead,
+    ) -> anyhow::Result<()> {
+        let cfg = &self.ldap;
+        let member_attr = &mapping.member_attr;
+        let range = mapping.range;
+        for (idx, dn, mut start) in std::mem::take(&mut read.more) {
+            loop {
+                let attr = format!("{member_attr};range={start}-{}", start + range - 1);
+                let (entries, _result) = ldap
+                    .with_timeout(Duration::from_secs(cfg.timeout_seconds))
+                    .search(&dn, Scope::Base, "(objectClass=*)", vec![attr.as_str()])
+                    .await
+                    .and_then(|r| r.success())
+                    .map_err(|e| anyhow!(describe_error(&e)))
+                    .with_context(|| format!("LDAP read of members `{attr}` of group `{dn}`"))?;
+                let Some(entry) = entries.into_iter().next() else {
+                    break;
+                };
+                let e = match Entry::from_raw(entry.0) {
                     Ok(e) => e,
                     Err(u) => {
-                        let mut group = DirGroup::new(&u.dn, None);
-                        group.unreadable = Some(u.reason);
-                        groups.push(group);
-                        return;
-                    }
-                };
-                let mut problem = None;
-                let name = text(&e, &name_attr, &mut problem)
-                    .or_else(|| text(&e, "cn", &mut problem))
-                    .map(str::to_string);
-                // a name that is not UTF-8 matters only when there is no other
-                let unreadable = if name.is_none() { problem } else { None };
-                let mut group = DirGroup {
-                    reference_id: normalize_dn(&e.dn),
-                    external_id: object_guid(&e).unwrap_or_else(|| e.dn.clone()),
-                    name,
-                    user_members: Vec::new(),
-                    group_members: Vec::new(),
-                    unreadable,
-                };
-                let (values, next) = member_values(&e, &member_attr);
-                for v in values {
-                    classify(v, &mut group);
-                }
-                if let Some(next) = next {
-                    more.push((groups.len(), e.dn.clone(), next));
-                }
-                if in_chain {
-                    dns.push((groups.len(), e.dn));
-                }
-                groups.push(group);
-            })
-            .await?;
-
-            // Ranged retrieval: ask for the rest of each cut member list, range by range.
-            for (idx, dn, mut start) in more {
-                loop {
-                    let attr = format!("{member_attr};range={start}-{}", start + range - 1);
-                    let (entries, _result) = ldap
-                        .with_timeout(Duration::from_secs(cfg.timeout_seconds))
-                        .search(&dn, Scope::Base, "(objectClass=*)", vec![attr.as_str()])
-                        .await
-                        .and_then(|r| r.success())
-                        .map_err(|e| anyhow!(describe_error(&e)))
-                        .with_context(|| {
-                            format!("LDAP read of members `{attr}` of group `{dn}`")
-                        })?;
-                    let Some(entry) = entries.into_iter().next() else {
+                        read.groups[idx].unreadable =
+                            Some(format!("reading more members of {dn}: {}", u.reason));
                         break;
-                    };
-                    let e = match Entry::from_raw(entry.0) {
-                        Ok(e) => e,
-                        Err(u) => {
-                            groups[idx].unreadable =
-                                Some(format!("reading more members of {dn}: {}", u.reason));
-                            break;
-                        }
-                    };
-                    let (values, next) = member_values(&e, &member_attr);
-                    let got = values.len();
-                    for v in values {
-                        classify(v, &mut groups[idx]);
                     }
-                    match next {
-                        Some(n) if got > 0 && n > start => start = n,
-                        _ => break,
-                    }
+                };
+                let (values, next) = member_values(&e, member_attr);
+                let got = values.len();
+                for v in values {
+                    resolver.add(v, &mut read.groups[idx]);
                 }
-            }
-
-            // In-chain: the server resolves nesting; one user search per group.
-            if in_chain {
-                progress.stage("Reading nested memberships");
-                let attrs = vec!["1.1".to_string()];
-                for (idx, dn) in &dns {
-                    let idx = *idx;
-                    let filter = format!(
-                        "(&{user_filter}(memberOf:{IN_CHAIN_RULE}:={}))",
-                        escape_filter_value(dn)
-                    );
-                    let q = Query::new("nested member", &user_base, &filter, &attrs);
-                    let mut members: Vec<Id> = Vec::new();
-                    search_each(ldap, cfg, q, &super::NoProgress, |e| {
-                        // an unreadable user was skipped when the users were read
-                        if let Ok(e) = e
-                            && let Some(ext) = by_dn.get(&normalize_dn(&e.dn))
-                        {
-                            members.push(ext.clone());
-                        }
-                    })
-                    .await?;
-                    groups[idx].user_members = members;
-                    groups[idx].group_members.clear();
+                match next {
+                    Some(n) if got > 0 && n > start => start = n,
+                    _ => break,
                 }
             }
         }
-        Ok(Snapshot {
-            users,
-            groups: s.groups.then_some(groups),
-        })
+        Ok(())
+    }
+
+    /// In-chain: the server resolves nesting; one user search per group, whose users replace
+    /// the group's members.
+    async fn read_in_chain(
+        &self,
+        ldap: &mut Ldap,
+        progress: &dyn Progress,
+        index: &UserIndex,
+        user_search: &UserSearch,
+        read: &mut GroupsRead,
+    ) -> anyhow::Result<()> {
+        progress.stage("Reading nested memberships");
+        let attrs = vec!["1.1".to_string()];
+        for (idx, dn) in &read.dns {
+            let idx = *idx;
+            let filter = format!(
+                "(&{}(memberOf:{IN_CHAIN_RULE}:={}))",
+                user_search.filter,
+                escape_filter_value(dn)
+            );
+            let q = Query::new("nested member", &user_search.base, &filter, &attrs);
+            let mut members: Vec<Id> = Vec::new();
+            search_each(ldap, &self.ldap, q, &super::NoProgress, |e| {
+                // an unreadable user was skipped when the users were read
+                if let Ok(e) = e
+                    && let Some(ext) = index.by_dn.get(&normalize_dn(&e.dn))
+                {
+                    members.push(ext.clone());
+                }
+            })
+            .await?;
+            read.groups[idx].user_members = members;
+            read.groups[idx].group_members.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Where the users are searched (the in-chain searches use it again).
+struct UserSearch {
+    base: String,
+    filter: String,
+}
+
+/// How a user entry becomes a [`DirUser`]: the attributes the config names.
+struct UserMapping {
+    email_attr: String,
+    prefix_attr: String,
+    suffix: String,
+    use_prefix: bool,
+}
+
+impl UserMapping {
+    fn new(cfg: &LdapConfig, s: &SyncConfig) -> Self {
+        UserMapping {
+            email_attr: cfg.user_email_attribute(s).to_string(),
+            prefix_attr: cfg.email_prefix_attribute(s).to_string(),
+            suffix: s.email_suffix.clone().unwrap_or_default(),
+            use_prefix: s.use_email_prefix_suffix,
+        }
+    }
+
+    /// The attributes a user search asks for.
+    fn attrs(&self) -> Vec<String> {
+        let mut attrs = vec![
+            self.email_attr.clone(),
+            "objectGUID".to_string(),
+            "userAccountControl".to_string(),
+            "uid".to_string(),
+        ];
+        if self.use_prefix {
+            attrs.push(self.prefix_attr.clone());
+        }
+        attrs
+    }
+
+    /// The user of an entry (or of an entry that cannot be read, with the reason).
+    fn to_user(&self, e: Result<Entry, Unreadable>, deleted: bool) -> DirUser {
+        let e = match e {
+            Ok(e) => e,
+            Err(u) => {
+                return DirUser {
+                    external_id: u.dn.as_str().into(),
+                    reference_id: u.dn,
+                    email: None,
+                    disabled: false,
+                    deleted,
+                    unreadable: Some(u.reason),
+                };
+            }
+        };
+        let mut problem = None;
+        let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
+        let disabled = text(&e, "userAccountControl", &mut problem)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .is_some_and(|v| v & 0x2 != 0);
+        let mut email = text(&e, &self.email_attr, &mut problem).map(str::to_string);
+        if email.as_deref().is_none_or(|m| m.trim().is_empty()) && self.use_prefix {
+            email = text(&e, &self.prefix_attr, &mut problem)
+                .map(|p| format!("{}{}", p.trim(), self.suffix));
+        }
+        DirUser {
+            reference_id: e.dn,
+            external_id: external_id.into(),
+            email,
+            disabled,
+            deleted,
+            unreadable: problem,
+        }
+    }
+}
+
+/// The users by normalised DN and by lower-case `uid`: what resolves a group's member values.
+/// (foldhash: these maps see every user and every member value)
+#[derive(Default)]
+struct UserIndex {
+    by_dn: FastMap<String, Id>,
+    by_uid: FastMap<String, Id>,
+}
+
+/// Sorts a group's member values into users (found in the index) and group references.
+struct MemberResolver<'i> {
+    index: &'i UserIndex,
+    /// each DN is made canonical in this reused buffer: most are only looked up
+    canonical: String,
+}
+
+impl<'i> MemberResolver<'i> {
+    fn new(index: &'i UserIndex) -> Self {
+        MemberResolver {
+            index,
+            canonical: String::new(),
+        }
+    }
+
+    /// Adds one member value to `group`. A value that names no user is kept as a group
+    /// reference: normalization resolves it to a nested group or lists it as an unmatched
+    /// member.
+    fn add(&mut self, v: &[u8], group: &mut DirGroup) {
+        let Ok(v) = std::str::from_utf8(v) else {
+            group
+                .group_members
+                .push(normalize_dn(&dn::display_bytes(v)));
+            return;
+        };
+        let v = strip_unique_id(v.trim());
+        if v.contains('=') {
+            dn::normalize_dn_into(v, &mut self.canonical);
+            match self.index.by_dn.get(self.canonical.as_str()) {
+                Some(ext) => group.user_members.push(ext.clone()),
+                None => group.group_members.push(self.canonical.clone()),
+            }
+        } else if let Some(ext) = self.index.by_uid.get(&v.to_lowercase()) {
+            group.user_members.push(ext.clone());
+        } else if !v.is_empty() {
+            group.group_members.push(v.to_string());
+        }
+    }
+}
+
+/// How group entries are read: the attributes the config names and how members come.
+struct GroupMapping {
+    name_attr: String,
+    member_attr: String,
+    /// AD resolves nesting itself: one user search per group instead of member values.
+    in_chain: bool,
+    /// AD cuts long `member` lists into ranges.
+    ranged: bool,
+    /// The size of a range asked for.
+    range: u64,
+}
+
+impl GroupMapping {
+    fn new(cfg: &LdapConfig, s: &SyncConfig) -> Self {
+        let member_attr = cfg.member_attribute(s).to_string();
+        GroupMapping {
+            name_attr: cfg.group_name_attribute(s).to_string(),
+            in_chain: cfg.ad && cfg.in_chain_membership,
+            ranged: cfg.ad && member_attr.eq_ignore_ascii_case("member"),
+            range: u64::from(cfg.member_range_size.max(1)),
+            member_attr,
+        }
+    }
+
+    /// The attributes a group search asks for.
+    fn attrs(&self) -> Vec<String> {
+        let mut attrs = vec![
+            self.name_attr.clone(),
+            "cn".to_string(),
+            "objectGUID".to_string(),
+        ];
+        if !self.in_chain {
+            attrs.push(if self.ranged {
+                format!("{};range=0-{}", self.member_attr, self.range - 1)
+            } else {
+                self.member_attr.clone()
+            });
+        }
+        attrs
+    }
+}
+
+/// The groups as their search returned them, with what the later steps still have to read.
+#[derive(Default)]
+struct GroupsRead {
+    groups: Vec<DirGroup>,
+    /// groups whose member list the server cut: (index, DN, next range start)
+    more: Vec<(usize, String, u64)>,
+    /// raw DNs, for the in-chain searches: (index, DN)
+    dns: Vec<(usize, String)>,
+}
+
+impl GroupsRead {
+    /// Adds the group of one entry (or of an entry that cannot be read, with the reason).
+    fn add(
+        &mut self,
+        e: Result<Entry, Unreadable>,
+        mapping: &GroupMapping,
+        resolver: &mut MemberResolver<'_>,
+    ) {
+        let e = match e {
+            Ok(e) => e,
+            Err(u) => {
+                let mut group = DirGroup::new(&u.dn, None);
+                group.unreadable = Some(u.reason);
+                self.groups.push(group);
+                return;
+            }
+        };
+        let mut problem = None;
+        let name = text(&e, &mapping.name_attr, &mut problem)
+            .or_else(|| text(&e, "cn", &mut problem))
+            .map(str::to_string);
+        // a name that is not UTF-8 matters only when there is no other
+        let unreadable = if name.is_none() { problem } else { None };
+        let mut group = DirGroup {
+            reference_id: normalize_dn(&e.dn),
+            external_id: object_guid(&e).unwrap_or_else(|| e.dn.clone()),
+            name,
+            user_members: Vec::new(),
+            group_members: Vec::new(),
+            unreadable,
+        };
+        let (values, next) = member_values(&e, &mapping.member_attr);
+        for v in values {
+            resolver.add(v, &mut group);
+        }
+        if let Some(next) = next {
+            self.more.push((self.groups.len(), e.dn.clone(), next));
+        }
+        if mapping.in_chain {
+            self.dns.push((self.groups.len(), e.dn));
+        }
+        self.groups.push(group);
     }
 }
 

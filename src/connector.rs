@@ -15,7 +15,7 @@ use crate::engine::diff::mark_drift_repairs;
 use crate::engine::{
     Drift, Normalized, Plan, Snapshot, check_group_guard, check_guard, diff, normalize,
 };
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 use crate::secrets::{self, SecretStore};
 use crate::sources::Progress;
 use crate::store::{StagedState, Store};
@@ -96,7 +96,7 @@ impl Connector {
 
     fn require_api_key(&self) -> anyhow::Result<ApiKey> {
         self.api_key()?.ok_or_else(|| {
-            ConfigError(
+            Failure::Config(
                 "not logged in: run `directory-connector login`, or set BW_CLIENTID and \
                  BW_CLIENTSECRET"
                     .into(),
@@ -159,9 +159,9 @@ impl Connector {
     /// Resolves the directory's secret (reference in the config, else the secret store).
     fn secret(&self, cfg: &Config) -> anyhow::Result<String> {
         let (key, value) = Self::directory_secret(cfg)
-            .ok_or_else(|| ConfigError("no directory configured".into()))?;
+            .ok_or_else(|| Failure::Config("no directory configured".into()))?;
         secrets::resolve(self.secrets.as_ref(), key, value)?
-            .ok_or_else(|| ConfigError(format!("{key} is not set")).into())
+            .ok_or_else(|| Failure::Config(format!("{key} is not set")).into())
     }
 
     /// Every configuration problem (the directory's secret is looked up in the store).
@@ -178,7 +178,7 @@ impl Connector {
         config::validate_for(cfg, known, secrets::plaintext_opt_in(), purpose)
     }
 
-    /// The config, or a ConfigError listing every problem a one-shot run cares about (the
+    /// The config, or a configuration error (`Failure::Config`) listing every problem a one-shot run cares about (the
     /// schedule settings are checked where automatic syncs start).
     pub fn checked_config(&self) -> anyhow::Result<Config> {
         let cfg = self.config()?;
@@ -188,7 +188,7 @@ impl Connector {
                 .iter()
                 .map(|p| format!("  {}: {}", p.key, p.message))
                 .collect();
-            return Err(ConfigError(format!(
+            return Err(Failure::Config(format!(
                 "the configuration has {} problem(s):\n{}",
                 problems.len(),
                 lines.join("\n")
@@ -475,6 +475,6 @@ async fn until_stopped<T>(
     tokio::select! {
         biased;
         out = work => Ok(out),
-        () = stop => Err(crate::errors::Interrupted(format!("{what} stopped; nothing was written")).into()),
+        () = stop => Err(crate::errors::Failure::Interrupted(format!("{what} stopped; nothing was written")).into()),
     }
 }

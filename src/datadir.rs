@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 
 /// Environment variable that overrides the data directory.
 pub const DATA_DIR_ENV: &str = "DIRECTORY_CONNECTOR_DATA_DIR";
@@ -23,7 +23,7 @@ pub fn resolve(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     directories::ProjectDirs::from("", "", "directory-connector")
         .map(|d| d.data_dir().to_path_buf())
         .ok_or_else(|| {
-            ConfigError(format!(
+            Failure::Config(format!(
                 "cannot find a home directory for the data directory; use --data-dir or {DATA_DIR_ENV}"
             ))
             .into()

@@ -2,48 +2,41 @@
 //! mass-removal guard (3), a run stopped by a signal (130 SIGINT, 143 SIGTERM); everything else
 //! is a failure (1).
 
-use std::fmt;
-
-/// A configuration or usage problem: the admin has to change a setting or the command line.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// The failures that decide an exit code, a run's outcome and how the front ends word it. Any
+/// other error is a plain failure (exit 1). Found through `anyhow`'s context layers with
+/// `err.downcast_ref::<Failure>()`.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// A configuration or usage problem: the admin has to change a setting or the command line
+    /// (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// A guard refused to push: too many removals, a short answer, an empty directory over a
+    /// full baseline (exit 3).
+    #[error("{0}")]
+    Refused(String),
+    /// Stopped by a signal or the window's stop at a safe point; the message says what was
+    /// applied (exit 130, or 143 for SIGTERM).
+    #[error("{0}")]
+    Interrupted(String),
+    /// Stopped between two stages of a sync; the run's record turns it into an
+    /// [`Failure::Interrupted`] that says what was applied.
+    #[error("stopped")]
+    Stopped,
+    /// The server refused two requests of the run for coming too fast (HTTP 429): the run stops
+    /// before more refusals get the IP address blocked (exit 1).
+    #[error("{0}")]
+    RateLimited(String),
+    /// The server (the cloud's edge) refused this IP address: a 403 that is not the API's JSON
+    /// (exit 1).
+    #[error("{0}")]
+    Blocked(String),
 }
 
-impl std::error::Error for ConfigError {}
-
-/// Shorthand for `Err(ConfigError(..).into())`.
+/// Shorthand for `Err(Failure::Config(..).into())`.
 pub fn config_err<T>(msg: impl Into<String>) -> anyhow::Result<T> {
-    Err(ConfigError(msg.into()).into())
+    Err(Failure::Config(msg.into()).into())
 }
-
-/// The guard refused to push (too many removals, or an empty directory over a full cache).
-#[derive(Debug)]
-pub struct Refused(pub String);
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
-
-/// The run was stopped by a signal (or the window closing) on a batch boundary.
-#[derive(Debug)]
-pub struct Interrupted(pub String);
-
-impl fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Interrupted {}
 
 /// Exit code of a run stopped by SIGINT (128 + 2, as shells report it).
 pub const EXIT_SIGINT: i32 = 130;
@@ -52,14 +45,11 @@ pub const EXIT_SIGTERM: i32 = 143;
 
 /// Exit code for an error: 2 configuration, 3 refused, 130 interrupted, 1 anything else.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.downcast_ref::<ConfigError>().is_some() {
-        2
-    } else if err.downcast_ref::<Refused>().is_some() {
-        3
-    } else if err.downcast_ref::<Interrupted>().is_some() {
-        EXIT_SIGINT
-    } else {
-        1
+    match err.downcast_ref::<Failure>() {
+        Some(Failure::Config(_)) => 2,
+        Some(Failure::Refused(_)) => 3,
+        Some(Failure::Interrupted(_) | Failure::Stopped) => EXIT_SIGINT,
+        Some(Failure::RateLimited(_) | Failure::Blocked(_)) | None => 1,
     }
 }
 

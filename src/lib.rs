@@ -31,8 +31,6 @@ pub mod winservice;
 // Dependencies that Cargo's `unused_crate_dependencies` lint would report here, said once:
 /// The global allocator of the binary (`main.rs`); the library itself allocates through it.
 use mimalloc as _;
-/// Kept for the error enum of the exit codes (issue 27), which will derive `thiserror::Error`.
-use thiserror as _;
 /// Dev-dependencies that the integration tests use and the unit tests do not.
 #[cfg(test)]
 use {base64 as _, egui_kittest as _};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 
 /// Bounded retries with exponential backoff.
 #[derive(Debug, Clone, Copy)]
@@ -56,15 +56,15 @@ pub fn with_network(
     b = b.connect_timeout(Duration::from_secs(30));
     if let Some(path) = ca_file {
         let pem = std::fs::read(path)
-            .map_err(|e| ConfigError(format!("server.ca_file {}: {e}", path.display())))?;
+            .map_err(|e| Failure::Config(format!("server.ca_file {}: {e}", path.display())))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            ConfigError(format!(
+            Failure::Config(format!(
                 "server.ca_file {}: not a PEM certificate bundle: {e}",
                 path.display()
             ))
         })?;
         if certs.is_empty() {
-            return Err(ConfigError(format!(
+            return Err(Failure::Config(format!(
                 "server.ca_file {}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
                 path.display()
             ))

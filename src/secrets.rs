@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::{Context, anyhow, bail};
 
 use crate::config::SecretRef;
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 use crate::logging::register_secret;
 
 /// Environment variable that opts in to plaintext secret storage.
@@ -170,7 +170,7 @@ fn parse_secrets_file(path: &Path, bytes: &[u8]) -> anyhow::Result<BTreeMap<Stri
         },
     };
     let (what, span, key) = problem.unwrap_or(("unreadable", None, None));
-    Err(ConfigError(format!(
+    Err(Failure::Config(format!(
         "{}: {what} ({}); the content is not shown because it holds secrets. Fix the file, or \
          remove it and store the secrets again (`login`, `config set KEY`)",
         path.display(),
@@ -233,7 +233,7 @@ fn entry_modifiers() -> HashMap<&'static str, &'static str> {
 }
 
 fn keyring_unavailable(err: &str) -> anyhow::Error {
-    ConfigError(format!(
+    Failure::Config(format!(
         "{NATIVE_STORE_NAME} is not available ({err}). Choose one of: {NATIVE_STORE_FIX}; write \
          the secret as a reference in config.toml (env:NAME or file:PATH, e.g. `config set \
          ldap.password env:LDAP_PASSWORD`) and give the API key in BW_CLIENTID / \
@@ -425,7 +425,7 @@ pub fn resolve(
             register_secret(v);
             return Ok(Some(v.to_string()));
         }
-        bail!(ConfigError(format!(
+        bail!(Failure::Config(format!(
             "`{key}` in config.toml is a plaintext secret; use `config set {key}` to move it to \
              the secret store, or a reference (env:NAME, file:PATH)"
         )));
@@ -478,7 +478,10 @@ mod tests {
             std::fs::write(dir.path().join("secrets.toml"), text).unwrap();
             let e = s.get("bitwarden.client_secret").unwrap_err();
             let msg = format!("{e:#}");
-            assert!(e.downcast_ref::<ConfigError>().is_some(), "{msg}");
+            assert!(
+                matches!(e.downcast_ref::<Failure>(), Some(Failure::Config(_))),
+                "{msg}"
+            );
             assert!(msg.contains("line "), "{msg}");
             assert!(
                 !msg.contains("Leak3dS3cretValue") && !msg.contains("12345678901"),

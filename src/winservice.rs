@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 use crate::service::StopHandle;
 
 /// The service's key name in the SCM (`sc query DirectoryConnector`).
@@ -53,7 +53,7 @@ pub fn on_control(control: Control, stop: &StopHandle) -> Reply {
 pub fn service_data_dir() -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("ProgramData")
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| ConfigError("the environment variable ProgramData is not set".into()))?;
+        .ok_or_else(|| Failure::Config("the environment variable ProgramData is not set".into()))?;
     Ok(PathBuf::from(base).join("directory-connector").join("data"))
 }
 
@@ -79,7 +79,7 @@ pub fn run_action(action: Action, data_dir: &std::path::Path) -> anyhow::Result<
 #[cfg(not(windows))]
 pub fn run_action(action: Action, data_dir: &std::path::Path) -> anyhow::Result<String> {
     let _ = (action, data_dir);
-    Err(ConfigError(
+    Err(Failure::Config(
         "`service install|uninstall|start|stop` manage a Windows service; on Linux run \
          `directory-connector service` under systemd (see the README), elsewhere under the \
          system's service manager"

@@ -28,7 +28,7 @@ use directory_connector::engine::diff::{
 };
 use directory_connector::engine::normalize::{is_valid_email, normalize_users};
 use directory_connector::engine::{DirGroup, DirUser, Id, build_batches};
-use directory_connector::errors::ConfigError;
+use directory_connector::errors::Failure;
 use directory_connector::sources::filter::{Filter, prune_users_to_groups};
 use directory_connector::sources::{entra, google, okta, onelogin};
 use proptest::prelude::*;
@@ -276,16 +276,17 @@ fn settings() -> impl Strategy<Value = Vec<(&'static str, String, Option<String>
 proptest! {
     #![proptest_config(cases())]
 
-    /// Any text parses to a config or a ConfigError with a message, never a panic.
+    /// Any text parses to a config or a configuration error with a message, never a panic.
     #[test]
     fn any_text_is_a_config_or_a_config_error(text in prop_oneof![toml_like(), any::<String>()]) {
         match config::parse(&text) {
             Ok(_) => {}
-            Err(ConfigError(msg)) => prop_assert!(!msg.trim().is_empty(), "empty error for {text:?}"),
+            Err(Failure::Config(msg)) => prop_assert!(!msg.trim().is_empty(), "empty error for {text:?}"),
+            Err(other) => prop_assert!(false, "not a configuration error: {other:?}"),
         }
     }
 
-    /// Any bytes as config.toml load to a config or an error (a ConfigError when the bytes are
+    /// Any bytes as config.toml load to a config or an error (a configuration error when the bytes are
     /// UTF-8), never a panic.
     #[test]
     fn any_bytes_as_config_file_load_or_fail_cleanly(
@@ -301,7 +302,7 @@ proptest! {
         if let Err(e) = config::load(dir.path())
             && std::str::from_utf8(&bytes).is_ok()
         {
-            prop_assert!(e.downcast_ref::<ConfigError>().is_some(), "not a ConfigError: {e:#}");
+            prop_assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::Config(_))), "not a configuration error: {e:#}");
         }
     }
 

@@ -17,7 +17,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use super::budget::{Budget, Kind, Limits, RequestStats};
 use super::urls::Urls;
 use super::wire::{TokenResponse, error_message};
-use crate::errors::{ConfigError, Interrupted};
+use crate::errors::Failure;
 use crate::logging::register_secret;
 use crate::net::{RetryPolicy, describe_transport, retry_after};
 
@@ -40,20 +40,20 @@ impl ApiKey {
         let client_id = client_id.trim();
         let client_secret = client_secret.trim();
         if client_id.is_empty() {
-            return Err(ConfigError("client id is required".into()).into());
+            return Err(Failure::Config("client id is required".into()).into());
         }
         if client_secret.is_empty() {
-            return Err(ConfigError("client secret is required".into()).into());
+            return Err(Failure::Config("client secret is required".into()).into());
         }
         let Some(org) = client_id.strip_prefix("organization.") else {
-            return Err(ConfigError(format!(
+            return Err(Failure::Config(format!(
                 "`{client_id}` is not an organization API key: the client id must look like \
                  organization.<id> (Admin Console > Settings > Organization info > API key)"
             ))
             .into());
         };
         if uuid::Uuid::parse_str(org).is_err() {
-            return Err(ConfigError(format!(
+            return Err(Failure::Config(format!(
                 "invalid client id `{client_id}`: `{org}` is not a GUID"
             ))
             .into());
@@ -89,29 +89,6 @@ impl std::fmt::Display for ApiError {
     }
 }
 impl std::error::Error for ApiError {}
-
-/// The server refused requests of this run for coming too fast (the second 429 of a run): the
-/// run stops before more refusals get the IP address blocked.
-#[derive(Debug)]
-pub struct RateLimited(pub String);
-
-impl std::fmt::Display for RateLimited {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for RateLimited {}
-
-/// The server (the cloud's edge) refused this IP address: a 403 that is not the API's JSON.
-#[derive(Debug)]
-pub struct Blocked(pub String);
-
-impl std::fmt::Display for Blocked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for Blocked {}
 
 /// How long the cloud blocks an address (`AzureQueueBlockIpService`).
 pub const BLOCK_LIFTED_AFTER: Duration = Duration::from_secs(15 * 60);
@@ -245,7 +222,7 @@ impl BitwardenClient {
     async fn sleep(&self, d: Duration, what: &str) -> anyhow::Result<()> {
         tokio::select! {
             () = tokio::time::sleep(d) => Ok(()),
-            () = self.cancel.cancelled() => Err(anyhow!(Interrupted(format!(
+            () = self.cancel.cancelled() => Err(anyhow!(Failure::Interrupted(format!(
                 "{what}: stopped while waiting, before it was sent"
             )))),
         }
@@ -257,7 +234,7 @@ impl BitwardenClient {
         let mut waiting = false;
         let result = loop {
             if self.cancel.is_cancelled() {
-                break Err(anyhow!(Interrupted(format!(
+                break Err(anyhow!(Failure::Interrupted(format!(
                     "{what}: stopped before it was sent"
                 ))));
             }
@@ -360,7 +337,7 @@ impl BitwardenClient {
                             });
                         self.budget.pause(wait);
                         if refusals >= 2 {
-                            return Err(anyhow!(RateLimited(format!(
+                            return Err(anyhow!(Failure::RateLimited(format!(
                                 "{what}: the server refused {refusals} requests of this run \
                                  for coming too fast (HTTP 429); the run stops here. {}",
                                 self.refusal_advice(kind)
@@ -374,7 +351,7 @@ impl BitwardenClient {
                     }
                     if status == StatusCode::FORBIDDEN && !is_json(&resp) {
                         self.budget.pause(self.budget.scaled(BLOCK_LIFTED_AFTER));
-                        return Err(anyhow!(Blocked(format!(
+                        return Err(anyhow!(Failure::Blocked(format!(
                             "{what}: the server refused this IP address (HTTP 403 from the \
                              server's edge, not the API): the Bitwarden cloud blocks an address \
                              that sent too many requests, for every browser and app behind \
@@ -675,7 +652,10 @@ mod tests {
         .await;
         let client = client_of(&url);
         let e = client.token().await.unwrap_err();
-        assert!(e.downcast_ref::<Blocked>().is_some(), "{e:#}");
+        assert!(
+            matches!(e.downcast_ref::<Failure>(), Some(Failure::Blocked(_))),
+            "{e:#}"
+        );
         let msg = format!("{e:#}");
         assert!(
             msg.contains("refused this IP address") && msg.contains("15 minutes"),
@@ -701,7 +681,10 @@ mod tests {
         .await;
         let client = client_of(&url);
         let e = client.token().await.unwrap_err();
-        assert!(e.downcast_ref::<RateLimited>().is_some(), "{e:#}");
+        assert!(
+            matches!(e.downcast_ref::<Failure>(), Some(Failure::RateLimited(_))),
+            "{e:#}"
+        );
         // a server without the cloud's limits (Vaultwarden): its own login limit is named
         let msg = format!("{e:#}");
         assert!(msg.contains("LOGIN_RATELIMIT_SECONDS"), "{msg}");
@@ -754,7 +737,10 @@ mod tests {
             .expect("the stop ended the pause")
             .unwrap();
         let e = ended.unwrap_err();
-        assert!(e.downcast_ref::<Interrupted>().is_some(), "{e:#}");
+        assert!(
+            matches!(e.downcast_ref::<Failure>(), Some(Failure::Interrupted(_))),
+            "{e:#}"
+        );
         assert_eq!(count.load(Ordering::SeqCst), 1, "nothing more was sent");
     }
 }

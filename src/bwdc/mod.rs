@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::config;
 use crate::connector::{KEY_CLIENT_ID, KEY_CLIENT_SECRET};
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 use crate::secrets::SecretStore;
 
 pub use source::{Layout, Source, read_source};
@@ -1185,7 +1185,7 @@ pub fn import(
     let path = match &opts.path {
         Some(p) => p.clone(),
         None => default_upstream_dir().ok_or_else(|| {
-            ConfigError(
+            Failure::Config(
                 "cannot find the official connector's data directory (no home directory); give \
                  its path: `import-bwdc PATH`"
                     .into(),
@@ -1195,7 +1195,7 @@ pub fn import(
     let src = read_source(&path)?;
     let wrong = type_problems(&src);
     if !wrong.is_empty() {
-        return Err(ConfigError(format!(
+        return Err(Failure::Config(format!(
             "import-bwdc: {} has values of the wrong type, so nothing was imported (the \
              official connector would have read them as off or not set): {}",
             src.path.display(),
@@ -1207,7 +1207,7 @@ pub fn import(
         && !opts.force
         && let Some(why) = configured(data_dir, store)?
     {
-        return Err(ConfigError(format!(
+        return Err(Failure::Config(format!(
             "import-bwdc: the data directory {} is already configured ({why}); nothing was \
              imported. Use --force to replace its configuration, --dry-run to see the result, \
              or --data-dir for another directory",
@@ -1342,7 +1342,7 @@ fn missing_secrets(src: &Source, missing: &[&FoundSecret], dry_run: bool) -> any
             )
         })
         .collect();
-    ConfigError(format!(
+    Failure::Config(format!(
         "import-bwdc: {}: {} keeps {} in the official connector's keychain, and {} be read:\n{}\n\
          Run the import as the user, and in the session, the official connector ran in (its \
          keychain unlocked), or configure this connector by hand: {}.",

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 
 /// How the data was laid out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,7 +73,7 @@ fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
     let max = super::MAX_DATA_JSON_BYTES;
     let too_large = |size: String| {
-        ConfigError(format!(
+        Failure::Config(format!(
             "import-bwdc: {} is {size}; the official connector's data.json is a few kilobytes \
              and files over {} MiB are not read: give the path of its data directory or \
              data.json",
@@ -82,7 +82,7 @@ fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
         ))
     };
     let not_found = || {
-        ConfigError(format!(
+        Failure::Config(format!(
             "import-bwdc: {} not found: the official connector keeps its settings in data.json \
              in its data directory (see `bwdc data-file`); give that path",
             file.display()
@@ -91,7 +91,7 @@ fn read_bounded(file: &Path) -> anyhow::Result<Vec<u8>> {
     // a FIFO, socket or device would block the read (or never end): only a regular file is
     // opened, checked before (the open of a FIFO blocks) and after (it may have been swapped)
     let not_regular = |meta: &std::fs::Metadata| {
-        ConfigError(format!(
+        Failure::Config(format!(
             "import-bwdc: {} is not a regular file ({}): the official connector's data.json is \
              a plain file; give its path or its data directory",
             file.display(),
@@ -173,7 +173,7 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
     let bytes = read_bounded(&file)?;
     let text = String::from_utf8_lossy(&bytes);
     let data: Value = serde_json::from_str(text.trim_start_matches('\u{feff}')).map_err(|e| {
-        ConfigError(format!(
+        Failure::Config(format!(
             "import-bwdc: {} is not valid JSON (line {}, column {}): {}",
             file.display(),
             e.line(),
@@ -186,14 +186,14 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
         ))
     })?;
     let Some(top) = data.as_object().cloned() else {
-        return Err(ConfigError(format!(
+        return Err(Failure::Config(format!(
             "import-bwdc: {} is not a data.json of the official connector (not a JSON object)",
             file.display()
         ))
         .into());
     };
     if top.is_empty() {
-        return Err(ConfigError(format!(
+        return Err(Failure::Config(format!(
             "import-bwdc: {} is empty: the official connector was never configured there",
             file.display()
         ))
@@ -203,7 +203,7 @@ pub fn read_source(path: &Path) -> anyhow::Result<Source> {
         .or_else(|| as_version(data.get("global").and_then(|g| g.get("stateVersion"))))
         .unwrap_or(8);
     if version < 3 {
-        return Err(ConfigError(format!(
+        return Err(Failure::Config(format!(
             "import-bwdc: {} has state version {version}; the official connector itself asks to \
              reinstall and reconfigure from versions below 3, so there is nothing reliable to \
              import",
@@ -296,7 +296,7 @@ fn read_account_layout(src: &mut Source, data: &Value) -> anyhow::Result<()> {
                 .map(str::to_string)
         });
     let Some(user_id) = user_id.filter(|u| data.get(u).is_some_and(Value::is_object)) else {
-        return Err(ConfigError(format!(
+        return Err(Failure::Config(format!(
             "import-bwdc: {} has state version {} but no account (activeUserId / \
              authenticatedAccounts): log in once with the official connector, or configure \
              this connector directly",

@@ -289,7 +289,10 @@ fn import_err(name: &str, keychain: &FakeKeychain, dir: &Path, store: &MemorySto
         ..ImportOptions::default()
     };
     let e = import(&opts, dir, store, keychain).unwrap_err();
-    assert!(e.downcast_ref::<ConfigError>().is_some(), "exit 2: {e:#}");
+    assert!(
+        matches!(e.downcast_ref::<Failure>(), Some(Failure::Config(_))),
+        "exit 2: {e:#}"
+    );
     format!("{e:#}")
 }
 
@@ -859,7 +862,10 @@ fn an_oversized_data_json_is_refused_unread() {
     };
     let store = MemoryStore::default();
     let e = import(&opts, dir.path(), &store, &FakeKeychain::default()).unwrap_err();
-    assert!(e.downcast_ref::<ConfigError>().is_some());
+    assert!(matches!(
+        e.downcast_ref::<Failure>(),
+        Some(Failure::Config(_))
+    ));
     let e = format!("{e:#}");
     assert!(
         e.contains("16777217 bytes") && e.contains("over 16 MiB are not read"),

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::output::Output;
 use crate::bwdc::{ImportOptions, OsKeychain, import, summary};
 use crate::connector::Connector;
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 
 /// Runs `import-bwdc` and prints its summary (or its JSON).
 pub(super) fn import_command(
@@ -39,7 +39,7 @@ pub(super) fn upstream_setting(args: &[String]) -> anyhow::Result<(String, Optio
         [s] => (s.as_str(), None),
         [s, v] => (s.as_str(), Some(v.clone())),
         _ => {
-            return Err(ConfigError(format!(
+            return Err(Failure::Config(format!(
                 "`config {}`: give one setting and at most one value, e.g. `config server \
                  https://bitwarden.company.com` (or `config set KEY VALUE`)",
                 args.join(" ")
@@ -57,7 +57,7 @@ pub(super) fn upstream_setting(args: &[String]) -> anyhow::Result<(String, Optio
                 Some("3") => "okta",
                 Some("4") => "onelogin",
                 _ => {
-                    return Err(ConfigError(
+                    return Err(Failure::Config(
                         "Invalid directory type value. (0 LDAP, 1 Entra ID, 2 Google, 3 Okta, \
                          4 OneLogin)"
                             .into(),
@@ -76,7 +76,7 @@ pub(super) fn upstream_setting(args: &[String]) -> anyhow::Result<(String, Optio
         _ => match crate::config::key_info(setting) {
             Ok((key, _)) => key,
             Err(_) => {
-                return Err(ConfigError(format!(
+                return Err(Failure::Config(format!(
                     "Unknown setting `{setting}`. bwdc's settings are server, directory, \
                      ldap.password, gsuite.key, entra.key, okta.token, onelogin.secret and \
                      sync.inviteUsersAfterProvisioning; this connector's keys are listed by \

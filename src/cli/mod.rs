@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use crate::config;
 use crate::connector::{Connector, SyncOptions};
 use crate::datadir;
-use crate::errors::{ConfigError, EXIT_SIGINT, EXIT_SIGTERM, Interrupted, exit_code};
+use crate::errors::{EXIT_SIGINT, EXIT_SIGTERM, Failure, exit_code};
 use crate::store::SyncKind;
 use output::errln;
 
@@ -338,7 +338,7 @@ fn run_parsed(cli: Cli) -> i32 {
                 msg = format!("{msg}: {}", crate::store::corrupt_message(&data_dir));
             }
             let mut code = exit_code(&e);
-            let interrupted = e.downcast_ref::<Interrupted>().is_some();
+            let interrupted = matches!(e.downcast_ref::<Failure>(), Some(Failure::Interrupted(_)));
             if interrupted {
                 // the signal decides the exit code (130 when none is known)
                 let name = match STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
@@ -792,7 +792,7 @@ fn set_key(
         return Ok((key, format!("kept in {}", conn.secrets.describe())));
     }
     let Some(value) = value else {
-        return Err(ConfigError(format!("`config set {key}` needs a value")).into());
+        return Err(Failure::Config(format!("`config set {key}` needs a value")).into());
     };
     config::set_value(data_dir, key, Some(value))?;
     Ok((key, String::new()))
@@ -807,7 +807,7 @@ fn env_or_prompt(var: &str, what: &str, secret: bool) -> anyhow::Result<String> 
     }
     let label = format!("{what} ({var})");
     if NO_INTERACTION.load(std::sync::atomic::Ordering::SeqCst) && std::io::stdin().is_terminal() {
-        return Err(ConfigError(format!(
+        return Err(Failure::Config(format!(
             "{what} is required: set {var} (--nointeraction: no prompt)"
         ))
         .into());
@@ -827,7 +827,7 @@ fn read_line(what: &str) -> anyhow::Result<String> {
     std::io::stdin().lock().read_line(&mut line)?;
     let line = line.trim_end_matches(['\r', '\n']).to_string();
     if line.trim().is_empty() {
-        return Err(ConfigError(format!("no value given for {what}")).into());
+        return Err(Failure::Config(format!("no value given for {what}")).into());
     }
     Ok(line)
 }
@@ -835,7 +835,7 @@ fn read_line(what: &str) -> anyhow::Result<String> {
 /// A secret from a no-echo prompt on a terminal, or the first line of standard input.
 fn read_secret(what: &str) -> anyhow::Result<String> {
     if NO_INTERACTION.load(std::sync::atomic::Ordering::SeqCst) && std::io::stdin().is_terminal() {
-        return Err(ConfigError(format!(
+        return Err(Failure::Config(format!(
             "{what}: no value given, and --nointeraction forbids a prompt (pipe it on standard \
              input)"
         ))
@@ -852,7 +852,7 @@ fn read_secret(what: &str) -> anyhow::Result<String> {
         all.trim_end_matches(['\r', '\n']).to_string()
     };
     if v.is_empty() {
-        return Err(ConfigError("an empty secret was given".into()).into());
+        return Err(Failure::Config("an empty secret was given".into()).into());
     }
     crate::logging::register_secret(&v);
     Ok(v)

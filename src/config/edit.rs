@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::SecretRef;
 use super::{Config, KeyKind, key_info, values};
-use crate::errors::{ConfigError, config_err};
+use crate::errors::{Failure, config_err};
 
 /// Path of the config file in a data directory.
 pub fn config_path(data_dir: &Path) -> PathBuf {
@@ -23,7 +23,7 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Config> {
         Some(t) => t,
         None => return Ok(Config::default()),
     };
-    parse(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)).into())
+    parse(&text).map_err(|e| Failure::Config(format!("{}: {e}", path.display())).into())
 }
 
 /// The file's text, `None` when it does not exist. Bytes that are not UTF-8 are a
@@ -40,8 +40,8 @@ fn read_text(path: &Path) -> anyhow::Result<Option<String>> {
             let good = e.utf8_error().valid_up_to();
             let text = String::from_utf8_lossy(&e.as_bytes()[..good]).into_owned();
             let (line, col) = values::line_column(&text, good);
-            Err(ConfigError(format!(
-                "{}: not a text file (invalid UTF-8 at line {line}, column {col}); fix or remove                  it",
+            Err(Failure::Config(format!(
+                "{}: not a text file (invalid UTF-8 at line {line}, column {col}); fix or remove it",
                 path.display()
             ))
             .into())
@@ -52,7 +52,7 @@ fn read_text(path: &Path) -> anyhow::Result<Option<String>> {
 /// Parses config text, turning the parser's errors into messages that name the line, the
 /// column and the key. The message leaves out the file's text, and for a secret key also the
 /// parser's words (they may quote the value).
-pub fn parse(text: &str) -> Result<Config, ConfigError> {
+pub fn parse(text: &str) -> Result<Config, Failure> {
     toml::from_str::<Config>(text).map_err(|e| {
         let key = e.span().and_then(|span| values::key_at(text, span.start));
         let at = values::location(text, e.span(), key.as_deref());
@@ -62,9 +62,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             .is_some_and(|(_, kind)| kind == KeyKind::Secret);
         let msg = e.message().trim();
         match &key {
-            Some(k) if !secret => ConfigError(format!("`{k}`: {msg} ({at})")),
-            _ if secret => ConfigError(format!("invalid value ({at})")),
-            _ => ConfigError(format!("{msg} ({at})")),
+            Some(k) if !secret => Failure::Config(format!("`{k}`: {msg} ({at})")),
+            _ if secret => Failure::Config(format!("invalid value ({at})")),
+            _ => Failure::Config(format!("{msg} ({at})")),
         }
     })
 }
@@ -110,7 +110,7 @@ pub fn apply_changes(
     let text = text.to_string();
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         let key = e.span().and_then(|span| values::key_at(&text, span.start));
-        ConfigError(format!(
+        Failure::Config(format!(
             "{}: {} ({}); fix or remove the file",
             path.display(),
             e.message().trim(),
@@ -155,7 +155,7 @@ fn typed_value(
             _ => return config_err(format!("`{key}` must be true or false, not `{raw}`")),
         },
         KeyKind::Int(range) => values::check_int(key, range, raw_t)
-            .map_err(ConfigError)?
+            .map_err(Failure::Config)?
             .into(),
         KeyKind::Enum(options) => {
             let v = raw_t.to_ascii_lowercase();
@@ -168,11 +168,13 @@ fn typed_value(
             v.into()
         }
         KeyKind::Url => {
-            let checked = values::check_url(key, raw_t).map_err(ConfigError)?;
+            let checked = values::check_url(key, raw_t).map_err(Failure::Config)?;
             warnings.extend(checked.warning);
             checked.url.into()
         }
-        KeyKind::Host => values::check_host(key, raw_t).map_err(ConfigError)?.into(),
+        KeyKind::Host => values::check_host(key, raw_t)
+            .map_err(Failure::Config)?
+            .into(),
         KeyKind::Secret => {
             if SecretRef::parse(raw_t).is_none() {
                 return config_err(format!(
@@ -187,7 +189,7 @@ fn typed_value(
             let mut a = toml_edit::Array::new();
             for item in raw.split(',').map(str::trim).filter(|v| !v.is_empty()) {
                 if key == "sync.protected_emails" {
-                    values::check_email_entry(key, item).map_err(ConfigError)?;
+                    values::check_email_entry(key, item).map_err(Failure::Config)?;
                 }
                 a.push(item);
             }
@@ -195,7 +197,8 @@ fn typed_value(
         }
         KeyKind::Str if key == "service.schedule" && !raw_t.is_empty() => {
             // the check `config validate` and the service make: it parses and it fires
-            super::schedule::parse_cron(raw_t).map_err(|e| ConfigError(format!("`{key}`: {e}")))?;
+            super::schedule::parse_cron(raw_t)
+                .map_err(|e| Failure::Config(format!("`{key}`: {e}")))?;
             raw_t.into()
         }
         KeyKind::Str | KeyKind::Path => raw.into(),

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 use crate::logging::register_secret;
 
 /// A reference written as a config value instead of the secret itself.
@@ -29,13 +29,13 @@ impl SecretRef {
     pub fn resolve(&self, key: &str) -> anyhow::Result<String> {
         let value = match self {
             SecretRef::Env(name) => std::env::var(name).map_err(|_| {
-                ConfigError(format!(
+                Failure::Config(format!(
                     "`{key}` refers to environment variable {name}, which is not set"
                 ))
             })?,
             SecretRef::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!(
+                    Failure::Config(format!(
                         "`{key}` refers to file {}, which cannot be read: {e}",
                         path.display()
                     ))
@@ -44,7 +44,7 @@ impl SecretRef {
             }
         };
         if value.is_empty() {
-            return Err(ConfigError(format!("`{key}`: the referenced secret is empty")).into());
+            return Err(Failure::Config(format!("`{key}`: the referenced secret is empty")).into());
         }
         register_secret(&value);
         Ok(value)

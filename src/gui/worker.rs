@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::bitwarden::ApiKey;
 use crate::connector::{Connector, SyncOptions, SyncReport, TestReport};
 use crate::datadir::{self, SyncLock};
-use crate::errors::{ConfigError, Refused};
+use crate::errors::Failure;
 use crate::progress::Progress;
 use crate::secrets::SecretStore;
 use crate::store::{RunRecord, SyncKind};
@@ -254,7 +254,7 @@ fn failed(job: &'static str, e: &anyhow::Error) -> Outcome {
     Outcome::Failed {
         job,
         message,
-        refused: e.downcast_ref::<Refused>().is_some(),
+        refused: matches!(e.downcast_ref::<Failure>(), Some(Failure::Refused(_))),
     }
 }
 
@@ -349,7 +349,7 @@ fn run(
                 let schedule = conn.config().and_then(|cfg| {
                     let problems = crate::config::schedule_problems(&cfg);
                     match problems.first() {
-                        Some(p) => Err(ConfigError(format!("{}: {}", p.key, p.message)).into()),
+                        Some(p) => Err(Failure::Config(format!("{}: {}", p.key, p.message)).into()),
                         None => Ok(()),
                     }
                 });

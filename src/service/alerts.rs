@@ -266,7 +266,7 @@ pub async fn send_email(cfg: &Config, password: Option<String>, e: &Event) -> an
         .smtp_url
         .as_deref()
         .context("notify.smtp_url is not set")?;
-    let url = parse_smtp_url(raw).map_err(crate::errors::ConfigError)?;
+    let url = parse_smtp_url(raw).map_err(crate::errors::Failure::Config)?;
     let user = url::Url::parse(&url)
         .map(|u| u.username().to_string())
         .unwrap_or_default();
@@ -275,7 +275,7 @@ pub async fn send_email(cfg: &Config, password: Option<String>, e: &Event) -> an
         .timeout(Some(Duration::from_secs(30)));
     if let Some(pw) = password {
         if url.starts_with("smtp://") && !url.contains("tls=required") {
-            return Err(crate::errors::ConfigError(
+            return Err(crate::errors::Failure::Config(
                 "notify.smtp_password is set but notify.smtp_url has no TLS: use smtps://… or \
                  add ?tls=starttls, so the password is never sent in the clear"
                     .into(),

@@ -478,7 +478,7 @@ pub async fn serve_with(
     status: Arc<Status>,
     stop: StopHandle,
 ) -> anyhow::Result<Server> {
-    let addr = parse_listen(listen).map_err(crate::errors::ConfigError)?;
+    let addr = parse_listen(listen).map_err(crate::errors::Failure::Config)?;
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!(
             "service.metrics_listen: cannot listen on {addr} (another program may use the port, \

@@ -189,7 +189,7 @@ pub fn settings_problems(cfg: &Config) -> Vec<Problem> {
     p
 }
 
-/// The configuration for a run, or a ConfigError listing every problem.
+/// The configuration for a run, or a configuration error (`Failure::Config`) listing every problem.
 fn run_config(conn: &Connector) -> anyhow::Result<Config> {
     let cfg = conn.config()?;
     let problems = config_problems(conn, &cfg);
@@ -200,7 +200,7 @@ fn run_config(conn: &Connector) -> anyhow::Result<Config> {
         .iter()
         .map(|p| format!("  {}: {}", p.key, p.message))
         .collect();
-    Err(crate::errors::ConfigError(format!(
+    Err(crate::errors::Failure::Config(format!(
         "the configuration has {} problem(s):\n{}",
         problems.len(),
         lines.join("\n")
@@ -233,7 +233,7 @@ async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished
                 };
                 conn.sync(opts, &progress).await
             }
-            Ok(None) => Err(crate::errors::ConfigError(
+            Ok(None) => Err(crate::errors::Failure::Config(
                 "not logged in: run `directory-connector login` as the service's user, or set \
                  BW_CLIENTID and BW_CLIENTSECRET in the service's environment"
                     .into(),

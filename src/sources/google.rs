@@ -13,7 +13,7 @@ use super::filter::Filter;
 use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{GoogleConfig, SyncConfig};
 use crate::engine::{DirGroup, DirUser, Id, Snapshot};
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 use crate::progress::Progress;
 
 const SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly \
@@ -86,16 +86,16 @@ impl GoogleSource {
     /// The signed assertion and the token URL it is for.
     fn assertion(&self) -> anyhow::Result<(String, String)> {
         let key: serde_json::Value = serde_json::from_str(self.key_json.trim()).map_err(|e| {
-            ConfigError(format!(
+            Failure::Config(format!(
                 "google.key: not a service-account JSON key file: {e}"
             ))
         })?;
-        let email = key["client_email"]
-            .as_str()
-            .ok_or_else(|| ConfigError("google.key: the key file has no client_email".into()))?;
+        let email = key["client_email"].as_str().ok_or_else(|| {
+            Failure::Config("google.key: the key file has no client_email".into())
+        })?;
         let pem = key["private_key"]
             .as_str()
-            .ok_or_else(|| ConfigError("google.key: the key file has no private_key".into()))?
+            .ok_or_else(|| Failure::Config("google.key: the key file has no private_key".into()))?
             .replace("\\n", "\n");
         let token_url = self
             .google
@@ -105,7 +105,7 @@ impl GoogleSource {
             .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into());
         let signing = jsonwebtoken::EncodingKey::from_rsa_pem(pem.trim_start().as_bytes())
             .map_err(|_| {
-                ConfigError("google.key: the private_key is not a valid RSA key".into())
+                Failure::Config("google.key: the private_key is not a valid RSA key".into())
             })?;
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::config::{Config, DirectoryType};
 use crate::engine::DirGroup;
-use crate::errors::ConfigError;
+use crate::errors::Failure;
 use crate::sources::entra::EntraSource;
 use crate::sources::google::GoogleSource;
 use crate::sources::ldap::LdapSource;
@@ -30,7 +30,7 @@ pub(crate) async fn read(
     let kind = cfg
         .directory
         .kind
-        .ok_or_else(|| ConfigError("no directory configured".into()))?;
+        .ok_or_else(|| Failure::Config("no directory configured".into()))?;
     let secret = secret?;
     let sync = cfg.sync.clone();
     let ca_file = cfg.server.ca_file.clone();

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::engine::{
     GuardLimits, Organization, Plan, check_group_guard, check_guard, check_short_member_list,
 };
-use crate::errors::Refused;
+use crate::errors::Failure;
 use crate::store::Store;
 
 /// What a plan against a server without the read API says when it may remove members.
@@ -27,7 +27,7 @@ pub(crate) fn refusal(reason: &str, applied: u64) -> anyhow::Error {
             "{n} member request(s) had been applied and recorded; the groups were not sent."
         ),
     };
-    anyhow::Error::new(Refused(format!(
+    anyhow::Error::new(Failure::Refused(format!(
         "sync refused: {reason}. {pushed} Check the directory and the filters with `test`; if \
          the changes are intended, run `sync --allow-mass-removal` once"
     )))

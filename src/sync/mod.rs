@@ -41,7 +41,7 @@ pub(crate) use progress::BudgetProgress;
 use crate::bitwarden::BitwardenClient;
 use crate::config::Config;
 use crate::engine::{GuardLimits, Plan};
-use crate::errors::Interrupted;
+use crate::errors::Failure;
 use crate::sources::Progress;
 use crate::store::{RunOutcome, RunRecord, ServerUse, StagedState, Store};
 
@@ -175,7 +175,7 @@ impl SyncRun<'_> {
         tokio::select! {
             biased;
             r = work => r,
-            () = stop => Err(Interrupted(String::new()).into()),
+            () = stop => Err(Failure::Stopped.into()),
         }
     }
 }
@@ -284,7 +284,7 @@ async fn stages(
     };
     if run.cancel.is_cancelled() || run.progress.cancelled() {
         // stopped after the last request: everything was applied, the check is skipped
-        return Err(Interrupted(String::new()).into());
+        return Err(Failure::Stopped.into());
     }
     record::before_verify(store, &plan, org.is_none())?;
     if let Some(org) = org {

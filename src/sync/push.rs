@@ -13,7 +13,7 @@ use super::organization::Background;
 use crate::bitwarden::wire::ImportRequest;
 use crate::engine::batch::{BATCH_SIZE, MEMBER_REF_BUDGET, group_batches, member_batches};
 use crate::engine::{Batch, OrgMember, Organization, Plan, build_batches};
-use crate::errors::{ConfigError, Interrupted};
+use crate::errors::Failure;
 use crate::sources::Progress;
 use crate::store::{RunRecord, Store};
 
@@ -94,7 +94,7 @@ pub(crate) async fn send(
             if let Some(j) = confirmed.take() {
                 commit(store, record, j)?;
             }
-            return Err(Interrupted(format!(
+            return Err(Failure::Interrupted(format!(
                 "sync stopped before {what} {}/{total}: {}",
                 i + 1,
                 applied_message(record.requests)
@@ -223,7 +223,7 @@ pub(crate) async fn rest(
 ) -> anyhow::Result<Option<MembersAfter>> {
     let batches = match early {
         Some(_) => group_batches(plan, BATCH_SIZE, MEMBER_REF_BUDGET, true),
-        None => build_batches(plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(ConfigError)?,
+        None => build_batches(plan, BATCH_SIZE, MEMBER_REF_BUDGET).map_err(Failure::Config)?,
     };
     let what = if early.is_some() {
         "group batch"

@@ -5,7 +5,7 @@
 use crate::bitwarden::BitwardenClient;
 use crate::config::Config;
 use crate::engine::Plan;
-use crate::errors::{Interrupted, Refused};
+use crate::errors::Failure;
 use crate::store::{RunOutcome, RunRecord, StagedState, Store, SyncKind};
 
 use super::SyncReport;
@@ -53,8 +53,9 @@ pub(crate) fn finish(
     result: anyhow::Result<SyncReport>,
 ) -> anyhow::Result<SyncReport> {
     let run_id = record.id;
-    let result = result.map_err(|e| match e.downcast_ref::<Interrupted>() {
-        Some(i) if i.0.is_empty() => anyhow::Error::new(Interrupted(format!(
+    // stopped between stages: the message says what was applied
+    let result = result.map_err(|e| match e.downcast_ref::<Failure>() {
+        Some(Failure::Stopped) => anyhow::Error::new(Failure::Interrupted(format!(
             "sync interrupted; {}",
             applied_message(record.requests)
         ))),
@@ -92,9 +93,9 @@ pub(crate) fn finish(
             );
         }
         Err(e) => {
-            record.outcome = if e.downcast_ref::<Refused>().is_some() {
+            record.outcome = if matches!(e.downcast_ref::<Failure>(), Some(Failure::Refused(_))) {
                 RunOutcome::Refused
-            } else if e.downcast_ref::<Interrupted>().is_some() {
+            } else if matches!(e.downcast_ref::<Failure>(), Some(Failure::Interrupted(_))) {
                 RunOutcome::Interrupted
             } else {
                 RunOutcome::Failed

@@ -507,7 +507,8 @@ impl LdapSource {
                 );
                 settings = settings.set_no_tls_verify(true);
             }
-            let tls = tls_config(cfg).map_err(|e| crate::errors::ConfigError(format!("{e:#}")))?;
+            let tls =
+                tls_config(cfg).map_err(|e| crate::errors::Failure::Config(format!("{e:#}")))?;
             settings = settings.set_config(tls);
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &url)

@@ -36,7 +36,7 @@ use directory_connector::bitwarden::wire::ImportRequest;
 use directory_connector::engine::diff::{GroupAction, MemberAction, diff_groups, diff_members};
 use directory_connector::engine::normalize::{normalize_groups, normalize_users};
 use directory_connector::engine::org::{
-    OrgGroup, OrgMember, Organization, STATUS_CONFIRMED, STATUS_INVITED, STATUS_REVOKED,
+    MemberStatus, MemberType, OrgGroup, OrgMember, Organization,
 };
 use directory_connector::engine::{
     Baseline, DiffOptions, DirGroup, DirUser, GuardLimits, Id, Plan, build_batches,
@@ -188,7 +188,7 @@ struct Member {
     id: String,
     email: String,
     ext: Option<String>,
-    status: i32,
+    status: MemberStatus,
     owner: bool,
 }
 
@@ -232,7 +232,11 @@ impl Server {
                     email: m.email.clone(),
                     external_id: m.ext.clone(),
                     status: m.status,
-                    kind: if m.owner { 0 } else { 2 },
+                    kind: if m.owner {
+                        MemberType::Owner
+                    } else {
+                        MemberType::User
+                    },
                 })
                 .collect(),
             groups: self
@@ -323,7 +327,7 @@ impl Server {
                         id,
                         email: email.clone(),
                         ext: Some(ext.clone()),
-                        status: STATUS_INVITED,
+                        status: MemberStatus::Invited,
                         owner: false,
                     });
                 }
@@ -347,13 +351,13 @@ impl Server {
             match self.members.iter_mut().find(|m| &m.email == email) {
                 Some(m) if *deleted => {
                     if !m.owner {
-                        m.status = STATUS_REVOKED;
+                        m.status = MemberStatus::Revoked;
                     }
                 }
                 None if *deleted => {}
                 Some(m) => {
-                    if m.status == STATUS_REVOKED {
-                        m.status = STATUS_CONFIRMED;
+                    if m.status == MemberStatus::Revoked {
+                        m.status = MemberStatus::Confirmed;
                     }
                     m.ext = Some(ext.clone());
                 }
@@ -363,7 +367,7 @@ impl Server {
                         id,
                         email: email.clone(),
                         ext: Some(ext.clone()),
-                        status: STATUS_INVITED,
+                        status: MemberStatus::Invited,
                         owner: false,
                     });
                 }
@@ -420,7 +424,7 @@ impl Server {
         (
             self.members
                 .iter()
-                .map(|m| format!("{:?} {} {} {}", m.ext, m.email, m.status, m.owner))
+                .map(|m| format!("{:?} {} {:?} {}", m.ext, m.email, m.status, m.owner))
                 .collect(),
             self.groups
                 .iter()
@@ -567,7 +571,11 @@ fn start(kind: Kind) -> impl Strategy<Value = Server> {
                 0.5,
                 (
                     any::<bool>(),
-                    prop::sample::select(vec![STATUS_INVITED, STATUS_CONFIRMED, STATUS_REVOKED]),
+                    prop::sample::select(vec![
+                        MemberStatus::Invited,
+                        MemberStatus::Confirmed,
+                        MemberStatus::Revoked,
+                    ]),
                     prop::bool::weighted(0.1),
                 ),
             ),
@@ -615,7 +623,7 @@ fn start(kind: Kind) -> impl Strategy<Value = Server> {
                     id,
                     email,
                     ext: None,
-                    status: STATUS_CONFIRMED,
+                    status: MemberStatus::Confirmed,
                     owner: false,
                 });
             }
@@ -809,7 +817,7 @@ fn check_state(before: &Server, after: &Server, dir: &Directory, o: &Opts) -> Re
     let active_member = |ext: &str| {
         after.members.iter().any(|m| {
             m.ext.as_deref() == Some(ext)
-                && (after.kind == Kind::Bitwarden || m.status != STATUS_REVOKED)
+                && (after.kind == Kind::Bitwarden || m.status != MemberStatus::Revoked)
         })
     };
     let mut keep: BTreeSet<String> = BTreeSet::new();
@@ -843,7 +851,7 @@ fn check_state(before: &Server, after: &Server, dir: &Directory, o: &Opts) -> Re
                 .any(|(i, u)| u.present && format!("u{i}") == *ext);
             if !listed
                 && !skip.contains(ext)
-                && (after.kind == Kind::Bitwarden || m.status != STATUS_REVOKED)
+                && (after.kind == Kind::Bitwarden || m.status != MemberStatus::Revoked)
             {
                 return Err(format!(
                     "{ext} left the directory but is still a member ({})",
@@ -911,7 +919,7 @@ fn check_guard_held(
 ) -> Result<(), String> {
     let gone = |m: &Member| match after.members.iter().find(|a| a.id == m.id) {
         None => true,
-        Some(a) => a.status == STATUS_REVOKED && m.status != STATUS_REVOKED,
+        Some(a) => a.status == MemberStatus::Revoked && m.status != MemberStatus::Revoked,
     };
     let lost: BTreeSet<&str> = before
         .members

@@ -11,6 +11,7 @@ use super::budget::Kind;
 use super::client::{ApiError, BitwardenClient, location, redirect_message};
 use super::wire::error_message;
 use crate::engine::org::{IdKey, MemberIds};
+use crate::engine::org::{MemberStatus, MemberType};
 use crate::engine::{OrgGroup, OrgMember, Organization};
 use crate::progress::Progress;
 
@@ -58,8 +59,8 @@ impl<'de> Deserialize<'de> for Member {
             id: m.id,
             email: m.email.unwrap_or_default(),
             external_id: m.external_id.filter(|e| !e.is_empty()),
-            status: m.status,
-            kind: m.kind.unwrap_or(2),
+            status: MemberStatus::from_code(m.status),
+            kind: MemberType::from_code(m.kind.unwrap_or(2)),
         }))
     }
 }

@@ -14,13 +14,67 @@ use super::normalize::Normalized;
 const PARALLEL_FROM: usize = 20_000;
 
 /// A member's status (`OrganizationUserStatusType`).
-pub const STATUS_INVITED: i32 = 0;
-pub const STATUS_ACCEPTED: i32 = 1;
-pub const STATUS_CONFIRMED: i32 = 2;
-pub const STATUS_REVOKED: i32 = -1;
-/// A member's type (`OrganizationUserType`): owners are never removed by an import, and a
-/// plan never removes them (see [`crate::engine::diff::OWNER_ADVICE`]).
-pub const TYPE_OWNER: i32 = 0;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberStatus {
+    Invited,
+    Accepted,
+    Confirmed,
+    Revoked,
+    /// A code this version does not know (a newer server's).
+    Other(i32),
+}
+
+impl MemberStatus {
+    /// The status of the server's code.
+    pub fn from_code(code: i32) -> MemberStatus {
+        match code {
+            0 => MemberStatus::Invited,
+            1 => MemberStatus::Accepted,
+            2 => MemberStatus::Confirmed,
+            -1 => MemberStatus::Revoked,
+            other => MemberStatus::Other(other),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            MemberStatus::Invited => "invited",
+            MemberStatus::Accepted => "accepted",
+            MemberStatus::Confirmed => "confirmed",
+            MemberStatus::Revoked => "revoked",
+            MemberStatus::Other(_) => "unknown",
+        }
+    }
+}
+
+/// A member's type (`OrganizationUserType`): owners are never removed by an import, and a plan
+/// never removes them (see [`crate::engine::diff::OWNER_ADVICE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberType {
+    Owner,
+    Admin,
+    User,
+    Manager,
+    Custom,
+    /// A code this version does not know (a newer server's).
+    Other(i32),
+}
+
+impl MemberType {
+    /// The type of the server's code (a member listed without one is a User).
+    pub fn from_code(code: i32) -> MemberType {
+        match code {
+            0 => MemberType::Owner,
+            1 => MemberType::Admin,
+            2 => MemberType::User,
+            3 => MemberType::Manager,
+            4 => MemberType::Custom,
+            other => MemberType::Other(other),
+        }
+    }
+}
 
 /// One member as `GET /public/members` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,19 +82,13 @@ pub struct OrgMember {
     pub id: String,
     pub email: String,
     pub external_id: Option<String>,
-    pub status: i32,
-    pub kind: i32,
+    pub status: MemberStatus,
+    pub kind: MemberType,
 }
 
 impl OrgMember {
     pub fn status_label(&self) -> &'static str {
-        match self.status {
-            STATUS_INVITED => "invited",
-            STATUS_ACCEPTED => "accepted",
-            STATUS_CONFIRMED => "confirmed",
-            STATUS_REVOKED => "revoked",
-            _ => "unknown",
-        }
+        self.status.label()
     }
 }
 
@@ -266,7 +314,7 @@ impl Organization {
         cache.members.reserve(self.members.len());
         for m in &self.members {
             if let Some(ext) = m.external_id.as_ref().filter(|e| !e.is_empty()) {
-                if m.kind == TYPE_OWNER {
+                if m.kind == MemberType::Owner {
                     cache.owners.insert(ext.clone());
                 }
                 cache
@@ -539,9 +587,9 @@ impl Organization {
                 email: m.email.clone(),
                 external_id: m.external_id.clone(),
                 status: m.status_label(),
-                owner: m.kind == TYPE_OWNER,
+                owner: m.kind == MemberType::Owner,
             };
-            if m.status == STATUS_REVOKED {
+            if m.status == MemberStatus::Revoked {
                 d.revoked_members.push(entry());
             }
             match m.external_id.as_deref().filter(|e| !e.is_empty()) {
@@ -591,14 +639,14 @@ impl Organization {
             let found = by_ext.get(m.external_id.as_str());
             if m.is_removal() {
                 if let Some(x) = found
-                    && x.status != STATUS_REVOKED
+                    && x.status != MemberStatus::Revoked
                 {
                     problems.push(format!(
                         "member {} ({}) is still in the organization after its removal was \
                          sent{}",
                         m.email,
                         m.external_id,
-                        if x.kind == TYPE_OWNER {
+                        if x.kind == MemberType::Owner {
                             ": owners are never removed by a sync"
                         } else {
                             ""
@@ -884,23 +932,23 @@ mod tests {
         assert_eq!(one.digest(), two.digest());
     }
 
-    fn member(id: &str, email: &str, ext: Option<&str>, status: i32) -> OrgMember {
+    fn member(id: &str, email: &str, ext: Option<&str>, status: MemberStatus) -> OrgMember {
         OrgMember {
             id: id.into(),
             email: email.into(),
             external_id: ext.map(str::to_string),
             status,
-            kind: 2,
+            kind: MemberType::User,
         }
     }
 
     fn org() -> Organization {
         Organization {
             members: vec![
-                member("m1", "A@x.com", Some("a"), STATUS_CONFIRMED),
-                member("m2", "b@x.com", Some("b"), STATUS_REVOKED),
-                member("m3", "manual@x.com", None, STATUS_INVITED),
-                member("m4", "gone@x.com", Some("gone"), STATUS_ACCEPTED),
+                member("m1", "A@x.com", Some("a"), MemberStatus::Confirmed),
+                member("m2", "b@x.com", Some("b"), MemberStatus::Revoked),
+                member("m3", "manual@x.com", None, MemberStatus::Invited),
+                member("m4", "gone@x.com", Some("gone"), MemberStatus::Accepted),
             ],
             groups: vec![
                 OrgGroup {
@@ -1097,8 +1145,8 @@ mod row_change_tests {
                             id: member_id(i),
                             email: if upper { email.to_uppercase() } else { email },
                             external_id: ext.map(str::to_string),
-                            status: STATUS_CONFIRMED,
-                            kind: 2,
+                            status: MemberStatus::Confirmed,
+                            kind: MemberType::User,
                         }
                     })
                     .collect(),
@@ -1241,8 +1289,8 @@ mod row_change_tests {
             id,
             email: format!("{}@x.com", ext.unwrap_or("manual")),
             external_id: ext.map(str::to_string),
-            status: STATUS_CONFIRMED,
-            kind: 2,
+            status: MemberStatus::Confirmed,
+            kind: MemberType::User,
         };
         let org = Organization {
             members: vec![
@@ -1287,8 +1335,8 @@ mod row_change_tests {
                 id: "m1".into(),
                 email: "A@x.com".into(),
                 external_id: Some("a".into()),
-                status: STATUS_CONFIRMED,
-                kind: 2,
+                status: MemberStatus::Confirmed,
+                kind: MemberType::User,
             }],
             groups: vec![OrgGroup {
                 id: "g1".into(),

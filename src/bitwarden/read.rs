@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::budget::Kind;
 use super::client::{ApiError, BitwardenClient, location, redirect_message};
 use super::wire::error_message;
+use crate::engine::MemberRef;
 use crate::engine::org::{IdKey, MemberIds};
 use crate::engine::org::{MemberStatus, MemberType};
 use crate::engine::{OrgGroup, OrgMember, Organization};
@@ -77,8 +78,7 @@ struct GroupModel {
 }
 
 /// What a read takes as known instead of asking the server: each group's member references
-/// by the group's externalId (a member's externalId, or `\u{1}` and its lowercase email when it
-/// has none: the sync cache's rows), from the last confirmed rows or from what was just sent.
+/// by the group's externalId ([`MemberRef`]s: the sync cache's rows), from the last confirmed rows or from what was just sent.
 #[derive(Debug, Default, Clone)]
 pub struct Known {
     pub lists: std::collections::HashMap<String, Vec<crate::engine::model::Id>>,
@@ -90,10 +90,7 @@ impl Known {
         let mut map = foldhash::HashMap::default();
         map.reserve(members.len());
         for m in members {
-            let r = match m.external_id.as_deref().filter(|e| !e.is_empty()) {
-                Some(ext) => std::borrow::Cow::Borrowed(ext),
-                None => std::borrow::Cow::Owned(format!("\u{1}{}", m.email.trim().to_lowercase())),
-            };
+            let r = MemberRef::key_of(m.external_id.as_deref(), &m.email);
             map.entry(r).or_insert(m.id.as_str());
         }
         map

@@ -18,6 +18,6 @@ pub use diff::{
 pub use guard::{
     GuardLimits, check_group_guard, check_guard, check_member_list, check_short_member_list,
 };
-pub use model::{DirGroup, DirUser, Id, Snapshot};
+pub use model::{DirGroup, DirUser, Id, MemberRef, Snapshot};
 pub use normalize::{NormGroup, NormUser, Normalized, Skipped, normalize};
 pub use org::{Drift, GroupRows, MemberRows, OrgGroup, OrgMember, Organization};

@@ -7,7 +7,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use serde::Serialize;
 
 use super::diff::{Cache, CachedGroup, CachedMember, GroupAction, Plan, group_fingerprint};
-use super::model::Id;
+use super::model::{Id, MemberRef};
 use super::normalize::Normalized;
 
 /// From this many members, [`Organization::group_refs`] uses a second thread.
@@ -274,13 +274,6 @@ pub struct MemberRows {
     pub deletes: Vec<String>,
 }
 
-/// Whether a baseline member reference stands for a member without an externalId (`\u{1}` and
-/// its email). It can never match a directory id, so a group holding one differs from the
-/// directory (the import replaces the whole membership and would take it out).
-pub fn is_unmanaged_ref(id: &str) -> bool {
-    id.starts_with('\u{1}')
-}
-
 impl Organization {
     /// The organization as a [`Cache`]: members and groups keyed by externalId (those without
     /// one are not the connector's), each group with its members' externalIds.
@@ -400,10 +393,7 @@ impl Organization {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let r: Id = match m.external_id.as_deref().filter(|e| !e.is_empty()) {
-                    Some(ext) => Id::from(ext),
-                    None => Id::from(format!("\u{1}{}", cache_email(&m.email))),
-                };
+                let r: Id = MemberRef::id_of(m.external_id.as_deref(), &m.email);
                 (r, i as u32)
             })
             .collect();
@@ -694,7 +684,7 @@ impl Organization {
             let mut have = ranks
                 .iter()
                 .map(|&r| &*refs.table[r as usize])
-                .filter(|r| !is_unmanaged_ref(r))
+                .filter(|r| !MemberRef::is_unmanaged(r))
                 .peekable();
             let mut missing: Vec<&str> = Vec::new();
             let mut extra = 0usize;
@@ -732,8 +722,8 @@ impl Organization {
 }
 
 /// The groups the baseline keeps (those with an externalId; of two with one externalId, the
-/// last listed), each with its members' references (an externalId, or `\u{1}` and the email for
-/// a member without one, see [`is_unmanaged_ref`]), sorted and without repeats. Built once per
+/// last listed), each with its members' references (see [`MemberRef`]), sorted and without
+/// repeats. Built once per
 /// organization read, for the cache's rows and for the check after a push.
 pub struct GroupRefs<'a> {
     /// every member's reference once, sorted
@@ -1001,7 +991,7 @@ mod tests {
         let list = eng.members.as_ref().unwrap();
         assert_eq!(list.len(), 2);
         assert!(list.iter().any(|m| &**m == "a"));
-        assert!(list.iter().any(|m| is_unmanaged_ref(m)));
+        assert!(list.iter().any(|m| MemberRef::is_unmanaged(m)));
         // the baseline a plan is made against: the same rows, without fingerprints
         let p = org().plan_baseline();
         assert_eq!(p.members.len(), 3);
@@ -1242,10 +1232,7 @@ mod row_change_tests {
                 .members
                 .iter()
                 .map(|m| {
-                    let r = match m.external_id.as_deref().filter(|e| !e.is_empty()) {
-                        Some(e) => e.to_string(),
-                        None => format!("\u{1}{}", cache_email(&m.email)),
-                    };
+                    let r = MemberRef::key_of(m.external_id.as_deref(), &m.email).into_owned();
                     (m.id.as_str(), r)
                 })
                 .collect();

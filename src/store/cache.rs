@@ -34,7 +34,7 @@ const GROUP_LEFT: &str =
 /// A cached group's member list and when it was last read from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupList {
-    /// References: externalIds, or `\u{1}` and the email of a member without one (one shared
+    /// References ([`crate::engine::MemberRef`]: externalIds, or the email of a member without one; one shared
     /// copy of each across the groups).
     pub members: Vec<Id>,
     /// RFC 3339.

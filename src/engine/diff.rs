@@ -23,9 +23,9 @@ pub struct CachedGroup {
     pub fingerprint: String,
     pub member_count: usize,
     pub members: Option<Vec<Id>>,
-    /// When the server last confirmed it (RFC 3339; `None` in a baseline read from the
-    /// organization, which needs no re-send).
-    pub synced_at: Option<String>,
+    /// When the server last confirmed it (`None` in a baseline read from the organization,
+    /// which needs no re-send).
+    pub synced_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The group has left the directory since it was last sent. The import cannot delete it, so
     /// the organization keeps it with these members: if the directory returns it, it is sent
     /// again in full and what it loses counts for the group guard.
@@ -238,9 +238,9 @@ pub struct DiffOptions {
     pub cascade_removals: bool,
     /// Lower-cased emails a sync never removes, revokes or takes out of a group.
     pub protected: std::sync::Arc<HashSet<String>>,
-    /// Groups the cache confirmed before this time (RFC 3339) are sent again (a server that
-    /// cannot be read back may have dropped them, or they were changed by hand).
-    pub resend_groups_before: Option<String>,
+    /// Groups the cache confirmed before this time are sent again (a server that cannot be
+    /// read back may have dropped them, or they were changed by hand).
+    pub resend_groups_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What a sync would change.
@@ -779,7 +779,7 @@ impl GroupDiff<'_> {
             Some(old) => c.name != g.name || self.differs(old, &members),
             None => c.fingerprint != group_fingerprint(&g.name, &members),
         };
-        let due = |c: &CachedGroup| match (&self.opts.resend_groups_before, &c.synced_at) {
+        let due = |c: &CachedGroup| match (self.opts.resend_groups_before, c.synced_at) {
             (Some(before), Some(at)) => at < before,
             _ => false,
         };
@@ -814,6 +814,12 @@ impl GroupDiff<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn time(rfc3339: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
     use crate::engine::normalize::{NormGroup, NormUser};
 
     fn u(id: &str, email: &str) -> NormUser {
@@ -866,7 +872,7 @@ mod tests {
                     fingerprint: gc.fingerprint.clone(),
                     member_count: gc.members.len(),
                     members: Some(gc.members.clone()),
-                    synced_at: Some("2026-01-01T00:00:00+00:00".into()),
+                    synced_at: Some(time("2026-01-01T00:00:00+00:00")),
                     left_directory: false,
                 },
             );
@@ -1113,11 +1119,11 @@ mod tests {
             Cache::default(),
         );
         let mut opts = DiffOptions {
-            resend_groups_before: Some("2025-01-01T00:00:00+00:00".into()),
+            resend_groups_before: Some(time("2025-01-01T00:00:00+00:00")),
             ..Default::default()
         };
         assert!(diff(&n, &cache, &opts).is_empty());
-        opts.resend_groups_before = Some("2026-06-01T00:00:00+00:00".into());
+        opts.resend_groups_before = Some(time("2026-06-01T00:00:00+00:00"));
         let p = diff(&n, &cache, &opts);
         assert_eq!(p.count_groups(GroupAction::Resend), 1);
         assert!(p.members.is_empty());

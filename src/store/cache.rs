@@ -203,7 +203,13 @@ impl Store {
                 fingerprint: r.get(2)?,
                 member_count: r.get::<_, i64>(3)? as usize,
                 members: list.map(&mut intern),
-                synced_at: Some(r.get(5)?),
+                // (a time that does not parse is taken as long ago: the group is sent again)
+                synced_at: Some(
+                    chrono::DateTime::parse_from_rfc3339(&r.get::<_, String>(5)?)
+                        .map_or(chrono::DateTime::<chrono::Utc>::MIN_UTC, |t| {
+                            t.with_timezone(&chrono::Utc)
+                        }),
+                ),
                 left_directory: r.get(6)?,
             };
             cache.groups.insert(id, g);

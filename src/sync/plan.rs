@@ -18,10 +18,8 @@ use crate::store::{RunRecord, Store};
 
 /// How the plan is made. `org`: the baseline is the organization as read from the server.
 pub(crate) fn diff_options(cfg: &Config, org: bool) -> DiffOptions {
-    let resend_groups_before = (!org && cfg.sync.group_resend_hours > 0).then(|| {
-        (chrono::Utc::now() - chrono::Duration::hours(cfg.sync.group_resend_hours as i64))
-            .to_rfc3339()
-    });
+    let resend_groups_before = (!org && cfg.sync.group_resend_hours > 0)
+        .then(|| chrono::Utc::now() - chrono::Duration::hours(cfg.sync.group_resend_hours as i64));
     DiffOptions {
         remove_disabled: cfg.sync.remove_disabled,
         remove_missing_users: cfg.sync.remove_missing_users,

@@ -31,9 +31,12 @@ pub fn client_id() -> String {
     format!("organization.{ORG_ID}")
 }
 
-/// The binary under test.
+/// The binary under test (`DIRECTORY_CONNECTOR_BIN` names another build, for the benchmark's
+/// before-and-after runs).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_directory-connector"))
+    std::env::var_os("DIRECTORY_CONNECTOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_directory-connector")))
 }
 
 /// A data directory plus the environment the binary runs with.

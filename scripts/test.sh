@@ -43,7 +43,7 @@ done
 command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
 command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
 command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
-# a real SMTP server for the service's alert emails (tests/e2e_service.rs)
+# a real SMTP server for the service's alert emails (tests/e2e/service.rs)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
 # the Windows binary's tests run it under Wine (skipped only with
 # DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1; scripts/build-windows.sh installs the cross tools)

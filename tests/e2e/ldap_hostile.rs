@@ -278,12 +278,27 @@ fn a_search_dropped_mid_way_logs_no_warning_and_real_errors_still_reach_the_call
     }
     let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
     let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || Captured(sink.clone()))
-        .try_init()
-        .unwrap();
+    // The subscriber (and the `log` bridge ldap3 needs) is global to the test process, which
+    // other modules' tests share: it keeps only this thread's events (the current-thread
+    // runtime below runs ldap3's connection task here too).
+    let this_test = std::thread::current().id();
+    {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || Captured(sink.clone()))
+                    .with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+                        *m.level() <= tracing::Level::DEBUG
+                            && std::thread::current().id() == this_test
+                    })),
+            )
+            .try_init()
+            .unwrap();
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

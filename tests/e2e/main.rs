@@ -10,6 +10,10 @@
 //! environment, current directory, umask or signal handlers (a child gets its environment from
 //! `support::Env`, its umask in `pre_exec`), and what must exist once (the Samba DC, the test
 //! CA, the Wine prefix) is behind a `OnceLock` in `support` or its module.
+//!
+//! A test that cannot start what it needs fails under CI (`CI=true`) naming it, and outside CI
+//! says on stderr that it skipped (`support::unavailable`); the one deliberate opt-out is
+//! `DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1` for the Windows binary's tests.
 
 // Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
 #![allow(

@@ -180,8 +180,7 @@ fn boot(w: &Wine, prefix: &Path, display: Option<&str>) -> Result<(), String> {
 /// The Wine set-up for this run, or `None` when the admin of this machine skipped the Windows
 /// tests. Panics (fails the test) when the exe or Wine is missing.
 fn wine() -> Option<&'static Wine> {
-    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
-        eprintln!("{SKIP_ENV} is set: the Windows tests are skipped on this machine");
+    if support::opted_out(SKIP_ENV, "the Windows tests are skipped on this machine") {
         return None;
     }
     match WINE.get_or_init(set_up) {

@@ -48,7 +48,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   if [ -n "$out" ]; then echo "systemd-analyze verify: $out" >&2; exit 1; fi
   echo "systemd-analyze verify: clean"
 else
-  echo "systemd-analyze is not installed: the unit is checked by tests/package_deb.rs only"
+  echo "systemd-analyze is not installed: the unit is checked by tests/e2e/package_deb.rs only"
 fi
 $SUDO dpkg --purge directory-connector
 trap - EXIT

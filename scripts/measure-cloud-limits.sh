@@ -30,12 +30,12 @@ cd "$(dirname "$0")/.."
 OLD=${1:-}
 SCALE=${MEASURE_SCALE:-1}
 measure() {
-  DC_MEASURE_SCALE="$SCALE" nice -n 10 cargo test --test e2e_cloud_limits \
-    measure_commands_at_20000_users_in_200_groups -- --ignored --nocapture --test-threads 1 \
+  DC_MEASURE_SCALE="$SCALE" nice -n 10 cargo test --test e2e \
+    cloud_limits::measure_commands_at_20000_users_in_200_groups -- --ignored --nocapture --test-threads 1 \
     2>&1 | grep '^measure:'
 }
 
-nice -n 10 cargo test --test e2e_cloud_limits --no-run
+nice -n 10 cargo test --test e2e --no-run
 echo "== after (this checkout, $(git rev-parse --short HEAD))"
 DC_MEASURE_BUDGET=cloud measure
 

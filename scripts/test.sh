@@ -2,7 +2,7 @@
 # Runs the whole test suite. On a fresh Debian/Ubuntu machine it first installs what the tests
 # need (OpenLDAP slapd and ldap-utils, openssl, a Samba AD DC, python3-aiosmtpd, Xvfb + Mesa +
 # ImageMagick for the real window's screenshot, GNOME Keyring + libsecret-tools for a private
-# Secret Service, Wine for the Windows binary) with apt-get,
+# Secret Service, systemd-analyze, Wine for the Windows binary) with apt-get,
 # retrying transient failures; then cross-builds the Windows binary (scripts/build-windows.sh)
 # unless DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1, and type-checks the macOS build
 # (scripts/check-macos.sh).
@@ -43,8 +43,10 @@ done
 command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus-daemon)
 command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
 command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
-# a real SMTP server for the service's alert emails (tests/e2e_service.rs)
+# a real SMTP server for the service's alert emails (tests/e2e/service.rs)
 /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
+# systemd-analyze verifies the unit (tests/e2e/package_deb.rs: without it the test fails under CI)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # the Windows binary's tests run it under Wine (skipped only with
 # DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1; scripts/build-windows.sh installs the cross tools)
 wine=()

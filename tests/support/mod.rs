@@ -39,6 +39,54 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_directory-connector")))
 }
 
+/// Whether this is a CI run: `CI=true` (or `1`), as CI services set it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// The name of the running test (libtest names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string()
+}
+
+/// For a test that cannot start what it needs (`what` names it and why: "systemd-analyze is not
+/// installed"). A test never passes by returning early unseen: under CI (`CI=true`) this fails
+/// the test, naming `what`; elsewhere it says on stderr that the test is skipped and why, and
+/// returns, so the caller returns next.
+#[track_caller]
+pub fn unavailable(what: &str) {
+    assert!(
+        !in_ci(),
+        "{what}: a test never skips under CI (CI=true); scripts/test.sh installs what the tests need"
+    );
+    say(&format!(
+        "SKIPPED {}: {what} (outside CI only; with CI=true this fails; scripts/test.sh installs \
+         what the tests need)",
+        test_name()
+    ));
+}
+
+/// The one deliberate opt-out: `var` (`DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS`) set to `1` or
+/// `true` by the admin of a machine that cannot run `what`. Says on stderr that the test is
+/// skipped, and why; the caller returns when this is true.
+pub fn opted_out(var: &str, what: &str) -> bool {
+    let skip = std::env::var(var).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    if skip {
+        say(&format!("SKIPPED {}: {var} is set: {what}", test_name()));
+    }
+    skip
+}
+
+/// A line on the test process's stderr that the test harness does not capture (`eprintln!` of a
+/// passing test is swallowed), so a skip shows in every run's output.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// A data directory plus the environment the binary runs with.
 pub struct Env {
     pub dir: tempfile::TempDir,

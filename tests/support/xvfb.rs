@@ -15,9 +15,15 @@ impl Drop for Killed {
     }
 }
 
-/// Starts Xvfb on a display number no other process uses, searching from `first` (test files
+/// Starts Xvfb on a display number no other process uses, searching from `first` (test modules
 /// start from different numbers, so that test binaries running side by side rarely race).
+/// Tests of one binary share a process: one picks a number at a time, and a number whose Xvfb
+/// exited (another process took it first) is passed over.
 pub fn xvfb(first: u32) -> (Killed, String) {
+    static PICKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _picking = PICKING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for n in (first + std::process::id() % 40)..(first + 100) {
         if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
             continue;
@@ -36,9 +42,13 @@ pub fn xvfb(first: u32) -> (Killed, String) {
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb (package xvfb) must be installed: scripts/test.sh installs it");
-        let guard = Killed(child);
+        let mut guard = Killed(child);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
+            if matches!(guard.0.try_wait(), Ok(Some(_))) {
+                // the display was taken meanwhile: try the next number
+                break;
+            }
             if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
                 return (guard, display);
             }

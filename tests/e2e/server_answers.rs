@@ -13,22 +13,7 @@
 //! behind the same IP; then Vaultwarden's import of owners (the last confirmed owner is neither
 //! revoked nor deleted); the last test syncs under the limits.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

@@ -1,24 +1,9 @@
 //! The Debian package's parts, checked fast (building the .deb itself needs a release build and
 //! cargo-deb: `scripts/package-deb.sh`, not part of the test suite): the cargo-deb metadata in
-//! Cargo.toml, the systemd unit (and `systemd-analyze verify` on it when available), the
+//! Cargo.toml, the systemd unit (and `systemd-analyze verify` on it; required under CI), the
 //! maintainer scripts, and the man page and completions the binary generates.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
@@ -116,7 +101,9 @@ fn the_unit_runs_the_service_hardened_as_its_own_user() {
 #[test]
 fn systemd_analyze_accepts_the_unit() {
     let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze is not installed: the unit is not verified here");
+        support::unavailable(
+            "systemd-analyze is not installed (package systemd): the unit is not verified",
+        );
         return;
     };
     assert!(out.status.success());

@@ -15,21 +15,6 @@
 //!
 //! Case count: 128 by default, more with `PROPTEST_CASES=10000`.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-
 use std::collections::BTreeSet;
 
 use directory_connector::bitwarden::wire::ImportRequest;

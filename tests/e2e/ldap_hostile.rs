@@ -5,22 +5,7 @@
 //! sync is refused naming both entries). A search dropped mid-way (a sync ended by a guard)
 //! leaves no warning on stderr.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-
-mod support;
+use crate::support;
 
 use support::bad_ldap::{BadLdap, RawEntry};
 use support::fake_bitwarden::FakeBitwarden;
@@ -293,12 +278,27 @@ fn a_search_dropped_mid_way_logs_no_warning_and_real_errors_still_reach_the_call
     }
     let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
     let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || Captured(sink.clone()))
-        .try_init()
-        .unwrap();
+    // The subscriber (and the `log` bridge ldap3 needs) is global to the test process, which
+    // other modules' tests share: it keeps only this thread's events (the current-thread
+    // runtime below runs ldap3's connection task here too).
+    let this_test = std::thread::current().id();
+    {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || Captured(sink.clone()))
+                    .with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+                        *m.level() <= tracing::Level::DEBUG
+                            && std::thread::current().id() == this_test
+                    })),
+            )
+            .try_init()
+            .unwrap();
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,21 +4,6 @@
 //! a reason, never a panic. Each property is also run against a deliberately broken
 //! implementation (the old normalizer, ldap3's `SearchEntry::construct`...) to show it can fail.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-
 use directory_connector::sources::ldap::dn::{self, escape_value, normalize_dn, parse};
 use directory_connector::sources::ldap::entry::Entry;
 use ldap3::asn1::{PL, StructureTag, TagClass};

@@ -5,22 +5,7 @@
 //! The exe must exist: a missing exe FAILS these tests, naming the script to run. Only
 //! `DIRECTORY_CONNECTOR_SKIP_WINDOWS_TESTS=1` (documented in the README) skips them.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -195,8 +180,7 @@ fn boot(w: &Wine, prefix: &Path, display: Option<&str>) -> Result<(), String> {
 /// The Wine set-up for this run, or `None` when the admin of this machine skipped the Windows
 /// tests. Panics (fails the test) when the exe or Wine is missing.
 fn wine() -> Option<&'static Wine> {
-    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
-        eprintln!("{SKIP_ENV} is set: the Windows tests are skipped on this machine");
+    if support::opted_out(SKIP_ENV, "the Windows tests are skipped on this machine") {
         return None;
     }
     match WINE.get_or_init(set_up) {

@@ -7,17 +7,6 @@
 //! Not checked: `super::super::…` paths (they stay inside a module in practice), and items of
 //! the crate root itself (`crate::VERSION`, `crate::joined`…), which every module may use.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -3,22 +3,7 @@
 //! purpose, broken `config.toml` / `secrets.toml`, redaction that does not mangle text, and
 //! the modes of the data directory and the logs.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-
-mod support;
+use crate::support;
 
 use support::Env;
 use support::fake_bitwarden::FakeBitwarden;

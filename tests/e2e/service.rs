@@ -3,23 +3,7 @@
 //! Unix datagram socket standing in for systemd's NOTIFY_SOCKET. The schedule is a cron
 //! expression firing every second. Timing checks assert order and presence, never durations.
 
-// Lints of Cargo.toml's [lints] table that do not fit a test crate (see clippy.toml):
-#![allow(
-    unused_crate_dependencies,
-    reason = "a test crate sees every dependency of the package and uses a few of them"
-)]
-#![allow(
-    unreachable_pub,
-    reason = "a test crate exports nothing; `pub` in tests/support says what a test may use"
-)]
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test code: a failed step panics (clippy.toml exempts only the #[test] functions, not their helpers)"
-)]
-#![cfg(unix)]
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
@@ -142,16 +126,25 @@ impl Smtp {
     fn start() -> Smtp {
         let port = slapd::free_port();
         let maildir = tempfile::tempdir().unwrap();
-        let child = Command::new("/usr/bin/python3")
+        let log = maildir.path().join("smtpd.log");
+        let mut child = Command::new("/usr/bin/python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("mail"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("python3-aiosmtpd is needed (scripts/test.sh installs it)");
         wait_for("the SMTP server", || {
+            // python3 without the aiosmtpd module exits at once: say so, not "timed out"
+            if let Ok(Some(status)) = child.try_wait() {
+                let err = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!(
+                    "cannot start the SMTP server (python3 -m aiosmtpd: {status}): install \
+                     python3-aiosmtpd (scripts/test.sh does)\n{err}"
+                );
+            }
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
         Smtp {

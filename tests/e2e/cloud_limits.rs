@@ -957,6 +957,9 @@ fn pause_shared(env: &Env) -> bool {
 /// process, `test` would start the minute `sync` had spent 37 of afresh: 70 within it.)
 #[test]
 fn commands_run_back_to_back_share_the_edges_minute() {
+    // a server second lasts 100 ms: the per-second windows hold on a loaded machine (at the
+    // file's scale of 30 a scheduling delay of a few tens of ms moved sends across them)
+    const SCALE: f64 = 10.0;
     let model = Model::new(300, 30);
     let slapd = Slapd::start(&model.ldif());
     let server = edge_fake(SCALE);
@@ -1271,6 +1274,9 @@ impl Service {
 /// into one fixed second.)
 #[test]
 fn paced_reads_survive_late_arrivals() {
+    // a server second lasts 100 ms: the per-second windows hold on a loaded machine (at the
+    // file's scale of 30 a scheduling delay of a few tens of ms moved sends across them)
+    const SCALE: f64 = 10.0;
     let model = Model::new(300, 30);
     let slapd = Slapd::start(&model.ldif());
     let server = edge_fake(SCALE);

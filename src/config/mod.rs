@@ -24,8 +24,8 @@ pub use validate::{
     validate_for, value_problem,
 };
 pub use values::{
-    CheckedUrl, DN_KEYS, check_dn, check_host, check_int, check_url, key_at, line_column,
-    location as parse_location,
+    CheckedUrl, DN_KEYS, check_dn, check_host, check_int, check_url, default_value, key_at,
+    line_column, location as parse_location,
 };
 
 use std::path::PathBuf;

@@ -145,6 +145,37 @@ pub fn check_host(key: &str, raw: &str) -> Result<String, String> {
     Ok(h.to_string())
 }
 
+/// What an unset key means, as a value (`ldap.port` is 389, or 636 with LDAPS; the object
+/// classes and attributes follow `ldap.ad`): the window shows it in the empty field.
+pub fn default_value(cfg: &super::Config, key: &str) -> Option<String> {
+    let l = &cfg.ldap;
+    let v = match key {
+        "server.url" => "https://vault.bitwarden.com".to_string(),
+        "server.max_requests_per_second" => "4".to_string(),
+        "server.max_requests_per_minute" => "50".to_string(),
+        "ldap.port" => {
+            let mut unset = l.clone();
+            unset.port = None;
+            unset.effective_port().to_string()
+        }
+        "sync.user_object_class" => l.user_object_class(&super::SyncConfig::default()).into(),
+        "sync.group_object_class" => l.group_object_class(&super::SyncConfig::default()).into(),
+        "sync.user_email_attribute" => l.user_email_attribute(&super::SyncConfig::default()).into(),
+        "sync.group_name_attribute" => l.group_name_attribute(&super::SyncConfig::default()).into(),
+        "sync.member_attribute" => l.member_attribute(&super::SyncConfig::default()).into(),
+        "sync.email_prefix_attribute" => l
+            .email_prefix_attribute(&super::SyncConfig::default())
+            .into(),
+        "notify.email_from" => "directory-connector@<this host>".to_string(),
+        _ => {
+            return super::get_value(&super::Config::default(), key)
+                .ok()
+                .flatten();
+        }
+    };
+    Some(v)
+}
+
 /// The keys whose value is an LDAP distinguished name: the base DN and the paths under it.
 pub const DN_KEYS: &[&str] = &["ldap.root_path", "sync.user_path", "sync.group_path"];
 

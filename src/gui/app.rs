@@ -502,50 +502,35 @@ impl App {
         let logged_in = self.status.as_ref().map(|s| s.logged_in);
         self.look.frame(ui.ctx());
         egui::Panel::top("top").show(ui, |ui| {
-            // wrapped: in a narrow window the theme switch goes to a second row, never over
-            // the tabs
-            ui.horizontal_wrapped(|ui| {
-                ui.heading("Directory Connector");
-                if logged_in == Some(true) {
-                    ui.separator();
-                    ui.selectable_value(&mut self.tab, Tab::Dashboard, "Dashboard");
-                    ui.selectable_value(&mut self.tab, Tab::Settings, "Settings");
-                    ui.selectable_value(&mut self.tab, Tab::More, "More");
+            // in a narrow window the theme switch goes to a second row, never over the tabs
+            let theme = |ui: &mut egui::Ui| {
+                let dark = ui.visuals().dark_mode;
+                if ui.selectable_label(dark, "Dark").clicked() {
+                    ui.ctx().set_theme(egui::Theme::Dark);
                 }
-                let theme = |ui: &mut egui::Ui| {
-                    let dark = ui.visuals().dark_mode;
-                    if ui.selectable_label(!dark, "Light").clicked() {
-                        ui.ctx().set_theme(egui::Theme::Light);
-                    }
-                    if ui.selectable_label(dark, "Dark").clicked() {
-                        ui.ctx().set_theme(egui::Theme::Dark);
-                    }
-                };
-                // at the right when it fits beside the tabs, else on a row of its own
-                let pad = ui.spacing().button_padding.x * 2.0;
-                let width: f32 = ["Light", "Dark"]
-                    .iter()
-                    .map(|t| {
-                        egui::WidgetText::from(*t)
-                            .into_galley(
-                                ui,
-                                Some(egui::TextWrapMode::Extend),
-                                f32::INFINITY,
-                                egui::TextStyle::Button,
-                            )
-                            .size()
-                            .x
-                            + pad
-                    })
-                    .sum::<f32>()
-                    + ui.spacing().item_spacing.x * 2.0;
-                if ui.available_width() >= width {
-                    ui.add_space(ui.available_width() - width);
-                } else {
-                    ui.end_row();
+                if ui.selectable_label(!dark, "Light").clicked() {
+                    ui.ctx().set_theme(egui::Theme::Light);
                 }
-                theme(ui);
-            });
+            };
+            let fits = ui
+                .horizontal(|ui| {
+                    ui.heading("Directory Connector");
+                    if logged_in == Some(true) {
+                        ui.separator();
+                        ui.selectable_value(&mut self.tab, Tab::Dashboard, "Dashboard");
+                        ui.selectable_value(&mut self.tab, Tab::Settings, "Settings");
+                        ui.selectable_value(&mut self.tab, Tab::More, "More");
+                    }
+                    let fits = ui.available_width() >= 110.0;
+                    if fits {
+                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), theme);
+                    }
+                    fits
+                })
+                .inner;
+            if !fits {
+                ui.horizontal(theme);
+            }
             self.banner_ui(ui);
         });
         egui::CentralPanel::default().show(ui, |ui| {

@@ -925,6 +925,19 @@ fn the_light_theme_has_aa_contrast() {
     let v = h.ctx.global_style().visuals.clone();
     assert!(!v.dark_mode);
     let w = &v.widgets;
+    // what is seen of a border: its colour over the background, or, with no border (no width,
+    // transparent), nothing but the fill it surrounds
+    let edge = |stroke: egui::Stroke, fill: egui::Color32, bg: egui::Color32| {
+        let c = stroke.color;
+        if stroke.width <= 0.0 || c.a() == 0 {
+            return fill;
+        }
+        let a = f32::from(c.a()) / 255.0;
+        let mix = |f: u8, b: u8| (f32::from(f) + f32::from(b) * (1.0 - a)).round() as u8;
+        egui::Color32::from_rgb(mix(c.r(), bg.r()), mix(c.g(), bg.g()), mix(c.b(), bg.b()))
+    };
+    let field = edge(w.inactive.bg_stroke, v.text_edit_bg_color(), v.panel_fill);
+    let checkbox = edge(w.inactive.bg_stroke, w.inactive.bg_fill, v.panel_fill);
     let pairs = [
         ("text", v.text_color(), v.panel_fill),
         ("text in a field", v.text_color(), v.text_edit_bg_color()),
@@ -935,28 +948,11 @@ fn the_light_theme_has_aa_contrast() {
             w.inactive.weak_bg_fill,
         ),
         ("error text", v.error_fg_color, v.panel_fill),
-        // a text field's border against its inside and the panel around it
-        (
-            "field border/inside",
-            w.inactive.bg_stroke.color,
-            v.text_edit_bg_color(),
-        ),
-        (
-            "field border/panel",
-            w.inactive.bg_stroke.color,
-            v.panel_fill,
-        ),
-        // an unticked checkbox: its border against the panel and its own fill
-        (
-            "checkbox border/panel",
-            w.inactive.bg_stroke.color,
-            v.panel_fill,
-        ),
-        (
-            "checkbox border/fill",
-            w.inactive.bg_stroke.color,
-            w.inactive.bg_fill,
-        ),
+        // a text field's border against the panel around it and its own inside
+        ("field border/panel", field, v.panel_fill),
+        ("field border/inside", field, v.text_edit_bg_color()),
+        // an unticked checkbox: its border against the panel
+        ("checkbox border/panel", checkbox, v.panel_fill),
     ];
     for (what, fg, bg) in pairs {
         let c = contrast(fg, bg);

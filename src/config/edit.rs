@@ -138,7 +138,32 @@ pub fn apply_changes(
     }
     let new_text = doc.to_string();
     let cfg = parse(&new_text)?;
+    // the checks of a value on its own that need the rest of the file (the directory type)
+    for (key, value) in changes {
+        if let Some(raw) = value
+            && let Some(message) = super::value_problem(key, raw, cfg.directory.kind)
+        {
+            let message = if message.contains(&format!("`{key}`")) {
+                message
+            } else {
+                format!("`{key}`: {message}")
+            };
+            return config_err(message);
+        }
+    }
     Ok((new_text, cfg, warnings))
+}
+
+/// Whether `raw` is a value `key` accepts on its own (its type, range, URL or host rules), with
+/// the message `config set` would give. The window checks each field with it as it is typed.
+pub fn check_value(key: &str, raw: &str) -> Result<(), String> {
+    let (key, kind) = key_info(key).map_err(|e| format!("{e:#}"))?;
+    if kind == KeyKind::Secret || raw.trim().is_empty() {
+        return Ok(());
+    }
+    typed_value(key, kind, raw, &mut Vec::new())
+        .map(|_| ())
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn typed_value(

@@ -13,18 +13,19 @@ mod validate;
 mod values;
 
 pub use edit::{
-    apply_changes, config_path, get_value, load, mask_secret_value, normalize_url, parse,
-    save_text, set_value, set_values, show,
+    apply_changes, check_value, config_path, get_value, load, mask_secret_value, normalize_url,
+    parse, save_text, set_value, set_values, show,
 };
 pub use keys::{IntRange, KEYS, KeyKind, SCHEDULE_KEYS, key_info};
 pub use secret_ref::SecretRef;
 pub use service::{NotifyConfig, ServiceConfig, WebhookFormat};
 pub use validate::{
     Problem, Purpose, check_cloud_filter, check_ldap_filter, schedule_problems, validate,
-    validate_for,
+    validate_for, value_problem,
 };
 pub use values::{
-    CheckedUrl, check_host, check_int, check_url, key_at, line_column, location as parse_location,
+    CheckedUrl, DN_KEYS, check_dn, check_host, check_int, check_url, default_value, key_at,
+    line_column, location as parse_location,
 };
 
 use std::path::PathBuf;

@@ -307,6 +307,18 @@ fn validate_ldap(cfg: &Config, secret_known: bool, plaintext_opt_in: bool, p: &m
             "required: the base DN, e.g. dc=company,dc=com",
         );
     }
+    for (key, v) in [
+        ("ldap.root_path", &l.root_path),
+        ("sync.user_path", &cfg.sync.user_path),
+        ("sync.group_path", &cfg.sync.group_path),
+    ] {
+        if let Some(message) = v
+            .as_deref()
+            .and_then(|v| value_problem(key, v, Some(DirectoryType::Ldap)))
+        {
+            problem(p, key, message);
+        }
+    }
     if blank(&l.username) {
         problem(
             p,
@@ -351,35 +363,147 @@ fn validate_ldap(cfg: &Config, secret_known: bool, plaintext_opt_in: bool, p: &m
     }
 }
 
-/// A light syntax check of an LDAP filter: parentheses balance and it is wrapped in them.
+/// A syntax check of an LDAP filter that says what is wrong: parentheses that do not balance
+/// (with the column of an extra `)` or how many `(` are left open), a filter not wrapped in
+/// parentheses, two filters side by side, or an empty `()`.
 pub fn check_ldap_filter(f: &str) -> Result<(), String> {
     let f = f.trim();
-    if !f.starts_with('(') || !f.ends_with(')') {
-        return Err(format!(
-            "an LDAP filter must be in parentheses, e.g. (cn=Sales*): `{f}`"
-        ));
-    }
     let mut depth: i64 = 0;
     let mut escaped = false;
-    for c in f.chars() {
+    let mut closed_at_top = 0;
+    let mut previous = ' ';
+    for (i, c) in f.chars().enumerate() {
         if escaped {
             escaped = false;
+            previous = c;
             continue;
         }
         match c {
             '\\' => escaped = true,
             '(' => depth += 1,
             ')' => {
+                if previous == '(' {
+                    return Err(format!(
+                        "an empty `()` at column {i} of the LDAP filter `{f}`: put a condition \
+                         inside, e.g. (cn=Sales*)"
+                    ));
+                }
                 depth -= 1;
                 if depth < 0 {
-                    return Err(format!("unbalanced parentheses in LDAP filter `{f}`"));
+                    return Err(format!(
+                        "unbalanced parentheses: the `)` at column {} of the LDAP filter `{f}` \
+                         closes nothing",
+                        i + 1
+                    ));
+                }
+                if depth == 0 {
+                    closed_at_top += 1;
                 }
             }
             _ => {}
         }
+        previous = c;
     }
-    if depth != 0 {
-        return Err(format!("unbalanced parentheses in LDAP filter `{f}`"));
+    if depth > 0 {
+        let s = if depth == 1 { "" } else { "es" };
+        return Err(format!(
+            "unbalanced parentheses: {depth} `(` not closed in the LDAP filter `{f}`; add \
+             {depth} closing parenthes{s} `)`"
+        ));
+    }
+    if !f.starts_with('(') || !f.ends_with(')') {
+        return Err(format!(
+            "an LDAP filter must be in parentheses, e.g. (cn=Sales*): `{f}`"
+        ));
+    }
+    if closed_at_top > 1 {
+        return Err(format!(
+            "the LDAP filter `{f}` is several filters side by side: combine them with (&…) or \
+             (|…), e.g. (&(cn=a*)(mail=*))"
+        ));
     }
     Ok(())
+}
+
+/// The problem of one key's value on its own, beyond its type: a DN that is not one, an LDAP
+/// filter that does not parse (when the directory is LDAP). `config set` refuses these, and
+/// validation reports them, with the same message.
+pub fn value_problem(key: &str, raw: &str, directory: Option<DirectoryType>) -> Option<String> {
+    if raw.trim().is_empty() {
+        return None;
+    }
+    if values::DN_KEYS.contains(&key) {
+        return values::check_dn(key, raw).err();
+    }
+    if (key == "sync.user_filter" || key == "sync.group_filter")
+        && directory == Some(DirectoryType::Ldap)
+    {
+        return check_ldap_filter(raw).err();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 28 item 5: `(mail=*` was told "must be in parentheses".
+    #[test]
+    fn ldap_filters_get_a_precise_message() {
+        let e = check_ldap_filter("(mail=*").unwrap_err();
+        assert!(
+            e.starts_with("unbalanced parentheses") && e.contains("1 `(` not closed"),
+            "{e}"
+        );
+        let e = check_ldap_filter("(&(a=1)(b=2)").unwrap_err();
+        assert!(e.contains("1 `(` not closed"), "{e}");
+        let e = check_ldap_filter("(a=1))").unwrap_err();
+        assert!(
+            e.contains("column 6") && e.contains("closes nothing"),
+            "{e}"
+        );
+        let e = check_ldap_filter("mail=*").unwrap_err();
+        assert!(e.contains("must be in parentheses"), "{e}");
+        let e = check_ldap_filter("(a=1)(b=2)").unwrap_err();
+        assert!(e.contains("side by side"), "{e}");
+        assert!(check_ldap_filter("()").unwrap_err().contains("empty"));
+        for good in ["(cn=Sales*)", "(&(a=1)(|(b=2)(c=\\29)))", " (mail=*) "] {
+            assert_eq!(check_ldap_filter(good), Ok(()), "{good}");
+        }
+    }
+
+    #[test]
+    fn a_root_path_that_is_no_dn_is_a_problem_of_its_field() {
+        let mut cfg = Config::default();
+        cfg.directory.kind = Some(DirectoryType::Ldap);
+        cfg.ldap.root_path = Some("abc".into());
+        cfg.sync.user_path = Some("ou=People".into());
+        cfg.sync.user_filter = Some("(mail=*".into());
+        let p = validate(&cfg, true, false);
+        let of = |k: &str| p.iter().find(|p| p.key == k).map(|p| p.message.clone());
+        assert!(of("ldap.root_path").unwrap().contains("not a DN"), "{p:?}");
+        assert_eq!(of("sync.user_path"), None);
+        assert!(
+            of("sync.user_filter").unwrap().contains("unbalanced"),
+            "{p:?}"
+        );
+    }
+
+    /// `config set` refuses the same values, naming the key.
+    #[test]
+    fn config_set_refuses_a_bad_dn_and_an_unbalanced_ldap_filter() {
+        let path = std::path::Path::new("config.toml");
+        let apply = |text: &str, key: &str, v: &str| {
+            super::super::apply_changes(path, text, &[(key, Some(v))]).map(|_| ())
+        };
+        let e = apply("", "ldap.root_path", "abc").unwrap_err().to_string();
+        assert!(e.contains("`ldap.root_path` is not a DN"), "{e}");
+        let ldap = "[directory]\ntype = \"ldap\"\n";
+        let e = apply(ldap, "sync.user_filter", "(mail=*")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sync.user_filter`: unbalanced"), "{e}");
+        assert!(apply(ldap, "sync.user_filter", "(mail=*)").is_ok());
+        assert!(apply("", "sync.user_path", "ou=People").is_ok());
+    }
 }

@@ -145,6 +145,121 @@ pub fn check_host(key: &str, raw: &str) -> Result<String, String> {
     Ok(h.to_string())
 }
 
+/// What an unset key means, as a value (`ldap.port` is 389, or 636 with LDAPS; the object
+/// classes and attributes follow `ldap.ad`): the window shows it in the empty field.
+pub fn default_value(cfg: &super::Config, key: &str) -> Option<String> {
+    let l = &cfg.ldap;
+    let v = match key {
+        "server.url" => "https://vault.bitwarden.com".to_string(),
+        "server.max_requests_per_second" => "4".to_string(),
+        "server.max_requests_per_minute" => "50".to_string(),
+        "ldap.port" => {
+            let mut unset = l.clone();
+            unset.port = None;
+            unset.effective_port().to_string()
+        }
+        "sync.user_object_class" => l.user_object_class(&super::SyncConfig::default()).into(),
+        "sync.group_object_class" => l.group_object_class(&super::SyncConfig::default()).into(),
+        "sync.user_email_attribute" => l.user_email_attribute(&super::SyncConfig::default()).into(),
+        "sync.group_name_attribute" => l.group_name_attribute(&super::SyncConfig::default()).into(),
+        "sync.member_attribute" => l.member_attribute(&super::SyncConfig::default()).into(),
+        "sync.email_prefix_attribute" => l
+            .email_prefix_attribute(&super::SyncConfig::default())
+            .into(),
+        "notify.email_from" => "directory-connector@<this host>".to_string(),
+        _ => {
+            return super::get_value(&super::Config::default(), key)
+                .ok()
+                .flatten();
+        }
+    };
+    Some(v)
+}
+
+/// The keys whose value is an LDAP distinguished name: the base DN and the paths under it.
+pub const DN_KEYS: &[&str] = &["ldap.root_path", "sync.user_path", "sync.group_path"];
+
+/// Checks a distinguished name (RFC 4514): comma-separated `attribute=value` parts, e.g.
+/// `dc=company,dc=com` or `ou=People`. Escapes (`\,`, `\2C`) and quoted values are read as
+/// such. The message names the key and the part that is wrong.
+pub fn check_dn(key: &str, raw: &str) -> Result<(), String> {
+    let dn = raw.trim();
+    if dn.is_empty() {
+        return Ok(());
+    }
+    let example = if key == "ldap.root_path" {
+        "dc=company,dc=com"
+    } else {
+        "ou=People"
+    };
+    for rdn in split_unescaped(dn, ',') {
+        for ava in split_unescaped(&rdn, '+') {
+            let ava = ava.trim();
+            let Some((attr, value)) = ava.split_once('=') else {
+                return Err(if ava.is_empty() {
+                    format!(
+                        "`{key}` is not a DN: it has an empty part between commas (`{dn}`); \
+                         write attribute=value parts, e.g. {example}"
+                    )
+                } else {
+                    format!(
+                        "`{key}` is not a DN: `{ava}` has no `=`; write attribute=value parts \
+                         separated by commas, e.g. {example}"
+                    )
+                });
+            };
+            let attr = attr.trim();
+            let name_ok = attr.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            let oid_ok = !attr.is_empty()
+                && attr
+                    .split('.')
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !name_ok && !oid_ok {
+                return Err(format!(
+                    "`{key}` is not a DN: `{attr}` in `{ava}` is not an attribute name; \
+                     write attribute=value parts, e.g. {example}"
+                ));
+            }
+            if value.trim().is_empty() {
+                return Err(format!(
+                    "`{key}` is not a DN: `{ava}` has no value after `=`, e.g. {example}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `s` cut at each `sep` that is neither escaped with a backslash nor inside double quotes;
+/// an unterminated quote or a trailing backslash keeps the rest in the last part.
+fn split_unescaped(s: &str, sep: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut escaped = false;
+    let mut quoted = false;
+    for c in s.chars() {
+        let last = parts.len() - 1;
+        if escaped {
+            escaped = false;
+            parts[last].push(c);
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                parts[last].push(c);
+            }
+            '"' => {
+                quoted = !quoted;
+                parts[last].push(c);
+            }
+            c if c == sep && !quoted => parts.push(String::new()),
+            c => parts[last].push(c),
+        }
+    }
+    parts
+}
+
 /// Checks one entry of an email list (`sync.protected_emails`): a single plain email address.
 /// Entries are separated by commas (`config set`) or are the items of a TOML array (the file);
 /// an entry that holds another separator (`a@x.com;b@x.com`), white space, no `@`, a wildcard
@@ -373,6 +488,34 @@ mod tests {
         ] {
             assert!(check_email_entry(key, good).is_ok(), "{good}");
         }
+    }
+
+    /// Issue 28 item 5: a Root Path of `abc` was accepted.
+    #[test]
+    fn dns_are_attribute_value_parts() {
+        for good in [
+            "dc=example,dc=com",
+            "OU=Sales, DC=corp, DC=example",
+            "ou=People",
+            "cn=Smith\\, John,ou=People",
+            "cn=\"a,b\",dc=x",
+            "cn=a+uid=b,dc=x",
+            "2.5.4.3=x,dc=y",
+            "",
+        ] {
+            assert_eq!(check_dn("ldap.root_path", good), Ok(()), "{good}");
+        }
+        let e = check_dn("ldap.root_path", "abc").unwrap_err();
+        assert!(
+            e.contains("`abc` has no `=`") && e.contains("dc=company,dc=com"),
+            "{e}"
+        );
+        let e = check_dn("sync.user_path", "ou=People,").unwrap_err();
+        assert!(e.contains("empty part"), "{e}");
+        let e = check_dn("sync.user_path", "ou=").unwrap_err();
+        assert!(e.contains("no value"), "{e}");
+        let e = check_dn("sync.group_path", "o u=x").unwrap_err();
+        assert!(e.contains("not an attribute name"), "{e}");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct App {
     pub syncs_started_by_polling: usize,
     /// Stop Sync was pressed during a sync: release the lock when it ends.
     pending_stop: bool,
+    /// The theme and window size, remembered across restarts.
+    look: super::look::Memory,
 }
 
 impl App {
@@ -96,6 +98,7 @@ impl App {
         };
         let settings = Settings::from_loaded(loaded, opts.secrets.as_ref());
         let more = More::new(&opts.data_dir);
+        let look = super::look::Memory::start(ctx, &opts.data_dir);
         App {
             login: LoginForm {
                 client_id: String::new(),
@@ -124,6 +127,7 @@ impl App {
             polling: false,
             syncs_started_by_polling: 0,
             pending_stop: false,
+            look,
         }
     }
 
@@ -496,38 +500,62 @@ impl App {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
         }
         let logged_in = self.status.as_ref().map(|s| s.logged_in);
+        self.look.frame(ui.ctx());
         egui::Panel::top("top").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.heading("Directory Connector");
-                if logged_in == Some(true) {
-                    ui.separator();
-                    ui.selectable_value(&mut self.tab, Tab::Dashboard, "Dashboard");
-                    ui.selectable_value(&mut self.tab, Tab::Settings, "Settings");
-                    ui.selectable_value(&mut self.tab, Tab::More, "More");
+            // in a narrow window the theme switch goes to a second row, never over the tabs
+            let theme = |ui: &mut egui::Ui| {
+                let dark = ui.visuals().dark_mode;
+                if ui.selectable_label(dark, "Dark").clicked() {
+                    ui.ctx().set_theme(egui::Theme::Dark);
                 }
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    let dark = ui.visuals().dark_mode;
-                    if ui.selectable_label(dark, "Dark").clicked() {
-                        ui.ctx().set_theme(egui::Theme::Dark);
+                if ui.selectable_label(!dark, "Light").clicked() {
+                    ui.ctx().set_theme(egui::Theme::Light);
+                }
+            };
+            let fits = ui
+                .horizontal(|ui| {
+                    ui.heading("Directory Connector");
+                    if logged_in == Some(true) {
+                        ui.separator();
+                        ui.selectable_value(&mut self.tab, Tab::Dashboard, "Dashboard");
+                        ui.selectable_value(&mut self.tab, Tab::Settings, "Settings");
+                        ui.selectable_value(&mut self.tab, Tab::More, "More");
                     }
-                    if ui.selectable_label(!dark, "Light").clicked() {
-                        ui.ctx().set_theme(egui::Theme::Light);
+                    let fits = ui.available_width() >= 110.0;
+                    if fits {
+                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), theme);
                     }
-                });
-            });
+                    fits
+                })
+                .inner;
+            if !fits {
+                ui.horizontal(theme);
+            }
             self.banner_ui(ui);
         });
-        egui::CentralPanel::default().show(ui, |ui| match logged_in {
-            None => {
-                ui.spinner();
-                ui.label("Loading...");
+        egui::CentralPanel::default().show(ui, |ui| {
+            if logged_in == Some(true) && self.tab == Tab::Settings {
+                // the form scrolls by itself, and wraps in a narrow window
+                super::settings::ui(self, ui);
+                return;
             }
-            Some(false) => self.login_ui(ui),
-            Some(true) => match self.tab {
-                Tab::Dashboard => super::dashboard::ui(self, ui),
-                Tab::Settings => super::settings::ui(self, ui),
-                Tab::More => super::more::ui(self, ui),
-            },
+            // every control reachable in any window size: the page scrolls both ways when it
+            // does not fit (the tables and the log scroll inside it)
+            egui::ScrollArea::both()
+                .id_salt("page")
+                .auto_shrink([false, false])
+                .show(ui, |ui| match logged_in {
+                    None => {
+                        ui.spinner();
+                        ui.label("Loading...");
+                    }
+                    Some(false) => self.login_ui(ui),
+                    Some(true) => match self.tab {
+                        Tab::Dashboard => super::dashboard::ui(self, ui),
+                        Tab::Settings => super::settings::ui(self, ui),
+                        Tab::More => super::more::ui(self, ui),
+                    },
+                });
         });
         super::bwdc_import::dialog(self, ui.ctx());
     }
@@ -562,6 +590,7 @@ impl eframe::App for App {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         // stop polling and let a running sync end on a batch boundary
         self.next_run = None;
+        self.look.flush();
         self.worker.shutdown(super::SHUTDOWN_WAIT);
     }
 }

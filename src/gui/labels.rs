@@ -3,6 +3,22 @@
 
 /// (key, section, label)
 const LABELS: &[(&str, &str, &str)] = &[
+    // the Bitwarden server
+    ("server.url", "Server", "Bitwarden server URL"),
+    ("server.ca_file", "Server", "Server CA certificates (PEM)"),
+    ("server.api_url", "Advanced", "Custom API URL"),
+    ("server.identity_url", "Advanced", "Custom identity URL"),
+    ("server.rate_limits", "Request budget", "Count requests"),
+    (
+        "server.max_requests_per_second",
+        "Request budget",
+        "Most requests a second",
+    ),
+    (
+        "server.max_requests_per_minute",
+        "Request budget",
+        "Most requests a minute",
+    ),
     ("directory.type", "Directory", "Type"),
     // LDAP
     ("ldap.hostname", "Connection", "Server Hostname"),
@@ -115,11 +131,7 @@ const LABELS: &[(&str, &str, &str)] = &[
         "Group Name Attribute",
     ),
     ("sync.member_attribute", "Groups", "Member Attribute"),
-    (
-        "sync.interval_minutes",
-        "Sync options",
-        "Interval (minutes)",
-    ),
+    ("sync.interval_minutes", "Schedule", "Interval (minutes)"),
     (
         "sync.remove_disabled",
         "Sync options",
@@ -168,32 +180,39 @@ const LABELS: &[(&str, &str, &str)] = &[
         "Re-read every group from the server within (hours)",
     ),
     // the service mode (`directory-connector service`)
-    ("service.schedule", "Service", "Schedule (cron expression)"),
+    (
+        "service.schedule",
+        "Schedule",
+        "Service schedule (cron expression)",
+    ),
     (
         "service.jitter_seconds",
-        "Service",
+        "Schedule",
         "Random delay before each run (seconds)",
     ),
     (
         "service.metrics_listen",
-        "Service",
+        "Schedule",
         "Health and metrics address",
     ),
-    ("notify.webhook_url", "Alerts", "Webhook URL"),
-    ("notify.webhook_format", "Alerts", "Webhook format"),
+    ("notify.webhook_url", "Webhook", "Webhook URL"),
+    ("notify.webhook_format", "Webhook", "Webhook format"),
     (
         "notify.stale_after_minutes",
         "Alerts",
         "Alert when no sync has succeeded for (minutes)",
     ),
-    ("notify.smtp_url", "Alerts", "SMTP server"),
-    ("notify.smtp_password", "Alerts", "SMTP password"),
-    ("notify.email_from", "Alerts", "Alert email from"),
-    ("notify.email_to", "Alerts", "Alert email to"),
+    ("notify.smtp_url", "Email", "SMTP server"),
+    ("notify.smtp_password", "Email", "SMTP password"),
+    ("notify.email_from", "Email", "Alert email from"),
+    ("notify.email_to", "Email", "Alert email to"),
 ];
 
 /// Sections in the order the form shows them.
 pub(super) const SECTIONS: &[&str] = &[
+    "Directory",
+    "Server",
+    "Request budget",
     "Connection",
     "TLS",
     "Account",
@@ -202,7 +221,9 @@ pub(super) const SECTIONS: &[&str] = &[
     "Groups",
     "Sync options",
     "Safety",
-    "Service",
+    "Schedule",
+    "Webhook",
+    "Email",
     "Alerts",
     "Advanced",
 ];
@@ -245,18 +266,110 @@ pub(super) fn option<'a>(key: &str, value: &'a str) -> &'a str {
         ("entra.cloud", "government") => "Entra Id Government",
         ("onelogin.region", "us") => "US",
         ("onelogin.region", "eu") => "EU",
+        ("notify.webhook_format", "json") => "JSON",
+        ("notify.webhook_format", "slack") => "Slack",
+        ("notify.webhook_format", "teams") => "Microsoft Teams",
+        ("server.rate_limits", "cloud") => "As the Bitwarden cloud",
+        ("server.rate_limits", "shared") => "One counter",
+        ("server.rate_limits", "none") => "No limit",
         _ => value,
     }
+}
+
+/// A message in the form's words: each config key it names (`ldap.port`, or bare) becomes the
+/// field's label in quotes.
+pub(super) fn in_words(message: &str) -> String {
+    let mut keys: Vec<&str> = crate::config::KEYS.iter().map(|(k, _, _)| *k).collect();
+    // longest first: `sync.user_path` before a key that is its prefix
+    keys.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let mut out = message.to_string();
+    for key in keys {
+        if !out.contains(key) {
+            continue;
+        }
+        let quoted = format!("\u{201c}{}\u{201d}", label(key));
+        out = out.replace(&format!("`{key}`"), &quoted);
+        out = out.replace(key, &quoted);
+    }
+    out
+}
+
+/// A problem shown under its field: in the form's words, and for a secret, what to do in the
+/// window (type it, or give a reference) rather than a command.
+pub(super) fn problem(
+    key: &str,
+    kind: crate::config::KeyKind,
+    message: &str,
+    store: &str,
+) -> String {
+    if kind == crate::config::KeyKind::Secret {
+        if message.starts_with("not set") {
+            return format!(
+                "Not set: type it here (it is kept in {store}), or give env:NAME or file:PATH."
+            );
+        }
+        if message.contains("plaintext secret") {
+            return format!(
+                "config.toml holds this secret in clear: type it here to move it to {store}, or \
+                 give env:NAME or file:PATH."
+            );
+        }
+    }
+    let words = in_words(message);
+    // the field's own label leading its message says nothing more
+    let own = format!("\u{201c}{}\u{201d}", label(key));
+    match words.strip_prefix(&own) {
+        Some(rest) => {
+            let rest = rest.trim_start_matches([':', ' ']);
+            let mut c = rest.chars();
+            c.next()
+                .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+        }
+        None => words,
+    }
+}
+
+/// A hint for an empty field beyond its default value (what leaving it empty means).
+pub(super) fn empty_means(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "server.api_url" | "server.identity_url" => "from the server URL",
+        "server.ca_file" | "ldap.ca_file" => "the system's certificates",
+        "service.schedule" => "none: every Interval (minutes), e.g. 0 */2 * * *",
+        "service.metrics_listen" => "off, e.g. 127.0.0.1:9464",
+        "notify.webhook_url" => "off, e.g. https://hooks.slack.com/services/…",
+        "notify.smtp_url" => "off, e.g. smtps://alerts@mail.company.com:465",
+        "notify.email_to" => "e.g. it@company.com, ops@company.com",
+        "sync.user_filter" | "sync.group_filter" => "none, e.g. (cn=Sales*)",
+        "sync.user_path" => "the Root Path, e.g. ou=People",
+        "sync.group_path" => "the Root Path, e.g. ou=Groups",
+        "ldap.root_path" => "e.g. dc=company,dc=com",
+        "ldap.hostname" => "e.g. ad.company.com",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
+    fn messages_name_the_label_not_the_key() {
+        let m = super::in_words("`ldap.port` must be a whole number from 1 to 65535, not `abc`");
+        assert_eq!(
+            m,
+            "\u{201c}Server Port\u{201d} must be a whole number from 1 to 65535, not `abc`"
+        );
+        let p = super::problem(
+            "ldap.port",
+            crate::config::KeyKind::Int(crate::config::IntRange::new(1, 65535)),
+            "`ldap.port` must be a whole number from 1 to 65535, not `abc`",
+            "the store",
+        );
+        assert_eq!(p, "Must be a whole number from 1 to 65535, not `abc`");
+        assert!(super::in_words("set sync.user_path").contains("User Path"));
+    }
+
+    #[test]
     fn every_form_key_has_a_label_and_a_known_section() {
-        for (key, _, _) in crate::config::KEYS
-            .iter()
-            .filter(|(k, _, _)| !k.starts_with("server."))
-        {
+        for (key, _, _) in crate::config::KEYS {
             assert_ne!(super::label(key), *key, "{key} has no label");
             assert!(super::SECTIONS.contains(&super::section(key)) || *key == "directory.type");
         }

@@ -6,6 +6,7 @@ mod app;
 mod bwdc_import;
 pub mod dashboard;
 mod labels;
+pub mod look;
 mod more;
 mod settings;
 mod table;
@@ -41,7 +42,11 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("Bitwarden Directory Connector")
         .with_app_id("directory-connector")
-        .with_inner_size([1100.0, 760.0])
+        .with_inner_size(
+            look::Remembered::load(data_dir)
+                .size()
+                .unwrap_or(egui::vec2(1100.0, 760.0)),
+        )
         .with_min_inner_size([720.0, 480.0]);
     match icon() {
         Some(icon) => viewport = viewport.with_icon(Arc::new(icon)),

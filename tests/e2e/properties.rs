@@ -226,12 +226,24 @@ fn settable(kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
     }
 }
 
-/// [`settable`], with the lists whose entries must be email addresses given addresses, and the
-/// schedule a cron expression that fires (`config set` refuses any other).
+/// [`settable`], with the lists whose entries must be email addresses given addresses, the
+/// schedule a cron expression that fires, DNs and LDAP filters (`config set` refuses any other).
 fn settable_for(key: &str, kind: KeyKind) -> BoxedStrategy<(String, Option<String>)> {
     if key == "service.schedule" {
         return prop::sample::select(vec!["*/30 * * * *", "0 2 * * *", "15 */6 * * 1-5"])
             .prop_map(|c| (c.to_string(), Some(c.to_string())))
+            .boxed();
+    }
+    if ["ldap.root_path", "sync.user_path", "sync.group_path"].contains(&key) {
+        // `config set` refuses a value that is not a DN
+        return "[a-zA-Z]{1,4}=[a-zA-Z0-9]{1,5}(,[a-z]{1,3}=[a-z0-9 ]{0,3}[a-z0-9])*"
+            .prop_map(|dn| (dn.clone(), Some(dn)))
+            .boxed();
+    }
+    if key == "sync.user_filter" || key == "sync.group_filter" {
+        // with an LDAP directory, `config set` refuses a filter that does not parse
+        return "\\([a-z]{1,4}=[a-zA-Z0-9*]{1,5}\\)"
+            .prop_map(|f| (f.clone(), Some(f)))
             .boxed();
     }
     if key != "sync.protected_emails" {

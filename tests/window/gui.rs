@@ -81,6 +81,11 @@ fn logged_in(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
 }
 
 fn click(h: &mut Harness<'static, App>, label: &str) {
+    // a control below the fold of a scrolled page is brought into view first
+    h.get_by_label(label).scroll_to_me();
+    h.run_steps(2);
+    h.get_by_label(label).hover();
+    h.step();
     h.get_by_label(label).click();
     // popups and modals appear a frame or two later
     for _ in 0..3 {
@@ -89,6 +94,8 @@ fn click(h: &mut Harness<'static, App>, label: &str) {
 }
 
 fn type_into(h: &mut Harness<'static, App>, label: &str, text: &str) {
+    h.get_by_label(label).scroll_to_me();
+    h.run_steps(2);
     let node = h.get_by_label(label);
     node.focus();
     h.step();
@@ -198,10 +205,10 @@ fn settings_are_saved_to_the_config_and_problems_name_the_field() {
     let out = cli(&env, &["config", "get", "ldap.page_size"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "250");
 
-    // a bad value is refused with the key named, and nothing is written
+    // a bad value is refused with the field named, and nothing is written
     type_into(&mut h, "Server Port", "99999");
     click(&mut h, "Save");
-    assert!(banner(&h).contains("ldap.port"), "{}", banner(&h));
+    assert!(banner(&h).contains("Server Port"), "{}", banner(&h));
     let cfg = directory_connector::config::load(env.path()).unwrap();
     assert_eq!(cfg.ldap.port, None);
 }
@@ -637,7 +644,7 @@ fn a_banner_does_not_move_the_buttons_under_the_cursor() {
     let save = h.get_by_label("Save").rect();
     let hostname = h.get_by_label("Server Hostname").rect();
     click(&mut h, "Save");
-    assert!(banner(&h).contains("ldap.port"), "{}", banner(&h));
+    assert!(banner(&h).contains("Server Port"), "{}", banner(&h));
     assert!(has_label(&h, "Dismiss"));
     assert_eq!(h.get_by_label("Save").rect(), save);
     assert_eq!(h.get_by_label("Server Hostname").rect(), hostname);
@@ -684,4 +691,349 @@ fn the_services_last_alert_is_a_banner_until_a_recovery() {
     // the status (with the alert) is loaded with the sync cache counts
     wait(&mut h, "the status", |h| has_label(h, "Sync cache:"));
     assert!(!has_label(&h, "Service alert"));
+}
+
+/// The label of a problem under a field: just below the field, in the window's words.
+fn problem_under(h: &Harness<'static, App>, field: &str, words: &str) -> bool {
+    let Some(problem) = h.query_by_label_contains(words) else {
+        return false;
+    };
+    let f = h.get_by_label(field).rect();
+    let p = problem.rect();
+    p.top() >= f.bottom() - 1.0 && p.top() - f.bottom() < 40.0
+}
+
+/// Every text the window shows that names a config key.
+fn shown_keys(h: &Harness<'static, App>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, _, _) in directory_connector::config::KEYS {
+        if let Some(n) = h.query_by_label_contains(key) {
+            out.push(format!("{key} in {n:?}"));
+        }
+    }
+    out
+}
+
+/// Issue 28 item 5: type errors and other problems, each under its field in the label's words,
+/// all at once as they are typed; a fixed field's mark clears.
+#[test]
+fn settings_show_every_problem_under_its_field_as_it_is_typed() {
+    let env = Env::new();
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Settings");
+    click(&mut h, "Active Directory / LDAP");
+    wait(&mut h, "the LDAP form", |h| has_label(h, "Server Hostname"));
+    type_into(&mut h, "Server Port", "abc");
+    type_into(&mut h, "Interval (minutes)", "2");
+    type_into(&mut h, "Root Path", "abc");
+    type_into(&mut h, "User Filter", "(mail=*");
+    h.run_steps(2);
+    // no Save yet: every problem is there at once, under its own field
+    assert!(
+        problem_under(&h, "Server Port", "from 1 to 65535, not `abc`"),
+        "{:?}",
+        h.state().settings.problems
+    );
+    assert!(problem_under(
+        &h,
+        "Interval (minutes)",
+        "0 (off) or from 5 to 10080"
+    ));
+    assert!(problem_under(&h, "Root Path", "`abc` has no `=`"));
+    assert!(
+        problem_under(&h, "User Filter", "unbalanced parentheses"),
+        "{:?}",
+        h.state().settings.problems
+    );
+    assert!(!has_label(&h, "must be in parentheses"));
+    assert_eq!(
+        shown_keys(&h),
+        Vec::<String>::new(),
+        "no config key on screen"
+    );
+    // the default shows in an empty field, for the encryption chosen
+    type_into(&mut h, "Server Port", "");
+    h.run_steps(2);
+    assert!(
+        !has_label(&h, "from 1 to 65535"),
+        "the fixed field's mark is gone"
+    );
+    assert_eq!(h.state().settings.hint("ldap.port"), Some("389"));
+    click(&mut h, "Use SSL (LDAPS)");
+    h.run_steps(2);
+    assert_eq!(h.state().settings.hint("ldap.port"), Some("636"));
+    assert_eq!(
+        h.state().settings.hint("sync.user_object_class"),
+        Some("inetOrgPerson")
+    );
+    type_into(&mut h, "Root Path", "dc=example,dc=com");
+    h.run_steps(2);
+    assert!(!has_label(&h, "has no `=`"));
+    assert!(
+        has_label(&h, "0 (off) or from 5 to 10080"),
+        "the others stay"
+    );
+}
+
+/// Issue 28 item 5: Save with a type error saves the rest and says which field it did not save.
+#[test]
+fn save_with_a_type_error_names_the_field_it_did_not_save() {
+    let env = Env::new();
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Settings");
+    click(&mut h, "Active Directory / LDAP");
+    wait(&mut h, "the LDAP form", |h| has_label(h, "Server Hostname"));
+    type_into(&mut h, "Server Hostname", "dc1.example.com");
+    type_into(&mut h, "Server Port", "abc");
+    click(&mut h, "Save");
+    let b = banner(&h);
+    assert!(
+        b.contains("Not saved") && b.contains("Server Port") && !b.contains("ldap.port"),
+        "{b}"
+    );
+    let cfg = directory_connector::config::load(env.path()).unwrap();
+    assert_eq!(cfg.ldap.hostname.as_deref(), Some("dc1.example.com"));
+    assert_eq!(cfg.ldap.port, None);
+    // the refused value stays in its field, marked, and the form still has unsaved changes
+    assert_eq!(h.state().settings.draft["ldap.port"], "abc");
+    assert!(h.state().settings.is_dirty());
+    assert!(problem_under(&h, "Server Port", "from 1 to 65535"));
+    // after Save every problem is marked, the ones of untouched fields too
+    assert!(problem_under(&h, "Root Path", "required: the base DN"));
+    type_into(&mut h, "Server Port", "1389");
+    click(&mut h, "Save");
+    assert!(!banner(&h).contains("Not saved"), "{}", banner(&h));
+    let cfg = directory_connector::config::load(env.path()).unwrap();
+    assert_eq!(cfg.ldap.port, Some(1389));
+}
+
+/// Issue 28 item 5: the server, the schedule and the alerts are set in the window, saved to
+/// config.toml (the secret to the store), and changing the server keeps the login.
+#[test]
+fn the_server_schedule_and_alerts_sections_save_to_config_toml() {
+    let env = Env::new();
+    let ca = env.path().join("server-ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Settings");
+    type_into(&mut h, "Bitwarden server URL", "https://vault.example.com");
+    type_into(&mut h, "Server CA certificates (PEM)", ca.to_str().unwrap());
+    type_into(&mut h, "Interval (minutes)", "30");
+    type_into(&mut h, "Service schedule (cron expression)", "0 */2 * * *");
+    type_into(&mut h, "Health and metrics address", "127.0.0.1:9464");
+    type_into(&mut h, "Webhook URL", "https://hooks.example.com/T0/B0");
+    click(&mut h, "Slack");
+    type_into(&mut h, "SMTP server", "smtps://alerts@mail.example.com:465");
+    type_into(&mut h, "SMTP password", "Smtp-Secret-1");
+    type_into(&mut h, "Alert email to", "it@example.com, ops@example.com");
+    click(&mut h, "Save");
+    assert!(!banner(&h).contains("Not saved"), "{}", banner(&h));
+    let text = std::fs::read_to_string(env.path().join("config.toml")).unwrap();
+    let cfg = directory_connector::config::parse(&text).unwrap();
+    assert_eq!(cfg.server.url.as_deref(), Some("https://vault.example.com"));
+    assert_eq!(cfg.server.ca_file.as_deref(), Some(ca.as_path()));
+    assert_eq!(cfg.sync.interval_minutes, 30);
+    assert_eq!(cfg.service.schedule.as_deref(), Some("0 */2 * * *"));
+    assert_eq!(
+        cfg.service.metrics_listen.as_deref(),
+        Some("127.0.0.1:9464")
+    );
+    assert_eq!(
+        cfg.notify.webhook_url.as_deref(),
+        Some("https://hooks.example.com/T0/B0")
+    );
+    assert_eq!(
+        cfg.notify.webhook_format,
+        directory_connector::config::WebhookFormat::Slack
+    );
+    assert_eq!(
+        cfg.notify.smtp_url.as_deref(),
+        Some("smtps://alerts@mail.example.com:465")
+    );
+    assert_eq!(cfg.notify.email_to, ["it@example.com", "ops@example.com"]);
+    assert!(
+        !text.contains("Smtp-Secret-1"),
+        "the secret is not in the file"
+    );
+    assert_eq!(
+        PlaintextStore::new(env.path())
+            .get("notify.smtp_password")
+            .unwrap()
+            .as_deref(),
+        Some("Smtp-Secret-1")
+    );
+    // the secret is never shown in clear: the field is a password field, empty, "stored"
+    assert_eq!(h.state().settings.draft["notify.smtp_password"], "");
+    assert!(!has_label(&h, "Smtp-Secret-1"));
+    // changing the server did not log out
+    assert!(h.state().status.as_ref().unwrap().logged_in);
+    assert!(
+        PlaintextStore::new(env.path())
+            .get("bitwarden.client_id")
+            .unwrap()
+            .is_some()
+    );
+    // the service's checks see the same file
+    let out = cli(&env, &["--json", "config", "validate"]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    for key in ["service.", "notify.", "server."] {
+        assert!(!json.contains(key), "{key}: {json}");
+    }
+}
+
+/// WCAG relative luminance of an sRGB colour.
+fn luminance(c: egui::Color32) -> f64 {
+    let lin = |v: u8| {
+        let v = f64::from(v) / 255.0;
+        if v <= 0.04045 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * lin(c.r()) + 0.7152 * lin(c.g()) + 0.0722 * lin(c.b())
+}
+
+fn contrast(a: egui::Color32, b: egui::Color32) -> f64 {
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+/// Issue 28 item 7: the Light theme meets WCAG AA (4.5:1) for text, text-field borders and
+/// unticked checkboxes, computed from the visuals the window uses.
+#[test]
+fn the_light_theme_has_aa_contrast() {
+    let env = Env::new();
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Light");
+    h.run_steps(2);
+    let v = h.ctx.global_style().visuals.clone();
+    assert!(!v.dark_mode);
+    let w = &v.widgets;
+    // what is seen of a border: its colour over the background, or, with no border (no width,
+    // transparent), nothing but the fill it surrounds
+    let edge = |stroke: egui::Stroke, fill: egui::Color32, bg: egui::Color32| {
+        let c = stroke.color;
+        if stroke.width <= 0.0 || c.a() == 0 {
+            return fill;
+        }
+        let a = f32::from(c.a()) / 255.0;
+        let mix = |f: u8, b: u8| (f32::from(f) + f32::from(b) * (1.0 - a)).round() as u8;
+        egui::Color32::from_rgb(mix(c.r(), bg.r()), mix(c.g(), bg.g()), mix(c.b(), bg.b()))
+    };
+    let field = edge(w.inactive.bg_stroke, v.text_edit_bg_color(), v.panel_fill);
+    let checkbox = edge(w.inactive.bg_stroke, w.inactive.bg_fill, v.panel_fill);
+    let pairs = [
+        ("text", v.text_color(), v.panel_fill),
+        ("text in a field", v.text_color(), v.text_edit_bg_color()),
+        ("hint text", v.weak_text_color(), v.text_edit_bg_color()),
+        (
+            "button text",
+            w.inactive.fg_stroke.color,
+            w.inactive.weak_bg_fill,
+        ),
+        ("error text", v.error_fg_color, v.panel_fill),
+        // a text field's border against the panel around it and its own inside
+        ("field border/panel", field, v.panel_fill),
+        ("field border/inside", field, v.text_edit_bg_color()),
+        // an unticked checkbox: its border against the panel
+        ("checkbox border/panel", checkbox, v.panel_fill),
+    ];
+    for (what, fg, bg) in pairs {
+        let c = contrast(fg, bg);
+        assert!(c >= 4.5, "{what}: {fg:?} on {bg:?} is {c:.2}:1");
+    }
+    // and the theme is remembered: a new window starts in Light
+    drop(h);
+    let h = logged_in(&env, None);
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+}
+
+/// Issue 28 item 7: at 420×340 the theme switch leaves the tabs alone, and every button,
+/// checkbox, radio button and field of each tab can be scrolled to and clicked.
+#[test]
+fn at_420_by_340_every_control_of_each_tab_can_be_reached() {
+    use egui::accesskit::Role;
+    let env = Env::new();
+    env.set("directory.type", "ldap");
+    let store = PlaintextStore::new(env.path());
+    store.set("bitwarden.client_id", &client_id()).unwrap();
+    store.set("bitwarden.client_secret", CLIENT_SECRET).unwrap();
+    let opts = AppOptions {
+        data_dir: env.path().to_path_buf(),
+        secrets: Arc::new(PlaintextStore::new(env.path())),
+        poll_interval: None,
+    };
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(420.0, 340.0))
+        .build_eframe(move |cc| App::new(&cc.egui_ctx, opts));
+    wait(&mut h, "the dashboard", |h| has_label(h, "Test Now"));
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(420.0, 340.0));
+    let top: Vec<egui::Rect> = ["Dashboard", "Settings", "More", "Light", "Dark"]
+        .iter()
+        .map(|l| h.get_by_label(l).rect())
+        .collect();
+    for (i, a) in top.iter().enumerate() {
+        assert!(screen.contains_rect(*a), "{a:?}");
+        for b in &top[i + 1..] {
+            assert!(!a.intersects(*b), "the top bar overlaps: {a:?} {b:?}");
+        }
+    }
+    let page_top = top.iter().map(|r| r.bottom()).fold(0.0, f32::max);
+    let page = egui::Rect::from_min_max(egui::pos2(0.0, page_top), screen.max);
+    let roles = [
+        Role::Button,
+        Role::CheckBox,
+        Role::RadioButton,
+        Role::TextInput,
+    ];
+    for (tab, last) in [
+        ("Dashboard", "History"),
+        ("Settings", "Microsoft Teams"),
+        ("More", "Reload"),
+    ] {
+        click(&mut h, tab);
+        let count = |h: &Harness<'static, App>| {
+            roles
+                .iter()
+                .map(|r| h.query_all_by_role(*r).count())
+                .sum::<usize>()
+        };
+        let n = count(&h);
+        assert!(n > 3, "{tab}: {n} controls");
+        for role in roles {
+            let m = h.query_all_by_role(role).count();
+            for i in 0..m {
+                let node = h.query_all_by_role(role).nth(i).unwrap();
+                let label = format!("{node:?}");
+                if top.contains(&node.rect()) {
+                    continue;
+                }
+                node.scroll_to_me();
+                h.run_steps(3);
+                let node = h.query_all_by_role(role).nth(i).unwrap();
+                let r = node.rect();
+                assert!(
+                    page.contains(r.center()) && r.width() > 0.0,
+                    "{tab}: {role:?} {label:?} at {r:?} is not in the page {page:?}"
+                );
+            }
+        }
+        // the last control of the tab: scrolled to and clicked
+        h.get_by_label(last).scroll_to_me();
+        h.run_steps(3);
+        assert!(
+            page.contains(h.get_by_label(last).rect().center()),
+            "{tab}: {last}"
+        );
+        click(&mut h, last);
+        match tab {
+            "Dashboard" => assert_eq!(
+                h.state().dashboard.view,
+                directory_connector::gui::View::History
+            ),
+            "Settings" => assert_eq!(h.state().settings.draft["notify.webhook_format"], "teams"),
+            _ => {}
+        }
+    }
 }

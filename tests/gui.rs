@@ -700,3 +700,79 @@ fn the_services_last_alert_is_a_banner_until_a_recovery() {
     wait(&mut h, "the status", |h| has_label(h, "Sync cache:"));
     assert!(!has_label(&h, "Service alert"));
 }
+
+/// A Bitwarden server that accepts connections and never answers (its process stopped, the
+/// socket open): every connection is held until the test process ends.
+fn server_that_never_answers() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    url
+}
+
+/// Clicks Cancel on the running job and waits for the worker: it must be idle within 2 s.
+fn cancel_within_two_seconds(h: &mut Harness<'static, App>) {
+    let clicked = Instant::now();
+    click(h, "Cancel");
+    wait(h, "the job to stop", |h| h.state().worker.busy().is_none());
+    let took = clicked.elapsed();
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+}
+
+#[test]
+fn cancel_stops_test_and_sync_against_a_server_that_never_answers() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    env.ok(&["sync"]);
+    assert_eq!(env.cache_counts(), (3, 1));
+    env.set("server.url", &server_that_never_answers());
+    let mut h = logged_in(&env, None);
+
+    click(&mut h, "Sync Now");
+    wait(&mut h, "the sign-in", |h| {
+        has_label(h, "Signing in to Bitwarden")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    cancel_within_two_seconds(&mut h);
+    assert!(banner(&h).contains("Sync cancelled"), "{}", banner(&h));
+    // nothing was confirmed, nothing recorded: the cache still matches the organization
+    assert_eq!(env.cache_counts(), (3, 1));
+    assert_eq!(server.org().members.len(), 3);
+
+    click(&mut h, "Test Now");
+    wait(&mut h, "the test to start", |h| {
+        h.state().worker.busy().is_some()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    cancel_within_two_seconds(&mut h);
+    assert!(banner(&h).contains("Test cancelled"), "{}", banner(&h));
+    // the buttons are back
+    click(&mut h, "Test Now");
+    cancel_within_two_seconds(&mut h);
+}
+
+#[test]
+fn the_status_shows_a_retry_and_cancel_ends_its_wait() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    // a port nobody listens on: each attempt fails at once and the next waits
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    env.set("server.url", &url);
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Sync Now");
+    wait(&mut h, "a retry on the status line", |h| {
+        has_label(h, "Signing in to Bitwarden: attempt 3 of 5, next in")
+    });
+    cancel_within_two_seconds(&mut h);
+    assert!(banner(&h).contains("Sync cancelled"), "{}", banner(&h));
+    assert_eq!(env.cache_counts(), (0, 0));
+}

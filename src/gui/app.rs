@@ -224,6 +224,10 @@ impl App {
                 self.polling = false;
                 self.next_run = None;
             }
+            Outcome::Cancelled { job, message } => {
+                self.more.reload_log();
+                self.info(format!("{job} cancelled: {message}"));
+            }
             Outcome::Failed {
                 job,
                 message,
@@ -417,6 +421,9 @@ impl App {
             }
             if busy {
                 ui.spinner();
+                if ui.button("Cancel").clicked() {
+                    self.worker.cancel();
+                }
             }
         });
         ui.add_space(16.0);

@@ -397,6 +397,17 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             .unwrap_or_default();
         ui.horizontal(|ui| {
             ui.spinner();
+            // before the stage, whose text changes: the button never moves under the cursor
+            if ui
+                .add_enabled(!app.worker.cancelling(), egui::Button::new("Cancel"))
+                .on_hover_text(
+                    "Stop now: a sync stops between two requests, and every batch the server \
+                     confirmed stays recorded; the next sync sends the rest",
+                )
+                .clicked()
+            {
+                app.worker.cancel();
+            }
             let count = if a.count > 0 {
                 format!(" ({} entries)", a.count)
             } else {

@@ -81,6 +81,11 @@ pub enum Outcome {
         /// The mass-removal guard refused the sync.
         refused: bool,
     },
+    /// Cancel was clicked and the job stopped; the message says what was applied.
+    Cancelled {
+        job: &'static str,
+        message: String,
+    },
 }
 
 /// Progress of the running job, read by the window each frame.
@@ -94,7 +99,10 @@ pub struct Activity {
 
 struct GuiProgress {
     activity: Arc<Mutex<Activity>>,
+    /// Cancel was clicked: the running job stops (reset when the next job starts).
     cancel: Arc<AtomicBool>,
+    /// The window is closing: every job stops.
+    closing: Arc<AtomicBool>,
     repaint: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -114,7 +122,7 @@ impl Progress for GuiProgress {
         (self.repaint)();
     }
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
+        self.cancel.load(Ordering::SeqCst) || self.closing.load(Ordering::SeqCst)
     }
     fn set_fraction(&self, fraction: f32) {
         if let Ok(mut a) = self.activity.lock() {
@@ -130,6 +138,7 @@ pub struct Worker {
     outcomes: mpsc::Receiver<Outcome>,
     pub activity: Arc<Mutex<Activity>>,
     cancel: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -144,9 +153,11 @@ impl Worker {
         let (out_tx, out_rx) = mpsc::channel::<Outcome>();
         let activity = Arc::new(Mutex::new(Activity::default()));
         let cancel = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
         let progress = GuiProgress {
             activity: Arc::clone(&activity),
             cancel: Arc::clone(&cancel),
+            closing: Arc::clone(&closing),
             repaint: Arc::clone(&repaint),
         };
         let thread = std::thread::Builder::new()
@@ -158,13 +169,36 @@ impl Worker {
             outcomes: out_rx,
             activity,
             cancel,
+            closing,
             thread,
         }
+    }
+
+    /// Cancels the running job: a test or a login is dropped where it waits, a sync stops
+    /// between two requests (every batch the server confirmed stays recorded), and every wait
+    /// for the request budget, a 429's pause or a retry ends at once.
+    pub fn cancel(&self) {
+        if let Ok(mut a) = self.activity.lock()
+            && let Some(job) = a.job
+        {
+            self.cancel.store(true, Ordering::SeqCst);
+            a.stage = format!("Cancelling the {}...", job.to_lowercase());
+            a.fraction = None;
+        }
+    }
+
+    /// Whether Cancel was clicked for the running job.
+    pub fn cancelling(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
     }
 
     /// Queues a job; false when the worker is gone.
     pub fn send(&self, job: Job) -> bool {
         if let Ok(mut a) = self.activity.lock() {
+            if a.job.is_none() {
+                // a new operation: an earlier Cancel does not stop it
+                self.cancel.store(false, Ordering::SeqCst);
+            }
             a.job = Some(job.name());
             a.stage = format!("{}...", job.name());
             a.count = 0;
@@ -185,7 +219,7 @@ impl Worker {
     /// Stops cleanly: a running sync ends at its next batch boundary (the cache matches what the
     /// server confirmed), then the thread exits. Waits at most `timeout`.
     pub fn shutdown(&mut self, timeout: Duration) {
-        self.cancel.store(true, Ordering::SeqCst);
+        self.closing.store(true, Ordering::SeqCst);
         self.jobs = None; // closes the channel: the loop ends after the current job
         if let Some(t) = self.thread.take() {
             let started = Instant::now();
@@ -248,8 +282,34 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
     })
 }
 
+/// Runs `work` until it ends or Cancel is clicked: then it is dropped where it waits (it writes
+/// nothing before the server answered).
+async fn cancellable<T>(
+    progress: &GuiProgress,
+    what: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let stop = async {
+        while !progress.cancelled() {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        out = work => out,
+        () = stop => Err(Failure::Interrupted(format!("{what} cancelled; nothing was stored")).into()),
+    }
+}
+
 fn failed(job: &'static str, e: &anyhow::Error) -> Outcome {
     let message = crate::logging::redact(&format!("{e:#}"));
+    if matches!(
+        e.downcast_ref::<Failure>(),
+        Some(Failure::Interrupted(_) | Failure::Stopped)
+    ) {
+        tracing::info!("{job} cancelled: {message}");
+        return Outcome::Cancelled { job, message };
+    }
     tracing::error!("{job}: {message}");
     Outcome::Failed {
         job,
@@ -307,8 +367,9 @@ fn run(
                 client_id,
                 client_secret,
             } => {
-                let r = ApiKey::new(&client_id, &client_secret)
-                    .and_then(|key| runtime.block_on(conn.login(key, true)));
+                let r = ApiKey::new(&client_id, &client_secret).and_then(|key| {
+                    runtime.block_on(cancellable(&progress, "log in", conn.login(key, true)))
+                });
                 match r {
                     Ok(()) => Outcome::LoggedIn,
                     Err(e) => failed(name, &e),

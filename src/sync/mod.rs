@@ -168,7 +168,7 @@ impl SyncRun<'_> {
                 {
                     break;
                 }
-                self.progress.show_wait(self.client.budget().waiting());
+                self.progress.show_client(&self.client);
                 tokio::time::sleep(std::time::Duration::from_millis(25)).await;
             }
         };

@@ -195,8 +195,9 @@ impl App {
                 self.dashboard.set_runs(&s.runs);
                 self.status = Some(*s);
             }
+            Outcome::Tables(t) => self.dashboard.set_tables(*t),
             Outcome::Tested(r) => {
-                self.dashboard.set_test(*r);
+                self.dashboard.set_tables(*r);
                 self.info("Test complete: nothing was pushed.");
             }
             Outcome::Synced(r) => {

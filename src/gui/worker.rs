@@ -10,12 +10,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::bitwarden::ApiKey;
-use crate::connector::{Connector, SyncOptions, SyncReport, TestReport};
+use crate::connector::{Connector, SyncOptions, SyncRead, SyncReport};
 use crate::datadir::{self, SyncLock};
 use crate::errors::Failure;
 use crate::progress::Progress;
 use crate::secrets::SecretStore;
 use crate::store::{RunRecord, SyncKind};
+use crate::sync::tables::Tables;
 
 /// What the window asks for.
 #[derive(Debug, Clone)]
@@ -69,8 +70,12 @@ pub struct Status {
 /// What the worker answers.
 pub enum Outcome {
     LoggedIn,
-    Tested(Box<TestReport>),
+    /// A test's tables.
+    Tested(Box<Tables>),
     Synced(Box<SyncReport>),
+    /// The tables of a sync (after its outcome), of a refused sync, or saved by the last run
+    /// (when the window starts).
+    Tables(Box<Tables>),
     CacheCleared,
     Refreshed(Box<Status>),
     PollingStarted,
@@ -282,6 +287,24 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
     })
 }
 
+/// The tables of a sync, when it kept what it read.
+fn sync_tables(
+    operation: &str,
+    report: Option<&SyncReport>,
+    read: Option<SyncRead>,
+    refused: Option<String>,
+) -> Option<Tables> {
+    super::dashboard::sync_tables(operation, report, read?, refused)
+}
+
+/// Saves the tables for the next start of the window (a failure is logged: the window still
+/// shows them).
+fn save(tables: &Tables, data_dir: &std::path::Path) {
+    if let Err(e) = tables.save(data_dir) {
+        tracing::warn!("{e:#}");
+    }
+}
+
 /// Runs `work` until it ends or Cancel is clicked: then it is dropped where it waits (it writes
 /// nothing before the server answered).
 async fn cancellable<T>(
@@ -359,9 +382,15 @@ fn run(
             return;
         }
     };
+    if let Some(t) = Tables::load(&data_dir) {
+        // the last run's tables, as the window starts (the activity is the first job's)
+        let _ = out.send(Outcome::Tables(Box::new(t)));
+        repaint();
+    }
     let mut polling_lock: Option<SyncLock> = None;
     while let Ok(job) = jobs.recv() {
         let name = job.name();
+        let mut tables: Option<Tables> = None;
         let outcome = match job {
             Job::Login {
                 client_id,
@@ -376,7 +405,12 @@ fn run(
                 }
             }
             Job::Test => match runtime.block_on(conn.test(&progress)) {
-                Ok(r) => Outcome::Tested(Box::new(r)),
+                Ok(r) => {
+                    let t = super::dashboard::test_tables(&r);
+                    drop(r);
+                    save(&t, &data_dir);
+                    Outcome::Tested(Box::new(t))
+                }
                 Err(e) => failed(name, &e),
             },
             Job::Sync { allow_mass_removal } => {
@@ -384,11 +418,36 @@ fn run(
                     allow_mass_removal,
                     lock_held: polling_lock.is_some(),
                     reconcile: false,
+                    keep_read: true,
                 };
-                match runtime.block_on(conn.sync(opts, &progress)) {
-                    Ok(r) => Outcome::Synced(Box::new(r)),
-                    Err(e) => failed(name, &e),
+                let (r, read) = runtime.block_on(conn.sync_keeping(opts, &progress));
+                // polling holds the lock: the sync was started by Start Sync's timer
+                let operation = match polling_lock {
+                    Some(_) => "Start Sync",
+                    None => "Sync Now",
+                };
+                let outcome = match r {
+                    Ok(r) => {
+                        tables = sync_tables(operation, Some(&r), read, None);
+                        Outcome::Synced(Box::new(r))
+                    }
+                    Err(e) => {
+                        let o = failed(name, &e);
+                        if let Outcome::Failed {
+                            message,
+                            refused: true,
+                            ..
+                        } = &o
+                        {
+                            tables = sync_tables(operation, None, read, Some(message.clone()));
+                        }
+                        o
+                    }
+                };
+                if let Some(t) = &tables {
+                    save(t, &data_dir);
                 }
+                outcome
             }
             Job::ClearCache => {
                 // a damaged database is moved aside and a new one made, as with the CLI
@@ -434,6 +493,9 @@ fn run(
             }
         };
         send(outcome);
+        if let Some(t) = tables {
+            send(Outcome::Tables(Box::new(t)));
+        }
         // keep the dashboard's times and history current after every operation
         if matches!(name, "Sync" | "Clear sync cache" | "Log in")
             && let Ok(s) = status(&conn)

@@ -20,7 +20,7 @@ use crate::secrets::{self, SecretStore};
 use crate::sources::Progress;
 use crate::store::{StagedState, Store};
 use crate::sync::BudgetProgress;
-pub use crate::sync::{OWNERS_UNSEEN, SyncOptions, SyncReport};
+pub use crate::sync::{OWNERS_UNSEEN, SyncOptions, SyncRead, SyncReport};
 
 /// Secret-store keys.
 pub const KEY_CLIENT_ID: &str = "bitwarden.client_id";
@@ -356,23 +356,49 @@ impl Connector {
         opts: SyncOptions,
         progress: &dyn Progress,
     ) -> anyhow::Result<SyncReport> {
+        self.sync_keeping(opts, progress).await.0
+    }
+
+    /// [`Connector::sync`], also handing back what the run read and planned when
+    /// `opts.keep_read` asks for it (the window's tables, a refused plan), whatever the outcome.
+    pub async fn sync_keeping(
+        &self,
+        opts: SyncOptions,
+        progress: &dyn Progress,
+    ) -> (anyhow::Result<SyncReport>, Option<SyncRead>) {
+        match self.sync_inputs(opts) {
+            Ok((cfg, key, lock, store)) => {
+                let inputs = crate::sync::Inputs {
+                    data_dir: &self.data_dir,
+                    cfg: &cfg,
+                    opts,
+                    client: self.client(&cfg, key),
+                    secret: self.secret(&cfg),
+                    store,
+                };
+                let out = crate::sync::run(inputs, progress).await;
+                drop(lock);
+                out
+            }
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    /// What a sync starts from: the checked configuration, the API key, the sync lock (unless
+    /// the caller holds it) and the store on the organization's cache.
+    fn sync_inputs(
+        &self,
+        opts: SyncOptions,
+    ) -> anyhow::Result<(Config, ApiKey, Option<datadir::SyncLock>, Store)> {
         let cfg = self.checked_config()?;
         let key = self.require_api_key()?;
-        let _lock = if opts.lock_held {
+        let lock = if opts.lock_held {
             None
         } else {
             Some(datadir::acquire_sync_lock(&self.data_dir, "sync")?)
         };
         let store = self.scoped_store(&cfg, Some(&key))?;
-        let inputs = crate::sync::Inputs {
-            data_dir: &self.data_dir,
-            cfg: &cfg,
-            opts,
-            client: self.client(&cfg, key),
-            secret: self.secret(&cfg),
-            store,
-        };
-        crate::sync::run(inputs, progress).await
+        Ok((cfg, key, lock, store))
     }
 
     /// Empties the sync cache so the next sync is a full push.

@@ -130,6 +130,43 @@ pub struct BitwardenClient {
     waits: Mutex<(u32, Option<Instant>, Duration)>,
     /// Cancels the run's waits (for the budget, a pause, a retry) at once.
     cancel: tokio_util::sync::CancellationToken,
+    /// The request being retried, for the status line (see [`BitwardenClient::retrying`]).
+    retrying: Mutex<Option<(u32, Option<Instant>)>>,
+}
+
+/// A request being retried, as the status line shows it: "attempt 2 of 5, next in 40 s".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retrying {
+    /// The attempt that waits to be sent, or is in flight (from 2).
+    pub attempt: u32,
+    pub of: u32,
+    /// How long until it is sent (`None`: it is in flight).
+    pub next_in: Option<Duration>,
+}
+
+impl std::fmt::Display for Retrying {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "attempt {} of {}", self.attempt, self.of)?;
+        match self.next_in {
+            Some(d) => write!(f, ", next in {} s", d.as_secs_f64().ceil() as u64),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Clears the client's retry state when a request's retries end, whichever way.
+struct RetryShown<'a>(&'a Mutex<Option<(u32, Option<Instant>)>>);
+
+impl RetryShown<'_> {
+    fn set(&self, state: Option<(u32, Option<Instant>)>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+}
+
+impl Drop for RetryShown<'_> {
+    fn drop(&mut self) {
+        self.set(None);
+    }
 }
 
 fn os_name() -> (&'static str, &'static str, &'static str) {
@@ -190,6 +227,17 @@ impl BitwardenClient {
             refusals: AtomicU64::new(0),
             waits: Mutex::new((0, None, Duration::ZERO)),
             cancel: tokio_util::sync::CancellationToken::new(),
+            retrying: Mutex::new(None),
+        })
+    }
+
+    /// The request being retried, if one is: which attempt, and how long until it is sent.
+    pub fn retrying(&self) -> Option<Retrying> {
+        let (attempt, at) = (*self.retrying.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some(Retrying {
+            attempt,
+            of: self.retry.max_attempts,
+            next_in: at.map(|t| t.saturating_duration_since(Instant::now())),
         })
     }
 
@@ -313,8 +361,12 @@ impl BitwardenClient {
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> anyhow::Result<reqwest::Response> {
         let mut attempt = 0u32;
+        let shown = RetryShown(&self.retrying);
         loop {
             attempt += 1;
+            if attempt > 1 {
+                shown.set(Some((attempt, None)));
+            }
             let last = attempt >= self.retry.max_attempts;
             self.acquire(kind, url, what).await?;
             self.with_stats(|s| kind.count_in(s));
@@ -371,6 +423,7 @@ impl BitwardenClient {
                         wait.as_secs_f64(),
                         self.retry.max_attempts
                     );
+                    shown.set(Some((attempt + 1, Some(Instant::now() + wait))));
                     self.sleep(wait, what).await?;
                 }
                 Err(e) => {
@@ -390,6 +443,7 @@ impl BitwardenClient {
                         wait.as_secs_f64(),
                         self.retry.max_attempts
                     );
+                    shown.set(Some((attempt + 1, Some(Instant::now() + wait))));
                     self.sleep(wait, what).await?;
                 }
             }

@@ -10,5 +10,5 @@ pub mod wire;
 /// Kept at its old path (the connector names it here); it lives in [`crate::net`].
 pub use crate::net::RetryPolicy;
 pub use budget::{Limits, RequestStats};
-pub use client::{ApiKey, BitwardenClient};
+pub use client::{ApiKey, BitwardenClient, Retrying};
 pub use urls::Urls;

@@ -313,6 +313,7 @@ pub(super) fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) ->
                         allow_mass_removal: *allow_mass_removal,
                         lock_held: false,
                         reconcile: *reconcile,
+                        keep_read: false,
                     },
                     &crate::progress::NoProgress,
                 )

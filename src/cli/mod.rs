@@ -563,6 +563,7 @@ fn dispatch(
                         allow_mass_removal: *allow_mass_removal,
                         lock_held: false,
                         reconcile: *reconcile,
+                        keep_read: false,
                     },
                     &progress,
                 )

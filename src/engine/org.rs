@@ -842,6 +842,28 @@ pub struct Drift {
 }
 
 impl Drift {
+    /// Takes out the members `plan` removed (by externalId, or by email for a member without
+    /// one): after a sync, the drift is what the organization has left.
+    pub fn forget_removed(&mut self, plan: &Plan) {
+        let removed: HashSet<&str> = plan
+            .members
+            .iter()
+            .filter(|m| matches!(m.action, crate::engine::diff::MemberAction::Remove(_)))
+            .flat_map(|m| [m.external_id.as_str(), m.email.as_str()])
+            .filter(|s| !s.is_empty())
+            .collect();
+        let kept = |m: &DriftMember| {
+            !removed.contains(m.email.as_str())
+                && !m
+                    .external_id
+                    .as_deref()
+                    .is_some_and(|e| removed.contains(e))
+        };
+        self.members_without_external_id.retain(kept);
+        self.members_unknown_to_directory.retain(kept);
+        self.revoked_members.retain(kept);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.members_without_external_id.is_empty()
             && self.members_unknown_to_directory.is_empty()

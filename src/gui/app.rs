@@ -199,8 +199,9 @@ impl App {
                 self.dashboard.set_runs(&s.runs);
                 self.status = Some(*s);
             }
+            Outcome::Tables(t) => self.dashboard.set_tables(*t),
             Outcome::Tested(r) => {
-                self.dashboard.set_test(*r);
+                self.dashboard.set_tables(*r);
                 self.info("Test complete: nothing was pushed.");
             }
             Outcome::Synced(r) => {
@@ -227,6 +228,10 @@ impl App {
             Outcome::PollingStopped => {
                 self.polling = false;
                 self.next_run = None;
+            }
+            Outcome::Cancelled { job, message } => {
+                self.more.reload_log();
+                self.info(format!("{job} cancelled: {message}"));
             }
             Outcome::Failed {
                 job,
@@ -421,6 +426,9 @@ impl App {
             }
             if busy {
                 ui.spinner();
+                if ui.button("Cancel").clicked() {
+                    self.worker.cancel();
+                }
             }
         });
         ui.add_space(16.0);

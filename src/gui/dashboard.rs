@@ -3,14 +3,11 @@
 //! was made against, the results as searchable tables (users, groups, skipped, plan, drift) and
 //! the run history with a chart.
 
-use std::collections::HashMap;
-
 use super::app::App;
 use super::table::{self, Rows};
 use super::worker::Job;
-use crate::connector::{SyncReport, TestReport};
-use crate::engine::Plan;
-use crate::engine::diff::MemberAction;
+use crate::connector::{SyncRead, SyncReport, TestReport};
+use crate::sync::tables::Tables;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum View {
@@ -43,43 +40,137 @@ pub struct Dashboard {
     pub history: Rows,
     pub history_points: Vec<(String, u64)>,
     confirm_override: bool,
+    /// Which operation the tables are from, and when ("As of 10:42, Sync Now.").
+    pub as_of: String,
+    /// The tables' operation, time, and who the plan removes (the override dialog names
+    /// them); the rows themselves are in the tables above.
+    pub tables: Tables,
 }
 
-fn plan_rows(plan: &Plan) -> Rows {
-    let mut cells: Vec<Vec<String>> = plan
-        .members
-        .iter()
-        .map(|m| {
-            vec![
-                m.action.label().to_string(),
-                m.email.clone(),
-                m.external_id.clone(),
-            ]
+/// How the tables of a test are named.
+pub const TEST_NOW: &str = "Test Now";
+
+/// The tables of a test.
+pub fn test_tables(r: &TestReport) -> Tables {
+    let mut t = Tables::new(TEST_NOW);
+    t.set_directory(&r.normalized, &r.plan);
+    t.set_plan(&r.plan);
+    t.set_drift(r.drift.as_ref());
+    let users = r.normalized.users.as_deref().unwrap_or_default();
+    let (enabled, disabled, deleted) = crate::engine::model::user_counts(users);
+    t.summary = format!(
+        "Test: {} users ({enabled} enabled, {disabled} disabled, {deleted} deleted), {} groups, {} skipped. {}.",
+        users.len(),
+        t.groups.len(),
+        t.skipped.len(),
+        r.plan.summary()
+    );
+    t.refused = r
+        .refused
+        .as_ref()
+        .map(|reason| format!("A sync would be refused: {reason}"));
+    t.baseline = format!("Baseline: {}.", r.plan.baseline.describe());
+    if let Some(note) = &r.baseline_note {
+        t.baseline.push_str(&format!(" ({note}.)"));
+    }
+    for w in &r.plan.warnings {
+        t.baseline.push_str(&format!(" Warning: {w}."));
+    }
+    if let Some(d) = &r.drift {
+        t.baseline.push_str(&format!(" {}.", d.summary()));
+    }
+    t
+}
+
+/// The tables of a sync (`operation`: how it started), from what it read and planned; a
+/// refused sync (`refused`: the guard's message) shows the plan it refused.
+pub fn sync_tables(
+    operation: &str,
+    report: Option<&SyncReport>,
+    read: SyncRead,
+    refused: Option<String>,
+) -> Option<Tables> {
+    let plan = report.map(|r| &r.plan).or(read.refused_plan.as_ref())?;
+    let mut t = Tables::new(operation);
+    if let Some(n) = &read.normalized {
+        t.set_directory(n, plan);
+        let users = n.users.as_deref().unwrap_or_default();
+        let (enabled, disabled, deleted) = crate::engine::model::user_counts(users);
+        t.summary = format!(
+            "{}: {} users ({enabled} enabled, {disabled} disabled, {deleted} deleted), {} groups, {} skipped. ",
+            operation,
+            users.len(),
+            t.groups.len(),
+            t.skipped.len(),
+        );
+    }
+    t.set_plan(plan);
+    t.set_drift(read.drift.as_ref());
+    t.summary.push_str(&match report {
+        Some(r) => format!(
+            "Sync {}. {}. {} requests, {} bytes pushed.",
+            r.outcome.as_str(),
+            plan.summary(),
+            r.requests,
+            r.bytes_pushed
+        ),
+        None => format!(
+            "Sync refused, nothing was pushed. The refused plan: {}.",
+            plan.summary()
+        ),
+    });
+    t.baseline = format!("Baseline: {}.", plan.baseline.describe());
+    if let Some(d) = &read.drift {
+        t.baseline.push_str(&format!(" {}.", d.summary()));
+    }
+    t.refused = refused;
+    Some(t)
+}
+
+/// What the override dialog offers.
+enum Choice {
+    Sync,
+    Cancel,
+    ShowAll,
+}
+
+/// Who the refused plan removes and which groups lose members: the first names and the counts.
+/// True when "Show all" was clicked.
+fn refused_plan_ui(ui: &mut egui::Ui, t: &Tables) -> bool {
+    let names = |list: &[String]| {
+        let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+        crate::sync::tables::first_names(&refs)
+    };
+    if !t.removals.is_empty() {
+        ui.strong(format!("{} member(s) would be removed:", t.removals.len()));
+        ui.add(egui::Label::new(names(&t.removals)).wrap());
+    }
+    if !t.groups_losing.is_empty() {
+        ui.strong(format!(
+            "{} group(s) would lose members:",
+            t.groups_losing.len()
+        ));
+        ui.add(egui::Label::new(names(&t.groups_losing)).wrap());
+    }
+    !t.removals.is_empty()
+        && ui
+            .button("Show all removals in the Plan tab")
+            .on_hover_text("Close this and list every removal of the plan")
+            .clicked()
+}
+
+/// "10:42" today, else the date too.
+fn short_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            let t = t.with_timezone(&chrono::Local);
+            if t.date_naive() == chrono::Local::now().date_naive() {
+                t.format("%H:%M").to_string()
+            } else {
+                t.format("%Y-%m-%d %H:%M").to_string()
+            }
         })
-        .collect();
-    cells.extend(plan.email_changes.iter().map(|e| {
-        vec![
-            "email change (not sent)".to_string(),
-            e.directory_email.clone(),
-            format!("the organization has {}", e.baseline_email),
-        ]
-    }));
-    cells.extend(plan.kept.iter().map(|k| {
-        let (email, why) = k.split_once(": ").unwrap_or((k.as_str(), ""));
-        vec![
-            "kept (not removed)".to_string(),
-            email.to_string(),
-            why.to_string(),
-        ]
-    }));
-    cells.extend(plan.groups.iter().map(|g| {
-        vec![
-            format!("group: {}", g.label()),
-            g.name.clone(),
-            format!("{} members", g.members.len()),
-        ]
-    }));
-    Rows::new(cells)
+        .unwrap_or_else(|_| rfc3339.to_string())
 }
 
 impl Dashboard {
@@ -109,132 +200,54 @@ impl Dashboard {
         );
     }
 
-    #[allow(
-        clippy::too_many_lines,
-        reason = "fills each of the dashboard's tables from one test report in turn, over the same lookups"
-    )]
-    pub fn set_test(&mut self, r: TestReport) {
-        let n = &r.normalized;
-        let users = n.users.as_deref().unwrap_or_default();
-        let actions: HashMap<&str, MemberAction> = r
-            .plan
-            .members
-            .iter()
-            .map(|m| (m.external_id.as_str(), m.action))
-            .collect();
-        let email_of: HashMap<&str, &str> = users
-            .iter()
-            .map(|u| {
-                (
-                    &*u.external_id,
-                    u.email.as_deref().unwrap_or(u.reference_id.as_str()),
-                )
-            })
-            .collect();
-        self.users = Rows::new(
-            users
-                .iter()
-                .map(|u| {
-                    vec![
-                        u.email.clone().unwrap_or_default(),
-                        u.status().to_string(),
-                        actions
-                            .get(&*u.external_id)
-                            .map_or("-", |a| a.label())
-                            .to_string(),
-                        u.external_id.to_string(),
-                    ]
-                })
-                .collect(),
-        );
-        self.groups = Rows::new(
-            n.groups
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .map(|g| {
-                    let mut members: Vec<&str> = g
-                        .members
-                        .iter()
-                        .map(|m| email_of.get(&**m).copied().unwrap_or(m))
-                        .collect();
-                    members.sort_unstable();
-                    let shown = members
-                        .iter()
-                        .take(20)
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let more = if members.len() > 20 {
-                        format!(" ... and {} more", members.len() - 20)
-                    } else {
-                        String::new()
-                    };
-                    vec![
-                        g.name.clone(),
-                        members.len().to_string(),
-                        format!("{shown}{more}"),
-                    ]
-                })
-                .collect(),
-        );
-        self.skipped = Rows::new(
-            n.skipped
-                .iter()
-                .map(|s| {
-                    vec![
-                        format!("{:?}", s.kind).to_lowercase(),
-                        s.reference_id.clone(),
-                        s.reason.clone(),
-                    ]
-                })
-                .collect(),
-        );
-        self.plan = plan_rows(&r.plan);
-        let (enabled, disabled, deleted) = crate::engine::model::user_counts(users);
-        self.summary = format!(
-            "Test: {} users ({enabled} enabled, {disabled} disabled, {deleted} deleted), {} groups, {} skipped. {}.",
-            users.len(),
-            self.groups.len(),
-            self.skipped.len(),
-            r.plan.summary()
-        );
-        self.refused = r
-            .refused
-            .map(|reason| format!("A sync would be refused: {reason}"));
-        self.baseline = format!("Baseline: {}.", r.plan.baseline.describe());
-        if let Some(note) = &r.baseline_note {
-            self.baseline.push_str(&format!(" ({note}.)"));
+    /// Shows the last operation's tables (a test, a sync, a refused sync, or the saved copy
+    /// when the window starts).
+    pub fn set_tables(&mut self, mut t: Tables) {
+        self.users = Rows::new(std::mem::take(&mut t.users));
+        self.groups = Rows::new(std::mem::take(&mut t.groups));
+        self.skipped = Rows::new(std::mem::take(&mut t.skipped));
+        self.plan = Rows::new(std::mem::take(&mut t.plan));
+        self.drift = Rows::new(std::mem::take(&mut t.drift));
+        if t.refused.is_some() && t.operation != TEST_NOW {
+            // a refused sync: the plan it refused
+            self.view = View::Plan;
         }
-        for w in &r.plan.warnings {
-            self.baseline.push_str(&format!(" Warning: {w}."));
-        }
-        self.drift = match &r.drift {
-            Some(d) => {
-                self.baseline.push(' ');
-                self.baseline.push_str(&d.summary());
-                self.baseline.push('.');
-                Rows::new(d.rows().into_iter().map(|r| r.to_vec()).collect())
+        self.summary = t.summary.clone();
+        self.baseline = t.baseline.clone();
+        self.refused = t.refused.clone();
+        self.as_of = format!(
+            "As of {}, {}.",
+            short_time(&t.at),
+            if t.operation.is_empty() {
+                "an earlier run"
+            } else {
+                &t.operation
             }
-            None => Rows::default(),
-        };
+        );
+        if t.truncated {
+            self.as_of
+                .push_str(" (The saved copy keeps the first rows of each table.)");
+        }
+        self.tables = t;
         self.query.clear();
         self.refilter();
     }
 
-    pub fn set_sync(&mut self, r: SyncReport) {
-        self.plan = plan_rows(&r.plan);
-        self.summary = format!(
-            "Sync {}. {}. {} requests, {} bytes pushed.",
-            r.outcome.as_str(),
-            r.plan.summary(),
-            r.requests,
-            r.bytes_pushed
-        );
-        self.refused = None;
-        self.baseline = format!("Baseline: {}.", r.plan.baseline.describe());
+    /// Shows a test's report (what the worker does off the frame's thread, for benches and
+    /// snapshots).
+    pub fn set_test(&mut self, r: TestReport) {
+        self.set_tables(test_tables(&r));
+    }
+
+    /// A sync went through: its tables follow ([`Dashboard::set_tables`]); the Plan tab shows.
+    pub fn set_sync(&mut self, _r: SyncReport) {
         self.view = View::Plan;
-        self.query.clear();
+    }
+
+    /// "Show all": the Plan tab, filtered to the removals.
+    pub fn show_removals(&mut self) {
+        self.view = View::Plan;
+        self.query = "remove (".to_string();
         self.refilter();
     }
 
@@ -397,6 +410,17 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             .unwrap_or_default();
         ui.horizontal(|ui| {
             ui.spinner();
+            // before the stage, whose text changes: the button never moves under the cursor
+            if ui
+                .add_enabled(!app.worker.cancelling(), egui::Button::new("Cancel"))
+                .on_hover_text(
+                    "Stop now: a sync stops between two requests, and every batch the server \
+                     confirmed stays recorded; the next sync sends the rest",
+                )
+                .clicked()
+            {
+                app.worker.cancel();
+            }
             let count = if a.count > 0 {
                 format!(" ({} entries)", a.count)
             } else {
@@ -425,31 +449,41 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     if app.dashboard.confirm_override {
         let modal = egui::Modal::new(egui::Id::unique("confirm-override")).show(ui.ctx(), |ui| {
             ui.heading("Override the guard?");
-            ui.label(app.dashboard.refused.clone().unwrap_or_default());
-            ui.label("This overrides the mass-removal and group guards for one sync only.");
+            ui.add(egui::Label::new(app.dashboard.refused.clone().unwrap_or_default()).wrap());
             let mut choice = None;
+            if refused_plan_ui(ui, &app.dashboard.tables) {
+                choice = Some(Choice::ShowAll);
+            }
+            ui.label("This overrides the mass-removal and group guards for one sync only.");
             ui.horizontal(|ui| {
                 if ui.button("Sync and remove").clicked() {
-                    choice = Some(true);
+                    choice = Some(Choice::Sync);
                 }
                 if ui.button("Cancel").clicked() {
-                    choice = Some(false);
+                    choice = Some(Choice::Cancel);
                 }
             });
             choice
         });
         match modal.inner {
-            Some(true) => {
+            Some(Choice::ShowAll) => {
+                app.dashboard.confirm_override = false;
+                app.dashboard.show_removals();
+            }
+            Some(Choice::Sync) => {
                 app.dashboard.confirm_override = false;
                 app.dashboard.refused = None;
                 app.start(Job::Sync {
                     allow_mass_removal: true,
                 });
             }
-            Some(false) => app.dashboard.confirm_override = false,
+            Some(Choice::Cancel) => app.dashboard.confirm_override = false,
             None if modal.should_close() => app.dashboard.confirm_override = false,
             None => {}
         }
+    }
+    if !app.dashboard.as_of.is_empty() {
+        ui.strong(&app.dashboard.as_of);
     }
     if !app.dashboard.baseline.is_empty() {
         ui.add(egui::Label::new(&app.dashboard.baseline).wrap());

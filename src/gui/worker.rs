@@ -10,12 +10,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::bitwarden::ApiKey;
-use crate::connector::{Connector, SyncOptions, SyncReport, TestReport};
+use crate::connector::{Connector, SyncOptions, SyncRead, SyncReport};
 use crate::datadir::{self, SyncLock};
 use crate::errors::Failure;
 use crate::progress::Progress;
 use crate::secrets::SecretStore;
 use crate::store::{RunRecord, SyncKind};
+use crate::sync::tables::Tables;
 
 /// What the window asks for.
 #[derive(Debug, Clone)]
@@ -69,8 +70,12 @@ pub struct Status {
 /// What the worker answers.
 pub enum Outcome {
     LoggedIn,
-    Tested(Box<TestReport>),
+    /// A test's tables.
+    Tested(Box<Tables>),
     Synced(Box<SyncReport>),
+    /// The tables of a sync (after its outcome), of a refused sync, or saved by the last run
+    /// (when the window starts).
+    Tables(Box<Tables>),
     CacheCleared,
     Refreshed(Box<Status>),
     PollingStarted,
@@ -80,6 +85,11 @@ pub enum Outcome {
         message: String,
         /// The mass-removal guard refused the sync.
         refused: bool,
+    },
+    /// Cancel was clicked and the job stopped; the message says what was applied.
+    Cancelled {
+        job: &'static str,
+        message: String,
     },
 }
 
@@ -94,7 +104,10 @@ pub struct Activity {
 
 struct GuiProgress {
     activity: Arc<Mutex<Activity>>,
+    /// Cancel was clicked: the running job stops (reset when the next job starts).
     cancel: Arc<AtomicBool>,
+    /// The window is closing: every job stops.
+    closing: Arc<AtomicBool>,
     repaint: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -114,7 +127,7 @@ impl Progress for GuiProgress {
         (self.repaint)();
     }
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
+        self.cancel.load(Ordering::SeqCst) || self.closing.load(Ordering::SeqCst)
     }
     fn set_fraction(&self, fraction: f32) {
         if let Ok(mut a) = self.activity.lock() {
@@ -130,6 +143,7 @@ pub struct Worker {
     outcomes: mpsc::Receiver<Outcome>,
     pub activity: Arc<Mutex<Activity>>,
     cancel: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -144,9 +158,11 @@ impl Worker {
         let (out_tx, out_rx) = mpsc::channel::<Outcome>();
         let activity = Arc::new(Mutex::new(Activity::default()));
         let cancel = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
         let progress = GuiProgress {
             activity: Arc::clone(&activity),
             cancel: Arc::clone(&cancel),
+            closing: Arc::clone(&closing),
             repaint: Arc::clone(&repaint),
         };
         let thread = std::thread::Builder::new()
@@ -158,13 +174,36 @@ impl Worker {
             outcomes: out_rx,
             activity,
             cancel,
+            closing,
             thread,
         }
+    }
+
+    /// Cancels the running job: a test or a login is dropped where it waits, a sync stops
+    /// between two requests (every batch the server confirmed stays recorded), and every wait
+    /// for the request budget, a 429's pause or a retry ends at once.
+    pub fn cancel(&self) {
+        if let Ok(mut a) = self.activity.lock()
+            && let Some(job) = a.job
+        {
+            self.cancel.store(true, Ordering::SeqCst);
+            a.stage = format!("Cancelling the {}...", job.to_lowercase());
+            a.fraction = None;
+        }
+    }
+
+    /// Whether Cancel was clicked for the running job.
+    pub fn cancelling(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
     }
 
     /// Queues a job; false when the worker is gone.
     pub fn send(&self, job: Job) -> bool {
         if let Ok(mut a) = self.activity.lock() {
+            if a.job.is_none() {
+                // a new operation: an earlier Cancel does not stop it
+                self.cancel.store(false, Ordering::SeqCst);
+            }
             a.job = Some(job.name());
             a.stage = format!("{}...", job.name());
             a.count = 0;
@@ -185,7 +224,7 @@ impl Worker {
     /// Stops cleanly: a running sync ends at its next batch boundary (the cache matches what the
     /// server confirmed), then the thread exits. Waits at most `timeout`.
     pub fn shutdown(&mut self, timeout: Duration) {
-        self.cancel.store(true, Ordering::SeqCst);
+        self.closing.store(true, Ordering::SeqCst);
         self.jobs = None; // closes the channel: the loop ends after the current job
         if let Some(t) = self.thread.take() {
             let started = Instant::now();
@@ -248,8 +287,52 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
     })
 }
 
+/// The tables of a sync, when it kept what it read.
+fn sync_tables(
+    operation: &str,
+    report: Option<&SyncReport>,
+    read: Option<SyncRead>,
+    refused: Option<String>,
+) -> Option<Tables> {
+    super::dashboard::sync_tables(operation, report, read?, refused)
+}
+
+/// Saves the tables for the next start of the window (a failure is logged: the window still
+/// shows them).
+fn save(tables: &Tables, data_dir: &std::path::Path) {
+    if let Err(e) = tables.save(data_dir) {
+        tracing::warn!("{e:#}");
+    }
+}
+
+/// Runs `work` until it ends or Cancel is clicked: then it is dropped where it waits (it writes
+/// nothing before the server answered).
+async fn cancellable<T>(
+    progress: &GuiProgress,
+    what: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let stop = async {
+        while !progress.cancelled() {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        out = work => out,
+        () = stop => Err(Failure::Interrupted(format!("{what} cancelled; nothing was stored")).into()),
+    }
+}
+
 fn failed(job: &'static str, e: &anyhow::Error) -> Outcome {
     let message = crate::logging::redact(&format!("{e:#}"));
+    if matches!(
+        e.downcast_ref::<Failure>(),
+        Some(Failure::Interrupted(_) | Failure::Stopped)
+    ) {
+        tracing::info!("{job} cancelled: {message}");
+        return Outcome::Cancelled { job, message };
+    }
     tracing::error!("{job}: {message}");
     Outcome::Failed {
         job,
@@ -299,23 +382,35 @@ fn run(
             return;
         }
     };
+    if let Some(t) = Tables::load(&data_dir) {
+        // the last run's tables, as the window starts (the activity is the first job's)
+        let _ = out.send(Outcome::Tables(Box::new(t)));
+        repaint();
+    }
     let mut polling_lock: Option<SyncLock> = None;
     while let Ok(job) = jobs.recv() {
         let name = job.name();
+        let mut tables: Option<Tables> = None;
         let outcome = match job {
             Job::Login {
                 client_id,
                 client_secret,
             } => {
-                let r = ApiKey::new(&client_id, &client_secret)
-                    .and_then(|key| runtime.block_on(conn.login(key, true)));
+                let r = ApiKey::new(&client_id, &client_secret).and_then(|key| {
+                    runtime.block_on(cancellable(&progress, "log in", conn.login(key, true)))
+                });
                 match r {
                     Ok(()) => Outcome::LoggedIn,
                     Err(e) => failed(name, &e),
                 }
             }
             Job::Test => match runtime.block_on(conn.test(&progress)) {
-                Ok(r) => Outcome::Tested(Box::new(r)),
+                Ok(r) => {
+                    let t = super::dashboard::test_tables(&r);
+                    drop(r);
+                    save(&t, &data_dir);
+                    Outcome::Tested(Box::new(t))
+                }
                 Err(e) => failed(name, &e),
             },
             Job::Sync { allow_mass_removal } => {
@@ -323,11 +418,36 @@ fn run(
                     allow_mass_removal,
                     lock_held: polling_lock.is_some(),
                     reconcile: false,
+                    keep_read: true,
                 };
-                match runtime.block_on(conn.sync(opts, &progress)) {
-                    Ok(r) => Outcome::Synced(Box::new(r)),
-                    Err(e) => failed(name, &e),
+                let (r, read) = runtime.block_on(conn.sync_keeping(opts, &progress));
+                // polling holds the lock: the sync was started by Start Sync's timer
+                let operation = match polling_lock {
+                    Some(_) => "Start Sync",
+                    None => "Sync Now",
+                };
+                let outcome = match r {
+                    Ok(r) => {
+                        tables = sync_tables(operation, Some(&r), read, None);
+                        Outcome::Synced(Box::new(r))
+                    }
+                    Err(e) => {
+                        let o = failed(name, &e);
+                        if let Outcome::Failed {
+                            message,
+                            refused: true,
+                            ..
+                        } = &o
+                        {
+                            tables = sync_tables(operation, None, read, Some(message.clone()));
+                        }
+                        o
+                    }
+                };
+                if let Some(t) = &tables {
+                    save(t, &data_dir);
                 }
+                outcome
             }
             Job::ClearCache => {
                 // a damaged database is moved aside and a new one made, as with the CLI
@@ -373,6 +493,9 @@ fn run(
             }
         };
         send(outcome);
+        if let Some(t) = tables {
+            send(Outcome::Tables(Box::new(t)));
+        }
         // keep the dashboard's times and history current after every operation
         if matches!(name, "Sync" | "Clear sync cache" | "Log in")
             && let Ok(s) = status(&conn)

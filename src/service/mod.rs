@@ -230,6 +230,7 @@ async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished
                     allow_mass_removal: false,
                     lock_held: true,
                     reconcile: false,
+                    keep_read: false,
                 };
                 conn.sync(opts, &progress).await
             }

@@ -22,6 +22,7 @@ mod plan;
 mod progress;
 mod push;
 mod record;
+pub mod tables;
 mod verify;
 
 use std::path::Path;
@@ -66,6 +67,22 @@ pub struct SyncOptions {
     /// Kept for `sync --reconcile`: every sync reads every group's members from the server now,
     /// so it changes nothing.
     pub reconcile: bool,
+    /// Keep what the run read and planned for the caller ([`SyncRead`]: the window's tables).
+    /// Off, the users are dropped as soon as the member plan is made (the CLI's memory use).
+    pub keep_read: bool,
+}
+
+/// What a run read and planned, kept when [`SyncOptions::keep_read`] asks for it: the
+/// directory as normalized, the organization's drift, and the plan the guard refused.
+#[derive(Debug, Default)]
+pub struct SyncRead {
+    /// The directory, normalized (`None`: the run ended before the groups were read).
+    pub normalized: Option<crate::engine::Normalized>,
+    /// What the organization has that the directory does not explain, as read, less the
+    /// members the run removed (`None`: not read, or the server has no read API).
+    pub drift: Option<crate::engine::Drift>,
+    /// The plan a guard refused (the run ended with `Failure::Refused`).
+    pub refused_plan: Option<Plan>,
 }
 
 /// The guard limits of a configuration.
@@ -104,13 +121,29 @@ pub(crate) struct SyncRun<'a> {
     pub(crate) cancel: CancellationToken,
     /// A push is going on: a stop waits for the request in flight.
     pub(crate) pushing: &'a AtomicBool,
+    /// What the run read and planned, when the caller asked to keep it.
+    pub(crate) kept: std::sync::Mutex<SyncRead>,
+}
+
+impl SyncRun<'_> {
+    /// Keeps `f`'s part of what the run read (only when the caller asked).
+    pub(crate) fn keep(&self, f: impl FnOnce(&mut SyncRead)) {
+        if self.opts.keep_read {
+            f(&mut self.kept.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+    }
 }
 
 /// The run's context, as the stages name it.
 pub(crate) type Ctx<'a> = SyncRun<'a>;
 
-/// Runs a sync: records the run in the history whatever happens, and returns what it did.
-pub(crate) async fn run(input: Inputs<'_>, progress: &dyn Progress) -> anyhow::Result<SyncReport> {
+/// Runs a sync: records the run in the history whatever happens, and returns what it did, with
+/// what it read and planned when [`SyncOptions::keep_read`] asked for it (also when it failed or
+/// was refused).
+pub(crate) async fn run(
+    input: Inputs<'_>,
+    progress: &dyn Progress,
+) -> (anyhow::Result<SyncReport>, Option<SyncRead>) {
     let Inputs {
         data_dir,
         cfg,
@@ -119,15 +152,18 @@ pub(crate) async fn run(input: Inputs<'_>, progress: &dyn Progress) -> anyhow::R
         secret,
         mut store,
     } = input;
-    let run_id = store.start_run("sync")?;
+    let run_id = match store.start_run("sync") {
+        Ok(id) => id,
+        Err(e) => return (Err(e), None),
+    };
     let _current = crate::store::CurrentRun::set(data_dir, run_id);
     tracing::info!("sync {run_id} started");
     let mut record = RunRecord::new(run_id, "sync");
     record.server = Some(ServerUse::default());
     let pushing = AtomicBool::new(false);
     let shown = BudgetProgress::new(progress);
-    let (client, result) = match client {
-        Err(e) => (None, Err(e)),
+    let (client, result, kept) = match client {
+        Err(e) => (None, Err(e), None),
         Ok(client) => {
             let client = Arc::new(client);
             let run = SyncRun {
@@ -138,14 +174,21 @@ pub(crate) async fn run(input: Inputs<'_>, progress: &dyn Progress) -> anyhow::R
                 progress: &shown,
                 cancel: client.cancel_token(),
                 pushing: &pushing,
+                kept: Default::default(),
             };
             let result = run
                 .until_stopped(progress, stages(&run, &mut store, &mut record, secret))
                 .await;
-            (Some(client), result)
+            let kept = opts
+                .keep_read
+                .then(|| run.kept.into_inner().unwrap_or_else(|p| p.into_inner()));
+            (Some(client), result, kept)
         }
     };
-    record::finish(&mut store, &mut record, client.as_deref(), result)
+    (
+        record::finish(&mut store, &mut record, client.as_deref(), result),
+        kept,
+    )
 }
 
 impl SyncRun<'_> {
@@ -168,7 +211,7 @@ impl SyncRun<'_> {
                 {
                     break;
                 }
-                self.progress.show_wait(self.client.budget().waiting());
+                self.progress.show_client(&self.client);
                 tokio::time::sleep(std::time::Duration::from_millis(25)).await;
             }
         };
@@ -199,13 +242,17 @@ async fn member_half(
     let Ok(users) = users_rx.await else {
         return Ok(None);
     };
-    let mut half = plan::members(run.cfg, store, record, prepared, users)?;
-    guard::members(
+    let mut half = plan::members(run.cfg, store, record, prepared, users, run.opts.keep_read)?;
+    let guarded = guard::members(
         run,
         store,
         &mut half.plan,
         half.org.as_ref().map(|o| &o.org),
-    )?;
+    );
+    if guarded.is_err() {
+        run.keep(|k| k.refused_plan = Some(half.plan.clone()));
+    }
+    guarded?;
     if !push::goes_early(&half.plan) {
         return Ok(Some((half, None)));
     }
@@ -266,8 +313,19 @@ async fn stages(
     let Some((half, early)) = members else {
         anyhow::bail!("reading the directory ended without its users");
     };
-    let (plan, org) = plan::groups(store, record, half, groups, run.progress)?;
-    guard::groups(run, &plan, record.requests)?;
+    let (plan, org, normalized) = plan::groups(store, record, half, groups, run.progress)?;
+    if let Some(n) = normalized {
+        let drift = org.as_ref().map(|o| o.org.drift(&n));
+        run.keep(|k| {
+            k.normalized = Some(n);
+            k.drift = drift;
+        });
+    }
+    let guarded = guard::groups(run, &plan, record.requests);
+    if guarded.is_err() {
+        run.keep(|k| k.refused_plan = Some(plan.clone()));
+    }
+    guarded?;
     let members_after = match plan.is_empty() {
         true => None,
         false => {
@@ -291,6 +349,11 @@ async fn stages(
         verify::run(run, store, record, &plan, org, members_after).await?;
     }
     record::confirm(run.cfg, store, &started, &source_state)?;
+    run.keep(|k| {
+        if let Some(d) = &mut k.drift {
+            d.forget_removed(&plan);
+        }
+    });
     Ok(SyncReport {
         outcome: if plan.is_empty() {
             RunOutcome::Unchanged

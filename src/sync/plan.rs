@@ -13,7 +13,9 @@ use crate::engine::diff::{
     mark_unknown_replacements,
 };
 use crate::engine::normalize::{normalize_groups, normalize_users};
-use crate::engine::{Baseline, Cache, DiffOptions, DirGroup, DirUser, Organization, Plan};
+use crate::engine::{
+    Baseline, Cache, DiffOptions, DirGroup, DirUser, Normalized, Organization, Plan,
+};
 use crate::store::{RunRecord, Store};
 
 /// How the plan is made. `org`: the baseline is the organization as read from the server.
@@ -116,16 +118,21 @@ pub(crate) struct MemberPlan {
     pub(crate) base: Cache,
     pub(crate) diff_opts: DiffOptions,
     pub(crate) org: Option<OrgState>,
+    /// The normalized users, kept for the caller (`None`: not asked for, else whether users
+    /// are synced).
+    pub(crate) kept_users: Option<Option<Vec<crate::engine::NormUser>>>,
 }
 
 /// Plans the members: `prepared` is the organization read (`None`: no read API), `users` the
-/// directory's users (`None`: users are not synced).
+/// directory's users (`None`: users are not synced). `keep`: the normalized users are kept for
+/// the caller, else dropped once planned.
 pub(crate) fn members(
     cfg: &Config,
     store: &Store,
     record: &mut RunRecord,
     prepared: Option<PreparedOrg>,
     users: Option<Vec<DirUser>>,
+    keep: bool,
 ) -> anyhow::Result<MemberPlan> {
     let org = match prepared {
         Some(p) => {
@@ -155,9 +162,16 @@ pub(crate) fn members(
         .map_err(|e| anyhow!(e).context("checking the directory's entries"))?;
     record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
     let (mut plan, desired) = diff_members(users.as_deref(), &base, &diff_opts);
-    // the plan holds what it needs: the users go before the groups arrive, and so do the
-    // baseline's members, which `diff_groups` reads only for protected emails
-    drop(users);
+    // the plan holds what it needs: the users go before the groups arrive (unless the caller
+    // keeps them), and so do the baseline's members, which `diff_groups` reads only for
+    // protected emails
+    let kept_users = match keep {
+        true => Some(users),
+        false => {
+            drop(users);
+            None
+        }
+    };
     let mut base = base;
     if diff_opts.protected.is_empty() {
         base.members = Default::default();
@@ -170,18 +184,19 @@ pub(crate) fn members(
         base,
         diff_opts,
         org,
+        kept_users,
     })
 }
 
-/// Plans the groups into the member half's plan; returns the whole plan and the organization
-/// it was made against.
+/// Plans the groups into the member half's plan; returns the whole plan, the organization it
+/// was made against, and the directory as normalized when the member half kept its users.
 pub(crate) fn groups(
     store: &Store,
     record: &mut RunRecord,
     half: MemberPlan,
     groups: Option<Vec<DirGroup>>,
     progress: &dyn crate::sources::Progress,
-) -> anyhow::Result<(Plan, Option<OrgState>)> {
+) -> anyhow::Result<(Plan, Option<OrgState>, Option<Normalized>)> {
     let MemberPlan {
         mut plan,
         mut skipped,
@@ -189,6 +204,7 @@ pub(crate) fn groups(
         base,
         diff_opts,
         org,
+        kept_users,
     } = half;
     progress.stage("Normalizing groups");
     let groups = groups.map(|g| normalize_groups(g, &mut skipped));
@@ -211,5 +227,10 @@ pub(crate) fn groups(
         count_creates(store, &mut plan)?;
         mark_drift_repairs(&mut plan, &store.load_group_fingerprints()?);
     }
-    Ok((plan, org))
+    let normalized = kept_users.map(|users| Normalized {
+        users,
+        groups,
+        skipped,
+    });
+    Ok((plan, org, normalized))
 }

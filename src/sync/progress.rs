@@ -2,15 +2,15 @@
 //! ([`BudgetProgress`]), and while the member requests go out during the group read, the push
 //! owns the line and the read comes back after it ([`SharedProgress`]).
 
-use crate::bitwarden::BitwardenClient;
+use crate::bitwarden::{BitwardenClient, Retrying};
 use crate::sources::Progress;
 
 /// The run's progress, which also shows a wait for the request budget ("waiting 12 s for the
 /// request budget") while it lasts, and then the stage again.
 pub(crate) struct BudgetProgress<'a> {
     inner: &'a dyn Progress,
-    /// The last stage shown, and whether a wait is shown instead.
-    state: std::sync::Mutex<(String, Option<u64>)>,
+    /// The last stage, and the wait shown instead of it, if one is.
+    state: std::sync::Mutex<(String, Option<String>)>,
 }
 
 impl<'a> BudgetProgress<'a> {
@@ -21,7 +21,7 @@ impl<'a> BudgetProgress<'a> {
         }
     }
 
-    /// Runs `work`, showing the waits of `client`'s request budget meanwhile.
+    /// Runs `work`, showing the waits of `client`'s request budget and its retries meanwhile.
     pub(crate) async fn while_waiting<T>(
         &self,
         client: Option<&BitwardenClient>,
@@ -35,30 +35,37 @@ impl<'a> BudgetProgress<'a> {
             tokio::select! {
                 out = &mut work => return out,
                 () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
-                    self.show_wait(client.budget().waiting());
+                    self.show_client(client);
                 }
             }
         }
     }
 
-    /// Shows a wait of `left` (from a second on), or the stage again once it is over.
-    pub(crate) fn show_wait(&self, left: Option<std::time::Duration>) {
+    /// Shows what `client`'s requests wait for: the request budget, or a retry.
+    pub(crate) fn show_client(&self, client: &BitwardenClient) {
+        self.show_wait(client.budget().waiting(), client.retrying());
+    }
+
+    /// Shows a wait of `left` for the request budget (from a second on), else a request being
+    /// retried ("Signing in to Bitwarden: attempt 2 of 5, next in 40 s"), or the stage again
+    /// once it is over.
+    pub(crate) fn show_wait(&self, left: Option<std::time::Duration>, retry: Option<Retrying>) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match left.filter(|d| d.as_secs_f64() >= 1.0) {
-            Some(d) => {
-                let secs = d.as_secs_f64().ceil() as u64;
-                if st.1 != Some(secs) {
-                    st.1 = Some(secs);
-                    self.inner
-                        .stage(&format!("Waiting {secs} s for the request budget"));
-                }
-            }
-            None => {
-                if st.1.take().is_some() {
-                    self.inner.stage(&st.0);
-                }
-            }
+        let shown = match left.filter(|d| d.as_secs_f64() >= 1.0) {
+            Some(d) => Some(format!(
+                "Waiting {} s for the request budget",
+                d.as_secs_f64().ceil() as u64
+            )),
+            None => retry.map(|r| format!("{}: {r}", st.0)),
+        };
+        if shown == st.1 {
+            return;
         }
+        match &shown {
+            Some(text) => self.inner.stage(text),
+            None => self.inner.stage(&st.0),
+        }
+        st.1 = shown;
     }
 }
 
@@ -238,6 +245,31 @@ mod tests {
         assert_eq!(
             *shown.0.lock().unwrap(),
             ["Reading groups", "Pushing member batch 1/1"]
+        );
+    }
+
+    #[test]
+    fn a_retry_is_shown_after_the_stage_and_a_budget_wait_before_it() {
+        let shown = Shown::default();
+        let p = BudgetProgress::new(&shown);
+        p.stage("Signing in to Bitwarden");
+        let retry = Retrying {
+            attempt: 2,
+            of: 5,
+            next_in: Some(std::time::Duration::from_millis(39_200)),
+        };
+        p.show_wait(None, Some(retry));
+        p.show_wait(None, Some(retry));
+        p.show_wait(Some(std::time::Duration::from_secs(12)), Some(retry));
+        p.show_wait(None, None);
+        assert_eq!(
+            *shown.0.lock().unwrap(),
+            [
+                "Signing in to Bitwarden",
+                "Signing in to Bitwarden: attempt 2 of 5, next in 40 s",
+                "Waiting 12 s for the request budget",
+                "Signing in to Bitwarden",
+            ]
         );
     }
 }

@@ -1037,3 +1037,178 @@ fn at_420_by_340_every_control_of_each_tab_can_be_reached() {
         }
     }
 }
+
+/// A Bitwarden server that accepts connections and never answers (its process stopped, the
+/// socket open): every connection is held until the test process ends.
+fn server_that_never_answers() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    url
+}
+
+/// Clicks Cancel on the running job and waits for the worker: it must be idle within 2 s.
+fn cancel_within_two_seconds(h: &mut Harness<'static, App>) {
+    let clicked = Instant::now();
+    click(h, "Cancel");
+    wait(h, "the job to stop", |h| h.state().worker.busy().is_none());
+    let took = clicked.elapsed();
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+}
+
+#[test]
+fn cancel_stops_test_and_sync_against_a_server_that_never_answers() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    env.ok(&["sync"]);
+    assert_eq!(env.cache_counts(), (3, 1));
+    env.set("server.url", &server_that_never_answers());
+    let mut h = logged_in(&env, None);
+
+    click(&mut h, "Sync Now");
+    wait(&mut h, "the sign-in", |h| {
+        has_label(h, "Signing in to Bitwarden")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    cancel_within_two_seconds(&mut h);
+    assert!(banner(&h).contains("Sync cancelled"), "{}", banner(&h));
+    // nothing was confirmed, nothing recorded: the cache still matches the organization
+    assert_eq!(env.cache_counts(), (3, 1));
+    assert_eq!(server.org().members.len(), 3);
+
+    click(&mut h, "Test Now");
+    wait(&mut h, "the test to start", |h| {
+        h.state().worker.busy().is_some()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    cancel_within_two_seconds(&mut h);
+    assert!(banner(&h).contains("Test cancelled"), "{}", banner(&h));
+    // the buttons are back
+    click(&mut h, "Test Now");
+    cancel_within_two_seconds(&mut h);
+}
+
+#[test]
+fn the_status_shows_a_retry_and_cancel_ends_its_wait() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    // a port nobody listens on: each attempt fails at once and the next waits
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    env.set("server.url", &url);
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Sync Now");
+    wait(&mut h, "a retry on the status line", |h| {
+        has_label(h, "Signing in to Bitwarden: attempt 3 of 5, next in")
+    });
+    cancel_within_two_seconds(&mut h);
+    assert!(banner(&h).contains("Sync cancelled"), "{}", banner(&h));
+    assert_eq!(env.cache_counts(), (0, 0));
+}
+
+#[test]
+fn sync_now_refreshes_every_table_and_a_new_window_shows_them() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    server.org().add_manual_member("manual@example.com");
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Test Now");
+    wait(&mut h, "the test results", |h| {
+        h.state().dashboard.users.len() == 3
+    });
+    assert!(has_label(&h, "Drift (1)"));
+    assert!(has_label(&h, "Test Now."), "{}", h.state().dashboard.as_of);
+
+    // the directory and the organization change after the test; the sync reads them
+    slapd.add(&person("dave", Some("dave@example.com"), false));
+    slapd.add(&group("Ops", &[user_dn("dave")]));
+    server.org().add_manual_member("manual2@example.com");
+    click(&mut h, "Sync Now");
+    wait(&mut h, "the sync's tables", |h| {
+        banner(h).contains("Sync complete") && h.state().dashboard.users.len() == 4
+    });
+    let d = &h.state().dashboard;
+    assert_eq!(d.groups.len(), 2, "the groups the sync read");
+    assert_eq!(d.drift.len(), 2, "the organization the sync read");
+    assert!(d.as_of.contains("Sync Now"), "{}", d.as_of);
+    assert_eq!(server.org().members.len(), 6);
+    // the counts equal the sync's own record
+    let runs = env.json(&["history"]);
+    let last = &runs.as_array().unwrap()[0];
+    assert_eq!(last["directory_users"].as_u64(), Some(4), "{last}");
+    assert_eq!(last["directory_groups"].as_u64(), Some(2), "{last}");
+    assert!(has_label(&h, "Users (4)") && has_label(&h, "Groups (2)"));
+    assert!(has_label(&h, "Drift (2)"));
+    click(&mut h, "Users (4)");
+    type_into(&mut h, "Search", "dave");
+    assert_eq!(h.state().dashboard.users.visible.len(), 1);
+    assert!(has_label(&h, "dave@example.com"));
+    drop(h);
+
+    // a new window shows the last run's tables before any operation
+    let mut h = logged_in(&env, None);
+    wait(&mut h, "the saved tables", |h| {
+        h.state().dashboard.users.len() == 4
+    });
+    assert!(has_label(&h, "Sync Now."), "{}", h.state().dashboard.as_of);
+    assert!(has_label(&h, "Drift (2)") && has_label(&h, "Groups (2)"));
+}
+
+#[test]
+fn a_refused_sync_shows_its_plan_and_the_override_names_the_removals() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = configured(&slapd, &server);
+    env.set("sync.remove_missing_users", "true");
+    env.set("sync.max_removals", "1");
+    let mut h = logged_in(&env, None);
+    click(&mut h, "Sync Now");
+    wait(&mut h, "the first sync", |h| {
+        banner(h).contains("Sync complete") && h.state().dashboard.users.len() == 3
+    });
+    assert_eq!(server.org().members.len(), 3);
+
+    // two people leave: the guard refuses to remove them
+    slapd.delete(&user_dn("bob"));
+    slapd.delete(&user_dn("carol"));
+    click(&mut h, "Sync Now");
+    wait(&mut h, "the refusal", |h| {
+        h.state().dashboard.refused.is_some() && h.state().dashboard.tables.removals.len() == 2
+    });
+    assert_eq!(server.org().members.len(), 3, "nothing removed");
+    // the Plan tab shows the refused plan, not the first sync's invitations
+    let d = &h.state().dashboard;
+    assert_eq!(d.view, directory_connector::gui::View::Plan);
+    let plan: Vec<String> = d.plan.cells.iter().map(|r| r.join(" ")).collect();
+    assert!(
+        plan.iter()
+            .any(|r| r.contains("remove") && r.contains("bob@example.com")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|r| r.starts_with("invite")), "{plan:?}");
+    assert!(has_label(&h, "Sync refused"), "{}", d.summary);
+
+    click(&mut h, "Sync anyway (this once)...");
+    assert!(has_label(&h, "2 member(s) would be removed"));
+    assert!(has_label(&h, "bob@example.com, carol@example.com"));
+    click(&mut h, "Show all removals in the Plan tab");
+    assert!(!has_label(&h, "Override the guard?"));
+    assert_eq!(h.state().dashboard.plan.visible.len(), 2);
+
+    // confirmed, the sync removes them
+    click(&mut h, "Sync anyway (this once)...");
+    click(&mut h, "Sync and remove");
+    wait(&mut h, "the confirmed sync", |h| {
+        banner(h).contains("Sync complete") && h.state().dashboard.users.len() == 1
+    });
+    assert_eq!(server.org().active_emails().len(), 1);
+}

@@ -159,14 +159,7 @@ impl Store {
     /// Loads the whole cache of the current scope.
     pub fn load_cache(&self) -> anyhow::Result<Cache> {
         let mut cache = Cache::default();
-        let mut st = self
-            .conn
-            .prepare("SELECT external_id, email FROM members WHERE scope = ?1")?;
-        let rows = st.query_map([&self.scope], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for row in rows {
-            let (id, email) = row?;
+        for (id, email) in self.cached_members()? {
             cache.members.insert(id, CachedMember { email });
         }
         let mut st = self.conn.prepare(

@@ -336,26 +336,33 @@ impl App {
             ui.add_space(12.0);
         });
         let busy = self.worker.busy().is_some();
+        // Enter in a field of the form submits it, as the Log In button does
+        let mut submitted = false;
         egui::Grid::new("login")
             .num_columns(2)
             .spacing([12.0, 8.0])
             .show(ui, |ui| {
                 let l = ui.label("Client ID");
-                ui.add(
-                    egui::TextEdit::singleline(&mut self.login.client_id)
-                        .hint_text("organization.xxxxxxxx-...")
-                        .desired_width(380.0),
-                )
-                .labelled_by(l.id);
-                ui.end_row();
-                let l = ui.label("Client secret");
-                ui.horizontal(|ui| {
-                    ui.add(
-                        egui::TextEdit::singleline(&mut self.login.client_secret)
-                            .password(!self.login.show_secret)
+                let id = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut self.login.client_id)
+                            .hint_text("organization.xxxxxxxx-...")
                             .desired_width(380.0),
                     )
                     .labelled_by(l.id);
+                submitted |= id.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                ui.end_row();
+                let l = ui.label("Client secret");
+                ui.horizontal(|ui| {
+                    let secret = ui
+                        .add(
+                            egui::TextEdit::singleline(&mut self.login.client_secret)
+                                .password(!self.login.show_secret)
+                                .desired_width(380.0),
+                        )
+                        .labelled_by(l.id);
+                    submitted |=
+                        secret.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                     let toggle = if self.login.show_secret {
                         "Hide"
                     } else {
@@ -421,7 +428,8 @@ impl App {
         }
         ui.add_space(8.0);
         ui.horizontal(|ui| {
-            if ui.add_enabled(!busy, egui::Button::new("Log In")).clicked() {
+            if ui.add_enabled(!busy, egui::Button::new("Log In")).clicked() || (submitted && !busy)
+            {
                 self.submit_login();
             }
             if busy {
@@ -582,6 +590,9 @@ impl App {
                 if let Some(s) = &mut self.status {
                     s.logged_in = false;
                 }
+                // the next secret is typed hidden again
+                self.login.show_secret = false;
+                self.login.client_secret.clear();
                 self.tab = Tab::Dashboard;
                 self.info("Logged out: the API key was removed from the secret store.");
             }

@@ -149,8 +149,11 @@ fn login_against_the_server_then_the_cli_sees_it() {
         }
     );
 
+    // the secret shown while typed; Enter in the field submits the form (issue 28 item 8)
+    click(&mut h, "Show");
+    assert!(has_label(&h, "Hide"));
     type_into(&mut h, "Client secret", CLIENT_SECRET);
-    click(&mut h, "Log In");
+    h.key_press(egui::Key::Enter);
     wait(&mut h, "the dashboard", |h| has_label(h, "Test Now"));
     assert!(banner(&h).contains("Logged in"), "{}", banner(&h));
 
@@ -167,6 +170,12 @@ fn login_against_the_server_then_the_cli_sees_it() {
             .unwrap()
             .contains(CLIENT_SECRET)
     );
+    // after Log Out the next secret is typed hidden again
+    click(&mut h, "More");
+    click(&mut h, "Log Out");
+    click(&mut h, "Log out");
+    wait(&mut h, "the login screen", |h| has_label(h, "Log In"));
+    assert!(has_label(&h, "Show") && !has_label(&h, "Hide"));
 }
 
 #[test]

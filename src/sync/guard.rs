@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 
-use super::Ctx;
+use super::SyncRun;
 use crate::config::Config;
 use crate::engine::{
     GuardLimits, Organization, Plan, check_group_guard, check_guard, check_short_member_list,
@@ -113,7 +113,7 @@ fn departures_once_a_day(store: &Store, plan: &mut Plan) {
 
 /// A refusal, unless the run may override it (logged).
 fn refuse_unless_allowed(
-    ctx: &Ctx<'_>,
+    ctx: &SyncRun<'_>,
     what: &str,
     reason: String,
     applied: u64,
@@ -129,7 +129,7 @@ fn refuse_unless_allowed(
 /// The guards of the member half: the short member list (read API), the member guard, and
 /// the owners a server cannot show (no read API).
 pub(crate) fn members(
-    ctx: &Ctx<'_>,
+    ctx: &SyncRun<'_>,
     store: &Store,
     plan: &mut Plan,
     org: Option<&Organization>,
@@ -153,7 +153,7 @@ pub(crate) fn members(
 }
 
 /// The group guard, once the whole plan is made (`applied`: member requests already applied).
-pub(crate) fn groups(ctx: &Ctx<'_>, plan: &Plan, applied: u64) -> anyhow::Result<()> {
+pub(crate) fn groups(ctx: &SyncRun<'_>, plan: &Plan, applied: u64) -> anyhow::Result<()> {
     match check_group_guard(plan, ctx.limits) {
         Some(reason) => refuse_unless_allowed(ctx, "group guard", reason, applied),
         None => Ok(()),

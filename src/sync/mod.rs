@@ -134,9 +134,6 @@ impl SyncRun<'_> {
     }
 }
 
-/// The run's context, as the stages name it.
-pub(crate) type Ctx<'a> = SyncRun<'a>;
-
 /// Runs a sync: records the run in the history whatever happens, and returns what it did, with
 /// what it read and planned when [`SyncOptions::keep_read`] asked for it (also when it failed or
 /// was refused).

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
-use super::Ctx;
+use super::SyncRun;
 use super::organization::Background;
 use crate::bitwarden::wire::ImportRequest;
 use crate::engine::batch::{BATCH_SIZE, MEMBER_REF_BUDGET, group_batches, member_batches};
@@ -50,7 +50,7 @@ pub(crate) struct Push<'p> {
 /// Sends a push's batches. A batch is recorded (cache and run counts) only after the server
 /// confirmed it; a stop between two batches records the confirmed one and ends the push.
 pub(crate) async fn send(
-    ctx: &Ctx<'_>,
+    ctx: &SyncRun<'_>,
     store: &mut Store,
     record: &mut RunRecord,
     progress: &dyn Progress,
@@ -188,7 +188,7 @@ pub(crate) fn goes_early(plan: &Plan) -> bool {
 /// Pushes the member half now; where the organization can be read, starts reading its member
 /// list back while the groups are still being read (the group requests do not change it).
 pub(crate) async fn early(
-    ctx: &Ctx<'_>,
+    ctx: &SyncRun<'_>,
     store: &mut Store,
     record: &mut RunRecord,
     progress: &dyn Progress,
@@ -214,7 +214,7 @@ pub(crate) async fn early(
 /// Pushes what is left of the plan (all of it, or the groups after an early member push).
 /// Returns the member list read back (`None`: nothing to read back).
 pub(crate) async fn rest(
-    ctx: &Ctx<'_>,
+    ctx: &SyncRun<'_>,
     store: &mut Store,
     record: &mut RunRecord,
     plan: &Plan,

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use anyhow::{Context, anyhow};
 
-use super::Ctx;
+use super::SyncRun;
 use super::organization::log_read;
 use super::plan::OrgState;
 use super::push::MembersAfter;
@@ -19,7 +19,7 @@ use crate::store::{RunRecord, Store};
 /// and checks it. Members the server removed on its own (`overwriteExisting`) are counted in
 /// `record.removed`.
 pub(crate) async fn run(
-    ctx: &Ctx<'_>,
+    ctx: &SyncRun<'_>,
     store: &mut Store,
     record: &mut RunRecord,
     plan: &Plan,
@@ -97,7 +97,7 @@ pub(crate) async fn run(
 /// groups went out, when it was) and every group sent; the others keep their members from the
 /// read before. Returns it and the groups (externalIds) read.
 async fn read_back_after(
-    ctx: &Ctx<'_>,
+    ctx: &SyncRun<'_>,
     before: &mut Organization,
     plan: &Plan,
     members_after: Option<MembersAfter>,

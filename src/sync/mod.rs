@@ -259,21 +259,24 @@ async fn member_half(
     Ok(Some((half, Some(pushed?))))
 }
 
-/// The stages of one run, in order (see the module doc).
-async fn stages(
+/// Stages 1 to 4 of the member half: the directory and the organization are read at once, and
+/// the members are planned, guarded and (when they fill requests of their own) pushed while the
+/// groups are still being read. Returns the directory's groups, the member half's plan and what
+/// an early push left.
+async fn read_both(
     run: &SyncRun<'_>,
     store: &mut Store,
     record: &mut RunRecord,
     secret: anyhow::Result<String>,
-) -> anyhow::Result<SyncReport> {
-    crate::test_panic_point("sync-start");
-    let started = chrono::Utc::now().to_rfc3339();
-    run.progress.stage("Signing in to Bitwarden");
-    run.client.token().await?;
+    source_state: &Arc<StagedState>,
+) -> anyhow::Result<(
+    Option<Vec<crate::engine::DirGroup>>,
+    plan::MemberPlan,
+    Option<Early>,
+)> {
     let org_read = organization::spawn(Arc::clone(&run.client));
     let (users_tx, users_rx) = tokio::sync::oneshot::channel();
     let shared = progress::SharedProgress::new(run.progress);
-    let source_state = Arc::new(StagedState::load(store)?);
     let read = async {
         let r = directory::read(
             run.cfg,
@@ -310,6 +313,22 @@ async fn stages(
     let Some((half, early)) = members else {
         anyhow::bail!("reading the directory ended without its users");
     };
+    Ok((groups, half, early))
+}
+
+/// The stages of one run, in order (see the module doc).
+async fn stages(
+    run: &SyncRun<'_>,
+    store: &mut Store,
+    record: &mut RunRecord,
+    secret: anyhow::Result<String>,
+) -> anyhow::Result<SyncReport> {
+    crate::test_panic_point("sync-start");
+    let started = chrono::Utc::now().to_rfc3339();
+    run.progress.stage("Signing in to Bitwarden");
+    run.client.token().await?;
+    let source_state = Arc::new(StagedState::load(store)?);
+    let (groups, half, early) = read_both(run, store, record, secret, &source_state).await?;
     let (plan, org, normalized) = plan::groups(store, record, half, groups, run.progress)?;
     if let Some(n) = normalized {
         let drift = org.as_ref().map(|o| o.org.drift(&n));

@@ -350,11 +350,16 @@ impl Budget {
             Some(path) => match self.try_send_shared(&path, kind, url, now) {
                 Ok(wait) => wait,
                 Err(e) => {
-                    tracing::debug!(
-                        "the request budget shared through {} could not be used ({e}); this \
-                         process counts alone",
-                        path.display()
-                    );
+                    // said once a process: the budget still holds, for this process alone
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        tracing::warn!(
+                            "request budget: {} cannot be read or written ({e}); this process \
+                             counts its requests alone, so other processes of the data \
+                             directory may exceed the server's limits beside it",
+                            path.display()
+                        );
+                    });
                     self.decide(kind, url, now, None).0
                 }
             },
@@ -547,7 +552,11 @@ impl Budget {
                 )
             })();
             if let Err(e) = written {
-                tracing::debug!("sharing the pause through {}: {e}", path.display());
+                tracing::warn!(
+                    "request budget: the pause could not be shared through {} ({e}); other \
+                     processes of the data directory do not wait for it",
+                    path.display()
+                );
             }
         }
     }

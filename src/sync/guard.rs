@@ -99,8 +99,10 @@ fn departures_once_a_day(store: &Store, plan: &mut Plan) {
     let now = chrono::Utc::now();
     let said = store
         .meta_get(&key)
-        .ok()
-        .flatten()
+        .unwrap_or_else(|e| {
+            tracing::warn!("reading when the departures warning was last said: {e:#}");
+            None
+        })
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
         .is_some_and(|t| now - t.with_timezone(&chrono::Utc) < chrono::Duration::hours(24));
     if said {

@@ -624,34 +624,7 @@ impl Organization {
                 by_ext.entry(e).or_insert(m);
             }
         }
-        let mut problems = Vec::new();
-        for m in &plan.members {
-            let found = by_ext.get(m.external_id.as_str());
-            if m.is_removal() {
-                if let Some(x) = found
-                    && x.status != MemberStatus::Revoked
-                {
-                    problems.push(format!(
-                        "member {} ({}) is still in the organization after its removal was \
-                         sent{}",
-                        m.email,
-                        m.external_id,
-                        if x.kind == MemberType::Owner {
-                            ": owners are never removed by a sync"
-                        } else {
-                            ""
-                        }
-                    ));
-                }
-            } else if found.is_none() {
-                problems.push(format!(
-                    "member {} ({}) is not in the organization after the import: the server \
-                     skipped it (is another member already using that email with a different \
-                     externalId, or is the seat limit reached?)",
-                    m.email, m.external_id
-                ));
-            }
-        }
+        let mut problems = member_problems(plan, &by_ext);
         let groups: HashMap<&str, usize> = refs
             .groups
             .iter()
@@ -719,6 +692,40 @@ impl Organization {
         }
         problems
     }
+}
+
+/// What the organization read back after a push does not show of the plan's members: a removal
+/// not applied, a member the import skipped.
+fn member_problems(plan: &Plan, by_ext: &HashMap<&str, &OrgMember>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for m in &plan.members {
+        let found = by_ext.get(m.external_id.as_str());
+        if m.is_removal() {
+            if let Some(x) = found
+                && x.status != MemberStatus::Revoked
+            {
+                problems.push(format!(
+                    "member {} ({}) is still in the organization after its removal was \
+                     sent{}",
+                    m.email,
+                    m.external_id,
+                    if x.kind == MemberType::Owner {
+                        ": owners are never removed by a sync"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        } else if found.is_none() {
+            problems.push(format!(
+                "member {} ({}) is not in the organization after the import: the server \
+                 skipped it (is another member already using that email with a different \
+                 externalId, or is the seat limit reached?)",
+                m.email, m.external_id
+            ));
+        }
+    }
+    problems
 }
 
 /// The groups the baseline keeps (those with an externalId; of two with one externalId, the

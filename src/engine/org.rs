@@ -730,8 +730,8 @@ fn member_problems(plan: &Plan, by_ext: &HashMap<&str, &OrgMember>) -> Vec<Strin
 
 /// The groups the baseline keeps (those with an externalId; of two with one externalId, the
 /// last listed), each with its members' references (see [`MemberRef`]), sorted and without
-/// repeats. Built once per
-/// organization read, for the cache's rows and for the check after a push.
+/// repeats. Built once per organization read, for the cache's rows and for the check after a
+/// push.
 pub struct GroupRefs<'a> {
     /// every member's reference once, sorted
     table: Vec<Id>,

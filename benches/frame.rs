@@ -67,6 +67,7 @@ fn main() {
             disabled: i % 50 == 0,
             deleted: false,
             unreadable: None,
+            immutable_id: None,
         })
         .collect();
     let groups: Vec<NormGroup> = (0..n / 100)

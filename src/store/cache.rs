@@ -363,6 +363,11 @@ impl Store {
                 if m.is_removal() {
                     delete.execute(params![scope, m.external_id])?;
                 } else {
+                    // a rename: the old externalId's row goes (a server that matches members
+                    // by email would take it for a leaver and revoke the member)
+                    if let Some(old) = &m.previous_external_id {
+                        delete.execute(params![scope, old])?;
+                    }
                     upsert.execute(params![scope, m.external_id, m.email, now])?;
                 }
             }
@@ -593,6 +598,8 @@ mod tests {
             external_id: id.into(),
             email: format!("{id}@x.com"),
             action,
+            member_id: None,
+            previous_external_id: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! moves it aside and starts a new one.
 
 mod cache;
+mod identities;
 pub mod kept;
 mod runs;
 mod state;
@@ -20,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "directory-connector.sqlite3";
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// An open database. The cache functions work on one scope (API URL and organization): the one
 /// the last successful sync used, unless [`Store::set_scope`] chose another.
@@ -238,6 +239,17 @@ impl Store {
                  ALTER TABLE groups ADD COLUMN read_at TEXT;
                  ALTER TABLE runs ADD COLUMN server_requests TEXT;
                  PRAGMA user_version = 5;
+                 COMMIT;",
+            )?;
+        }
+        if version < 6 {
+            // v6: each directory entry's immutable id beside its externalId (renames and moves)
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE identities (
+                     scope TEXT NOT NULL, immutable_id TEXT NOT NULL, external_id TEXT NOT NULL,
+                     PRIMARY KEY (scope, immutable_id));
+                 PRAGMA user_version = 6;
                  COMMIT;",
             )?;
         }

@@ -6,6 +6,7 @@
 //! 3. [`plan`]: plan the members as soon as the users and the organization are in, then the
 //!    groups;
 //! 4. [`guard`]: refuse what must not be pushed without a person's say-so;
+//!    [`lifecycle`]: then the member API's renames, restores and revokes;
 //! 5. [`push`]: send the batches (the members early when they fill requests of their own);
 //! 6. [`verify`]: read the organization back, make the cache what it shows, check it;
 //! 7. [`record`]: the run's outcome in the history, the last-sync times, the sources' state.
@@ -17,6 +18,7 @@
 
 mod directory;
 mod guard;
+mod lifecycle;
 mod organization;
 mod plan;
 mod progress;
@@ -123,6 +125,8 @@ pub(crate) struct SyncRun<'a> {
     pub(crate) pushing: &'a AtomicBool,
     /// What the run read and planned, when the caller asked to keep it.
     pub(crate) kept: std::sync::Mutex<SyncRead>,
+    /// Member API requests the server refused: the run fails with them at its end.
+    pub(crate) refused: std::sync::Mutex<Vec<String>>,
 }
 
 impl SyncRun<'_> {
@@ -172,6 +176,7 @@ pub(crate) async fn run(
                 cancel: client.cancel_token(),
                 pushing: &pushing,
                 kept: Default::default(),
+                refused: Default::default(),
             };
             let result = run
                 .until_stopped(progress, stages(&run, &mut store, &mut record, secret))
@@ -250,6 +255,11 @@ async fn member_half(
         run.keep(|k| k.refused_plan = Some(half.plan.clone()));
     }
     guarded?;
+    let done = lifecycle::run(run, store, record, &mut half.plan).await?;
+    run.refused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(done.refused);
     if !push::goes_early(&half.plan) {
         return Ok(Some((half, None)));
     }
@@ -370,6 +380,15 @@ async fn stages(
             d.forget_removed(&plan);
         }
     });
+    let refused = std::mem::take(&mut *run.refused.lock().unwrap_or_else(|p| p.into_inner()));
+    if !refused.is_empty() {
+        anyhow::bail!(
+            "the server refused {} member request(s); everything else was applied and \
+             recorded: {}",
+            refused.len(),
+            refused.join("; ")
+        );
+    }
     Ok(SyncReport {
         outcome: if plan.is_empty() {
             RunOutcome::Unchanged

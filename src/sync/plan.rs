@@ -12,9 +12,11 @@ use crate::engine::diff::{
     Desired, count_creates_against_rows, diff_groups, diff_members, mark_drift_repairs,
     mark_unknown_replacements,
 };
+use crate::engine::diff::MemberAction;
+use crate::engine::lifecycle;
 use crate::engine::normalize::{normalize_groups, normalize_users};
 use crate::engine::{
-    Baseline, Cache, DiffOptions, DirGroup, DirUser, Normalized, Organization, Plan,
+    Baseline, Cache, DiffOptions, DirGroup, DirUser, NormUser, Normalized, Organization, Plan,
 };
 use crate::store::{RunRecord, Store};
 
@@ -162,6 +164,9 @@ pub(crate) fn members(
         .map_err(|e| anyhow!(e).context("checking the directory's entries"))?;
     record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
     let (mut plan, desired) = diff_members(users.as_deref(), &base, &diff_opts);
+    if let Some(users) = &users {
+        identities_and_lifecycle(cfg, store, &mut plan, users, &base, org.as_ref().map(|o| &o.org))?;
+    }
     // the plan holds what it needs: the users go before the groups arrive (unless the caller
     // keeps them), and so do the baseline's members, which `diff_groups` reads only for
     // protected emails
@@ -186,6 +191,63 @@ pub(crate) fn members(
         org,
         kept_users,
     })
+}
+
+/// The member plan's renames (a directory entry that moved keeps its member) and, where the
+/// organization was read and `sync.remove_revoked_after_days` is not 0, its lifecycle: revoke
+/// instead of remove, removal after the grace period, restore on return (see
+/// [`crate::engine::lifecycle`]). The immutable ids of users that are not being renamed are
+/// recorded now; a rename's is recorded once the server confirmed it.
+fn identities_and_lifecycle(
+    cfg: &Config,
+    store: &Store,
+    plan: &mut Plan,
+    users: &[NormUser],
+    base: &Cache,
+    org: Option<&Organization>,
+) -> anyhow::Result<()> {
+    if users.iter().any(|u| u.immutable_id.is_some()) {
+        let known = store.load_identities()?;
+        lifecycle::pair_renames(plan, users, base, &known, org);
+        let renaming: std::collections::HashSet<&str> = plan
+            .members
+            .iter()
+            .filter(|m| m.action == MemberAction::Rename)
+            .map(|m| m.external_id.as_str())
+            .collect();
+        let settled = users
+            .iter()
+            .filter(|u| !u.deleted && !renaming.contains(&*u.external_id))
+            .filter_map(|u| Some((u.immutable_id.as_deref()?, &*u.external_id)));
+        store.save_identities(settled, &known)?;
+    }
+    let grace = cfg.sync.remove_revoked_after_days;
+    let Some(org) = org.filter(|_| grace > 0) else {
+        return Ok(());
+    };
+    let kept = store.kept();
+    let revoked_at = kept.revoke_times();
+    let now = chrono::Utc::now();
+    let life = lifecycle::Lifecycle {
+        grace_days: grace,
+        now,
+        revoked_at: &revoked_at,
+        remove_disabled: cfg.sync.remove_disabled,
+    };
+    let records = lifecycle::apply(plan, org, Some(users), &life);
+    if records != lifecycle::LifecycleRecords::default() {
+        store
+            .update_kept(|k| {
+                for ext in records.clock_starts {
+                    k.revoked_at.entry(ext).or_insert_with(|| now.to_rfc3339());
+                }
+                for ext in records.dropped {
+                    k.revoked_at.remove(&ext);
+                }
+            })
+            .context("recording when revoked members' grace periods began")?;
+    }
+    Ok(())
 }
 
 /// Plans the groups into the member half's plan; returns the whole plan, the organization it

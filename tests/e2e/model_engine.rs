@@ -105,6 +105,7 @@ impl Directory {
                     disabled: u.disabled,
                     deleted: u.deleted,
                     unreadable: None,
+                    immutable_id: None,
                 }
             })
             .collect()

@@ -102,7 +102,11 @@ pub struct MemberChange {
 
 impl MemberChange {
     /// A change of a member with no member id (an import's member).
-    pub fn new(external_id: impl Into<String>, email: impl Into<String>, action: MemberAction) -> Self {
+    pub fn new(
+        external_id: impl Into<String>,
+        email: impl Into<String>,
+        action: MemberAction,
+    ) -> Self {
         MemberChange {
             external_id: external_id.into(),
             email: email.into(),
@@ -203,7 +207,10 @@ impl MemberChange {
     }
     /// Ends the member's access: a removal or a revoke (what the guards count).
     pub fn is_departure(&self) -> bool {
-        matches!(self.action, MemberAction::Remove(_) | MemberAction::Revoke(_))
+        matches!(
+            self.action,
+            MemberAction::Remove(_) | MemberAction::Revoke(_)
+        )
     }
     /// Done through the member API, not the import (revoke, restore, rename).
     pub fn uses_member_api(&self) -> bool {
@@ -610,7 +617,8 @@ impl MemberDiff<'_> {
                     external_id: u.external_id.to_string(),
                     email,
                     action: MemberAction::Resend,
-                    member_id: None, previous_external_id: None,
+                    member_id: None,
+                    previous_external_id: None,
                 });
             }
             return;
@@ -627,7 +635,8 @@ impl MemberDiff<'_> {
                         external_id: u.external_id.to_string(),
                         email: c.email.clone(),
                         action: MemberAction::Resend,
-                        member_id: None, previous_external_id: None,
+                        member_id: None,
+                        previous_external_id: None,
                     });
                 }
             }
@@ -637,7 +646,8 @@ impl MemberDiff<'_> {
             external_id: u.external_id.to_string(),
             email,
             action: MemberAction::Remove(reason),
-            member_id: None, previous_external_id: None,
+            member_id: None,
+            previous_external_id: None,
         });
     }
 
@@ -684,7 +694,8 @@ impl MemberDiff<'_> {
                 external_id: u.external_id.to_string(),
                 email: cached.map_or(email, |c| c.email.clone()),
                 action,
-                member_id: None, previous_external_id: None,
+                member_id: None,
+                previous_external_id: None,
             }),
             None => self.plan.unchanged_members += 1,
         }
@@ -727,7 +738,8 @@ impl MemberDiff<'_> {
                 external_id: id.clone(),
                 email: c.email.clone(),
                 action,
-                member_id: None, previous_external_id: None,
+                member_id: None,
+                previous_external_id: None,
             });
         }
     }

@@ -358,7 +358,8 @@ mod tests {
             external_id: format!("e{i}"),
             email: format!("U{i}@x.com"),
             action: MemberAction::Invite,
-            member_id: None, previous_external_id: None,
+            member_id: None,
+            previous_external_id: None,
         };
         // 20 confirmed members gone from the organization, the directory still lists them
         let mut p = plan(50, 50, 0);
@@ -405,7 +406,8 @@ mod tests {
                     external_id: i.to_string(),
                     email: format!("{i}@x.com"),
                     action: MemberAction::Remove(RemovalReason::Missing),
-                    member_id: None, previous_external_id: None,
+                    member_id: None,
+                    previous_external_id: None,
                 })
                 .collect(),
             ..Plan::default()

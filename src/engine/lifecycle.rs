@@ -12,7 +12,7 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 
 use super::diff::{Cache, MemberAction, MemberChange, Plan};
 use super::normalize::NormUser;
-use super::org::{MemberStatus, Organization, OrgMember};
+use super::org::{MemberStatus, OrgMember, Organization};
 
 /// How the plan treats departures.
 #[derive(Debug, Clone)]
@@ -170,7 +170,10 @@ fn restores(
         if !life.revoked_at.contains_key(ext) || !seen.insert(ext) {
             continue;
         }
-        let Some(found) = by_ext.get(ext).filter(|m| m.status == MemberStatus::Revoked) else {
+        let Some(found) = by_ext
+            .get(ext)
+            .filter(|m| m.status == MemberStatus::Revoked)
+        else {
             continue;
         };
         match planned.get(ext) {
@@ -183,7 +186,11 @@ fn restores(
             }
             None => {
                 plan.unchanged_members = plan.unchanged_members.saturating_sub(1);
-                let mut m = MemberChange::new(ext, found.email.trim().to_lowercase(), MemberAction::Restore);
+                let mut m = MemberChange::new(
+                    ext,
+                    found.email.trim().to_lowercase(),
+                    MemberAction::Restore,
+                );
                 m.member_id = Some(found.id.clone());
                 plan.members.push(m);
             }
@@ -280,7 +287,11 @@ mod tests {
     }
 
     fn removal(ext: &str) -> MemberChange {
-        MemberChange::new(ext, format!("{ext}@x.com"), MemberAction::Remove(RemovalReason::Missing))
+        MemberChange::new(
+            ext,
+            format!("{ext}@x.com"),
+            MemberAction::Remove(RemovalReason::Missing),
+        )
     }
 
     fn now() -> DateTime<Utc> {
@@ -325,7 +336,12 @@ mod tests {
             ]
         );
         assert_eq!(plan.members[0].member_id.as_deref(), Some("1"));
-        assert_eq!(plan.pending_removals.len(), 2, "{:?}", plan.pending_removals);
+        assert_eq!(
+            plan.pending_removals.len(),
+            2,
+            "{:?}",
+            plan.pending_removals
+        );
         assert!(plan.pending_removals[0].contains("removed in 27 day(s)"));
         // d has no record: its clock starts now, never earlier
         assert_eq!(records.clock_starts, vec!["d".to_string()]);

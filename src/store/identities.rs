@@ -46,7 +46,8 @@ impl Store {
                 stmt.execute(params![scope, id, ext])?;
             }
         }
-        tx.commit().context("recording the directory's immutable ids")?;
+        tx.commit()
+            .context("recording the directory's immutable ids")?;
         Ok(changed.len())
     }
 }

@@ -89,10 +89,29 @@ async fn one(
         MemberAction::Restore => ctx.client.restore_member(id).await?,
         _ => match ctx.client.member_details(id).await? {
             None => MemberAnswer::Gone,
-            Some(details) => ctx.client.rename_member(id, &details, &m.external_id).await?,
+            Some(details) => {
+                ctx.client
+                    .rename_member(id, &details, &m.external_id)
+                    .await?
+            }
         },
     };
     record.requests += 1;
+    if answer == MemberAnswer::Gone
+        && matches!(m.action, MemberAction::Revoke(_) | MemberAction::Restore)
+        && ctx.client.member_details(id).await?.is_some()
+    {
+        // the member is there: it is the endpoint that is missing
+        return Err(Failure::Config(format!(
+            "the server answered 404 to {} {} although the member is in the organization: it \
+             has no member revoke and restore API (a self-hosted server older than 2026.1). \
+             Update the server, or set sync.remove_revoked_after_days = 0 to remove departing \
+             members at once",
+            m.action.label(),
+            m.email
+        ))
+        .into());
+    }
     let now = chrono::Utc::now().to_rfc3339();
     let ext = m.external_id.clone();
     match (m.action, answer) {

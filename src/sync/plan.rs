@@ -8,11 +8,11 @@ use anyhow::{Context, anyhow};
 
 use super::organization::PreparedOrg;
 use crate::config::Config;
+use crate::engine::diff::MemberAction;
 use crate::engine::diff::{
     Desired, count_creates_against_rows, diff_groups, diff_members, mark_drift_repairs,
     mark_unknown_replacements,
 };
-use crate::engine::diff::MemberAction;
 use crate::engine::lifecycle;
 use crate::engine::normalize::{normalize_groups, normalize_users};
 use crate::engine::{
@@ -165,7 +165,14 @@ pub(crate) fn members(
     record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
     let (mut plan, desired) = diff_members(users.as_deref(), &base, &diff_opts);
     if let Some(users) = &users {
-        identities_and_lifecycle(cfg, store, &mut plan, users, &base, org.as_ref().map(|o| &o.org))?;
+        identities_and_lifecycle(
+            cfg,
+            store,
+            &mut plan,
+            users,
+            &base,
+            org.as_ref().map(|o| &o.org),
+        )?;
     }
     // the plan holds what it needs: the users go before the groups arrive (unless the caller
     // keeps them), and so do the baseline's members, which `diff_groups` reads only for

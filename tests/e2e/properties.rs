@@ -597,7 +597,8 @@ fn member_change() -> impl Strategy<Value = MemberChange> {
             3 => MemberAction::Remove(RemovalReason::Disabled),
             _ => MemberAction::Remove(RemovalReason::Missing),
         },
-        member_id: None, previous_external_id: None,
+        member_id: None,
+        previous_external_id: None,
     })
 }
 

@@ -298,6 +298,16 @@ impl Connector {
             &crate::sync::diff_options(&cfg, org.is_some()),
         );
         plan.baseline = kind;
+        if let Some(users) = &normalized.users {
+            crate::sync::identities_and_lifecycle(
+                &cfg,
+                &store,
+                &mut plan,
+                (users, &base),
+                org.as_ref(),
+                false,
+            )?;
+        }
         crate::sync::note_unknowns(&store, &mut plan);
         if let Some(sent) = &sent {
             mark_drift_repairs(&mut plan, sent);

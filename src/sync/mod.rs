@@ -38,7 +38,9 @@ pub(crate) use directory::read as read_directory;
 pub use guard::OWNERS_UNSEEN;
 pub(crate) use guard::{owner_guard, short_member_list};
 pub(crate) use organization::read as read_organization;
-pub(crate) use plan::{baseline, count_creates, diff_options, note_unknowns};
+pub(crate) use plan::{
+    baseline, count_creates, diff_options, identities_and_lifecycle, note_unknowns,
+};
 pub(crate) use progress::BudgetProgress;
 
 use crate::bitwarden::BitwardenClient;

@@ -169,9 +169,9 @@ pub(crate) fn members(
             cfg,
             store,
             &mut plan,
-            users,
-            &base,
+            (users, &base),
             org.as_ref().map(|o| &o.org),
+            true,
         )?;
     }
     // the plan holds what it needs: the users go before the groups arrive (unless the caller
@@ -204,14 +204,15 @@ pub(crate) fn members(
 /// organization was read and `sync.remove_revoked_after_days` is not 0, its lifecycle: revoke
 /// instead of remove, removal after the grace period, restore on return (see
 /// [`crate::engine::lifecycle`]). The immutable ids of users that are not being renamed are
-/// recorded now; a rename's is recorded once the server confirmed it.
-fn identities_and_lifecycle(
+/// recorded now; a rename's is recorded once the server confirmed it. `record` off (a preview:
+/// `test`), nothing is written.
+pub(crate) fn identities_and_lifecycle(
     cfg: &Config,
     store: &Store,
     plan: &mut Plan,
-    users: &[NormUser],
-    base: &Cache,
+    (users, base): (&[NormUser], &Cache),
     org: Option<&Organization>,
+    record: bool,
 ) -> anyhow::Result<()> {
     if users.iter().any(|u| u.immutable_id.is_some()) {
         let known = store.load_identities()?;
@@ -226,7 +227,9 @@ fn identities_and_lifecycle(
             .iter()
             .filter(|u| !u.deleted && !renaming.contains(&*u.external_id))
             .filter_map(|u| Some((u.immutable_id.as_deref()?, &*u.external_id)));
-        store.save_identities(settled, &known)?;
+        if record {
+            store.save_identities(settled, &known)?;
+        }
     }
     let grace = cfg.sync.remove_revoked_after_days;
     let Some(org) = org.filter(|_| grace > 0) else {
@@ -242,7 +245,7 @@ fn identities_and_lifecycle(
         remove_disabled: cfg.sync.remove_disabled,
     };
     let records = lifecycle::apply(plan, org, Some(users), &life);
-    if records != lifecycle::LifecycleRecords::default() {
+    if record && records != lifecycle::LifecycleRecords::default() {
         store
             .update_kept(|k| {
                 for ext in records.clock_starts {

@@ -290,6 +290,9 @@ pub struct DiffOptions {
     pub cascade_removals: bool,
     /// Lower-cased emails a sync never removes, revokes or takes out of a group.
     pub protected: std::sync::Arc<HashSet<String>>,
+    /// externalIds of members revoked (or waiting for the grace period): they stay in the
+    /// groups the baseline has them in until they are removed.
+    pub revoked_stay: std::sync::Arc<HashSet<String>>,
     /// Groups the cache confirmed before this time are sent again (a server that cannot be
     /// read back may have dropped them, or they were changed by hand).
     pub resend_groups_before: Option<chrono::DateTime<chrono::Utc>>,
@@ -858,6 +861,16 @@ impl GroupDiff<'_> {
                         "{}: kept in group `{}` (the directory takes it out)",
                         m.email, g.name
                     ));
+                    members.push(id.clone());
+                }
+            }
+        }
+        // revoked members keep their groups until they are removed
+        if let Some(old) = cached.and_then(|c| c.members.as_ref())
+            && !self.opts.revoked_stay.is_empty()
+        {
+            for id in old {
+                if self.opts.revoked_stay.contains(&**id) && !members.contains(id) {
                     members.push(id.clone());
                 }
             }

@@ -34,6 +34,9 @@ pub struct LifecycleRecords {
     pub clock_starts: Vec<String>,
     /// Records of members that are no longer revoked in the organization, or no longer in it.
     pub dropped: Vec<String>,
+    /// Members revoked by this plan or waiting for the grace period: they stay in the groups
+    /// the baseline has them in (a revoked member keeps its groups until it is removed).
+    pub stay_in_groups: Vec<String>,
 }
 
 /// The days left of a grace period that began at `since` (0: over).
@@ -105,6 +108,7 @@ fn departures(
         if found.status != MemberStatus::Revoked {
             m.action = MemberAction::Revoke(reason);
             m.member_id = Some(found.id.clone());
+            records.stay_in_groups.push(m.external_id.clone());
             kept.push(m);
             continue;
         }
@@ -118,6 +122,7 @@ fn departures(
         if since.is_none() {
             records.clock_starts.push(m.external_id.clone());
         }
+        records.stay_in_groups.push(m.external_id.clone());
         let days = left.unwrap_or(i64::from(life.grace_days));
         waiting.push(format!(
             "{}: revoked ({}), removed in {days} day(s) if it stays {}",
@@ -255,6 +260,40 @@ pub fn pair_renames(
     if !renamed_from.is_empty() {
         plan.members
             .retain(|m| m.action == MemberAction::Rename || !renamed_from.contains(&m.external_id));
+    }
+}
+
+/// Makes the baseline's group rows follow the plan's renames: a renamed member's old
+/// externalId becomes its new one, so that the group diff sees the same member (the server's
+/// group rows hold member ids, which a rename keeps) and neither the group guard nor a group
+/// push takes it for a member out and a member in.
+pub fn follow_renames(base: &mut Cache, plan: &Plan) {
+    let renames: HashMap<&str, &str> = plan
+        .members
+        .iter()
+        .filter(|m| m.action == MemberAction::Rename)
+        .filter_map(|m| Some((m.previous_external_id.as_deref()?, m.external_id.as_str())))
+        .collect();
+    if renames.is_empty() {
+        return;
+    }
+    for g in base.groups.values_mut() {
+        let Some(members) = g.members.as_mut() else {
+            continue;
+        };
+        let mut changed = false;
+        for id in members.iter_mut() {
+            if let Some(new) = renames.get(&**id) {
+                *id = super::model::Id::from(*new);
+                changed = true;
+            }
+        }
+        if changed {
+            members.sort_unstable();
+            if !g.fingerprint.is_empty() {
+                g.fingerprint = super::diff::group_fingerprint(&g.name, members);
+            }
+        }
     }
 }
 

@@ -392,6 +392,19 @@ impl Store {
         )?;
         remember_scope(&tx, &scope)?;
         tx.commit().context("committing a cache transaction")?;
+        // a member removed after its grace period has no revoke time to keep any more
+        if members.iter().any(MemberChange::is_removal)
+            && let Err(e) = self.update_kept(|k| {
+                if k.revoked_at.is_empty() {
+                    return;
+                }
+                for m in members.iter().filter(|m| m.is_removal()) {
+                    k.revoked_at.remove(&m.external_id);
+                }
+            })
+        {
+            tracing::warn!("forgetting the revoke times of removed members: {e:#}");
+        }
         // each group's confirmed size, kept where `clear-cache` does not take it
         if !groups.is_empty()
             && let Err(e) = self.update_kept(|k| {

@@ -38,6 +38,7 @@ pub(crate) fn diff_options(cfg: &Config, org: bool) -> DiffOptions {
                 .collect(),
         ),
         resend_groups_before,
+        revoked_stay: Default::default(),
     }
 }
 
@@ -152,11 +153,11 @@ pub(crate) fn members(
         }
         None => None,
     };
-    let (org, (base, kind)) = match org {
+    let (org, (mut base, kind)) = match org {
         Some((o, base)) => (Some(o), (base, Baseline::Organization)),
         None => (None, baseline(None, store)?),
     };
-    let diff_opts = diff_options(cfg, org.is_some());
+    let mut diff_opts = diff_options(cfg, org.is_some());
     let mut skipped = Vec::new();
     let users = users
         .map(|u| normalize_users(u, &mut skipped))
@@ -169,9 +170,10 @@ pub(crate) fn members(
             cfg,
             store,
             &mut plan,
-            (users, &base),
+            (users, &mut base),
             org.as_ref().map(|o| &o.org),
             true,
+            Some(&mut diff_opts.revoked_stay),
         )?;
     }
     // the plan holds what it needs: the users go before the groups arrive (unless the caller
@@ -210,13 +212,15 @@ pub(crate) fn identities_and_lifecycle(
     cfg: &Config,
     store: &Store,
     plan: &mut Plan,
-    (users, base): (&[NormUser], &Cache),
+    (users, base): (&[NormUser], &mut Cache),
     org: Option<&Organization>,
     record: bool,
+    stay: Option<&mut Arc<foldhash::HashSet<String>>>,
 ) -> anyhow::Result<()> {
     if users.iter().any(|u| u.immutable_id.is_some()) {
         let known = store.load_identities()?;
         lifecycle::pair_renames(plan, users, base, &known, org);
+        lifecycle::follow_renames(base, plan);
         let renaming: std::collections::HashSet<&str> = plan
             .members
             .iter()
@@ -245,7 +249,12 @@ pub(crate) fn identities_and_lifecycle(
         remove_disabled: cfg.sync.remove_disabled,
     };
     let records = lifecycle::apply(plan, org, Some(users), &life);
-    if record && records != lifecycle::LifecycleRecords::default() {
+    if !records.stay_in_groups.is_empty() {
+        if let Some(o) = stay {
+            *o = Arc::new(records.stay_in_groups.iter().cloned().collect());
+        }
+    }
+    if record && !(records.clock_starts.is_empty() && records.dropped.is_empty()) {
         store
             .update_kept(|k| {
                 for ext in records.clock_starts {

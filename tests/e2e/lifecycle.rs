@@ -8,7 +8,7 @@
 
 use crate::support::Env;
 use crate::support::fake_bitwarden::{FakeBitwarden, REVOKED};
-use crate::support::slapd::{self, BASE, Slapd, base_ldif, group, group_dn, person, user_dn};
+use crate::support::slapd::{self, BASE, Slapd, group, group_dn, person, user_dn};
 
 fn set(v: &[&str]) -> std::collections::BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -17,7 +17,7 @@ fn set(v: &[&str]) -> std::collections::BTreeSet<String> {
 const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 
 fn directory() -> String {
-    let mut l = base_ldif();
+    let mut l = String::new();
     for u in USERS {
         l.push_str(&person(u, Some(&format!("{u}@example.com")), false));
     }

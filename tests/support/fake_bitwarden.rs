@@ -1207,7 +1207,9 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
             400,
         );
     }
-    // Seat limit: checked before anything is applied.
+    // Seat limit: checked before anything is applied, only when the import invites someone,
+    // against the occupied seats (revoked members hold none: `InviteOrganizationUsersCommand`,
+    // `GetOccupiedSeatCountByOrganizationIdAsync`).
     if let Some(limit) = org.seat_limit {
         let new = active
             .iter()
@@ -1220,7 +1222,8 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
             })
             .count();
         let removed = members.len() - active.len();
-        if org.members.len() + new > limit + removed {
+        let occupied = org.members.values().filter(|m| m.status != REVOKED).count();
+        if new > 0 && occupied + new > limit + removed {
             return (
                 (
                     StatusCode::BAD_REQUEST,

@@ -257,18 +257,32 @@ async fn member_half(
         run.keep(|k| k.refused_plan = Some(half.plan.clone()));
     }
     guarded?;
-    let done = lifecycle::run(run, store, record, &mut half.plan).await?;
-    run.refused
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .extend(done.refused);
     if !push::goes_early(&half.plan) {
+        // the member API waits for the group guard, with the import
         return Ok(Some((half, None)));
     }
+    // the member requests go out now: renames before the import lists the new externalIds
+    member_api(run, store, record, &mut half.plan).await?;
     let readable = half.org.is_some();
     let pushed = push::early(run, store, record, &shared.push(), &half.plan, readable).await;
     shared.push_done();
     Ok(Some((half, Some(pushed?))))
+}
+
+/// Stage 4b: the plan's renames, restores and revokes through the member API; the server's
+/// refusals are kept for the end of the run.
+async fn member_api(
+    run: &SyncRun<'_>,
+    store: &mut Store,
+    record: &mut RunRecord,
+    plan: &mut Plan,
+) -> anyhow::Result<()> {
+    let done = lifecycle::run(run, store, record, plan).await?;
+    run.refused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(done.refused);
+    Ok(())
 }
 
 /// Stages 1 to 4 of the member half: the directory and the organization are read at once, and
@@ -341,7 +355,7 @@ async fn stages(
     run.client.token().await?;
     let source_state = Arc::new(StagedState::load(store)?);
     let (groups, half, early) = read_both(run, store, record, secret, &source_state).await?;
-    let (plan, org, normalized) = plan::groups(store, record, half, groups, run.progress)?;
+    let (mut plan, org, normalized) = plan::groups(store, record, half, groups, run.progress)?;
     if let Some(n) = normalized {
         let drift = org.as_ref().map(|o| o.org.drift(&n));
         run.keep(|k| {
@@ -354,6 +368,9 @@ async fn stages(
         run.keep(|k| k.refused_plan = Some(plan.clone()));
     }
     guarded?;
+    if early.is_none() {
+        member_api(run, store, record, &mut plan).await?;
+    }
     let members_after = match plan.is_empty() {
         true => None,
         false => {

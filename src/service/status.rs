@@ -290,17 +290,7 @@ impl Status {
                     .inc_by(n);
             }
             m.server_refusals.inc_by(q.refusals);
-            // the member lifecycle as the server confirmed it (a failed run's too)
-            for (kind, n) in [
-                ("revoke", server.revoked),
-                ("restore", server.restored),
-                ("rename", server.renamed),
-                ("member_refused", server.member_refusals),
-            ] {
-                m.changes
-                    .get_or_create(&vec![("kind".into(), kind.into())])
-                    .inc_by(n);
-            }
+            count_lifecycle(&m.changes, server);
             m.budget_wait.inc_by(q.waited_ms as f64 / 1000.0);
             for (state, n) in [
                 ("read", server.groups_read),
@@ -399,6 +389,20 @@ impl Status {
         encode(&mut out, &self.metrics.registry)
             .map_err(|e| anyhow::anyhow!("encoding the metrics: {e}"))?;
         Ok(out)
+    }
+}
+
+/// The member lifecycle as the server confirmed it (a failed run's too), in `changes_total`.
+fn count_lifecycle(changes: &Family<Labels, Counter>, server: &crate::store::ServerUse) {
+    for (kind, n) in [
+        ("revoke", server.revoked),
+        ("restore", server.restored),
+        ("rename", server.renamed),
+        ("member_refused", server.member_refusals),
+    ] {
+        changes
+            .get_or_create(&vec![("kind".into(), kind.into())])
+            .inc_by(n);
     }
 }
 

@@ -186,7 +186,6 @@ pub(crate) fn members(
             None
         }
     };
-    let mut base = base;
     if diff_opts.protected.is_empty() {
         base.members = Default::default();
     }
@@ -249,10 +248,10 @@ pub(crate) fn identities_and_lifecycle(
         remove_disabled: cfg.sync.remove_disabled,
     };
     let records = lifecycle::apply(plan, org, Some(users), &life);
-    if !records.stay_in_groups.is_empty() {
-        if let Some(o) = stay {
-            *o = Arc::new(records.stay_in_groups.iter().cloned().collect());
-        }
+    if !records.stay_in_groups.is_empty()
+        && let Some(o) = stay
+    {
+        *o = Arc::new(records.stay_in_groups.iter().cloned().collect());
     }
     if record && !(records.clock_starts.is_empty() && records.dropped.is_empty()) {
         store

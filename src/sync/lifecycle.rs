@@ -10,7 +10,7 @@
 use anyhow::Context;
 
 use super::SyncRun;
-use crate::bitwarden::members::{ALREADY_ACTIVE, ALREADY_REVOKED, MemberAnswer};
+use crate::bitwarden::members::{ALREADY_ACTIVE, ALREADY_REVOKED, LAST_OWNER, MemberAnswer};
 use crate::engine::Plan;
 use crate::engine::diff::{MemberAction, MemberChange};
 use crate::errors::Failure;
@@ -204,6 +204,15 @@ async fn one(
             // revoked already (by hand, or by a run that did not record it): the clock starts
             // now unless it started before
             records.start(ext, now);
+        }
+        (MemberAction::Revoke(_), MemberAnswer::Refused(msg)) if msg.contains(LAST_OWNER) => {
+            // an owner the server keeps: the state it names, not a failed sync
+            tracing::warn!(
+                "{} was not revoked: the server keeps the organization's last confirmed owner \
+                 ({msg}); {}",
+                m.email,
+                crate::engine::diff::OWNER_ADVICE
+            );
         }
         (MemberAction::Restore, MemberAnswer::Done) => {
             server.restored += 1;

@@ -239,12 +239,28 @@ pub(crate) fn identities_and_lifecycle(
     if org.is_none() && plan.import_revokes {
         // the import revoked these members; listed again, it restores them
         let kept = store.kept();
-        if !kept.revoked_at.is_empty() {
-            for m in &mut plan.members {
-                if m.action == MemberAction::Invite && kept.revoked_at.contains_key(&m.external_id)
-                {
-                    m.action = MemberAction::Restore;
-                }
+        for m in &mut plan.members {
+            if m.action == MemberAction::Invite && kept.revoked_at.contains_key(&m.external_id) {
+                m.action = MemberAction::Restore;
+            }
+        }
+        // as on the member API, a revoked member keeps its groups (the server keeps the rows;
+        // a group push would take it out), unless departures are to be removed at once
+        if cfg.sync.remove_revoked_after_days > 0
+            && let Some(o) = stay
+        {
+            let revoked: foldhash::HashSet<String> = kept
+                .revoked_at
+                .into_keys()
+                .chain(
+                    plan.members
+                        .iter()
+                        .filter(|m| m.is_removal())
+                        .map(|m| m.external_id.clone()),
+                )
+                .collect();
+            if !revoked.is_empty() {
+                *o = Arc::new(revoked);
             }
         }
         return Ok(());

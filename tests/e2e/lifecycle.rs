@@ -487,6 +487,13 @@ fn vaultwarden_revokes_on_deleted_restores_on_return_and_follows_a_move_by_email
     assert_eq!(r["removed"], 0, "{r}");
     assert_eq!(status(&server, "bob"), REVOKED);
     assert!(server.org().member_calls.is_empty());
+    assert!(
+        server.org().group_emails("Staff").contains(&email("bob")),
+        "a revoked member keeps its groups there too"
+    );
+    // the next sync leaves it there
+    env.ok(&["sync"]);
+    assert!(server.org().group_emails("Staff").contains(&email("bob")));
     slapd.add(&person("bob", Some("bob@example.com"), false));
     let r = env.ok(&["sync"]);
     assert!(r.stdout.contains("restore 1"), "{}", r.stdout);

@@ -66,20 +66,31 @@ impl BitwardenClient {
     /// `GET /public/members/{id}`: `None` when the member is gone (404).
     pub async fn member_details(&self, id: &str) -> anyhow::Result<Option<MemberDetails>> {
         let url = format!("{}/public/members/{id}", self.urls().api);
-        let (answer, body) = self
-            .member_request("reading a member", Kind::Member, &url, None)
-            .await?;
-        match answer {
-            MemberAnswer::Gone => Ok(None),
-            MemberAnswer::Refused(m) => Err(anyhow!(ApiError {
+        match self.read_member(id).await? {
+            (_, Some(d)) => Ok(Some(d)),
+            (MemberAnswer::Refused(m), None) => Err(anyhow!(ApiError {
                 status: Some(400),
                 message: m,
             }))
             .with_context(|| format!("GET {url}")),
+            _ => Ok(None),
+        }
+    }
+
+    /// `GET /public/members/{id}`, as the server answered it, with the member when it is there.
+    pub async fn read_member(
+        &self,
+        id: &str,
+    ) -> anyhow::Result<(MemberAnswer, Option<MemberDetails>)> {
+        let url = format!("{}/public/members/{id}", self.urls().api);
+        let (answer, body) = self
+            .member_request("reading a member", Kind::Member, &url, None)
+            .await?;
+        match answer {
             MemberAnswer::Done => {
                 let v: Value = serde_json::from_str(&body)
                     .with_context(|| format!("GET {url}: the answer is not JSON"))?;
-                Ok(Some(MemberDetails {
+                let details = MemberDetails {
                     kind: v.get("type").and_then(Value::as_i64).unwrap_or(2),
                     external_id: v
                         .get("externalId")
@@ -91,8 +102,10 @@ impl BitwardenClient {
                         .cloned()
                         .unwrap_or_default(),
                     permissions: v.get("permissions").filter(|p| !p.is_null()).cloned(),
-                }))
+                };
+                Ok((MemberAnswer::Done, Some(details)))
             }
+            other => Ok((other, None)),
         }
     }
 

@@ -117,6 +117,7 @@ async fn each(
             .into());
         }
         let m = plan.members[i].clone();
+        let n_renamed_before = record.server.as_ref().map_or(0, |s| s.renamed);
         ctx.progress.stage(&format!(
             "{} {} ({}/{total})",
             match m.action {
@@ -131,15 +132,30 @@ async fn each(
         let gone = one(ctx, store, record, &m, (out, records))
             .await
             .with_context(|| format!("{} {} ({})", m.action.label(), m.email, m.external_id))?;
+        let planned = &mut plan.members[i];
         if gone {
             // said and recorded: the import must not count on it
-            plan.members[i].member_id = None;
+            planned.member_id = None;
+        }
+        if planned.action == MemberAction::Rename && !store_renamed(record, n_renamed_before) {
+            // not renamed: the import lists the member as the organization has it (its new
+            // externalId would be taken for a new person), and the next sync tries again
+            if let Some(old) = planned.previous_external_id.take() {
+                planned.external_id = old;
+                planned.action = MemberAction::Resend;
+                planned.member_id = None;
+            }
         }
         if records.0.len() >= RECORDS_AT_ONCE {
             records.flush(store)?;
         }
     }
     Ok(())
+}
+
+/// Whether the request just made renamed a member (the run's count went up).
+fn store_renamed(record: &RunRecord, before: u64) -> bool {
+    record.server.as_ref().map_or(0, |s| s.renamed) > before
 }
 
 /// One member request, recorded as the server answered it. Returns whether the member is gone.
@@ -157,13 +173,13 @@ async fn one(
     let answer = match m.action {
         MemberAction::Revoke(_) => ctx.client.revoke_member(id).await?,
         MemberAction::Restore => ctx.client.restore_member(id).await?,
-        _ => match ctx.client.member_details(id).await? {
-            None => MemberAnswer::Gone,
-            Some(details) => {
+        _ => match ctx.client.read_member(id).await? {
+            (_, Some(details)) => {
                 ctx.client
                     .rename_member(id, &details, &m.external_id)
                     .await?
             }
+            (answer, None) => answer,
         },
     };
     record.requests += 1;

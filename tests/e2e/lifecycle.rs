@@ -520,3 +520,43 @@ fn vaultwarden_revokes_on_deleted_restores_on_return_and_follows_a_move_by_email
     assert_ne!(status(&server, "alice"), REVOKED);
     let _ = slapd::BASE;
 }
+
+#[test]
+fn a_refused_rename_keeps_the_member_as_it_was_and_the_next_sync_tries_again() {
+    let (slapd, server, env) = setup();
+    env.ok(&["sync"]);
+    let alice_id = server.org().members[&email("alice")].id.clone();
+    server
+        .org()
+        .member_refusals
+        .insert(email("alice"), "The member cannot be changed now.".into());
+    let moved = format!("uid=alice,ou=Moved,ou=People,{BASE}");
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modrdn\nnewrdn: uid=alice\ndeleteoldrdn: 1\nnewsuperior: ou=Moved,ou=People,{BASE}\n\n",
+        user_dn("alice")
+    ));
+    let r = env.expect(&["sync"], 1);
+    assert!(
+        r.stderr.contains("renaming alice@example.com")
+            && r.stderr.contains("keeps its old externalId"),
+        "{}",
+        r.stderr
+    );
+    {
+        let org = server.org();
+        let alice = &org.members[&email("alice")];
+        assert_eq!(alice.id, alice_id);
+        assert_eq!(
+            alice.external_id.as_deref(),
+            Some(user_dn("alice").as_str())
+        );
+        assert_ne!(alice.status, REVOKED);
+        assert_eq!(org.members.len(), USERS.len(), "nobody invited afresh");
+    }
+    server.org().member_refusals.clear();
+    env.ok(&["sync"]);
+    let org = server.org();
+    let alice = &org.members[&email("alice")];
+    assert_eq!(alice.id, alice_id);
+    assert_eq!(alice.external_id.as_deref(), Some(moved.as_str()));
+}

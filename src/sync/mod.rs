@@ -83,6 +83,9 @@ pub struct SyncRead {
     pub drift: Option<crate::engine::Drift>,
     /// The plan a guard refused (the run ended with `Failure::Refused`).
     pub refused_plan: Option<Plan>,
+    /// The groups of the baseline that a plan refused by the member guard would take members
+    /// out of (its groups were not planned yet): "Staff: 2 out".
+    pub groups_losing: Option<Vec<String>>,
 }
 
 /// The guard limits of a configuration.
@@ -247,7 +250,10 @@ async fn member_half(
         half.org.as_ref().map(|o| &o.org),
     );
     if guarded.is_err() {
-        run.keep(|k| k.refused_plan = Some(half.plan.clone()));
+        run.keep(|k| {
+            k.groups_losing = Some(tables::groups_losing_in(&half.base, &half.plan));
+            k.refused_plan = Some(half.plan.clone());
+        });
     }
     guarded?;
     if !push::goes_early(&half.plan) {

@@ -292,6 +292,14 @@ fn members_chart(ui: &mut egui::Ui, points: &[(f64, u64)]) {
                     .radius(3.0)
                     .color(color),
             );
+        })
+        .response
+        .widget_info(|| {
+            egui::WidgetInfo::labeled(
+                egui::Role::Figure,
+                true,
+                "Members over time (axes: Time, Members)",
+            )
         });
 }
 
@@ -408,15 +416,6 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             None => {}
         }
     }
-    if !app.dashboard.as_of.is_empty() {
-        ui.strong(&app.dashboard.as_of);
-    }
-    if !app.dashboard.baseline.is_empty() {
-        ui.add(egui::Label::new(&app.dashboard.baseline).wrap());
-    }
-    if !app.dashboard.summary.is_empty() {
-        ui.add(egui::Label::new(&app.dashboard.summary).wrap());
-    }
     ui.separator();
     let d = &mut app.dashboard;
     ui.horizontal(|ui| {
@@ -458,6 +457,18 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             }
         }
     });
+    // which operation the tables are from, under the tabs: a result that arrives moves no tab
+    if d.view != View::History {
+        if !d.as_of.is_empty() {
+            ui.strong(&d.as_of);
+        }
+        if !d.baseline.is_empty() {
+            ui.add(egui::Label::new(&d.baseline).wrap());
+        }
+        if !d.summary.is_empty() {
+            ui.add(egui::Label::new(&d.summary).wrap());
+        }
+    }
     match d.view {
         View::Users => table::show(
             ui,
@@ -559,12 +570,9 @@ fn status_area(app: &mut App, ui: &mut egui::Ui, busy: Option<&'static str>) {
             app.dashboard.confirm_override = true;
         }
         ui.add(
-            egui::Label::new(
-                egui::RichText::new(format!("The last sync was refused: {reason}"))
-                    .color(ui.visuals().warn_fg_color),
-            )
-            .wrap_mode(egui::TextWrapMode::Wrap)
-            .halign(egui::Align::Min),
+            egui::Label::new(egui::RichText::new(&reason).color(ui.visuals().warn_fg_color))
+                .wrap_mode(egui::TextWrapMode::Wrap)
+                .halign(egui::Align::Min),
         )
         .on_hover_text(&reason);
     });

@@ -296,7 +296,7 @@ fn field(
     help: &str,
     grid: bool,
 ) {
-    let hover = labels::hover(key, help);
+    let hover = labels::hover(help);
     let label = if grid {
         ui.label(labels::label(key))
     } else {

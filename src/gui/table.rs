@@ -117,11 +117,7 @@ pub(super) fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &mut Row
         .header(row_height, |mut header| {
             for (i, h) in headers.iter().enumerate() {
                 header.col(|ui| {
-                    let arrow = match rows.sorted {
-                        Some((c, false)) if c == i => " \u{2191}",
-                        Some((c, true)) if c == i => " \u{2193}",
-                        _ => "",
-                    };
+                    let sorted = rows.sorted.filter(|(c, _)| *c == i).map(|(_, d)| d);
                     if ui
                         .add(egui::Button::new(egui::RichText::new(*h).strong()).frame(false))
                         .on_hover_text("Sort by this column (click again: the other way)")
@@ -129,8 +125,8 @@ pub(super) fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &mut Row
                     {
                         clicked = Some(i);
                     }
-                    if !arrow.is_empty() {
-                        ui.label(arrow);
+                    if let Some(descending) = sorted {
+                        arrow(ui, descending);
                     }
                 });
             }
@@ -148,4 +144,24 @@ pub(super) fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &mut Row
     if let Some(i) = clicked {
         rows.sort_by(i);
     }
+}
+
+/// A small triangle after the sorted column's name: up for ascending, down for descending.
+fn arrow(ui: &mut egui::Ui, descending: bool) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+    let c = rect.center();
+    let (tip, base) = if descending {
+        (c.y + 4.0, c.y - 3.0)
+    } else {
+        (c.y - 4.0, c.y + 3.0)
+    };
+    ui.painter().add(egui::Shape::convex_polygon(
+        vec![
+            egui::pos2(c.x, tip),
+            egui::pos2(c.x + 4.0, base),
+            egui::pos2(c.x - 4.0, base),
+        ],
+        ui.visuals().text_color(),
+        egui::Stroke::NONE,
+    ));
 }

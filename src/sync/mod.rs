@@ -253,6 +253,12 @@ async fn member_half(
         run.keep(|k| {
             k.groups_losing = Some(tables::groups_losing_in(&half.base, &half.plan));
             k.refused_plan = Some(half.plan.clone());
+            // the users it read (the groups were not read yet)
+            k.normalized = Some(crate::engine::Normalized {
+                users: half.kept_users.clone().flatten(),
+                groups: None,
+                skipped: half.skipped.clone(),
+            });
         });
     }
     guarded?;

@@ -186,7 +186,9 @@ impl App {
 
     /// Sends a job unless one is running (then says so).
     pub fn start(&mut self, job: Job) {
-        if let Some(running) = self.worker.busy() {
+        if !job.quiet()
+            && let Some(running) = self.worker.busy()
+        {
             self.error(format!(
                 "{} is still running: wait for it to finish, or Cancel it.",
                 super::words::button(running)

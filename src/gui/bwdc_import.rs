@@ -108,7 +108,14 @@ fn done(r: &Report, store: &str, replace: Option<String>) -> Done {
         format!("Settings ({})", r.settings.len()),
         r.settings
             .iter()
-            .map(|s| format!("{}: {}", named(&s.key), s.value))
+            .map(|s| {
+                let value = match s.value.as_str() {
+                    "true" => "yes",
+                    "false" => "no",
+                    v => super::labels::option(&s.key, v),
+                };
+                format!("{}: {value}", named(&s.key))
+            })
             .collect(),
     ));
     let secrets: Vec<String> = r
@@ -366,7 +373,7 @@ pub(super) fn dialog(app: &mut App, ctx: &egui::Context) {
             let p = &mut app.import;
             ui.label("The official connector's data directory or its data.json:");
             ui.horizontal(|ui| {
-                let l = ui.label("Data directory");
+                let l = ui.label("Official connector's data");
                 let width = (ui.available_width() - 90.0).clamp(120.0, 460.0);
                 ui.add(egui::TextEdit::singleline(&mut p.path).desired_width(width))
                     .labelled_by(l.id);

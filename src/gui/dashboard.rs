@@ -454,6 +454,8 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 .changed()
             {
                 d.refilter();
+                // the tabs' counts, drawn before the field, follow in the next frame
+                ui.ctx().request_repaint();
             }
         }
     });

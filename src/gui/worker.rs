@@ -451,12 +451,13 @@ fn run(
     // the job that ended clears the status line (not a quiet job's: a job sent meanwhile waits
     // behind it and shows already)
     let finish = |o: Outcome, job: &str| {
+        // the outcome first: a frame that sees the job ended finds its outcome
+        let _ = out.send(o);
         if let Ok(mut a) = activity.lock()
             && a.job == Some(job)
         {
             *a = Activity::default();
         }
-        let _ = out.send(o);
         repaint();
     };
     let send = |o: Outcome| {

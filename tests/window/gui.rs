@@ -619,7 +619,11 @@ fn the_login_screen_checks_the_key_and_imports_from_the_official_connector() {
     click(&mut h, "Hide");
 
     click(&mut h, "Import from Bitwarden Directory Connector…");
-    type_into(&mut h, "Data directory", up.path().to_str().unwrap());
+    type_into(
+        &mut h,
+        "Official connector's data",
+        up.path().to_str().unwrap(),
+    );
     click(&mut h, "Preview");
     assert!(has_label(&h, "Preview: nothing was written"));
     assert!(has_label(&h, "became \u{201c}dc=example,dc=com\u{201d}"));

@@ -173,7 +173,7 @@ impl Dashboard {
             // a refused sync: the plan it refused
             self.view = View::Plan;
         }
-        self.summary = words::text(&t.summary);
+        self.summary = words::sentence(&words::text(&t.summary));
         self.baseline = words::text(&t.baseline);
         self.refused = t.refused.clone();
         self.as_of = format!(
@@ -379,9 +379,9 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         let modal = egui::Modal::new(egui::Id::unique("confirm-override")).show(ui.ctx(), |ui| {
             ui.heading("Override the guard?");
             ui.add(
-                egui::Label::new(words::text(
+                egui::Label::new(words::sentence(&words::text(
                     app.dashboard.refused.as_deref().unwrap_or_default(),
-                ))
+                )))
                 .wrap(),
             );
             let mut choice = None;
@@ -562,7 +562,7 @@ fn status_area(app: &mut App, ui: &mut egui::Ui, busy: Option<&'static str>) {
     let Some(reason) = app.dashboard.refused.clone() else {
         return;
     };
-    let reason = words::text(&reason);
+    let reason = words::sentence(&words::text(&reason));
     ui.horizontal(|ui| {
         if ui
             .button("Sync anyway (this once)...")

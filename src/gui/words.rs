@@ -29,7 +29,7 @@ fn command_in_window(cmd: &str) -> Option<String> {
     };
     let rest: Vec<&str> = words.collect();
     Some(match first {
-        "sync" if rest.iter().any(|w| *w == "--allow-mass-removal") => {
+        "sync" if rest.contains(&"--allow-mass-removal") => {
             "Sync anyway (this once) on the Dashboard".to_string()
         }
         "sync" => "Sync Now on the Dashboard".to_string(),
@@ -158,6 +158,9 @@ pub fn changes(invited: u64, removed: u64, groups: u64) -> String {
 /// A message as a sentence: a capital first letter and a full stop.
 pub fn sentence(s: &str) -> String {
     let s = s.trim();
+    if s.is_empty() {
+        return String::new();
+    }
     let mut c = s.chars();
     let mut out: String = match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),

@@ -254,8 +254,8 @@ pub fn of_sync(
             r.bytes_pushed
         ),
         None => format!(
-            "Sync refused, nothing was sent. The refused plan: {}.",
-            plan.summary()
+            "Sync refused, nothing was sent. The refused {}.",
+            plan.summary().replacen("Plan", "plan", 1)
         ),
     });
     t.baseline = format!("Baseline: {}.", plan.baseline.describe());

@@ -59,16 +59,7 @@ fn main() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let users: Vec<NormUser> = (0..n)
-        .map(|i| NormUser {
-            reference_id: format!("uid=u{i:07},ou=People,dc=example,dc=com"),
-            external_id: Id::from(format!("uid=u{i:07},ou=People,dc=example,dc=com")),
-            email: Some(format!("u{i:07}@example.com")),
-            disabled: i % 50 == 0,
-            deleted: false,
-            unreadable: None,
-        })
-        .collect();
+    let users = users(n);
     let groups: Vec<NormGroup> = (0..n / 100)
         .map(|g| NormGroup {
             reference_id: format!("cn=g{g}"),
@@ -132,4 +123,19 @@ fn main() {
     });
     h.state_mut().dashboard.view = directory_connector::gui::View::Groups;
     frame("groups table, idle", &mut h, 60, &|_, _| {});
+}
+
+/// `n` directory users, one in 50 disabled.
+fn users(n: usize) -> Vec<NormUser> {
+    (0..n)
+        .map(|i| NormUser {
+            reference_id: format!("uid=u{i:07},ou=People,dc=example,dc=com"),
+            external_id: Id::from(format!("uid=u{i:07},ou=People,dc=example,dc=com")),
+            email: Some(format!("u{i:07}@example.com")),
+            disabled: i % 50 == 0,
+            deleted: false,
+            unreadable: None,
+            immutable_id: None,
+        })
+        .collect()
 }

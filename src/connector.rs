@@ -12,9 +12,7 @@ use crate::bitwarden::{ApiKey, BitwardenClient, RetryPolicy, Urls};
 use crate::config::{self, Config, DirectoryType};
 use crate::datadir;
 use crate::engine::diff::mark_drift_repairs;
-use crate::engine::{
-    Drift, Normalized, Plan, Snapshot, check_group_guard, check_guard, diff, normalize,
-};
+use crate::engine::{Drift, Normalized, Plan, Snapshot, check_group_guard, check_guard, normalize};
 use crate::errors::Failure;
 use crate::secrets::{self, SecretStore};
 use crate::sources::Progress;
@@ -291,13 +289,31 @@ impl Connector {
             .as_ref()
             .map(|_| store.load_group_fingerprints())
             .transpose()?;
-        let (base, kind) = crate::sync::baseline(org.as_ref(), &store)?;
-        let mut plan = diff(
-            &normalized,
-            &base,
-            &crate::sync::diff_options(&cfg, org.is_some()),
-        );
+        let (mut base, kind) = crate::sync::baseline(org.as_ref(), &store)?;
+        // members, then the lifecycle (which keeps revoked members in their groups), then
+        // the groups: as a sync plans them
+        let mut opts = crate::sync::diff_options(&cfg, org.is_some());
+        let (mut plan, desired) =
+            crate::engine::diff::diff_members(normalized.users.as_deref(), &base, &opts);
         plan.baseline = kind;
+        if let Some(users) = &normalized.users {
+            crate::sync::identities_and_lifecycle(
+                &cfg,
+                &store,
+                &mut plan,
+                (users, &mut base),
+                org.as_ref(),
+                false,
+                Some(&mut opts.revoked_stay),
+            )?;
+        }
+        crate::engine::diff::diff_groups(
+            &mut plan,
+            normalized.groups.as_deref(),
+            desired.as_ref(),
+            &base,
+            &opts,
+        );
         crate::sync::note_unknowns(&store, &mut plan);
         if let Some(sent) = &sent {
             mark_drift_repairs(&mut plan, sent);

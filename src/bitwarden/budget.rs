@@ -133,13 +133,20 @@ pub enum Kind {
     Groups,
     MemberIds,
     Import,
+    /// `GET /public/members/{id}`.
+    Member,
+    /// `PUT /public/members/{id}`.
+    MemberUpdate,
+    /// `POST /public/members/{id}/revoke` or `/restore`.
+    MemberLifecycle,
 }
 
 impl Kind {
     fn method(self) -> &'static str {
         match self {
-            Kind::Token | Kind::Import => "POST",
-            Kind::Members | Kind::Groups | Kind::MemberIds => "GET",
+            Kind::Token | Kind::Import | Kind::MemberLifecycle => "POST",
+            Kind::Members | Kind::Groups | Kind::MemberIds | Kind::Member => "GET",
+            Kind::MemberUpdate => "PUT",
         }
     }
 
@@ -147,7 +154,10 @@ impl Kind {
     /// so other processes of the data directory count them too); a path with an id in it (a
     /// group's member ids) is asked for once or twice a run.
     fn fixed_path(self) -> bool {
-        !matches!(self, Kind::MemberIds)
+        !matches!(
+            self,
+            Kind::MemberIds | Kind::Member | Kind::MemberUpdate | Kind::MemberLifecycle
+        )
     }
 }
 
@@ -160,6 +170,7 @@ impl Kind {
             Kind::Groups => &mut stats.groups,
             Kind::MemberIds => &mut stats.member_ids,
             Kind::Import => &mut stats.import,
+            Kind::Member | Kind::MemberUpdate | Kind::MemberLifecycle => &mut stats.member_api,
         } += 1;
     }
 }

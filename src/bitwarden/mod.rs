@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod members;
 pub mod read;
 pub mod urls;
 pub mod wire;

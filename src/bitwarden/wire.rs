@@ -172,11 +172,15 @@ mod tests {
                     external_id: "123".into(),
                     email: "a@x.com".into(),
                     action: MemberAction::Invite,
+                    member_id: None,
+                    previous_external_id: None,
                 },
                 MemberChange {
                     external_id: "456".into(),
                     email: "b@x.com".into(),
                     action: MemberAction::Remove(RemovalReason::Disabled),
+                    member_id: None,
+                    previous_external_id: None,
                 },
             ],
             groups: vec![GroupChange {

@@ -950,6 +950,14 @@ fn map_sync(src: &Source, m: &mut Mapping) {
         // upstream's defaults for a missing flag are false
         let v = flag(s.get(field)).unwrap_or(false);
         m.set(key, v.to_string(), &from(field));
+        if field == "removeDisabled" && v {
+            m.changes.push(format!(
+                "sync.remove_disabled: a disabled user is revoked first, not removed, and removed \
+                 only after {} days still disabled (sync.remove_revoked_after_days; the official \
+                 connector removes at once, set it to 0 for that)",
+                crate::config::DEFAULT_REMOVE_REVOKED_AFTER_DAYS
+            ));
+        }
     }
     match flag(s.get("inviteUsersAfterProvisioning")) {
         Some(v) => m.set(

@@ -397,6 +397,10 @@ impl Output {
         for line in &p.kept {
             outln!(self, "Kept: {line}");
         }
+        for line in p.pending_removals.iter().take(limit) {
+            outln!(self, "Revoked, waiting: {line}");
+        }
+        more(p.pending_removals.len(), "revoked members waiting");
         for line in &p.warnings {
             outln!(self, "Warning: {line}.");
         }
@@ -420,6 +424,9 @@ impl Output {
                 "invited": r.plan.invites(),
                 "emailChanges": r.plan.email_changes.len(),
                 "removed": r.plan.removals(),
+                "revoked": r.server.revoked,
+                "restored": r.server.restored,
+                "renamed": r.server.renamed,
                 "groupsChanged": r.plan.groups.len(),
                 "requests": r.requests,
                 "bytesPushed": r.bytes_pushed,
@@ -436,6 +443,7 @@ impl Output {
                     r.plan.baseline.describe()
                 );
                 if !r.plan.email_changes.is_empty()
+                    || !r.plan.pending_removals.is_empty()
                     || !r.plan.protected.is_empty()
                     || !r.plan.kept.is_empty()
                     || !r.plan.warnings.is_empty()
@@ -470,6 +478,16 @@ impl Output {
     /// What a sync asked of the Bitwarden server, in one or two lines.
     fn server_use(&self, s: &crate::store::ServerUse) {
         outln!(self, "{}.", s.requests.describe());
+        if s.revoked + s.restored + s.renamed + s.member_refusals > 0 {
+            outln!(
+                self,
+                "Member API: {} revoked, {} restored, {} renamed, {} refused by the server.",
+                s.revoked,
+                s.restored,
+                s.renamed,
+                s.member_refusals
+            );
+        }
         if s.groups_verified + s.groups_pending > 0 {
             outln!(
                 self,
@@ -501,8 +519,8 @@ impl Output {
             return;
         }
         let mut t = table(&[
-            "#", "Started", "Outcome", "Invited", "Updated", "Removed", "Groups", "Members",
-            "Error",
+            "#", "Started", "Outcome", "Invited", "Revoked", "Restored", "Removed", "Groups",
+            "Members", "Error",
         ]);
         for r in runs {
             t.add_row(vec![
@@ -514,7 +532,8 @@ impl Output {
                     .replace('T', " "),
                 r.outcome.as_str().to_string(),
                 r.invited.to_string(),
-                r.updated.to_string(),
+                r.server.as_ref().map_or(0, |s| s.revoked).to_string(),
+                r.server.as_ref().map_or(0, |s| s.restored).to_string(),
                 r.removed.to_string(),
                 r.groups_changed.to_string(),
                 r.members_after.to_string(),

@@ -384,6 +384,11 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "remove members the directory no longer returns",
     ),
     (
+        "sync.remove_revoked_after_days",
+        KeyKind::Int(IntRange::new(0, 3_650)),
+        "Bitwarden: revoke a departing member first and remove it after this many days still gone or disabled (default 30; 0: remove at once)",
+    ),
+    (
         "sync.overwrite_existing",
         KeyKind::Bool,
         "let the server remove every external member not in the push (debugging)",

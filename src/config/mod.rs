@@ -195,6 +195,9 @@ impl LdapConfig {
     }
 }
 
+/// Default for `sync.remove_revoked_after_days`.
+pub const DEFAULT_REMOVE_REVOKED_AFTER_DAYS: u32 = 30;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
@@ -215,6 +218,9 @@ pub struct SyncConfig {
     pub email_suffix: Option<String>,
     pub remove_disabled: bool,
     pub remove_missing_users: bool,
+    /// Where the server has the member API (Bitwarden), a departure is revoked first and
+    /// removed only after it has stayed gone or disabled this many days (0: removed at once).
+    pub remove_revoked_after_days: u32,
     pub overwrite_existing: bool,
     /// Kept for upstream users; batching and `largeImport` are automatic.
     pub large_import: bool,
@@ -254,6 +260,7 @@ impl Default for SyncConfig {
             email_suffix: None,
             remove_disabled: false,
             remove_missing_users: false,
+            remove_revoked_after_days: DEFAULT_REMOVE_REVOKED_AFTER_DAYS,
             overwrite_existing: false,
             large_import: false,
             invite_users_after_provisioning: false,

@@ -117,6 +117,8 @@ mod tests {
                     external_id: i.to_string(),
                     email: format!("{i}@x.com"),
                     action: MemberAction::Invite,
+                    member_id: None,
+                    previous_external_id: None,
                 })
                 .collect(),
             groups: (0..g)

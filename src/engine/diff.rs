@@ -75,6 +75,15 @@ pub enum MemberAction {
     /// Sent again unchanged (full push, or kept by `overwrite_existing` as protected).
     Resend,
     Remove(RemovalReason),
+    /// Revoked through the member API: the member keeps its membership, groups and collections
+    /// and can do nothing until restored (see [`super::lifecycle`]).
+    Revoke(RemovalReason),
+    /// A member the connector revoked, back in the directory: restored through the member API,
+    /// with its member id (no new invitation).
+    Restore,
+    /// A member whose directory entry moved or was renamed (the same immutable id under a new
+    /// DN): its externalId is updated, nothing else changes.
+    Rename,
 }
 
 /// One member in the plan.
@@ -83,6 +92,29 @@ pub struct MemberChange {
     pub external_id: String,
     pub email: String,
     pub action: MemberAction,
+    /// The organization's id of the member (the member API's actions: revoke, restore, rename).
+    #[serde(skip)]
+    pub member_id: Option<String>,
+    /// The externalId the organization has, for a rename.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_external_id: Option<String>,
+}
+
+impl MemberChange {
+    /// A change of a member with no member id (an import's member).
+    pub fn new(
+        external_id: impl Into<String>,
+        email: impl Into<String>,
+        action: MemberAction,
+    ) -> Self {
+        MemberChange {
+            external_id: external_id.into(),
+            email: email.into(),
+            action,
+            member_id: None,
+            previous_external_id: None,
+        }
+    }
 }
 
 /// A member whose email in the directory differs from the one the baseline has. Not sent: the
@@ -159,13 +191,33 @@ impl MemberAction {
             MemberAction::Remove(RemovalReason::Deleted) => "remove (deleted)",
             MemberAction::Remove(RemovalReason::Disabled) => "remove (disabled)",
             MemberAction::Remove(RemovalReason::Missing) => "remove (no longer in directory)",
+            MemberAction::Revoke(RemovalReason::Deleted) => "revoke (deleted)",
+            MemberAction::Revoke(RemovalReason::Disabled) => "revoke (disabled)",
+            MemberAction::Revoke(RemovalReason::Missing) => "revoke (no longer in directory)",
+            MemberAction::Restore => "restore (back in the directory)",
+            MemberAction::Rename => "rename externalId (the entry moved)",
         }
     }
 }
 
 impl MemberChange {
+    /// Sent to the import as `deleted` (removed by Bitwarden, revoked by Vaultwarden).
     pub fn is_removal(&self) -> bool {
         matches!(self.action, MemberAction::Remove(_))
+    }
+    /// Ends the member's access: a removal or a revoke (what the guards count).
+    pub fn is_departure(&self) -> bool {
+        matches!(
+            self.action,
+            MemberAction::Remove(_) | MemberAction::Revoke(_)
+        )
+    }
+    /// Done through the member API, not the import (revoke, restore, rename).
+    pub fn uses_member_api(&self) -> bool {
+        matches!(
+            self.action,
+            MemberAction::Revoke(_) | MemberAction::Restore | MemberAction::Rename
+        ) && self.member_id.is_some()
     }
 }
 
@@ -238,6 +290,9 @@ pub struct DiffOptions {
     pub cascade_removals: bool,
     /// Lower-cased emails a sync never removes, revokes or takes out of a group.
     pub protected: std::sync::Arc<HashSet<String>>,
+    /// externalIds of members revoked (or waiting for the grace period): they stay in the
+    /// groups the baseline has them in until they are removed.
+    pub revoked_stay: std::sync::Arc<HashSet<String>>,
     /// Groups the cache confirmed before this time are sent again (a server that cannot be
     /// read back may have dropped them, or they were changed by hand).
     pub resend_groups_before: Option<chrono::DateTime<chrono::Utc>>,
@@ -279,6 +334,9 @@ pub struct Plan {
     pub groups_synced: bool,
     /// Users the directory returned (after normalization), all states.
     pub directory_users: usize,
+    /// Members the connector revoked that have left the directory and wait for the grace
+    /// period (`sync.remove_revoked_after_days`) before they are removed, each with when.
+    pub pending_removals: Vec<String>,
 }
 
 impl Plan {
@@ -292,9 +350,10 @@ impl Plan {
             }
         };
         format!(
-            "Plan{}: invite {}, remove {}{}; groups: create {}{}, update {}{}; unchanged: {} members, {} groups{}",
+            "Plan{}: invite {}{}, remove {}{}; groups: create {}{}, update {}{}; unchanged: {} members, {} groups{}{}",
             if self.full_push { " (full push)" } else { "" },
             self.invites(),
+            self.lifecycle_summary(),
             if self.overwrite_existing && !self.baseline_complete {
                 // the server removes every member with an externalId the push does not list,
                 // and with no complete baseline nobody here knows how many
@@ -319,8 +378,25 @@ impl Plan {
             match self.email_changes.len() {
                 0 => String::new(),
                 n => format!("; {n} email change(s) not sent"),
+            },
+            match self.pending_removals.len() {
+                0 => String::new(),
+                n => format!("; {n} revoked member(s) wait for the grace period"),
             }
         )
+    }
+
+    /// ", revoke 2, restore 1, rename 1": the member API's actions, where there are any.
+    fn lifecycle_summary(&self) -> String {
+        [
+            ("revoke", self.revokes()),
+            ("restore", self.restores()),
+            ("rename", self.renames()),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(w, n)| format!(", {w} {n}"))
+        .collect()
     }
 
     /// Nothing to send.
@@ -338,6 +414,19 @@ impl Plan {
     }
     pub fn removals(&self) -> usize {
         self.count_members(|a| matches!(a, MemberAction::Remove(_)))
+    }
+    pub fn revokes(&self) -> usize {
+        self.count_members(|a| matches!(a, MemberAction::Revoke(_)))
+    }
+    pub fn restores(&self) -> usize {
+        self.count_members(|a| *a == MemberAction::Restore)
+    }
+    pub fn renames(&self) -> usize {
+        self.count_members(|a| *a == MemberAction::Rename)
+    }
+    /// Removals and revokes: what ends someone's access (the guards count these).
+    pub fn departures(&self) -> usize {
+        self.count_members(|a| matches!(a, MemberAction::Remove(_) | MemberAction::Revoke(_)))
     }
     pub fn count_groups(&self, action: GroupAction) -> usize {
         self.groups.iter().filter(|g| g.action == action).count()
@@ -531,6 +620,8 @@ impl MemberDiff<'_> {
                     external_id: u.external_id.to_string(),
                     email,
                     action: MemberAction::Resend,
+                    member_id: None,
+                    previous_external_id: None,
                 });
             }
             return;
@@ -547,6 +638,8 @@ impl MemberDiff<'_> {
                         external_id: u.external_id.to_string(),
                         email: c.email.clone(),
                         action: MemberAction::Resend,
+                        member_id: None,
+                        previous_external_id: None,
                     });
                 }
             }
@@ -556,6 +649,8 @@ impl MemberDiff<'_> {
             external_id: u.external_id.to_string(),
             email,
             action: MemberAction::Remove(reason),
+            member_id: None,
+            previous_external_id: None,
         });
     }
 
@@ -602,6 +697,8 @@ impl MemberDiff<'_> {
                 external_id: u.external_id.to_string(),
                 email: cached.map_or(email, |c| c.email.clone()),
                 action,
+                member_id: None,
+                previous_external_id: None,
             }),
             None => self.plan.unchanged_members += 1,
         }
@@ -644,6 +741,8 @@ impl MemberDiff<'_> {
                 external_id: id.clone(),
                 email: c.email.clone(),
                 action,
+                member_id: None,
+                previous_external_id: None,
             });
         }
     }
@@ -766,6 +865,16 @@ impl GroupDiff<'_> {
                 }
             }
         }
+        // revoked members keep their groups until they are removed
+        if let Some(old) = cached.and_then(|c| c.members.as_ref())
+            && !self.opts.revoked_stay.is_empty()
+        {
+            for id in old {
+                if self.opts.revoked_stay.contains(&**id) && !members.contains(id) {
+                    members.push(id.clone());
+                }
+            }
+        }
         members.sort_unstable();
         members
     }
@@ -830,6 +939,7 @@ mod tests {
             disabled: false,
             deleted: false,
             unreadable: None,
+            immutable_id: None,
         }
     }
 

@@ -39,7 +39,13 @@ impl Default for GuardLimits {
 
 /// `Some(reason)` when the guard refuses the member half of the plan, with the numbers.
 pub fn check_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
-    let removals = plan.removals() as u64;
+    // revokes count as removals: both end someone's access
+    let removals = plan.departures() as u64;
+    let verb = if plan.revokes() > 0 {
+        "revoke or remove"
+    } else {
+        "remove"
+    };
     let cached = plan.cached_members as u64;
     let base = match plan.baseline {
         Baseline::Organization => "the organization has",
@@ -75,7 +81,7 @@ pub fn check_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
     }
     if limits.max_removals > 0 && removals > limits.max_removals {
         return Some(format!(
-            "the sync would remove {removals} member(s), more than sync.max_removals = {}",
+            "the sync would {verb} {removals} member(s), more than sync.max_removals = {}",
             limits.max_removals
         ));
     }
@@ -86,7 +92,7 @@ pub fn check_guard(plan: &Plan, limits: GuardLimits) -> Option<String> {
         && removals * 100 > limits.max_removal_percent * cached
     {
         return Some(format!(
-            "the sync would remove {removals} of {cached} member(s) ({:.1}%), more than \
+            "the sync would {verb} {removals} of {cached} member(s) ({:.1}%), more than \
              sync.max_removal_percent = {}%",
             removals as f64 * 100.0 / cached as f64,
             limits.max_removal_percent
@@ -352,6 +358,8 @@ mod tests {
             external_id: format!("e{i}"),
             email: format!("U{i}@x.com"),
             action: MemberAction::Invite,
+            member_id: None,
+            previous_external_id: None,
         };
         // 20 confirmed members gone from the organization, the directory still lists them
         let mut p = plan(50, 50, 0);
@@ -398,6 +406,8 @@ mod tests {
                     external_id: i.to_string(),
                     email: format!("{i}@x.com"),
                     action: MemberAction::Remove(RemovalReason::Missing),
+                    member_id: None,
+                    previous_external_id: None,
                 })
                 .collect(),
             ..Plan::default()

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod diff;
 pub mod guard;
+pub mod lifecycle;
 pub mod model;
 pub mod normalize;
 pub mod org;

@@ -75,6 +75,11 @@ pub struct DirUser {
     /// UTF-8); normalization skips it with this reason.
     #[serde(skip)]
     pub unreadable: Option<String>,
+    /// The entry's immutable id where the directory has one besides the externalId (LDAP:
+    /// `entryUUID`, `nsUniqueId` or `ipaUniqueID`, where the externalId is the DN): a moved or
+    /// renamed entry keeps it, so the member is renamed, not replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immutable_id: Option<String>,
 }
 
 impl DirUser {

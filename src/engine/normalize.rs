@@ -186,6 +186,7 @@ pub fn normalize_users(
             disabled: u.disabled,
             deleted: u.deleted,
             unreadable: None,
+            immutable_id: u.immutable_id,
         });
     }
     dedupe_users(out, skipped)
@@ -501,6 +502,7 @@ mod tests {
             disabled: false,
             deleted: false,
             unreadable: None,
+            immutable_id: None,
         }
     }
 

@@ -1040,6 +1040,7 @@ mod tests {
                 disabled: false,
                 deleted: false,
                 unreadable: None,
+                immutable_id: None,
             }]),
             groups: Some(vec![NormGroup {
                 reference_id: "cn=eng".into(),
@@ -1071,16 +1072,22 @@ mod tests {
                     external_id: "new".into(),
                     email: "new@x.com".into(),
                     action: MemberAction::Invite,
+                    member_id: None,
+                    previous_external_id: None,
                 },
                 MemberChange {
                     external_id: "gone".into(),
                     email: "gone@x.com".into(),
                     action: MemberAction::Remove(RemovalReason::Deleted),
+                    member_id: None,
+                    previous_external_id: None,
                 },
                 MemberChange {
                     external_id: "b".into(),
                     email: "b@x.com".into(),
                     action: MemberAction::Remove(RemovalReason::Deleted),
+                    member_id: None,
+                    previous_external_id: None,
                 },
             ],
             groups: vec![

@@ -33,6 +33,8 @@ pub struct RequestStats {
     pub groups: u64,
     pub member_ids: u64,
     pub import: u64,
+    /// The member API: revoke, restore, a member read and updated for a rename.
+    pub member_api: u64,
     /// 429 answers.
     pub refusals: u64,
     /// Time during which at least one request waited for the budget (milliseconds; concurrent
@@ -42,20 +44,24 @@ pub struct RequestStats {
 
 impl RequestStats {
     pub fn total(&self) -> u64 {
-        self.token + self.members + self.groups + self.member_ids + self.import
+        self.token + self.members + self.groups + self.member_ids + self.import + self.member_api
     }
 
     /// One line for logs and the summary.
     pub fn describe(&self) -> String {
         format!(
             "{} request(s) to Bitwarden: {} token, {} member list, {} group list, {} group \
-             member list, {} import; {} refused (429); {:.1}s waited for the request budget",
+             member list, {} import{}; {} refused (429); {:.1}s waited for the request budget",
             self.total(),
             self.token,
             self.members,
             self.groups,
             self.member_ids,
             self.import,
+            match self.member_api {
+                0 => String::new(),
+                n => format!(", {n} member API (revoke, restore, rename)"),
+            },
             self.refusals,
             self.waited_ms as f64 / 1000.0
         )

@@ -158,6 +158,11 @@ const LABELS: &[(&str, &str, &str)] = &[
         "Sync options",
         "Remove and re-add organization users during the next sync (For debugging purposes)",
     ),
+    (
+        "sync.remove_revoked_after_days",
+        "Sync options",
+        "Remove revoked members after (days)",
+    ),
     ("sync.max_removals", "Safety", "Most removals per sync"),
     (
         "sync.max_removal_percent",

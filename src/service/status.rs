@@ -20,9 +20,26 @@ use super::Finished;
 /// Every outcome a finished run can have (each has its `runs_total` series from the start).
 const OUTCOMES: [&str; 5] = ["synced", "unchanged", "failed", "refused", "interrupted"];
 /// Every kind of request to the Bitwarden server counted in `server_requests_total`.
-const REQUEST_KINDS: [&str; 5] = ["token", "members", "groups", "member_ids", "import"];
+const REQUEST_KINDS: [&str; 6] = [
+    "token",
+    "members",
+    "groups",
+    "member_ids",
+    "import",
+    "member_api",
+];
 /// Every kind of change counted in `changes_total`.
-const CHANGE_KINDS: [&str; 5] = ["invite", "update", "remove", "group_create", "group_update"];
+const CHANGE_KINDS: [&str; 9] = [
+    "invite",
+    "update",
+    "remove",
+    "group_create",
+    "group_update",
+    "revoke",
+    "restore",
+    "rename",
+    "member_refused",
+];
 
 type Labels = Vec<(String, String)>;
 
@@ -266,12 +283,14 @@ impl Status {
                 q.groups,
                 q.member_ids,
                 q.import,
+                q.member_api,
             ]) {
                 m.server_requests
                     .get_or_create(&vec![("kind".into(), kind.into())])
                     .inc_by(n);
             }
             m.server_refusals.inc_by(q.refusals);
+            count_lifecycle(&m.changes, server);
             m.budget_wait.inc_by(q.waited_ms as f64 / 1000.0);
             for (state, n) in [
                 ("read", server.groups_read),
@@ -370,6 +389,20 @@ impl Status {
         encode(&mut out, &self.metrics.registry)
             .map_err(|e| anyhow::anyhow!("encoding the metrics: {e}"))?;
         Ok(out)
+    }
+}
+
+/// The member lifecycle as the server confirmed it (a failed run's too), in `changes_total`.
+fn count_lifecycle(changes: &Family<Labels, Counter>, server: &crate::store::ServerUse) {
+    for (kind, n) in [
+        ("revoke", server.revoked),
+        ("restore", server.restored),
+        ("rename", server.renamed),
+        ("member_refused", server.member_refusals),
+    ] {
+        changes
+            .get_or_create(&vec![("kind".into(), kind.into())])
+            .inc_by(n);
     }
 }
 

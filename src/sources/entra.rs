@@ -58,6 +58,7 @@ pub fn user_of(v: &serde_json::Value) -> Option<DirUser> {
         disabled: v["accountEnabled"].as_bool() == Some(false),
         deleted,
         unreadable: None,
+        immutable_id: None,
     })
 }
 

@@ -188,6 +188,7 @@ mod tests {
             disabled,
             deleted,
             unreadable: None,
+            immutable_id: None,
         };
         let mut users = vec![
             u("a", false, false),

@@ -42,6 +42,7 @@ pub fn user_of(u: &serde_json::Value, deleted: bool) -> Option<DirUser> {
         disabled: u["suspended"].as_bool() == Some(true) || u["archived"].as_bool() == Some(true),
         deleted,
         unreadable: None,
+        immutable_id: None,
     })
 }
 

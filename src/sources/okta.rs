@@ -36,6 +36,7 @@ pub fn user_of(u: &serde_json::Value) -> Option<DirUser> {
         disabled: status == "SUSPENDED",
         deleted: status == "DEPROVISIONED",
         unreadable: None,
+        immutable_id: None,
     })
 }
 

@@ -61,6 +61,7 @@ pub fn user_of(u: &serde_json::Value, suffix: Option<&str>) -> Option<DirUser> {
         disabled: u["status"].as_i64() == Some(2),
         deleted: false,
         unreadable: None,
+        immutable_id: None,
     })
 }
 

@@ -363,6 +363,11 @@ impl Store {
                 if m.is_removal() {
                     delete.execute(params![scope, m.external_id])?;
                 } else {
+                    // a rename: the old externalId's row goes (a server that matches members
+                    // by email would take it for a leaver and revoke the member)
+                    if let Some(old) = &m.previous_external_id {
+                        delete.execute(params![scope, old])?;
+                    }
                     upsert.execute(params![scope, m.external_id, m.email, now])?;
                 }
             }
@@ -387,6 +392,19 @@ impl Store {
         )?;
         remember_scope(&tx, &scope)?;
         tx.commit().context("committing a cache transaction")?;
+        // a member removed after its grace period has no revoke time to keep any more
+        if members.iter().any(MemberChange::is_removal)
+            && let Err(e) = self.update_kept(|k| {
+                if k.revoked_at.is_empty() {
+                    return;
+                }
+                for m in members.iter().filter(|m| m.is_removal()) {
+                    k.revoked_at.remove(&m.external_id);
+                }
+            })
+        {
+            tracing::warn!("forgetting the revoke times of removed members: {e:#}");
+        }
         // each group's confirmed size, kept where `clear-cache` does not take it
         if !groups.is_empty()
             && let Err(e) = self.update_kept(|k| {
@@ -593,6 +611,8 @@ mod tests {
             external_id: id.into(),
             email: format!("{id}@x.com"),
             action,
+            member_id: None,
+            previous_external_id: None,
         }
     }
 

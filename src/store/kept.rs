@@ -26,6 +26,28 @@ pub struct ScopeKept {
     /// `sync.protected_emails` (see the owner guard).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub owners_acknowledged: bool,
+    /// When the connector revoked each member it revoked (externalId → RFC 3339), until the
+    /// member is restored or removed: the grace period of `sync.remove_revoked_after_days`
+    /// counts from it. Kept by `clear-cache`; without it the clock starts again, never earlier.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub revoked_at: BTreeMap<String, String>,
+}
+
+impl ScopeKept {
+    /// [`ScopeKept::revoked_at`] as times (an unreadable one is taken as now: the grace period
+    /// starts again rather than end early).
+    pub fn revoke_times(&self) -> BTreeMap<String, chrono::DateTime<chrono::Utc>> {
+        let now = chrono::Utc::now();
+        self.revoked_at
+            .iter()
+            .map(|(ext, t)| {
+                let t = chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or(now);
+                (ext.clone(), t)
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

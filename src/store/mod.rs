@@ -4,6 +4,7 @@
 //! moves it aside and starts a new one.
 
 mod cache;
+mod identities;
 pub mod kept;
 mod runs;
 mod state;
@@ -20,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "directory-connector.sqlite3";
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// An open database. The cache functions work on one scope (API URL and organization): the one
 /// the last successful sync used, unless [`Store::set_scope`] chose another.
@@ -230,17 +231,7 @@ impl Store {
                  COMMIT;",
             )?;
         }
-        if version < 5 {
-            // v5: when each group's members were last read from the server (the rolling
-            // reconcile), and each run's requests to the server by kind
-            conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE groups ADD COLUMN read_at TEXT;
-                 ALTER TABLE runs ADD COLUMN server_requests TEXT;
-                 PRAGMA user_version = 5;
-                 COMMIT;",
-            )?;
-        }
+        migrate_since_v5(&conn, version)?;
         let scope: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'cache_scope'",
@@ -309,6 +300,33 @@ impl Store {
     pub fn set_last_sync(&self, kind: SyncKind, when: &str) -> anyhow::Result<()> {
         self.meta_set(kind.key(), Some(when))
     }
+}
+
+/// The schema upgrades from version 5 on (`version`: the database's before them).
+fn migrate_since_v5(conn: &Connection, version: i64) -> anyhow::Result<()> {
+    if version < 5 {
+        // v5: when each group's members were last read from the server (the rolling
+        // reconcile), and each run's requests to the server by kind
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE groups ADD COLUMN read_at TEXT;
+             ALTER TABLE runs ADD COLUMN server_requests TEXT;
+             PRAGMA user_version = 5;
+             COMMIT;",
+        )?;
+    }
+    if version < 6 {
+        // v6: each directory entry's immutable id beside its externalId (renames and moves)
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE identities (
+                 scope TEXT NOT NULL, immutable_id TEXT NOT NULL, external_id TEXT NOT NULL,
+                 PRIMARY KEY (scope, immutable_id));
+             PRAGMA user_version = 6;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

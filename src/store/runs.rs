@@ -79,6 +79,12 @@ pub struct ServerUse {
     pub groups_verified: u64,
     /// Groups the push sent that were not read back: the reconcile reads them first.
     pub groups_pending: u64,
+    /// Members revoked, restored and renamed through the member API, as the server confirmed.
+    pub revoked: u64,
+    pub restored: u64,
+    pub renamed: u64,
+    /// Member API requests the server refused (the run fails, naming them).
+    pub member_refusals: u64,
 }
 
 impl RunRecord {

@@ -6,6 +6,7 @@
 //! 3. [`plan`]: plan the members as soon as the users and the organization are in, then the
 //!    groups;
 //! 4. [`guard`]: refuse what must not be pushed without a person's say-so;
+//!    [`lifecycle`]: then the member API's renames, restores and revokes;
 //! 5. [`push`]: send the batches (the members early when they fill requests of their own);
 //! 6. [`verify`]: read the organization back, make the cache what it shows, check it;
 //! 7. [`record`]: the run's outcome in the history, the last-sync times, the sources' state.
@@ -17,6 +18,7 @@
 
 mod directory;
 mod guard;
+mod lifecycle;
 mod organization;
 mod plan;
 mod progress;
@@ -36,7 +38,9 @@ pub(crate) use directory::read as read_directory;
 pub use guard::OWNERS_UNSEEN;
 pub(crate) use guard::{owner_guard, short_member_list};
 pub(crate) use organization::read as read_organization;
-pub(crate) use plan::{baseline, count_creates, diff_options, note_unknowns};
+pub(crate) use plan::{
+    baseline, count_creates, diff_options, identities_and_lifecycle, note_unknowns,
+};
 pub(crate) use progress::BudgetProgress;
 
 use crate::bitwarden::BitwardenClient;
@@ -126,6 +130,8 @@ pub(crate) struct SyncRun<'a> {
     pub(crate) pushing: &'a AtomicBool,
     /// What the run read and planned, when the caller asked to keep it.
     pub(crate) kept: std::sync::Mutex<SyncRead>,
+    /// Member API requests the server refused: the run fails with them at its end.
+    pub(crate) refused: std::sync::Mutex<Vec<String>>,
 }
 
 impl SyncRun<'_> {
@@ -175,6 +181,7 @@ pub(crate) async fn run(
                 cancel: client.cancel_token(),
                 pushing: &pushing,
                 kept: Default::default(),
+                refused: Default::default(),
             };
             let result = run
                 .until_stopped(progress, stages(&run, &mut store, &mut record, secret))
@@ -263,12 +270,31 @@ async fn member_half(
     }
     guarded?;
     if !push::goes_early(&half.plan) {
+        // the member API waits for the group guard, with the import
         return Ok(Some((half, None)));
     }
+    // the member requests go out now: renames before the import lists the new externalIds
+    member_api(run, store, record, &mut half.plan).await?;
     let readable = half.org.is_some();
     let pushed = push::early(run, store, record, &shared.push(), &half.plan, readable).await;
     shared.push_done();
     Ok(Some((half, Some(pushed?))))
+}
+
+/// Stage 4b: the plan's renames, restores and revokes through the member API; the server's
+/// refusals are kept for the end of the run.
+async fn member_api(
+    run: &SyncRun<'_>,
+    store: &mut Store,
+    record: &mut RunRecord,
+    plan: &mut Plan,
+) -> anyhow::Result<()> {
+    let done = lifecycle::run(run, store, record, plan).await?;
+    run.refused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(done.refused);
+    Ok(())
 }
 
 /// Stages 1 to 4 of the member half: the directory and the organization are read at once, and
@@ -341,7 +367,7 @@ async fn stages(
     run.client.token().await?;
     let source_state = Arc::new(StagedState::load(store)?);
     let (groups, half, early) = read_both(run, store, record, secret, &source_state).await?;
-    let (plan, org, normalized) = plan::groups(store, record, half, groups, run.progress)?;
+    let (mut plan, org, normalized) = plan::groups(store, record, half, groups, run.progress)?;
     if let Some(n) = normalized {
         let drift = org.as_ref().map(|o| o.org.drift(&n));
         run.keep(|k| {
@@ -354,6 +380,9 @@ async fn stages(
         run.keep(|k| k.refused_plan = Some(plan.clone()));
     }
     guarded?;
+    if early.is_none() {
+        member_api(run, store, record, &mut plan).await?;
+    }
     let members_after = match plan.is_empty() {
         true => None,
         false => {
@@ -382,6 +411,15 @@ async fn stages(
             d.forget_removed(&plan);
         }
     });
+    let refused = std::mem::take(&mut *run.refused.lock().unwrap_or_else(|p| p.into_inner()));
+    if !refused.is_empty() {
+        anyhow::bail!(
+            "the server refused {} member request(s); everything else was applied and \
+             recorded: {}",
+            refused.len(),
+            refused.join("; ")
+        );
+    }
     Ok(SyncReport {
         outcome: if plan.is_empty() {
             RunOutcome::Unchanged

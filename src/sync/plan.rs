@@ -8,13 +8,15 @@ use anyhow::{Context, anyhow};
 
 use super::organization::PreparedOrg;
 use crate::config::Config;
+use crate::engine::diff::MemberAction;
 use crate::engine::diff::{
     Desired, count_creates_against_rows, diff_groups, diff_members, mark_drift_repairs,
     mark_unknown_replacements,
 };
+use crate::engine::lifecycle;
 use crate::engine::normalize::{normalize_groups, normalize_users};
 use crate::engine::{
-    Baseline, Cache, DiffOptions, DirGroup, DirUser, Normalized, Organization, Plan,
+    Baseline, Cache, DiffOptions, DirGroup, DirUser, NormUser, Normalized, Organization, Plan,
 };
 use crate::store::{RunRecord, Store};
 
@@ -36,6 +38,7 @@ pub(crate) fn diff_options(cfg: &Config, org: bool) -> DiffOptions {
                 .collect(),
         ),
         resend_groups_before,
+        revoked_stay: Default::default(),
     }
 }
 
@@ -150,11 +153,11 @@ pub(crate) fn members(
         }
         None => None,
     };
-    let (org, (base, kind)) = match org {
+    let (org, (mut base, kind)) = match org {
         Some((o, base)) => (Some(o), (base, Baseline::Organization)),
         None => (None, baseline(None, store)?),
     };
-    let diff_opts = diff_options(cfg, org.is_some());
+    let mut diff_opts = diff_options(cfg, org.is_some());
     let mut skipped = Vec::new();
     let users = users
         .map(|u| normalize_users(u, &mut skipped))
@@ -162,6 +165,17 @@ pub(crate) fn members(
         .map_err(|e| anyhow!(e).context("checking the directory's entries"))?;
     record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
     let (mut plan, desired) = diff_members(users.as_deref(), &base, &diff_opts);
+    if let Some(users) = &users {
+        identities_and_lifecycle(
+            cfg,
+            store,
+            &mut plan,
+            (users, &mut base),
+            org.as_ref().map(|o| &o.org),
+            true,
+            Some(&mut diff_opts.revoked_stay),
+        )?;
+    }
     // the plan holds what it needs: the users go before the groups arrive (unless the caller
     // keeps them), and so do the baseline's members, which `diff_groups` reads only for
     // protected emails
@@ -172,7 +186,6 @@ pub(crate) fn members(
             None
         }
     };
-    let mut base = base;
     if diff_opts.protected.is_empty() {
         base.members = Default::default();
     }
@@ -186,6 +199,73 @@ pub(crate) fn members(
         org,
         kept_users,
     })
+}
+
+/// The member plan's renames (a directory entry that moved keeps its member) and, where the
+/// organization was read and `sync.remove_revoked_after_days` is not 0, its lifecycle: revoke
+/// instead of remove, removal after the grace period, restore on return (see
+/// [`crate::engine::lifecycle`]). The immutable ids of users that are not being renamed are
+/// recorded now; a rename's is recorded once the server confirmed it. `record` off (a preview:
+/// `test`), nothing is written.
+pub(crate) fn identities_and_lifecycle(
+    cfg: &Config,
+    store: &Store,
+    plan: &mut Plan,
+    (users, base): (&[NormUser], &mut Cache),
+    org: Option<&Organization>,
+    record: bool,
+    stay: Option<&mut Arc<foldhash::HashSet<String>>>,
+) -> anyhow::Result<()> {
+    if users.iter().any(|u| u.immutable_id.is_some()) {
+        let known = store.load_identities()?;
+        lifecycle::pair_renames(plan, users, base, &known, org);
+        lifecycle::follow_renames(base, plan);
+        let renaming: std::collections::HashSet<&str> = plan
+            .members
+            .iter()
+            .filter(|m| m.action == MemberAction::Rename)
+            .map(|m| m.external_id.as_str())
+            .collect();
+        let settled = users
+            .iter()
+            .filter(|u| !u.deleted && !renaming.contains(&*u.external_id))
+            .filter_map(|u| Some((u.immutable_id.as_deref()?, &*u.external_id)));
+        if record {
+            store.save_identities(settled, &known)?;
+        }
+    }
+    let grace = cfg.sync.remove_revoked_after_days;
+    let Some(org) = org.filter(|_| grace > 0) else {
+        return Ok(());
+    };
+    let kept = store.kept();
+    let revoked_at = kept.revoke_times();
+    let now = chrono::Utc::now();
+    let life = lifecycle::Lifecycle {
+        grace_days: grace,
+        now,
+        revoked_at: &revoked_at,
+        remove_disabled: cfg.sync.remove_disabled,
+    };
+    let records = lifecycle::apply(plan, org, Some(users), &life);
+    if !records.stay_in_groups.is_empty()
+        && let Some(o) = stay
+    {
+        *o = Arc::new(records.stay_in_groups.iter().cloned().collect());
+    }
+    if record && !(records.clock_starts.is_empty() && records.dropped.is_empty()) {
+        store
+            .update_kept(|k| {
+                for ext in records.clock_starts {
+                    k.revoked_at.entry(ext).or_insert_with(|| now.to_rfc3339());
+                }
+                for ext in records.dropped {
+                    k.revoked_at.remove(&ext);
+                }
+            })
+            .context("recording when revoked members' grace periods began")?;
+    }
+    Ok(())
 }
 
 /// Plans the groups into the member half's plan; returns the whole plan, the organization it

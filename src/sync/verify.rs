@@ -140,9 +140,11 @@ fn record_read_back(
     // read-back differs from that are written.
     let incremental = before.held && !plan.overwrite_existing;
     let member_rows = || {
-        let written = plan.members.iter().map(|m| {
+        let written = plan.members.iter().flat_map(|m| {
             let email = (!m.is_removal()).then_some(m.email.as_str());
-            (m.external_id.as_str(), email)
+            // a rename's old externalId left the cache with it
+            let old = m.previous_external_id.as_deref().map(|o| (o, None));
+            std::iter::once((m.external_id.as_str(), email)).chain(old)
         });
         after.member_row_changes(&before.org, written)
     };
@@ -188,12 +190,15 @@ fn with_ext(o: &Organization) -> HashSet<&str> {
         .collect()
 }
 
-/// The externalIds a plan removes.
+/// The externalIds a plan takes out of the organization: its removals, and the old
+/// externalIds of its renames.
 fn removals(plan: &Plan) -> HashSet<&str> {
     plan.members
         .iter()
-        .filter(|m| m.is_removal())
-        .map(|m| m.external_id.as_str())
+        .filter_map(|m| match m.is_removal() {
+            true => Some(m.external_id.as_str()),
+            false => m.previous_external_id.as_deref(),
+        })
         .collect()
 }
 

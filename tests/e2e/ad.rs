@@ -18,6 +18,8 @@ fn set(v: &[&str]) -> BTreeSet<String> {
 fn configure(env: &Env, server: &FakeBitwarden, ou: &str) {
     let d = dc();
     env.set("server.url", &server.url);
+    // the removal path (revoke-first is tests/e2e/lifecycle.rs)
+    env.set("sync.remove_revoked_after_days", "0");
     env.set("directory.type", "ldap");
     env.set("ldap.ad", "true");
     env.set("ldap.hostname", "127.0.0.1");

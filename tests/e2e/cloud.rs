@@ -76,6 +76,8 @@ fn directory(active: &'static str, suspended: &'static str, gone: &'static str) 
 fn okta_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
     let env = Env::new();
     env.set("server.url", &server.url);
+    // the removal path (revoke-first is tests/e2e/lifecycle.rs)
+    env.set("sync.remove_revoked_after_days", "0");
     env.set("directory.type", "okta");
     env.set("okta.org_url", &cloud.url);
     let r = env.run_stdin(&["config", "set", "okta.token"], OKTA_TOKEN);
@@ -86,6 +88,8 @@ fn okta_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
 fn entra_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
     let env = Env::new();
     env.set("server.url", &server.url);
+    // the removal path (revoke-first is tests/e2e/lifecycle.rs)
+    env.set("sync.remove_revoked_after_days", "0");
     env.set("directory.type", "entra");
     env.set("entra.tenant", GRAPH_TENANT);
     env.set("entra.application_id", GRAPH_APP);
@@ -354,6 +358,8 @@ fn entra_throttling_wrong_secret_and_group_filters() {
 fn onelogin_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
     let env = Env::new();
     env.set("server.url", &server.url);
+    // the removal path (revoke-first is tests/e2e/lifecycle.rs)
+    env.set("sync.remove_revoked_after_days", "0");
     env.set("directory.type", "onelogin");
     env.set("onelogin.client_id", support::fake_cloud::ONELOGIN_ID);
     env.set("onelogin.api_url", &cloud.url);
@@ -471,6 +477,8 @@ fn google_service_account_sync_with_nesting_and_deleted_users() {
     let server = FakeBitwarden::start();
     let env = Env::new();
     env.set("server.url", &server.url);
+    // the removal path (revoke-first is tests/e2e/lifecycle.rs)
+    env.set("sync.remove_revoked_after_days", "0");
     env.set("directory.type", "google");
     env.set("google.domain", "example.com");
     env.set("google.admin_user", support::fake_cloud::GOOGLE_ADMIN);
@@ -930,6 +938,8 @@ fn test_explain_lists_the_directory_requests() {
 fn google_env(cloud: &FakeCloud, server: &FakeBitwarden, private: &str) -> Env {
     let env = Env::new();
     env.set("server.url", &server.url);
+    // the removal path (revoke-first is tests/e2e/lifecycle.rs)
+    env.set("sync.remove_revoked_after_days", "0");
     env.set("directory.type", "google");
     env.set("google.domain", "example.com");
     env.set("google.admin_user", support::fake_cloud::GOOGLE_ADMIN);

@@ -1423,3 +1423,67 @@ fn measure_commands_at_20000_users_in_200_groups() {
     }
     model.assert_org(&server, "measured");
 }
+
+/// 2,000 leavers revoked in one sync (issue 29), against the cloud's rules (a counter per
+/// member path) and against an edge counting everything together (`server.rate_limits shared`,
+/// 2 a second and 50 a minute), time running `DC_MEASURE_SCALE` (default 60) times faster.
+/// Prints one line a mode: wall time in server seconds, requests by kind, refusals and blocks;
+/// asserts that every leaver is revoked, nobody removed, and nothing refused.
+#[test]
+#[ignore = "a measurement (a minute or more): cargo test --test e2e measure_2000_revokes -- --ignored --nocapture"]
+fn measure_2000_revokes_in_one_sync() {
+    let scale: f64 = std::env::var("DC_MEASURE_SCALE")
+        .ok()
+        .map_or(60.0, |s| s.parse().expect("DC_MEASURE_SCALE: a number"));
+    let model = Model::new(2_200, 22);
+    for (mode, server) in [("cloud", limited_fake(scale)), ("shared", edge_fake(scale))] {
+        let slapd = Slapd::start(&model.ldif());
+        server.org().discard_bodies = true;
+        let env = limited_env(&slapd, &server, scale);
+        env.set("sync.remove_revoked_after_days", "30");
+        let r = run_bin(&support::bin(), &env, &["sync"]);
+        assert_eq!(r.code, 0, "first sync: {}", r.all());
+        let mut ldif = String::new();
+        for i in 0..2_000 {
+            ldif.push_str(&format!("dn: {}\nchangetype: delete\n\n", user_dn(&uid(i))));
+        }
+        slapd.modify(&ldif);
+        next_minute(scale);
+        let from = log_len(&server);
+        let started = Instant::now();
+        let r = run_bin(
+            &support::bin(),
+            &env,
+            &["--json", "sync", "--allow-mass-removal"],
+        );
+        let wall = started.elapsed().as_secs_f64();
+        assert_eq!(r.code, 0, "{}", r.all());
+        let seen = log_from(&server, from);
+        println!(
+            "measure: 2000 revokes ({mode}) exit {} wall {:.1} server s ({wall:.1} s real); {} \
+             requests: token {}, members {}, groups {}, member ids {}, import {}, member API \
+             {}; refused {}, blocked {}",
+            r.code,
+            wall * scale,
+            seen.len(),
+            count(&seen, Kind::Token),
+            count(&seen, Kind::Members),
+            count(&seen, Kind::Groups),
+            count(&seen, Kind::MemberIds),
+            count(&seen, Kind::Import),
+            count(&seen, Kind::Other),
+            refusals(&seen).len(),
+            seen.iter().filter(|s| s.answer == Answer::Blocked).count(),
+        );
+        let org = server.org();
+        let revoked = org
+            .members
+            .values()
+            .filter(|m| m.status == support::fake_bitwarden::REVOKED)
+            .count();
+        assert_eq!(revoked, 2_000, "{mode}: every leaver revoked");
+        assert_eq!(org.members.len(), 2_200, "{mode}: nobody removed");
+        drop(org);
+        assert!(refusals(&seen).is_empty(), "{mode}: refused");
+    }
+}

@@ -47,6 +47,7 @@ mod large;
 mod ldap;
 mod ldap_hostile;
 mod ldap_variants;
+mod lifecycle;
 // pure: random directories and organizations through the engine against a model
 mod model_engine;
 // the Debian package's parts

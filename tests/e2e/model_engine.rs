@@ -105,6 +105,7 @@ impl Directory {
                     disabled: u.disabled,
                     deleted: u.deleted,
                     unreadable: None,
+                    immutable_id: None,
                 }
             })
             .collect()
@@ -683,6 +684,7 @@ fn diff_options(kind: Kind, o: &Opts) -> DiffOptions {
         cascade_removals: kind == Kind::Bitwarden,
         protected: std::sync::Arc::new(o.protect.map(|i| email_of(i, false)).into_iter().collect()),
         resend_groups_before: None,
+        revoked_stay: Default::default(),
     }
 }
 

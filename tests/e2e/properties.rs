@@ -125,6 +125,7 @@ proptest! {
             disabled: *disabled,
             deleted: *deleted,
             unreadable: None,
+            immutable_id: None,
         }).collect();
         let gs: Vec<DirGroup> = groups.iter().enumerate().map(|(i, m)| {
             let mut g = DirGroup::new(&format!("g{i}"), Some(format!("G{i}")));
@@ -517,6 +518,7 @@ proptest! {
         let users = vec![DirUser {
             reference_id: "a".into(), external_id: "a".into(), email: None, disabled: false, deleted: false,
             unreadable: None,
+            immutable_id: None,
         }];
         let mut g = DirGroup::new("g", None);
         google::add_member(&mut g, &v, &users);
@@ -572,6 +574,7 @@ proptest! {
         let u = |id: &str, e: &str| DirUser {
             reference_id: id.into(), external_id: id.into(), email: Some(e.into()), disabled: false, deleted: false,
             unreadable: None,
+            immutable_id: None,
         };
         let mut skipped = Vec::new();
         let r = normalize_users(vec![u("1", &a), u("2", &b)], &mut skipped);
@@ -594,6 +597,8 @@ fn member_change() -> impl Strategy<Value = MemberChange> {
             3 => MemberAction::Remove(RemovalReason::Disabled),
             _ => MemberAction::Remove(RemovalReason::Missing),
         },
+        member_id: None,
+        previous_external_id: None,
     })
 }
 

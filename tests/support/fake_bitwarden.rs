@@ -10,7 +10,12 @@
 //!   (else linked by email), removed on `deleted` (and so out of every group), groups renamed,
 //!   and the public API's read side: `GET /public/members`, `GET /public/groups`,
 //!   `GET /public/groups/{id}/member-ids` (shapes of `MemberResponseModel`,
-//!   `GroupResponseModel`, `ListResponseModel`).
+//!   `GroupResponseModel`, `ListResponseModel`); and the member API of
+//!   `src/Api/AdminConsole/Public/Controllers/MembersController.cs`: `GET` and `PUT
+//!   /public/members/{id}` (a `PUT` replaces the direct collections with the body's and leaves
+//!   the groups alone without `groups`), `POST …/revoke` (`RevokeOrganizationUsersValidator`:
+//!   "Already revoked.", the last confirmed owner) and `POST …/restore`
+//!   (`RestoreOrganizationUserCommand`: "Already active.", a seat limit), 404 for an unknown id.
 //! * **Vaultwarden** (`src/api/core/public.rs`, `ldap_import`): no read side (404); members
 //!   matched by email (an email change makes a second membership), `deleted` revokes and keeps
 //!   the member's group rows (a restore brings them back), groups matched by externalId and never
@@ -61,6 +66,11 @@ pub struct Member {
     /// *confirmed* owner ([`Org::make_owner`]).
     pub owner: bool,
     pub status: i32,
+    /// The status a restore brings back (`GetPriorActiveOrganizationUserStatusType`).
+    pub prior_status: i32,
+    /// Direct collection access (`AssociationWithPermissionsResponseModel`: id, readOnly,
+    /// hidePasswords, manage), replaced whole by `PUT /public/members/{id}`.
+    pub collections: Vec<Value>,
 }
 
 impl Member {
@@ -71,9 +81,14 @@ impl Member {
             external_id: external_id.map(str::to_string),
             owner: false,
             status: INVITED,
+            prior_status: INVITED,
+            collections: Vec::new(),
         }
     }
 }
+
+/// One request to the member API, as received ("POST revoke <email>", "PUT <email>", …).
+pub type MemberCall = String;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -182,6 +197,18 @@ pub struct Org {
     pub member_ids_fail_from: usize,
     /// Member-id reads received (past the rate limits and the token check).
     pub member_id_reads: usize,
+    /// Requests to the member API (`GET`/`PUT /public/members/{id}`, `POST …/revoke`,
+    /// `…/restore`), in order, each as "METHOD action email".
+    pub member_calls: Vec<MemberCall>,
+    /// The member API's answers for these emails are a 400 with this message (a refusal the
+    /// server's rules would give, e.g. a policy).
+    pub member_refusals: BTreeMap<String, String>,
+    /// Members (by email) the member API answers 404 for, though the lists still show them
+    /// (removed by hand between the connector's read and its request).
+    pub member_gone: BTreeSet<String>,
+    /// The server runs self-hosted: a restore that needs a seat cannot add one
+    /// (`OrganizationService.CanScaleAsync`).
+    pub self_hosted: bool,
     /// When each of [`Org::member_ids_failures`] was answered: the server time of
     /// [`Org::limits`] (seconds), 0 without limits.
     pub member_ids_failed_at: Vec<f64>,
@@ -330,7 +357,25 @@ impl Org {
     }
     /// Revokes a member by hand.
     pub fn revoke(&mut self, email: &str) {
-        self.members.get_mut(email).expect("member").status = REVOKED;
+        let m = self.members.get_mut(email).expect("member");
+        if m.status != REVOKED {
+            m.prior_status = m.status;
+        }
+        m.status = REVOKED;
+    }
+    /// Gives a member direct access to a collection by hand.
+    pub fn grant_collection(&mut self, email: &str, collection: &str, read_only: bool) {
+        let m = self.members.get_mut(email).expect("member");
+        m.collections.push(json!({
+            "id": collection, "readOnly": read_only, "hidePasswords": false, "manage": false,
+        }));
+    }
+    /// The member with this id (its email key).
+    fn email_of(&self, id: &str) -> Option<String> {
+        self.members
+            .values()
+            .find(|m| m.id == id)
+            .map(|m| m.email.clone())
     }
     /// The members as `GET /public/members` lists them (`ListResponseModel<MemberResponseModel>`),
     /// encoded from a copy taken under the lock: a hundred thousand members are tens of MB, and
@@ -452,6 +497,12 @@ impl FakeBitwarden {
             .route("/api/public/members", get(read_members))
             .route("/api/public/groups", get(read_groups))
             .route("/api/public/groups/{id}/member-ids", get(read_member_ids))
+            .route(
+                "/api/public/members/{id}",
+                get(read_member).put(update_member),
+            )
+            .route("/api/public/members/{id}/revoke", post(revoke_member))
+            .route("/api/public/members/{id}/restore", post(restore_member))
             .route("/moved/{*rest}", get(followed).post(followed))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -720,6 +771,191 @@ async fn read_member_ids(
     }
 }
 
+/// A 400 with the server's `ErrorResponseModel`.
+fn bad_request(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"object": "error", "message": message, "errors": null})),
+    )
+        .into_response()
+}
+
+/// The member a member API request names, after the token check; `Err(response)`: 404 (no
+/// such member, or Vaultwarden, which has no member API) or 401. `what` is logged.
+#[allow(
+    clippy::result_large_err,
+    reason = "a test fake: the error is the answer to send, made once a request"
+)]
+fn member_call(
+    org: &mut Org,
+    headers: &HeaderMap,
+    id: &str,
+    what: &str,
+) -> Result<String, Response> {
+    if let Some(r) = refuse_read(org, headers, format!("/public/members/{id}")) {
+        return Err(r);
+    }
+    let Some(email) = org.email_of(id) else {
+        org.member_calls.push(format!("{what} (unknown id {id})"));
+        return Err(StatusCode::NOT_FOUND.into_response());
+    };
+    org.member_calls.push(format!("{what} {email}"));
+    if org.member_gone.contains(&email) {
+        return Err(StatusCode::NOT_FOUND.into_response());
+    }
+    if let Some(msg) = org.member_refusals.get(&email) {
+        return Err(bad_request(msg));
+    }
+    Ok(email)
+}
+
+/// `GET /public/members/{id}` (`MembersController.Get`): the member with its collections.
+async fn read_member(
+    State((org, _)): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut org = org.lock().expect("lock");
+    let email = match member_call(&mut org, &headers, &id, "GET") {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let m = &org.members[&email];
+    axum::Json(json!({
+        "object": "member",
+        "id": m.id,
+        "email": m.email,
+        "externalId": m.external_id,
+        "status": m.status,
+        "type": if m.owner { 0 } else { 2 },
+        "collections": m.collections,
+        "permissions": null,
+    }))
+    .into_response()
+}
+
+/// `PUT /public/members/{id}` (`MembersController.Put`, `MemberUpdateRequestModel`,
+/// `UpdateOrganizationUserCommand`): sets the type and the externalId (none when omitted),
+/// replaces the direct collection access with the body's (none when omitted), and leaves the
+/// groups alone when `groups` is omitted.
+async fn update_member(
+    State((org, _)): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let mut org = org.lock().expect("lock");
+    let email = match member_call(&mut org, &headers, &id, "PUT") {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let Ok(v) = serde_json::from_str::<Value>(&body) else {
+        return bad_request("The request body is not valid JSON.");
+    };
+    let Some(kind) = v.get("type").and_then(Value::as_i64) else {
+        return invalid(vec![("Type".into(), "The Type field is required.".into())]);
+    };
+    let ext = v
+        .get("externalId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if ext.as_ref().is_some_and(|e| e.chars().count() > 300) {
+        return invalid(vec![(
+            "ExternalId".into(),
+            "The field ExternalId must be a string with a maximum length of 300.".into(),
+        )]);
+    }
+    let collections = v
+        .get("collections")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let groups = v.get("groups").and_then(Value::as_array).cloned();
+    let member_id = {
+        let m = org.members.get_mut(&email).expect("member");
+        m.owner = kind == 0;
+        m.external_id = ext;
+        m.collections = collections;
+        m.id.clone()
+    };
+    if let Some(groups) = groups {
+        let ids: BTreeSet<String> = groups
+            .iter()
+            .filter_map(|g| g.as_str().map(str::to_string))
+            .collect();
+        for g in org.groups.values_mut() {
+            if ids.contains(&g.id) {
+                g.members.insert(member_id.clone());
+            } else {
+                g.members.remove(&member_id);
+            }
+        }
+    }
+    org.reindex();
+    StatusCode::OK.into_response()
+}
+
+/// `POST /public/members/{id}/revoke` (`RevokeOrganizationUsersValidator`): "Already revoked."
+/// for a revoked member, "Organization must have at least one confirmed owner." for the last
+/// confirmed owner; the member keeps its groups and collections.
+async fn revoke_member(
+    State((org, _)): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut org = org.lock().expect("lock");
+    let email = match member_call(&mut org, &headers, &id, "POST revoke") {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let other_owner = org
+        .members
+        .values()
+        .any(|m| m.email != email && m.owner && m.status == CONFIRMED);
+    let m = org.members.get_mut(&email).expect("member");
+    if m.status == REVOKED {
+        return bad_request("Already revoked.");
+    }
+    if m.owner && !other_owner {
+        return bad_request("Organization must have at least one confirmed owner.");
+    }
+    m.prior_status = m.status;
+    m.status = REVOKED;
+    StatusCode::OK.into_response()
+}
+
+/// `POST /public/members/{id}/restore` (`RestoreOrganizationUserCommand`): "Already active."
+/// for a member that is not revoked; with no seat left, a self-hosted server cannot add one
+/// ("Cannot autoscale on self-hosted instance.") and the cloud refuses past its autoscale
+/// limit ("Seat limit has been reached."); else the member's prior status comes back.
+async fn restore_member(
+    State((org, _)): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut org = org.lock().expect("lock");
+    let email = match member_call(&mut org, &headers, &id, "POST restore") {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    if org.members[&email].status != REVOKED {
+        return bad_request("Already active.");
+    }
+    if let Some(limit) = org.seat_limit {
+        let occupied = org.members.values().filter(|m| m.status != REVOKED).count();
+        if occupied >= limit {
+            return bad_request(if org.self_hosted {
+                "Cannot autoscale on self-hosted instance."
+            } else {
+                "Seat limit has been reached."
+            });
+        }
+    }
+    let m = org.members.get_mut(&email).expect("member");
+    m.status = m.prior_status;
+    StatusCode::OK.into_response()
+}
+
 fn invalid(errors: Vec<(String, String)>) -> Response {
     let mut map = serde_json::Map::new();
     for (k, v) in errors {
@@ -975,7 +1211,9 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
             400,
         );
     }
-    // Seat limit: checked before anything is applied.
+    // Seat limit: checked before anything is applied, only when the import invites someone,
+    // against the occupied seats (revoked members hold none: `InviteOrganizationUsersCommand`,
+    // `GetOccupiedSeatCountByOrganizationIdAsync`).
     if let Some(limit) = org.seat_limit {
         let new = active
             .iter()
@@ -988,7 +1226,8 @@ fn apply_import(org: &mut Org, headers: &HeaderMap, body: &str) -> (Response, u1
             })
             .count();
         let removed = members.len() - active.len();
-        if org.members.len() + new > limit + removed {
+        let occupied = org.members.values().filter(|m| m.status != REVOKED).count();
+        if new > 0 && occupied + new > limit + removed {
             return (
                 (
                     StatusCode::BAD_REQUEST,

@@ -215,6 +215,9 @@ impl Env {
         assert_eq!(r.code, 0, "{}", r.all());
         self.set("sync.user_path", "ou=People");
         self.set("sync.group_path", "ou=Groups");
+        // the suite checks the removal path (`0`: remove at once, as before the lifecycle);
+        // tests/e2e/lifecycle.rs sets the revoke-first default back
+        self.set("sync.remove_revoked_after_days", "0");
         if cloud_limits::scale_from_env().is_some() {
             // the client counts as the fake does: per path (the cloud), or everything together
             // (an edge in front of the server)

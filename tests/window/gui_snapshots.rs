@@ -70,6 +70,7 @@ fn results() -> TestReport {
         disabled,
         deleted: false,
         unreadable: None,
+        immutable_id: None,
     };
     let users = vec![
         user(1, "alice", false),

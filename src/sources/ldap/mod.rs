@@ -87,6 +87,20 @@ pub fn guid_to_string(b: &[u8]) -> Option<String> {
     ))
 }
 
+/// The attributes that hold an entry's immutable id, by server: OpenLDAP's `entryUUID`
+/// (RFC 4530), 389-ds's `nsUniqueId` and FreeIPA's `ipaUniqueID` (AD's is `objectGUID`, which
+/// is the externalId there). The operational ones are returned only when asked for by name.
+pub const IMMUTABLE_ID_ATTRS: [&str; 3] = ["entryUUID", "nsUniqueId", "ipaUniqueID"];
+
+/// The entry's immutable id (the first of [`IMMUTABLE_ID_ATTRS`] it has), prefixed with the
+/// attribute's name so that ids of two kinds never meet.
+fn immutable_id(e: &Entry) -> Option<String> {
+    IMMUTABLE_ID_ATTRS.iter().find_map(|a| {
+        let v = e.first_text(a).ok().flatten()?.trim();
+        (!v.is_empty()).then(|| format!("{a}:{}", v.to_ascii_lowercase()))
+    })
+}
+
 fn object_guid(e: &Entry) -> Option<String> {
     // binary, or text when the GUID's bytes happen to be valid UTF-8: the same bytes
     e.first_bytes("objectGUID").and_then(guid_to_string)
@@ -830,6 +844,7 @@ impl UserMapping {
             "userAccountControl".to_string(),
             "uid".to_string(),
         ];
+        attrs.extend(IMMUTABLE_ID_ATTRS.iter().map(|a| a.to_string()));
         if self.use_prefix {
             attrs.push(self.prefix_attr.clone());
         }
@@ -848,11 +863,18 @@ impl UserMapping {
                     disabled: false,
                     deleted,
                     unreadable: Some(u.reason),
+                    immutable_id: None,
                 };
             }
         };
         let mut problem = None;
-        let external_id = object_guid(&e).unwrap_or_else(|| e.dn.clone());
+        let guid = object_guid(&e);
+        // where the externalId is the DN, the entry's immutable id follows a move or a rename
+        let immutable_id = match guid {
+            Some(_) => None,
+            None => immutable_id(&e),
+        };
+        let external_id = guid.unwrap_or_else(|| e.dn.clone());
         let disabled = text(&e, "userAccountControl", &mut problem)
             .and_then(|v| v.trim().parse::<i64>().ok())
             .is_some_and(|v| v & 0x2 != 0);
@@ -868,6 +890,7 @@ impl UserMapping {
             disabled,
             deleted,
             unreadable: problem,
+            immutable_id,
         }
     }
 }

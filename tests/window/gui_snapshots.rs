@@ -160,9 +160,11 @@ fn the_history_and_an_error_match_their_snapshot() {
         r.groups_changed = u64::from(invited > 0);
         r.members_after = members;
         if outcome == RunOutcome::Failed {
-            r.error = Some("reading the directory: connecting to ldap://dc1.example.com:389: \
+            r.error = Some(
+                "reading the directory: connecting to ldap://dc1.example.com:389: \
                             Connection refused (os error 111)"
-                .into());
+                    .into(),
+            );
         }
         r
     };
@@ -191,6 +193,9 @@ fn the_history_and_an_error_match_their_snapshot() {
         ),
     });
     h.run_steps(4);
-    assert!(h.query_by_label("Members over time (axes: Time, Members)").is_some());
+    assert!(
+        h.query_by_label("Members over time (axes: Time, Members)")
+            .is_some()
+    );
     h.snapshot_options("history", &options());
 }

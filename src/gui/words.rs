@@ -112,7 +112,8 @@ pub fn text(message: &str) -> String {
         }
         rest = &rest[start + 2 + len..];
     }
-    done.push_str(rest);
+    // a lone backtick is no quote
+    done.push_str(&rest.replace('`', "'"));
     let mut out = super::labels::in_words(&done);
     // `directory-connector COMMAND` left bare
     while let Some(at) = out.find("directory-connector ") {

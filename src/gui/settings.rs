@@ -440,7 +440,8 @@ pub(super) fn ui(app: &mut App, ui: &mut egui::Ui) {
         ui.add(
             egui::Label::new(
                 egui::RichText::new(format!(
-                    "config.toml could not be read, so defaults are shown: {e}"
+                    "config.toml could not be read, so defaults are shown: {}",
+                    super::words::text(e)
                 ))
                 .color(ui.visuals().error_fg_color),
             )

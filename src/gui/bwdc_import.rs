@@ -226,6 +226,11 @@ fn run(app: &mut App, dry_run: bool) {
     app.import.result = Some(match r {
         Ok(report) => {
             if !dry_run {
+                tracing::info!(
+                    "imported the official connector's settings from {} ({} settings)",
+                    report.source.display(),
+                    report.settings.len()
+                );
                 app.reload_after_import();
             }
             Ok(done(&report, &app.opts.secrets.describe(), replace))

@@ -177,7 +177,6 @@ class Vaultwarden:
             SIGNUPS_ALLOWED="true",
             LOGIN_RATELIMIT_MAX_BURST="100",
             I_REALLY_WANT_VOLATILE_STORAGE="true",
-            ENV_FILE=os.path.join(root, "no.env"),
             LOG_LEVEL="warn",
         )
         self.log_path = os.path.join(root, "vaultwarden.log")
@@ -197,7 +196,8 @@ class Vaultwarden:
         raise SystemExit("vaultwarden did not answer /alive")
 
     def request(self, method, path, body=None, token=None, form=False):
-        headers = {}
+        # Vaultwarden logs an ERROR for a token request without it (and answers anyway)
+        headers = {"Bitwarden-Client-Version": "2026.1.0"}
         data = None
         if body is not None:
             if form:
@@ -326,7 +326,29 @@ class Connector:
         with open(os.path.join(os.path.dirname(self.data), f"sync-{self.runs}.json"), "w") as f:
             f.write(p.stdout + "\n--- stderr ---\n" + p.stderr)
         log(f"sync {self.runs}: exit {p.returncode}")
-        return p.returncode
+        return SyncResult(p.returncode, p.stdout)
+
+
+class SyncResult:
+    """A sync's exit code and what its JSON says it did (plan actions and counts)."""
+
+    def __init__(self, code, stdout):
+        self.code = code
+        try:
+            j = json.loads(stdout)
+        except ValueError:
+            self.said = "no JSON"
+            return
+        acts = []
+        for m in j.get("plan", {}).get("members", []):
+            a = m["action"]
+            acts.append(f"{m['email'].split('@')[0]} {a if isinstance(a, str) else ' '.join(f'{k}:{v}' for k, v in a.items())}")
+        counts = ",".join(f"{k}={j.get(k)}" for k in ("invited", "removed", "revoked", "restored", "renamed"))
+        groups = len(j.get("plan", {}).get("groups", []))
+        self.said = f"[connector: {'; '.join(acts) or 'no member change'}; {groups} group(s) sent; {counts}]"
+
+    def __str__(self):
+        return f"sync exit {self.code} {self.said}"
 
 
 def state(vw, tok, org_id):
@@ -369,13 +391,13 @@ def main():
         slapd = Slapd(root)
         vw = Vaultwarden(vw_bin, root)
         tok, org_id, api_key = provision(vw)
-        version = vw.request("GET", "/api/version")[1]
-        print(f"Vaultwarden {version} at {vw.url}, slapd at ldap://127.0.0.1:{slapd.port}, work dir {root}")
+        version = run([vw_bin, "--version"], check=False).stdout.splitlines()[0:1] or ["?"]
+        print(f"{version[0]} at {vw.url}, slapd at ldap://127.0.0.1:{slapd.port}, work dir {root}")
         dc = Connector(dc_bin, root, vw, slapd, org_id, api_key)
 
         rc = dc.sync()
         s0 = state(vw, tok, org_id)
-        print(f"initial sync: exit {rc}, {len(s0)} memberships (owner + {len(s0) - 1}); "
+        print(f"initial {rc}, {len(s0)} memberships (owner + {len(s0) - 1}); "
               + describe(s0, "alice@example.com"))
 
         # 1. leaver: the entry is deleted and (as AD does) taken out of its groups
@@ -388,7 +410,7 @@ def main():
         s1 = state(vw, tok, org_id)
         a0, a1 = s0["alice@example.com"], s1["alice@example.com"]
         results.append(
-            f"1 leaver:   sync exit {rc}; {describe(s1, 'alice@example.com')}; "
+            f"1 leaver:   {rc}; {describe(s1, 'alice@example.com')}; "
             f"same id {a1[0] == a0[0]}; revoked {a1[2] == -1}; group rows kept {a1[4] == a0[4]} (before {a0[4]})"
         )
 
@@ -402,7 +424,7 @@ def main():
         s2 = state(vw, tok, org_id)
         a2 = s2["alice@example.com"]
         results.append(
-            f"2 returner: sync exit {rc}; {describe(s2, 'alice@example.com')}; "
+            f"2 returner: {rc}; {describe(s2, 'alice@example.com')}; "
             f"same id {a2[0] == a0[0]}; restored {a2[1] == a0[1]}; back in groups {a2[4] == a0[4]}"
         )
 
@@ -412,15 +434,15 @@ def main():
         rc = dc.sync()
         s3 = state(vw, tok, org_id)
         b0, b3 = s0["bob@example.com"], s3["bob@example.com"]
-        line = (f"3 disabled: sync exit {rc}; {describe(s3, 'bob@example.com')}; same id {b3[0] == b0[0]}; "
-                f"revoked {b3[2] == -1}; group rows kept {b3[4] == b0[4]}")
+        results.append(f"3 disabled: {rc}; {describe(s3, 'bob@example.com')}; same id {b3[0] == b0[0]}; "
+                       f"revoked {b3[2] == -1}; group rows kept {b3[4] == b0[4]} (before {b0[4]})")
         slapd.modify(uac(512))
         rc = dc.sync()
         s3b = state(vw, tok, org_id)
         b4 = s3b["bob@example.com"]
         results.append(
-            line + f" | enabled: sync exit {rc}; status {b4[1]} (API {b4[2]}); same id {b4[0] == b0[0]}; "
-            f"restored {b4[1] == b0[1]}; groups {b4[4]}"
+            f"3 enabled:  {rc}; {describe(s3b, 'bob@example.com')}; same id {b4[0] == b0[0]}; "
+            f"restored {b4[1] == b0[1]}; back in groups {b4[4] == b0[4]}"
         )
 
         # 4. moved: modrdn to ou=Moved,ou=People (same email); the groups follow (as AD's links do)
@@ -436,7 +458,7 @@ def main():
         s4 = state(vw, tok, org_id)
         c0, c4 = s0["carol@example.com"], s4["carol@example.com"]
         results.append(
-            f"4 moved:    sync exit {rc}; {describe(s4, 'carol@example.com')}; same id {c4[0] == c0[0]}; "
+            f"4 moved:    {rc}; {describe(s4, 'carol@example.com')}; same id {c4[0] == c0[0]}; "
             f"externalId is the new DN {c4[3] == new}; not revoked {c4[2] != -1}; groups kept {c4[4] == c0[4]}"
         )
 
@@ -464,11 +486,27 @@ def main():
             f"5 member API: GET /api/public/members -> {get_members}; GET /api/public/members/<id> -> {get_member}; "
             f"POST .../<id>/revoke -> {revoke}; POST .../<id>/restore -> {restore}; GET /api/public/groups -> {groups}"
         )
+
+        # 6. Vaultwarden alone (no connector): an import that lists dave with deleted: true and
+        # no groups, then one that lists him again; do his group rows survive the revoke?
+        d0 = state(vw, tok, org_id)["dave@example.com"]
+        def raw_import(deleted):
+            body = {"members": [{"email": "dave@example.com", "externalId": d0[3], "deleted": deleted}],
+                    "groups": [], "overwriteExisting": False, "largeImport": False}
+            return vw.request("POST", "/api/public/organization/import", body, token=bearer)[0]
+        code = raw_import(True)
+        d1 = state(vw, tok, org_id)["dave@example.com"]
+        code2 = raw_import(False)
+        d2 = state(vw, tok, org_id)["dave@example.com"]
+        results.append(
+            f"6 raw import, no groups sent: deleted:true -> {code}, status {d1[1]} (API {d1[2]}), groups {d1[4]}; "
+            f"listed again -> {code2}, status {d2[1]} (API {d2[2]}), same id {d2[0] == d0[0]}, groups {d2[4]}"
+        )
+
         s5 = state(vw, tok, org_id)
-        owner = s5[OWNER]
         others = sorted(e for e, v in s5.items() if e not in ("alice@example.com", "bob@example.com", "carol@example.com", OWNER)
-                        and (v[2] == -1 or v[0] != s0[e][0]))
-        results.append(f"  after all: {describe(s5, OWNER)}; other members revoked or re-created: {others or 'none'}")
+                        and (v[2] == -1 or v[0] != s0[e][0] or v[4] != s0[e][4]))
+        results.append(f"  after all: {describe(s5, OWNER)}; other members revoked, re-created or with other groups than at the start: {others or 'none'}")
         for r in results:
             print(r)
     finally:

@@ -31,6 +31,10 @@ pub const ALREADY_REVOKED: &str = "Already revoked.";
 /// `AlreadyActive`).
 pub const ALREADY_ACTIVE: &str = "Already active.";
 
+/// The server's message when a revoke would leave no confirmed owner
+/// (`RevokeUser/v2/Errors.cs`, `MustHaveConfirmedOwner`).
+pub const LAST_OWNER: &str = "Organization must have at least one confirmed owner.";
+
 /// What a rename must send back: the member's type and its direct collection access, as
 /// `GET /public/members/{id}` shows them (`PUT` replaces the collections with the body's).
 #[derive(Debug, Clone, PartialEq)]

@@ -110,6 +110,15 @@ fn v8_ldap_ad_secure_reads_the_scoped_keychain_entries() {
         None,
         "blank filters stay unset"
     );
+    // removeDisabled: a disabled user is revoked first now, with the default grace
+    assert!(
+        r.changes
+            .iter()
+            .any(|c| c.contains("revoked first") && c.contains("remove_revoked_after_days")),
+        "{:?}",
+        r.changes
+    );
+    assert_eq!(setting(&r, "sync.remove_revoked_after_days"), None);
     assert_eq!(
         store.get("ldap.password").unwrap().as_deref(),
         Some("Bind-Pw\"quoted")

@@ -10,7 +10,7 @@
 use anyhow::Context;
 
 use super::SyncRun;
-use crate::bitwarden::members::{ALREADY_ACTIVE, ALREADY_REVOKED, MemberAnswer};
+use crate::bitwarden::members::{ALREADY_ACTIVE, ALREADY_REVOKED, LAST_OWNER, MemberAnswer};
 use crate::engine::Plan;
 use crate::engine::diff::{MemberAction, MemberChange};
 use crate::errors::Failure;
@@ -22,6 +22,54 @@ use crate::store::{RunRecord, Store};
 pub(crate) struct MemberApiOutcome {
     /// The server refused these (each a sentence naming the member and the server's reason).
     pub(crate) refused: Vec<String>,
+}
+
+/// Revoke times to write to the store (externalId → the time, or `None`: forget it), written
+/// every [`RECORDS_AT_ONCE`] answers and when the stage ends however it ends. A record lost
+/// in between (the process killed) only restarts that member's grace period: never earlier.
+#[derive(Default)]
+struct Records(Vec<(String, Option<String>)>);
+
+/// How many revoke-time changes are written together.
+const RECORDS_AT_ONCE: usize = 100;
+
+impl Records {
+    fn set(&mut self, ext: String, at: String) {
+        self.0.push((ext, Some(at)));
+    }
+    /// Starts the clock unless it started before.
+    fn start(&mut self, ext: String, at: String) {
+        self.0.push((ext, Some(format!("?{at}"))));
+    }
+    fn forget(&mut self, ext: String) {
+        self.0.push((ext, None));
+    }
+    fn flush(&mut self, store: &Store) -> anyhow::Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let changes = std::mem::take(&mut self.0);
+        store
+            .update_kept(|k| {
+                for (ext, at) in changes {
+                    match at {
+                        // `?`: only where no time is recorded yet
+                        Some(t) if t.starts_with('?') => {
+                            k.revoked_at
+                                .entry(ext)
+                                .or_insert_with(|| t[1..].to_string());
+                        }
+                        Some(t) => {
+                            k.revoked_at.insert(ext, t);
+                        }
+                        None => {
+                            k.revoked_at.remove(&ext);
+                        }
+                    }
+                }
+            })
+            .context("recording the revoke times the server confirmed")
+    }
 }
 
 /// Carries out the plan's member API actions. Returns the refusals; an error ends the run (a
@@ -36,6 +84,28 @@ pub(crate) async fn run(
         .filter(|&i| plan.members[i].uses_member_api())
         .collect();
     let mut out = MemberApiOutcome::default();
+    let mut records = Records::default();
+    let result = each(ctx, store, record, plan, &todo, &mut out, &mut records).await;
+    // whatever happened, what the server confirmed is recorded
+    let flushed = records.flush(store);
+    result?;
+    flushed?;
+    if !todo.is_empty() {
+        crate::test_panic_point("after-member-api");
+    }
+    Ok(out)
+}
+
+/// The requests of [`run`], in the plan's order.
+async fn each(
+    ctx: &SyncRun<'_>,
+    store: &mut Store,
+    record: &mut RunRecord,
+    plan: &mut Plan,
+    todo: &[usize],
+    out: &mut MemberApiOutcome,
+    records: &mut Records,
+) -> anyhow::Result<()> {
     let total = todo.len();
     for (n, &i) in todo.iter().enumerate() {
         if ctx.cancel.is_cancelled() || ctx.progress.cancelled() {
@@ -58,18 +128,18 @@ pub(crate) async fn run(
             n + 1
         ));
         ctx.progress.set_fraction(n as f32 / total as f32);
-        let gone = one(ctx, store, record, &m, &mut out)
+        let gone = one(ctx, store, record, &m, (out, records))
             .await
             .with_context(|| format!("{} {} ({})", m.action.label(), m.email, m.external_id))?;
         if gone {
             // said and recorded: the import must not count on it
             plan.members[i].member_id = None;
         }
+        if records.0.len() >= RECORDS_AT_ONCE {
+            records.flush(store)?;
+        }
     }
-    if total > 0 {
-        crate::test_panic_point("after-member-api");
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// One member request, recorded as the server answered it. Returns whether the member is gone.
@@ -78,7 +148,7 @@ async fn one(
     store: &mut Store,
     record: &mut RunRecord,
     m: &MemberChange,
-    out: &mut MemberApiOutcome,
+    (out, records): (&mut MemberApiOutcome, &mut Records),
 ) -> anyhow::Result<bool> {
     let Some(id) = m.member_id.as_deref() else {
         return Ok(false);
@@ -123,34 +193,33 @@ async fn one(
                 m.previous_external_id.as_deref().unwrap_or(&ext)
             );
             store.forget_member(m.previous_external_id.as_deref().unwrap_or(&ext))?;
-            store.update_kept(|k| {
-                k.revoked_at.remove(&ext);
-            })?;
+            records.forget(ext);
             return Ok(true);
         }
         (MemberAction::Revoke(_), MemberAnswer::Done) => {
             server.revoked += 1;
-            store.update_kept(|k| {
-                k.revoked_at.insert(ext, now);
-            })?;
+            records.set(ext, now);
         }
         (MemberAction::Revoke(_), MemberAnswer::Refused(msg)) if msg.contains(ALREADY_REVOKED) => {
             // revoked already (by hand, or by a run that did not record it): the clock starts
             // now unless it started before
-            store.update_kept(|k| {
-                k.revoked_at.entry(ext).or_insert(now);
-            })?;
+            records.start(ext, now);
+        }
+        (MemberAction::Revoke(_), MemberAnswer::Refused(msg)) if msg.contains(LAST_OWNER) => {
+            // an owner the server keeps: the state it names, not a failed sync
+            tracing::warn!(
+                "{} was not revoked: the server keeps the organization's last confirmed owner \
+                 ({msg}); {}",
+                m.email,
+                crate::engine::diff::OWNER_ADVICE
+            );
         }
         (MemberAction::Restore, MemberAnswer::Done) => {
             server.restored += 1;
-            store.update_kept(|k| {
-                k.revoked_at.remove(&ext);
-            })?;
+            records.forget(ext);
         }
         (MemberAction::Restore, MemberAnswer::Refused(msg)) if msg.contains(ALREADY_ACTIVE) => {
-            store.update_kept(|k| {
-                k.revoked_at.remove(&ext);
-            })?;
+            records.forget(ext);
         }
         (MemberAction::Rename, MemberAnswer::Done) => {
             server.renamed += 1;

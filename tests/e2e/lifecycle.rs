@@ -352,13 +352,24 @@ fn the_servers_400_and_404_answers_are_read_as_the_states_they_name() {
         // revoked between the read and the request: the server says so
         org.member_refusals
             .insert(email("bob"), "Already revoked.".into());
+        // made the last confirmed owner between the read and the request
+        org.member_refusals.insert(
+            email("carol"),
+            "Organization must have at least one confirmed owner.".into(),
+        );
         // removed by hand between the read and the request
         org.member_gone.insert(email("dave"));
     }
-    for u in ["bob", "dave"] {
+    for u in ["bob", "carol", "dave"] {
         slapd.delete(&user_dn(u));
     }
     let r = env.ok(&["sync", "--allow-mass-removal"]);
+    assert!(
+        r.stderr.contains("carol@example.com") && r.stderr.contains("last confirmed owner"),
+        "the owner kept is said: {}",
+        r.all()
+    );
+    assert!(!revoke_records(&env).contains_key(&user_dn("carol")));
     assert!(
         r.stderr.contains("dave@example.com") && r.stderr.contains("404"),
         "the gone member is said: {}",
@@ -377,6 +388,7 @@ fn the_servers_400_and_404_answers_are_read_as_the_states_they_name() {
         org.member_gone.clear();
         org.revoke(&email("bob"));
         org.members.remove(&email("dave"));
+        org.make_owner(&email("carol"));
         // another refusal fails the run, naming the member, after the rest was applied
         org.member_refusals
             .insert(email("erin"), "Policy requires two-step login.".into());

@@ -1091,6 +1091,8 @@ fn cancel_within_two_seconds(h: &mut Harness<'static, App>) {
     wait(h, "the job to stop", |h| h.state().worker.busy().is_none());
     let took = clicked.elapsed();
     assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+    // the outcome, sent before the job ends, is read in the next frame
+    h.run_steps(2);
 }
 
 #[test]

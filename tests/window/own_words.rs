@@ -55,8 +55,9 @@ fn wait(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&Harness<'stati
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}; notification: {}",
-            notice(h)
+            "timed out waiting for {what}; notification: {}; running: {:?}",
+            notice(h),
+            h.state().worker.activity.lock().unwrap().clone()
         );
         std::thread::sleep(Duration::from_millis(30));
     }

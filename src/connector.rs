@@ -260,6 +260,8 @@ impl Connector {
         });
         let (normalized, org) = until_stopped(progress, client.as_ref(), "test", work).await?;
         let normalized = normalized?;
+        // the server answered that it has no read API (Vaultwarden): its import revokes
+        let import_revokes = matches!((&org, &client), (Ok(None), Some(_)));
         let (org, baseline_note) = match (org, &client) {
             (Ok(Some(o)), _) => (Some(o), None),
             (Ok(None), Some(_)) => (
@@ -296,6 +298,7 @@ impl Connector {
         let (mut plan, desired) =
             crate::engine::diff::diff_members(normalized.users.as_deref(), &base, &opts);
         plan.baseline = kind;
+        plan.import_revokes = import_revokes;
         if let Some(users) = &normalized.users {
             crate::sync::identities_and_lifecycle(
                 &cfg,

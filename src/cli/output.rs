@@ -350,7 +350,7 @@ impl Output {
             let mut t = table(&["Member", "Change"]);
             let n = changes.len();
             for m in changes.into_iter().take(limit) {
-                t.add_row(vec![m.email.clone(), m.action.label().to_string()]);
+                t.add_row(vec![m.email.clone(), p.member_label(m).to_string()]);
             }
             outln!(self, "{t}");
             more(n, "member changes");
@@ -423,7 +423,8 @@ impl Output {
                 "outcome": r.outcome,
                 "invited": r.plan.invites(),
                 "emailChanges": r.plan.email_changes.len(),
-                "removed": r.plan.removals(),
+                // where the import revokes (Vaultwarden), its removals are revokes
+                "removed": if r.plan.import_revokes { 0 } else { r.plan.removals() },
                 "revoked": r.server.revoked,
                 "restored": r.server.restored,
                 "renamed": r.server.renamed,

@@ -337,6 +337,10 @@ pub struct Plan {
     /// Members the connector revoked that have left the directory and wait for the grace
     /// period (`sync.remove_revoked_after_days`) before they are removed, each with when.
     pub pending_removals: Vec<String>,
+    /// The server has no read API (Vaultwarden): its import revokes a member sent as `deleted`
+    /// (kept with its membership) and restores a revoked member listed again, so the plan's
+    /// removals are revokes there (see [`Plan::member_label`]).
+    pub import_revokes: bool,
 }
 
 impl Plan {
@@ -350,10 +354,15 @@ impl Plan {
             }
         };
         format!(
-            "Plan{}: invite {}{}, remove {}{}; groups: create {}{}, update {}{}; unchanged: {} members, {} groups{}{}",
+            "Plan{}: invite {}{}, {} {}{}; groups: create {}{}, update {}{}; unchanged: {} members, {} groups{}{}",
             if self.full_push { " (full push)" } else { "" },
             self.invites(),
             self.lifecycle_summary(),
+            if self.import_revokes {
+                "revoke (by the import)"
+            } else {
+                "remove"
+            },
             if self.overwrite_existing && !self.baseline_complete {
                 // the server removes every member with an externalId the push does not list,
                 // and with no complete baseline nobody here knows how many
@@ -397,6 +406,24 @@ impl Plan {
         .filter(|(_, n)| *n > 0)
         .map(|(w, n)| format!(", {w} {n}"))
         .collect()
+    }
+
+    /// How the front ends name a member's change in this plan: on a server whose import
+    /// revokes ([`Plan::import_revokes`]) a removal is a revoke.
+    pub fn member_label(&self, m: &MemberChange) -> &'static str {
+        if !self.import_revokes {
+            return m.action.label();
+        }
+        match m.action {
+            MemberAction::Remove(RemovalReason::Deleted) => "revoke (deleted; by the import)",
+            MemberAction::Remove(RemovalReason::Disabled) => "revoke (disabled; by the import)",
+            MemberAction::Remove(RemovalReason::Missing) => {
+                "revoke (no longer in directory; by the import)"
+            }
+            MemberAction::Restore => "restore (back in the directory; by the import)",
+            MemberAction::Rename => "rename externalId (matched by email)",
+            a => a.label(),
+        }
     }
 
     /// Nothing to send.

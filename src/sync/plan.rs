@@ -165,6 +165,8 @@ pub(crate) fn members(
         .map_err(|e| anyhow!(e).context("checking the directory's entries"))?;
     record.directory_users = users.as_ref().map_or(0, |u| u.len() as u64);
     let (mut plan, desired) = diff_members(users.as_deref(), &base, &diff_opts);
+    // a sync without the organization: the server has no read API (Vaultwarden)
+    plan.import_revokes = org.is_none();
     if let Some(users) = &users {
         identities_and_lifecycle(
             cfg,
@@ -233,6 +235,35 @@ pub(crate) fn identities_and_lifecycle(
         if record {
             store.save_identities(settled, &known)?;
         }
+    }
+    if org.is_none() && plan.import_revokes {
+        // the import revoked these members; listed again, it restores them
+        let kept = store.kept();
+        for m in &mut plan.members {
+            if m.action == MemberAction::Invite && kept.revoked_at.contains_key(&m.external_id) {
+                m.action = MemberAction::Restore;
+            }
+        }
+        // as on the member API, a revoked member keeps its groups (the server keeps the rows;
+        // a group push would take it out), unless departures are to be removed at once
+        if cfg.sync.remove_revoked_after_days > 0
+            && let Some(o) = stay
+        {
+            let revoked: foldhash::HashSet<String> = kept
+                .revoked_at
+                .into_keys()
+                .chain(
+                    plan.members
+                        .iter()
+                        .filter(|m| m.is_removal())
+                        .map(|m| m.external_id.clone()),
+                )
+                .collect();
+            if !revoked.is_empty() {
+                *o = Arc::new(revoked);
+            }
+        }
+        return Ok(());
     }
     let grace = cfg.sync.remove_revoked_after_days;
     let Some(org) = org.filter(|_| grace > 0) else {

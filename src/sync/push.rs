@@ -152,12 +152,23 @@ fn commit_batch(
     store: &mut Store,
     record: &mut RunRecord,
 ) -> anyhow::Result<()> {
+    use crate::engine::diff::MemberAction;
     let members = &plan.members[b.members.clone()];
-    record.invited += members
-        .iter()
-        .filter(|m| m.action == crate::engine::diff::MemberAction::Invite)
-        .count() as u64;
-    record.removed += members.iter().filter(|m| m.is_removal()).count() as u64;
+    let count = |f: &dyn Fn(&crate::engine::MemberChange) -> bool| {
+        members.iter().filter(|m| f(m)).count() as u64
+    };
+    record.invited += count(&|m| m.action == MemberAction::Invite);
+    let removals = count(&|m| m.is_removal());
+    // done by the import: a rename matched by email, and where the import revokes
+    // (Vaultwarden), its revokes and restores
+    let server = record.server.get_or_insert_with(Default::default);
+    server.renamed += count(&|m| m.action == MemberAction::Rename && m.member_id.is_none());
+    if plan.import_revokes {
+        server.revoked += removals;
+        server.restored += count(&|m| m.action == MemberAction::Restore);
+    } else {
+        record.removed += removals;
+    }
     record.groups_changed += b.groups.len() as u64;
     if let Err(e) = store.record_progress(record) {
         tracing::warn!("recording the run's counts after {what} {}: {e:#}", j + 1);
@@ -175,8 +186,29 @@ fn commit_batch(
                 j + 1
             )
         })?;
+    if plan.import_revokes {
+        note_import_revokes(store, members);
+    }
     crate::test_panic_point("after-batch");
     Ok(())
+}
+
+/// Where the import revokes (Vaultwarden), what a confirmed batch revoked and restored is
+/// recorded like a revoke of the member API: a returner is then shown as restored.
+fn note_import_revokes(store: &Store, members: &[crate::engine::MemberChange]) {
+    let now = chrono::Utc::now().to_rfc3339();
+    let changed = store.update_kept(|k| {
+        for m in members {
+            if m.is_removal() {
+                k.revoked_at.insert(m.external_id.clone(), now.clone());
+            } else if m.action == crate::engine::diff::MemberAction::Restore {
+                k.revoked_at.remove(&m.external_id);
+            }
+        }
+    });
+    if let Err(e) = changed {
+        tracing::warn!("recording the members the import revoked or restored: {e:#}");
+    }
 }
 
 /// Whether the member half goes out before the groups are read: members that fill a request

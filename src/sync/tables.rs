@@ -56,10 +56,10 @@ impl Tables {
     /// user's action in `plan`.
     pub fn set_directory(&mut self, n: &Normalized, plan: &Plan) {
         let users = n.users.as_deref().unwrap_or_default();
-        let actions: HashMap<&str, MemberAction> = plan
+        let actions: HashMap<&str, &'static str> = plan
             .members
             .iter()
-            .map(|m| (m.external_id.as_str(), m.action))
+            .map(|m| (m.external_id.as_str(), plan.member_label(m)))
             .collect();
         let email_of: HashMap<&str, &str> = users
             .iter()
@@ -78,7 +78,8 @@ impl Tables {
                     u.status().to_string(),
                     actions
                         .get(&*u.external_id)
-                        .map_or("-", |a| a.label())
+                        .copied()
+                        .unwrap_or("-")
                         .to_string(),
                     u.external_id.to_string(),
                 ]
@@ -287,7 +288,7 @@ pub fn plan_rows(plan: &Plan) -> Vec<Vec<String>> {
         .iter()
         .map(|m| {
             vec![
-                m.action.label().to_string(),
+                plan.member_label(m).to_string(),
                 m.email.clone(),
                 m.external_id.clone(),
             ]

@@ -474,13 +474,30 @@ fn vaultwarden_revokes_on_deleted_restores_on_return_and_follows_a_move_by_email
     env.ok(&["sync"]);
     let bob_id = server.org().members[&email("bob")].id.clone();
     slapd.delete(&user_dn("bob"));
-    let r = env.ok(&["sync"]);
-    // no member API there: the import's `deleted` revokes, and the group row stays
-    assert!(r.stdout.contains("remove 1"), "{}", r.stdout);
+    let t = env.ok(&["test"]);
+    assert!(
+        t.stdout
+            .contains("revoke (no longer in directory; by the import)"),
+        "{}",
+        t.stdout
+    );
+    let r = env.json(&["sync"]);
+    // no member API there: the import's `deleted` revokes
+    assert_eq!(r["server"]["revoked"], 1, "{r}");
+    assert_eq!(r["removed"], 0, "{r}");
     assert_eq!(status(&server, "bob"), REVOKED);
     assert!(server.org().member_calls.is_empty());
-    slapd.add(&person("bob", Some("bob@example.com"), false));
+    assert!(
+        server.org().group_emails("Staff").contains(&email("bob")),
+        "a revoked member keeps its groups there too"
+    );
+    // the next sync leaves it there
     env.ok(&["sync"]);
+    assert!(server.org().group_emails("Staff").contains(&email("bob")));
+    slapd.add(&person("bob", Some("bob@example.com"), false));
+    let r = env.ok(&["sync"]);
+    assert!(r.stdout.contains("restore 1"), "{}", r.stdout);
+    assert!(r.stdout.contains("1 restored"), "{}", r.stdout);
     assert_ne!(status(&server, "bob"), REVOKED, "listed again: restored");
     assert_eq!(server.org().members[&email("bob")].id, bob_id);
     // a move: the import lists the email with the new DN, Vaultwarden matches by email
@@ -490,8 +507,8 @@ fn vaultwarden_revokes_on_deleted_restores_on_return_and_follows_a_move_by_email
         "dn: {}\nchangetype: modrdn\nnewrdn: uid=alice\ndeleteoldrdn: 1\nnewsuperior: ou=Moved,ou=People,{BASE}\n\n",
         user_dn("alice")
     ));
-    let r = env.ok(&["sync"]);
-    assert!(r.stdout.contains("rename 1"), "{}", r.stdout);
+    let r = env.json(&["sync"]);
+    assert_eq!(r["server"]["renamed"], 1, "{r}");
     let org = server.org();
     let alice = &org.members[&email("alice")];
     assert_eq!(alice.id, alice_id);

@@ -71,3 +71,113 @@ pub fn is_corrupt_database(err: &anyhow::Error) -> bool {
 pub fn full_message(err: &anyhow::Error) -> String {
     format!("{err:#}")
 }
+
+/// The cause an error's chain shows, as far as a front end words it differently (the window
+/// names the field to check). Found by [`cause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Nothing listens at the host and port: the connection was refused.
+    ConnectionRefused,
+    /// The host name does not resolve.
+    UnknownHost,
+    /// The server did not answer in time.
+    TimedOut,
+    /// The server's certificate was not accepted (TLS).
+    Tls,
+    /// The Bitwarden server refused the organization API key (`invalid_client`).
+    InvalidApiKey,
+    /// The directory refused the bind's username or password (LDAP result 49).
+    DirectoryCredentials,
+    /// Anything else.
+    Other,
+}
+
+/// Which server an error concerns, as its chain says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The directory (LDAP, or a cloud directory's API).
+    Directory,
+    /// The Bitwarden server.
+    Bitwarden,
+    Unknown,
+}
+
+/// The cause of an error: an I/O error's kind in its chain, else the words of its messages.
+pub fn cause(err: &anyhow::Error) -> Cause {
+    for e in err.chain() {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Cause::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => return Cause::TimedOut,
+                _ => {}
+            }
+        }
+    }
+    let all = format!("{err:#}").to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| all.contains(w));
+    if has(&["invalid_client"]) {
+        Cause::InvalidApiKey
+    } else if has(&["connection refused"]) {
+        Cause::ConnectionRefused
+    } else if has(&["invalid credentials", "rc=49"]) {
+        Cause::DirectoryCredentials
+    } else if has(&[
+        "failed to lookup address",
+        "name or service not known",
+        "dns error",
+        "no such host",
+    ]) {
+        Cause::UnknownHost
+    } else if has(&["certificate", "invalidcertificate", "unknownissuer"]) {
+        Cause::Tls
+    } else if has(&["timed out", "timeout"]) {
+        Cause::TimedOut
+    } else {
+        Cause::Other
+    }
+}
+
+/// Which server an error's chain names: the directory's (LDAP, a directory read) or
+/// Bitwarden's (its token, import or read API).
+pub fn side(err: &anyhow::Error) -> Side {
+    let all = format!("{err:#}").to_lowercase();
+    let directory = ["ldap", "reading the directory", "directory server", "bind"]
+        .iter()
+        .any(|w| all.contains(w));
+    let bitwarden = ["bitwarden", "token", "organization", "import"]
+        .iter()
+        .any(|w| all.contains(w));
+    match (directory, bitwarden) {
+        (true, _) => Side::Directory,
+        (false, true) => Side::Bitwarden,
+        (false, false) => Side::Unknown,
+    }
+}
+
+/// The messages of an error's chain, outermost first, each cause said once: a message that
+/// an earlier one already contains (a context that quotes its source, or the same I/O error
+/// wrapped twice) is left out.
+pub fn causes(err: &anyhow::Error) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    for e in err.chain() {
+        let msg = e.to_string();
+        let msg = msg.trim();
+        if msg.is_empty() || kept.iter().any(|k| k.contains(msg)) {
+            continue;
+        }
+        kept.push(dedupe_repeats(msg));
+    }
+    kept
+}
+
+/// "a: b: b" says `b` once ("Connection refused (os error 111): Connection refused (os error
+/// 111)" is one cause).
+fn dedupe_repeats(msg: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in msg.split(": ") {
+        if parts.last() != Some(&p) {
+            parts.push(p);
+        }
+    }
+    parts.join(": ")
+}

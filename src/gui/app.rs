@@ -46,11 +46,24 @@ struct LoginForm {
     identity_url: String,
 }
 
-/// A message across the top of the window.
+/// A notification at the bottom of the window, in a strip of its own (it covers nothing): an
+/// error stays until dismissed, information goes away after [`INFO_SHOWN`].
 pub struct Banner {
+    /// What happened, one sentence.
     pub text: String,
+    /// Which field or button to check.
+    pub hint: Option<String>,
+    /// Every cause, folded under "Details".
+    pub details: Option<String>,
     pub error: bool,
+    pub shown: Instant,
 }
+
+/// How long an information notification stays.
+pub const INFO_SHOWN: Duration = Duration::from_secs(5);
+
+/// How often the window reads the status again while idle (the service's runs, its tables).
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 pub struct App {
     pub opts: AppOptions,
@@ -72,6 +85,8 @@ pub struct App {
     pending_stop: bool,
     /// The theme and window size, remembered across restarts.
     look: super::look::Memory,
+    /// When the status was last asked for.
+    refreshed: Instant,
 }
 
 impl App {
@@ -86,8 +101,12 @@ impl App {
         // read once: the login form's server fields and the Settings form
         let loaded = config::load(&opts.data_dir);
         let banner = loaded.as_ref().err().map(|e| Banner {
-            text: format!("The configuration could not be read: {e:#}"),
+            text: "The configuration (config.toml) could not be read: Settings shows defaults."
+                .to_string(),
+            hint: Some("Fix config.toml, or Save in Settings to write a new one.".to_string()),
+            details: Some(super::words::text(&format!("{e:#}"))),
             error: true,
+            shown: Instant::now(),
         });
         let cfg = loaded.as_ref().cloned().unwrap_or_default();
         let url = cfg.server.url.clone().unwrap_or_default();
@@ -128,34 +147,63 @@ impl App {
             syncs_started_by_polling: 0,
             pending_stop: false,
             look,
+            refreshed: Instant::now(),
         }
     }
 
+    /// An error that stays until dismissed (in the window's words: see [`super::words`]).
     pub fn error(&mut self, text: impl Into<String>) {
         self.banner = Some(Banner {
-            text: text.into(),
+            text: super::words::text(&text.into()),
+            hint: None,
+            details: None,
             error: true,
+            shown: Instant::now(),
         });
     }
 
+    /// An error with its hint and details.
+    pub fn said(&mut self, said: super::words::Said) {
+        self.banner = Some(Banner {
+            text: said.what,
+            hint: said.hint,
+            details: said.details,
+            error: true,
+            shown: Instant::now(),
+        });
+    }
+
+    /// Information that goes away after [`INFO_SHOWN`].
     pub fn info(&mut self, text: impl Into<String>) {
         self.banner = Some(Banner {
-            text: text.into(),
+            text: super::words::text(&text.into()),
+            hint: None,
+            details: None,
             error: false,
+            shown: Instant::now(),
         });
     }
 
     /// Sends a job unless one is running (then says so).
     pub fn start(&mut self, job: Job) {
-        if let Some(running) = self.worker.busy() {
+        if !job.quiet()
+            && let Some(running) = self.worker.busy()
+        {
             self.error(format!(
-                "{} is still running; wait for it to finish.",
-                running
+                "{} is still running: wait for it to finish, or Cancel it.",
+                super::words::button(running)
             ));
             return;
         }
+        if !job.quiet()
+            && let Some(b) = &self.banner
+            && !b.error
+        {
+            // the previous operation's information does not stay during the next one
+            self.banner = None;
+        }
         if !self.worker.send(job) {
-            self.error("the background worker stopped; restart the application");
+            self.error("The background worker stopped: close the window and open it again.");
         }
     }
 
@@ -193,7 +241,10 @@ impl App {
                 self.info("Logged in: the API key was accepted and stored.");
             }
             Outcome::Refreshed(s) => {
-                if let Some(p) = &s.problem {
+                let known = self.status.as_ref().and_then(|old| old.problem.as_ref());
+                if let Some(p) = &s.problem
+                    && known != Some(p)
+                {
                     self.error(p.clone());
                 }
                 self.dashboard.set_runs(&s.runs);
@@ -202,17 +253,23 @@ impl App {
             Outcome::Tables(t) => self.dashboard.set_tables(*t),
             Outcome::Tested(r) => {
                 self.dashboard.set_tables(*r);
-                self.info("Test complete: nothing was pushed.");
+                self.info("Test complete: nothing was sent to Bitwarden.");
             }
             Outcome::Synced(r) => {
-                let msg = format!(
-                    "Sync complete: {} ({} invited, {} removed, {} groups; {} requests).",
-                    r.outcome.as_str(),
-                    r.plan.invites(),
-                    r.plan.removals(),
-                    r.plan.groups.len(),
-                    r.requests
-                );
+                let msg = match r.outcome {
+                    crate::store::RunOutcome::Unchanged => {
+                        "Sync complete: nothing to change.".to_string()
+                    }
+                    _ => format!(
+                        "Sync complete: {} ({} request(s)).",
+                        super::words::changes(
+                            r.plan.invites() as u64,
+                            r.plan.removals() as u64,
+                            r.plan.groups.len() as u64
+                        ),
+                        r.requests
+                    ),
+                };
                 self.dashboard.set_sync(*r);
                 self.info(msg);
                 self.more.reload_log();
@@ -231,22 +288,27 @@ impl App {
             }
             Outcome::Cancelled { job, message } => {
                 self.more.reload_log();
-                self.info(format!("{job} cancelled: {message}"));
+                self.info(format!(
+                    "{} cancelled: {}",
+                    super::words::button(job),
+                    super::words::sentence(&message)
+                ));
             }
             Outcome::Failed {
                 job,
                 message,
+                said,
                 refused,
             } => {
                 if refused {
-                    self.dashboard.refused = Some(message.clone());
+                    self.dashboard.refused = Some(message);
                 }
                 if job == "Start sync" {
                     self.polling = false;
                     self.next_run = None;
                 }
                 self.more.reload_log();
-                self.error(format!("{job} failed: {message}"));
+                self.said(said);
             }
         }
     }
@@ -275,6 +337,23 @@ impl App {
         }
     }
 
+    /// An information notification past its time goes; an error stays.
+    fn expire_banner(&mut self, ctx: &egui::Context) {
+        if let Some(b) = &self.banner
+            && !b.error
+        {
+            let left = INFO_SHOWN.saturating_sub(b.shown.elapsed());
+            if left.is_zero() {
+                self.banner = None;
+            } else {
+                ctx.request_repaint_after(left);
+            }
+        }
+    }
+
+    /// The notification: its text on the left, wrapped in its own width, the Dismiss button
+    /// at the right in a column of its own (the text never runs under it); the hint below the
+    /// text and the causes folded under "Details".
     fn banner_ui(&mut self, ui: &mut egui::Ui) {
         let Some(b) = &self.banner else {
             return;
@@ -291,32 +370,36 @@ impl App {
             )
         };
         let mut close = false;
-        // floating over the bottom of the window: the page under the cursor does not move
-        // when a message appears
-        let width = (ui.ctx().content_rect().width() - 32.0).max(200.0);
-        egui::Area::new(egui::Id::unique("banner"))
-            .anchor(egui::Align2::CENTER_BOTTOM, [0.0, -12.0])
-            .order(egui::Order::Foreground)
-            .show(ui.ctx(), |ui| {
-                ui.set_max_width(width);
-                egui::Frame::new()
-                    .fill(fill)
-                    .inner_margin(8.0)
-                    .corner_radius(4.0)
-                    .show(ui, |ui| {
-                        ui.set_width(width - 16.0);
-                        ui.horizontal(|ui| {
-                            ui.add(
-                                egui::Label::new(egui::RichText::new(&b.text).color(text_color))
-                                    .wrap(),
-                            );
-                            ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
-                                if ui.button("Dismiss").clicked() {
-                                    close = true;
-                                }
-                            });
-                        });
+        egui::Frame::new()
+            .fill(fill)
+            .inner_margin(8.0)
+            .corner_radius(4.0)
+            .show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+                    if ui.button("Dismiss").clicked() {
+                        close = true;
+                    }
+                    ui.add_space(8.0);
+                    ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
+                        ui.visuals_mut().override_text_color = Some(text_color);
+                        ui.add(egui::Label::new(egui::RichText::new(&b.text).strong()).wrap());
+                        if let Some(hint) = &b.hint {
+                            ui.add(egui::Label::new(hint).wrap());
+                        }
+                        if let Some(details) = &b.details {
+                            egui::CollapsingHeader::new("Details")
+                                .id_salt("banner-details")
+                                .show(ui, |ui| {
+                                    egui::ScrollArea::vertical()
+                                        .max_height(120.0)
+                                        .show(ui, |ui| {
+                                            ui.add(egui::Label::new(details).wrap());
+                                        });
+                                });
+                        }
                     });
+                });
             });
         if close {
             self.banner = None;
@@ -439,6 +522,12 @@ impl App {
                 }
             }
         });
+        // the login's messages right under its button, not at the bottom of the window
+        ui.add_space(4.0);
+        ui.scope(|ui| {
+            ui.set_max_width(560.0);
+            self.banner_ui(ui);
+        });
         ui.add_space(16.0);
         ui.label("Switching from the official connector? Import its settings and secrets:");
         super::bwdc_import::button(self, ui);
@@ -517,6 +606,18 @@ impl App {
         }
         let logged_in = self.status.as_ref().map(|s| s.logged_in);
         self.look.frame(ui.ctx());
+        self.expire_banner(ui.ctx());
+        if logged_in == Some(true)
+            && self.worker.busy().is_none()
+            && self.refreshed.elapsed() >= REFRESH_EVERY
+        {
+            // the service's runs and tables show up without a click
+            self.refreshed = Instant::now();
+            self.worker.send(Job::Refresh);
+        }
+        if logged_in == Some(true) {
+            ui.ctx().request_repaint_after(REFRESH_EVERY);
+        }
         egui::Panel::top("top").show(ui, |ui| {
             // in a narrow window the theme switch goes to a second row, never over the tabs
             let theme = |ui: &mut egui::Ui| {
@@ -547,8 +648,13 @@ impl App {
             if !fits {
                 ui.horizontal(theme);
             }
-            self.banner_ui(ui);
         });
+        if logged_in != Some(false) && self.banner.is_some() {
+            // a strip of its own at the bottom: the notification covers no control or field
+            egui::Panel::bottom("notification")
+                .frame(egui::Frame::new().inner_margin(6.0))
+                .show(ui, |ui| self.banner_ui(ui));
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             if logged_in == Some(true) && self.tab == Tab::Settings {
                 // the form scrolls by itself, and wraps in a narrow window

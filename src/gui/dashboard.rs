@@ -5,8 +5,9 @@
 
 use super::app::App;
 use super::table::{self, Rows};
+use super::words;
 use super::worker::Job;
-use crate::connector::{SyncRead, SyncReport, TestReport};
+use crate::connector::{SyncReport, TestReport};
 use crate::sync::tables::Tables;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,7 +39,8 @@ pub struct Dashboard {
     /// The run history as table rows, and members after each sync (oldest first) for the
     /// chart: built when the status arrives, not every frame.
     pub history: Rows,
-    pub history_points: Vec<(String, u64)>,
+    /// (when, as seconds since 1970; members after the sync).
+    pub history_points: Vec<(f64, u64)>,
     confirm_override: bool,
     /// Which operation the tables are from, and when ("As of 10:42, Sync Now.").
     pub as_of: String,
@@ -80,51 +82,6 @@ pub fn test_tables(r: &TestReport) -> Tables {
         t.baseline.push_str(&format!(" {}.", d.summary()));
     }
     t
-}
-
-/// The tables of a sync (`operation`: how it started), from what it read and planned; a
-/// refused sync (`refused`: the guard's message) shows the plan it refused.
-pub fn sync_tables(
-    operation: &str,
-    report: Option<&SyncReport>,
-    read: SyncRead,
-    refused: Option<String>,
-) -> Option<Tables> {
-    let plan = report.map(|r| &r.plan).or(read.refused_plan.as_ref())?;
-    let mut t = Tables::new(operation);
-    if let Some(n) = &read.normalized {
-        t.set_directory(n, plan);
-        let users = n.users.as_deref().unwrap_or_default();
-        let (enabled, disabled, deleted) = crate::engine::model::user_counts(users);
-        t.summary = format!(
-            "{}: {} users ({enabled} enabled, {disabled} disabled, {deleted} deleted), {} groups, {} skipped. ",
-            operation,
-            users.len(),
-            t.groups.len(),
-            t.skipped.len(),
-        );
-    }
-    t.set_plan(plan);
-    t.set_drift(read.drift.as_ref());
-    t.summary.push_str(&match report {
-        Some(r) => format!(
-            "Sync {}. {}. {} requests, {} bytes pushed.",
-            r.outcome.as_str(),
-            plan.summary(),
-            r.requests,
-            r.bytes_pushed
-        ),
-        None => format!(
-            "Sync refused, nothing was pushed. The refused plan: {}.",
-            plan.summary()
-        ),
-    });
-    t.baseline = format!("Baseline: {}.", plan.baseline.describe());
-    if let Some(d) = &read.drift {
-        t.baseline.push_str(&format!(" {}.", d.summary()));
-    }
-    t.refused = refused;
-    Some(t)
 }
 
 /// What the override dialog offers.
@@ -180,24 +137,28 @@ impl Dashboard {
             .iter()
             .rev()
             .filter(|r| matches!(r.outcome.as_str(), "synced" | "unchanged"))
-            .map(|r| (local_time(&r.started_at), r.members_after))
+            .filter_map(|r| {
+                let at = chrono::DateTime::parse_from_rfc3339(&r.started_at).ok()?;
+                Some((at.timestamp() as f64, r.members_after))
+            })
             .collect();
+        let sort = self.history.sorted;
         self.history = Rows::new(
             runs.iter()
                 .map(|r| {
                     vec![
                         local_time(&r.started_at),
-                        r.outcome.as_str().to_string(),
-                        format!(
-                            "+{} ~{} -{} / {} groups",
-                            r.invited, r.updated, r.removed, r.groups_changed
-                        ),
-                        r.members_after.to_string(),
-                        r.error.clone().unwrap_or_default(),
+                        words::run_result(r),
+                        words::members_after(r),
+                        r.error.as_deref().map(words::text).unwrap_or_default(),
                     ]
                 })
                 .collect(),
         );
+        if let Some((column, descending)) = sort {
+            self.history.sorted = Some((column, !descending));
+            self.history.sort_by(column);
+        }
     }
 
     /// Shows the last operation's tables (a test, a sync, a refused sync, or the saved copy
@@ -212,8 +173,8 @@ impl Dashboard {
             // a refused sync: the plan it refused
             self.view = View::Plan;
         }
-        self.summary = t.summary.clone();
-        self.baseline = t.baseline.clone();
+        self.summary = words::sentence(&words::text(&t.summary));
+        self.baseline = words::text(&t.baseline);
         self.refused = t.refused.clone();
         self.as_of = format!(
             "As of {}, {}.",
@@ -275,60 +236,71 @@ fn local_time(rfc3339: &str) -> String {
         .unwrap_or_else(|_| rfc3339.to_string())
 }
 
-/// A small line chart of organization members after each sync.
-fn members_chart(ui: &mut egui::Ui, points: &[(String, u64)]) {
-    let desired = egui::vec2(ui.available_width().min(640.0), 120.0);
-    let (rect, response) = ui.allocate_exact_size(desired, egui::Sense::hover());
-    let painter = ui.painter_at(rect);
-    let visuals = ui.visuals();
-    painter.rect_stroke(
-        rect,
-        4.0,
-        visuals.widgets.noninteractive.bg_stroke,
-        egui::StrokeKind::Inside,
-    );
+/// Organization members after each sync over time: a time axis in local time and a member
+/// axis, each labelled.
+fn members_chart(ui: &mut egui::Ui, points: &[(f64, u64)]) {
     if points.len() < 2 {
-        painter.text(
-            rect.center(),
-            egui::Align2::CENTER_CENTER,
-            "Members over time appear after two syncs",
-            egui::FontId::proportional(13.0),
-            visuals.weak_text_color(),
+        ui.add_sized(
+            [ui.available_width().min(640.0), 40.0],
+            egui::Label::new(
+                egui::RichText::new("Members over time appear after two syncs.")
+                    .color(ui.visuals().weak_text_color()),
+            ),
         );
         return;
     }
-    let max = points.iter().map(|p| p.1).max().unwrap_or(1).max(1) as f32;
-    let inner = rect.shrink(10.0);
-    let step = inner.width() / (points.len() - 1) as f32;
-    let line: Vec<egui::Pos2> = points
-        .iter()
-        .enumerate()
-        .map(|(i, (_, v))| {
-            egui::pos2(
-                inner.left() + step * i as f32,
-                inner.bottom() - inner.height() * (*v as f32 / max),
-            )
+    let line: Vec<[f64; 2]> = points.iter().map(|(t, n)| [*t, *n as f64]).collect();
+    let when = |secs: f64| {
+        chrono::DateTime::from_timestamp(secs as i64, 0).map(|t| t.with_timezone(&chrono::Local))
+    };
+    let span = points.last().map_or(0.0, |p| p.0) - points.first().map_or(0.0, |p| p.0);
+    let format = if span > 2.0 * 86_400.0 {
+        "%m-%d"
+    } else if span > 3_600.0 {
+        "%H:%M"
+    } else {
+        "%H:%M:%S"
+    };
+    let color = ui.visuals().selection.bg_fill;
+    egui_plot::Plot::new("members-chart")
+        .height(160.0)
+        .width(ui.available_width().min(720.0))
+        .x_axis_label("Time")
+        .y_axis_label("Members")
+        .x_axis_formatter(move |mark, _| {
+            when(mark.value).map_or(String::new(), |t| t.format(format).to_string())
         })
-        .collect();
-    painter.add(egui::Shape::line(
-        line.clone(),
-        egui::Stroke::new(2.0, visuals.selection.bg_fill),
-    ));
-    for p in &line {
-        painter.circle_filled(*p, 2.5, visuals.selection.bg_fill);
-    }
-    painter.text(
-        inner.left_top(),
-        egui::Align2::LEFT_TOP,
-        format!("{max} members"),
-        egui::FontId::proportional(11.0),
-        visuals.weak_text_color(),
-    );
-    response.on_hover_text(format!(
-        "Members after each sync, from {} to {}",
-        points.first().map(|p| p.0.as_str()).unwrap_or_default(),
-        points.last().map(|p| p.0.as_str()).unwrap_or_default()
-    ));
+        .y_axis_formatter(|mark, _| format!("{}", mark.value.round() as i64))
+        .label_formatter(move |pos| {
+            let egui_plot::HoverPosition::NearDataPoint { position, .. } = pos else {
+                return None;
+            };
+            let at =
+                when(position.x).map_or(String::new(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+            Some(format!("{at}: {} members", position.y.round() as i64))
+        })
+        .include_y(0.0)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .allow_drag(false)
+        .allow_boxed_zoom(false)
+        .allow_double_click_reset(false)
+        .show(ui, |plot| {
+            plot.line(egui_plot::Line::new("Members", line.clone()).color(color));
+            plot.points(
+                egui_plot::Points::new("Syncs", line)
+                    .radius(3.0)
+                    .color(color),
+            );
+        })
+        .response
+        .widget_info(|| {
+            egui::WidgetInfo::labeled(
+                egui::Role::Figure,
+                true,
+                "Members over time (axes: Time, Members)",
+            )
+        });
 }
 
 #[allow(
@@ -338,7 +310,7 @@ fn members_chart(ui: &mut egui::Ui, points: &[(String, u64)]) {
 pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let busy = app.worker.busy();
     if let Some(alert) = app.status.as_ref().and_then(|s| s.service_alert.as_deref()) {
-        ui.colored_label(ui.visuals().warn_fg_color, alert);
+        ui.colored_label(ui.visuals().warn_fg_color, words::text(alert));
     }
     if let Some(s) = &app.status {
         ui.horizontal(|ui| {
@@ -394,62 +366,24 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         } else if ui
             .add_enabled(busy.is_none(), egui::Button::new("Start Sync"))
             .on_hover_text(
-                "Sync now and then every sync.interval_minutes while this window is open",
+                "Sync now, then again every Interval (minutes) of Settings while this window is \
+                 open",
             )
             .clicked()
         {
             app.start_polling();
         }
     });
-    if let Some(job) = busy {
-        let a = app
-            .worker
-            .activity
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default();
-        ui.horizontal(|ui| {
-            ui.spinner();
-            // before the stage, whose text changes: the button never moves under the cursor
-            if ui
-                .add_enabled(!app.worker.cancelling(), egui::Button::new("Cancel"))
-                .on_hover_text(
-                    "Stop now: a sync stops between two requests, and every batch the server \
-                     confirmed stays recorded; the next sync sends the rest",
-                )
-                .clicked()
-            {
-                app.worker.cancel();
-            }
-            let count = if a.count > 0 {
-                format!(" ({} entries)", a.count)
-            } else {
-                String::new()
-            };
-            ui.label(format!("{job}: {}{count}", a.stage));
-        });
-        if let Some(f) = a.fraction {
-            ui.add(egui::ProgressBar::new(f).show_percentage());
-        }
-    }
-    if let Some(reason) = app.dashboard.refused.clone() {
-        egui::Frame::group(ui.style()).show(ui, |ui| {
-            ui.colored_label(ui.visuals().warn_fg_color, &reason);
-            if ui
-                .add_enabled(
-                    busy.is_none(),
-                    egui::Button::new("Sync anyway (this once)..."),
-                )
-                .clicked()
-            {
-                app.dashboard.confirm_override = true;
-            }
-        });
-    }
+    status_area(app, ui, busy);
     if app.dashboard.confirm_override {
         let modal = egui::Modal::new(egui::Id::unique("confirm-override")).show(ui.ctx(), |ui| {
             ui.heading("Override the guard?");
-            ui.add(egui::Label::new(app.dashboard.refused.clone().unwrap_or_default()).wrap());
+            ui.add(
+                egui::Label::new(words::sentence(&words::text(
+                    app.dashboard.refused.as_deref().unwrap_or_default(),
+                )))
+                .wrap(),
+            );
             let mut choice = None;
             if refused_plan_ui(ui, &app.dashboard.tables) {
                 choice = Some(Choice::ShowAll);
@@ -482,38 +416,33 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             None => {}
         }
     }
-    if !app.dashboard.as_of.is_empty() {
-        ui.strong(&app.dashboard.as_of);
-    }
-    if !app.dashboard.baseline.is_empty() {
-        ui.add(egui::Label::new(&app.dashboard.baseline).wrap());
-    }
-    if !app.dashboard.summary.is_empty() {
-        ui.add(egui::Label::new(&app.dashboard.summary).wrap());
-    }
     ui.separator();
     let d = &mut app.dashboard;
     ui.horizontal(|ui| {
         ui.selectable_value(
             &mut d.view,
             View::Users,
-            format!("Users ({})", d.users.len()),
+            format!("Users ({})", d.users.count()),
         );
         ui.selectable_value(
             &mut d.view,
             View::Groups,
-            format!("Groups ({})", d.groups.len()),
+            format!("Groups ({})", d.groups.count()),
         );
         ui.selectable_value(
             &mut d.view,
             View::Skipped,
-            format!("Skipped ({})", d.skipped.len()),
+            format!("Skipped ({})", d.skipped.count()),
         );
-        ui.selectable_value(&mut d.view, View::Plan, format!("Plan ({})", d.plan.len()));
+        ui.selectable_value(
+            &mut d.view,
+            View::Plan,
+            format!("Plan ({})", d.plan.count()),
+        );
         ui.selectable_value(
             &mut d.view,
             View::Drift,
-            format!("Drift ({})", d.drift.len()),
+            format!("Drift ({})", d.drift.count()),
         );
         ui.selectable_value(&mut d.view, View::History, "History");
         if d.view != View::History {
@@ -525,43 +454,128 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 .changed()
             {
                 d.refilter();
+                // the tabs' counts, drawn before the field, follow in the next frame
+                ui.ctx().request_repaint();
             }
         }
     });
+    // which operation the tables are from, under the tabs: a result that arrives moves no tab
+    if d.view != View::History {
+        if !d.as_of.is_empty() {
+            ui.strong(&d.as_of);
+        }
+        if !d.baseline.is_empty() {
+            ui.add(egui::Label::new(&d.baseline).wrap());
+        }
+        if !d.summary.is_empty() {
+            ui.add(egui::Label::new(&d.summary).wrap());
+        }
+    }
     match d.view {
         View::Users => table::show(
             ui,
             "users",
             &["Email", "Status", "Action", "External id"],
-            &d.users,
+            &mut d.users,
         ),
         View::Groups => table::show(
             ui,
             "groups",
             &["Group", "Members", "Member emails"],
-            &d.groups,
+            &mut d.groups,
         ),
-        View::Skipped => table::show(ui, "skipped", &["Kind", "Entry", "Reason"], &d.skipped),
+        View::Skipped => table::show(ui, "skipped", &["Kind", "Entry", "Reason"], &mut d.skipped),
         View::Plan => table::show(
             ui,
             "plan",
             &["Action", "Member or group", "Detail"],
-            &d.plan,
+            &mut d.plan,
         ),
         View::Drift => table::show(
             ui,
             "drift",
             &["Drift", "Name", "External id", "Detail"],
-            &d.drift,
+            &mut d.drift,
         ),
         View::History => {
             members_chart(ui, &d.history_points);
             table::show(
                 ui,
                 "history",
-                &["Started", "Outcome", "Changes", "Members after", "Error"],
-                &d.history,
+                &["Started", "Result", "Members after", "Error"],
+                &mut d.history,
             );
         }
     }
+}
+
+/// The height kept for the status area: the running operation (its stage, Cancel and the
+/// sync's bar) or the guard's refusal with its override. It is there when idle too, so that
+/// nothing below moves when an operation starts or ends.
+const STATUS_AREA: f32 = 58.0;
+
+/// The status area: what runs, or why the last sync was refused, in a space of fixed height.
+fn status_area(app: &mut App, ui: &mut egui::Ui, busy: Option<&'static str>) {
+    let width = ui.available_width();
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(width, STATUS_AREA), egui::Sense::hover());
+    let mut area = ui.new_child(
+        egui::UiBuilder::new()
+            .max_rect(rect)
+            .layout(egui::Layout::top_down(egui::Align::Min)),
+    );
+    area.set_clip_rect(rect.intersect(ui.clip_rect()));
+    let ui = &mut area;
+    if let Some(job) = busy {
+        let a = app
+            .worker
+            .activity
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        ui.horizontal(|ui| {
+            ui.spinner();
+            // before the stage, whose text changes: the button never moves under the cursor
+            if ui
+                .add_enabled(!app.worker.cancelling(), egui::Button::new("Cancel"))
+                .on_hover_text(
+                    "Stop now: a sync stops between two requests, and every batch the server \
+                     confirmed stays recorded; the next sync sends the rest",
+                )
+                .clicked()
+            {
+                app.worker.cancel();
+            }
+            let count = if a.count > 0 {
+                format!(" ({} entries)", a.count)
+            } else {
+                String::new()
+            };
+            ui.add(
+                egui::Label::new(format!("{}: {}{count}", words::button(job), a.stage)).truncate(),
+            );
+        });
+        if let Some(f) = a.fraction {
+            ui.add(egui::ProgressBar::new(f).show_percentage());
+        }
+        return;
+    }
+    let Some(reason) = app.dashboard.refused.clone() else {
+        return;
+    };
+    let reason = words::sentence(&words::text(&reason));
+    ui.horizontal(|ui| {
+        if ui
+            .button("Sync anyway (this once)...")
+            .on_hover_text("Shows who would be removed, then asks once more")
+            .clicked()
+        {
+            app.dashboard.confirm_override = true;
+        }
+        ui.add(
+            egui::Label::new(egui::RichText::new(&reason).color(ui.visuals().warn_fg_color))
+                .wrap_mode(egui::TextWrapMode::Wrap)
+                .halign(egui::Align::Min),
+        )
+        .on_hover_text(&reason);
+    });
 }

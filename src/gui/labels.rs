@@ -1,5 +1,6 @@
 //! The Settings form in words: each config key's label (the official connector's wording where
-//! it has one) and the section it belongs to. The key and its help are the hover text.
+//! it has one) and the section it belongs to. The key's help, in the form's words, is the hover
+//! text.
 
 /// (key, section, label)
 const LABELS: &[(&str, &str, &str)] = &[
@@ -251,9 +252,9 @@ pub(super) fn section(key: &str) -> &'static str {
         .unwrap_or("Advanced")
 }
 
-/// The hover text: the config key and its help.
-pub(super) fn hover(key: &str, help: &str) -> String {
-    format!("{key}: {help}")
+/// The hover text: the key's help in the form's words (the window names no config key).
+pub(super) fn hover(help: &str) -> String {
+    super::words::sentence(&super::words::text(help))
 }
 
 /// The words for a choice of an enum key (upstream's where it has them).
@@ -320,7 +321,7 @@ pub(super) fn problem(
             );
         }
     }
-    let words = in_words(message);
+    let words = super::words::text(message);
     // the field's own label leading its message says nothing more
     let own = format!("\u{201c}{}\u{201d}", label(key));
     match words.strip_prefix(&own) {
@@ -368,7 +369,10 @@ mod tests {
             "`ldap.port` must be a whole number from 1 to 65535, not `abc`",
             "the store",
         );
-        assert_eq!(p, "Must be a whole number from 1 to 65535, not `abc`");
+        assert_eq!(
+            p,
+            "Must be a whole number from 1 to 65535, not \u{201c}abc\u{201d}"
+        );
         assert!(super::in_words("set sync.user_path").contains("User Path"));
     }
 

@@ -10,13 +10,14 @@ pub mod look;
 mod more;
 mod settings;
 mod table;
+pub mod words;
 pub mod worker;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use app::{App, AppOptions, Tab};
+pub use app::{App, AppOptions, INFO_SHOWN, Tab};
 pub use dashboard::View;
 
 /// The application icon (`assets/icon.png`), decoded for the window manager.

@@ -43,7 +43,12 @@ impl More {
             .map(|text| {
                 let lines: Vec<String> = text.lines().map(str::to_string).collect();
                 let skip = lines.len().saturating_sub(200);
-                lines.into_iter().skip(skip).collect()
+                // in the window's words (the file keeps the CLI's)
+                lines
+                    .into_iter()
+                    .skip(skip)
+                    .map(|l| super::words::text(&l))
+                    .collect()
             })
             .unwrap_or_default();
     }

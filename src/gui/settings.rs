@@ -296,7 +296,7 @@ fn field(
     help: &str,
     grid: bool,
 ) {
-    let hover = labels::hover(key, help);
+    let hover = labels::hover(help);
     let label = if grid {
         ui.label(labels::label(key))
     } else {
@@ -440,7 +440,8 @@ pub(super) fn ui(app: &mut App, ui: &mut egui::Ui) {
         ui.add(
             egui::Label::new(
                 egui::RichText::new(format!(
-                    "config.toml could not be read, so defaults are shown: {e}"
+                    "config.toml could not be read, so defaults are shown: {}",
+                    super::words::text(e)
                 ))
                 .color(ui.visuals().error_fg_color),
             )

@@ -1,5 +1,6 @@
-//! A searchable, virtualised table: only the visible rows are laid out, so 100,000 rows scroll
-//! as smoothly as ten.
+//! A searchable, sortable, virtualised table: only the visible rows are laid out, so 100,000
+//! rows scroll as smoothly as ten. A click on a column's header sorts by it (again: the other
+//! way).
 
 use egui_extras::{Column, TableBuilder};
 
@@ -11,6 +12,8 @@ pub struct Rows {
     haystack: Vec<String>,
     pub visible: Vec<usize>,
     query: String,
+    /// The column the rows are sorted by, and whether descending.
+    pub sorted: Option<(usize, bool)>,
 }
 
 impl Rows {
@@ -25,7 +28,35 @@ impl Rows {
             haystack,
             visible,
             query: String::new(),
+            sorted: None,
         }
+    }
+
+    /// "3" or, while a search hides some rows, "1 of 3".
+    pub fn count(&self) -> String {
+        match self.visible.len() == self.cells.len() {
+            true => self.cells.len().to_string(),
+            false => format!("{} of {}", self.visible.len(), self.cells.len()),
+        }
+    }
+
+    /// Sorts by `column`: ascending, or descending when it is already sorted ascending by it.
+    pub fn sort_by(&mut self, column: usize) {
+        let descending = self.sorted == Some((column, false));
+        self.sorted = Some((column, descending));
+        self.apply_sort();
+    }
+
+    fn apply_sort(&mut self) {
+        let Some((column, descending)) = self.sorted else {
+            return;
+        };
+        let cells = &self.cells;
+        let key = |i: &usize| cells[*i].get(column).map_or("", String::as_str);
+        self.visible.sort_by(|a, b| {
+            let order = compare(key(a), key(b));
+            if descending { order.reverse() } else { order }
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -53,11 +84,20 @@ impl Rows {
                 .collect()
         };
         self.query = q;
+        self.apply_sort();
     }
 }
 
-/// Draws the visible rows of `rows` under `headers`.
-pub(super) fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &Rows) {
+/// Numbers as numbers ("9" before "10"), text without regard to case.
+fn compare(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.to_lowercase().cmp(&b.to_lowercase()),
+    }
+}
+
+/// Draws the visible rows of `rows` under `headers`; a click on a header sorts by its column.
+pub(super) fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &mut Rows) {
     let row_height = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
     let mut builder = TableBuilder::new(ui)
         .id_salt(id)
@@ -72,11 +112,22 @@ pub(super) fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &Rows) {
             builder.column(Column::initial(200.0).at_least(60.0).clip(true))
         };
     }
+    let mut clicked = None;
     builder
         .header(row_height, |mut header| {
-            for h in headers {
+            for (i, h) in headers.iter().enumerate() {
                 header.col(|ui| {
-                    ui.strong(*h);
+                    let sorted = rows.sorted.filter(|(c, _)| *c == i).map(|(_, d)| d);
+                    if ui
+                        .add(egui::Button::new(egui::RichText::new(*h).strong()).frame(false))
+                        .on_hover_text("Sort by this column (click again: the other way)")
+                        .clicked()
+                    {
+                        clicked = Some(i);
+                    }
+                    if let Some(descending) = sorted {
+                        arrow(ui, descending);
+                    }
                 });
             }
         })
@@ -90,4 +141,27 @@ pub(super) fn show(ui: &mut egui::Ui, id: &str, headers: &[&str], rows: &Rows) {
                 }
             });
         });
+    if let Some(i) = clicked {
+        rows.sort_by(i);
+    }
+}
+
+/// A small triangle after the sorted column's name: up for ascending, down for descending.
+fn arrow(ui: &mut egui::Ui, descending: bool) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+    let c = rect.center();
+    let (tip, base) = if descending {
+        (c.y + 4.0, c.y - 3.0)
+    } else {
+        (c.y - 4.0, c.y + 3.0)
+    };
+    ui.painter().add(egui::Shape::convex_polygon(
+        vec![
+            egui::pos2(c.x, tip),
+            egui::pos2(c.x + 4.0, base),
+            egui::pos2(c.x - 4.0, base),
+        ],
+        ui.visuals().text_color(),
+        egui::Stroke::NONE,
+    ));
 }

@@ -38,11 +38,17 @@ pub enum Job {
 }
 
 impl Job {
+    /// Reading the status: it runs behind the window's back (every few seconds, to show the
+    /// service's runs), so it neither shows on the status line nor disables a button.
+    pub fn quiet(&self) -> bool {
+        matches!(self, Job::Refresh)
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Job::Login { .. } => "Log in",
             Job::Test => "Test",
-            Job::Sync { .. } => "Sync",
+            Job::Sync { .. } => SYNC,
             Job::ClearCache => "Clear sync cache",
             Job::Refresh => "Refresh",
             Job::StartPolling => "Start sync",
@@ -82,7 +88,10 @@ pub enum Outcome {
     PollingStopped,
     Failed {
         job: &'static str,
+        /// The error's full message (redacted), as the log has it.
         message: String,
+        /// The error in the window's words.
+        said: super::words::Said,
         /// The mass-removal guard refused the sync.
         refused: bool,
     },
@@ -99,7 +108,44 @@ pub struct Activity {
     pub job: Option<&'static str>,
     pub stage: String,
     pub count: u64,
+    /// How far the whole operation is, 0.0–1.0: for a sync, from reading through verifying,
+    /// never going back ([`overall`]).
     pub fraction: Option<f32>,
+}
+
+/// The share of the whole sync each pushing stage covers (from, to): reading takes the first
+/// 30 %, the member requests the next 30 %, the group requests 30 % more, the check after the
+/// push the rest.
+fn stage_span(stage: &str) -> Option<(f32, f32)> {
+    [
+        ("Pushing member batch", (0.30, 0.60)),
+        ("Pushing group batch", (0.60, 0.90)),
+        ("Pushing batch", (0.30, 0.90)),
+        ("Verifying", (0.90, 0.99)),
+    ]
+    .iter()
+    .find(|(prefix, _)| stage.starts_with(prefix))
+    .map(|(_, span)| *span)
+}
+
+/// "Pushing member batch 2/5 (…)": 1 of 5 done, 0.2.
+fn batch_done(stage: &str) -> Option<f32> {
+    let word = stage.split_whitespace().find(|w| w.contains('/'))?;
+    let (i, n) = word.split_once('/')?;
+    let (i, n): (f32, f32) = (i.parse().ok()?, n.parse().ok()?);
+    (n > 0.0).then(|| ((i - 1.0) / n).clamp(0.0, 1.0))
+}
+
+/// The sync's bar after `stage`: where the stage puts it, never lower than it was (`current`).
+/// A stage that is not a push or the check (reading, signing in, a wait) moves it a little
+/// within the first 30 %.
+pub fn overall(current: f32, stage: &str) -> f32 {
+    let next = match stage_span(stage) {
+        Some((from, to)) => from + (to - from) * batch_done(stage).unwrap_or(0.0),
+        None if current < 0.27 => current + 0.03,
+        None => current,
+    };
+    next.max(current).min(1.0)
 }
 
 struct GuiProgress {
@@ -117,6 +163,9 @@ impl Progress for GuiProgress {
         if let Ok(mut a) = self.activity.lock() {
             a.stage = message.to_string();
             a.count = 0;
+            if a.job == Some(SYNC) {
+                a.fraction = Some(overall(a.fraction.unwrap_or(0.0), message));
+            }
         }
         (self.repaint)();
     }
@@ -129,13 +178,14 @@ impl Progress for GuiProgress {
     fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::SeqCst) || self.closing.load(Ordering::SeqCst)
     }
-    fn set_fraction(&self, fraction: f32) {
-        if let Ok(mut a) = self.activity.lock() {
-            a.fraction = Some(fraction);
-        }
-        (self.repaint)();
+    fn set_fraction(&self, _fraction: f32) {
+        // a push's own share (it starts at 0 for the group requests): the bar follows the
+        // stages instead, over the whole sync (see `overall`)
     }
 }
+
+/// The name of a sync job (its bar covers the whole run).
+const SYNC: &str = "Sync";
 
 /// Handle to the worker thread.
 pub struct Worker {
@@ -187,8 +237,7 @@ impl Worker {
             && let Some(job) = a.job
         {
             self.cancel.store(true, Ordering::SeqCst);
-            a.stage = format!("Cancelling the {}...", job.to_lowercase());
-            a.fraction = None;
+            a.stage = format!("Cancelling {}...", super::words::button(job));
         }
     }
 
@@ -197,17 +246,21 @@ impl Worker {
         self.cancel.load(Ordering::SeqCst)
     }
 
-    /// Queues a job; false when the worker is gone.
+    /// Queues a job; false when the worker is gone. A quiet job (reading the status) shows
+    /// nothing and disables nothing.
     pub fn send(&self, job: Job) -> bool {
+        if job.quiet() {
+            return self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        }
         if let Ok(mut a) = self.activity.lock() {
             if a.job.is_none() {
                 // a new operation: an earlier Cancel does not stop it
                 self.cancel.store(false, Ordering::SeqCst);
             }
             a.job = Some(job.name());
-            a.stage = format!("{}...", job.name());
+            a.stage = format!("{}...", super::words::button(job.name()));
             a.count = 0;
-            a.fraction = None;
+            a.fraction = matches!(job, Job::Sync { .. }).then_some(0.0);
         }
         self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok())
     }
@@ -266,10 +319,9 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
                 cached_members: 0,
                 cached_groups: 0,
                 service_alert: None,
-                problem: Some(format!(
-                    "{} In the window, More, then Clear Sync Cache, does the same.",
-                    crate::logging::redact(&format!("{e:#}"))
-                )),
+                problem: Some(super::words::text(&crate::logging::redact(&format!(
+                    "{e:#}"
+                )))),
             });
         }
         Err(e) => return Err(e),
@@ -294,7 +346,37 @@ fn sync_tables(
     read: Option<SyncRead>,
     refused: Option<String>,
 ) -> Option<Tables> {
-    super::dashboard::sync_tables(operation, report, read?, refused)
+    crate::sync::tables::of_sync(operation, report, read?, refused)
+}
+
+/// The saved tables' file as last seen: it changes when the window saves its own or the
+/// service saves a run's.
+#[derive(Default)]
+struct SavedTables {
+    modified: Option<std::time::SystemTime>,
+}
+
+impl SavedTables {
+    fn modified(data_dir: &std::path::Path) -> Option<std::time::SystemTime> {
+        std::fs::metadata(data_dir.join(crate::sync::tables::FILE))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// The saved tables, when the file changed since it was last seen.
+    fn newer(&mut self, data_dir: &std::path::Path) -> Option<Tables> {
+        let now = SavedTables::modified(data_dir);
+        if now.is_none() || now == self.modified {
+            return None;
+        }
+        self.modified = now;
+        Tables::load(data_dir)
+    }
+
+    /// The file as it is now counts as seen (the window wrote it).
+    fn saw(&mut self, data_dir: &std::path::Path) {
+        self.modified = SavedTables::modified(data_dir);
+    }
 }
 
 /// Saves the tables for the next start of the window (a failure is logged: the window still
@@ -324,19 +406,31 @@ async fn cancellable<T>(
     }
 }
 
-fn failed(job: &'static str, e: &anyhow::Error) -> Outcome {
+fn failed(job: &'static str, e: &anyhow::Error, data_dir: &std::path::Path) -> Outcome {
     let message = crate::logging::redact(&format!("{e:#}"));
     if matches!(
         e.downcast_ref::<Failure>(),
         Some(Failure::Interrupted(_) | Failure::Stopped)
     ) {
         tracing::info!("{job} cancelled: {message}");
-        return Outcome::Cancelled { job, message };
+        return Outcome::Cancelled {
+            job,
+            message: super::words::text(&message),
+        };
     }
     tracing::error!("{job}: {message}");
+    let ldap = crate::config::load(data_dir)
+        .ok()
+        .and_then(|c| c.directory.kind)
+        == Some(crate::config::DirectoryType::Ldap);
+    let mut said = super::words::error(job, e, ldap);
+    said.what = crate::logging::redact(&said.what);
+    said.hint = said.hint.map(|h| crate::logging::redact(&h));
+    said.details = said.details.map(|d| crate::logging::redact(&d));
     Outcome::Failed {
         job,
         message,
+        said,
         refused: matches!(e.downcast_ref::<Failure>(), Some(Failure::Refused(_))),
     }
 }
@@ -354,10 +448,19 @@ fn run(
     repaint: Arc<dyn Fn() + Send + Sync>,
 ) {
     let activity = Arc::clone(&progress.activity);
-    let send = |o: Outcome| {
-        if let Ok(mut a) = activity.lock() {
+    // the job that ended clears the status line (not a quiet job's: a job sent meanwhile waits
+    // behind it and shows already)
+    let finish = |o: Outcome, job: &str| {
+        // the outcome first: a frame that sees the job ended finds its outcome
+        let _ = out.send(o);
+        if let Ok(mut a) = activity.lock()
+            && a.job == Some(job)
+        {
             *a = Activity::default();
         }
+        repaint();
+    };
+    let send = |o: Outcome| {
         let _ = out.send(o);
         repaint();
     };
@@ -368,24 +471,28 @@ fn run(
     {
         Ok(r) => r,
         Err(e) => {
-            send(failed(
+            finish(
+                failed(
+                    "Start",
+                    &anyhow::anyhow!("starting the async runtime: {e}"),
+                    &data_dir,
+                ),
                 "Start",
-                &anyhow::anyhow!("starting the async runtime: {e}"),
-            ));
+            );
             return;
         }
     };
     let conn = match Connector::with_store(&data_dir, secrets) {
         Ok(c) => c,
         Err(e) => {
-            send(failed("Start", &e));
+            finish(failed("Start", &e, &data_dir), "Start");
             return;
         }
     };
-    if let Some(t) = Tables::load(&data_dir) {
-        // the last run's tables, as the window starts (the activity is the first job's)
-        let _ = out.send(Outcome::Tables(Box::new(t)));
-        repaint();
+    // the last run's tables as the window starts, then whenever the service saves newer ones
+    let mut seen = SavedTables::default();
+    if let Some(t) = seen.newer(&data_dir) {
+        send(Outcome::Tables(Box::new(t)));
     }
     let mut polling_lock: Option<SyncLock> = None;
     while let Ok(job) = jobs.recv() {
@@ -401,7 +508,7 @@ fn run(
                 });
                 match r {
                     Ok(()) => Outcome::LoggedIn,
-                    Err(e) => failed(name, &e),
+                    Err(e) => failed(name, &e, &data_dir),
                 }
             }
             Job::Test => match runtime.block_on(conn.test(&progress)) {
@@ -411,7 +518,7 @@ fn run(
                     save(&t, &data_dir);
                     Outcome::Tested(Box::new(t))
                 }
-                Err(e) => failed(name, &e),
+                Err(e) => failed(name, &e, &data_dir),
             },
             Job::Sync { allow_mass_removal } => {
                 let opts = SyncOptions {
@@ -432,7 +539,7 @@ fn run(
                         Outcome::Synced(Box::new(r))
                     }
                     Err(e) => {
-                        let o = failed(name, &e);
+                        let o = failed(name, &e, &data_dir);
                         if let Outcome::Failed {
                             message,
                             refused: true,
@@ -457,13 +564,18 @@ fn run(
                 };
                 match r {
                     Ok(_) => Outcome::CacheCleared,
-                    Err(e) => failed(name, &e),
+                    Err(e) => failed(name, &e, &data_dir),
                 }
             }
-            Job::Refresh => match status(&conn) {
-                Ok(s) => Outcome::Refreshed(Box::new(s)),
-                Err(e) => failed(name, &e),
-            },
+            Job::Refresh => {
+                if let Some(t) = seen.newer(&data_dir) {
+                    send(Outcome::Tables(Box::new(t)));
+                }
+                match status(&conn) {
+                    Ok(s) => Outcome::Refreshed(Box::new(s)),
+                    Err(e) => failed(name, &e, &data_dir),
+                }
+            }
             Job::StartPolling => {
                 // the schedule settings only block automatic syncs, so they are checked here
                 let schedule = conn.config().and_then(|cfg| {
@@ -474,7 +586,7 @@ fn run(
                     }
                 });
                 if let Err(e) = schedule {
-                    failed(name, &e)
+                    failed(name, &e, &data_dir)
                 } else if polling_lock.is_some() {
                     Outcome::PollingStarted
                 } else {
@@ -483,7 +595,7 @@ fn run(
                             polling_lock = Some(l);
                             Outcome::PollingStarted
                         }
-                        Err(e) => failed(name, &e),
+                        Err(e) => failed(name, &e, &data_dir),
                     }
                 }
             }
@@ -492,9 +604,13 @@ fn run(
                 Outcome::PollingStopped
             }
         };
-        send(outcome);
+        finish(outcome, name);
         if let Some(t) = tables {
             send(Outcome::Tables(Box::new(t)));
+        }
+        if matches!(name, "Test" | SYNC) {
+            // the window's own tables are not read back as the service's
+            seen.saw(&data_dir);
         }
         // keep the dashboard's times and history current after every operation
         if matches!(name, "Sync" | "Clear sync cache" | "Log in")
@@ -502,5 +618,35 @@ fn run(
         {
             send(Outcome::Refreshed(Box::new(s)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_sync_bar_runs_from_reading_to_verifying_and_never_goes_back() {
+        let stages = [
+            "Signing in to Bitwarden",
+            "Reading users",
+            "Reading the organization's members",
+            "Pushing member batch 1/2 (2000 members, 0 groups)",
+            "Reading groups",
+            "Pushing member batch 2/2 (500 members, 0 groups)",
+            "Reading groups",
+            "Normalizing groups",
+            "Pushing group batch 1/2 (0 members, 10 groups)",
+            "Pushing group batch 2/2 (0 members, 10 groups)",
+            "Verifying the organization",
+        ];
+        let mut bar = 0.0;
+        let mut seen = Vec::new();
+        for s in stages {
+            let next = super::overall(bar, s);
+            assert!(next >= bar, "{s}: {next} < {bar}");
+            bar = next;
+            seen.push(bar);
+        }
+        assert!(seen[3] >= 0.3 && seen[8] >= 0.6 && bar >= 0.9, "{seen:?}");
+        assert!(bar < 1.0);
     }
 }

@@ -230,9 +230,12 @@ async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished
                     allow_mass_removal: false,
                     lock_held: true,
                     reconcile: false,
-                    keep_read: false,
+                    // the window shows the service's last run
+                    keep_read: true,
                 };
-                conn.sync(opts, &progress).await
+                let (result, read) = conn.sync_keeping(opts, &progress).await;
+                save_tables(&conn.data_dir, &result, read);
+                result
             }
             Ok(None) => Err(crate::errors::Failure::Config(
                 "not logged in: run `directory-connector login` as the service's user, or set \
@@ -268,6 +271,37 @@ async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished
         duration: started.elapsed(),
     })
 }
+
+/// Saves the tables of a run (what it read and planned, or the plan the guard refused) for
+/// the window, as the window saves its own ("As of 10:42, service run."). A failure is logged.
+fn save_tables(
+    data_dir: &Path,
+    result: &anyhow::Result<SyncReport>,
+    read: Option<crate::sync::SyncRead>,
+) {
+    let refused = match result {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<crate::errors::Failure>(),
+                Some(crate::errors::Failure::Refused(_))
+            ) =>
+        {
+            Some(crate::logging::redact(&format!("{e:#}")))
+        }
+        _ => None,
+    };
+    let tables = read.and_then(|read| {
+        crate::sync::tables::of_sync(SERVICE_RUN, result.as_ref().ok(), read, refused)
+    });
+    if let Some(t) = tables
+        && let Err(e) = t.save(data_dir)
+    {
+        tracing::warn!("{e:#}");
+    }
+}
+
+/// How the window names the tables of a service run.
+pub const SERVICE_RUN: &str = "service run";
 
 /// A one-line summary of a run for the log and systemd's STATUS=.
 fn summary(f: &Finished) -> String {

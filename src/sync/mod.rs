@@ -87,6 +87,9 @@ pub struct SyncRead {
     pub drift: Option<crate::engine::Drift>,
     /// The plan a guard refused (the run ended with `Failure::Refused`).
     pub refused_plan: Option<Plan>,
+    /// The groups of the baseline that a plan refused by the member guard would take members
+    /// out of (its groups were not planned yet): "Staff: 2 out".
+    pub groups_losing: Option<Vec<String>>,
 }
 
 /// The guard limits of a configuration.
@@ -254,7 +257,16 @@ async fn member_half(
         half.org.as_ref().map(|o| &o.org),
     );
     if guarded.is_err() {
-        run.keep(|k| k.refused_plan = Some(half.plan.clone()));
+        run.keep(|k| {
+            k.groups_losing = Some(tables::groups_losing_in(&half.base, &half.plan));
+            k.refused_plan = Some(half.plan.clone());
+            // the users it read (the groups were not read yet)
+            k.normalized = Some(crate::engine::Normalized {
+                users: half.kept_users.clone().flatten(),
+                groups: None,
+                skipped: half.skipped.clone(),
+            });
+        });
     }
     guarded?;
     if !push::goes_early(&half.plan) {

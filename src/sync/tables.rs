@@ -181,6 +181,92 @@ impl Tables {
     }
 }
 
+/// Which groups of the baseline lose members when `plan`'s removals go through ("Staff: 2
+/// out"): a member removed from the organization leaves every group it is in. For a plan the
+/// member guard refused before the groups were planned.
+pub fn groups_losing_in(base: &crate::engine::diff::Cache, plan: &Plan) -> Vec<String> {
+    let removed: std::collections::HashSet<&str> = plan
+        .members
+        .iter()
+        .filter(|m| matches!(m.action, MemberAction::Remove(_)))
+        .map(|m| m.external_id.as_str())
+        .collect();
+    if removed.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<(String, usize)> = base
+        .groups
+        .values()
+        .filter_map(|g| {
+            let out = g
+                .members
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .filter(|m| removed.contains(&***m))
+                .count();
+            (out > 0).then(|| (g.name.clone(), out))
+        })
+        .collect();
+    out.sort();
+    out.into_iter()
+        .map(|(name, n)| format!("{name}: {n} out"))
+        .collect()
+}
+
+/// The tables of a sync (`operation`: how it started: "Sync Now", "Start Sync", "service
+/// run"), from what it read and planned; a refused sync (`refused`: the guard's message) shows
+/// the plan it refused. `None` when the run ended before it had a plan.
+pub fn of_sync(
+    operation: &str,
+    report: Option<&crate::sync::SyncReport>,
+    read: crate::sync::SyncRead,
+    refused: Option<String>,
+) -> Option<Tables> {
+    let plan = report.map(|r| &r.plan).or(read.refused_plan.as_ref())?;
+    let mut t = Tables::new(operation);
+    if let Some(n) = &read.normalized {
+        t.set_directory(n, plan);
+        let users = n.users.as_deref().unwrap_or_default();
+        let (enabled, disabled, deleted) = crate::engine::model::user_counts(users);
+        t.summary = format!(
+            "{}: {} users ({enabled} enabled, {disabled} disabled, {deleted} deleted), {} groups, {} skipped. ",
+            operation,
+            users.len(),
+            t.groups.len(),
+            t.skipped.len(),
+        );
+    }
+    t.set_plan(plan);
+    if t.groups_losing.is_empty()
+        && let Some(losing) = read.groups_losing
+    {
+        t.groups_losing = losing;
+    }
+    t.set_drift(read.drift.as_ref());
+    t.summary.push_str(&match report {
+        Some(r) if r.outcome == crate::store::RunOutcome::Unchanged => {
+            "Nothing to change, nothing was sent.".to_string()
+        }
+        Some(r) => format!(
+            "Synced. {}. {} request(s), {} bytes sent.",
+            plan.summary(),
+            r.requests,
+            r.bytes_pushed
+        ),
+        None => format!(
+            "Sync refused, nothing was sent. The refused {}.",
+            plan.summary().replacen("Plan", "plan", 1)
+        ),
+    });
+    t.baseline = format!("Baseline: {}.", plan.baseline.describe());
+    if let Some(d) = &read.drift {
+        t.baseline.push_str(&format!(" {}.", d.summary()));
+    }
+    t.refused = refused;
+    Some(t)
+}
+
 /// The first [`NAMES_SHOWN`] names, then how many more.
 pub fn first_names(names: &[&str]) -> String {
     let shown = names

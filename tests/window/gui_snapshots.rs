@@ -143,3 +143,59 @@ fn each_tab_matches_its_snapshot() {
     h.run_steps(4);
     h.snapshot_options("dashboard-light", &options());
 }
+
+/// The history (each run's result, the chart of members over time with its time axis) and an
+/// error with its hint, in the window's words.
+#[test]
+fn the_history_and_an_error_match_their_snapshot() {
+    use directory_connector::gui::View;
+    use directory_connector::gui::words::Said;
+    use directory_connector::store::{RunOutcome, RunRecord};
+    let mut h = window("history", true);
+    let run = |id: i64, at: &str, outcome: RunOutcome, invited: u64, members: u64| {
+        let mut r = RunRecord::new(id, "sync");
+        r.started_at = at.to_string();
+        r.outcome = outcome;
+        r.invited = invited;
+        r.groups_changed = u64::from(invited > 0);
+        r.members_after = members;
+        if outcome == RunOutcome::Failed {
+            r.error = Some(
+                "reading the directory: connecting to ldap://dc1.example.com:389: \
+                            Connection refused (os error 111)"
+                    .into(),
+            );
+        }
+        r
+    };
+    // newest first, as the store lists them
+    let runs = [
+        run(5, "2026-11-03T09:00:00Z", RunOutcome::Failed, 0, 0),
+        run(4, "2026-11-03T08:00:00Z", RunOutcome::Synced, 40, 340),
+        run(3, "2026-11-02T08:00:00Z", RunOutcome::Unchanged, 0, 300),
+        run(2, "2026-11-01T08:00:00Z", RunOutcome::Synced, 120, 300),
+        run(1, "2026-10-31T08:00:00Z", RunOutcome::Synced, 180, 180),
+    ];
+    h.state_mut().dashboard.set_runs(&runs);
+    h.state_mut().dashboard.view = View::History;
+    h.state_mut().said(Said {
+        what: "Test Now could not connect to the directory server: the connection was refused."
+            .into(),
+        hint: Some(
+            "Check Server Hostname and Server Port in Settings (Directory, Connection), and \
+             that the directory server is running."
+                .into(),
+        ),
+        details: Some(
+            "reading the directory: connecting to ldap://dc1.example.com:389: I/O error: \
+             Connection refused (os error 111)"
+                .into(),
+        ),
+    });
+    h.run_steps(4);
+    assert!(
+        h.query_by_label("Members over time (axes: Time, Members)")
+            .is_some()
+    );
+    h.snapshot_options("history", &options());
+}

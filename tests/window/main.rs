@@ -24,4 +24,5 @@ mod support;
 
 mod gui;
 mod gui_snapshots;
+mod own_words;
 mod window;

@@ -91,3 +91,57 @@ fn the_real_window_opens_under_xvfb_and_is_not_blank() {
         "two different screens"
     );
 }
+
+/// The README's screenshots (issue 28): the real window after a service run the guard refused
+/// (the refused plan, the reason and the override, "As of …, service run"), and an error in the
+/// window's words (a configuration that does not read: what happened, the hint, Details). Kept
+/// in `target/tmp/window-refused.png` and `window-error.png`; `docs/window-*.png` are copies.
+#[test]
+fn the_real_window_shows_a_refused_service_run_and_an_error_in_its_own_words() {
+    use support::slapd::{group, user_dn};
+    let (_x, display) = xvfb(130);
+    let mut ldif = String::new();
+    for u in ["alice", "bob", "carol", "dave"] {
+        ldif.push_str(&person(u, Some(&format!("{u}@example.com")), false));
+    }
+    ldif.push_str(&group("Staff", &[user_dn("alice"), user_dn("bob")]));
+    ldif.push_str(&group("Ops", &[user_dn("carol"), user_dn("dave")]));
+    let slapd = Slapd::start(&ldif);
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    env.set("sync.remove_missing_users", "true");
+    env.set("sync.max_removals", "1");
+    env.ok(&["sync"]);
+    slapd.delete(&user_dn("bob"));
+    slapd.delete(&user_dn("carol"));
+    // one run of the service, refused by the guard: it saves the tables the window shows
+    env.set("service.schedule", "* * * * * *");
+    let service = env
+        .command(&["service"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the service");
+    let service = Killed(service);
+    let tables = env.path().join(directory_connector::sync::tables::FILE);
+    let start = Instant::now();
+    while !tables.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no tables saved");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(service);
+    let refused = screenshot(&display, &env, "refused", "Bitwarden Directory Connector");
+    assert!(colors(&refused) > 20, "the screenshot looks blank");
+
+    // a configuration that does not read: the error, its hint and Details
+    let config = env.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}\n[ldap]\nportt = 389\n")).unwrap();
+    let error = screenshot(&display, &env, "error", "Bitwarden Directory Connector");
+    assert!(colors(&error) > 20, "the screenshot looks blank");
+    assert_ne!(
+        std::fs::read(&refused).unwrap(),
+        std::fs::read(&error).unwrap()
+    );
+}

@@ -264,7 +264,12 @@ impl App {
                         "Sync complete: {} ({} request(s)).",
                         super::words::changes(
                             r.plan.invites() as u64,
-                            r.plan.removals() as u64,
+                            (r.server.revoked, r.server.restored),
+                            if r.plan.import_revokes {
+                                0
+                            } else {
+                                r.plan.removals() as u64
+                            },
                             r.plan.groups.len() as u64
                         ),
                         r.requests

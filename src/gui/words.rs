@@ -149,9 +149,16 @@ pub fn button(job: &str) -> &str {
 }
 
 /// "300 invited, 2 removed, 1 group changed".
-pub fn changes(invited: u64, removed: u64, groups: u64) -> String {
+pub fn changes(invited: u64, (revoked, restored): (u64, u64), removed: u64, groups: u64) -> String {
+    let mut lifecycle = String::new();
+    if revoked > 0 {
+        lifecycle.push_str(&format!("{revoked} revoked, "));
+    }
+    if restored > 0 {
+        lifecycle.push_str(&format!("{restored} restored, "));
+    }
     format!(
-        "{invited} invited, {removed} removed, {groups} group{} changed",
+        "{invited} invited, {lifecycle}{removed} removed, {groups} group{} changed",
         if groups == 1 { "" } else { "s" }
     )
 }
@@ -276,7 +283,11 @@ pub fn error(job: &str, err: &anyhow::Error, ldap: bool) -> Said {
 /// A run's result in the history: "Synced: 300 invited, 2 removed, 1 group changed".
 pub fn run_result(r: &crate::store::RunRecord) -> String {
     use crate::store::RunOutcome;
-    let changes = changes(r.invited, r.removed, r.groups_changed);
+    let lifecycle = r
+        .server
+        .as_ref()
+        .map_or((0, 0), |s| (s.revoked, s.restored));
+    let changes = changes(r.invited, lifecycle, r.removed, r.groups_changed);
     match r.outcome {
         RunOutcome::Synced => format!("Synced: {changes}"),
         RunOutcome::Unchanged => "Unchanged: nothing to send".to_string(),

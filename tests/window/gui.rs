@@ -15,7 +15,7 @@ use support::fake_bitwarden::FakeBitwarden;
 use support::slapd::{Slapd, group, person, user_dn};
 use support::{CLIENT_SECRET, Env, client_id};
 
-fn directory() -> String {
+pub(crate) fn directory() -> String {
     let mut l = String::new();
     for u in ["alice", "bob", "carol"] {
         l.push_str(&person(u, Some(&format!("{u}@example.com")), false));
@@ -24,7 +24,7 @@ fn directory() -> String {
     l
 }
 
-fn window(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
+pub(crate) fn window(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
     let opts = AppOptions {
         data_dir: env.path().to_path_buf(),
         secrets: Arc::new(PlaintextStore::new(env.path())),
@@ -36,7 +36,11 @@ fn window(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
 }
 
 /// Steps frames until `done` holds (the worker answers asynchronously), at most 60 s.
-fn wait(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&Harness<'static, App>) -> bool) {
+pub(crate) fn wait(
+    h: &mut Harness<'static, App>,
+    what: &str,
+    done: impl Fn(&Harness<'static, App>) -> bool,
+) {
     let start = Instant::now();
     loop {
         h.step();
@@ -51,7 +55,8 @@ fn wait(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&Harness<'stati
             .unwrap_or_default();
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}; banner: {banner}"
+            "timed out waiting for {what}; banner: {banner}; running: {:?}",
+            h.state().worker.activity.lock().unwrap().clone()
         );
         std::thread::sleep(Duration::from_millis(30));
     }
@@ -71,13 +76,13 @@ fn banner(h: &Harness<'static, App>) -> String {
     })
 }
 
-fn has_label(h: &Harness<'static, App>, text: &str) -> bool {
+pub(crate) fn has_label(h: &Harness<'static, App>, text: &str) -> bool {
     h.query_by_label_contains(text).is_some()
 }
 
 /// A logged-in window (key in the plaintext store, as `login` leaves it) over a configured
 /// environment.
-fn logged_in(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
+pub(crate) fn logged_in(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
     let store = PlaintextStore::new(env.path());
     store.set("bitwarden.client_id", &client_id()).unwrap();
     store.set("bitwarden.client_secret", CLIENT_SECRET).unwrap();
@@ -86,7 +91,7 @@ fn logged_in(env: &Env, poll: Option<Duration>) -> Harness<'static, App> {
     h
 }
 
-fn click(h: &mut Harness<'static, App>, label: &str) {
+pub(crate) fn click(h: &mut Harness<'static, App>, label: &str) {
     // a control below the fold of a scrolled page is brought into view first
     h.get_by_label(label).scroll_to_me();
     h.run_steps(2);
@@ -99,7 +104,7 @@ fn click(h: &mut Harness<'static, App>, label: &str) {
     }
 }
 
-fn type_into(h: &mut Harness<'static, App>, label: &str, text: &str) {
+pub(crate) fn type_into(h: &mut Harness<'static, App>, label: &str, text: &str) {
     h.get_by_label(label).scroll_to_me();
     h.run_steps(2);
     let node = h.get_by_label(label);

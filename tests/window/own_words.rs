@@ -5,63 +5,16 @@
 
 use crate::support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use directory_connector::gui::{App, AppOptions};
-use directory_connector::secrets::{PlaintextStore, SecretStore};
+use directory_connector::gui::App;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use support::fake_bitwarden::FakeBitwarden;
-use support::slapd::{Slapd, group, person, user_dn};
+use support::slapd::{Slapd, user_dn};
 use support::{CLIENT_SECRET, Env, client_id};
 
-fn directory() -> String {
-    let mut l = String::new();
-    for u in ["alice", "bob", "carol"] {
-        l.push_str(&person(u, Some(&format!("{u}@example.com")), false));
-    }
-    l.push_str(&group("Staff", &[user_dn("alice"), user_dn("bob")]));
-    l
-}
-
-fn window(env: &Env) -> Harness<'static, App> {
-    let opts = AppOptions {
-        data_dir: env.path().to_path_buf(),
-        secrets: Arc::new(PlaintextStore::new(env.path())),
-        poll_interval: None,
-    };
-    Harness::builder()
-        .with_size(egui::vec2(1200.0, 900.0))
-        .build_eframe(move |cc| App::new(&cc.egui_ctx, opts))
-}
-
-fn logged_in(env: &Env) -> Harness<'static, App> {
-    let store = PlaintextStore::new(env.path());
-    store.set("bitwarden.client_id", &client_id()).unwrap();
-    store.set("bitwarden.client_secret", CLIENT_SECRET).unwrap();
-    let mut h = window(env);
-    wait(&mut h, "the dashboard", |h| has_label(h, "Test Now"));
-    h
-}
-
-/// Steps frames until `done` holds, at most 60 s.
-fn wait(h: &mut Harness<'static, App>, what: &str, done: impl Fn(&Harness<'static, App>) -> bool) {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if done(h) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}; notification: {}; running: {:?}",
-            notice(h),
-            h.state().worker.activity.lock().unwrap().clone()
-        );
-        std::thread::sleep(Duration::from_millis(30));
-    }
-}
+use crate::gui::{click, directory, has_label, logged_in, type_into, wait, window};
 
 /// The notification's text, hint and details.
 fn notice(h: &Harness<'static, App>) -> String {
@@ -73,36 +26,6 @@ fn notice(h: &Harness<'static, App>) -> String {
             b.details.as_deref().unwrap_or_default()
         )
     })
-}
-
-fn has_label(h: &Harness<'static, App>, text: &str) -> bool {
-    h.query_by_label_contains(text).is_some()
-}
-
-fn click(h: &mut Harness<'static, App>, label: &str) {
-    h.get_by_label(label).scroll_to_me();
-    h.run_steps(2);
-    h.get_by_label(label).hover();
-    h.step();
-    h.get_by_label(label).click();
-    for _ in 0..3 {
-        h.step();
-    }
-}
-
-fn type_into(h: &mut Harness<'static, App>, label: &str, text: &str) {
-    h.get_by_label(label).scroll_to_me();
-    h.run_steps(2);
-    h.get_by_label(label).focus();
-    h.step();
-    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    h.step();
-    if text.is_empty() {
-        h.key_press(egui::Key::Backspace);
-    } else {
-        h.get_by_label(label).type_text(text);
-    }
-    h.step();
 }
 
 /// Every text the window shows now: each node's label, value and description.
@@ -203,7 +126,7 @@ fn a_scripted_run_shows_no_cli_language() {
     let mut seen: Vec<(String, String)> = Vec::new();
 
     // login: a wrong secret, then the right one
-    let mut h = window(&env);
+    let mut h = window(&env, None);
     wait(&mut h, "the login screen", |h| has_label(h, "Log In"));
     collect(&mut h, &mut seen, "login");
     type_into(&mut h, "Client ID", &client_id());
@@ -363,7 +286,7 @@ fn information_goes_away_and_errors_stay_without_covering_anything() {
     let server = FakeBitwarden::start();
     let env = Env::new();
     env.configure(&slapd, &server);
-    let mut h = logged_in(&env);
+    let mut h = logged_in(&env, None);
     click(&mut h, "Test Now");
     wait(&mut h, "the test", |h| notice(h).contains("Test complete"));
     assert!(!h.state().banner.as_ref().unwrap().error);
@@ -422,7 +345,7 @@ fn a_sync_moves_nothing_under_the_cursor_and_its_bar_never_goes_back() {
     let server = FakeBitwarden::start();
     let env = Env::new();
     env.configure(&slapd, &server);
-    let mut h = logged_in(&env);
+    let mut h = logged_in(&env, None);
     let tab = h.get_by_label("History").rect();
     let search = h.get_by_label("Search").rect();
     h.get_by_label("Sync Now").click();
@@ -467,7 +390,7 @@ fn tables_sort_by_a_column_and_count_what_a_search_shows() {
     let server = FakeBitwarden::start();
     let env = Env::new();
     env.configure(&slapd, &server);
-    let mut h = logged_in(&env);
+    let mut h = logged_in(&env, None);
     click(&mut h, "Test Now");
     wait(&mut h, "the test", |h| h.state().dashboard.users.len() == 3);
     let emails = |h: &Harness<'static, App>| -> Vec<String> {
@@ -513,7 +436,7 @@ fn the_history_chart_has_a_time_axis_and_runs_say_what_they_did() {
     env.ok(&["sync"]);
     env.set("ldap.port", "1");
     env.run(&["sync"]);
-    let mut h = logged_in(&env);
+    let mut h = logged_in(&env, None);
     wait(&mut h, "the history", |h| {
         h.state().dashboard.history.len() == 3
     });
@@ -540,7 +463,7 @@ fn the_import_dialog_says_when_replace_is_needed_and_its_next_step_is_a_button()
     let server = FakeBitwarden::start();
     let env = Env::new();
     let up = upstream_data(&server, &slapd);
-    let mut h = window(&env);
+    let mut h = window(&env, None);
     wait(&mut h, "the login screen", |h| has_label(h, "Log In"));
     click(&mut h, "Import from Bitwarden Directory Connector…");
     assert!(has_label(&h, "Browse…"), "a native Browse");
@@ -589,7 +512,7 @@ fn the_window_shows_the_services_run_and_the_groups_a_refusal_would_empty() {
     env.set("sync.remove_missing_users", "true");
     env.set("sync.max_removals", "1");
     env.ok(&["sync"]);
-    let mut h = logged_in(&env);
+    let mut h = logged_in(&env, None);
 
     // two people leave; the service's run is refused and saves its tables
     slapd.delete(&user_dn("bob"));

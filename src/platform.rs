@@ -111,7 +111,7 @@ mod windows {
         result
     }
 
-    pub fn restrict_to_current_user(path: &Path) -> std::io::Result<()> {
+    pub(super) fn restrict_to_current_user(path: &Path) -> std::io::Result<()> {
         let sid = current_user_sid()?;
         // P: protected (nothing inherited from the parent); full access (FA) for the user,
         // SYSTEM (SY) and Administrators (BA); OICI: files and folders created inside inherit.
@@ -152,7 +152,7 @@ mod windows {
         Ok(())
     }
 
-    pub fn free_console_if_own() {
+    pub(super) fn free_console_if_own() {
         let mut pids = [0u32; 4];
         // SAFETY: the buffer holds 4 ids, as passed.
         let n = unsafe { GetConsoleProcessList(pids.as_mut_ptr(), pids.len() as u32) };

@@ -117,7 +117,7 @@ mod scm {
     /// The data directory the SCM's command line named, for [`service_main`].
     static DATA_DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
 
-    pub fn run_action(action: Action, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    pub(super) fn run_action(action: Action, data_dir: &std::path::Path) -> anyhow::Result<String> {
         match action {
             Action::Install => install(),
             Action::Uninstall => uninstall(),

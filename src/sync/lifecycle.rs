@@ -134,8 +134,16 @@ async fn each(
             .with_context(|| format!("{} {} ({})", m.action.label(), m.email, m.external_id))?;
         let planned = &mut plan.members[i];
         if gone {
-            // said and recorded: the import must not count on it
+            // said and recorded; the import must not take it for someone to invite: a leaver
+            // is sent as removed (nothing there to remove), a returner or a moved entry as
+            // the newcomer it now is
             planned.member_id = None;
+            planned.previous_external_id = None;
+            planned.action = match planned.action {
+                MemberAction::Revoke(reason) => MemberAction::Remove(reason),
+                _ => MemberAction::Invite,
+            };
+            continue;
         }
         if planned.action == MemberAction::Rename && !store_renamed(record, n_renamed_before) {
             // not renamed: the import lists the member as the organization has it (its new

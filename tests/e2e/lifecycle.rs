@@ -381,6 +381,10 @@ fn the_servers_400_and_404_answers_are_read_as_the_states_they_name() {
         "Already revoked: recorded"
     );
     assert!(!records.contains_key(&user_dn("dave")));
+    assert!(
+        !server.org().members.contains_key(&email("dave")),
+        "a member gone is not invited again by the import"
+    );
     // the organization as those answers said: bob revoked, dave gone
     {
         let mut org = server.org();

@@ -203,8 +203,8 @@ pub struct Org {
     /// The member API's answers for these emails are a 400 with this message (a refusal the
     /// server's rules would give, e.g. a policy).
     pub member_refusals: BTreeMap<String, String>,
-    /// Members (by email) the member API answers 404 for, though the lists still show them
-    /// (removed by hand between the connector's read and its request).
+    /// Members (by email) removed by hand between the connector's read and its member API
+    /// request: the request removes them (and their group rows) and answers 404.
     pub member_gone: BTreeSet<String>,
     /// The server runs self-hosted: a restore that needs a seat cannot add one
     /// (`OrganizationService.CanScaleAsync`).
@@ -801,6 +801,7 @@ fn member_call(
     };
     org.member_calls.push(format!("{what} {email}"));
     if org.member_gone.contains(&email) {
+        remove_members(org, |m| m.email == email);
         return Err(StatusCode::NOT_FOUND.into_response());
     }
     if let Some(msg) = org.member_refusals.get(&email) {

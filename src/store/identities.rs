@@ -22,6 +22,17 @@ impl Store {
             .context("reading the directory's immutable ids")
     }
 
+    /// Whether the current scope has any immutable id recorded.
+    pub fn has_identities(&self) -> anyhow::Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM identities WHERE scope = ?1)",
+                [&self.scope],
+                |r| r.get(0),
+            )
+            .context("reading the directory's immutable ids")
+    }
+
     /// Records each (immutable id, externalId) pair where it changed (`known`: what
     /// [`Store::load_identities`] returned). Returns how many rows were written.
     pub fn save_identities<'u>(
@@ -122,6 +133,7 @@ mod tests {
         let users: &'static [NormUser] = Box::leak(Box::new(users));
         assert_eq!(s.save_identities(pairs(users), &HashMap::new()).unwrap(), 1);
         let known = s.load_identities().unwrap();
+        assert!(s.has_identities().unwrap());
         assert_eq!(known["entryUUID:1"], "cn=a,ou=1");
         assert_eq!(s.save_identities(pairs(users), &known).unwrap(), 0);
         let moved: &'static [NormUser] =
@@ -130,5 +142,6 @@ mod tests {
         assert_eq!(s.load_identities().unwrap()["entryUUID:1"], "cn=a,ou=2");
         s.set_scope("y");
         assert!(s.load_identities().unwrap().is_empty());
+        assert!(!s.has_identities().unwrap());
     }
 }

@@ -218,7 +218,11 @@ pub(crate) fn identities_and_lifecycle(
     record: bool,
     stay: Option<&mut Arc<foldhash::HashSet<String>>>,
 ) -> anyhow::Result<()> {
-    if users.iter().any(|u| u.immutable_id.is_some()) {
+    // A move or a rename shows in the plan as an invite; without one, and with the ids
+    // recorded once, an unchanged sync reads and writes none of them.
+    if users.iter().any(|u| u.immutable_id.is_some())
+        && (plan.invites() > 0 || !store.has_identities()?)
+    {
         let known = store.load_identities()?;
         lifecycle::pair_renames(plan, users, base, &known, org);
         lifecycle::follow_renames(base, plan);

@@ -81,6 +81,7 @@ fn main() {
         refused: None,
         baseline_note: None,
         drift: None,
+        fast_lane: None,
     });
     let load = t.elapsed();
     let frame = |label: &str,

@@ -44,6 +44,8 @@ pub struct TestReport {
     /// What the organization has that the directory does not explain (`None`: it could not be
     /// read).
     pub drift: Option<Drift>,
+    /// Whether the fast lane has a change feed (`None`: `sync.watch_seconds` is 0).
+    pub fast_lane: Option<String>,
 }
 
 impl Connector {
@@ -336,12 +338,17 @@ impl Connector {
             .or(owners)
             .or_else(|| check_group_guard(&plan, limits));
         let drift = org.as_ref().map(|o| o.drift(&normalized));
+        let fast_lane = match self.secret(&cfg) {
+            Ok(secret) => crate::sync::watch::availability(&cfg, secret).await,
+            Err(_) => None,
+        };
         Ok(TestReport {
             normalized,
             plan,
             refused,
             baseline_note,
             drift,
+            fast_lane,
         })
     }
 
@@ -418,6 +425,25 @@ impl Connector {
         };
         let store = self.scoped_store(&cfg, Some(&key))?;
         Ok((cfg, key, lock, store))
+    }
+
+    /// The fast lane's look at the directory's change feed ([`crate::sync::watch`]): reads
+    /// the directory only. The caller keeps the returned cursor ([`Connector::keep_cursor`])
+    /// once it has handled what the look found.
+    pub async fn watch(&self) -> anyhow::Result<crate::sync::watch::Looked> {
+        let cfg = self.checked_config()?;
+        let key = self.api_key()?;
+        let store = self.scoped_store(&cfg, key.as_ref())?;
+        let secret = self.secret(&cfg)?;
+        crate::sync::watch::look(&cfg, secret, &store).await
+    }
+
+    /// Keeps the fast lane's cursor for the configured server and organization.
+    pub fn keep_cursor(&self, cursor: &crate::sources::feed::Cursor) -> anyhow::Result<()> {
+        let cfg = self.config()?;
+        let key = self.api_key()?;
+        let store = self.scoped_store(&cfg, key.as_ref())?;
+        crate::sync::watch::save_cursor(&store, cursor)
     }
 
     /// Empties the sync cache so the next sync is a full push.

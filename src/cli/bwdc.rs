@@ -314,6 +314,7 @@ pub(super) fn dispatch(command: &super::Command, data_dir: &Path, c: &Compat) ->
                         lock_held: false,
                         reconcile: *reconcile,
                         keep_read: false,
+                        fast_lane: false,
                     },
                     &crate::progress::NoProgress,
                 )

@@ -564,6 +564,7 @@ fn dispatch(
                         lock_held: false,
                         reconcile: *reconcile,
                         keep_read: false,
+                        fast_lane: false,
                     },
                     &progress,
                 )
@@ -638,9 +639,15 @@ fn dispatch(
             Ok(0)
         }
         Command::History { limit } => {
-            let store = Connector::open(data_dir)?.store()?;
+            let conn = Connector::open(data_dir)?;
+            let store = conn.store()?;
             let runs = store.list_runs(*limit)?;
-            out.history(&runs, &crate::service::alerts::recent(&store));
+            let lane = crate::service::lane::view(&conn);
+            out.history(
+                &runs,
+                &crate::service::alerts::recent(&store),
+                lane.as_ref(),
+            );
             Ok(0)
         }
         Command::Completions { shell } => generate::completions(*shell),

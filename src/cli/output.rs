@@ -222,6 +222,7 @@ impl Output {
                 refused: &'a Option<String>,
                 baseline_note: &'a Option<String>,
                 drift: &'a Option<crate::engine::Drift>,
+                fast_lane: &'a Option<String>,
             }
             self.json_write(&TestJson {
                 object: "test",
@@ -234,6 +235,7 @@ impl Output {
                 refused: &r.refused,
                 baseline_note: &r.baseline_note,
                 drift: &r.drift,
+                fast_lane: &r.fast_lane,
             });
             return;
         }
@@ -302,6 +304,9 @@ impl Output {
         self.plan_summary(&r.plan, None);
         if let Some(reason) = &r.refused {
             outln!(self, "A sync now would be REFUSED: {reason}.");
+        }
+        if let Some(lane) = &r.fast_lane {
+            outln!(self, "Fast lane: {lane}.");
         }
     }
 
@@ -500,7 +505,12 @@ impl Output {
         }
     }
 
-    pub(super) fn history(&self, runs: &[RunRecord], alerts: &[crate::service::alerts::Event]) {
+    pub(super) fn history(
+        &self,
+        runs: &[RunRecord],
+        alerts: &[crate::service::alerts::Event],
+        lane: Option<&crate::service::lane::LaneView>,
+    ) {
         if self.json {
             // each run carries the service's alert about it, if any
             let mut v = serde_json::to_value(runs).unwrap_or_default();
@@ -514,6 +524,21 @@ impl Output {
             }
             self.json_value(&v);
             return;
+        }
+        if let Some(l) = lane.filter(|l| l.state != "off") {
+            let change = match (&l.last_change, &l.last_change_what) {
+                (Some(t), Some(w)) => format!(
+                    "; last change {}: {w}",
+                    t.chars().take(19).collect::<String>().replace('T', " ")
+                ),
+                _ => String::new(),
+            };
+            outln!(
+                self,
+                "Fast lane ({}): {}{change}",
+                l.state.replace('_', " "),
+                l.message
+            );
         }
         if runs.is_empty() {
             outln!(self, "No runs yet.");
@@ -531,7 +556,11 @@ impl Output {
                     .take(19)
                     .collect::<String>()
                     .replace('T', " "),
-                r.outcome.as_str().to_string(),
+                if r.kind == "fast lane" {
+                    format!("{} (fast lane)", r.outcome.as_str())
+                } else {
+                    r.outcome.as_str().to_string()
+                },
                 r.invited.to_string(),
                 r.server.as_ref().map_or(0, |s| s.revoked).to_string(),
                 r.server.as_ref().map_or(0, |s| s.restored).to_string(),

@@ -429,6 +429,16 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "no longer used: every sync reads every group's members from the server (accepted so that older configurations load)",
     ),
     (
+        "sync.watch_seconds",
+        KeyKind::Int(IntRange::new(0, 3_600)),
+        "the fast lane: look at the directory's change feed this often between full syncs, in the service and the polling window (default 60; 0: off)",
+    ),
+    (
+        "sync.watch_joiners",
+        KeyKind::Bool,
+        "the fast lane invites a joiner at once (off: a joiner waits for the next full sync)",
+    ),
+    (
         "sync.group_resend_hours",
         KeyKind::Int(IntRange::new(0, 8_760)),
         "servers without a read API (Vaultwarden): send groups again when confirmed longer ago than this (0: never)",

@@ -238,7 +238,15 @@ pub struct SyncConfig {
     /// many hours, a slice each sync (the rolling reconcile); between, a sync takes them from
     /// the sync cache's last confirmed rows.
     pub reconcile_hours: u64,
+    /// The fast lane: how often (seconds) the service, and the window while it polls, look at
+    /// the directory's change feed between full syncs (0: off).
+    pub watch_seconds: u64,
+    /// The fast lane invites a joiner at once (off: a joiner waits for the next full sync).
+    pub watch_joiners: bool,
 }
+
+/// Default for `sync.watch_seconds`.
+pub const DEFAULT_WATCH_SECONDS: u64 = 60;
 
 impl Default for SyncConfig {
     fn default() -> Self {
@@ -270,6 +278,8 @@ impl Default for SyncConfig {
             protected_emails: Vec::new(),
             group_resend_hours: 24,
             reconcile_hours: 24,
+            watch_seconds: DEFAULT_WATCH_SECONDS,
+            watch_joiners: false,
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct App {
     pub import: super::bwdc_import::ImportPanel,
     /// Polling: when the next automatic sync runs (None = not polling).
     pub next_run: Option<Instant>,
+    /// Polling: when the fast lane looks at the directory's change feed next.
+    pub next_look: Option<Instant>,
     pub polling: bool,
     pub syncs_started_by_polling: usize,
     /// Stop Sync was pressed during a sync: release the lock when it ends.
@@ -143,6 +145,7 @@ impl App {
             more,
             import: Default::default(),
             next_run: None,
+            next_look: None,
             polling: false,
             syncs_started_by_polling: 0,
             pending_stop: false,
@@ -223,9 +226,18 @@ impl App {
         self.start(Job::StartPolling);
     }
 
+    /// How often the fast lane looks while polling: `sync.watch_seconds` (`None`: 0, off).
+    pub fn watch_interval(&self) -> Option<Duration> {
+        let seconds = config::load(&self.opts.data_dir)
+            .map(|c| c.sync.watch_seconds)
+            .unwrap_or(crate::config::DEFAULT_WATCH_SECONDS);
+        (seconds > 0).then(|| Duration::from_secs(seconds))
+    }
+
     pub fn stop_polling(&mut self) {
         self.polling = false;
         self.next_run = None;
+        self.next_look = None;
         if self.worker.busy().is_some() {
             // the lock is released after the running sync
             self.pending_stop = true;
@@ -286,10 +298,12 @@ impl App {
             Outcome::PollingStarted => {
                 self.polling = true;
                 self.next_run = Some(Instant::now());
+                self.next_look = self.watch_interval().map(|d| Instant::now() + d);
             }
             Outcome::PollingStopped => {
                 self.polling = false;
                 self.next_run = None;
+                self.next_look = None;
             }
             Outcome::Cancelled { job, message } => {
                 self.more.reload_log();
@@ -311,6 +325,7 @@ impl App {
                 if job == "Start sync" {
                     self.polling = false;
                     self.next_run = None;
+                    self.next_look = None;
                 }
                 self.more.reload_log();
                 self.said(said);
@@ -323,6 +338,7 @@ impl App {
             self.pending_stop = false;
             self.start(Job::StopPolling);
         }
+        self.look_timer(ctx);
         let Some(at) = self.next_run else {
             return;
         };
@@ -340,6 +356,25 @@ impl App {
         } else {
             ctx.request_repaint_after(at - now);
         }
+    }
+
+    /// While polling, the fast lane's look at the change feed every `sync.watch_seconds`
+    /// (after the running operation, if any).
+    fn look_timer(&mut self, ctx: &egui::Context) {
+        let Some(at) = self.next_look else {
+            return;
+        };
+        let now = Instant::now();
+        if now < at {
+            ctx.request_repaint_after(at - now);
+            return;
+        }
+        if self.worker.busy().is_some() {
+            ctx.request_repaint_after(Duration::from_millis(200));
+            return;
+        }
+        self.start(Job::Watch);
+        self.next_look = self.watch_interval().map(|d| now + d);
     }
 
     /// An information notification past its time goes; an error stays.
@@ -720,6 +755,7 @@ impl eframe::App for App {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         // stop polling and let a running sync end on a batch boundary
         self.next_run = None;
+        self.next_look = None;
         self.look.flush();
         self.worker.shutdown(super::SHUTDOWN_WAIT);
     }

@@ -81,6 +81,10 @@ pub fn test_tables(r: &TestReport) -> Tables {
     if let Some(d) = &r.drift {
         t.baseline.push_str(&format!(" {}.", d.summary()));
     }
+    if let Some(lane) = &r.fast_lane {
+        t.baseline
+            .push_str(&format!(" Fast lane: {}.", words::text(lane)));
+    }
     t
 }
 
@@ -333,6 +337,9 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 s.cached_members, s.cached_groups
             ));
         });
+        if let Some(line) = s.lane.as_ref().and_then(|l| words::lane(l, local_time)) {
+            ui.label(line);
+        }
     }
     ui.add_space(4.0);
     ui.horizontal(|ui| {

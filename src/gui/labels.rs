@@ -163,6 +163,16 @@ const LABELS: &[(&str, &str, &str)] = &[
         "Sync options",
         "Remove revoked members after (days)",
     ),
+    (
+        "sync.watch_seconds",
+        "Sync options",
+        "Watch for changes every (seconds, 0: off)",
+    ),
+    (
+        "sync.watch_joiners",
+        "Sync options",
+        "Invite joiners as soon as they are seen",
+    ),
     ("sync.max_removals", "Safety", "Most removals per sync"),
     (
         "sync.max_removal_percent",

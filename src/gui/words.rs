@@ -282,12 +282,21 @@ pub fn error(job: &str, err: &anyhow::Error, ldap: bool) -> Said {
 
 /// A run's result in the history: "Synced: 300 invited, 2 removed, 1 group changed".
 pub fn run_result(r: &crate::store::RunRecord) -> String {
-    use crate::store::RunOutcome;
     let lifecycle = r
         .server
         .as_ref()
         .map_or((0, 0), |s| (s.revoked, s.restored));
     let changes = changes(r.invited, lifecycle, r.removed, r.groups_changed);
+    let result = run_outcome(r, &changes);
+    if r.kind == "fast lane" {
+        format!("Fast lane: {result}")
+    } else {
+        result
+    }
+}
+
+fn run_outcome(r: &crate::store::RunRecord, changes: &str) -> String {
+    use crate::store::RunOutcome;
     match r.outcome {
         RunOutcome::Synced => format!("Synced: {changes}"),
         RunOutcome::Unchanged => "Unchanged: nothing to send".to_string(),
@@ -300,6 +309,40 @@ pub fn run_result(r: &crate::store::RunRecord) -> String {
             format!("Stopped after {} request(s): {changes}", r.requests)
         }
     }
+}
+
+/// The fast lane's line on the Dashboard ("Watching for changes every 60 s; last change
+/// 18:42: 1 leaver (…)"), `None` when it is off.
+pub fn lane(
+    l: &crate::service::lane::LaneView,
+    local_time: impl Fn(&str) -> String,
+) -> Option<String> {
+    let change = match (&l.last_change, &l.last_change_what) {
+        (Some(t), Some(w)) => format!("; last change seen {}: {}", local_time(t), text(w)),
+        _ => String::new(),
+    };
+    let state = match l.state.as_str() {
+        "off" | "" => return None,
+        "watching" => "Watching for changes".to_string(),
+        "no_feed" => format!(
+            "No change feed ({}): a full sync every 10 looks",
+            text(&l.message)
+        ),
+        "stopped_by_guard" => format!("Watching stopped: {}", text(&l.message)),
+        "fallen_back" => format!("Reading everything once: {}", text(&l.message)),
+        _ => format!("Watching for changes failed: {}", text(&l.message)),
+    };
+    let detail = match l.state.as_str() {
+        "watching" => l
+            .message
+            .strip_prefix("watching the directory's change feed")
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    Some(format!("{state}{detail}{change}"))
 }
 
 /// Members after a run, "—" when the run did not count them (it failed, was refused or

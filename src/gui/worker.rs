@@ -35,13 +35,16 @@ pub enum Job {
     /// started meanwhile is refused instead of running twice.
     StartPolling,
     StopPolling,
+    /// While polling: one look at the directory's change feed (the fast lane), and a sync at
+    /// once when it finds a change the organization must follow.
+    Watch,
 }
 
 impl Job {
     /// Reading the status: it runs behind the window's back (every few seconds, to show the
     /// service's runs), so it neither shows on the status line nor disables a button.
     pub fn quiet(&self) -> bool {
-        matches!(self, Job::Refresh)
+        matches!(self, Job::Refresh | Job::Watch)
     }
 
     pub fn name(&self) -> &'static str {
@@ -53,6 +56,7 @@ impl Job {
             Job::Refresh => "Refresh",
             Job::StartPolling => "Start sync",
             Job::StopPolling => "Stop sync",
+            Job::Watch => "Watch",
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct Status {
     pub problem: Option<String>,
     /// The service's last alert when it is not a recovery (`directory-connector service`).
     pub service_alert: Option<String>,
+    /// The fast lane's state, the service's or the window's own.
+    pub lane: Option<crate::service::lane::LaneView>,
 }
 
 /// What the worker answers.
@@ -319,6 +325,7 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
                 cached_members: 0,
                 cached_groups: 0,
                 service_alert: None,
+                lane: None,
                 problem: Some(super::words::text(&crate::logging::redact(&format!(
                     "{e:#}"
                 )))),
@@ -330,6 +337,7 @@ fn status(conn: &Connector) -> anyhow::Result<Status> {
     Ok(Status {
         problem: None,
         service_alert: crate::service::alerts::banner(&store),
+        lane: crate::service::lane::view(conn),
         logged_in,
         last_user_sync: store.last_sync(SyncKind::Users)?,
         last_group_sync: store.last_sync(SyncKind::Groups)?,
@@ -435,6 +443,43 @@ fn failed(job: &'static str, e: &anyhow::Error, data_dir: &std::path::Path) -> O
     }
 }
 
+/// A sync in the worker (Sync Now, Start Sync's timer, the fast lane): its outcome, and its
+/// tables (saved for the next start).
+fn sync_job(
+    runtime: &tokio::runtime::Runtime,
+    conn: &Connector,
+    progress: &GuiProgress,
+    data_dir: &std::path::Path,
+    opts: SyncOptions,
+    operation: &str,
+) -> (Outcome, Option<Tables>) {
+    let name = SYNC;
+    let mut tables = None;
+    let (r, read) = runtime.block_on(conn.sync_keeping(opts, progress));
+    let outcome = match r {
+        Ok(r) => {
+            tables = sync_tables(operation, Some(&r), read, None);
+            Outcome::Synced(Box::new(r))
+        }
+        Err(e) => {
+            let o = failed(name, &e, data_dir);
+            if let Outcome::Failed {
+                message,
+                refused: true,
+                ..
+            } = &o
+            {
+                tables = sync_tables(operation, None, read, Some(message.clone()));
+            }
+            o
+        }
+    };
+    if let Some(t) = &tables {
+        save(t, data_dir);
+    }
+    (outcome, tables)
+}
+
 #[allow(
     clippy::too_many_lines,
     reason = "the worker thread: its set-up, then one match arm per job the window sends"
@@ -495,6 +540,19 @@ fn run(
         send(Outcome::Tables(Box::new(t)));
     }
     let mut polling_lock: Option<SyncLock> = None;
+    // the fast lane while the window polls (as the service's: its metrics are not served)
+    let mut lane = crate::service::lane::Lane::new();
+    let lane_status = match conn
+        .store()
+        .and_then(|st| crate::service::Status::from_history(&st))
+    {
+        Ok(st) => st,
+        Err(e) => {
+            finish(failed("Start", &e, &data_dir), "Start");
+            return;
+        }
+    };
+    let mut lane_alerts = crate::service::alerts::Alerts::new(chrono::Utc::now());
     while let Ok(job) = jobs.recv() {
         let name = job.name();
         let mut tables: Option<Tables> = None;
@@ -526,35 +584,66 @@ fn run(
                     lock_held: polling_lock.is_some(),
                     reconcile: false,
                     keep_read: true,
+                    fast_lane: false,
                 };
-                let (r, read) = runtime.block_on(conn.sync_keeping(opts, &progress));
                 // polling holds the lock: the sync was started by Start Sync's timer
                 let operation = match polling_lock {
                     Some(_) => "Start Sync",
                     None => "Sync Now",
                 };
-                let outcome = match r {
-                    Ok(r) => {
-                        tables = sync_tables(operation, Some(&r), read, None);
-                        Outcome::Synced(Box::new(r))
-                    }
-                    Err(e) => {
-                        let o = failed(name, &e, &data_dir);
-                        if let Outcome::Failed {
-                            message,
-                            refused: true,
-                            ..
-                        } = &o
-                        {
-                            tables = sync_tables(operation, None, read, Some(message.clone()));
-                        }
-                        o
-                    }
-                };
-                if let Some(t) = &tables {
-                    save(t, &data_dir);
-                }
+                let (outcome, t) = sync_job(&runtime, &conn, &progress, &data_dir, opts, operation);
+                tables = t;
                 outcome
+            }
+            Job::Watch => {
+                let cfg = conn.config().ok();
+                let next = match &cfg {
+                    Some(cfg) if polling_lock.is_some() => {
+                        runtime.block_on(lane.tick(&conn, cfg, &lane_status, &mut lane_alerts))
+                    }
+                    _ => crate::service::lane::Next::Wait,
+                };
+                match next {
+                    crate::service::lane::Next::Wait => match status(&conn) {
+                        Ok(s) => Outcome::Refreshed(Box::new(s)),
+                        Err(e) => failed(name, &e, &data_dir),
+                    },
+                    crate::service::lane::Next::SyncNow(why) => {
+                        tracing::info!("fast lane: a sync now ({why})");
+                        let opts = SyncOptions {
+                            allow_mass_removal: false,
+                            lock_held: polling_lock.is_some(),
+                            reconcile: false,
+                            keep_read: true,
+                            fast_lane: true,
+                        };
+                        let started = std::time::Instant::now();
+                        let (outcome, t) =
+                            sync_job(&runtime, &conn, &progress, &data_dir, opts, "Fast lane");
+                        tables = t;
+                        let record = conn
+                            .store()
+                            .and_then(|st| st.list_runs(1))
+                            .ok()
+                            .and_then(|r| r.into_iter().next());
+                        if let Some(record) = record {
+                            // the lane's own run: its record is what the lane reads
+                            let f = crate::service::Finished {
+                                record,
+                                report: None,
+                                duration: started.elapsed(),
+                            };
+                            runtime.block_on(lane.after_run(
+                                &conn,
+                                cfg.as_ref(),
+                                &lane_status,
+                                &mut lane_alerts,
+                                &f,
+                            ));
+                        }
+                        outcome
+                    }
+                }
             }
             Job::ClearCache => {
                 // a damaged database is moved aside and a new one made, as with the CLI

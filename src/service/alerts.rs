@@ -35,6 +35,9 @@ pub enum EventKind {
     Refused,
     Recovery,
     Stale,
+    /// The fast lane stopped (more leavers than the guard allows): it waits for a full sync.
+    #[serde(rename = "lane_stopped")]
+    LaneStopped,
 }
 
 impl EventKind {
@@ -44,6 +47,7 @@ impl EventKind {
             EventKind::Refused => "sync refused by the mass-removal guard",
             EventKind::Recovery => "sync recovered",
             EventKind::Stale => "no successful sync",
+            EventKind::LaneStopped => "fast lane stopped",
         }
     }
 }
@@ -408,6 +412,24 @@ impl Alerts {
                 self.stale_sent = None;
             }
             deliver(conn, cfg, &store, &run_event(kind, &f.record)).await;
+        }
+    }
+
+    /// Says that the fast lane stopped, and why (once per stop: the caller stops it).
+    pub async fn lane_stopped(&mut self, conn: &Connector, cfg: &Config, why: &str) {
+        let host = host();
+        let e = Event {
+            event: EventKind::LaneStopped,
+            time: Utc::now().to_rfc3339(),
+            message: format!("Directory Connector on {host}: the fast lane stopped: {why}"),
+            host,
+            outcome: None,
+            run_id: None,
+            counts: Counts::default(),
+            error: Some(why.to_string()),
+        };
+        if let Ok(store) = conn.store() {
+            deliver(conn, cfg, &store, &e).await;
         }
     }
 

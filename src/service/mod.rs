@@ -40,6 +40,7 @@
 
 pub mod alerts;
 pub mod http;
+pub mod lane;
 pub mod status;
 pub mod systemd;
 
@@ -217,7 +218,7 @@ pub struct Finished {
 
 /// One run: checks the configuration and the login, syncs, and makes sure a run record exists
 /// whatever happened (a run that fails before the sync starts is recorded here).
-async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished> {
+async fn one_run(conn: &Connector, stop: &StopHandle, fast_lane: bool) -> anyhow::Result<Finished> {
     let started = std::time::Instant::now();
     let store = conn.store()?;
     let before = store.list_runs(1)?.first().map(|r| r.id);
@@ -232,6 +233,7 @@ async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished
                     reconcile: false,
                     // the window shows the service's last run
                     keep_read: true,
+                    fast_lane,
                 };
                 let (result, read) = conn.sync_keeping(opts, &progress).await;
                 save_tables(&conn.data_dir, &result, read);
@@ -251,8 +253,9 @@ async fn one_run(conn: &Connector, stop: &StopHandle) -> anyhow::Result<Finished
         Some(r) if Some(r.id) != before => r,
         _ => {
             // the sync never started a run (configuration, login, database): record it here
-            let id = store.start_run("sync")?;
-            let mut r = RunRecord::new(id, "sync");
+            let kind = if fast_lane { "fast lane" } else { "sync" };
+            let id = store.start_run(kind)?;
+            let mut r = RunRecord::new(id, kind);
             r.outcome = RunOutcome::Failed;
             if let Err(e) = &result {
                 r.error = Some(crate::logging::redact(&format!("{e:#}")));
@@ -490,11 +493,15 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
             .map(|s| format!("; health and metrics on http://{}", s.addr))
             .unwrap_or_default()
     ));
+    let mut lane = lane::Lane::new();
+    // the next run is the fast lane's (it leaves the schedule as it was)
+    let mut fast = false;
+    let mut next = chrono::Utc::now();
     'service: loop {
         if stop.is_stopped() {
             break;
         }
-        let finished = one_run(&conn, &stop).await;
+        let finished = one_run(&conn, &stop, fast).await;
         let cfg = conn.config().ok();
         if cfg.is_some() {
             good_cfg = cfg.clone();
@@ -503,7 +510,14 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
             listen_later = false;
             server = late_server(good_cfg.as_ref(), &status, &stop).await;
         }
-        let mut next = plan_next(cfg.as_ref(), &mut last_schedule, &status);
+        if !fast || next <= chrono::Utc::now() {
+            next = plan_next(cfg.as_ref(), &mut last_schedule, &status);
+        }
+        fast = false;
+        if let Ok(f) = &finished {
+            lane.after_run(&conn, good_cfg.as_ref(), &status, &mut alerts, f)
+                .await;
+        }
         match finished {
             Ok(f) => {
                 let line = summary(&f);
@@ -537,8 +551,22 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
             let wait = (next - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(std::time::Duration::ZERO);
+            let look_in = lane.period(good_cfg.as_ref());
+            if good_cfg.as_ref().is_some_and(|c| c.sync.watch_seconds == 0) {
+                lane.off(&conn, &status);
+            }
             tokio::select! {
                 () = tokio::time::sleep(wait) => break,
+                () = tokio::time::sleep(look_in.unwrap_or_default()), if look_in.is_some() => {
+                    if let Some(cfg) = good_cfg.clone()
+                        && let lane::Next::SyncNow(why) =
+                            lane.tick(&conn, &cfg, &status, &mut alerts).await
+                    {
+                        tracing::info!("fast lane: a sync now ({why})");
+                        fast = true;
+                        break;
+                    }
+                }
                 () = stop.stopped() => break 'service,
                 () = hangup.recv() => {
                     match conn.config() {

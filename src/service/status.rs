@@ -9,6 +9,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
@@ -27,6 +28,21 @@ const REQUEST_KINDS: [&str; 6] = [
     "member_ids",
     "import",
     "member_api",
+];
+/// Every state of the fast lane (`fast_lane_state`): off, watching the change feed, no feed
+/// (a full read every `sync.watch_seconds` × 10), fallen back to a full read (a cursor lost),
+/// stopped by the guard (until a full sync succeeds), failing (the feed cannot be read).
+pub const LANE_STATES: [&str; 6] = [
+    "off",
+    "watching",
+    "no_feed",
+    "fallen_back",
+    "stopped_by_guard",
+    "failing",
+];
+/// The buckets of the fast lane's latency histogram (seconds).
+const LATENCY_BUCKETS: [f64; 10] = [
+    5.0, 10.0, 30.0, 60.0, 90.0, 120.0, 300.0, 900.0, 3600.0, 86400.0,
 ];
 /// Every kind of change counted in `changes_total`.
 const CHANGE_KINDS: [&str; 9] = [
@@ -59,9 +75,45 @@ struct Metrics {
     budget_wait: Counter<f64, AtomicU64>,
     /// The last run's groups: read before the plan, verified after the push, left pending.
     group_reads: Family<Labels, Gauge>,
+    /// The fast lane: its state (1 for the current one), its looks, its latency.
+    lane_state: Family<Labels, Gauge>,
+    lane_looks: Counter,
+    lane_latency: Histogram,
+}
+
+/// The fast lane's metrics: its state (off at start), its looks, its latency.
+fn register_lane(registry: &mut Registry) -> (Family<Labels, Gauge>, Counter, Histogram) {
+    let lane_state = Family::<Labels, Gauge>::default();
+    let lane_looks = Counter::default();
+    let lane_latency = Histogram::new(LATENCY_BUCKETS);
+    registry.register(
+        "directory_connector_fast_lane_state",
+        "The fast lane's state: 1 for the current one (off, watching, no_feed, fallen_back, stopped_by_guard, failing)",
+        lane_state.clone(),
+    );
+    registry.register(
+        "directory_connector_fast_lane_looks",
+        "Looks at the directory's change feed since the service started",
+        lane_looks.clone(),
+    );
+    registry.register(
+        "directory_connector_fast_lane_revoke_latency_seconds",
+        "Seconds from a change in the directory (its timestamp, else when it was seen) to the revoke the server confirmed, per revoked member",
+        lane_latency.clone(),
+    );
+    for (i, k) in LANE_STATES.iter().enumerate() {
+        let _ = lane_state
+            .get_or_create(&vec![("state".into(), (*k).into())])
+            .set(i64::from(i == 0));
+    }
+    (lane_state, lane_looks, lane_latency)
 }
 
 impl Metrics {
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one registration per metric, in the order /metrics lists them; each is two lines of help"
+    )]
     fn new() -> Metrics {
         let mut registry = Registry::default();
         let last_success = Gauge::<f64, AtomicU64>::default();
@@ -76,6 +128,7 @@ impl Metrics {
         let server_refusals = Counter::default();
         let budget_wait = Counter::<f64, AtomicU64>::default();
         let group_reads = Family::<Labels, Gauge>::default();
+        let (lane_state, lane_looks, lane_latency) = register_lane(&mut registry);
         registry.register(
             "directory_connector_server_requests",
             "Requests to the Bitwarden server since the service started, by kind",
@@ -137,14 +190,15 @@ impl Metrics {
             "Runs the mass-removal guard refused since the service started",
             refusals.clone(),
         );
-        for o in OUTCOMES {
-            let _ = runs.get_or_create(&vec![("outcome".into(), o.into())]);
-        }
-        for k in CHANGE_KINDS {
-            let _ = changes.get_or_create(&vec![("kind".into(), k.into())]);
-        }
-        for k in REQUEST_KINDS {
-            let _ = server_requests.get_or_create(&vec![("kind".into(), k.into())]);
+        // every series from the start (at 0)
+        for (family, label, values) in [
+            (&runs, "outcome", &OUTCOMES[..]),
+            (&changes, "kind", &CHANGE_KINDS[..]),
+            (&server_requests, "kind", &REQUEST_KINDS[..]),
+        ] {
+            for v in values {
+                let _ = family.get_or_create(&vec![(label.into(), (*v).into())]);
+            }
         }
         for k in ["read", "verified", "pending"] {
             let _ = group_reads.get_or_create(&vec![("state".into(), k.into())]);
@@ -163,6 +217,9 @@ impl Metrics {
             server_refusals,
             budget_wait,
             group_reads,
+            lane_state,
+            lane_looks,
+            lane_latency,
         }
     }
 }
@@ -380,6 +437,28 @@ impl Status {
             last_success: fmt(s.last_success),
             next_run: fmt(s.next_run),
             error,
+        }
+    }
+
+    /// The fast lane's state now (one of [`LANE_STATES`]).
+    pub fn set_lane(&self, state: &str) {
+        for k in LANE_STATES {
+            self.metrics
+                .lane_state
+                .get_or_create(&vec![("state".into(), k.into())])
+                .set(i64::from(k == state));
+        }
+    }
+
+    /// One look at the change feed.
+    pub fn lane_looked(&self) {
+        self.metrics.lane_looks.inc();
+    }
+
+    /// `n` revokes the server confirmed `seconds` after the change that caused them.
+    pub fn lane_latency(&self, seconds: f64, n: u64) {
+        for _ in 0..n {
+            self.metrics.lane_latency.observe(seconds);
         }
     }
 

@@ -2,6 +2,7 @@
 //! Bitwarden.
 
 pub mod entra;
+pub mod feed;
 pub mod filter;
 pub mod google;
 pub mod http;

@@ -562,12 +562,14 @@ impl Store {
         tx.execute("DELETE FROM members WHERE scope = ?1", [&scope])?;
         tx.execute("DELETE FROM groups WHERE scope = ?1", [&scope])?;
         tx.execute(
-            "DELETE FROM meta WHERE key IN ('last_user_sync', 'last_group_sync', ?1, ?2, ?3)",
+            "DELETE FROM meta WHERE key IN ('last_user_sync', 'last_group_sync', ?1, ?2, ?3, ?4)",
             [
                 format!("cache_digest:{scope}"),
                 complete_key(&scope),
                 // a cleared cache says its departures warning again
                 format!("departures_said:{scope}"),
+                // the fast lane's change feed starts again (its key: sync::watch::cursor_key)
+                format!("feed_cursor:{scope}"),
             ],
         )?;
         tx.commit()?;

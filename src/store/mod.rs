@@ -165,73 +165,22 @@ impl Store {
                 "the database was written by a newer version (schema {version}); upgrade Directory Connector"
             );
         }
-        if version < 1 {
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                 CREATE TABLE IF NOT EXISTS members (
-                     external_id TEXT PRIMARY KEY, email TEXT NOT NULL, synced_at TEXT NOT NULL);
-                 CREATE TABLE IF NOT EXISTS groups (
-                     external_id TEXT PRIMARY KEY, name TEXT NOT NULL, fingerprint TEXT NOT NULL,
-                     member_count INTEGER NOT NULL, synced_at TEXT NOT NULL);
-                 CREATE TABLE IF NOT EXISTS runs (
-                     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
-                     started_at TEXT NOT NULL, ended_at TEXT, outcome TEXT NOT NULL,
-                     invited INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0,
-                     removed INTEGER NOT NULL DEFAULT 0, groups_changed INTEGER NOT NULL DEFAULT 0,
-                     directory_users INTEGER NOT NULL DEFAULT 0, directory_groups INTEGER NOT NULL DEFAULT 0,
-                     members_after INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
-                     bytes_pushed INTEGER NOT NULL DEFAULT 0, error TEXT);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
+        if version < SCHEMA_VERSION {
+            // one process migrates; another one opening the same new or old file at the same
+            // moment waits for it (busy_timeout) and then finds the schema current
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let migrated = conn
+                .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .map_err(anyhow::Error::from)
+                .and_then(|now| migrate(&conn, now));
+            match migrated {
+                Ok(()) => conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
         }
-        if version < 2 {
-            // v2: groups keep their confirmed member list (NULL for rows written before)
-            conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE groups ADD COLUMN members TEXT;
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )?;
-        }
-        if version < 3 {
-            // v3: one cache per scope (API URL | organization id); rows written before belong to
-            // the scope recorded then ('' when none was: such rows are never read)
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE members_v3 (
-                     scope TEXT NOT NULL, external_id TEXT NOT NULL, email TEXT NOT NULL,
-                     synced_at TEXT NOT NULL, PRIMARY KEY (scope, external_id));
-                 INSERT INTO members_v3
-                     SELECT COALESCE((SELECT value FROM meta WHERE key = 'cache_scope'), ''),
-                            external_id, email, synced_at FROM members;
-                 DROP TABLE members;
-                 ALTER TABLE members_v3 RENAME TO members;
-                 CREATE TABLE groups_v3 (
-                     scope TEXT NOT NULL, external_id TEXT NOT NULL, name TEXT NOT NULL,
-                     fingerprint TEXT NOT NULL, member_count INTEGER NOT NULL,
-                     synced_at TEXT NOT NULL, members TEXT, PRIMARY KEY (scope, external_id));
-                 INSERT INTO groups_v3
-                     SELECT COALESCE((SELECT value FROM meta WHERE key = 'cache_scope'), ''),
-                            external_id, name, fingerprint, member_count, synced_at, members
-                     FROM groups;
-                 DROP TABLE groups;
-                 ALTER TABLE groups_v3 RENAME TO groups;
-                 PRAGMA user_version = 3;
-                 COMMIT;",
-            )?;
-        }
-        if version < 4 {
-            // v4: groups that left the directory are kept (the organization keeps them), marked
-            conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE groups ADD COLUMN left_directory INTEGER NOT NULL DEFAULT 0;
-                 PRAGMA user_version = 4;
-                 COMMIT;",
-            )?;
-        }
-        migrate_since_v5(&conn, version)?;
         let scope: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'cache_scope'",
@@ -303,27 +252,87 @@ impl Store {
 }
 
 /// The schema upgrades from version 5 on (`version`: the database's before them).
+/// The schema upgrades from `version` on, inside the caller's transaction.
+fn migrate(conn: &Connection, version: i64) -> anyhow::Result<()> {
+    if version < 1 {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS members (
+                 external_id TEXT PRIMARY KEY, email TEXT NOT NULL, synced_at TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS groups (
+                 external_id TEXT PRIMARY KEY, name TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                 member_count INTEGER NOT NULL, synced_at TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS runs (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+                 started_at TEXT NOT NULL, ended_at TEXT, outcome TEXT NOT NULL,
+                 invited INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL DEFAULT 0,
+                 removed INTEGER NOT NULL DEFAULT 0, groups_changed INTEGER NOT NULL DEFAULT 0,
+                 directory_users INTEGER NOT NULL DEFAULT 0, directory_groups INTEGER NOT NULL DEFAULT 0,
+                 members_after INTEGER NOT NULL DEFAULT 0, requests INTEGER NOT NULL DEFAULT 0,
+                 bytes_pushed INTEGER NOT NULL DEFAULT 0, error TEXT);
+             PRAGMA user_version = 1;",
+        )?;
+    }
+    if version < 2 {
+        // v2: groups keep their confirmed member list (NULL for rows written before)
+        conn.execute_batch(
+            "ALTER TABLE groups ADD COLUMN members TEXT;
+             PRAGMA user_version = 2;",
+        )?;
+    }
+    if version < 3 {
+        // v3: one cache per scope (API URL | organization id); rows written before belong to
+        // the scope recorded then ('' when none was: such rows are never read)
+        conn.execute_batch(
+            "CREATE TABLE members_v3 (
+                 scope TEXT NOT NULL, external_id TEXT NOT NULL, email TEXT NOT NULL,
+                 synced_at TEXT NOT NULL, PRIMARY KEY (scope, external_id));
+             INSERT INTO members_v3
+                 SELECT COALESCE((SELECT value FROM meta WHERE key = 'cache_scope'), ''),
+                        external_id, email, synced_at FROM members;
+             DROP TABLE members;
+             ALTER TABLE members_v3 RENAME TO members;
+             CREATE TABLE groups_v3 (
+                 scope TEXT NOT NULL, external_id TEXT NOT NULL, name TEXT NOT NULL,
+                 fingerprint TEXT NOT NULL, member_count INTEGER NOT NULL,
+                 synced_at TEXT NOT NULL, members TEXT, PRIMARY KEY (scope, external_id));
+             INSERT INTO groups_v3
+                 SELECT COALESCE((SELECT value FROM meta WHERE key = 'cache_scope'), ''),
+                        external_id, name, fingerprint, member_count, synced_at, members
+                 FROM groups;
+             DROP TABLE groups;
+             ALTER TABLE groups_v3 RENAME TO groups;
+             PRAGMA user_version = 3;",
+        )?;
+    }
+    if version < 4 {
+        // v4: groups that left the directory are kept (the organization keeps them), marked
+        conn.execute_batch(
+            "ALTER TABLE groups ADD COLUMN left_directory INTEGER NOT NULL DEFAULT 0;
+             PRAGMA user_version = 4;",
+        )?;
+    }
+    migrate_since_v5(conn, version)?;
+    Ok(())
+}
+
 fn migrate_since_v5(conn: &Connection, version: i64) -> anyhow::Result<()> {
     if version < 5 {
         // v5: when each group's members were last read from the server (the rolling
         // reconcile), and each run's requests to the server by kind
         conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE groups ADD COLUMN read_at TEXT;
+            "ALTER TABLE groups ADD COLUMN read_at TEXT;
              ALTER TABLE runs ADD COLUMN server_requests TEXT;
-             PRAGMA user_version = 5;
-             COMMIT;",
+             PRAGMA user_version = 5;",
         )?;
     }
     if version < 6 {
         // v6: each directory entry's immutable id beside its externalId (renames and moves)
         conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE identities (
+            "CREATE TABLE identities (
                  scope TEXT NOT NULL, immutable_id TEXT NOT NULL, external_id TEXT NOT NULL,
                  PRIMARY KEY (scope, immutable_id));
-             PRAGMA user_version = 6;
-             COMMIT;",
+             PRAGMA user_version = 6;",
         )?;
     }
     Ok(())
@@ -332,6 +341,27 @@ fn migrate_since_v5(conn: &Connection, version: i64) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_opening_a_new_database_at_once_all_find_it_current() {
+        // the service and a CLI command started together used to both migrate (one failed
+        // with "duplicate column name")
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            let opened: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| Store::open(&path).and_then(|st| st.list_runs(1).map(drop)))
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for r in opened {
+                r.unwrap();
+            }
+        }
+    }
 
     #[test]
     fn a_damaged_file_is_named_with_the_remedy_and_recreate_moves_it_aside() {

@@ -26,6 +26,7 @@ mod push;
 mod record;
 pub mod tables;
 mod verify;
+pub mod watch;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -74,6 +75,9 @@ pub struct SyncOptions {
     /// Keep what the run read and planned for the caller ([`SyncRead`]: the window's tables).
     /// Off, the users are dropped as soon as the member plan is made (the CLI's memory use).
     pub keep_read: bool,
+    /// The run is the fast lane's (a change seen in the directory's feed): recorded with the
+    /// kind `fast lane`.
+    pub fast_lane: bool,
 }
 
 /// What a run read and planned, kept when [`SyncOptions::keep_read`] asks for it: the
@@ -158,13 +162,14 @@ pub(crate) async fn run(
         secret,
         mut store,
     } = input;
-    let run_id = match store.start_run("sync") {
+    let kind = if opts.fast_lane { "fast lane" } else { "sync" };
+    let run_id = match store.start_run(kind) {
         Ok(id) => id,
         Err(e) => return (Err(e), None),
     };
     let _current = crate::store::CurrentRun::set(data_dir, run_id);
     tracing::info!("sync {run_id} started");
-    let mut record = RunRecord::new(run_id, "sync");
+    let mut record = RunRecord::new(run_id, kind);
     record.server = Some(ServerUse::default());
     let pushing = AtomicBool::new(false);
     let shown = BudgetProgress::new(progress);

@@ -41,6 +41,8 @@ mod baseline;
 mod bwdc;
 mod cloud;
 mod cloud_limits;
+// the fast lane: the service watching slapd's change feed (syncprov)
+mod fast_lane;
 mod hardening_cli;
 mod hardening_config;
 mod large;

@@ -27,12 +27,16 @@ fn directory() -> String {
 }
 
 /// Waits (bounded) until `f` gives a value.
-fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
     wait_until(what, String::new, f)
 }
 
 /// As [`wait_for`]; a timeout's message ends with `detail()`.
-fn wait_until<T>(what: &str, detail: impl Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(
+    what: &str,
+    detail: impl Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = f() {
@@ -48,7 +52,7 @@ fn wait_until<T>(what: &str, detail: impl Fn() -> String, mut f: impl FnMut() ->
 }
 
 /// A plain HTTP/1.1 GET: status and body.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
@@ -208,7 +212,7 @@ impl NotifySocket {
 /// Starts the service with the env's data directory; stderr is collected.
 /// A running service: its stderr is read as it comes (a pipe nobody reads would block the service
 /// once full), so that a failure can quote it.
-struct Service {
+pub(crate) struct Service {
     child: Child,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -223,12 +227,12 @@ impl Drop for Service {
 
 impl Service {
     /// What the service has written to stderr so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
-fn start_service(env: &Env, notify: Option<&Path>) -> Service {
+pub(crate) fn start_service(env: &Env, notify: Option<&Path>) -> Service {
     let mut cmd = env.command(&["service"]);
     if let Some(p) = notify {
         cmd.env("NOTIFY_SOCKET", p).env("WATCHDOG_USEC", "400000");
@@ -237,7 +241,7 @@ fn start_service(env: &Env, notify: Option<&Path>) -> Service {
 }
 
 /// Spawns `cmd` (the service) with its stderr collected.
-fn spawn_service(mut cmd: Command) -> Service {
+pub(crate) fn spawn_service(mut cmd: Command) -> Service {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -264,7 +268,11 @@ fn spawn_service(mut cmd: Command) -> Service {
 }
 
 /// As [`wait_for`], quoting the service's stderr when it times out.
-fn wait_for_service<T>(service: &Service, what: &str, f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for_service<T>(
+    service: &Service,
+    what: &str,
+    f: impl FnMut() -> Option<T>,
+) -> T {
     wait_until(
         what,
         || format!("; the service's stderr:\n{}", service.log()),
@@ -281,7 +289,7 @@ fn signal(service: &Service, signal: i32) {
 }
 
 /// The number of finished runs in the history (read by the CLI, another process).
-fn finished_runs(env: &Env) -> Option<usize> {
+pub(crate) fn finished_runs(env: &Env) -> Option<usize> {
     let r = env.run(&["--json", "history", "--limit", "1000"]);
     let v: Value = serde_json::from_str(&r.stdout).ok()?;
     Some(
@@ -301,7 +309,7 @@ fn break_config(env: &Env) -> String {
     good
 }
 
-fn sigterm_and_wait(mut service: Service) -> (i32, String) {
+pub(crate) fn sigterm_and_wait(mut service: Service) -> (i32, String) {
     // SAFETY: kill with a pid we spawned and a valid signal number.
     unsafe {
         libc::kill(service.child.id() as i32, libc::SIGTERM);
@@ -328,7 +336,7 @@ fn sigterm_and_wait(mut service: Service) -> (i32, String) {
     (status.code().unwrap_or(-1), service.log())
 }
 
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }

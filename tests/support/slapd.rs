@@ -276,6 +276,16 @@ impl Slapd {
 
     /// Starts slapd with the given TLS setup.
     pub fn start_with(ldif: &str, tls: TlsOptions) -> Slapd {
+        Self::start_inner(ldif, tls, false)
+    }
+
+    /// Starts slapd with the `syncprov` overlay (RFC 4533 content synchronisation, a session
+    /// log of 1,000 changes): the fast lane's change feed.
+    pub fn start_with_feed(ldif: &str) -> Slapd {
+        Self::start_inner(ldif, TlsOptions::default(), true)
+    }
+
+    fn start_inner(ldif: &str, tls: TlsOptions, syncprov: bool) -> Slapd {
         let c = certs();
         let (cert_file, key_file) = match tls.cert {
             ServerCert::Good => (c.cert.clone(), c.key.clone()),
@@ -299,6 +309,7 @@ include /etc/ldap/schema/nis.schema\n\
 include {d}/extra.schema\n\
 modulepath /usr/lib/ldap\n\
 moduleload back_mdb\n\
+{syncprov_module}\
 pidfile {d}/slapd.pid\n\
 argsfile {d}/slapd.args\n\
 TLSCACertificateFile {ca}\n\
@@ -315,7 +326,18 @@ directory {d}/db\n\
 index objectClass eq\n\
 limits dn.exact=\"{READER_DN}\" size.soft=10 size.hard=10 size.pr=unlimited size.prtotal=unlimited\n\
 access to attrs=userPassword by anonymous auth by * none\n\
-access to * by * read\n",
+access to * by * read\n\
+{syncprov_overlay}",
+            syncprov_module = if syncprov {
+                "moduleload syncprov\n"
+            } else {
+                ""
+            },
+            syncprov_overlay = if syncprov {
+                "index entryCSN,entryUUID eq\noverlay syncprov\nsyncprov-checkpoint 1 1\nsyncprov-sessionlog 1000\n"
+            } else {
+                ""
+            },
             d = d.display(),
             ca = c.ca.display(),
             cert = cert_file.display(),

@@ -108,6 +108,7 @@ fn results() -> TestReport {
         refused: None,
         baseline_note: None,
         drift: None,
+        fast_lane: None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod dn;
 pub mod entry;
+pub mod feed;
 
 use std::collections::HashMap;
 

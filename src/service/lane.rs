@@ -1,0 +1,351 @@
+//! The fast lane in the service: between the scheduled full syncs, a look at the directory's
+//! change feed every `sync.watch_seconds` ([`crate::sync::watch`]). What must reach the
+//! organization now (a leaver, a returner, a changed email or group; a joiner with
+//! `sync.watch_joiners`) runs a sync at once, recorded as a `fast lane` run: it plans against
+//! the organization read at that moment and passes the guards like every sync.
+//!
+//! * More leavers in one look than `sync.max_removals` stops the lane (an alert says so); it
+//!   watches again after a full sync that is not refused.
+//! * A lost cursor (a cookie refused, a DC restored) is said and answered with a full read.
+//! * A directory without a feed is said once; a full read then runs every
+//!   `sync.watch_seconds` × 10.
+//! * The cursor is kept once what a look found is handled (after its sync, refused or not
+//!   excepted: a refused sync's changes are looked at again after the next full sync).
+//!
+//! Its state is in `/metrics` (`fast_lane_state`), and in the store (`fast_lane` meta) for the
+//! window and `status`.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::connector::Connector;
+use crate::store::RunOutcome;
+use crate::sync::watch::Cursor;
+use crate::sync::watch::{Found, Look};
+
+use super::Finished;
+use super::status::Status;
+
+/// The store meta key of the lane's view.
+pub const VIEW_KEY: &str = "fast_lane";
+
+/// What the window and `status` show of the fast lane.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LaneView {
+    /// One of [`super::status::LANE_STATES`].
+    pub state: String,
+    /// Why, in words (the feed in use, or why there is none).
+    pub message: String,
+    /// The last look (RFC 3339).
+    pub last_look: Option<String>,
+    /// The last change the feed reported (RFC 3339), and what it was.
+    pub last_change: Option<String>,
+    pub last_change_what: Option<String>,
+}
+
+/// The lane's view as the store has it (the service's, or the window's own lane).
+pub fn view(conn: &Connector) -> Option<LaneView> {
+    let raw = conn.store().ok()?.meta_get(VIEW_KEY).ok().flatten()?;
+    serde_json::from_str(&raw).ok()
+}
+
+/// What the service loop does after a look.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for the next look.
+    Wait,
+    /// Run a sync now, for this reason.
+    SyncNow(String),
+}
+
+/// The lane's state between looks.
+pub struct Lane {
+    view: LaneView,
+    /// Said once per reason: why there is no feed, and what the feed cannot see.
+    said: Option<String>,
+    said_blind: Option<String>,
+    /// The cursor and the findings of the look whose sync runs now.
+    pending: Option<(Option<Cursor>, Option<Found>)>,
+    /// Without a feed: when the next full read is due.
+    next_full: Option<Instant>,
+    stopped: bool,
+}
+
+impl Default for Lane {
+    fn default() -> Self {
+        Lane::new()
+    }
+}
+
+impl Lane {
+    pub fn new() -> Lane {
+        Lane {
+            view: LaneView {
+                state: "off".into(),
+                ..LaneView::default()
+            },
+            said: None,
+            said_blind: None,
+            pending: None,
+            next_full: None,
+            stopped: false,
+        }
+    }
+
+    /// How long until the next look: `None` when the lane is off (`sync.watch_seconds = 0`,
+    /// or stopped by the guard until a full sync).
+    pub fn period(&self, cfg: Option<&Config>) -> Option<Duration> {
+        let seconds = cfg?.sync.watch_seconds;
+        (seconds > 0 && !self.stopped).then(|| Duration::from_secs(seconds))
+    }
+
+    fn set(&mut self, conn: &Connector, status: &Status, state: &str, message: String) {
+        self.view.state = state.into();
+        self.view.message = message;
+        status.set_lane(state);
+        self.publish(conn);
+    }
+
+    fn publish(&self, conn: &Connector) {
+        if let Ok(store) = conn.store()
+            && let Ok(raw) = serde_json::to_string(&self.view)
+            && let Err(e) = store.meta_set(VIEW_KEY, Some(&raw))
+        {
+            tracing::debug!("keeping the fast lane's state failed: {e:#}");
+        }
+    }
+
+    /// The lane is off (`sync.watch_seconds = 0`): said in the metrics and the store.
+    pub fn off(&mut self, conn: &Connector, status: &Status) {
+        if self.view.state != "off" {
+            self.set(conn, status, "off", "sync.watch_seconds is 0".into());
+        }
+    }
+
+    /// One look at the change feed, and what to do about it.
+    pub async fn tick(
+        &mut self,
+        conn: &Connector,
+        cfg: &Config,
+        status: &Status,
+        alerts: &mut super::alerts::Alerts,
+    ) -> Next {
+        status.lane_looked();
+        let now = Utc::now();
+        self.view.last_look = Some(now.to_rfc3339());
+        let looked = match conn.watch().await {
+            Ok(l) => l,
+            Err(e) => {
+                let msg = crate::logging::redact(&format!("{e:#}"));
+                if self.view.state != "failing" {
+                    super::say(&format!(
+                        "fast lane: the change feed cannot be read ({msg}); the scheduled \
+                         sync still runs"
+                    ));
+                }
+                tracing::warn!("fast lane: {msg}");
+                self.set(conn, status, "failing", msg);
+                return Next::Wait;
+            }
+        };
+        let period = self.period(Some(cfg)).unwrap_or(Duration::from_secs(60));
+        let blind = looked.blind_spot();
+        if let Some(b) = &blind
+            && self.said_blind.as_deref() != Some(b.as_str())
+        {
+            super::say(&format!(
+                "fast lane: {b}; a full read every {} s finds it",
+                period.as_secs() * 10
+            ));
+            self.said_blind = Some(b.clone());
+        }
+        let next = self
+            .handle(conn, cfg, status, alerts, looked, (period, now))
+            .await;
+        if next == Next::Wait && blind.is_some() && self.full_read_due(period) {
+            return Next::SyncNow("a full read for what the change feed cannot see".into());
+        }
+        next
+    }
+
+    /// Without a feed, or for what the feed cannot see: whether the full read that stands in
+    /// for it is due (every ten looks; the first after ten looks).
+    fn full_read_due(&mut self, period: Duration) -> bool {
+        let due = *self
+            .next_full
+            .get_or_insert_with(|| Instant::now() + period * 10);
+        if Instant::now() >= due {
+            self.next_full = Some(Instant::now() + period * 10);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// What one look found, handled: the state, the cursor kept, a sync asked for.
+    async fn handle(
+        &mut self,
+        conn: &Connector,
+        cfg: &Config,
+        status: &Status,
+        alerts: &mut super::alerts::Alerts,
+        looked: crate::sync::watch::Looked,
+        (period, now): (Duration, DateTime<Utc>),
+    ) -> Next {
+        let keep = |c: &Option<Cursor>| {
+            if let Some(c) = c
+                && let Err(e) = conn.keep_cursor(c)
+            {
+                tracing::warn!("fast lane: keeping the change feed's cursor failed: {e:#}");
+            }
+        };
+        match looked.look {
+            Look::Started => {
+                keep(&looked.cursor);
+                let msg = format!(
+                    "watching the directory's change feed every {} s",
+                    period.as_secs()
+                );
+                super::say(&format!("fast lane: {msg}"));
+                self.set(conn, status, "watching", msg);
+                Next::Wait
+            }
+            Look::Quiet { changes, joiners } => {
+                keep(&looked.cursor);
+                if changes > 0 {
+                    self.view.last_change = Some(now.to_rfc3339());
+                    self.view.last_change_what = Some(if joiners > 0 {
+                        format!(
+                            "{changes} changed entries, {joiners} joiner(s) waiting for the next \
+                             full sync"
+                        )
+                    } else {
+                        format!("{changes} changed entries, nothing for the organization")
+                    });
+                    tracing::info!(
+                        "fast lane: {}",
+                        self.view.last_change_what.as_deref().unwrap_or_default()
+                    );
+                }
+                if self.view.state != "watching" {
+                    let msg = format!(
+                        "watching the directory's change feed every {} s",
+                        period.as_secs()
+                    );
+                    self.set(conn, status, "watching", msg);
+                } else {
+                    self.publish(conn);
+                }
+                Next::Wait
+            }
+            Look::Reset(reason) => {
+                super::say(&format!("fast lane: {reason}"));
+                self.pending = Some((looked.cursor, None));
+                self.set(conn, status, "fallen_back", reason.clone());
+                Next::SyncNow(reason)
+            }
+            Look::Unavailable(why) => {
+                if self.said.as_deref() != Some(why.as_str()) {
+                    super::say(&format!(
+                        "fast lane: {why}; a full read runs every {} s instead",
+                        period.as_secs() * 10
+                    ));
+                    self.said = Some(why.clone());
+                }
+                self.set(conn, status, "no_feed", why);
+                if self.full_read_due(period) {
+                    Next::SyncNow("no change feed: the full read in its place".into())
+                } else {
+                    Next::Wait
+                }
+            }
+            Look::Act(found) => {
+                let what = found.summary();
+                self.view.last_change = Some(found.since.to_rfc3339());
+                self.view.last_change_what = Some(what.clone());
+                let limit = cfg.sync.max_removals;
+                if found.leavers.len() as u64 > limit {
+                    let why = format!(
+                        "{} leavers in one look, more than the guard allows ({limit}); it waits \
+                         for a full sync",
+                        found.leavers.len()
+                    );
+                    super::say(&format!(
+                        "fast lane stopped: {why} (sync.max_removals; run `directory-connector \
+                         sync --allow-mass-removal` once if they are right)"
+                    ));
+                    self.stopped = true;
+                    self.set(conn, status, "stopped_by_guard", why.clone());
+                    alerts.lane_stopped(conn, cfg, &why).await;
+                    return Next::Wait;
+                }
+                super::say(&format!("fast lane: {what}: a sync now"));
+                self.pending = Some((looked.cursor, Some(found)));
+                self.publish(conn);
+                Next::SyncNow(what)
+            }
+        }
+    }
+
+    /// After a run: the lane's sync keeps its cursor and measures its latency; a guard's
+    /// refusal stops the lane; a full sync that is not refused starts a stopped lane again.
+    pub async fn after_run(
+        &mut self,
+        conn: &Connector,
+        cfg: Option<&Config>,
+        status: &Status,
+        alerts: &mut super::alerts::Alerts,
+        f: &Finished,
+    ) {
+        let refused = f.record.outcome == RunOutcome::Refused;
+        match self.pending.take() {
+            Some((cursor, found)) => {
+                if refused {
+                    let why = format!(
+                        "its sync (run {}) was refused by the mass-removal guard; it waits for a \
+                         full sync",
+                        f.record.id
+                    );
+                    super::say(&format!("fast lane stopped: {why}"));
+                    self.stopped = true;
+                    self.set(conn, status, "stopped_by_guard", why.clone());
+                    if let Some(cfg) = cfg {
+                        alerts.lane_stopped(conn, cfg, &why).await;
+                    }
+                    return;
+                }
+                if let Some(c) = &cursor
+                    && let Err(e) = conn.keep_cursor(c)
+                {
+                    tracing::warn!("fast lane: keeping the change feed's cursor failed: {e:#}");
+                }
+                let revoked = f.record.server.as_ref().map_or(0, |s| s.revoked);
+                if let Some(found) = found
+                    && revoked > 0
+                {
+                    let since: DateTime<Utc> = found.since;
+                    let seconds = (Utc::now() - since).num_milliseconds().max(0) as f64 / 1000.0;
+                    status.lane_latency(seconds, revoked);
+                    tracing::info!("fast lane: {revoked} revoked {seconds:.1} s after the change");
+                }
+                if self.view.state == "fallen_back" {
+                    let msg = "watching the directory's change feed again after a full read";
+                    super::say(&format!("fast lane: {msg}"));
+                    self.set(conn, status, "watching", msg.into());
+                }
+            }
+            None => {
+                if self.stopped && !refused && f.report.is_some() {
+                    self.stopped = false;
+                    let msg = "watching again after a full sync";
+                    super::say(&format!("fast lane: {msg}"));
+                    self.set(conn, status, "watching", msg.into());
+                }
+            }
+        }
+    }
+}

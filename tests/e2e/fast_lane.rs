@@ -1,0 +1,530 @@
+//! The fast lane (`sync.watch_seconds`): the service watches a real slapd's change feed (the
+//! `syncprov` overlay, RFC 4533) between its scheduled syncs, here an hour apart, so that
+//! every change below reaches the fake Bitwarden server through a `fast lane` run: a leaver
+//! revoked, a returner restored, a group change, a deletion; a joiner waits for the full sync;
+//! more leavers than the guard allows stop the lane with an alert; a refused cookie falls back
+//! to a full read; a directory without a feed is said once and read in full every ten periods.
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::service::{
+    Service, finished_runs, http_get, metric, sigterm_and_wait, start_service, wait_for_service,
+};
+use crate::support::Env;
+use crate::support::fake_bitwarden::{FakeBitwarden, REVOKED};
+use crate::support::slapd::{self, Slapd, group, group_dn, person, user_dn};
+
+const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+
+fn directory() -> String {
+    let mut l = String::new();
+    for u in USERS {
+        l.push_str(&person(u, Some(&format!("{u}@example.com")), false));
+    }
+    l.push_str(&group("Staff", &["alice", "bob", "carol"].map(user_dn)));
+    l
+}
+
+fn email(u: &str) -> String {
+    format!("{u}@example.com")
+}
+
+/// An env that revokes leavers, with the schedule an hour apart and the lane looking every
+/// `watch` seconds; its metrics on a free port (returned).
+fn configure(env: &Env, slapd: &Slapd, server: &FakeBitwarden, watch: u32) -> u16 {
+    env.configure(slapd, server);
+    env.set("sync.remove_missing_users", "true");
+    env.set("sync.remove_disabled", "true");
+    env.set("sync.remove_revoked_after_days", "30");
+    env.set("sync.interval_minutes", "60");
+    env.set("sync.watch_seconds", &watch.to_string());
+    let port = slapd::free_port();
+    env.set("service.metrics_listen", &format!("127.0.0.1:{port}"));
+    port
+}
+
+fn status(server: &FakeBitwarden, u: &str) -> Option<i32> {
+    server.org().members.get(&email(u)).map(|m| m.status)
+}
+
+fn set_disabled(slapd: &Slapd, u: &str, disabled: bool) {
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: {}\n\n",
+        user_dn(u),
+        if disabled { 514 } else { 512 }
+    ));
+}
+
+/// The runs in the history (newest first), as `history --json` gives them.
+fn runs(env: &Env) -> Vec<Value> {
+    env.json(&["history", "--limit", "100"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn fast_lane_runs(env: &Env) -> usize {
+    runs(env)
+        .iter()
+        .filter(|r| r["kind"] == "fast lane")
+        .count()
+}
+
+fn metrics(port: u16) -> String {
+    http_get(port, "/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default()
+}
+
+/// Starts the service and waits for its first run and the lane's first look.
+fn start(env: &Env) -> Service {
+    let service = start_service(env, None);
+    wait_for_service(&service, "the first run", || {
+        finished_runs(env).filter(|n| *n >= 1)
+    });
+    wait_for_service(&service, "the fast lane to start watching", || {
+        service.log().contains("fast lane: watching").then_some(())
+    });
+    service
+}
+
+/// Waits until `user`'s status is `want` (None: not a member), quoting the service's log.
+fn wait_status(service: &Service, server: &FakeBitwarden, user: &str, want: Option<i32>) {
+    wait_for_service(service, &format!("{user}'s status {want:?}"), || {
+        (status(server, user) == want).then_some(())
+    });
+}
+
+#[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one service's life: each change follows the one before against the same organization"
+)]
+fn the_fast_lane_revokes_a_leaver_restores_a_returner_and_follows_groups_within_seconds() {
+    let slapd = Slapd::start_with_feed(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    let port = configure(&env, &slapd, &server, 1);
+    let service = start(&env);
+    assert_eq!(
+        status(&server, "bob"),
+        Some(0),
+        "bob invited by the full sync"
+    );
+    let full_runs = runs(&env).len();
+
+    // a leaver: disabled in the directory, revoked by the fast lane (not removed)
+    let t0 = Instant::now();
+    set_disabled(&slapd, "bob", true);
+    wait_status(&service, &server, "bob", Some(REVOKED));
+    eprintln!(
+        "fast lane (slapd syncprov): disabled → revoked in {:?}",
+        t0.elapsed()
+    );
+    assert!(fast_lane_runs(&env) >= 1, "{:?}", runs(&env));
+    let m = metrics(port);
+    assert_eq!(
+        metric(
+            &m,
+            "directory_connector_fast_lane_state{state=\"watching\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let observed = metric(
+        &m,
+        "directory_connector_fast_lane_revoke_latency_seconds_count",
+    )
+    .unwrap_or(0.0);
+    assert!(observed >= 1.0, "the revoke's latency is measured: {m}");
+    assert!(
+        metric(&m, "directory_connector_fast_lane_looks_total").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+
+    // a returner: enabled again, restored in place (same member id)
+    let bob_id = server.org().members[&email("bob")].id.clone();
+    set_disabled(&slapd, "bob", false);
+    wait_for_service(&service, "bob restored", || {
+        status(&server, "bob").filter(|s| *s != REVOKED).map(|_| ())
+    });
+    assert_eq!(server.org().members[&email("bob")].id, bob_id);
+
+    // a group change: erin joins Staff
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nadd: member\nmember: {}\n\n",
+        group_dn("Staff"),
+        user_dn("erin")
+    ));
+    wait_for_service(&service, "erin in Staff", || {
+        let org = server.org();
+        let erin = org.members.get(&email("erin"))?.id.clone();
+        org.groups
+            .values()
+            .find(|g| g.name == "Staff")
+            .filter(|g| g.members.contains(&erin))
+            .map(|_| ())
+    });
+
+    // a deletion: carol's entry removed, carol revoked
+    slapd.delete(&user_dn("carol"));
+    wait_status(&service, &server, "carol", Some(REVOKED));
+
+    // a joiner waits for the next full sync (sync.watch_joiners is off)
+    slapd.add(&person("frank", Some("frank@example.com"), false));
+    wait_for_service(&service, "the joiner seen", || {
+        let h = env.ok(&["history"]).stdout;
+        let lane = h.lines().find(|l| l.starts_with("Fast lane"))?.to_string();
+        lane.contains("joiner").then_some(())
+    });
+    assert_eq!(
+        status(&server, "frank"),
+        None,
+        "a joiner is not invited by the lane"
+    );
+
+    // every change went through the lane: no scheduled run in between
+    let all = runs(&env);
+    assert_eq!(
+        all.len() - full_runs,
+        all.iter().filter(|r| r["kind"] == "fast lane").count(),
+        "{all:?}"
+    );
+    let (code, log) = sigterm_and_wait(service);
+    assert_eq!(code, 0, "{log}");
+}
+
+#[test]
+fn a_joiner_is_invited_at_once_with_watch_joiners() {
+    let slapd = Slapd::start_with_feed(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    configure(&env, &slapd, &server, 1);
+    env.set("sync.watch_joiners", "true");
+    let service = start(&env);
+    slapd.add(&person("frank", Some("frank@example.com"), false));
+    wait_status(&service, &server, "frank", Some(0));
+    assert!(fast_lane_runs(&env) >= 1);
+    let _ = sigterm_and_wait(service);
+}
+
+#[test]
+fn more_leavers_than_the_guard_allows_stop_the_lane_with_an_alert_until_a_full_sync() {
+    let slapd = Slapd::start_with_feed(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    let port = configure(&env, &slapd, &server, 2);
+    env.set("sync.max_removals", "1");
+    let service = start(&env);
+    // three leavers in one change
+    slapd.modify(
+        &["bob", "carol", "dave"]
+            .map(|u| format!("dn: {}\nchangetype: delete\n\n", user_dn(u)))
+            .concat(),
+    );
+    wait_for_service(&service, "the lane stopped", || {
+        service.log().contains("fast lane stopped").then_some(())
+    });
+    let m = metrics(port);
+    assert_eq!(
+        metric(
+            &m,
+            "directory_connector_fast_lane_state{state=\"stopped_by_guard\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    // at most the one the guard allows before the stop; never all three
+    let revoked = ["bob", "carol", "dave"]
+        .iter()
+        .filter(|u| status(&server, u) == Some(REVOKED))
+        .count();
+    assert!(revoked <= 1, "{revoked} revoked: {}", service.log());
+    // the alert is kept (history --json lists it)
+    let h = env.ok(&["history"]);
+    assert!(h.stdout.contains("fast lane stopped"), "{}", h.stdout);
+    let _ = sigterm_and_wait(service);
+}
+
+#[test]
+fn a_refused_cookie_falls_back_to_a_full_read_and_the_feed_starts_again() {
+    let slapd = Slapd::start_with_feed(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    configure(&env, &slapd, &server, 1);
+    let service = start(&env);
+    let (code, log) = sigterm_and_wait(service);
+    assert_eq!(code, 0, "{log}");
+    // the stored cookie is one the server never gave (as after a provider's database was
+    // rebuilt): the next look must say so and read everything
+    let db = rusqlite::Connection::open(env.path().join("directory-connector.sqlite3")).unwrap();
+    let (key, raw): (String, String) = db
+        .query_row(
+            "SELECT key, value FROM meta WHERE key LIKE 'feed_cursor:%'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("a stored cursor");
+    let mut cursor: Value = serde_json::from_str(&raw).unwrap();
+    cursor["cookie"] = hex("not a cookie this server gave").into();
+    db.execute(
+        "UPDATE meta SET value = ?1 WHERE key = ?2",
+        [cursor.to_string(), key],
+    )
+    .unwrap();
+    drop(db);
+    let service = start_service(&env, None);
+    wait_for_service(&service, "the reset said", || {
+        service.log().contains("a full read").then_some(())
+    });
+    wait_for_service(&service, "watching again after the full read", || {
+        (service
+            .log()
+            .contains("watching the directory's change feed again")
+            && fast_lane_runs(&env) >= 1)
+            .then_some(())
+    });
+    // and the new cookie works: a leaver is revoked by the lane
+    set_disabled(&slapd, "bob", true);
+    wait_status(&service, &server, "bob", Some(REVOKED));
+    let _ = sigterm_and_wait(service);
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_directory_without_a_feed_is_said_once_and_read_in_full_every_ten_periods() {
+    let slapd = Slapd::start(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    let port = configure(&env, &slapd, &server, 1);
+    let service = start_service(&env, None);
+    // a full read in place of the feed, 10 looks after the first
+    wait_for_service(&service, "the full read in place of the feed", || {
+        finished_runs(&env).filter(|n| *n >= 2)
+    });
+    let log = service.log();
+    assert_eq!(
+        log.matches("offers no change feed").count(),
+        1,
+        "said once: {log}"
+    );
+    let m = metrics(port);
+    assert_eq!(
+        metric(&m, "directory_connector_fast_lane_state{state=\"no_feed\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    let _ = sigterm_and_wait(service);
+}
+
+/// Active Directory (a real Samba AD DC): `uSNChanged` and the Deleted Objects container.
+mod ad {
+    use super::*;
+    use crate::support::samba::{self, dc, dn, ou_ldif, unique_ou};
+
+    fn configure_ad(env: &Env, server: &FakeBitwarden, ou: &str) -> u16 {
+        let d = dc();
+        env.set("server.url", &server.url);
+        env.set("directory.type", "ldap");
+        env.set("ldap.ad", "true");
+        env.set("ldap.hostname", "127.0.0.1");
+        env.set("ldap.root_path", samba::BASE);
+        env.set("ldap.username", samba::READER);
+        env.set("ldap.ca_file", d.ca().to_str().unwrap());
+        let r = env.run_stdin(&["config", "set", "ldap.password"], samba::READER_PW);
+        assert_eq!(r.code, 0, "{}", r.all());
+        env.set("sync.user_path", &format!("OU={ou}"));
+        env.set("sync.group_path", &format!("OU={ou}"));
+        env.set("sync.remove_missing_users", "true");
+        env.set("sync.remove_disabled", "true");
+        env.set("sync.remove_revoked_after_days", "30");
+        env.set("sync.interval_minutes", "60");
+        env.set("sync.watch_seconds", "1");
+        let port = slapd::free_port();
+        env.set("service.metrics_listen", &format!("127.0.0.1:{port}"));
+        port
+    }
+
+    fn ad_status(server: &FakeBitwarden, mail: &str) -> Option<i32> {
+        server.org().members.get(mail).map(|m| m.status)
+    }
+
+    fn wait_ad(service: &Service, server: &FakeBitwarden, mail: &str, want: Option<i32>) {
+        wait_for_service(service, &format!("{mail}'s status {want:?}"), || {
+            (ad_status(server, mail) == want).then_some(())
+        });
+    }
+
+    fn set_uac(ou: &str, cn: &str, disabled: bool) {
+        dc().modify(&format!(
+            "dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: {}\n\n",
+            dn(ou, cn),
+            if disabled { 514 } else { 512 }
+        ));
+    }
+
+    #[test]
+    fn ad_a_disabled_and_a_deleted_account_are_revoked_by_the_fast_lane() {
+        let ou = unique_ou("lane");
+        dc().modify(&ou_ldif(
+            &ou,
+            &[
+                ("Alice", Some("alice@lane.test"), false),
+                ("Bob", Some("bob@lane.test"), false),
+                ("Carol", Some("carol@lane.test"), false),
+            ],
+            &[("Staff", &["Alice", "Bob"])],
+        ));
+        let server = FakeBitwarden::start();
+        let env = Env::new();
+        let port = configure_ad(&env, &server, &ou);
+        // listing CN=Deleted Objects takes rights ordinary accounts lack (on AD as on Samba)
+        env.set("ldap.username", samba::ADMIN);
+        let r = env.run_stdin(&["config", "set", "ldap.password"], samba::ADMIN_PW);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let t = env.ok(&["test"]);
+        assert!(
+            t.stdout.contains("Fast lane: the directory's change feed (Active Directory's uSNChanged) is available"),
+            "{}",
+            t.stdout
+        );
+        let service = start(&env);
+        assert_eq!(ad_status(&server, "bob@lane.test"), Some(0));
+
+        // disabled through userAccountControl
+        let t0 = Instant::now();
+        set_uac(&ou, "Bob", true);
+        wait_ad(&service, &server, "bob@lane.test", Some(REVOKED));
+        eprintln!(
+            "fast lane (AD uSNChanged): disabled → revoked in {:?}",
+            t0.elapsed()
+        );
+        // enabled again: restored in place
+        set_uac(&ou, "Bob", false);
+        wait_for_service(&service, "bob restored", || {
+            ad_status(&server, "bob@lane.test")
+                .filter(|s| *s != REVOKED)
+                .map(|_| ())
+        });
+        // deleted outright: found in the Deleted Objects container by its GUID
+        let carol = dc().guid(&dn(&ou, "Carol"));
+        dc().delete(&dn(&ou, "Carol"));
+        wait_ad(&service, &server, "carol@lane.test", Some(REVOKED));
+        assert!(
+            service
+                .log()
+                .contains(&format!("fast lane: 1 leaver ({carol})")),
+            "the tombstone, not a full read, named the leaver: {}",
+            service.log()
+        );
+        assert!(fast_lane_runs(&env) >= 3, "{:?}", runs(&env));
+        let m = metrics(port);
+        assert!(
+            metric(
+                &m,
+                "directory_connector_fast_lane_revoke_latency_seconds_count"
+            )
+            .unwrap_or(0.0)
+                >= 2.0,
+            "{m}"
+        );
+        let _ = sigterm_and_wait(service);
+    }
+
+    #[test]
+    fn ad_an_account_that_cannot_list_deleted_objects_finds_deletions_by_a_full_read() {
+        let ou = unique_ou("laneblind");
+        dc().modify(&ou_ldif(
+            &ou,
+            &[
+                ("Alice", Some("alice@laneblind.test"), false),
+                ("Bob", Some("bob@laneblind.test"), false),
+            ],
+            &[],
+        ));
+        let server = FakeBitwarden::start();
+        let env = Env::new();
+        configure_ad(&env, &server, &ou);
+        let t = env.ok(&["test"]);
+        assert!(
+            t.stdout
+                .contains("sees no deleted account in the Deleted Objects container")
+                && t.stdout.contains("a full read every 10 s finds it"),
+            "{}",
+            t.stdout
+        );
+        let service = start(&env);
+        // a change the feed sees still goes at once
+        set_uac(&ou, "Alice", true);
+        wait_ad(&service, &server, "alice@laneblind.test", Some(REVOKED));
+        // a deletion it cannot see: the full read every ten looks finds it
+        dc().delete(&dn(&ou, "Bob"));
+        wait_ad(&service, &server, "bob@laneblind.test", Some(REVOKED));
+        let log = service.log();
+        assert_eq!(
+            log.matches("sees no deleted account in the Deleted Objects container")
+                .count(),
+            1,
+            "said once: {log}"
+        );
+        let _ = sigterm_and_wait(service);
+    }
+
+    #[test]
+    fn ad_a_restored_domain_controller_falls_back_to_a_full_read() {
+        let ou = unique_ou("lanerst");
+        dc().modify(&ou_ldif(
+            &ou,
+            &[
+                ("Alice", Some("alice@lanerst.test"), false),
+                ("Bob", Some("bob@lanerst.test"), false),
+            ],
+            &[],
+        ));
+        let server = FakeBitwarden::start();
+        let env = Env::new();
+        configure_ad(&env, &server, &ou);
+        let service = start(&env);
+        let (code, log) = sigterm_and_wait(service);
+        assert_eq!(code, 0, "{log}");
+        // the stored invocationID is another one: as after a restore from backup
+        let db =
+            rusqlite::Connection::open(env.path().join("directory-connector.sqlite3")).unwrap();
+        let (key, raw): (String, String) = db
+            .query_row(
+                "SELECT key, value FROM meta WHERE key LIKE 'feed_cursor:%'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("a stored cursor");
+        let mut cursor: Value = serde_json::from_str(&raw).unwrap();
+        assert!(cursor["usn"].as_u64().is_some(), "{cursor}");
+        cursor["invocation_id"] = "00000000-0000-0000-0000-000000000001".into();
+        db.execute(
+            "UPDATE meta SET value = ?1 WHERE key = ?2",
+            [cursor.to_string(), key],
+        )
+        .unwrap();
+        drop(db);
+        let service = start_service(&env, None);
+        wait_for_service(&service, "the restore said", || {
+            service.log().contains("invocationID changed").then_some(())
+        });
+        wait_for_service(&service, "watching again after the full read", || {
+            (service
+                .log()
+                .contains("watching the directory's change feed again")
+                && fast_lane_runs(&env) >= 1)
+                .then_some(())
+        });
+        // the feed starts again from the controller's USN: a change is seen
+        set_uac(&ou, "Bob", true);
+        wait_ad(&service, &server, "bob@lanerst.test", Some(REVOKED));
+        let _ = sigterm_and_wait(service);
+    }
+}

@@ -542,16 +542,7 @@ fn run(
     let mut polling_lock: Option<SyncLock> = None;
     // the fast lane while the window polls (as the service's: its metrics are not served)
     let mut lane = crate::service::lane::Lane::new();
-    let lane_status = match conn
-        .store()
-        .and_then(|st| crate::service::Status::from_history(&st))
-    {
-        Ok(st) => st,
-        Err(e) => {
-            finish(failed("Start", &e, &data_dir), "Start");
-            return;
-        }
-    };
+    let lane_status = crate::service::Status::empty();
     let mut lane_alerts = crate::service::alerts::Alerts::new(chrono::Utc::now());
     while let Ok(job) = jobs.recv() {
         let name = job.name();

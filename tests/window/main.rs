@@ -22,6 +22,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod fast_lane;
 mod gui;
 mod gui_snapshots;
 mod own_words;

@@ -190,7 +190,7 @@ fn main() {
     let service = Service(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("service"),
     );

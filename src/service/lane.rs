@@ -268,7 +268,8 @@ impl Lane {
                 self.view.last_change = Some(found.since.to_rfc3339());
                 self.view.last_change_what = Some(what.clone());
                 let limit = cfg.sync.max_removals;
-                if found.leavers.len() as u64 > limit {
+                // 0 switches the guard's count off, as for a sync
+                if limit > 0 && found.leavers.len() as u64 > limit {
                     let why = format!(
                         "{} leavers in one look, more than the guard allows ({limit}); it waits \
                          for a full sync",

@@ -115,6 +115,37 @@ fn the_fast_lane_revokes_a_leaver_restores_a_returner_and_follows_groups_within_
     );
     let full_runs = runs(&env).len();
 
+    // nothing changes, then a change that matters to nobody (a surname): looks, no run
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: sn\nsn: Changed\n\n",
+        user_dn("alice")
+    ));
+    wait_for_service(&service, "the surname change seen", || {
+        let h = env.ok(&["history"]).stdout;
+        h.lines()
+            .find(|l| l.starts_with("Fast lane"))
+            .is_some_and(|l| l.contains("nothing for the organization"))
+            .then_some(())
+    });
+    assert_eq!(runs(&env).len(), full_runs, "no sync while nothing matters");
+    assert!(
+        !service.log().contains("a full read"),
+        "the cookie kept working: {}",
+        service.log()
+    );
+    let requests = || {
+        let org = server.org();
+        org.token_requests + org.reads.len() + org.imports.len() + org.member_calls.len()
+    };
+    let before = requests();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        requests(),
+        before,
+        "no request to Bitwarden while nothing changes"
+    );
+
     // a leaver: disabled in the directory, revoked by the fast lane (not removed)
     let t0 = Instant::now();
     set_disabled(&slapd, "bob", true);

@@ -128,7 +128,7 @@ impl LdapSource {
                 Err(why) => Poll::Unavailable(why),
             });
         };
-        let why = match self.sync_search(ldap, Some(cookie)).await? {
+        let why = match self.sync_search(ldap, Some(cookie.clone())).await? {
             Ok(read) => match read.cookie.filter(|c| !c.is_empty()) {
                 Some(c) if !read.present_phase => {
                     return Ok(Poll::Changes {
@@ -136,11 +136,19 @@ impl LdapSource {
                         cursor: fresh(Some(c)),
                     });
                 }
+                // nothing changed: the server keeps the cookie it was given (RFC 4533's
+                // cookie is optional in the Sync Done control)
+                None if !read.present_phase && read.changes.is_empty() => {
+                    return Ok(Poll::Changes {
+                        changes: Vec::new(),
+                        cursor: fresh(Some(cookie)),
+                    });
+                }
                 Some(_) => "the server's session log no longer reaches the stored cookie (it \
                             sent its whole content): a full read"
                     .to_string(),
-                None => "the server did not take the stored cookie (it answered without one): \
-                         a full read"
+                None => "the server did not take the stored cookie (it answered with entries \
+                         and without a cookie): a full read"
                     .to_string(),
             },
             Err(why) => why,

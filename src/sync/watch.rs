@@ -175,6 +175,16 @@ pub async fn look(cfg: &Config, secret: String, store: &Store) -> anyhow::Result
         }
         Poll::Changes { changes, cursor } => (changes, cursor),
     };
+    if changes.is_empty() {
+        // the common look: nothing changed, nothing read from the store
+        return Ok(Looked {
+            look: Look::Quiet {
+                changes: 0,
+                joiners: 0,
+            },
+            cursor: Some(cursor),
+        });
+    }
     let known = Known::load(store)?;
     let changes = known.complete(changes);
     if changes.is_empty() {

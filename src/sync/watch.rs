@@ -128,29 +128,35 @@ pub fn forget_cursor(store: &Store) -> anyhow::Result<()> {
     store.meta_set(&cursor_key(store.scope()), None)
 }
 
-/// One look at the directory of `cfg` (see the module doc). `store` is on the organization's
-/// scope: the cache says who the connector synced, the kept records who it revoked.
-pub async fn look(cfg: &Config, secret: String, store: &Store) -> anyhow::Result<Looked> {
-    let Some(DirectoryType::Ldap) = cfg.directory.kind else {
-        let name = cfg.directory.kind.map_or("no directory", |k| match k {
-            DirectoryType::Entra => "Entra ID",
-            DirectoryType::Google => "Google Workspace",
-            DirectoryType::Okta => "Okta",
-            DirectoryType::Onelogin => "OneLogin",
-            DirectoryType::Ldap => "LDAP",
-        });
-        return Ok(Looked {
-            look: Look::Unavailable(format!(
-                "the fast lane has no change feed for {name} yet (only LDAP and Active \
-                 Directory)"
-            )),
-            cursor: None,
-        });
-    };
-    let source = LdapSource {
+/// The LDAP source of `cfg`, the only kind with a feed so far (`None` for the others).
+fn ldap_source(cfg: &Config, secret: String) -> Option<LdapSource> {
+    (cfg.directory.kind == Some(DirectoryType::Ldap)).then(|| LdapSource {
         ldap: cfg.ldap.clone(),
         sync: cfg.sync.clone(),
         password: secret,
+    })
+}
+
+/// Why a directory of another kind has no feed.
+fn no_feed_for(cfg: &Config) -> String {
+    let name = cfg.directory.kind.map_or("no directory", |k| match k {
+        DirectoryType::Entra => "Entra ID",
+        DirectoryType::Google => "Google Workspace",
+        DirectoryType::Okta => "Okta",
+        DirectoryType::Onelogin => "OneLogin",
+        DirectoryType::Ldap => "LDAP",
+    });
+    format!("the fast lane has no change feed for {name} yet (only LDAP and Active Directory)")
+}
+
+/// One look at the directory of `cfg` (see the module doc). `store` is on the organization's
+/// scope: the cache says who the connector synced, the kept records who it revoked.
+pub async fn look(cfg: &Config, secret: String, store: &Store) -> anyhow::Result<Looked> {
+    let Some(source) = ldap_source(cfg, secret) else {
+        return Ok(Looked {
+            look: Look::Unavailable(no_feed_for(cfg)),
+            cursor: None,
+        });
     };
     let cursor = load_cursor(store);
     let poll = source.poll_feed(cursor.as_ref()).await?;
@@ -249,17 +255,8 @@ pub async fn availability(cfg: &Config, secret: String) -> Option<String> {
             period * 10
         )
     };
-    let Some(DirectoryType::Ldap) = cfg.directory.kind else {
-        return Some(without(
-            "the fast lane has no change feed for this directory type yet (only LDAP and \
-             Active Directory)"
-                .into(),
-        ));
-    };
-    let source = LdapSource {
-        ldap: cfg.ldap.clone(),
-        sync: cfg.sync.clone(),
-        password: secret,
+    let Some(source) = ldap_source(cfg, secret) else {
+        return Some(without(no_feed_for(cfg)));
     };
     let feed = if cfg.ldap.ad {
         "Active Directory's uSNChanged"

@@ -181,26 +181,21 @@ pub async fn look(cfg: &Config, secret: String, store: &Store) -> anyhow::Result
         }
         Poll::Changes { changes, cursor } => (changes, cursor),
     };
+    // the common look: nothing changed, nothing read from the store
+    let quiet = |cursor| Looked {
+        look: Look::Quiet {
+            changes: 0,
+            joiners: 0,
+        },
+        cursor: Some(cursor),
+    };
     if changes.is_empty() {
-        // the common look: nothing changed, nothing read from the store
-        return Ok(Looked {
-            look: Look::Quiet {
-                changes: 0,
-                joiners: 0,
-            },
-            cursor: Some(cursor),
-        });
+        return Ok(quiet(cursor));
     }
     let known = Known::load(store)?;
     let changes = known.complete(changes);
     if changes.is_empty() {
-        return Ok(Looked {
-            look: Look::Quiet {
-                changes: 0,
-                joiners: 0,
-            },
-            cursor: Some(cursor),
-        });
+        return Ok(quiet(cursor));
     }
     let now = Utc::now();
     let since = changes

@@ -15,7 +15,7 @@ fn set(v: &[&str]) -> BTreeSet<String> {
 }
 
 /// Points an environment at the DC, scoped to one OU, as the reader service account.
-fn configure(env: &Env, server: &FakeBitwarden, ou: &str) {
+pub(crate) fn configure(env: &Env, server: &FakeBitwarden, ou: &str) {
     let d = dc();
     env.set("server.url", &server.url);
     // the removal path (revoke-first is tests/e2e/lifecycle.rs)

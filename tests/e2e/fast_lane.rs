@@ -290,6 +290,24 @@ fn a_refused_cookie_falls_back_to_a_full_read_and_the_feed_starts_again() {
     assert_eq!(code, 0, "{log}");
     // the stored cookie is one the server never gave (as after a provider's database was
     // rebuilt): the next look must say so and read everything
+    let service = restart_with_cursor(
+        &env,
+        |c| c["cookie"] = hex("not a cookie this server gave").into(),
+        "a full read",
+    );
+    // and the new cookie works: a leaver is revoked by the lane
+    set_disabled(&slapd, "bob", true);
+    wait_status(&service, &server, "bob", Some(REVOKED));
+    let _ = sigterm_and_wait(service);
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// With the service stopped, changes the stored cursor as `change` says, starts the service
+/// again and waits until it has said `said`, read everything and watches again.
+fn restart_with_cursor(env: &Env, change: impl FnOnce(&mut Value), said: &str) -> Service {
     let db = rusqlite::Connection::open(env.path().join("directory-connector.sqlite3")).unwrap();
     let (key, raw): (String, String) = db
         .query_row(
@@ -299,32 +317,25 @@ fn a_refused_cookie_falls_back_to_a_full_read_and_the_feed_starts_again() {
         )
         .expect("a stored cursor");
     let mut cursor: Value = serde_json::from_str(&raw).unwrap();
-    cursor["cookie"] = hex("not a cookie this server gave").into();
+    change(&mut cursor);
     db.execute(
         "UPDATE meta SET value = ?1 WHERE key = ?2",
         [cursor.to_string(), key],
     )
     .unwrap();
     drop(db);
-    let service = start_service(&env, None);
-    wait_for_service(&service, "the reset said", || {
-        service.log().contains("a full read").then_some(())
+    let service = start_service(env, None);
+    wait_for_service(&service, &format!("the service saying {said:?}"), || {
+        service.log().contains(said).then_some(())
     });
     wait_for_service(&service, "watching again after the full read", || {
         (service
             .log()
             .contains("watching the directory's change feed again")
-            && fast_lane_runs(&env) >= 1)
+            && fast_lane_runs(env) >= 1)
             .then_some(())
     });
-    // and the new cookie works: a leaver is revoked by the lane
-    set_disabled(&slapd, "bob", true);
-    wait_status(&service, &server, "bob", Some(REVOKED));
-    let _ = sigterm_and_wait(service);
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
+    service
 }
 
 #[test]
@@ -359,18 +370,8 @@ mod ad {
     use crate::support::samba::{self, dc, dn, ou_ldif, unique_ou};
 
     fn configure_ad(env: &Env, server: &FakeBitwarden, ou: &str) -> u16 {
-        let d = dc();
-        env.set("server.url", &server.url);
-        env.set("directory.type", "ldap");
-        env.set("ldap.ad", "true");
-        env.set("ldap.hostname", "127.0.0.1");
-        env.set("ldap.root_path", samba::BASE);
-        env.set("ldap.username", samba::READER);
-        env.set("ldap.ca_file", d.ca().to_str().unwrap());
-        let r = env.run_stdin(&["config", "set", "ldap.password"], samba::READER_PW);
-        assert_eq!(r.code, 0, "{}", r.all());
-        env.set("sync.user_path", &format!("OU={ou}"));
-        env.set("sync.group_path", &format!("OU={ou}"));
+        // the DC as the reader, scoped to the OU (tests/e2e/ad.rs), then revoke-first
+        crate::ad::configure(env, server, ou);
         env.set("sync.remove_missing_users", "true");
         env.set("sync.remove_disabled", "true");
         env.set("sync.remove_revoked_after_days", "30");
@@ -524,35 +525,14 @@ mod ad {
         let (code, log) = sigterm_and_wait(service);
         assert_eq!(code, 0, "{log}");
         // the stored invocationID is another one: as after a restore from backup
-        let db =
-            rusqlite::Connection::open(env.path().join("directory-connector.sqlite3")).unwrap();
-        let (key, raw): (String, String) = db
-            .query_row(
-                "SELECT key, value FROM meta WHERE key LIKE 'feed_cursor:%'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .expect("a stored cursor");
-        let mut cursor: Value = serde_json::from_str(&raw).unwrap();
-        assert!(cursor["usn"].as_u64().is_some(), "{cursor}");
-        cursor["invocation_id"] = "00000000-0000-0000-0000-000000000001".into();
-        db.execute(
-            "UPDATE meta SET value = ?1 WHERE key = ?2",
-            [cursor.to_string(), key],
-        )
-        .unwrap();
-        drop(db);
-        let service = start_service(&env, None);
-        wait_for_service(&service, "the restore said", || {
-            service.log().contains("invocationID changed").then_some(())
-        });
-        wait_for_service(&service, "watching again after the full read", || {
-            (service
-                .log()
-                .contains("watching the directory's change feed again")
-                && fast_lane_runs(&env) >= 1)
-                .then_some(())
-        });
+        let service = restart_with_cursor(
+            &env,
+            |c| {
+                assert!(c["usn"].as_u64().is_some(), "{c}");
+                c["invocation_id"] = "00000000-0000-0000-0000-000000000001".into();
+            },
+            "invocationID changed",
+        );
         // the feed starts again from the controller's USN: a change is seen
         set_uac(&ou, "Bob", true);
         wait_ad(&service, &server, "bob@lanerst.test", Some(REVOKED));

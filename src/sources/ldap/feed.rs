@@ -397,16 +397,7 @@ impl LdapSource {
         let q = Query::new("changed entry", &root, &filter, &attrs);
         search_each(ldap, cfg, q, &NoProgress, |e| {
             if let Ok(e) = e {
-                changes.push(Change {
-                    id: object_guid(&e),
-                    at: e
-                        .first_text("whenChanged")
-                        .ok()
-                        .flatten()
-                        .and_then(generalized_time),
-                    dn: Some(e.dn),
-                    deleted: false,
-                });
+                changes.push(ad_change(e, false));
             }
         })
         .await?;
@@ -423,16 +414,7 @@ impl LdapSource {
             });
             let found = search_each(ldap, cfg, q, &NoProgress, |e| {
                 if let Ok(e) = e {
-                    changes.push(Change {
-                        id: object_guid(&e),
-                        at: e
-                            .first_text("whenChanged")
-                            .ok()
-                            .flatten()
-                            .and_then(generalized_time),
-                        dn: None,
-                        deleted: true,
-                    });
+                    changes.push(ad_change(e, true));
                 }
             })
             .await;
@@ -533,6 +515,21 @@ impl LdapSource {
             })))
             .with_context(|| format!("LDAP read of the changed entry `{dn}`")),
         }
+    }
+}
+
+/// The change an AD entry found by its `uSNChanged` stands for: by its GUID, when
+/// `whenChanged` says; a tombstone's DN (`CN=…\0ADEL:…`) is not kept.
+fn ad_change(e: Entry, deleted: bool) -> Change {
+    Change {
+        id: object_guid(&e),
+        at: e
+            .first_text("whenChanged")
+            .ok()
+            .flatten()
+            .and_then(generalized_time),
+        dn: (!deleted).then_some(e.dn),
+        deleted,
     }
 }
 

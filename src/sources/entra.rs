@@ -275,6 +275,103 @@ impl EntraSource {
             .collect())
     }
 
+    /// Which directory a fast-lane cursor belongs to (the tenant, Graph, the user filter).
+    pub fn feed_directory(&self) -> String {
+        format!("entra|{}", self.delta_key())
+    }
+
+    /// A delta link from now on (`$deltatoken=latest`: no users, only the link).
+    async fn delta_from_now(&self, api: &Api) -> anyhow::Result<String> {
+        let url = self.graph(&format!(
+            "users/delta?$select={USER_FIELDS}&$deltatoken=latest"
+        ));
+        let (_, link) = self.delta(api, url).await?;
+        link.ok_or_else(|| anyhow!("Microsoft Graph: /users/delta answered without a delta link"))
+    }
+
+    /// The fast lane's look: the cursor's `/users/delta` link replayed (the users changed since
+    /// it was issued, `@removed` ones as deleted), or a link from now on when there is none. An
+    /// expired link (`syncStateNotFound`, 410) is a reset.
+    pub async fn poll_feed(
+        &self,
+        cursor: Option<&super::feed::Cursor>,
+    ) -> anyhow::Result<super::feed::Poll> {
+        use super::feed::{Change, Cursor, Poll};
+        let api = self.api()?;
+        let directory = self.feed_directory();
+        let fresh = |link: String| Cursor {
+            directory: directory.clone(),
+            feed: "entra-delta".into(),
+            link: Some(link),
+            ..Cursor::default()
+        };
+        let Some(link) = cursor
+            .filter(|c| c.directory == directory && c.feed == "entra-delta")
+            .and_then(|c| c.link.clone())
+        else {
+            return Ok(Poll::Started(fresh(self.delta_from_now(&api).await?)));
+        };
+        match self.delta(&api, link.clone()).await {
+            Ok((items, next)) => {
+                let changes = items
+                    .iter()
+                    .filter(|o| o.get("@odata.type").is_none() || is_user_object(o))
+                    .filter_map(|o| {
+                        Some(Change {
+                            dn: None,
+                            id: Some(o["id"].as_str()?.to_string()),
+                            deleted: o.get("@removed").is_some(),
+                            at: None,
+                        })
+                    })
+                    .collect();
+                Ok(Poll::Changes {
+                    changes,
+                    cursor: fresh(next.unwrap_or(link)),
+                })
+            }
+            Err(e) if delta_expired(&e) => Ok(Poll::Reset {
+                reason: format!(
+                    "Microsoft Entra ID: the saved delta link has expired ({e:#}): a full read"
+                ),
+                cursor: fresh(self.delta_from_now(&api).await?),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads each changed user once (`GET /users/{id}`): what it is now; a 404 is gone.
+    pub async fn confirm(
+        &self,
+        changes: &[super::feed::Change],
+    ) -> anyhow::Result<Vec<super::feed::Seen>> {
+        use super::feed::Seen;
+        let api = self.api()?;
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            let gone = Seen::Gone {
+                dn: None,
+                id: c.id.clone(),
+            };
+            let Some(id) = c.id.as_deref() else {
+                out.push(gone);
+                continue;
+            };
+            let url = self.graph(&format!("users/{id}?$select={USER_FIELDS}"));
+            match api.get(&url).await {
+                Ok(a) => out.push(match user_of(&a.json) {
+                    Some(u) => Seen::User(u),
+                    None => gone,
+                }),
+                Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 404) => {
+                    out.push(gone);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// The user objects among the transitive members of the groups (the
     /// `transitiveMembers/microsoft.graph.user` cast leaves out nested groups, contacts, devices
     /// and service principals), and their ids.

@@ -5,7 +5,9 @@
 //! The feeds: OpenLDAP (and any server with RFC 4533 content synchronisation, `syncprov`) in
 //! [`crate::sources::ldap::feed`] as `refreshOnly` with a stored cookie; Active Directory there
 //! too, as `uSNChanged` above the stored USN, bounded by the rootDSE's `highestCommittedUSN`,
-//! with the Deleted Objects container, on one domain controller whose `invocationID` is kept.
+//! with the Deleted Objects container, on one domain controller whose `invocationID` is kept;
+//! Entra ID in [`crate::sources::entra`], as Microsoft Graph's `/users/delta` with the saved
+//! delta link.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +20,7 @@ pub struct Cursor {
     /// The directory it belongs to (kind, server, base): another directory's cursor is not
     /// used.
     pub directory: String,
-    /// `syncrepl` or `usn`.
+    /// `syncrepl`, `usn` or `entra-delta`.
     pub feed: String,
     /// The RFC 4533 cookie (as the server gave it, hex).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,6 +28,9 @@ pub struct Cursor {
     /// AD: the highest committed USN read so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usn: Option<u64>,
+    /// Entra ID: the `/users/delta` link to replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
     /// AD: the domain controller's `invocationID`; another one means a restore from backup
     /// (or another DC), so the USNs mean nothing: a full read.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,6 +65,20 @@ pub struct Change {
     pub deleted: bool,
     /// When the directory says it changed (`modifyTimestamp`, `whenChanged`), if it says.
     pub at: Option<DateTime<Utc>>,
+}
+
+/// What one changed entry is now, read from the directory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seen {
+    /// A user entry the user search finds, as it reads now (disabled or not).
+    User(crate::engine::DirUser),
+    /// A group entry the group search finds: its externalId.
+    Group(String),
+    /// Not there, or outside both searches: the change's DN and id as the feed named them.
+    Gone {
+        dn: Option<String>,
+        id: Option<String>,
+    },
 }
 
 /// What one look at a feed found.

@@ -86,16 +86,43 @@ fn side_files(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
     })
 }
 
+/// Whether an error is SQLite's "database is locked" (another connection holds the lock).
+fn is_busy(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy
+                    || f.code == rusqlite::ErrorCode::DatabaseLocked
+        )
+    })
+}
+
 impl Store {
     /// Opens (and creates or migrates) the database of a data directory.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
         let path = db_path(data_dir);
-        let opened = Connection::open(&path)
-            .with_context(|| format!("opening the database {}", path.display()))
-            .and_then(|conn| {
-                Self::init(conn)
-                    .with_context(|| format!("preparing the database {}", path.display()))
-            });
+        let open = || {
+            Connection::open(&path)
+                .with_context(|| format!("opening the database {}", path.display()))
+                .and_then(|conn| {
+                    Self::init(conn)
+                        .with_context(|| format!("preparing the database {}", path.display()))
+                })
+        };
+        // Another process of the data directory (the service, the window, a CLI command) may
+        // hold a lock that SQLite's busy handler does not wait for while this one opens the
+        // file (WAL recovery, the journal mode): a few tries before it is an error.
+        let mut opened = open();
+        for _ in 0..20 {
+            match &opened {
+                Err(e) if is_busy(e) => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    opened = open();
+                }
+                _ => break,
+            }
+        }
         // SQLite creates the files with the umask's mode: they are made private by path (a new
         // database is empty until then, in the data directory, which is private itself)
         for p in std::iter::once(path.clone())

@@ -11,11 +11,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, DirectoryType};
+use crate::sources::entra::EntraSource;
 /// The feed's cursor, as the callers of a look keep it.
 pub use crate::sources::feed::Cursor;
-use crate::sources::feed::{Change, Poll};
+use crate::sources::feed::{Change, Poll, Seen};
 use crate::sources::ldap::LdapSource;
-use crate::sources::ldap::feed::Seen;
 use crate::store::Store;
 
 /// More changed entries than this in one look are not read one by one: the full sync reads
@@ -128,13 +128,54 @@ pub fn forget_cursor(store: &Store) -> anyhow::Result<()> {
     store.meta_set(&cursor_key(store.scope()), None)
 }
 
-/// The LDAP source of `cfg`, the only kind with a feed so far (`None` for the others).
-fn ldap_source(cfg: &Config, secret: String) -> Option<LdapSource> {
-    (cfg.directory.kind == Some(DirectoryType::Ldap)).then(|| LdapSource {
-        ldap: cfg.ldap.clone(),
-        sync: cfg.sync.clone(),
-        password: secret,
-    })
+/// A source with a change feed.
+enum FeedSource {
+    Ldap(LdapSource),
+    Entra(EntraSource),
+}
+
+impl FeedSource {
+    async fn poll(&self, cursor: Option<&Cursor>) -> anyhow::Result<Poll> {
+        match self {
+            FeedSource::Ldap(s) => s.poll_feed(cursor).await,
+            FeedSource::Entra(s) => s.poll_feed(cursor).await,
+        }
+    }
+
+    async fn confirm(&self, changes: &[Change]) -> anyhow::Result<Vec<Seen>> {
+        match self {
+            FeedSource::Ldap(s) => s.confirm(changes).await,
+            FeedSource::Entra(s) => s.confirm(changes).await,
+        }
+    }
+
+    /// The feed in words, for `test`.
+    fn name(&self) -> &'static str {
+        match self {
+            FeedSource::Ldap(s) if s.ldap.ad => "Active Directory's uSNChanged",
+            FeedSource::Ldap(_) => "RFC 4533 content synchronisation",
+            FeedSource::Entra(_) => "Microsoft Graph's /users/delta",
+        }
+    }
+}
+
+/// The source of `cfg` when its kind has a change feed (`None` for the others).
+fn feed_source(cfg: &Config, secret: String) -> Option<FeedSource> {
+    match cfg.directory.kind? {
+        DirectoryType::Ldap => Some(FeedSource::Ldap(LdapSource {
+            ldap: cfg.ldap.clone(),
+            sync: cfg.sync.clone(),
+            password: secret,
+        })),
+        DirectoryType::Entra => Some(FeedSource::Entra(EntraSource {
+            entra: cfg.entra.clone(),
+            sync: cfg.sync.clone(),
+            key: secret,
+            ca_file: cfg.server.ca_file.clone(),
+            state: std::sync::Arc::new(crate::sources::NoState),
+        })),
+        _ => None,
+    }
 }
 
 /// Why a directory of another kind has no feed.
@@ -146,20 +187,23 @@ fn no_feed_for(cfg: &Config) -> String {
         DirectoryType::Onelogin => "OneLogin",
         DirectoryType::Ldap => "LDAP",
     });
-    format!("the fast lane has no change feed for {name} yet (only LDAP and Active Directory)")
+    format!(
+        "the fast lane has no change feed for {name} yet (only LDAP, Active Directory and Entra \
+         ID)"
+    )
 }
 
 /// One look at the directory of `cfg` (see the module doc). `store` is on the organization's
 /// scope: the cache says who the connector synced, the kept records who it revoked.
 pub async fn look(cfg: &Config, secret: String, store: &Store) -> anyhow::Result<Looked> {
-    let Some(source) = ldap_source(cfg, secret) else {
+    let Some(source) = feed_source(cfg, secret) else {
         return Ok(Looked {
             look: Look::Unavailable(no_feed_for(cfg)),
             cursor: None,
         });
     };
     let cursor = load_cursor(store);
-    let poll = source.poll_feed(cursor.as_ref()).await?;
+    let poll = source.poll(cursor.as_ref()).await?;
     let (changes, cursor) = match poll {
         Poll::Started(c) => {
             return Ok(Looked {
@@ -250,15 +294,11 @@ pub async fn availability(cfg: &Config, secret: String) -> Option<String> {
             period * 10
         )
     };
-    let Some(source) = ldap_source(cfg, secret) else {
+    let Some(source) = feed_source(cfg, secret) else {
         return Some(without(no_feed_for(cfg)));
     };
-    let feed = if cfg.ldap.ad {
-        "Active Directory's uSNChanged"
-    } else {
-        "RFC 4533 content synchronisation"
-    };
-    Some(match source.poll_feed(None).await {
+    let feed = source.name();
+    Some(match source.poll(None).await {
         Ok(Poll::Unavailable(why)) => without(why),
         Ok(Poll::Started(c) | Poll::Reset { cursor: c, .. } | Poll::Changes { cursor: c, .. }) => {
             let blind = c

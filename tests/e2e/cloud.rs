@@ -55,7 +55,11 @@ fn group(id: &str, name: &str, users: &[&str], groups: &[&str]) -> CloudGroup {
     }
 }
 
-fn directory(active: &'static str, suspended: &'static str, gone: &'static str) -> Directory {
+pub(crate) fn directory(
+    active: &'static str,
+    suspended: &'static str,
+    gone: &'static str,
+) -> Directory {
     Directory {
         users: vec![
             user("alice", active),
@@ -85,7 +89,7 @@ fn okta_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
     env
 }
 
-fn entra_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
+pub(crate) fn entra_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
     let env = Env::new();
     env.set("server.url", &server.url);
     // the removal path (revoke-first is tests/e2e/lifecycle.rs)

@@ -539,3 +539,116 @@ mod ad {
         let _ = sigterm_and_wait(service);
     }
 }
+
+/// Entra ID (the fake Microsoft Graph): `/users/delta` with the saved delta link.
+mod entra {
+    use super::*;
+    use crate::support::fake_cloud::FakeCloud;
+
+    fn set_status(cloud: &FakeCloud, id: &str, status: &'static str) {
+        if let Some(u) = cloud.dir().users.iter_mut().find(|u| u.id == id) {
+            u.status = status;
+        }
+    }
+
+    fn mail_status(server: &FakeBitwarden, id: &str) -> Option<i32> {
+        server
+            .org()
+            .members
+            .get(&format!("{id}@example.com"))
+            .map(|m| m.status)
+    }
+
+    #[test]
+    fn entra_a_disabled_and_a_deleted_user_are_revoked_and_a_returner_restored_by_the_fast_lane() {
+        let cloud = FakeCloud::start(crate::cloud::directory("ACTIVE", "ACTIVE", "ACTIVE"));
+        let server = FakeBitwarden::start();
+        let env = crate::cloud::entra_env(&cloud, &server);
+        env.set("sync.remove_missing_users", "true");
+        env.set("sync.remove_disabled", "true");
+        env.set("sync.remove_revoked_after_days", "30");
+        env.set("sync.interval_minutes", "60");
+        env.set("sync.watch_seconds", "1");
+        let t = env.ok(&["test"]);
+        assert!(
+            t.stdout.contains(
+                "Fast lane: the directory's change feed (Microsoft Graph's /users/delta) is \
+                 available"
+            ),
+            "{}",
+            t.stdout
+        );
+        let service = start(&env);
+        assert_eq!(mail_status(&server, "dave"), Some(0));
+        let full_runs = runs(&env).len();
+
+        let t0 = Instant::now();
+        set_status(&cloud, "dave", "DISABLED");
+        wait_for_service(&service, "dave revoked", || {
+            (mail_status(&server, "dave") == Some(REVOKED)).then_some(())
+        });
+        eprintln!(
+            "fast lane (Entra /users/delta): disabled → revoked in {:?}",
+            t0.elapsed()
+        );
+        set_status(&cloud, "erin", "DELETED");
+        wait_for_service(&service, "erin revoked", || {
+            (mail_status(&server, "erin") == Some(REVOKED)).then_some(())
+        });
+        let dave = server.org().members["dave@example.com"].id.clone();
+        set_status(&cloud, "dave", "ACTIVE");
+        wait_for_service(&service, "dave restored", || {
+            mail_status(&server, "dave")
+                .filter(|s| *s != REVOKED)
+                .map(|_| ())
+        });
+        assert_eq!(server.org().members["dave@example.com"].id, dave);
+        let all = runs(&env);
+        assert_eq!(
+            all.len() - full_runs,
+            all.iter().filter(|r| r["kind"] == "fast lane").count(),
+            "every change went through the lane: {all:?}"
+        );
+        let log = service.log();
+        assert!(
+            log.contains("fast lane: 1 leaver (dave)")
+                && log.contains("fast lane: 1 returner (dave)")
+                && !log.contains("a full read"),
+            "each change named, the delta link kept: {log}"
+        );
+        let _ = sigterm_and_wait(service);
+    }
+
+    #[test]
+    fn entra_an_expired_delta_link_falls_back_to_a_full_read_and_the_feed_starts_again() {
+        let cloud = FakeCloud::start(crate::cloud::directory("ACTIVE", "ACTIVE", "ACTIVE"));
+        let server = FakeBitwarden::start();
+        let env = crate::cloud::entra_env(&cloud, &server);
+        env.set("sync.remove_missing_users", "true");
+        env.set("sync.remove_revoked_after_days", "30");
+        env.set("sync.interval_minutes", "60");
+        env.set("sync.watch_seconds", "1");
+        let service = start(&env);
+        // Graph forgets the link (syncStateNotFound): said, a full read
+        cloud.dir().expire_delta_links = true;
+        wait_for_service(&service, "the expired link said", || {
+            service
+                .log()
+                .contains("delta link has expired")
+                .then_some(())
+        });
+        cloud.dir().expire_delta_links = false;
+        wait_for_service(&service, "watching again", || {
+            service
+                .log()
+                .contains("watching the directory's change feed again")
+                .then_some(())
+        });
+        // the new link works: a deleted user is revoked by the lane
+        set_status(&cloud, "alice", "DELETED");
+        wait_for_service(&service, "alice revoked", || {
+            (mail_status(&server, "alice") == Some(REVOKED)).then_some(())
+        });
+        let _ = sigterm_and_wait(service);
+    }
+}

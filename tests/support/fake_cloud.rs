@@ -177,6 +177,7 @@ impl FakeCloud {
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
             .route("/v1.0/users", get(graph_users))
             .route("/v1.0/users/delta", get(graph_delta))
+            .route("/v1.0/users/{id}", get(graph_user_by_id))
             .route(
                 "/v1.0/directory/deletedItems/microsoft.graph.user",
                 get(graph_deleted_items),
@@ -743,6 +744,31 @@ async fn graph_users(
         .map(graph_user)
         .collect();
     graph_page(&base, "/v1.0/users", items, &q, d.page_size, None)
+}
+
+/// `GET /users/{id}`, https://learn.microsoft.com/en-us/graph/api/user-get: the user, or 404
+/// `Request_ResourceNotFound` for an id that is not (or no longer) a user of the tenant (a
+/// deleted user is in the recycle bin, not under `/users`).
+async fn graph_user_by_id(
+    State((dir, _, _)): State<S>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/v1.0/users/{id}");
+    if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
+        return r;
+    }
+    match d.users.iter().find(|u| u.id == id && u.status != "DELETED") {
+        Some(u) => Json(graph_user(u)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "Request_ResourceNotFound",
+                "message": format!("Resource '{id}' does not exist or one of its queried reference-property objects are not present.")}})),
+        )
+            .into_response(),
+    }
 }
 
 /// `/users/delta`, https://learn.microsoft.com/en-us/graph/delta-query-users and

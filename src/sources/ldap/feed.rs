@@ -27,9 +27,10 @@ use super::{
     LdapSource, Query, SHOW_DELETED_OID, describe_error, domain_root, guid_to_string, normalize_dn,
     object_guid, search_base, search_each, search_filter, url,
 };
-use crate::engine::DirUser;
 use crate::progress::NoProgress;
-use crate::sources::feed::{Change, Cursor, Poll, from_hex, generalized_time, to_hex, uuid_text};
+use crate::sources::feed::{
+    Change, Cursor, Poll, Seen, from_hex, generalized_time, to_hex, uuid_text,
+};
 
 const SYNC_REQUEST_OID: &str = "1.3.6.1.4.1.4203.1.9.1.1";
 const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
@@ -42,20 +43,6 @@ const NO_SUCH_OBJECT: u32 = 32;
 const SIZE_LIMIT: u32 = 4;
 const PROTOCOL_ERROR: u32 = 2;
 const OTHER: u32 = 80;
-
-/// What one changed entry is now, read from the directory.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Seen {
-    /// A user entry the user search finds, as it reads now (disabled or not).
-    User(DirUser),
-    /// A group entry the group search finds: its externalId.
-    Group(String),
-    /// Not there, or outside both searches: the change's DN and id as the feed named them.
-    Gone {
-        dn: Option<String>,
-        id: Option<String>,
-    },
-}
 
 /// What a poll of a content-synchronisation search found, before it becomes a [`Poll`].
 #[derive(Default)]
@@ -101,9 +88,7 @@ impl LdapSource {
             directory: directory.clone(),
             feed: "syncrepl".into(),
             cookie: cookie.map(|c| to_hex(&c)),
-            usn: None,
-            invocation_id: None,
-            deletions_hidden: false,
+            ..Cursor::default()
         };
         let cookie = cursor
             .filter(|c| c.directory == directory && c.feed == "syncrepl")
@@ -305,10 +290,9 @@ impl LdapSource {
         let mut fresh = Cursor {
             directory: directory.clone(),
             feed: "usn".into(),
-            cookie: None,
             usn: Some(highest),
             invocation_id: Some(invocation.clone()),
-            deletions_hidden: false,
+            ..Cursor::default()
         };
         let Some(last) = cursor
             .filter(|c| c.directory == directory && c.feed == "usn")

@@ -111,11 +111,31 @@ impl Lane {
     }
 
     fn publish(&self, conn: &Connector) {
-        if let Ok(store) = conn.store()
-            && let Ok(raw) = serde_json::to_string(&self.view)
-            && let Err(e) = store.meta_set(VIEW_KEY, Some(&raw))
-        {
-            tracing::debug!("keeping the fast lane's state failed: {e:#}");
+        let kept = serde_json::to_string(&self.view)
+            .map_err(anyhow::Error::from)
+            .and_then(|raw| conn.store()?.meta_set(VIEW_KEY, Some(&raw)));
+        if let Err(e) = kept {
+            tracing::warn!(
+                "fast lane: keeping its state for the window and `history` failed (the lane \
+                 goes on): {e:#}"
+            );
+        }
+    }
+
+    /// Stops the lane until a full sync that is not refused: said (with `hint` for the
+    /// journal), in the state, and alerted where alerts go.
+    async fn stop(
+        &mut self,
+        conn: &Connector,
+        (cfg, status, alerts): (Option<&Config>, &Status, &mut super::alerts::Alerts),
+        why: String,
+        hint: &str,
+    ) {
+        super::say(&format!("fast lane stopped: {why}{hint}"));
+        self.stopped = true;
+        self.set(conn, status, "stopped_by_guard", why.clone());
+        if let Some(cfg) = cfg {
+            alerts.lane_stopped(conn, cfg, &why).await;
         }
     }
 
@@ -196,13 +216,7 @@ impl Lane {
         looked: crate::sync::watch::Looked,
         (period, now): (Duration, DateTime<Utc>),
     ) -> Next {
-        let keep = |c: &Option<Cursor>| {
-            if let Some(c) = c
-                && let Err(e) = conn.keep_cursor(c)
-            {
-                tracing::warn!("fast lane: keeping the change feed's cursor failed: {e:#}");
-            }
-        };
+        let keep = |c: &Option<Cursor>| keep_cursor(conn, c.as_ref());
         match looked.look {
             Look::Started => {
                 keep(&looked.cursor);
@@ -275,13 +289,10 @@ impl Lane {
                          for a full sync",
                         found.leavers.len()
                     );
-                    super::say(&format!(
-                        "fast lane stopped: {why} (sync.max_removals; run `directory-connector \
-                         sync --allow-mass-removal` once if they are right)"
-                    ));
-                    self.stopped = true;
-                    self.set(conn, status, "stopped_by_guard", why.clone());
-                    alerts.lane_stopped(conn, cfg, &why).await;
+                    let hint = " (sync.max_removals; run `directory-connector sync \
+                                --allow-mass-removal` once if they are right)";
+                    self.stop(conn, (Some(cfg), status, alerts), why, hint)
+                        .await;
                     return Next::Wait;
                 }
                 super::say(&format!("fast lane: {what}: a sync now"));
@@ -311,19 +322,10 @@ impl Lane {
                          full sync",
                         f.record.id
                     );
-                    super::say(&format!("fast lane stopped: {why}"));
-                    self.stopped = true;
-                    self.set(conn, status, "stopped_by_guard", why.clone());
-                    if let Some(cfg) = cfg {
-                        alerts.lane_stopped(conn, cfg, &why).await;
-                    }
+                    self.stop(conn, (cfg, status, alerts), why, "").await;
                     return;
                 }
-                if let Some(c) = &cursor
-                    && let Err(e) = conn.keep_cursor(c)
-                {
-                    tracing::warn!("fast lane: keeping the change feed's cursor failed: {e:#}");
-                }
+                keep_cursor(conn, cursor.as_ref());
                 let revoked = f.record.server.as_ref().map_or(0, |s| s.revoked);
                 if let Some(found) = found
                     && revoked > 0
@@ -348,5 +350,18 @@ impl Lane {
                 }
             }
         }
+    }
+}
+
+/// Keeps the cursor of a handled look; a failure is said (the next look starts from the one
+/// kept before, and sees the same changes again).
+fn keep_cursor(conn: &Connector, cursor: Option<&Cursor>) {
+    if let Some(c) = cursor
+        && let Err(e) = conn.keep_cursor(c)
+    {
+        tracing::warn!(
+            "fast lane: keeping the change feed's cursor failed (the next look reads the same \
+             changes again): {e:#}"
+        );
     }
 }

@@ -390,16 +390,12 @@ impl Known {
                 }
                 Seen::Group(id) => found.changed.push(format!("group {id}")),
                 Seen::Gone { dn, id } => {
-                    let is = |k: &Option<String>, set: &dyn Fn(&str) -> bool| {
-                        k.as_deref().is_some_and(set)
-                    };
-                    let member =
-                        |k: &str| self.members.contains_key(k) && !self.revoked.contains(k);
-                    let group = |k: &str| self.groups.contains(k);
+                    // the entry's keys: its DN (LDAP's externalId) and its id (AD's GUID)
+                    let keys = || [dn, id].into_iter().flatten().map(String::as_str);
                     let name = dn.clone().or_else(|| id.clone()).unwrap_or_default();
-                    if is(dn, &member) || is(id, &member) {
+                    if keys().any(|k| self.members.contains_key(k) && !self.revoked.contains(k)) {
                         found.leavers.push(name);
-                    } else if is(dn, &group) || is(id, &group) {
+                    } else if keys().any(|k| self.groups.contains(k)) {
                         found.changed.push(format!("group {name} (gone)"));
                     }
                 }

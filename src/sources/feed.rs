@@ -7,7 +7,8 @@
 //! too, as `uSNChanged` above the stored USN, bounded by the rootDSE's `highestCommittedUSN`,
 //! with the Deleted Objects container, on one domain controller whose `invocationID` is kept;
 //! Entra ID in [`crate::sources::entra`], as Microsoft Graph's `/users/delta` with the saved
-//! delta link.
+//! delta link; Okta (System Log), OneLogin (Events) and Google Workspace (the Reports API's
+//! admin activity) as audit logs read since a stored time ([`poll_events`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,13 @@ pub struct Cursor {
     /// an account deleted outright (a full read every ten looks does).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deletions_hidden: bool,
+    /// Audit logs (Okta, OneLogin, Google): the newest event time read so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Audit logs: the ids of the events of the last read, so that the overlap read again
+    /// for events the log files late does not count them twice.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<String>,
 }
 
 impl Cursor {
@@ -96,6 +104,133 @@ pub enum Poll {
     Reset { reason: String, cursor: Cursor },
     /// This directory offers no feed to this account (no `syncprov`, no rights): why.
     Unavailable(String),
+}
+
+/// One entry of a cloud directory's audit log, as a feed reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The log's id of the event (Okta's `uuid`, OneLogin's `id`, Google's `uniqueQualifier`).
+    pub id: String,
+    /// When the directory logged it.
+    pub at: DateTime<Utc>,
+    /// What it names: the user (`id`, or `email:<address>` where the log names users by
+    /// email), or a group (`group:<id>`).
+    pub change: Change,
+}
+
+/// An audit log as a feed: how it is named, how late it may file an event, how old a cursor
+/// may be.
+pub struct EventLog {
+    /// Which directory a cursor belongs to (kind, org, filters).
+    pub directory: String,
+    /// `okta-log`, `onelogin-events`, `google-reports`.
+    pub feed: &'static str,
+    /// How far before the newest event time each look reads again: events the log files late
+    /// (Okta and OneLogin: seconds; Google's Reports API: minutes).
+    pub overlap: chrono::Duration,
+}
+
+/// A cursor older than this is not replayed (the logs keep weeks of events, but reading them
+/// all costs more than the full read that replaces them).
+pub const MAX_CURSOR_AGE_DAYS: i64 = 7;
+
+/// Where [`poll_events`]' reader was refused: the account may not read the log.
+#[derive(Debug)]
+pub struct NotAllowed(pub String);
+
+impl std::fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotAllowed {}
+
+impl EventLog {
+    fn fresh(&self, since: DateTime<Utc>, seen: Vec<String>) -> Cursor {
+        Cursor {
+            directory: self.directory.clone(),
+            feed: self.feed.to_string(),
+            since: Some(since),
+            seen,
+            ..Cursor::default()
+        }
+    }
+}
+
+/// One look at an audit log: `read(from)` gives the events logged at or after `from`. Without
+/// a cursor (or another directory's) one read checks the log can be read and the feed starts
+/// now; a cursor older than [`MAX_CURSOR_AGE_DAYS`] is a reset. Otherwise the events since the
+/// cursor's time less the log's overlap, less those already seen, are the changes. A reader
+/// that fails with [`NotAllowed`] makes the feed unavailable.
+pub async fn poll_events<F, Fut>(
+    log: &EventLog,
+    cursor: Option<&Cursor>,
+    read: F,
+) -> anyhow::Result<Poll>
+where
+    F: FnOnce(DateTime<Utc>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<Event>>>,
+{
+    let now = Utc::now();
+    let kept = cursor
+        .filter(|c| c.directory == log.directory && c.feed == log.feed)
+        .and_then(|c| Some((c.since?, &c.seen)));
+    let (from, seen) = match kept {
+        Some((since, _)) if now - since > chrono::Duration::days(MAX_CURSOR_AGE_DAYS) => {
+            return Ok(Poll::Reset {
+                reason: format!(
+                    "the change feed was last read on {}, more than {MAX_CURSOR_AGE_DAYS} days \
+                     ago: a full read",
+                    since.format("%Y-%m-%d %H:%M UTC")
+                ),
+                cursor: log.fresh(now, Vec::new()),
+            });
+        }
+        Some((since, seen)) => (since - log.overlap, seen.clone()),
+        // a first look: read from now, to see that the log can be read at all
+        None => (now, Vec::new()),
+    };
+    let events = match read(from).await {
+        Ok(events) => events,
+        Err(e) => {
+            if let Some(n) = e.downcast_ref::<NotAllowed>() {
+                return Ok(Poll::Unavailable(n.0.clone()));
+            }
+            return Err(e);
+        }
+    };
+    let newest = events.iter().map(|e| e.at).max();
+    let Some(_) = kept else {
+        let since = newest.map_or(now, |n| n.max(now));
+        return Ok(Poll::Started(log.fresh(since, Vec::new())));
+    };
+    let since = kept
+        .map(|(s, _)| s)
+        .into_iter()
+        .chain(newest)
+        .max()
+        .unwrap_or(now);
+    // the next look reads from `since - overlap`: remember the events it will read again
+    let keep_from = since - log.overlap;
+    let next_seen = events
+        .iter()
+        .filter(|e| e.at >= keep_from)
+        .map(|e| e.id.clone())
+        .collect();
+    let seen: std::collections::HashSet<String> = seen.into_iter().collect();
+    let changes = events
+        .into_iter()
+        .filter(|e| !seen.contains(&e.id))
+        .map(|e| Change {
+            at: Some(e.at),
+            ..e.change
+        })
+        .collect();
+    Ok(Poll::Changes {
+        changes,
+        cursor: log.fresh(since, next_seen),
+    })
 }
 
 /// Hex of bytes (a cookie kept as text).

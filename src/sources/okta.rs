@@ -4,6 +4,10 @@
 //! (`X-Rate-Limit-*` headers). A native user query is sent as `search` (Okta's `filter` knows
 //! only status, lastUpdated, id and a few profile fields, and refuses `profile.*` otherwise with
 //! E0000031); search results include DEPROVISIONED users, so they are read once.
+//!
+//! The fast lane's feed is the System Log (`GET /api/v1/logs` since a time, ascending, only
+//! the user lifecycle, profile and group membership events); each user it names is read once
+//! (`GET /api/v1/users/{id}`), each group once (`GET /api/v1/groups/{id}`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +15,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use reqwest::header::HeaderMap;
 
+use super::feed::{Change, Cursor, Event, EventLog, NotAllowed, Poll, Seen};
 use super::filter::Filter;
 use super::http::{Api, Auth, Page};
 use crate::config::{OktaConfig, SyncConfig};
@@ -71,7 +76,198 @@ fn budget_wait(headers: &HeaderMap, reserve_percent: u32) -> Option<Duration> {
     )
 }
 
+/// The System Log events that can change who is in the organization: a user's lifecycle,
+/// profile (the email) and group memberships,
+/// <https://developer.okta.com/docs/reference/api/event-types/>.
+pub const LOG_EVENTS: [&str; 11] = [
+    "user.lifecycle.create",
+    "user.lifecycle.activate",
+    "user.lifecycle.deactivate",
+    "user.lifecycle.reactivate",
+    "user.lifecycle.suspend",
+    "user.lifecycle.unsuspend",
+    "user.lifecycle.delete.initiated",
+    "user.lifecycle.delete.completed",
+    "user.account.update_profile",
+    "group.user_membership.add",
+    "group.user_membership.remove",
+];
+
+/// The feed's events of one System Log event: one per user or group it targets.
+pub fn events_of(e: &serde_json::Value) -> Vec<Event> {
+    let (Some(uuid), Some(at)) = (
+        e["uuid"].as_str(),
+        e["published"]
+            .as_str()
+            .and_then(|p| chrono::DateTime::parse_from_rfc3339(p).ok()),
+    ) else {
+        return Vec::new();
+    };
+    let kind = e["eventType"].as_str().unwrap_or_default();
+    let deleted = kind.starts_with("user.lifecycle.delete") || kind == "user.lifecycle.deactivate";
+    let targets = e["target"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    targets
+        .iter()
+        .filter_map(|t| {
+            let id = t["id"].as_str()?;
+            let (id, deleted) = match t["type"].as_str()? {
+                "User" => (id.to_string(), deleted),
+                "UserGroup" => (format!("group:{id}"), false),
+                _ => return None,
+            };
+            Some(Event {
+                id: format!("{uuid}/{id}"),
+                at: at.with_timezone(&chrono::Utc),
+                change: Change {
+                    dn: None,
+                    id: Some(id),
+                    deleted,
+                    at: None,
+                },
+            })
+        })
+        .collect()
+}
+
 impl OktaSource {
+    fn api(&self) -> anyhow::Result<Api> {
+        let mut api = Api::new("Okta", self.ca_file.as_deref())?;
+        api.auth = Auth::Fixed(format!("SSWS {}", self.token));
+        Ok(api)
+    }
+
+    /// Which directory a fast-lane cursor belongs to (the org and the filters).
+    pub fn feed_directory(&self) -> String {
+        format!(
+            "okta|{}|{}|{}",
+            self.base(),
+            self.sync.user_filter.as_deref().unwrap_or_default(),
+            self.sync.group_filter.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// The fast lane's look: the System Log's events since the cursor (a minute read again
+    /// for events logged late).
+    pub async fn poll_feed(&self, cursor: Option<&Cursor>) -> anyhow::Result<Poll> {
+        let api = self.api()?;
+        let log = EventLog {
+            directory: self.feed_directory(),
+            feed: "okta-log",
+            overlap: chrono::Duration::seconds(60),
+        };
+        super::feed::poll_events(&log, cursor, |from| self.log_since(&api, from)).await
+    }
+
+    /// The System Log's events of [`LOG_EVENTS`] from `from`, oldest first; the listing ends
+    /// at an empty page (a polling query always has a `next` link),
+    /// <https://developer.okta.com/docs/reference/api/system-log/>.
+    async fn log_since(
+        &self,
+        api: &Api,
+        from: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<Event>> {
+        let mut u = url::Url::parse(&format!("{}/logs", self.base()))
+            .map_err(|e| anyhow!("okta.org_url: {e}"))?;
+        let filter = LOG_EVENTS
+            .iter()
+            .map(|e| format!("eventType eq \"{e}\""))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        u.query_pairs_mut()
+            .append_pair(
+                "since",
+                &from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+            .append_pair("sortOrder", "ASCENDING")
+            .append_pair("limit", "1000")
+            .append_pair("filter", &filter);
+        let raw = match self.list(api, u.to_string()).await {
+            Ok(raw) => raw,
+            Err(e) => {
+                // the message names no time or URL: the lane says it once while it stays
+                if let Some(r) = super::http::refused(&e).filter(|r| r.status == 403) {
+                    return Err(NotAllowed(format!(
+                        "this Okta API token may not read the System Log (HTTP 403{}); its \
+                         admin needs the Report (read-only) administrator role or more",
+                        r.code
+                            .as_deref()
+                            .map(|c| format!(" {c}"))
+                            .unwrap_or_default()
+                    ))
+                    .into());
+                }
+                return Err(e);
+            }
+        };
+        Ok(raw.iter().flat_map(events_of).collect())
+    }
+
+    /// Reads each changed user or group once: a user as it is now (through the native query
+    /// when there is one: a user it no longer matches is gone), a group when it is synced; a
+    /// 404 is gone.
+    pub async fn confirm(&self, changes: &[Change]) -> anyhow::Result<Vec<Seen>> {
+        let api = self.api()?;
+        let user_filter = Filter::parse(self.sync.user_filter.as_deref());
+        let group_filter = Filter::parse(self.sync.group_filter.as_deref());
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            let Some(id) = c.id.as_deref() else { continue };
+            let gone = |id: &str| Seen::Gone {
+                dn: None,
+                id: Some(id.to_string()),
+            };
+            if let Some(g) = id.strip_prefix("group:") {
+                let name = self
+                    .get_one(&api, format!("{}/groups/{g}", self.base()))
+                    .await?
+                    .and_then(|j| j["profile"]["name"].as_str().map(str::to_string));
+                out.push(match name {
+                    Some(n) if self.sync.groups && group_filter.passes(Some(&n)) => {
+                        Seen::Group(g.to_string())
+                    }
+                    _ => gone(g),
+                });
+                continue;
+            }
+            let raw = match user_filter.query.as_deref() {
+                Some(q) => {
+                    let search = format!("id eq \"{id}\" and ({q})");
+                    let found = self
+                        .list(&api, self.url("users", Some(("search", &search)))?)
+                        .await?;
+                    found.into_iter().next()
+                }
+                None => {
+                    self.get_one(&api, format!("{}/users/{id}", self.base()))
+                        .await?
+                }
+            };
+            out.push(
+                match raw
+                    .as_ref()
+                    .and_then(user_of)
+                    .filter(|u| user_filter.passes(u.email.as_deref()))
+                {
+                    Some(u) => Seen::User(u),
+                    None => gone(id),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// One object, or `None` when Okta answers 404 (E0000007).
+    async fn get_one(&self, api: &Api, url: String) -> anyhow::Result<Option<serde_json::Value>> {
+        match api.get(&url).await {
+            Ok(a) => Ok(Some(a.json)),
+            Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn base(&self) -> String {
         format!(
             "{}/api/v1",
@@ -146,8 +342,7 @@ impl OktaSource {
     }
 
     pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {
-        let mut api = Api::new("Okta", self.ca_file.as_deref())?;
-        api.auth = Auth::Fixed(format!("SSWS {}", self.token));
+        let api = self.api()?;
         let user_filter = Filter::parse(self.sync.user_filter.as_deref());
         let group_filter = Filter::parse(self.sync.group_filter.as_deref());
         let mut users: Vec<DirUser> = Vec::new();

@@ -16,6 +16,7 @@ use crate::sources::entra::EntraSource;
 pub use crate::sources::feed::Cursor;
 use crate::sources::feed::{Change, Poll, Seen};
 use crate::sources::ldap::LdapSource;
+use crate::sources::okta::OktaSource;
 use crate::store::Store;
 
 /// More changed entries than this in one look are not read one by one: the full sync reads
@@ -132,6 +133,7 @@ pub fn forget_cursor(store: &Store) -> anyhow::Result<()> {
 enum FeedSource {
     Ldap(LdapSource),
     Entra(EntraSource),
+    Okta(OktaSource),
 }
 
 impl FeedSource {
@@ -139,6 +141,7 @@ impl FeedSource {
         match self {
             FeedSource::Ldap(s) => s.poll_feed(cursor).await,
             FeedSource::Entra(s) => s.poll_feed(cursor).await,
+            FeedSource::Okta(s) => s.poll_feed(cursor).await,
         }
     }
 
@@ -146,6 +149,7 @@ impl FeedSource {
         match self {
             FeedSource::Ldap(s) => s.confirm(changes).await,
             FeedSource::Entra(s) => s.confirm(changes).await,
+            FeedSource::Okta(s) => s.confirm(changes).await,
         }
     }
 
@@ -155,6 +159,7 @@ impl FeedSource {
             FeedSource::Ldap(s) if s.ldap.ad => "Active Directory's uSNChanged",
             FeedSource::Ldap(_) => "RFC 4533 content synchronisation",
             FeedSource::Entra(_) => "Microsoft Graph's /users/delta",
+            FeedSource::Okta(_) => "Okta's System Log",
         }
     }
 }
@@ -173,6 +178,12 @@ fn feed_source(cfg: &Config, secret: String) -> Option<FeedSource> {
             key: secret,
             ca_file: cfg.server.ca_file.clone(),
             state: std::sync::Arc::new(crate::sources::NoState),
+        })),
+        DirectoryType::Okta => Some(FeedSource::Okta(OktaSource {
+            okta: cfg.okta.clone(),
+            sync: cfg.sync.clone(),
+            token: secret,
+            ca_file: cfg.server.ca_file.clone(),
         })),
         _ => None,
     }

@@ -77,7 +77,7 @@ pub(crate) fn directory(
     }
 }
 
-fn okta_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
+pub(crate) fn okta_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
     let env = Env::new();
     env.set("server.url", &server.url);
     // the removal path (revoke-first is tests/e2e/lifecycle.rs)
@@ -359,7 +359,7 @@ fn entra_throttling_wrong_secret_and_group_filters() {
     assert_eq!(server.import_count(), 0);
 }
 
-fn onelogin_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
+pub(crate) fn onelogin_env(cloud: &FakeCloud, server: &FakeBitwarden) -> Env {
     let env = Env::new();
     env.set("server.url", &server.url);
     // the removal path (revoke-first is tests/e2e/lifecycle.rs)
@@ -939,7 +939,7 @@ fn test_explain_lists_the_directory_requests() {
     );
 }
 
-fn google_env(cloud: &FakeCloud, server: &FakeBitwarden, private: &str) -> Env {
+pub(crate) fn google_env(cloud: &FakeCloud, server: &FakeBitwarden, private: &str) -> Env {
     let env = Env::new();
     env.set("server.url", &server.url);
     // the removal path (revoke-first is tests/e2e/lifecycle.rs)

@@ -652,3 +652,194 @@ mod entra {
         let _ = sigterm_and_wait(service);
     }
 }
+
+/// The cloud directories' audit logs (the fake Okta System Log, OneLogin Events and Google
+/// Reports API, written by the fake as it changes): the same story for each.
+mod audit_logs {
+    use super::*;
+    use crate::support::fake_cloud::{Directory, FakeCloud, Happened};
+
+    /// How one vendor names a disabled and a deleted user, and its feed.
+    pub(super) struct Vendor {
+        pub feed: &'static str,
+        pub disabled: &'static str,
+        pub deleted: &'static str,
+        /// Okta: a deactivated user is then deleted outright (404 afterwards).
+        pub purge: bool,
+    }
+
+    pub(super) fn lane_env(env: &Env) {
+        env.set("sync.remove_missing_users", "true");
+        env.set("sync.remove_disabled", "true");
+        env.set("sync.remove_revoked_after_days", "30");
+        env.set("sync.interval_minutes", "60");
+        env.set("sync.watch_seconds", "1");
+    }
+
+    fn mail_status(server: &FakeBitwarden, id: &str) -> Option<i32> {
+        server
+            .org()
+            .members
+            .get(&format!("{id}@example.com"))
+            .map(|m| m.status)
+    }
+
+    /// The group's member emails on the server.
+    fn group_members(server: &FakeBitwarden, name: &str) -> Vec<String> {
+        let org = server.org();
+        let Some(g) = org.groups.values().find(|g| g.name == name) else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = org
+            .members
+            .iter()
+            .filter(|(_, m)| g.members.contains(&m.id))
+            .map(|(e, _)| e.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub(super) fn directory() -> Directory {
+        crate::cloud::directory("ACTIVE", "ACTIVE", "ACTIVE")
+    }
+
+    /// A leaver disabled and one deleted revoked, someone merely touched left alone, a
+    /// returner restored with the same member, a group joined: each by the lane.
+    pub(super) fn the_story(v: Vendor, cloud: &FakeCloud, server: &FakeBitwarden, env: &Env) {
+        lane_env(env);
+        let t = env.ok(&["test"]);
+        assert!(
+            t.stdout.contains(&format!(
+                "Fast lane: the directory's change feed ({}) is available",
+                v.feed
+            )),
+            "{}",
+            t.stdout
+        );
+        let service = start(env);
+        assert_eq!(mail_status(server, "dave"), Some(0));
+        let full_runs = runs(env).len();
+
+        // an event for someone who is still there: read, nothing done
+        cloud.dir().happen("alice", Happened::Touched);
+        wait_for_service(&service, "alice's event looked at", || {
+            env.ok(&["history"])
+                .stdout
+                .contains("1 changed entries, nothing for the organization")
+                .then_some(())
+        });
+        assert_eq!(runs(env).len(), full_runs, "no run for alice");
+
+        let t0 = Instant::now();
+        cloud.dir().happen("dave", Happened::Status(v.disabled));
+        wait_for_service(&service, "dave revoked", || {
+            (mail_status(server, "dave") == Some(REVOKED)).then_some(())
+        });
+        eprintln!(
+            "fast lane ({}): disabled → revoked in {:?}",
+            v.feed,
+            t0.elapsed()
+        );
+        assert_eq!(mail_status(server, "alice"), Some(0), "alice untouched");
+
+        let t0 = Instant::now();
+        cloud.dir().happen("erin", Happened::Status(v.deleted));
+        if v.purge {
+            cloud.dir().happen("erin", Happened::Purged);
+        }
+        wait_for_service(&service, "erin revoked", || {
+            (mail_status(server, "erin") == Some(REVOKED)).then_some(())
+        });
+        eprintln!(
+            "fast lane ({}): deleted → revoked in {:?}",
+            v.feed,
+            t0.elapsed()
+        );
+
+        let dave = server.org().members["dave@example.com"].id.clone();
+        let t0 = Instant::now();
+        cloud.dir().happen("dave", Happened::Status("ACTIVE"));
+        wait_for_service(&service, "dave restored", || {
+            mail_status(server, "dave")
+                .filter(|s| *s != REVOKED)
+                .map(|_| ())
+        });
+        eprintln!(
+            "fast lane ({}): returned → restored in {:?}",
+            v.feed,
+            t0.elapsed()
+        );
+        assert_eq!(server.org().members["dave@example.com"].id, dave);
+
+        // carol joins Sales: the group follows
+        assert!(!group_members(server, "Sales").contains(&"carol@example.com".to_string()));
+        cloud.dir().happen("carol", Happened::Joined("g2".into()));
+        wait_for_service(&service, "carol in Sales", || {
+            group_members(server, "Sales")
+                .contains(&"carol@example.com".to_string())
+                .then_some(())
+        });
+
+        let all = runs(env);
+        assert_eq!(
+            all.len() - full_runs,
+            all.iter().filter(|r| r["kind"] == "fast lane").count(),
+            "every change went through the lane: {all:?}"
+        );
+        let log = service.log();
+        assert!(
+            log.contains("fast lane: 1 leaver (dave)")
+                && log.contains("fast lane: 1 returner (dave)")
+                && !log.contains("a full read"),
+            "each change named, the cursor kept: {log}"
+        );
+        let _ = sigterm_and_wait(service);
+    }
+
+    /// An account that may not read the log: said in `test` and by the lane, which reads the
+    /// directory in full every ten periods instead.
+    pub(super) fn a_forbidden_log(cloud: &FakeCloud, env: &Env, why: &str) {
+        lane_env(env);
+        cloud.dir().log_forbidden = true;
+        let t = env.ok(&["test"]);
+        assert!(
+            t.stdout.contains("Fast lane: no change feed:") && t.stdout.contains(why),
+            "{}",
+            t.stdout
+        );
+        let service = start_service(env, None);
+        wait_for_service(&service, "the full read in place of the feed", || {
+            finished_runs(env).filter(|n| *n >= 2)
+        });
+        let log = service.log();
+        assert_eq!(log.matches(why).count(), 1, "said once: {log}");
+        let _ = sigterm_and_wait(service);
+    }
+
+    mod okta {
+        use super::*;
+
+        #[test]
+        fn okta_the_system_log_revokes_leavers_restores_returners_and_follows_groups() {
+            let cloud = FakeCloud::start(super::directory());
+            let server = FakeBitwarden::start();
+            let env = crate::cloud::okta_env(&cloud, &server);
+            let v = Vendor {
+                feed: "Okta's System Log",
+                disabled: "SUSPENDED",
+                deleted: "DEPROVISIONED",
+                purge: true,
+            };
+            the_story(v, &cloud, &server, &env);
+        }
+
+        #[test]
+        fn okta_a_token_that_may_not_read_the_system_log_is_said_once() {
+            let cloud = FakeCloud::start(super::directory());
+            let server = FakeBitwarden::start();
+            let env = crate::cloud::okta_env(&cloud, &server);
+            a_forbidden_log(&cloud, &env, "may not read the System Log");
+        }
+    }
+}

@@ -14,6 +14,9 @@
 //!   503 `backendError` in Google's error shape.
 //! * OneLogin: client-credentials tokens that expire, cursor paging, `X-RateLimit-*` headers
 //!   with the reset in seconds, 429 past the limit.
+//! * The audit logs the fast lane reads, from one event log that [`Directory::happen`] writes
+//!   as it changes the directory: Okta's System Log (`/api/v1/logs`), OneLogin's Events
+//!   (`/api/1/events`) and Google's Reports API (admin activity), each in the vendor's shape.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,8 +69,42 @@ pub struct Issued {
     pub expires: Instant,
 }
 
+/// A change to the directory, as [`Directory::happen`] makes it and logs it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Happened {
+    /// The user's status becomes this (Okta: ACTIVE, SUSPENDED, DEPROVISIONED; the others:
+    /// ACTIVE, DISABLED, DELETED).
+    Status(&'static str),
+    /// The user is deleted for good (gone from every listing).
+    Purged,
+    /// The user's email becomes this.
+    Email(String),
+    /// The user joins or leaves the group (its id).
+    Joined(String),
+    Left(String),
+    /// The user is new (added to `users` by the caller first).
+    Created,
+    /// Nothing the connector reads changed (a profile field it does not sync).
+    Touched,
+}
+
+/// One entry of the event log: when, who (id and email then), the status before, what.
+#[derive(Debug, Clone)]
+pub struct CloudEvent {
+    pub seq: usize,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub user: String,
+    pub email: String,
+    pub before: &'static str,
+    pub what: Happened,
+}
+
 #[derive(Debug, Default)]
 pub struct Directory {
+    /// The audit log (see [`Directory::happen`]).
+    pub log: Vec<CloudEvent>,
+    /// The audit logs answer 403 (the account may not read them).
+    pub log_forbidden: bool,
     /// Google: the service account's public key (PEM) that must have signed the assertion.
     pub google_public_key: String,
     pub users: Vec<CloudUser>,
@@ -108,6 +145,53 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Changes `user` as `what` says and logs it, as the vendors' audit logs would.
+    pub fn happen(&mut self, user: &str, what: Happened) {
+        let Some(i) = self.users.iter().position(|u| u.id == user) else {
+            panic!("no user {user}");
+        };
+        let (before, email) = (self.users[i].status, self.users[i].email.clone());
+        match &what {
+            Happened::Status(s) => self.users[i].status = s,
+            Happened::Purged => {
+                self.users.remove(i);
+                for g in &mut self.groups {
+                    g.users.retain(|u| u != user);
+                }
+            }
+            Happened::Email(e) => self.users[i].email = e.clone(),
+            Happened::Joined(g) => {
+                if let Some(g) = self.groups.iter_mut().find(|x| &x.id == g) {
+                    g.users.push(user.to_string());
+                }
+            }
+            Happened::Left(g) => {
+                if let Some(g) = self.groups.iter_mut().find(|x| &x.id == g) {
+                    g.users.retain(|u| u != user);
+                }
+            }
+            Happened::Created | Happened::Touched => {}
+        }
+        self.log.push(CloudEvent {
+            seq: self.log.len(),
+            at: chrono::Utc::now(),
+            user: user.to_string(),
+            email,
+            before,
+            what,
+        });
+    }
+
+    /// The log's events at or after `since` (an RFC 3339 time; none: all).
+    fn log_since(&self, since: Option<&String>) -> Vec<CloudEvent> {
+        let since = since.and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+        self.log
+            .iter()
+            .filter(|e| since.is_none_or(|s| e.at >= s))
+            .cloned()
+            .collect()
+    }
+
     /// A token for `prefix`, valid for `token_lifetime` (or `usual`), and the `expires_in` to
     /// announce.
     fn issue(&mut self, prefix: &str, usual: u64) -> (String, u64) {
@@ -174,6 +258,9 @@ impl FakeCloud {
             .route("/api/v1/users", get(okta_users))
             .route("/api/v1/groups", get(okta_groups))
             .route("/api/v1/groups/{id}/users", get(okta_group_users))
+            .route("/api/v1/users/{id}", get(okta_user_by_id))
+            .route("/api/v1/groups/{id}", get(okta_group_by_id))
+            .route("/api/v1/logs", get(okta_logs))
             .route("/{tenant}/oauth2/v2.0/token", post(graph_token))
             .route("/v1.0/users", get(graph_users))
             .route("/v1.0/users/delta", get(graph_delta))
@@ -620,6 +707,147 @@ async fn okta_group_users(
         .map(okta_user)
         .collect();
     okta_page(&base, &path, items, &q, d.page_size, &calls, d.rate_limit)
+}
+
+fn okta_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"errorCode": "E0000007", "errorSummary": "Not found: Resource not found"})),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/users/{id}`: any status; a deleted user is 404 E0000007,
+/// https://developer.okta.com/docs/api/openapi/okta-management/management/tag/User/#tag/User/operation/getUser
+async fn okta_user_by_id(
+    State((dir, _, _)): State<S>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/api/v1/users/{id}");
+    if let Some(r) = record(&mut d, &path, &q, &h, okta_auth) {
+        return r;
+    }
+    match d.users.iter().find(|u| u.id == id) {
+        Some(u) => Json(okta_user(u)).into_response(),
+        None => okta_not_found(),
+    }
+}
+
+/// `GET /api/v1/groups/{id}`,
+/// https://developer.okta.com/docs/api/openapi/okta-management/management/tag/Group/#tag/Group/operation/getGroup
+async fn okta_group_by_id(
+    State((dir, _, _)): State<S>,
+    Path(id): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/api/v1/groups/{id}");
+    if let Some(r) = record(&mut d, &path, &q, &h, okta_auth) {
+        return r;
+    }
+    match d.groups.iter().find(|g| g.id == id) {
+        Some(g) => Json(json!({"id": g.id, "type": "OKTA_GROUP", "profile": {"name": g.name}}))
+            .into_response(),
+        None => okta_not_found(),
+    }
+}
+
+/// The System Log event type of a change,
+/// https://developer.okta.com/docs/reference/api/event-types/
+fn okta_event_type(e: &CloudEvent) -> &'static str {
+    match &e.what {
+        Happened::Status("SUSPENDED") => "user.lifecycle.suspend",
+        Happened::Status("DEPROVISIONED") => "user.lifecycle.deactivate",
+        Happened::Status(_) if e.before == "SUSPENDED" => "user.lifecycle.unsuspend",
+        Happened::Status(_) => "user.lifecycle.reactivate",
+        Happened::Purged => "user.lifecycle.delete.completed",
+        Happened::Email(_) | Happened::Touched => "user.account.update_profile",
+        Happened::Joined(_) => "group.user_membership.add",
+        Happened::Left(_) => "group.user_membership.remove",
+        Happened::Created => "user.lifecycle.create",
+    }
+}
+
+/// `GET /api/v1/logs`, https://developer.okta.com/docs/reference/api/system-log/: LogEvent
+/// objects (`uuid`, `published`, `eventType`, `target[]` with `id`, `type`, `alternateId`)
+/// from `since`, `sortOrder=ASCENDING`, `filter` (`eventType eq "…"` joined by `or`, the only
+/// form this fake reads), `limit`/`after` paging; a polling query (no `until`) always has a
+/// `next` link, an empty page included. A token whose admin may not read reports: 403
+/// E0000006.
+async fn okta_logs(
+    State((dir, base, calls)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/api/v1/logs", &q, &h, okta_auth) {
+        return r;
+    }
+    if d.log_forbidden {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"errorCode": "E0000006", "errorSummary": "You do not have permission to perform the requested action"})),
+        )
+            .into_response();
+    }
+    let wanted: Option<Vec<String>> = q.get("filter").map(|f| {
+        f.split('"')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    });
+    let groups = d.groups.clone();
+    let items: Vec<Value> = d
+        .log_since(q.get("since"))
+        .iter()
+        .filter(|e| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|t| t == okta_event_type(e)))
+        })
+        .map(|e| {
+            let mut target = vec![json!({"id": e.user, "type": "User", "alternateId": e.email,
+                                         "displayName": e.user})];
+            if let Happened::Joined(g) | Happened::Left(g) = &e.what {
+                let name = groups.iter().find(|x| &x.id == g).map(|x| x.name.clone());
+                target.push(json!({"id": g, "type": "UserGroup", "displayName": name}));
+            }
+            json!({"uuid": format!("okta-event-{}", e.seq),
+                   "published": e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                   "eventType": okta_event_type(e), "severity": "INFO",
+                   "outcome": {"result": "SUCCESS"},
+                   "actor": {"id": "admin", "type": "User"}, "target": target})
+        })
+        .collect();
+    let mut resp = okta_page(
+        &base,
+        "/api/v1/logs",
+        items.clone(),
+        &q,
+        d.page_size,
+        &calls,
+        d.rate_limit,
+    );
+    // polling: the next link is always there (the offset after this page)
+    let start: usize = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let (slice, _) = page(&items, &q, d.page_size);
+    let mut u = url::Url::parse(&format!("{base}/api/v1/logs")).expect("url");
+    {
+        let mut qp = u.query_pairs_mut();
+        for (k, v) in q.iter().filter(|(k, _)| k.as_str() != "after") {
+            qp.append_pair(k, v);
+        }
+        qp.append_pair("after", &(start + slice.len()).to_string());
+    }
+    let link = format!("<{base}/api/v1/logs>; rel=\"self\", <{u}>; rel=\"next\"");
+    resp.headers_mut()
+        .insert("link", link.parse().expect("link"));
+    resp
 }
 
 // ---------- Microsoft Graph ----------

@@ -285,6 +285,85 @@ mod tests {
         assert_eq!(from_hex("zz"), None);
     }
 
+    fn event(id: &str, at: DateTime<Utc>, user: &str) -> Event {
+        Event {
+            id: id.into(),
+            at,
+            change: Change {
+                dn: None,
+                id: Some(user.into()),
+                deleted: false,
+                at: None,
+            },
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn an_audit_log_is_read_again_over_its_overlap_and_counts_each_event_once() {
+        let log = EventLog {
+            directory: "okta|x".into(),
+            feed: "okta-log",
+            overlap: chrono::Duration::seconds(60),
+        };
+        let now = Utc::now();
+        // a first look reads from now and starts the feed
+        let poll = block_on(poll_events(&log, None, |from| async move {
+            assert!(Utc::now() - from < chrono::Duration::seconds(5));
+            Ok(Vec::new())
+        }))
+        .unwrap();
+        let Poll::Started(c) = poll else {
+            panic!("{poll:?}")
+        };
+        // events: one seen already (in the overlap), one new, one filed late in the overlap
+        let mut cursor = c.clone();
+        cursor.since = Some(now - chrono::Duration::seconds(10));
+        cursor.seen = vec!["e1".into()];
+        let t = |s: i64| now - chrono::Duration::seconds(s);
+        let poll = block_on(poll_events(&log, Some(&cursor), |from| async move {
+            assert_eq!(from, t(70), "the cursor's time less the overlap");
+            Ok(vec![
+                event("e1", t(20), "ann"),
+                event("e0", t(30), "late"),
+                event("e2", t(5), "bob"),
+            ])
+        }))
+        .unwrap();
+        let Poll::Changes { changes, cursor } = poll else {
+            panic!("{poll:?}")
+        };
+        let who: Vec<_> = changes.iter().filter_map(|c| c.id.as_deref()).collect();
+        assert_eq!(who, ["late", "bob"]);
+        assert_eq!(changes[1].at, Some(t(5)), "the event's time is the change's");
+        assert_eq!(cursor.since, Some(t(5)));
+        assert_eq!(cursor.seen.len(), 3, "all three are in the next overlap");
+        // another directory's cursor starts again; an old one is a reset
+        let mut other = cursor.clone();
+        other.directory = "okta|y".into();
+        let poll = block_on(poll_events(&log, Some(&other), |_| async { Ok(Vec::new()) }));
+        assert!(matches!(poll, Ok(Poll::Started(_))), "{poll:?}");
+        let mut old = cursor.clone();
+        old.since = Some(now - chrono::Duration::days(MAX_CURSOR_AGE_DAYS + 1));
+        let poll = block_on(poll_events(&log, Some(&old), |_| async { Ok(Vec::new()) }));
+        assert!(matches!(poll, Ok(Poll::Reset { .. })), "{poll:?}");
+        // a refused read: no feed; another error: an error
+        let poll = block_on(poll_events(&log, Some(&cursor), |_| async {
+            Err(NotAllowed("no rights".into()).into())
+        }));
+        assert_eq!(poll.unwrap(), Poll::Unavailable("no rights".into()));
+        let poll = block_on(poll_events(&log, Some(&cursor), |_| async {
+            Err(anyhow::anyhow!("cut"))
+        }));
+        assert!(poll.is_err());
+    }
+
     #[test]
     fn uuids_and_times_read_as_the_directory_writes_them() {
         let b: Vec<u8> = (0u8..16).collect();

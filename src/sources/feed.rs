@@ -47,6 +47,10 @@ pub struct Cursor {
     /// for events the log files late does not count them twice.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub seen: Vec<String>,
+    /// OneLogin: the ids of the event types the feed reads (read by name from
+    /// `/api/1/events/types` when the feed starts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub event_types: Vec<i64>,
 }
 
 impl Cursor {
@@ -341,13 +345,19 @@ mod tests {
         };
         let who: Vec<_> = changes.iter().filter_map(|c| c.id.as_deref()).collect();
         assert_eq!(who, ["late", "bob"]);
-        assert_eq!(changes[1].at, Some(t(5)), "the event's time is the change's");
+        assert_eq!(
+            changes[1].at,
+            Some(t(5)),
+            "the event's time is the change's"
+        );
         assert_eq!(cursor.since, Some(t(5)));
         assert_eq!(cursor.seen.len(), 3, "all three are in the next overlap");
         // another directory's cursor starts again; an old one is a reset
         let mut other = cursor.clone();
         other.directory = "okta|y".into();
-        let poll = block_on(poll_events(&log, Some(&other), |_| async { Ok(Vec::new()) }));
+        let poll = block_on(poll_events(&log, Some(&other), |_| async {
+            Ok(Vec::new())
+        }));
         assert!(matches!(poll, Ok(Poll::Started(_))), "{poll:?}");
         let mut old = cursor.clone();
         old.since = Some(now - chrono::Duration::days(MAX_CURSOR_AGE_DAYS + 1));

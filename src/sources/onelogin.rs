@@ -3,12 +3,17 @@
 //! rate-limit budget like Okta's from the `X-RateLimit-Limit/Remaining/Reset` headers (the reset
 //! is in seconds from now). Role members are the users whose `role_id` lists the role.
 //! externalIds are always strings (Vaultwarden rejects numbers).
+//!
+//! The fast lane's feed is the Events API (`GET /api/1/events` since a time, only the event
+//! types that change users and role assignments, chosen by name from `/api/1/events/types`);
+//! each user it names is read once (`GET /api/1/users?id=`), each role once.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
 
+use super::feed::{Change, Cursor, Event, EventLog, NotAllowed, Poll, Seen};
 use super::filter::Filter;
 use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{OneLoginConfig, SyncConfig};
@@ -99,7 +104,216 @@ fn budget_wait(
     )
 }
 
+/// Whether an event type (by its name in `/api/1/events/types`) can change who is in the
+/// organization: a user created, changed, activated, suspended, deactivated or deleted, or a
+/// role given or taken (not sign-ins, password changes, apps),
+/// <https://developers.onelogin.com/api-docs/1/events/event-types>.
+pub fn watched_event_type(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    n.contains("USER")
+        && !n.contains("PASSWORD")
+        && [
+            "CREATED",
+            "DELETED",
+            "ACTIVATED",
+            "SUSPEND",
+            "UPDATED",
+            "ROLE",
+        ]
+        .iter()
+        .any(|k| n.contains(k))
+}
+
+/// The feed's events of one OneLogin event: its user, and its role when it names one.
+pub fn events_of(e: &serde_json::Value) -> Vec<Event> {
+    let (Some(id), Some(at)) = (
+        id_string(&e["id"]),
+        e["created_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
+    ) else {
+        return Vec::new();
+    };
+    let at = at.with_timezone(&chrono::Utc);
+    let user = id_string(&e["user_id"]).map(|u| (u, false));
+    let role = id_string(&e["role_id"]).map(|r| (format!("group:{r}"), false));
+    user.into_iter()
+        .chain(role)
+        .map(|(target, deleted)| Event {
+            id: format!("{id}/{target}"),
+            at,
+            change: Change {
+                dn: None,
+                id: Some(target),
+                deleted,
+                at: None,
+            },
+        })
+        .collect()
+}
+
 impl OneLoginSource {
+    /// Which directory a fast-lane cursor belongs to (the API and the filters).
+    pub fn feed_directory(&self) -> String {
+        format!(
+            "onelogin|{}|{}|{}",
+            self.onelogin.base(),
+            self.sync.user_filter.as_deref().unwrap_or_default(),
+            self.sync.group_filter.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// A refused call as the feed's [`NotAllowed`] (401 or 403 after the token was renewed:
+    /// the API credential's scope does not reach events), else the error itself.
+    fn not_allowed(e: anyhow::Error) -> anyhow::Error {
+        match super::http::refused(&e).filter(|r| r.status == 401 || r.status == 403) {
+            Some(r) => NotAllowed(format!(
+                "this OneLogin API credential may not read events (HTTP {}); it needs the \
+                 \"Read All\" scope",
+                r.status
+            ))
+            .into(),
+            None => e,
+        }
+    }
+
+    /// The ids of the event types the feed reads ([`watched_event_type`]).
+    async fn event_types(&self, api: &Api) -> anyhow::Result<Vec<i64>> {
+        let types = self
+            .list(api, self.url("events/types", None))
+            .await
+            .map_err(Self::not_allowed)?;
+        Ok(types
+            .iter()
+            .filter(|t| t["name"].as_str().is_some_and(watched_event_type))
+            .filter_map(|t| t["id"].as_i64())
+            .collect())
+    }
+
+    /// The fast lane's look: the events since the cursor (a minute read again for events
+    /// logged late). The event types are read when the feed starts and kept in the cursor.
+    pub async fn poll_feed(&self, cursor: Option<&Cursor>) -> anyhow::Result<Poll> {
+        let api = self.api()?;
+        let directory = self.feed_directory();
+        let kept = cursor
+            .filter(|c| c.directory == directory && !c.event_types.is_empty())
+            .map(|c| c.event_types.clone());
+        let types = match kept {
+            Some(t) => t,
+            None => match self.event_types(&api).await {
+                Ok(t) if t.is_empty() => {
+                    return Ok(Poll::Unavailable(
+                        "OneLogin lists no event type for users or roles".into(),
+                    ));
+                }
+                Ok(t) => t,
+                Err(e) => match e.downcast::<NotAllowed>() {
+                    Ok(n) => return Ok(Poll::Unavailable(n.0)),
+                    Err(e) => return Err(e),
+                },
+            },
+        };
+        let log = EventLog {
+            directory,
+            feed: "onelogin-events",
+            overlap: chrono::Duration::seconds(60),
+        };
+        let poll =
+            super::feed::poll_events(&log, cursor, |from| self.events_since(&api, from, &types))
+                .await?;
+        let with_types = |mut c: Cursor| {
+            c.event_types = types.clone();
+            c
+        };
+        Ok(match poll {
+            Poll::Started(c) => Poll::Started(with_types(c)),
+            Poll::Changes { changes, cursor } => Poll::Changes {
+                changes,
+                cursor: with_types(cursor),
+            },
+            Poll::Reset { reason, cursor } => Poll::Reset {
+                reason,
+                cursor: with_types(cursor),
+            },
+            other => other,
+        })
+    }
+
+    /// The events of `types` since `from`, oldest first,
+    /// <https://developers.onelogin.com/api-docs/1/events/get-events>.
+    async fn events_since(
+        &self,
+        api: &Api,
+        from: chrono::DateTime<chrono::Utc>,
+        types: &[i64],
+    ) -> anyhow::Result<Vec<Event>> {
+        let types: Vec<String> = types.iter().map(i64::to_string).collect();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair(
+                "since",
+                &from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+            .append_pair("event_type_id", &types.join(","))
+            .append_pair("sort", "+id")
+            .finish();
+        let raw = self
+            .list(api, self.url("events", Some(&query)))
+            .await
+            .map_err(Self::not_allowed)?;
+        Ok(raw.iter().flat_map(events_of).collect())
+    }
+
+    /// Reads each changed user or role once (`users?id=` with the native query, so that a
+    /// user it no longer matches is gone; `roles?id=`): a user as it is now, a role when it
+    /// is synced; not found is gone.
+    pub async fn confirm(&self, changes: &[Change]) -> anyhow::Result<Vec<Seen>> {
+        let api = self.api()?;
+        let user_filter = Filter::parse(self.sync.user_filter.as_deref());
+        let group_filter = Filter::parse(self.sync.group_filter.as_deref());
+        let suffix = self.sync.email_suffix.clone().unwrap_or_default();
+        let suffix = self.sync.use_email_prefix_suffix.then_some(suffix.as_str());
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            let Some(id) = c.id.as_deref() else { continue };
+            let gone = |id: &str| Seen::Gone {
+                dn: None,
+                id: Some(id.to_string()),
+            };
+            let enc =
+                |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            if let Some(r) = id.strip_prefix("group:") {
+                let q = format!("id={}", enc(r));
+                let found = self.list(&api, self.url("roles", Some(&q))).await?;
+                let name = found
+                    .iter()
+                    .find(|x| id_string(&x["id"]).as_deref() == Some(r))
+                    .and_then(|x| x["name"].as_str());
+                out.push(match name {
+                    Some(n) if self.sync.groups && group_filter.passes(Some(n)) => {
+                        Seen::Group(r.to_string())
+                    }
+                    _ => gone(r),
+                });
+                continue;
+            }
+            let q = match user_filter.query.as_deref() {
+                Some(extra) => format!("id={}&{extra}", enc(id)),
+                None => format!("id={}", enc(id)),
+            };
+            let found = self.list(&api, self.url("users", Some(&q))).await?;
+            let user = found
+                .iter()
+                .find(|x| id_string(&x["id"]).as_deref() == Some(id))
+                .and_then(|x| user_of(x, suffix))
+                .filter(|u| user_filter.passes(u.email.as_deref()));
+            out.push(match user {
+                Some(u) => Seen::User(u),
+                None => gone(id),
+            });
+        }
+        Ok(out)
+    }
+
     /// The API client, signing in with the client id and secret.
     fn api(&self) -> anyhow::Result<Api> {
         let mut api = Api::new("OneLogin", self.ca_file.as_deref())?;

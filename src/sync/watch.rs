@@ -17,6 +17,7 @@ pub use crate::sources::feed::Cursor;
 use crate::sources::feed::{Change, Poll, Seen};
 use crate::sources::ldap::LdapSource;
 use crate::sources::okta::OktaSource;
+use crate::sources::onelogin::OneLoginSource;
 use crate::store::Store;
 
 /// More changed entries than this in one look are not read one by one: the full sync reads
@@ -134,6 +135,7 @@ enum FeedSource {
     Ldap(LdapSource),
     Entra(EntraSource),
     Okta(OktaSource),
+    OneLogin(OneLoginSource),
 }
 
 impl FeedSource {
@@ -142,6 +144,7 @@ impl FeedSource {
             FeedSource::Ldap(s) => s.poll_feed(cursor).await,
             FeedSource::Entra(s) => s.poll_feed(cursor).await,
             FeedSource::Okta(s) => s.poll_feed(cursor).await,
+            FeedSource::OneLogin(s) => s.poll_feed(cursor).await,
         }
     }
 
@@ -150,6 +153,7 @@ impl FeedSource {
             FeedSource::Ldap(s) => s.confirm(changes).await,
             FeedSource::Entra(s) => s.confirm(changes).await,
             FeedSource::Okta(s) => s.confirm(changes).await,
+            FeedSource::OneLogin(s) => s.confirm(changes).await,
         }
     }
 
@@ -160,6 +164,7 @@ impl FeedSource {
             FeedSource::Ldap(_) => "RFC 4533 content synchronisation",
             FeedSource::Entra(_) => "Microsoft Graph's /users/delta",
             FeedSource::Okta(_) => "Okta's System Log",
+            FeedSource::OneLogin(_) => "OneLogin's Events API",
         }
     }
 }
@@ -183,6 +188,12 @@ fn feed_source(cfg: &Config, secret: String) -> Option<FeedSource> {
             okta: cfg.okta.clone(),
             sync: cfg.sync.clone(),
             token: secret,
+            ca_file: cfg.server.ca_file.clone(),
+        })),
+        DirectoryType::Onelogin => Some(FeedSource::OneLogin(OneLoginSource {
+            onelogin: cfg.onelogin.clone(),
+            sync: cfg.sync.clone(),
+            secret,
             ca_file: cfg.server.ca_file.clone(),
         })),
         _ => None,

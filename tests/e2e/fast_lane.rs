@@ -666,6 +666,8 @@ mod audit_logs {
         pub deleted: &'static str,
         /// Okta: a deactivated user is then deleted outright (404 afterwards).
         pub purge: bool,
+        /// How the log names dave (his id in the directory).
+        pub dave: &'static str,
     }
 
     pub(super) fn lane_env(env: &Env) {
@@ -789,8 +791,8 @@ mod audit_logs {
         );
         let log = service.log();
         assert!(
-            log.contains("fast lane: 1 leaver (dave)")
-                && log.contains("fast lane: 1 returner (dave)")
+            log.contains(&format!("fast lane: 1 leaver ({})", v.dave))
+                && log.contains(&format!("fast lane: 1 returner ({})", v.dave))
                 && !log.contains("a full read"),
             "each change named, the cursor kept: {log}"
         );
@@ -830,6 +832,7 @@ mod audit_logs {
                 disabled: "SUSPENDED",
                 deleted: "DEPROVISIONED",
                 purge: true,
+                dave: "dave",
             };
             the_story(v, &cloud, &server, &env);
         }
@@ -840,6 +843,44 @@ mod audit_logs {
             let server = FakeBitwarden::start();
             let env = crate::cloud::okta_env(&cloud, &server);
             a_forbidden_log(&cloud, &env, "may not read the System Log");
+        }
+    }
+
+    mod onelogin {
+        use super::*;
+
+        #[test]
+        fn onelogin_the_events_api_revokes_leavers_restores_returners_and_follows_roles() {
+            let cloud = FakeCloud::start(super::directory());
+            let server = FakeBitwarden::start();
+            let env = crate::cloud::onelogin_env(&cloud, &server);
+            let v = Vendor {
+                feed: "OneLogin's Events API",
+                disabled: "DISABLED",
+                deleted: "DELETED",
+                purge: false,
+                dave: "1003",
+            };
+            the_story(v, &cloud, &server, &env);
+            // only the watched event types were asked for (no sign-ins, no password changes)
+            let asked = cloud.dir().requests.clone();
+            let events = asked
+                .iter()
+                .find(|r| r.starts_with("/api/1/events ["))
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                events.contains("(\"event_type_id\", \"4,13,15,17,901,902,903,904\")"),
+                "{events}"
+            );
+        }
+
+        #[test]
+        fn onelogin_a_credential_that_may_not_read_events_is_said_once() {
+            let cloud = FakeCloud::start(super::directory());
+            let server = FakeBitwarden::start();
+            let env = crate::cloud::onelogin_env(&cloud, &server);
+            a_forbidden_log(&cloud, &env, "may not read events");
         }
     }
 }

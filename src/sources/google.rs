@@ -4,11 +4,17 @@
 //! members with `pageToken` paging; suspended and archived users are disabled; nested groups are
 //! resolved by the engine. Quota errors (403 `userRateLimitExceeded`, `rateLimitExceeded`,
 //! `quotaExceeded`) and 503 `backendError` are retried with backoff by [`super::http`].
+//!
+//! The fast lane's feed is the Reports API's admin activity (`activities.list`, application
+//! `admin`, since a time, ten minutes read again: Google files these events "near real time
+//! (couple of minutes)"), with a token of its own for the Reports scope, so that a service
+//! account without it still syncs; each user it names is read once by email, each group once.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
 
+use super::feed::{Change, Cursor, Event, EventLog, NotAllowed, Poll, Seen};
 use super::filter::Filter;
 use super::http::{Api, Auth, OAuth, Page};
 use crate::config::{GoogleConfig, SyncConfig};
@@ -19,6 +25,85 @@ use crate::progress::Progress;
 const SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly \
 https://www.googleapis.com/auth/admin.directory.group.readonly \
 https://www.googleapis.com/auth/admin.directory.group.member.readonly";
+
+/// The fast lane's scope (its own token: the sync does not need it),
+/// <https://developers.google.com/admin-sdk/reports/reference/rest/v1/activities/list>.
+pub const REPORTS_SCOPE: &str = "https://www.googleapis.com/auth/admin.reports.audit.readonly";
+
+/// The admin activity events that can change who is in the organization (user settings:
+/// created, deleted, suspended, archived, renamed; group settings: members added or removed),
+/// <https://developers.google.com/admin-sdk/reports/v1/appendix/activity/admin-user-settings>,
+/// <https://developers.google.com/admin-sdk/reports/v1/appendix/activity/admin-group-settings>.
+pub const WATCHED_EVENTS: [&str; 11] = [
+    "CREATE_USER",
+    "DELETE_USER",
+    "UNDELETE_USER",
+    "SUSPEND_USER",
+    "UNSUSPEND_USER",
+    "ARCHIVE_USER",
+    "UNARCHIVE_USER",
+    "RENAME_USER",
+    "CHANGE_USER_PRIMARY_EMAIL",
+    "ADD_GROUP_MEMBER",
+    "REMOVE_GROUP_MEMBER",
+];
+
+/// The feed's events of one activity: for each watched event, the users it names by email
+/// (`USER_EMAIL`, and a rename's `NEW_VALUE`) and the group (`GROUP_EMAIL`).
+pub fn events_of(a: &serde_json::Value) -> Vec<Event> {
+    let (Some(q), Some(at)) = (
+        a["id"]["uniqueQualifier"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| a["id"]["uniqueQualifier"].as_i64().map(|n| n.to_string())),
+        a["id"]["time"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
+    ) else {
+        return Vec::new();
+    };
+    let at = at.with_timezone(&chrono::Utc);
+    let mut out = Vec::new();
+    let events = a["events"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (n, e) in events.iter().enumerate() {
+        let name = e["name"].as_str().unwrap_or_default();
+        if !WATCHED_EVENTS.contains(&name) {
+            continue;
+        }
+        let params = e["parameters"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for p in params {
+            let (Some(key), Some(value)) = (p["name"].as_str(), p["value"].as_str()) else {
+                continue;
+            };
+            let value = value.trim().to_lowercase();
+            let target = match key {
+                "USER_EMAIL" => format!("email:{value}"),
+                "NEW_VALUE" if name == "RENAME_USER" || name == "CHANGE_USER_PRIMARY_EMAIL" => {
+                    format!("email:{value}")
+                }
+                "GROUP_EMAIL" => format!("group:{value}"),
+                _ => continue,
+            };
+            out.push(Event {
+                id: format!("{q}/{n}/{target}"),
+                at,
+                change: Change {
+                    dn: None,
+                    id: Some(target),
+                    deleted: name == "DELETE_USER",
+                    at: None,
+                },
+            });
+        }
+    }
+    out
+}
 
 pub struct GoogleSource {
     pub google: GoogleConfig,
@@ -84,8 +169,8 @@ impl GoogleSource {
             .to_string()
     }
 
-    /// The signed assertion and the token URL it is for.
-    fn assertion(&self) -> anyhow::Result<(String, String)> {
+    /// The signed assertion for `scope` and the token URL it is for.
+    fn assertion(&self, scope: &str) -> anyhow::Result<(String, String)> {
         let key: serde_json::Value = serde_json::from_str(self.key_json.trim()).map_err(|e| {
             Failure::Config(format!(
                 "google.key: not a service-account JSON key file: {e}"
@@ -112,7 +197,7 @@ impl GoogleSource {
         let claims = Claims {
             iss: email,
             sub: self.google.admin_user.as_deref().unwrap_or_default().trim(),
-            scope: SCOPES,
+            scope,
             aud: &token_url,
             iat: now,
             exp: now + 3600,
@@ -128,9 +213,14 @@ impl GoogleSource {
 
     /// The API client; each token request carries a freshly signed assertion.
     fn api(&self) -> anyhow::Result<Api> {
+        self.api_for(SCOPES)
+    }
+
+    /// The API client with a token for `scope`.
+    fn api_for(&self, scope: &'static str) -> anyhow::Result<Api> {
         let mut api = Api::new("Google", self.ca_file.as_deref())?;
         // checked now: a bad key is a configuration error, named before any request
-        let (_, url) = self.assertion()?;
+        let (_, url) = self.assertion(scope)?;
         let http = api.http.clone();
         let key_json = self.key_json.clone();
         let google = self.google.clone();
@@ -144,7 +234,7 @@ impl GoogleSource {
                     key_json: key_json.clone(),
                     ca_file: None,
                 };
-                let (jwt, _) = signer.assertion()?;
+                let (jwt, _) = signer.assertion(scope)?;
                 let form = [
                     (
                         "grant_type".to_string(),
@@ -207,6 +297,138 @@ impl GoogleSource {
             })
         })
         .await
+    }
+
+    /// Which directory a fast-lane cursor belongs to (the API, the domain or customer, the
+    /// filters).
+    pub fn feed_directory(&self) -> String {
+        format!(
+            "google|{}|{}|{}|{}|{}",
+            self.api_base(),
+            self.google.domain.as_deref().unwrap_or_default(),
+            self.google.customer.as_deref().unwrap_or_default(),
+            self.sync.user_filter.as_deref().unwrap_or_default(),
+            self.sync.group_filter.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// The fast lane's look: the admin activity since the cursor (ten minutes read again).
+    pub async fn poll_feed(&self, cursor: Option<&Cursor>) -> anyhow::Result<Poll> {
+        let api = self.api_for(REPORTS_SCOPE)?;
+        let log = EventLog {
+            directory: self.feed_directory(),
+            feed: "google-reports",
+            overlap: chrono::Duration::minutes(10),
+        };
+        super::feed::poll_events(&log, cursor, |from| self.activity_since(&api, from)).await
+    }
+
+    /// The admin activities from `from` (every page), as the feed's events.
+    async fn activity_since(
+        &self,
+        api: &Api,
+        from: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<Event>> {
+        let mut u = url::Url::parse(&format!(
+            "{}/admin/reports/v1/activity/users/all/applications/admin",
+            self.api_base()
+        ))
+        .map_err(|e| anyhow!("google.api_url: {e}"))?;
+        u.query_pairs_mut()
+            .append_pair(
+                "startTime",
+                &from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+            .append_pair("maxResults", "1000");
+        let raw =
+            match self.list(api, u, "items").await {
+                Ok(raw) => raw,
+                Err(e) => {
+                    if let Some(r) = super::http::refused(&e).filter(|r| {
+                        r.status == 401
+                            || r.status == 403
+                            || r.code.as_deref() == Some("unauthorized_client")
+                    }) {
+                        return Err(NotAllowed(format!(
+                        "the service account may not read the Reports API (HTTP {}{}): allow it \
+                         the scope {REPORTS_SCOPE} in domain-wide delegation, for an admin with \
+                         the Reports privilege",
+                        r.status,
+                        r.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+                    ))
+                    .into());
+                    }
+                    return Err(e);
+                }
+            };
+        Ok(raw.iter().flat_map(events_of).collect())
+    }
+
+    /// Reads each changed user (by email, through the native query when there is one: a user
+    /// it no longer matches is gone) or group once; not found is gone.
+    pub async fn confirm(&self, changes: &[Change]) -> anyhow::Result<Vec<Seen>> {
+        let api = self.api()?;
+        let user_filter = Filter::parse(self.sync.user_filter.as_deref());
+        let group_filter = Filter::parse(self.sync.group_filter.as_deref());
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            let Some(id) = c.id.as_deref() else { continue };
+            let gone = Seen::Gone {
+                dn: c.dn.clone(),
+                id: Some(id.to_string()),
+            };
+            if let Some(g) = id.strip_prefix("group:") {
+                let found = self
+                    .get_one(&api, self.url(&format!("groups/{g}"), &[])?)
+                    .await?;
+                out.push(match found {
+                    Some(j) if self.sync.groups && group_filter.passes(j["name"].as_str()) => {
+                        match j["id"].as_str() {
+                            Some(gid) => Seen::Group(gid.to_string()),
+                            None => gone,
+                        }
+                    }
+                    _ => gone,
+                });
+                continue;
+            }
+            let Some(email) = id.strip_prefix("email:") else {
+                out.push(gone);
+                continue;
+            };
+            let raw = match user_filter.query.as_deref() {
+                Some(q) => {
+                    let query = format!("email:{email} {q}");
+                    let extra = [("query", query.as_str())];
+                    let found = self.list(&api, self.url("users", &extra)?, "users").await?;
+                    found.into_iter().next()
+                }
+                None => {
+                    self.get_one(&api, self.url(&format!("users/{email}"), &[])?)
+                        .await?
+                }
+            };
+            out.push(
+                match raw
+                    .as_ref()
+                    .and_then(|u| user_of(u, false))
+                    .filter(|u| user_filter.passes(u.email.as_deref()))
+                {
+                    Some(u) => Seen::User(u),
+                    None => gone,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// One object, or `None` when Google answers 404.
+    async fn get_one(&self, api: &Api, url: url::Url) -> anyhow::Result<Option<serde_json::Value>> {
+        match api.get(url.as_str()).await {
+            Ok(a) => Ok(Some(a.json)),
+            Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 404) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn fetch(&self, progress: &dyn Progress) -> anyhow::Result<Snapshot> {

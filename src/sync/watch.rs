@@ -15,6 +15,7 @@ use crate::sources::entra::EntraSource;
 /// The feed's cursor, as the callers of a look keep it.
 pub use crate::sources::feed::Cursor;
 use crate::sources::feed::{Change, Poll, Seen};
+use crate::sources::google::GoogleSource;
 use crate::sources::ldap::LdapSource;
 use crate::sources::okta::OktaSource;
 use crate::sources::onelogin::OneLoginSource;
@@ -136,6 +137,7 @@ enum FeedSource {
     Entra(EntraSource),
     Okta(OktaSource),
     OneLogin(OneLoginSource),
+    Google(GoogleSource),
 }
 
 impl FeedSource {
@@ -145,6 +147,7 @@ impl FeedSource {
             FeedSource::Entra(s) => s.poll_feed(cursor).await,
             FeedSource::Okta(s) => s.poll_feed(cursor).await,
             FeedSource::OneLogin(s) => s.poll_feed(cursor).await,
+            FeedSource::Google(s) => s.poll_feed(cursor).await,
         }
     }
 
@@ -154,6 +157,7 @@ impl FeedSource {
             FeedSource::Entra(s) => s.confirm(changes).await,
             FeedSource::Okta(s) => s.confirm(changes).await,
             FeedSource::OneLogin(s) => s.confirm(changes).await,
+            FeedSource::Google(s) => s.confirm(changes).await,
         }
     }
 
@@ -165,11 +169,12 @@ impl FeedSource {
             FeedSource::Entra(_) => "Microsoft Graph's /users/delta",
             FeedSource::Okta(_) => "Okta's System Log",
             FeedSource::OneLogin(_) => "OneLogin's Events API",
+            FeedSource::Google(_) => "Google's Reports API (admin activity)",
         }
     }
 }
 
-/// The source of `cfg` when its kind has a change feed (`None` for the others).
+/// The source of `cfg` (`None` when no directory is configured): every kind has a feed.
 fn feed_source(cfg: &Config, secret: String) -> Option<FeedSource> {
     match cfg.directory.kind? {
         DirectoryType::Ldap => Some(FeedSource::Ldap(LdapSource {
@@ -196,23 +201,18 @@ fn feed_source(cfg: &Config, secret: String) -> Option<FeedSource> {
             secret,
             ca_file: cfg.server.ca_file.clone(),
         })),
-        _ => None,
+        DirectoryType::Google => Some(FeedSource::Google(GoogleSource {
+            google: cfg.google.clone(),
+            sync: cfg.sync.clone(),
+            key_json: secret,
+            ca_file: cfg.server.ca_file.clone(),
+        })),
     }
 }
 
-/// Why a directory of another kind has no feed.
-fn no_feed_for(cfg: &Config) -> String {
-    let name = cfg.directory.kind.map_or("no directory", |k| match k {
-        DirectoryType::Entra => "Entra ID",
-        DirectoryType::Google => "Google Workspace",
-        DirectoryType::Okta => "Okta",
-        DirectoryType::Onelogin => "OneLogin",
-        DirectoryType::Ldap => "LDAP",
-    });
-    format!(
-        "the fast lane has no change feed for {name} yet (only LDAP, Active Directory and Entra \
-         ID)"
-    )
+/// Why there is no feed without a directory.
+fn no_feed_for(_: &Config) -> String {
+    "no directory is configured".into()
 }
 
 /// One look at the directory of `cfg` (see the module doc). `store` is on the organization's
@@ -361,10 +361,25 @@ impl Known {
     /// The feed's changes with what it left implied (a deleted entry named by its entryUUID
     /// gets its DN, its externalId), each entry once.
     fn complete(&self, mut changes: Vec<Change>) -> Vec<Change> {
+        // a log that names users by email (Google's): the synced member with that email
+        let by_email: HashMap<String, &String> = if changes
+            .iter()
+            .any(|c| c.id.as_deref().is_some_and(|i| i.starts_with("email:")))
+        {
+            self.members
+                .iter()
+                .map(|(ext, email)| (format!("email:{}", email.trim().to_lowercase()), ext))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         for c in &mut changes {
             if c.dn.is_none()
                 && let Some(id) = &c.id
-                && let Some(ext) = self.identities.get(id)
+                && let Some(ext) = self
+                    .identities
+                    .get(id)
+                    .or_else(|| by_email.get(id).copied())
             {
                 c.dn = Some(ext.clone());
             }
@@ -380,6 +395,15 @@ impl Known {
     /// What each confirmed entry means for the organization.
     fn classify(&self, cfg: &Config, seen: &[Seen]) -> Found {
         let mut found = Found::default();
+        // a user read under another name is not gone (an email renamed: the old one is not
+        // found, the new one is the same user)
+        let present: HashSet<String> = seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::User(u) => Some(u.external_id.to_string()),
+                _ => None,
+            })
+            .collect();
         for s in seen {
             match s {
                 Seen::User(u) => {
@@ -414,6 +438,9 @@ impl Known {
                 Seen::Gone { dn, id } => {
                     // the entry's keys: its DN (LDAP's externalId) and its id (AD's GUID)
                     let keys = || [dn, id].into_iter().flatten().map(String::as_str);
+                    if keys().any(|k| present.contains(k)) {
+                        continue;
+                    }
                     let name = dn.clone().or_else(|| id.clone()).unwrap_or_default();
                     if keys().any(|k| self.members.contains_key(k) && !self.revoked.contains(k)) {
                         found.leavers.push(name);
@@ -474,6 +501,31 @@ mod tests {
         let out = k.complete(vec![deleted.clone(), deleted]);
         assert_eq!(out.len(), 1, "each entry once");
         assert_eq!(out[0].dn.as_deref(), Some("uid=bob,dc=x"));
+    }
+
+    #[test]
+    fn a_log_that_names_emails_finds_the_member_and_a_rename_is_no_leaver() {
+        let k = known();
+        let named = |id: &str| Change {
+            dn: None,
+            id: Some(id.into()),
+            deleted: false,
+            at: None,
+        };
+        let out = k.complete(vec![named("email:ann@x.test"), named("email:new@x.test")]);
+        assert_eq!(out[0].dn.as_deref(), Some("uid=ann,dc=x"));
+        assert_eq!(out[1].dn, None, "nobody synced has it");
+        // ann renamed: her old email is not found, her new one is ann
+        let seen = vec![
+            Seen::Gone {
+                dn: Some("uid=ann,dc=x".into()),
+                id: Some("email:ann@x.test".into()),
+            },
+            user("uid=ann,dc=x", Some("ann2@x.test"), false),
+        ];
+        let f = k.classify(&Config::default(), &seen);
+        assert!(f.leavers.is_empty(), "{f:?}");
+        assert_eq!(f.changed, vec!["uid=ann,dc=x (email)"]);
     }
 
     #[test]

@@ -443,7 +443,7 @@ fn onelogin_users_and_roles_with_cursor_paging() {
 }
 
 /// An RSA key pair for the service account (made with openssl; slow in debug Rust).
-fn google_key() -> (String, String) {
+pub(crate) fn google_key() -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("sa.pem");
     let ok = std::process::Command::new("openssl")

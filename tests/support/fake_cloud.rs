@@ -67,6 +67,8 @@ pub struct CloudUnit {
 pub struct Issued {
     pub token: String,
     pub expires: Instant,
+    /// Google: the scopes the token was granted (space-separated).
+    pub scope: String,
 }
 
 /// A change to the directory, as [`Directory::happen`] makes it and logs it.
@@ -204,6 +206,7 @@ impl Directory {
         self.issued.push(Issued {
             token: token.clone(),
             expires: Instant::now() + Duration::from_secs(life),
+            scope: String::new(),
         });
         (token, self.announced_lifetime.unwrap_or(life))
     }
@@ -228,6 +231,8 @@ pub const ONELOGIN_ID: &str = "onelogin-client-id";
 pub const ONELOGIN_SECRET: &str = "onelogin-client-secret";
 pub const GOOGLE_ADMIN: &str = "admin@example.com";
 pub const GOOGLE_SA: &str = "connector@project.iam.gserviceaccount.com";
+pub const GOOGLE_REPORTS_SCOPE: &str =
+    "https://www.googleapis.com/auth/admin.reports.audit.readonly";
 pub const GRAPH_TENANT: &str = "contoso.onmicrosoft.com";
 pub const GRAPH_APP: &str = "11111111-2222-3333-4444-555555555555";
 pub const GRAPH_SECRET: &str = "graph~client~secret";
@@ -291,6 +296,12 @@ impl FakeCloud {
             .route(
                 "/admin/directory/v1/groups/{id}/members",
                 get(google_members),
+            )
+            .route("/admin/directory/v1/users/{key}", get(google_user_by_key))
+            .route("/admin/directory/v1/groups/{key}", get(google_group_by_key))
+            .route(
+                "/admin/reports/v1/activity/users/all/applications/admin",
+                get(google_admin_activity),
             )
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -1641,11 +1652,27 @@ async fn google_token(
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_audience(&[format!("{base}/google/token")]);
     v.set_issuer(&[GOOGLE_SA]);
+    // the scopes domain-wide delegation allows the service account: the directory's, and the
+    // Reports API's unless the test takes it away; a token is granted for allowed scopes only
+    let mut allowed = vec![
+        "https://www.googleapis.com/auth/admin.directory.user.readonly",
+        "https://www.googleapis.com/auth/admin.directory.group.readonly",
+        "https://www.googleapis.com/auth/admin.directory.group.member.readonly",
+    ];
+    if !dir.lock().expect("lock").log_forbidden {
+        allowed.push(GOOGLE_REPORTS_SCOPE);
+    }
     match jsonwebtoken::decode::<Value>(assertion, &key, &v) {
         Ok(t) if t.claims["sub"] == GOOGLE_ADMIN
-            && t.claims["scope"].as_str().is_some_and(|s| s.contains("admin.directory.user.readonly")) =>
+            && t.claims["scope"].as_str().is_some_and(|s| {
+                !s.trim().is_empty() && s.split_whitespace().all(|x| allowed.contains(&x))
+            }) =>
         {
-            let (token, expires_in) = dir.lock().expect("lock").issue("google-access-token", 3599);
+            let mut d = dir.lock().expect("lock");
+            let (token, expires_in) = d.issue("google-access-token", 3599);
+            if let Some(i) = d.issued.last_mut() {
+                i.scope = t.claims["scope"].as_str().unwrap_or_default().to_string();
+            }
             Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in})).into_response()
         }
         Ok(_) => (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized_client", "error_description": "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."}))).into_response(),
@@ -1791,4 +1818,139 @@ async fn google_members(
             .map(|gid| json!({"id": gid, "type": "GROUP", "role": "MEMBER"})),
     );
     google_page("members", items, &q, d.page_size)
+}
+
+fn google_user_json(u: &CloudUser) -> Value {
+    json!({"id": u.id, "primaryEmail": u.email, "emails": [{"address": u.email, "primary": true}],
+           "suspended": u.status == "DISABLED", "archived": false})
+}
+
+fn google_not_found(what: &str) -> Response {
+    google_error(
+        404,
+        "notFound",
+        &format!("Resource Not Found: {what}"),
+        "global",
+    )
+}
+
+/// `users.get` by id or primary email; a deleted user is not found,
+/// https://developers.google.com/workspace/admin/directory/reference/rest/v1/users/get
+async fn google_user_by_key(
+    State((dir, _, _)): State<S>,
+    Path(key): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/admin/directory/v1/users/{key}");
+    if let Some(r) = record(&mut d, &path, &q, &h, google_auth) {
+        return r;
+    }
+    let key = key.to_lowercase();
+    match d
+        .users
+        .iter()
+        .find(|u| u.status != "DELETED" && (u.id == key || u.email.to_lowercase() == key))
+    {
+        Some(u) => Json(google_user_json(u)).into_response(),
+        None => google_not_found("userKey"),
+    }
+}
+
+/// `groups.get` by id or email,
+/// https://developers.google.com/workspace/admin/directory/reference/rest/v1/groups/get
+async fn google_group_by_key(
+    State((dir, _, _)): State<S>,
+    Path(key): Path<String>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/admin/directory/v1/groups/{key}");
+    if let Some(r) = record(&mut d, &path, &q, &h, google_auth) {
+        return r;
+    }
+    match d
+        .groups
+        .iter()
+        .find(|g| g.id == key || format!("{}@example.com", g.id) == key.to_lowercase())
+    {
+        Some(g) => {
+            Json(json!({"id": g.id, "name": g.name, "email": format!("{}@example.com", g.id)}))
+                .into_response()
+        }
+        None => google_not_found("groupKey"),
+    }
+}
+
+/// An admin activity's event (type, name, parameters) for a change,
+/// https://developers.google.com/admin-sdk/reports/v1/appendix/activity/admin-user-settings and
+/// https://developers.google.com/admin-sdk/reports/v1/appendix/activity/admin-group-settings
+/// (the user events and `RENAME_USER`'s `NEW_VALUE` as third-party code reading the API has
+/// them; the pages could not be read whole here).
+fn google_event(e: &CloudEvent) -> Value {
+    let user = |name: &str| {
+        json!({"type": "USER_SETTINGS", "name": name,
+               "parameters": [{"name": "USER_EMAIL", "value": e.email}]})
+    };
+    match &e.what {
+        Happened::Status("DISABLED") => user("SUSPEND_USER"),
+        Happened::Status("DELETED") | Happened::Purged => user("DELETE_USER"),
+        Happened::Status(_) if e.before == "DELETED" => user("UNDELETE_USER"),
+        Happened::Status(_) => user("UNSUSPEND_USER"),
+        Happened::Created => user("CREATE_USER"),
+        // a profile field the connector does not read
+        Happened::Touched => user("CHANGE_LAST_NAME"),
+        Happened::Email(new) => json!({"type": "USER_SETTINGS", "name": "RENAME_USER",
+            "parameters": [{"name": "USER_EMAIL", "value": e.email},
+                           {"name": "NEW_VALUE", "value": new}]}),
+        Happened::Joined(g) | Happened::Left(g) => json!({"type": "GROUP_SETTINGS",
+            "name": if matches!(e.what, Happened::Joined(_)) { "ADD_GROUP_MEMBER" } else { "REMOVE_GROUP_MEMBER" },
+            "parameters": [{"name": "USER_EMAIL", "value": e.email},
+                           {"name": "GROUP_EMAIL", "value": format!("{g}@example.com")}]}),
+    }
+}
+
+/// `activities.list` for application `admin`,
+/// https://developers.google.com/admin-sdk/reports/reference/rest/v1/activities/list: the
+/// activities from `startTime`, newest first, `pageToken` paging; a token without the Reports
+/// scope: 403 `insufficientPermissions`.
+async fn google_admin_activity(
+    State((dir, _, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = "/admin/reports/v1/activity/users/all/applications/admin";
+    if let Some(r) = record(&mut d, path, &q, &h, google_auth) {
+        return r;
+    }
+    let presented = bearer(&h).to_string();
+    let scoped = d
+        .issued
+        .iter()
+        .any(|i| i.token == presented && i.scope.contains(GOOGLE_REPORTS_SCOPE));
+    if !scoped {
+        return google_error(
+            403,
+            "insufficientPermissions",
+            "Request had insufficient authentication scopes.",
+            "global",
+        );
+    }
+    let mut items: Vec<Value> = d
+        .log_since(q.get("startTime"))
+        .iter()
+        .map(|e| {
+            json!({"kind": "admin#reports#activity",
+                   "id": {"time": e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                          "uniqueQualifier": format!("-{}", 7000 + e.seq),
+                          "applicationName": "admin", "customerId": "C0fake"},
+                   "actor": {"email": GOOGLE_ADMIN, "callerType": "USER"},
+                   "events": [google_event(e)]})
+        })
+        .collect();
+    items.reverse();
+    google_page("items", items, &q, d.page_size)
 }

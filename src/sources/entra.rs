@@ -289,9 +289,33 @@ impl EntraSource {
         link.ok_or_else(|| anyhow!("Microsoft Graph: /users/delta answered without a delta link"))
     }
 
+    /// Whether group changes matter to the sync: groups are synced, or the user filter names
+    /// groups (`includeGroup`/`excludeGroup`: a member added or removed joins or leaves).
+    fn groups_matter(&self) -> bool {
+        self.sync.groups
+            || self
+                .sync
+                .user_filter
+                .as_deref()
+                .is_some_and(|f| f.to_ascii_lowercase().contains("group"))
+    }
+
+    /// A `/groups/delta` link from now on (`$deltatoken=latest`), when groups matter.
+    async fn group_delta_from_now(&self, api: &Api) -> anyhow::Result<Option<String>> {
+        if !self.groups_matter() {
+            return Ok(None);
+        }
+        let url = self.graph("groups/delta?$select=displayName,members&$deltatoken=latest");
+        let (_, link) = self.delta(api, url).await?;
+        link.map(Some)
+            .ok_or_else(|| anyhow!("Microsoft Graph: /groups/delta answered without a delta link"))
+    }
+
     /// The fast lane's look: the cursor's `/users/delta` link replayed (the users changed since
-    /// it was issued, `@removed` ones as deleted), or a link from now on when there is none. An
-    /// expired link (`syncStateNotFound`, 410) is a reset.
+    /// it was issued, `@removed` ones as deleted) and, when groups matter, its `/groups/delta`
+    /// link (each group whose name or members changed, `members@delta`, or that was removed),
+    /// or links from now on when there are none. An expired link (`syncStateNotFound`, 410) is
+    /// a reset.
     pub async fn poll_feed(
         &self,
         cursor: Option<&super::feed::Cursor>,
@@ -299,45 +323,77 @@ impl EntraSource {
         use super::feed::{Change, Cursor, Poll};
         let api = self.api()?;
         let directory = self.feed_directory();
-        let fresh = |link: String| Cursor {
+        let fresh = |link: String, group_link: Option<String>| Cursor {
             directory: directory.clone(),
             feed: "entra-delta".into(),
             link: Some(link),
+            group_link,
             ..Cursor::default()
         };
-        let Some(link) = cursor
-            .filter(|c| c.directory == directory && c.feed == "entra-delta")
-            .and_then(|c| c.link.clone())
+        let Some(kept) = cursor.filter(|c| c.directory == directory && c.feed == "entra-delta")
         else {
-            return Ok(Poll::Started(fresh(self.delta_from_now(&api).await?)));
+            let link = self.delta_from_now(&api).await?;
+            let groups = self.group_delta_from_now(&api).await?;
+            return Ok(Poll::Started(fresh(link, groups)));
         };
-        match self.delta(&api, link.clone()).await {
-            Ok((items, next)) => {
-                let changes = items
-                    .iter()
-                    .filter(|o| o.get("@odata.type").is_none() || is_user_object(o))
-                    .filter_map(|o| {
-                        Some(Change {
-                            dn: None,
-                            id: Some(o["id"].as_str()?.to_string()),
-                            deleted: o.get("@removed").is_some(),
-                            at: None,
-                        })
-                    })
-                    .collect();
-                Ok(Poll::Changes {
-                    changes,
-                    cursor: fresh(next.unwrap_or(link)),
-                })
+        let Some(link) = kept.link.clone() else {
+            let link = self.delta_from_now(&api).await?;
+            let groups = self.group_delta_from_now(&api).await?;
+            return Ok(Poll::Started(fresh(link, groups)));
+        };
+        let api = &api;
+        let expired = |e: anyhow::Error| async move {
+            if !delta_expired(&e) {
+                return Err(e);
             }
-            Err(e) if delta_expired(&e) => Ok(Poll::Reset {
+            Ok(Poll::Reset {
                 reason: format!(
                     "Microsoft Entra ID: the saved delta link has expired ({e:#}): a full read"
                 ),
-                cursor: fresh(self.delta_from_now(&api).await?),
-            }),
-            Err(e) => Err(e),
-        }
+                cursor: fresh(
+                    self.delta_from_now(api).await?,
+                    self.group_delta_from_now(api).await?,
+                ),
+            })
+        };
+        let (items, next) = match self.delta(api, link.clone()).await {
+            Ok(round) => round,
+            Err(e) => return expired(e).await,
+        };
+        let mut changes: Vec<Change> = items
+            .iter()
+            .filter(|o| o.get("@odata.type").is_none() || is_user_object(o))
+            .filter_map(|o| {
+                Some(Change {
+                    dn: None,
+                    id: Some(o["id"].as_str()?.to_string()),
+                    deleted: o.get("@removed").is_some(),
+                    at: None,
+                })
+            })
+            .collect();
+        // the groups: replayed when kept, started now when groups came to matter
+        let group_link = match kept.group_link.clone() {
+            Some(glink) if self.groups_matter() => match self.delta(api, glink.clone()).await {
+                Ok((groups, gnext)) => {
+                    changes.extend(groups.iter().filter_map(|g| {
+                        Some(Change {
+                            dn: None,
+                            id: Some(format!("group:{}", g["id"].as_str()?)),
+                            deleted: g.get("@removed").is_some(),
+                            at: None,
+                        })
+                    }));
+                    Some(gnext.unwrap_or(glink))
+                }
+                Err(e) => return expired(e).await,
+            },
+            _ => self.group_delta_from_now(api).await?,
+        };
+        Ok(Poll::Changes {
+            changes,
+            cursor: fresh(next.unwrap_or(link), group_link),
+        })
     }
 
     /// Reads each changed user once (`GET /users/{id}`): what it is now; a 404 is gone.
@@ -348,6 +404,7 @@ impl EntraSource {
         use super::feed::Seen;
         let api = self.api()?;
         let mut out = Vec::with_capacity(changes.len());
+        let mut group_filter = None;
         for c in changes {
             let gone = Seen::Gone {
                 dn: None,
@@ -357,6 +414,14 @@ impl EntraSource {
                 out.push(gone);
                 continue;
             };
+            if let Some(g) = id.strip_prefix("group:") {
+                let filter = match &group_filter {
+                    Some(f) => f,
+                    None => group_filter.insert(self.group_filter(&api).await?),
+                };
+                out.push(self.confirm_group(&api, g, filter).await?);
+                continue;
+            }
             let url = self.graph(&format!("users/{id}?$select={USER_FIELDS}"));
             match api.get(&url).await {
                 Ok(a) => out.push(match user_of(&a.json) {
@@ -370,6 +435,43 @@ impl EntraSource {
             }
         }
         Ok(out)
+    }
+
+    /// What a changed group is now: a group the sync reads (synced by the group filter, or
+    /// named by the user filter), or gone (removed, or one the sync does not read).
+    async fn confirm_group(
+        &self,
+        api: &Api,
+        id: &str,
+        group_filter: &Filter,
+    ) -> anyhow::Result<super::feed::Seen> {
+        use super::feed::Seen;
+        let gone = Seen::Gone {
+            dn: None,
+            id: Some(id.to_string()),
+        };
+        let url = self.graph(&format!("groups/{id}?$select=id,displayName"));
+        let name = match api.get(&url).await {
+            Ok(a) => a.json["displayName"].as_str().map(str::to_lowercase),
+            Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 404) => None,
+            Err(e) => return Err(e),
+        };
+        let Some(name) = name else { return Ok(gone) };
+        // the user filter names groups by id (`includeGroup:<id>,…`, `excludeGroup:<id>`)
+        let user_filter = Filter::parse(self.sync.user_filter.as_deref());
+        let gid = id.to_lowercase();
+        let named_by_users = user_filter
+            .keyword
+            .as_deref()
+            .is_some_and(|k| k.contains("group"))
+            && user_filter.values.contains(&gid)
+            || secondary(&user_filter, "excludegroup").contains(&gid);
+        let synced = self.sync.groups && group_filter.passes(Some(&name));
+        Ok(if synced || named_by_users {
+            Seen::Group(id.to_string())
+        } else {
+            gone
+        })
     }
 
     /// The user objects among the transitive members of the groups (the

@@ -32,6 +32,9 @@ pub struct Cursor {
     /// Entra ID: the `/users/delta` link to replay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// Entra ID: the `/groups/delta` link to replay (`members@delta`), when groups matter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_link: Option<String>,
     /// AD: the domain controller's `invocationID`; another one means a restore from backup
     /// (or another DC), so the USNs mean nothing: a full read.
     #[serde(skip_serializing_if = "Option::is_none")]

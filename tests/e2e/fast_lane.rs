@@ -620,6 +620,55 @@ mod entra {
     }
 
     #[test]
+    fn entra_group_membership_changes_reach_the_organization_through_groups_delta() {
+        // users filtered by a group (includeGroup): leaving it is leaving; groups synced:
+        // joining one reaches the organization's group
+        let cloud = FakeCloud::start(crate::cloud::directory("ACTIVE", "ACTIVE", "ACTIVE"));
+        let server = FakeBitwarden::start();
+        let env = crate::cloud::entra_env(&cloud, &server);
+        crate::fast_lane::audit_logs::lane_env(&env);
+        env.set("sync.user_filter", "includeGroup:g1,g2");
+        let service = start(&env);
+        assert_eq!(mail_status(&server, "bob"), Some(0));
+        let full_runs = runs(&env).len();
+        let t0 = Instant::now();
+        cloud.dir().happen(
+            "bob",
+            crate::support::fake_cloud::Happened::Left("g1".into()),
+        );
+        wait_for_service(&service, "bob revoked", || {
+            (mail_status(&server, "bob") == Some(REVOKED)).then_some(())
+        });
+        eprintln!(
+            "fast lane (Entra /groups/delta): left the group → revoked in {:?}",
+            t0.elapsed()
+        );
+        // carol was in no group (so not synced): joining Sales brings her in, through the
+        // group's change (no joiner setting needed)
+        assert_eq!(mail_status(&server, "carol"), None);
+        cloud.dir().happen(
+            "carol",
+            crate::support::fake_cloud::Happened::Joined("g2".into()),
+        );
+        wait_for_service(&service, "carol invited", || {
+            mail_status(&server, "carol").map(|_| ())
+        });
+        let all = runs(&env);
+        assert_eq!(
+            all.len() - full_runs,
+            all.iter().filter(|r| r["kind"] == "fast lane").count(),
+            "every change went through the lane: {all:?}"
+        );
+        let log = service.log();
+        assert!(
+            log.contains("fast lane: 1 change (group g1)")
+                && log.contains("fast lane: 1 change (group g2)"),
+            "the groups named: {log}"
+        );
+        let _ = sigterm_and_wait(service);
+    }
+
+    #[test]
     fn entra_an_expired_delta_link_falls_back_to_a_full_read_and_the_feed_starts_again() {
         let cloud = FakeCloud::start(crate::cloud::directory("ACTIVE", "ACTIVE", "ACTIVE"));
         let server = FakeBitwarden::start();
@@ -655,7 +704,7 @@ mod entra {
 
 /// The cloud directories' audit logs (the fake Okta System Log, OneLogin Events and Google
 /// Reports API, written by the fake as it changes): the same story for each.
-mod audit_logs {
+pub(crate) mod audit_logs {
     use super::*;
     use crate::support::fake_cloud::{Directory, FakeCloud, Happened};
 
@@ -684,7 +733,7 @@ mod audit_logs {
             .count()
     }
 
-    pub(super) fn lane_env(env: &Env) {
+    pub(crate) fn lane_env(env: &Env) {
         env.set("sync.remove_missing_users", "true");
         env.set("sync.remove_disabled", "true");
         env.set("sync.remove_revoked_after_days", "30");

@@ -136,6 +136,9 @@ pub struct Directory {
     pub expire_delta_links: bool,
     /// Graph: the user states each issued delta token was made at (id → status, email).
     pub delta_states: Vec<HashMap<String, (String, String)>>,
+    /// Graph: the group states each issued `/groups/delta` token was made at (id → name,
+    /// member ids).
+    pub group_delta_states: Vec<HashMap<String, (String, Vec<String>)>>,
     /// Google: the next requests answer these errors, in order (status, reason).
     pub google_errors: Vec<(u16, &'static str)>,
     /// OneLogin: calls allowed per window (0: 5000) and the window's length (0: an hour).
@@ -279,6 +282,8 @@ impl FakeCloud {
                 get(graph_unit_members),
             )
             .route("/v1.0/groups", get(graph_groups))
+            .route("/v1.0/groups/delta", get(graph_group_delta))
+            .route("/v1.0/groups/{id}", get(graph_group_by_id))
             .route("/v1.0/groups/{id}/members", get(graph_members))
             .route("/v1.0/groups/{id}/transitiveMembers", get(graph_transitive))
             .route(
@@ -1132,6 +1137,110 @@ async fn graph_groups(
         .map(|g| json!({"id": g.id, "displayName": g.name}))
         .collect();
     graph_page(&base, "/v1.0/groups", items, &q, d.page_size, None)
+}
+
+/// `GET /groups/{id}`, https://learn.microsoft.com/en-us/graph/api/group-get; 404
+/// `Request_ResourceNotFound` for a group that is not there.
+async fn graph_group_by_id(
+    State((dir, _, _)): State<S>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    let path = format!("/v1.0/groups/{id}");
+    if let Some(r) = record(&mut d, &path, &q, &h, graph_auth) {
+        return r;
+    }
+    match d.groups.iter().find(|g| g.id == id) {
+        Some(g) => Json(json!({"id": g.id, "displayName": g.name})).into_response(),
+        None => graph_not_found(),
+    }
+}
+
+/// `/groups/delta`, https://learn.microsoft.com/en-us/graph/api/group-delta: a first round
+/// lists the groups; `$deltatoken=latest` only a link; a replayed link lists each group whose
+/// name or members changed, with `members@delta` naming the members added and, with
+/// `@removed`, those removed ("only the changed members"), and each removed group as
+/// `{"id", "@removed": {"reason": "deleted"}}`; an expired link: 400 `syncStateNotFound`.
+async fn graph_group_delta(
+    State((dir, base, _)): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut d = dir.lock().expect("lock");
+    if let Some(r) = record(&mut d, "/v1.0/groups/delta", &q, &h, graph_auth) {
+        return r;
+    }
+    let now: HashMap<String, (String, Vec<String>)> = d
+        .groups
+        .iter()
+        .map(|g| (g.id.clone(), (g.name.clone(), g.users.clone())))
+        .collect();
+    let member = |id: &str, removed: bool| {
+        let mut m = json!({"@odata.type": "#microsoft.graph.user", "id": id});
+        if removed {
+            m["@removed"] = json!({"reason": "deleted"});
+        }
+        m
+    };
+    let items: Vec<Value> = match q.get("$deltatoken").map(String::as_str) {
+        None => d
+            .groups
+            .iter()
+            .map(|g| json!({"id": g.id, "displayName": g.name,
+                            "members@delta": g.users.iter().map(|u| member(u, false)).collect::<Vec<_>>()}))
+            .collect(),
+        Some("latest") => Vec::new(),
+        Some(t) => {
+            let then = t
+                .strip_prefix('g')
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| d.group_delta_states.get(i));
+            let (Some(then), false) = (then, d.expire_delta_links) else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": {"code": "syncStateNotFound",
+                        "message": "The sync state generation is not found. The delta token is expired and data must be synchronized again."}})),
+                )
+                    .into_response();
+            };
+            let mut changed = Vec::new();
+            for g in &d.groups {
+                let (name, before) = then.get(&g.id).cloned().unwrap_or_default();
+                let added: Vec<Value> = g
+                    .users
+                    .iter()
+                    .filter(|u| !before.contains(u))
+                    .map(|u| member(u, false))
+                    .collect();
+                let removed: Vec<Value> = before
+                    .iter()
+                    .filter(|u| !g.users.contains(u))
+                    .map(|u| member(u, true))
+                    .collect();
+                if name != g.name || !added.is_empty() || !removed.is_empty() {
+                    let members: Vec<Value> = added.into_iter().chain(removed).collect();
+                    changed.push(json!({"id": g.id, "displayName": g.name, "members@delta": members}));
+                }
+            }
+            let mut gone: Vec<&String> = then.keys().filter(|id| !now.contains_key(*id)).collect();
+            gone.sort();
+            for id in gone {
+                changed.push(json!({"id": id, "@removed": {"reason": "deleted"}}));
+            }
+            changed
+        }
+    };
+    let (_, next) = page(&items, &q, d.page_size);
+    let link = next.is_none().then(|| {
+        d.group_delta_states.push(now);
+        format!(
+            "{base}/v1.0/groups/delta?$deltatoken=g{}",
+            d.group_delta_states.len() - 1
+        )
+    });
+    graph_page(&base, "/v1.0/groups/delta", items, &q, d.page_size, link)
 }
 
 fn graph_not_found() -> Response {

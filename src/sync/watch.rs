@@ -323,6 +323,11 @@ pub async fn availability(cfg: &Config, secret: String) -> Option<String> {
     Some(match source.poll(None).await {
         Ok(Poll::Unavailable(why)) => without(why),
         Ok(Poll::Started(c) | Poll::Reset { cursor: c, .. } | Poll::Changes { cursor: c, .. }) => {
+            let feed = if c.feed == "dirsync" {
+                "Active Directory's DirSync"
+            } else {
+                feed
+            };
             let blind = c
                 .blind_spot()
                 .map(|b| format!("; but {b}: a full read every {} s finds it", period * 10))

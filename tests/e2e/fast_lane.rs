@@ -412,6 +412,10 @@ mod ad {
             ],
             &[("Staff", &["Alice", "Bob"])],
         ));
+        // a domain has deleted accounts: one in Deleted Objects shows the administrator sees
+        // them there (in an empty container nothing shows it), so uSNChanged, not DirSync
+        dc().modify(&samba::user_ldif(&ou, "Gone", None, false));
+        dc().delete(&dn(&ou, "Gone"));
         let server = FakeBitwarden::start();
         let env = Env::new();
         let port = configure_ad(&env, &server, &ou);
@@ -504,6 +508,74 @@ mod ad {
             1,
             "said once: {log}"
         );
+        let _ = sigterm_and_wait(service);
+    }
+
+    #[test]
+    fn ad_dirsync_for_an_account_that_may_replicate_revokes_and_restores() {
+        // an ordinary account with "Replicating Directory Changes": DirSync, not uSNChanged;
+        // it cannot list Deleted Objects (and Samba's DirSync does not show it tombstones),
+        // so a deletion outright is found by the full read every ten looks
+        let ou = unique_ou("lanedirsync");
+        dc().modify(&ou_ldif(
+            &ou,
+            &[
+                ("Alice", Some("alice@lanedirsync.test"), false),
+                ("Bob", Some("bob@lanedirsync.test"), false),
+            ],
+            &[("Staff", &["Alice"])],
+        ));
+        let server = FakeBitwarden::start();
+        let env = Env::new();
+        configure_ad(&env, &server, &ou);
+        env.set("ldap.username", dc().replicator());
+        let r = env.run_stdin(&["config", "set", "ldap.password"], samba::REPLICATOR_PW);
+        assert_eq!(r.code, 0, "{}", r.all());
+        let t = env.ok(&["test"]);
+        assert!(
+            t.stdout.contains(
+                "Fast lane: the directory's change feed (Active Directory's DirSync) is available"
+            ) && t.stdout.contains("a full read every 10 s finds it"),
+            "{}",
+            t.stdout
+        );
+        let service = start(&env);
+        let t0 = Instant::now();
+        set_uac(&ou, "Bob", true);
+        wait_ad(&service, &server, "bob@lanedirsync.test", Some(REVOKED));
+        eprintln!(
+            "fast lane (AD DirSync): disabled → revoked in {:?}",
+            t0.elapsed()
+        );
+        set_uac(&ou, "Bob", false);
+        wait_for_service(&service, "bob restored", || {
+            ad_status(&server, "bob@lanedirsync.test")
+                .filter(|s| *s != REVOKED)
+                .map(|_| ())
+        });
+        let bob = dn(&ou, "Bob");
+        let log = service.log();
+        assert!(
+            log.contains(&format!("fast lane: 1 leaver ({bob})"))
+                && log.contains(&format!("fast lane: 1 returner ({bob})")),
+            "DirSync named bob each time: {log}"
+        );
+        // deleted outright: the full read that stands in for what the feed cannot see
+        dc().delete(&dn(&ou, "Alice"));
+        wait_ad(&service, &server, "alice@lanedirsync.test", Some(REVOKED));
+        let (code, log) = sigterm_and_wait(service);
+        assert_eq!(code, 0, "{log}");
+        // a cookie the controller does not take: said, a full read, DirSync again
+        let service = restart_with_cursor(
+            &env,
+            |c| {
+                assert_eq!(c["feed"], "dirsync", "{c}");
+                c["cookie"] = "00ff00ff".into();
+            },
+            "refused the stored DirSync cookie",
+        );
+        set_uac(&ou, "Bob", true);
+        wait_ad(&service, &server, "bob@lanedirsync.test", Some(REVOKED));
         let _ = sigterm_and_wait(service);
     }
 

@@ -25,6 +25,9 @@ pub const DISABLED: &str = "svc-disabled@EXAMPLE.TEST";
 /// An account tests lock out with wrong passwords (bind error `data 775`).
 pub const LOCKABLE: &str = "svc-lockable@EXAMPLE.TEST";
 pub const OTHER_PW: &str = "Other!Passw0rd1";
+/// An account with the right to replicate directory changes (DirSync), made on first use.
+pub const REPLICATOR: &str = "svc-repl@EXAMPLE.TEST";
+pub const REPLICATOR_PW: &str = "Repl!Passw0rd1";
 
 pub struct SambaDc {
     pub dir: PathBuf,
@@ -269,6 +272,34 @@ impl SambaDc {
             .to_string();
         let bytes = base64_decode(&b64);
         directory_connector::sources::ldap::guid_to_string(&bytes).expect("16 bytes")
+    }
+
+    /// Makes [`REPLICATOR`] once: an ordinary account given "Replicating Directory Changes"
+    /// (`DS-Replication-Get-Changes`, 1131f6aa-…) on the domain, as an admin does for DirSync.
+    pub fn replicator(&self) -> &'static str {
+        static MADE: OnceLock<()> = OnceLock::new();
+        MADE.get_or_init(|| {
+            samba_tool(&self.dir, &["user", "create", "svc-repl", REPLICATOR_PW]);
+            let shown = samba_tool(&self.dir, &["user", "show", "svc-repl"]);
+            let sid = shown
+                .lines()
+                .find_map(|l| l.strip_prefix("objectSid: "))
+                .expect("objectSid")
+                .trim()
+                .to_string();
+            let sddl = format!("(OA;;CR;1131f6aa-9c07-11d1-f79f-00c04fc2dcd2;;{sid})");
+            samba_tool(
+                &self.dir,
+                &[
+                    "dsacl",
+                    "set",
+                    &format!("--objectdn={BASE}"),
+                    "--action=allow",
+                    &format!("--sddl={sddl}"),
+                ],
+            );
+        });
+        REPLICATOR
     }
 
     /// Tries a bind with `ldapwhoami` (to lock an account out).

@@ -15,6 +15,11 @@
 //!   `ldap.deleted_objects` is on. USNs are one domain controller's: its `invocationID` is
 //!   kept, and another one (a restore from backup, or another DC behind the name) resets the
 //!   feed.
+//! * Active Directory, for an account that cannot list Deleted Objects but may replicate
+//!   directory changes: DirSync (control `1.2.840.113556.1.4.841`) with the stored cookie,
+//!   started with a search that matches nothing. On AD it returns the deleted accounts too;
+//!   until it has returned one (Samba's DirSync hides them from such an account), the full read
+//!   every ten looks still stands in for the deletions.
 
 use std::time::Duration;
 
@@ -35,6 +40,13 @@ use crate::sources::feed::{
 const SYNC_REQUEST_OID: &str = "1.3.6.1.4.1.4203.1.9.1.1";
 const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
 const SYNC_DONE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.3";
+/// Active Directory's DirSync control,
+/// <https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-adts/2213a7f2-0a36-483c-b2a4-8574d53aa1e3>.
+const DIRSYNC_OID: &str = "1.2.840.113556.1.4.841";
+/// The most a DirSync answer may hold (bytes); more comes with `moreResults`.
+const DIRSYNC_MAX_BYTES: i64 = 1_048_576;
+const INSUFFICIENT_ACCESS: u32 = 50;
+const UNWILLING_TO_PERFORM: u32 = 53;
 /// RFC 4533's e-syncRefreshRequired: the cookie is too old, start again.
 const SYNC_REFRESH_REQUIRED: u32 = 4096;
 /// unavailableCriticalExtension: the server has no content synchronisation for this search.
@@ -68,7 +80,7 @@ impl LdapSource {
     pub async fn poll_feed(&self, cursor: Option<&Cursor>) -> anyhow::Result<Poll> {
         let mut ldap = self.connect().await?;
         let result = if self.ldap.ad {
-            self.poll_usn(&mut ldap, cursor).await
+            self.poll_ad(&mut ldap, cursor).await
         } else {
             self.poll_syncrepl(&mut ldap, cursor).await
         };
@@ -279,6 +291,182 @@ impl LdapSource {
             )));
         };
         Ok(Ok((highest, invocation)))
+    }
+
+    /// An AD poll: the kept cursor's feed; to start, DirSync for an account that may
+    /// replicate but cannot list Deleted Objects, else `uSNChanged` (see the module doc).
+    async fn poll_ad(&self, ldap: &mut Ldap, cursor: Option<&Cursor>) -> anyhow::Result<Poll> {
+        let directory = self.feed_directory();
+        let kept = cursor.filter(|c| c.directory == directory);
+        match kept.map(|c| c.feed.as_str()) {
+            Some("dirsync") => return self.poll_dirsync(ldap, kept).await,
+            Some("usn") => return self.poll_usn(ldap, kept).await,
+            _ => {}
+        }
+        self.start_ad(ldap, None).await
+    }
+
+    /// Starts an AD feed (`reason`: why it starts again, for a reset).
+    async fn start_ad(&self, ldap: &mut Ldap, reason: Option<String>) -> anyhow::Result<Poll> {
+        if !self.deleted_objects_visible(ldap).await?
+            && let Some(cursor) = self.dirsync_from_now(ldap).await?
+        {
+            return Ok(match reason {
+                Some(reason) => Poll::Reset { reason, cursor },
+                None => Poll::Started(cursor),
+            });
+        }
+        match (self.poll_usn(ldap, None).await?, reason) {
+            (Poll::Started(cursor), Some(reason)) => Ok(Poll::Reset { reason, cursor }),
+            (poll, _) => Ok(poll),
+        }
+    }
+
+    /// A DirSync cursor from now on (a search that matches nothing gives the cookie), or
+    /// `None` when this account may not use DirSync (no right to replicate directory changes).
+    async fn dirsync_from_now(&self, ldap: &mut Ldap) -> anyhow::Result<Option<Cursor>> {
+        let Ok((_, invocation)) = self.dc_state(ldap).await? else {
+            return Ok(None);
+        };
+        let Some(read) = self.dirsync(ldap, &[], "(!(objectClass=*))").await? else {
+            return Ok(None);
+        };
+        Ok(Some(Cursor {
+            directory: self.feed_directory(),
+            feed: "dirsync".into(),
+            cookie: Some(to_hex(&read.1)),
+            invocation_id: Some(invocation),
+            deletions_hidden: true,
+            ..Cursor::default()
+        }))
+    }
+
+    /// One DirSync poll with the cursor's cookie: the users and groups whose watched
+    /// attributes changed, deleted ones included (those this account is shown).
+    async fn poll_dirsync(&self, ldap: &mut Ldap, cursor: Option<&Cursor>) -> anyhow::Result<Poll> {
+        let Some(c) = cursor else {
+            return self.start_ad(ldap, None).await;
+        };
+        let invocation = match self.dc_state(ldap).await? {
+            Ok((_, i)) => i,
+            Err(why) => return Ok(Poll::Unavailable(why)),
+        };
+        if c.invocation_id.as_deref() != Some(invocation.as_str()) {
+            let reason = format!(
+                "the domain controller's invocationID changed ({} → {invocation}): it was \
+                 restored from a backup or another controller answers: a full read",
+                c.invocation_id.as_deref().unwrap_or("none")
+            );
+            return self.start_ad(ldap, Some(reason)).await;
+        }
+        let cookie = c.cookie.as_deref().and_then(from_hex).unwrap_or_default();
+        let s = &self.sync;
+        let filter = format!(
+            "(|(objectClass={})(objectClass={}))",
+            self.ldap.user_object_class(s),
+            self.ldap.group_object_class(s)
+        );
+        let Some((changes, cookie)) = self.dirsync(ldap, &cookie, &filter).await? else {
+            let reason = "the domain controller refused the stored DirSync cookie: a full read";
+            return self.start_ad(ldap, Some(reason.into())).await;
+        };
+        let mut next = c.clone();
+        next.cookie = Some(to_hex(&cookie));
+        // a tombstone seen shows this account is shown them
+        if changes.iter().any(|c| c.deleted) {
+            next.deletions_hidden = false;
+        }
+        Ok(Poll::Changes {
+            changes,
+            cursor: next,
+        })
+    }
+
+    /// DirSync searches under the domain root from `cookie` until the server has no more:
+    /// the changed entries and the cookie after them; `None` when the server refuses (no
+    /// right, or a cookie it does not take).
+    async fn dirsync(
+        &self,
+        ldap: &mut Ldap,
+        cookie: &[u8],
+        filter: &str,
+    ) -> anyhow::Result<Option<(Vec<Change>, Vec<u8>)>> {
+        let cfg = &self.ldap;
+        let root = domain_root(cfg.root_path.as_deref().unwrap_or_default()).to_string();
+        // the attributes whose change matters: those the sync reads, the account's state,
+        // group members, a deletion, a rename or move
+        let mut attrs = super::UserMapping::new(cfg, &self.sync).attrs();
+        for a in [
+            "objectGUID",
+            "userAccountControl",
+            "member",
+            "isDeleted",
+            "name",
+        ] {
+            if !attrs.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+                attrs.push(a.to_string());
+            }
+        }
+        let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let mut cookie = cookie.to_vec();
+        let mut changes = Vec::new();
+        // a bound on the rounds (each is up to DIRSYNC_MAX_BYTES)
+        for _ in 0..1_000 {
+            let result = ldap
+                .with_timeout(Duration::from_secs(cfg.timeout_seconds))
+                .with_controls(vec![dirsync_control(&cookie)])
+                .search(&root, Scope::Subtree, filter, attrs.clone())
+                .await
+                .map_err(|e| anyhow!(describe_error(&e)))
+                .with_context(|| format!("LDAP change feed: DirSync under {root}"))?;
+            let ldap3::SearchResult(entries, res) = result;
+            match res.rc {
+                0 => {}
+                INSUFFICIENT_ACCESS
+                | UNAVAILABLE_CRITICAL_EXTENSION
+                | UNWILLING_TO_PERFORM
+                | PROTOCOL_ERROR
+                | OTHER => return Ok(None),
+                _ => {
+                    return Err(anyhow!(describe_error(&LdapError::LdapResult {
+                        result: res
+                    })))
+                    .with_context(|| format!("LDAP change feed: DirSync under {root}"));
+                }
+            }
+            for e in entries {
+                if e.is_ref() || e.is_intermediate() {
+                    continue;
+                }
+                let Ok(e) = Entry::from_raw(e.0) else {
+                    continue;
+                };
+                let deleted = e
+                    .first_text("isDeleted")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
+                changes.push(ad_change(e, deleted));
+            }
+            let Some((more, next)) = res
+                .ctrls
+                .iter()
+                .find(|c| c.1.ctype == DIRSYNC_OID)
+                .and_then(|c| c.1.val.as_deref())
+                .and_then(dirsync_answer)
+            else {
+                return Err(anyhow!(
+                    "the domain controller answered DirSync without its control"
+                ));
+            };
+            cookie = next;
+            if !more {
+                return Ok(Some((changes, cookie)));
+            }
+        }
+        Err(anyhow!(
+            "DirSync kept saying there is more: stopped after 1,000 rounds"
+        ))
     }
 
     async fn poll_usn(&self, ldap: &mut Ldap, cursor: Option<&Cursor>) -> anyhow::Result<Poll> {
@@ -517,6 +705,51 @@ fn ad_change(e: Entry, deleted: bool) -> Change {
     }
 }
 
+/// The DirSync request control: flags 0 (the caller's right to replicate, not per-object
+/// security), the most bytes per answer, and the cookie (empty: from the beginning).
+fn dirsync_control(cookie: &[u8]) -> RawControl {
+    use ldap3::asn1::{ASNTag, Integer, OctetString, Sequence, Tag, write};
+    let value = Tag::Sequence(Sequence {
+        inner: vec![
+            Tag::Integer(Integer {
+                inner: 0,
+                ..Default::default()
+            }),
+            Tag::Integer(Integer {
+                inner: DIRSYNC_MAX_BYTES,
+                ..Default::default()
+            }),
+            Tag::OctetString(OctetString {
+                inner: cookie.to_vec(),
+                ..Default::default()
+            }),
+        ],
+        ..Default::default()
+    })
+    .into_structure();
+    let mut buf = bytes::BytesMut::with_capacity(cookie.len() + 16);
+    // writing into memory does not fail
+    let _ = write::encode_into(&mut buf, value);
+    RawControl {
+        ctype: DIRSYNC_OID.to_string(),
+        crit: true,
+        val: Some(buf.to_vec()),
+    }
+}
+
+/// The DirSync response control: whether there is more, and the cookie
+/// (`SEQUENCE { moreResults INTEGER, unused INTEGER, cookie OCTET STRING }`).
+fn dirsync_answer(val: &[u8]) -> Option<(bool, Vec<u8>)> {
+    use ldap3::asn1::{parse_tag, parse_uint};
+    let (_, tag) = parse_tag(val).ok()?;
+    let mut parts = tag.expect_constructed()?.into_iter();
+    let more = parts.next()?.expect_primitive()?;
+    let (_, more) = parse_uint(more.as_slice()).ok()?;
+    let _unused = parts.next()?;
+    let cookie = parts.next()?.expect_primitive()?;
+    Some((more != 0, cookie))
+}
+
 /// The end of a content-synchronisation search: its result code and Sync Done control.
 /// `Ok(Err(why))`: the server refused the synchronisation (no `syncprov`, or the cookie).
 fn sync_done(
@@ -645,5 +878,33 @@ impl SyncRead {
                 at: None,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn dirsync_controls_read_and_write_as_samba_sends_them() {
+        // the response control of a real Samba AD DC (ldapsearch -E '!dirSync=0/0')
+        let samba = base64::engine::general_purpose::STANDARD
+            .decode(
+                "MHQCAQACAQAEbE1TRFMDAAAAgAGKD5OG3QEAAAAAAAAAACgAAACiDwAAAAAAAAAAAAAAAAAAog8AAAAAAAD\
+                 uE1PFx+LZQ5YsWZtk+fTsAQAAAAAAAAABAAAAAAAAAO4TU8XH4tlDlixZm2T59OyiDwAAAAAAAA==",
+            )
+            .unwrap();
+        let (more, cookie) = dirsync_answer(&samba).unwrap();
+        assert!(!more);
+        assert_eq!(&cookie[..4], b"MSDS", "Samba's cookie header");
+        assert_eq!(cookie.len(), 0x6c);
+        // the request carries flags 0, the byte limit and the cookie, critical
+        let c = dirsync_control(&cookie);
+        assert!(c.crit);
+        let v = c.val.unwrap();
+        assert_eq!((v[0], usize::from(v[1])), (0x30, v.len() - 2), "one SEQUENCE");
+        assert!(v.ends_with(&cookie));
+        assert_eq!(dirsync_answer(b"\x30\x03\x02\x01\x01"), None, "no cookie");
     }
 }

@@ -169,7 +169,7 @@ impl Progress for GuiProgress {
         if let Ok(mut a) = self.activity.lock() {
             a.stage = message.to_string();
             a.count = 0;
-            if a.job == Some(SYNC) {
+            if a.job == Some(SYNC) || a.job == Some(LANE_SYNC) {
                 a.fraction = Some(overall(a.fraction.unwrap_or(0.0), message));
             }
         }
@@ -192,6 +192,10 @@ impl Progress for GuiProgress {
 
 /// The name of a sync job (its bar covers the whole run).
 const SYNC: &str = "Sync";
+
+/// The fast lane's sync while the window polls: shown like a sync (its bar, Cancel), named as
+/// the lane's.
+pub const LANE_SYNC: &str = "Fast lane";
 
 /// Handle to the worker thread.
 pub struct Worker {
@@ -601,6 +605,22 @@ fn run(
                     },
                     crate::service::lane::Next::SyncNow(why) => {
                         tracing::info!("fast lane: a sync now ({why})");
+                        // shown as a running sync, with its bar and Cancel (unless an operation
+                        // the window started shows already)
+                        let shown = match activity.lock() {
+                            Ok(mut a) if a.job.is_none() => {
+                                progress.cancel.store(false, Ordering::SeqCst);
+                                *a = Activity {
+                                    job: Some(LANE_SYNC),
+                                    stage: format!("Fast lane: {why}"),
+                                    fraction: Some(0.0),
+                                    ..Activity::default()
+                                };
+                                true
+                            }
+                            _ => false,
+                        };
+                        repaint();
                         let opts = SyncOptions {
                             allow_mass_removal: false,
                             lock_held: polling_lock.is_some(),
@@ -631,6 +651,9 @@ fn run(
                                 &mut lane_alerts,
                                 &f,
                             ));
+                        }
+                        if shown && let Ok(mut a) = activity.lock() {
+                            *a = Activity::default();
                         }
                         outcome
                     }

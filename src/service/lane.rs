@@ -303,7 +303,8 @@ impl Lane {
         }
     }
 
-    /// After a run: the lane's sync keeps its cursor and measures its latency; a guard's
+    /// After a run: the lane's sync keeps its cursor (only once it finished: a cancelled or
+    /// failed one leaves the changes to the next look) and measures its latency; a guard's
     /// refusal stops the lane; a full sync that is not refused starts a stopped lane again.
     pub async fn after_run(
         &mut self,
@@ -323,6 +324,17 @@ impl Lane {
                         f.record.id
                     );
                     self.stop(conn, (cfg, status, alerts), why, "").await;
+                    return;
+                }
+                if !matches!(f.record.outcome, RunOutcome::Synced | RunOutcome::Unchanged) {
+                    // cancelled, cut or failed: the changes are not handled yet; the cursor
+                    // before them stays, so the next look finds them again
+                    super::say(&format!(
+                        "fast lane: its sync (run {}) did not finish ({}); the next look reads \
+                         the same changes again",
+                        f.record.id,
+                        f.record.outcome.as_str()
+                    ));
                     return;
                 }
                 keep_cursor(conn, cursor.as_ref());

@@ -182,6 +182,8 @@ pub struct Org {
     /// How long each import request waits before it is handled (a slow server, so that a test
     /// can signal the client while a request is in flight).
     pub import_delay: Option<std::time::Duration>,
+    /// How long each revoke request waits before it is handled (the same, for a revoke).
+    pub revoke_delay: Option<std::time::Duration>,
     /// The cloud's rate limits (Bitwarden mode; `None`: no limits, as a self-hosted server).
     pub limits: Option<super::cloud_limits::CloudLimits>,
     /// `GET /public/members` answers in pages of this many members (`continuationToken`).
@@ -904,6 +906,10 @@ async fn revoke_member(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    let delay = org.lock().expect("lock").revoke_delay;
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let mut org = org.lock().expect("lock");
     let email = match member_call(&mut org, &headers, &id, "POST revoke") {
         Ok(e) => e,

@@ -52,3 +52,48 @@ fn while_polling_the_window_watches_for_changes_and_history_names_the_fast_lane(
     });
     click(&mut h, "Stop Sync");
 }
+
+#[test]
+fn the_fast_lanes_sync_shows_as_a_running_sync_and_cancel_stops_it() {
+    let slapd = Slapd::start_with_feed(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    env.configure(&slapd, &server);
+    env.set("sync.remove_disabled", "true");
+    env.set("sync.remove_revoked_after_days", "30");
+    env.set("sync.watch_seconds", "1");
+    let mut h = logged_in(&env, Some(Duration::from_secs(3600)));
+    click(&mut h, "Start Sync");
+    wait(&mut h, "the first polled sync", |h| {
+        h.state().syncs_started_by_polling >= 1 && h.state().worker.busy().is_none()
+    });
+    wait(&mut h, "Watching for changes", |h| {
+        has_label(h, "Watching for changes")
+    });
+    // a slow server: the lane's sync is still running when Cancel is clicked
+    server.org().revoke_delay = Some(Duration::from_secs(3));
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: userAccountControl\nuserAccountControl: 514\n\n",
+        user_dn("bob")
+    ));
+    wait(
+        &mut h,
+        "the lane's sync shown with its bar and Cancel",
+        |h| h.state().worker.busy() == Some("Fast lane") && has_label(h, "Cancel"),
+    );
+    click(&mut h, "Cancel");
+    wait(&mut h, "the lane's sync stopped", |h| {
+        h.state().worker.busy().is_none()
+    });
+    assert_eq!(
+        server.org().members["bob@example.com"].status,
+        0,
+        "cancelled before the revoke was sent"
+    );
+    // the next look finds bob again (the cursor was not kept past an unfinished run)
+    server.org().revoke_delay = None;
+    wait(&mut h, "bob revoked by a later look", |_| {
+        server.org().members["bob@example.com"].status == REVOKED
+    });
+    click(&mut h, "Stop Sync");
+}

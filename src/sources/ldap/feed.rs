@@ -903,7 +903,11 @@ mod tests {
         let c = dirsync_control(&cookie);
         assert!(c.crit);
         let v = c.val.unwrap();
-        assert_eq!((v[0], usize::from(v[1])), (0x30, v.len() - 2), "one SEQUENCE");
+        assert_eq!(
+            (v[0], usize::from(v[1])),
+            (0x30, v.len() - 2),
+            "one SEQUENCE"
+        );
         assert!(v.ends_with(&cookie));
         assert_eq!(dirsync_answer(b"\x30\x03\x02\x01\x01"), None, "no cookie");
     }

@@ -500,3 +500,37 @@ impl GoogleSource {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_admin_activity_names_users_by_email_and_a_rename_both_ways() {
+        let a = serde_json::json!({"id": {"time": "2026-12-07T10:00:00.000Z",
+                                          "uniqueQualifier": "-42"},
+            "events": [
+                {"type": "USER_SETTINGS", "name": "RENAME_USER", "parameters": [
+                    {"name": "USER_EMAIL", "value": "Ann@X.test"},
+                    {"name": "NEW_VALUE", "value": "ann2@x.test"}]},
+                {"type": "USER_SETTINGS", "name": "CHANGE_LAST_NAME", "parameters": [
+                    {"name": "USER_EMAIL", "value": "bob@x.test"}]},
+                {"type": "GROUP_SETTINGS", "name": "ADD_GROUP_MEMBER", "parameters": [
+                    {"name": "USER_EMAIL", "value": "cy@x.test"},
+                    {"name": "GROUP_EMAIL", "value": "staff@x.test"}]}]});
+        let got: Vec<_> = events_of(&a)
+            .into_iter()
+            .filter_map(|e| e.change.id)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "email:ann@x.test",
+                "email:ann2@x.test",
+                "email:cy@x.test",
+                "group:staff@x.test"
+            ],
+            "a field the sync does not read is no change"
+        );
+    }
+}

@@ -414,6 +414,28 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     #[test]
+    fn a_system_log_event_names_its_users_and_groups() {
+        let e = serde_json::json!({"uuid": "u1", "published": "2026-12-07T10:00:00.000Z",
+            "eventType": "group.user_membership.add",
+            "target": [{"id": "00u1", "type": "User"}, {"id": "00g1", "type": "UserGroup"},
+                       {"id": "app", "type": "AppInstance"}]});
+        let got: Vec<_> = events_of(&e)
+            .into_iter()
+            .map(|e| (e.id, e.change.id.unwrap_or_default(), e.change.deleted))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("u1/00u1".into(), "00u1".into(), false),
+                ("u1/group:00g1".into(), "group:00g1".into(), false)
+            ]
+        );
+        let d = serde_json::json!({"uuid": "u2", "published": "2026-12-07T10:00:01Z",
+            "eventType": "user.lifecycle.delete.completed", "target": [{"id": "00u2", "type": "User"}]});
+        assert!(events_of(&d)[0].change.deleted);
+    }
+
+    #[test]
     fn link_header_next() {
         let mut h = HeaderMap::new();
         h.append(

@@ -448,6 +448,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_feed_reads_user_and_role_events_only() {
+        for (name, watched) in [
+            ("CREATED_USER", true),
+            ("DELETED_USER", true),
+            ("DEACTIVATED_USER", true),
+            ("USER_ASSIGNED_ROLE", true),
+            ("USER_LOGGED_INTO_ONELOGIN", false),
+            ("USER_CHANGED_PASSWORD", false),
+            ("APP_ADDED_TO_ROLE", false),
+            ("USER_ASSUMED_USER", false),
+        ] {
+            assert_eq!(watched_event_type(name), watched, "{name}");
+        }
+        let e = serde_json::json!({"id": 77, "created_at": "2026-12-07T10:00:00.123Z",
+                                   "event_type_id": 4, "user_id": 1003, "role_id": 501});
+        let got: Vec<_> = events_of(&e)
+            .into_iter()
+            .map(|e| (e.id, e.change.id.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("77/1003".to_string(), "1003".to_string()),
+                ("77/group:501".to_string(), "group:501".to_string())
+            ]
+        );
+        assert!(
+            events_of(&serde_json::json!({"id": 1})).is_empty(),
+            "no time"
+        );
+    }
+
+    #[test]
     fn ids_are_strings_and_emails_are_checked() {
         assert_eq!(
             id_string(&serde_json::json!(12345)).as_deref(),

@@ -629,14 +629,21 @@ fn run(
                             fast_lane: true,
                         };
                         let started = std::time::Instant::now();
+                        let newest = || {
+                            conn.store()
+                                .and_then(|st| st.list_runs(1))
+                                .ok()
+                                .and_then(|r| r.into_iter().next())
+                        };
+                        let before = newest().map(|r| r.id);
                         let (outcome, t) =
                             sync_job(&runtime, &conn, &progress, &data_dir, opts, "Fast lane");
                         tables = t;
-                        let record = conn
-                            .store()
-                            .and_then(|st| st.list_runs(1))
-                            .ok()
-                            .and_then(|r| r.into_iter().next());
+                        // the lane's own run, if it started (else the newest is an older one)
+                        let record = newest().filter(|r| before.is_none_or(|b| r.id > b));
+                        if record.is_none() {
+                            lane.sync_not_finished(cfg.as_ref(), "did not start");
+                        }
                         if let Some(record) = record {
                             // the lane's own run: its record is what the lane reads
                             let f = crate::service::Finished {

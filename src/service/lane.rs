@@ -9,8 +9,10 @@
 //! * A lost cursor (a cookie refused, a DC restored) is said and answered with a full read.
 //! * A directory without a feed is said once; a full read then runs every
 //!   `sync.watch_seconds` × 10.
-//! * The cursor is kept once what a look found is handled (after its sync, refused or not
-//!   excepted: a refused sync's changes are looked at again after the next full sync).
+//! * The cursor is kept once what a look found is handled: after its sync finished (a sync
+//!   the guard refused stops the lane; one cancelled, cut or failed leaves the changes to a
+//!   later look, after a back-off that doubles from one period up to
+//!   [`MAX_BACKOFF`], said once).
 //!
 //! Its state is in `/metrics` (`fast_lane_state`), and in the store (`fast_lane` meta) for the
 //! window and `status`.
@@ -28,6 +30,9 @@ use crate::sync::watch::{Found, Look};
 
 use super::Finished;
 use super::status::Status;
+
+/// The longest wait after lane syncs that did not finish before the lane looks again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 
 /// The store meta key of the lane's view.
 pub const VIEW_KEY: &str = "fast_lane";
@@ -73,6 +78,9 @@ pub struct Lane {
     /// Without a feed: when the next full read is due.
     next_full: Option<Instant>,
     stopped: bool,
+    /// Lane syncs in a row that did not finish, and when the lane may look again.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 impl Default for Lane {
@@ -93,6 +101,29 @@ impl Lane {
             pending: None,
             next_full: None,
             stopped: false,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    /// The lane's sync did not finish (cancelled, cut, failed, or not started): its changes
+    /// stay for a later look, after a back-off (said the first time in a row).
+    pub fn sync_not_finished(&mut self, cfg: Option<&Config>, what: &str) {
+        self.pending = None;
+        self.failures = self.failures.saturating_add(1);
+        let period = self.period(cfg).unwrap_or(Duration::from_secs(60));
+        let wait = period
+            .saturating_mul(1u32 << self.failures.min(16))
+            .min(MAX_BACKOFF);
+        self.retry_at = Some(Instant::now() + wait);
+        let msg = format!(
+            "its sync {what}; the same changes are looked at again in {} s",
+            wait.as_secs()
+        );
+        if self.failures == 1 {
+            super::say(&format!("fast lane: {msg}"));
+        } else {
+            tracing::warn!("fast lane: {msg}");
         }
     }
 
@@ -154,6 +185,9 @@ impl Lane {
         status: &Status,
         alerts: &mut super::alerts::Alerts,
     ) -> Next {
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return Next::Wait;
+        }
         status.lane_looked();
         let now = Utc::now();
         self.view.last_look = Some(now.to_rfc3339());
@@ -328,15 +362,17 @@ impl Lane {
                 }
                 if !matches!(f.record.outcome, RunOutcome::Synced | RunOutcome::Unchanged) {
                     // cancelled, cut or failed: the changes are not handled yet; the cursor
-                    // before them stays, so the next look finds them again
-                    super::say(&format!(
-                        "fast lane: its sync (run {}) did not finish ({}); the next look reads \
-                         the same changes again",
+                    // before them stays, so a later look finds them again
+                    let what = format!(
+                        "(run {}) did not finish ({})",
                         f.record.id,
                         f.record.outcome.as_str()
-                    ));
+                    );
+                    self.sync_not_finished(cfg, &what);
                     return;
                 }
+                self.failures = 0;
+                self.retry_at = None;
                 keep_cursor(conn, cursor.as_ref());
                 let revoked = f.record.server.as_ref().map_or(0, |s| s.revoked);
                 if let Some(found) = found
@@ -354,6 +390,11 @@ impl Lane {
                 }
             }
             None => {
+                if matches!(f.record.outcome, RunOutcome::Synced | RunOutcome::Unchanged) {
+                    // a full sync covered whatever the lane was waiting to retry
+                    self.failures = 0;
+                    self.retry_at = None;
+                }
                 if self.stopped && !refused && f.report.is_some() {
                     self.stopped = false;
                     let msg = "watching again after a full sync";

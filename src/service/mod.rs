@@ -501,6 +501,7 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
         if stop.is_stopped() {
             break;
         }
+        let was_fast = fast;
         let finished = one_run(&conn, &stop, fast).await;
         let cfg = conn.config().ok();
         if cfg.is_some() {
@@ -514,9 +515,13 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
             next = plan_next(cfg.as_ref(), &mut last_schedule, &status);
         }
         fast = false;
-        if let Ok(f) = &finished {
-            lane.after_run(&conn, good_cfg.as_ref(), &status, &mut alerts, f)
-                .await;
+        match &finished {
+            Ok(f) => {
+                lane.after_run(&conn, good_cfg.as_ref(), &status, &mut alerts, f)
+                    .await;
+            }
+            Err(_) if was_fast => lane.sync_not_finished(good_cfg.as_ref(), "was not recorded"),
+            Err(_) => {}
         }
         match finished {
             Ok(f) => {

@@ -21,7 +21,8 @@ pub struct Cursor {
     /// The directory it belongs to (kind, server, base): another directory's cursor is not
     /// used.
     pub directory: String,
-    /// `syncrepl`, `usn` or `entra-delta`.
+    /// `syncrepl`, `usn`, `dirsync`, `entra-delta`, `okta-log`, `onelogin-events` or
+    /// `google-reports`.
     pub feed: String,
     /// The RFC 4533 cookie (as the server gave it, hex).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,9 +44,13 @@ pub struct Cursor {
     /// an account deleted outright (a full read every ten looks does).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub deletions_hidden: bool,
-    /// Audit logs (Okta, OneLogin, Google): the newest event time read so far.
+    /// Audit logs (Okta, OneLogin, Google): where the next read starts, less the log's
+    /// overlap (the newest event time read, or the last read's start less the overlap).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
+    /// Audit logs: when the log was last read (a cursor not read for days is reset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<DateTime<Utc>>,
     /// Audit logs: the ids of the events of the last read, so that the overlap read again
     /// for events the log files late does not count them twice.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -121,7 +126,7 @@ pub struct Event {
     /// When the directory logged it.
     pub at: DateTime<Utc>,
     /// What it names: the user (`id`, or `email:<address>` where the log names users by
-    /// email), or a group (`group:<id>`).
+    /// email), or a group (`group:<id>`, or `group:<email>` for Google).
     pub change: Change,
 }
 
@@ -154,11 +159,12 @@ impl std::fmt::Display for NotAllowed {
 impl std::error::Error for NotAllowed {}
 
 impl EventLog {
-    fn fresh(&self, since: DateTime<Utc>, seen: Vec<String>) -> Cursor {
+    fn fresh(&self, since: DateTime<Utc>, read_at: DateTime<Utc>, seen: Vec<String>) -> Cursor {
         Cursor {
             directory: self.directory.clone(),
             feed: self.feed.to_string(),
             since: Some(since),
+            read_at: Some(read_at),
             seen,
             ..Cursor::default()
         }
@@ -167,9 +173,12 @@ impl EventLog {
 
 /// One look at an audit log: `read(from)` gives the events logged at or after `from`. Without
 /// a cursor (or another directory's) one read checks the log can be read and the feed starts
-/// now; a cursor older than [`MAX_CURSOR_AGE_DAYS`] is a reset. Otherwise the events since the
-/// cursor's time less the log's overlap, less those already seen, are the changes. A reader
-/// that fails with [`NotAllowed`] makes the feed unavailable.
+/// now; a cursor not read for more than [`MAX_CURSOR_AGE_DAYS`] is a reset. Otherwise the
+/// events since the cursor's time less the log's overlap, less those already seen, are the
+/// changes. The next read starts at the newest event, or at this read's start less the
+/// overlap (a quiet log is not read again from its last event every time); every event this
+/// read returned is remembered, so that one the log returns again (it filed it late) counts
+/// once. A reader that fails with [`NotAllowed`] makes the feed unavailable.
 pub async fn poll_events<F, Fut>(
     log: &EventLog,
     cursor: Option<&Cursor>,
@@ -182,19 +191,19 @@ where
     let now = Utc::now();
     let kept = cursor
         .filter(|c| c.directory == log.directory && c.feed == log.feed)
-        .and_then(|c| Some((c.since?, &c.seen)));
+        .and_then(|c| Some((c.since?, c.read_at.or(c.since)?, &c.seen)));
     let (from, seen) = match kept {
-        Some((since, _)) if now - since > chrono::Duration::days(MAX_CURSOR_AGE_DAYS) => {
+        Some((_, read_at, _)) if now - read_at > chrono::Duration::days(MAX_CURSOR_AGE_DAYS) => {
             return Ok(Poll::Reset {
                 reason: format!(
                     "the change feed was last read on {}, more than {MAX_CURSOR_AGE_DAYS} days \
                      ago: a full read",
-                    since.format("%Y-%m-%d %H:%M UTC")
+                    read_at.format("%Y-%m-%d %H:%M UTC")
                 ),
-                cursor: log.fresh(now, Vec::new()),
+                cursor: log.fresh(now, now, Vec::new()),
             });
         }
-        Some((since, seen)) => (since - log.overlap, seen.clone()),
+        Some((since, _, seen)) => (since - log.overlap, seen.clone()),
         // a first look: read from now, to see that the log can be read at all
         None => (now, Vec::new()),
     };
@@ -208,23 +217,16 @@ where
         }
     };
     let newest = events.iter().map(|e| e.at).max();
-    let Some(_) = kept else {
+    let Some((since, _, _)) = kept else {
         let since = newest.map_or(now, |n| n.max(now));
-        return Ok(Poll::Started(log.fresh(since, Vec::new())));
+        return Ok(Poll::Started(log.fresh(since, now, Vec::new())));
     };
-    let since = kept
-        .map(|(s, _)| s)
+    let since = [Some(since), newest, Some(now - log.overlap)]
         .into_iter()
-        .chain(newest)
+        .flatten()
         .max()
         .unwrap_or(now);
-    // the next look reads from `since - overlap`: remember the events it will read again
-    let keep_from = since - log.overlap;
-    let next_seen = events
-        .iter()
-        .filter(|e| e.at >= keep_from)
-        .map(|e| e.id.clone())
-        .collect();
+    let next_seen = events.iter().map(|e| e.id.clone()).collect();
     let seen: std::collections::HashSet<String> = seen.into_iter().collect();
     let changes = events
         .into_iter()
@@ -236,7 +238,7 @@ where
         .collect();
     Ok(Poll::Changes {
         changes,
-        cursor: log.fresh(since, next_seen),
+        cursor: log.fresh(since, now, next_seen),
     })
 }
 
@@ -354,7 +356,34 @@ mod tests {
             "the event's time is the change's"
         );
         assert_eq!(cursor.since, Some(t(5)));
-        assert_eq!(cursor.seen.len(), 3, "all three are in the next overlap");
+        assert_eq!(cursor.seen.len(), 3, "every event read is remembered");
+        // the late one comes again (the log keeps returning it): counted once
+        let poll = block_on(poll_events(&log, Some(&cursor), |_| async move {
+            Ok(vec![event("e0", t(30), "late")])
+        }))
+        .unwrap();
+        let Poll::Changes {
+            changes: again,
+            cursor: c2,
+        } = poll
+        else {
+            panic!("{poll:?}")
+        };
+        assert!(again.is_empty(), "{again:?}");
+        assert_eq!(c2.seen, ["e0"]);
+        // a quiet log: the next read starts at this read's start less the overlap, and the
+        // cursor stays young however long the log is quiet
+        let mut quiet = cursor.clone();
+        quiet.since = Some(now - chrono::Duration::days(MAX_CURSOR_AGE_DAYS + 2));
+        quiet.read_at = Some(now - chrono::Duration::seconds(60));
+        let poll = block_on(poll_events(&log, Some(&quiet), |_| async {
+            Ok(Vec::new())
+        }));
+        let Ok(Poll::Changes { cursor: c3, .. }) = poll else {
+            panic!("{poll:?}")
+        };
+        let since = c3.since.unwrap();
+        assert!(since >= now - chrono::Duration::seconds(61), "{since}");
         // another directory's cursor starts again; an old one is a reset
         let mut other = cursor.clone();
         other.directory = "okta|y".into();
@@ -363,7 +392,7 @@ mod tests {
         }));
         assert!(matches!(poll, Ok(Poll::Started(_))), "{poll:?}");
         let mut old = cursor.clone();
-        old.since = Some(now - chrono::Duration::days(MAX_CURSOR_AGE_DAYS + 1));
+        old.read_at = Some(now - chrono::Duration::days(MAX_CURSOR_AGE_DAYS + 1));
         let poll = block_on(poll_events(&log, Some(&old), |_| async { Ok(Vec::new()) }));
         assert!(matches!(poll, Ok(Poll::Reset { .. })), "{poll:?}");
         // a refused read: no feed; another error: an error

@@ -8,7 +8,9 @@
 //! The fast lane's feed is the Reports API's admin activity (`activities.list`, application
 //! `admin`, since a time, ten minutes read again: Google files these events "near real time
 //! (couple of minutes)"), with a token of its own for the Reports scope, so that a service
-//! account without it still syncs; each user it names is read once by email, each group once.
+//! account without it still syncs; each user it names is read once by email (or through the
+//! native query), each group once; an address Google will not show (another customer's, 403)
+//! is left out.
 
 use std::path::PathBuf;
 
@@ -90,8 +92,9 @@ pub fn events_of(a: &serde_json::Value) -> Vec<Event> {
                 "GROUP_EMAIL" => format!("group:{value}"),
                 _ => continue,
             };
+            // `uniqueQualifier` is unique among the events of one time only
             out.push(Event {
-                id: format!("{q}/{n}/{target}"),
+                id: format!("{}/{q}/{n}/{target}", at.to_rfc3339()),
                 at,
                 change: Change {
                     dn: None,
@@ -157,6 +160,37 @@ struct Claims<'a> {
     aud: &'a str,
     iat: i64,
     exp: i64,
+}
+
+/// A refused Reports API read as the feed's [`NotAllowed`]: a missing scope or privilege (a
+/// quota 403 left after the retries is not one).
+fn reports_denied(e: &anyhow::Error) -> Option<NotAllowed> {
+    let r = super::http::refused(e)?;
+    let denied = r.status == 401
+        || matches!(
+            r.code.as_deref(),
+            Some("insufficientPermissions" | "forbidden" | "unauthorized_client" | "authError")
+        );
+    denied.then(|| {
+        NotAllowed(format!(
+            "the service account may not read the Reports API (HTTP {}{}): allow it the scope \
+             {REPORTS_SCOPE} in domain-wide delegation, for an admin with the Reports privilege",
+            r.status,
+            r.code
+                .as_deref()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default()
+        ))
+    })
+}
+
+/// What Google answers for one user or group the feed names.
+enum Lookup {
+    Found(serde_json::Value),
+    /// 404: not there (deleted, or renamed without an alias).
+    NotFound,
+    /// 403: not this customer's to show (an external member's address).
+    Hidden,
 }
 
 impl GoogleSource {
@@ -340,27 +374,13 @@ impl GoogleSource {
                 &from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             )
             .append_pair("maxResults", "1000");
-        let raw =
-            match self.list(api, u, "items").await {
-                Ok(raw) => raw,
-                Err(e) => {
-                    if let Some(r) = super::http::refused(&e).filter(|r| {
-                        r.status == 401
-                            || r.status == 403
-                            || r.code.as_deref() == Some("unauthorized_client")
-                    }) {
-                        return Err(NotAllowed(format!(
-                        "the service account may not read the Reports API (HTTP {}{}): allow it \
-                         the scope {REPORTS_SCOPE} in domain-wide delegation, for an admin with \
-                         the Reports privilege",
-                        r.status,
-                        r.code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
-                    ))
-                    .into());
-                    }
-                    return Err(e);
-                }
-            };
+        let raw = self
+            .list(api, u, "items")
+            .await
+            .map_err(|e| match reports_denied(&e) {
+                Some(n) => n.into(),
+                None => e,
+            })?;
         Ok(raw.iter().flat_map(events_of).collect())
     }
 
@@ -378,9 +398,14 @@ impl GoogleSource {
                 id: Some(id.to_string()),
             };
             if let Some(g) = id.strip_prefix("group:") {
-                let found = self
+                let found = match self
                     .get_one(&api, self.url(&format!("groups/{g}"), &[])?)
-                    .await?;
+                    .await?
+                {
+                    Lookup::Found(j) => Some(j),
+                    Lookup::NotFound => None,
+                    Lookup::Hidden => continue,
+                };
                 out.push(match found {
                     Some(j) if self.sync.groups && group_filter.passes(j["name"].as_str()) => {
                         match j["id"].as_str() {
@@ -403,10 +428,15 @@ impl GoogleSource {
                     let found = self.list(&api, self.url("users", &extra)?, "users").await?;
                     found.into_iter().next()
                 }
-                None => {
-                    self.get_one(&api, self.url(&format!("users/{email}"), &[])?)
-                        .await?
-                }
+                None => match self
+                    .get_one(&api, self.url(&format!("users/{email}"), &[])?)
+                    .await?
+                {
+                    Lookup::Found(j) => Some(j),
+                    Lookup::NotFound => None,
+                    // not this customer's user (an external group member): nobody synced
+                    Lookup::Hidden => continue,
+                },
             };
             out.push(
                 match raw
@@ -422,12 +452,18 @@ impl GoogleSource {
         Ok(out)
     }
 
-    /// One object, or `None` when Google answers 404.
-    async fn get_one(&self, api: &Api, url: url::Url) -> anyhow::Result<Option<serde_json::Value>> {
+    /// One object, as Google answers for it.
+    async fn get_one(&self, api: &Api, url: url::Url) -> anyhow::Result<Lookup> {
         match api.get(url.as_str()).await {
-            Ok(a) => Ok(Some(a.json)),
-            Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 404) => Ok(None),
-            Err(e) => Err(e),
+            Ok(a) => Ok(Lookup::Found(a.json)),
+            Err(e) => match super::http::refused(&e).map(|r| r.status) {
+                Some(404) => Ok(Lookup::NotFound),
+                Some(403) => {
+                    tracing::debug!("fast lane: Google will not show {url}: left out");
+                    Ok(Lookup::Hidden)
+                }
+                _ => Err(e),
+            },
         }
     }
 

@@ -7,7 +7,8 @@
 //!
 //! The fast lane's feed is the System Log (`GET /api/v1/logs` since a time, ascending, only
 //! the user lifecycle, profile and group membership events); each user it names is read once
-//! (`GET /api/v1/users/{id}`), each group once (`GET /api/v1/groups/{id}`).
+//! (`GET /api/v1/users/{id}`, or a `search` by id with the native query), each group once
+//! (`GET /api/v1/groups/{id}`).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -38,7 +38,7 @@ pub enum Look {
     /// The cursor cannot be used (a cookie refused, a DC restored): a full read, then the feed
     /// starts again.
     Reset(String),
-    /// This directory offers no feed to this account, or none is built for it: why.
+    /// This directory offers no feed to this account (or no directory is configured): why.
     Unavailable(String),
 }
 
@@ -303,8 +303,9 @@ pub async fn look(cfg: &Config, secret: String, store: &Store) -> anyhow::Result
 }
 
 /// Whether the fast lane has a change feed for the directory of `cfg`, in one sentence for
-/// `test` and the window (`None` when `sync.watch_seconds` is 0). Costs the directory one
-/// search that matches nothing (LDAP) or two base reads (AD).
+/// `test` and the window (`None` when `sync.watch_seconds` is 0). Costs the directory what a
+/// feed's start costs: a search that matches nothing (LDAP, DirSync), base reads (AD), or a
+/// token and one read of the log or the delta links (the cloud directories).
 pub async fn availability(cfg: &Config, secret: String) -> Option<String> {
     let period = cfg.sync.watch_seconds;
     if period == 0 {
@@ -455,6 +456,9 @@ impl Known {
                 }
             }
         }
+        // a user read twice (a rename named both ways) is one change
+        let mut once = HashSet::new();
+        found.changed.retain(|c| once.insert(c.clone()));
         found
     }
 }

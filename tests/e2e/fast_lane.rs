@@ -280,6 +280,32 @@ fn more_leavers_than_the_guard_allows_stop_the_lane_with_an_alert_until_a_full_s
 }
 
 #[test]
+fn a_lane_sync_that_fails_leaves_its_changes_to_a_later_look_after_a_back_off() {
+    let slapd = Slapd::start_with_feed(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    configure(&env, &slapd, &server, 1);
+    let service = start(&env);
+    // the server refuses the next two revokes: two lane syncs fail
+    server.org().revoke_refusals = 2;
+    set_disabled(&slapd, "bob", true);
+    wait_status(&service, &server, "bob", Some(REVOKED));
+    let log = service.log();
+    assert_eq!(
+        log.matches("did not finish (failed); the same changes are looked at again in 2 s")
+            .count(),
+        1,
+        "said once, then backed off (2 s, 4 s): {log}"
+    );
+    let failed = runs(&env)
+        .iter()
+        .filter(|r| r["kind"] == "fast lane" && r["outcome"] == "failed")
+        .count();
+    assert_eq!(failed, 2, "{:?}", runs(&env));
+    let _ = sigterm_and_wait(service);
+}
+
+#[test]
 fn a_refused_cookie_falls_back_to_a_full_read_and_the_feed_starts_again() {
     let slapd = Slapd::start_with_feed(&directory());
     let server = FakeBitwarden::start();
@@ -565,7 +591,7 @@ mod ad {
         wait_ad(&service, &server, "alice@lanedirsync.test", Some(REVOKED));
         let (code, log) = sigterm_and_wait(service);
         assert_eq!(code, 0, "{log}");
-        // a cookie the controller does not take: said, a full read, DirSync again
+        // a cookie the controller does not take: said, a full read, then uSNChanged
         let service = restart_with_cursor(
             &env,
             |c| {
@@ -574,6 +600,7 @@ mod ad {
             },
             "refused the stored DirSync cookie",
         );
+        // the feed goes on (uSNChanged): a change is seen
         set_uac(&ou, "Bob", true);
         wait_ad(&service, &server, "bob@lanedirsync.test", Some(REVOKED));
         let _ = sigterm_and_wait(service);
@@ -1060,8 +1087,9 @@ pub(crate) mod audit_logs {
 
         #[test]
         fn google_a_renamed_user_is_followed_not_revoked() {
-            // the log names the old and the new email: the old one is not found any more, but
-            // the user read by the new one is the same member, so nobody leaves
+            // the log names the old and the new email: the old one is an alias of the same
+            // user (or, without the alias, not found while the new one reads the same member):
+            // nobody leaves, one change
             let (cloud, server, env) = google(false);
             lane_env(&env);
             let service = start(&env);

@@ -184,6 +184,8 @@ pub struct Org {
     pub import_delay: Option<std::time::Duration>,
     /// How long each revoke request waits before it is handled (the same, for a revoke).
     pub revoke_delay: Option<std::time::Duration>,
+    /// The next this-many revoke requests are refused (400, as a validation error).
+    pub revoke_refusals: usize,
     /// The cloud's rate limits (Bitwarden mode; `None`: no limits, as a self-hosted server).
     pub limits: Option<super::cloud_limits::CloudLimits>,
     /// `GET /public/members` answers in pages of this many members (`continuationToken`).
@@ -911,6 +913,10 @@ async fn revoke_member(
         tokio::time::sleep(d).await;
     }
     let mut org = org.lock().expect("lock");
+    if org.revoke_refusals > 0 {
+        org.revoke_refusals -= 1;
+        return invalid(vec![("id".into(), "Refused by the test.".into())]);
+    }
     let email = match member_call(&mut org, &headers, &id, "POST revoke") {
         Ok(e) => e,
         Err(r) => return r,

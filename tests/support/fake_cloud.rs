@@ -107,6 +107,10 @@ pub struct Directory {
     pub log: Vec<CloudEvent>,
     /// The audit logs answer 403 (the account may not read them).
     pub log_forbidden: bool,
+    /// Google: a renamed user's old addresses, kept as aliases (old email, user id), as the
+    /// Admin console does ("the old address becomes an alias"),
+    /// https://support.google.com/a/answer/182084.
+    pub aliases: Vec<(String, String)>,
     /// Google: the service account's public key (PEM) that must have signed the assertion.
     pub google_public_key: String,
     pub users: Vec<CloudUser>,
@@ -164,7 +168,10 @@ impl Directory {
                     g.users.retain(|u| u != user);
                 }
             }
-            Happened::Email(e) => self.users[i].email = e.clone(),
+            Happened::Email(e) => {
+                self.aliases.push((email.to_lowercase(), user.to_string()));
+                self.users[i].email = e.clone();
+            }
             Happened::Joined(g) => {
                 if let Some(g) = self.groups.iter_mut().find(|x| &x.id == g) {
                     g.users.push(user.to_string());
@@ -1957,11 +1964,24 @@ async fn google_user_by_key(
         return r;
     }
     let key = key.to_lowercase();
-    match d
-        .users
+    // another customer's address: "Not Authorized to access this resource/api"
+    if key.contains('@') && !key.ends_with("@example.com") {
+        return google_error(
+            403,
+            "forbidden",
+            "Not Authorized to access this resource/api",
+            "global",
+        );
+    }
+    let aliased = d
+        .aliases
         .iter()
-        .find(|u| u.status != "DELETED" && (u.id == key || u.email.to_lowercase() == key))
-    {
+        .find(|(a, _)| *a == key)
+        .map(|(_, id)| id.clone());
+    match d.users.iter().find(|u| {
+        u.status != "DELETED"
+            && (u.id == key || u.email.to_lowercase() == key || aliased.as_ref() == Some(&u.id))
+    }) {
         Some(u) => Json(google_user_json(u)).into_response(),
         None => google_not_found("userKey"),
     }

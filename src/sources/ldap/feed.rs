@@ -19,7 +19,8 @@
 //!   directory changes: DirSync (control `1.2.840.113556.1.4.841`) with the stored cookie,
 //!   started with a search that matches nothing. On AD it returns the deleted accounts too;
 //!   until it has returned one (Samba's DirSync hides them from such an account), the full read
-//!   every ten looks still stands in for the deletions.
+//!   every ten looks still stands in for the deletions. A cookie it refuses moves the feed to
+//!   `uSNChanged`.
 
 use std::time::Duration;
 
@@ -367,8 +368,17 @@ impl LdapSource {
             self.ldap.group_object_class(s)
         );
         let Some((changes, cookie)) = self.dirsync(ldap, &cookie, &filter).await? else {
-            let reason = "the domain controller refused the stored DirSync cookie: a full read";
-            return self.start_ad(ldap, Some(reason.into())).await;
+            // uSNChanged from now on: a DirSync that refuses what it just gave would otherwise
+            // cost a full read every look (DirSync is tried again after `clear-cache`)
+            let reason = "the domain controller refused the stored DirSync cookie: a full \
+                          read, then the feed goes on with uSNChanged";
+            return match self.poll_usn(ldap, None).await? {
+                Poll::Started(cursor) => Ok(Poll::Reset {
+                    reason: reason.into(),
+                    cursor,
+                }),
+                other => Ok(other),
+            };
         };
         let mut next = c.clone();
         next.cookie = Some(to_hex(&cookie));

@@ -442,6 +442,27 @@ impl Connector {
         crate::sync::watch::look(&cfg, secret, &store).await
     }
 
+    /// Holds the fast lane's doorbell (a persistent search where the directory offers one) and
+    /// rings `ring` for each change the server sends; see [`crate::sync::watch::doorbell`].
+    pub async fn doorbell(
+        &self,
+        ring: &(dyn Fn() + Send + Sync),
+    ) -> anyhow::Result<Option<String>> {
+        let cfg = self.checked_config()?;
+        if cfg.directory.kind != Some(crate::config::DirectoryType::Ldap)
+            || cfg.sync.watch_seconds == 0
+        {
+            return Ok(None);
+        }
+        let cursor = {
+            let key = self.api_key()?;
+            let store = self.scoped_store(&cfg, key.as_ref())?;
+            crate::sync::watch::load_cursor(&store)
+        };
+        let secret = self.secret(&cfg)?;
+        crate::sync::watch::doorbell(&cfg, secret, cursor, ring).await
+    }
+
     /// Keeps the fast lane's cursor for the configured server and organization.
     pub fn keep_cursor(&self, cursor: &crate::sources::feed::Cursor) -> anyhow::Result<()> {
         let cfg = self.config()?;

@@ -14,6 +14,10 @@
 //!   later look, after a back-off that doubles from one period up to
 //!   [`MAX_BACKOFF`], said once).
 //!
+//! * The first look comes right after the first run; then one every period, or at once when
+//!   the doorbell rings ([`doorbell`]: a persistent search where the LDAP server or domain
+//!   controller offers one), at most one a second.
+//!
 //! Its state is in `/metrics` (`fast_lane_state`), and in the store (`fast_lane` meta) for the
 //! window and `status`.
 
@@ -127,8 +131,19 @@ impl Lane {
         }
     }
 
-    /// How long until the next look: `None` when the lane is off (`sync.watch_seconds = 0`,
-    /// or stopped by the guard until a full sync).
+    /// How long until the next look: at once before the first, then a period; `None` when
+    /// the lane is off.
+    pub fn next_look_in(&self, cfg: Option<&Config>) -> Option<Duration> {
+        let period = self.period(cfg)?;
+        Some(if self.view.last_look.is_none() {
+            Duration::ZERO
+        } else {
+            period
+        })
+    }
+
+    /// The time between looks: `None` when the lane is off (`sync.watch_seconds = 0`, or
+    /// stopped by the guard until a full sync).
     pub fn period(&self, cfg: Option<&Config>) -> Option<Duration> {
         let seconds = cfg?.sync.watch_seconds;
         (seconds > 0 && !self.stopped).then(|| Duration::from_secs(seconds))
@@ -416,5 +431,83 @@ fn keep_cursor(conn: &Connector, cursor: Option<&Cursor>) {
             "fast lane: keeping the change feed's cursor failed (the next look reads the same \
              changes again): {e:#}"
         );
+    }
+}
+
+/// Waits for the next look: `period`, or the doorbell's ring, whichever comes first; a ring
+/// waits out the second after the ring before it (a burst of changes is one look).
+pub async fn until_look(period: Duration, bell: &tokio::sync::Notify) {
+    tokio::select! {
+        () = tokio::time::sleep(period) => {}
+        () = bell.notified() => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The doorbell beside the service's loop: holds the directory's persistent search
+/// ([`Connector::doorbell`]) and rings `bell` for each change, so that the lane looks at once.
+/// Without one (another directory, the lane off, no cursor yet) it checks again later; a
+/// server that refuses or ends the search is said once, and the looks every period go on.
+pub async fn doorbell(
+    data_dir: std::path::PathBuf,
+    secrets: Option<std::sync::Arc<dyn crate::secrets::SecretStore>>,
+    bell: std::sync::Arc<tokio::sync::Notify>,
+    stop: super::StopHandle,
+) {
+    let conn = match secrets {
+        Some(s) => Connector::with_store(&data_dir, s),
+        None => Connector::open(&data_dir),
+    };
+    let Ok(conn) = conn else { return };
+    let mut said: Option<String> = None;
+    let mut holding = false;
+    loop {
+        let ldap = conn.config().is_ok_and(|c| {
+            c.directory.kind == Some(crate::config::DirectoryType::Ldap) && c.sync.watch_seconds > 0
+        });
+        if !ldap {
+            // another directory (their feeds have no persistent form), or the lane off
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(60)) => continue,
+                () = stop.stopped() => return,
+            }
+        }
+        let ring = || bell.notify_one();
+        let ended = tokio::select! {
+            r = conn.doorbell(&ring) => r,
+            () = stop.stopped() => return,
+        };
+        let wait = match ended {
+            // nothing to hold yet: look again soon (the lane's first look makes the cursor)
+            Ok(None) => Duration::from_secs(2),
+            Ok(Some(why)) => {
+                tracing::info!("fast lane: the persistent search ended ({why}); holding it again");
+                holding = true;
+                Duration::from_secs(5)
+            }
+            Err(e) => {
+                let msg = crate::logging::redact(&format!("{e:#}"));
+                // the reason without the volatile parts is said once
+                let key = msg.split(':').next().unwrap_or_default().to_string();
+                if said.as_deref() != Some(key.as_str()) {
+                    super::say(&format!(
+                        "fast lane: no persistent search ({msg}); the looks every period go on"
+                    ));
+                    said = Some(key);
+                } else {
+                    tracing::debug!("fast lane: no persistent search: {msg}");
+                }
+                if holding {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::from_secs(300)
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.stopped() => return,
+        }
     }
 }

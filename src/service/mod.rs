@@ -442,8 +442,8 @@ fn at(t: chrono::DateTime<chrono::Utc>) -> String {
 pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result<()> {
     // first, so that a SIGHUP never ends the service
     let mut hangup = Hangup::new();
-    let conn = match opts.secrets {
-        Some(s) => Connector::with_store(&opts.data_dir, s)?,
+    let conn = match &opts.secrets {
+        Some(s) => Connector::with_store(&opts.data_dir, s.clone())?,
         None => Connector::open(&opts.data_dir)?,
     };
     let _lock = datadir::acquire_sync_lock(&opts.data_dir, LOCK_HOLDER)
@@ -494,6 +494,14 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
             .unwrap_or_default()
     ));
     let mut lane = lane::Lane::new();
+    // the lane's doorbell: a persistent search that rings as the directory changes
+    let bell = Arc::new(tokio::sync::Notify::new());
+    let doorbell = tokio::spawn(lane::doorbell(
+        opts.data_dir.clone(),
+        opts.secrets.clone(),
+        bell.clone(),
+        stop.clone(),
+    ));
     // the next run is the fast lane's (it leaves the schedule as it was)
     let mut fast = false;
     let mut next = chrono::Utc::now();
@@ -556,13 +564,13 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
             let wait = (next - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(std::time::Duration::ZERO);
-            let look_in = lane.period(good_cfg.as_ref());
+            let look_in = lane.next_look_in(good_cfg.as_ref());
             if good_cfg.as_ref().is_some_and(|c| c.sync.watch_seconds == 0) {
                 lane.off(&conn, &status);
             }
             tokio::select! {
                 () = tokio::time::sleep(wait) => break,
-                () = tokio::time::sleep(look_in.unwrap_or_default()), if look_in.is_some() => {
+                () = lane::until_look(look_in.unwrap_or_default(), &bell), if look_in.is_some() => {
                     if let Some(cfg) = good_cfg.clone()
                         && let lane::Next::SyncNow(why) =
                             lane.tick(&conn, &cfg, &status, &mut alerts).await
@@ -610,6 +618,7 @@ pub async fn run_async(opts: ServiceOptions, stop: StopHandle) -> anyhow::Result
     }
     systemd::stopping();
     say("service stopped");
+    doorbell.abort();
     if let Some(w) = watchdog {
         w.abort();
     }

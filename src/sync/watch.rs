@@ -342,6 +342,26 @@ pub async fn availability(cfg: &Config, secret: String) -> Option<String> {
     })
 }
 
+/// The fast lane's doorbell for the directory of `cfg` (LDAP and AD only: see
+/// [`LdapSource::doorbell`]): `Ok(None)` where there is none (another directory, the lane off,
+/// no cursor yet), else why the persistent search ended.
+pub async fn doorbell(
+    cfg: &Config,
+    secret: String,
+    cursor: Option<Cursor>,
+    ring: &(dyn Fn() + Send + Sync),
+) -> anyhow::Result<Option<String>> {
+    if cfg.directory.kind != Some(DirectoryType::Ldap) || cfg.sync.watch_seconds == 0 {
+        return Ok(None);
+    }
+    let source = LdapSource {
+        ldap: cfg.ldap.clone(),
+        sync: cfg.sync.clone(),
+        password: secret,
+    };
+    source.doorbell(cursor.as_ref(), ring).await
+}
+
 /// What the connector knows of the organization, from the store.
 struct Known {
     /// Synced members: externalId → email.

@@ -280,6 +280,36 @@ fn more_leavers_than_the_guard_allows_stop_the_lane_with_an_alert_until_a_full_s
 }
 
 #[test]
+fn the_persistent_search_rings_the_lane_at_once_however_long_the_period() {
+    // one look an hour: only the doorbell (refreshAndPersist from the cookie) can make the
+    // revoke come in seconds
+    let slapd = Slapd::start_with_feed(&directory());
+    let server = FakeBitwarden::start();
+    let env = Env::new();
+    configure(&env, &slapd, &server, 3600);
+    let service = start(&env);
+    // the doorbell holds its search once the first look has made the cursor
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let t0 = Instant::now();
+    set_disabled(&slapd, "bob", true);
+    wait_status(&service, &server, "bob", Some(REVOKED));
+    eprintln!(
+        "fast lane (refreshAndPersist, one look an hour): disabled → revoked in {:?}",
+        t0.elapsed()
+    );
+    set_disabled(&slapd, "bob", false);
+    wait_for_service(&service, "bob restored", || {
+        status(&server, "bob").filter(|s| *s != REVOKED).map(|_| ())
+    });
+    assert!(
+        !service.log().contains("no persistent search"),
+        "{}",
+        service.log()
+    );
+    let _ = sigterm_and_wait(service);
+}
+
+#[test]
 fn a_lane_sync_that_fails_leaves_its_changes_to_a_later_look_after_a_back_off() {
     let slapd = Slapd::start_with_feed(&directory());
     let server = FakeBitwarden::start();
@@ -603,6 +633,33 @@ mod ad {
         // the feed goes on (uSNChanged): a change is seen
         set_uac(&ou, "Bob", true);
         wait_ad(&service, &server, "bob@lanedirsync.test", Some(REVOKED));
+        let _ = sigterm_and_wait(service);
+    }
+
+    #[test]
+    fn ad_the_change_notification_rings_the_lane_at_once_however_long_the_period() {
+        let ou = unique_ou("lanenotify");
+        dc().modify(&ou_ldif(
+            &ou,
+            &[
+                ("Alice", Some("alice@lanenotify.test"), false),
+                ("Bob", Some("bob@lanenotify.test"), false),
+            ],
+            &[],
+        ));
+        let server = FakeBitwarden::start();
+        let env = Env::new();
+        configure_ad(&env, &server, &ou);
+        env.set("sync.watch_seconds", "3600");
+        let service = start(&env);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let t0 = Instant::now();
+        set_uac(&ou, "Bob", true);
+        wait_ad(&service, &server, "bob@lanenotify.test", Some(REVOKED));
+        eprintln!(
+            "fast lane (AD change notification, one look an hour): disabled → revoked in {:?}",
+            t0.elapsed()
+        );
         let _ = sigterm_and_wait(service);
     }
 

@@ -330,13 +330,10 @@ impl EntraSource {
             group_link,
             ..Cursor::default()
         };
-        let Some(kept) = cursor.filter(|c| c.directory == directory && c.feed == "entra-delta")
+        let Some((kept, link)) = cursor
+            .filter(|c| c.directory == directory && c.feed == "entra-delta")
+            .and_then(|c| Some((c, c.link.clone()?)))
         else {
-            let link = self.delta_from_now(&api).await?;
-            let groups = self.group_delta_from_now(&api).await?;
-            return Ok(Poll::Started(fresh(link, groups)));
-        };
-        let Some(link) = kept.link.clone() else {
             let link = self.delta_from_now(&api).await?;
             let groups = self.group_delta_from_now(&api).await?;
             return Ok(Poll::Started(fresh(link, groups)));
@@ -406,14 +403,7 @@ impl EntraSource {
         let mut out = Vec::with_capacity(changes.len());
         let mut group_filter = None;
         for c in changes {
-            let gone = Seen::Gone {
-                dn: None,
-                id: c.id.clone(),
-            };
-            let Some(id) = c.id.as_deref() else {
-                out.push(gone);
-                continue;
-            };
+            let Some(id) = c.id.as_deref() else { continue };
             if let Some(g) = id.strip_prefix("group:") {
                 let filter = match &group_filter {
                     Some(f) => f,
@@ -422,17 +412,11 @@ impl EntraSource {
                 out.push(self.confirm_group(&api, g, filter).await?);
                 continue;
             }
+            // a deleted user is in the recycle bin, not under /users: 404
             let url = self.graph(&format!("users/{id}?$select={USER_FIELDS}"));
-            match api.get(&url).await {
-                Ok(a) => out.push(match user_of(&a.json) {
-                    Some(u) => Seen::User(u),
-                    None => gone,
-                }),
-                Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 404) => {
-                    out.push(gone);
-                }
-                Err(e) => return Err(e),
-            }
+            let found = api.get_optional(&url).await?;
+            let user = found.as_ref().and_then(|a| user_of(&a.json));
+            out.push(Seen::user(user, &Filter::parse(None), c));
         }
         Ok(out)
     }
@@ -446,17 +430,15 @@ impl EntraSource {
         group_filter: &Filter,
     ) -> anyhow::Result<super::feed::Seen> {
         use super::feed::Seen;
-        let gone = Seen::Gone {
-            dn: None,
-            id: Some(id.to_string()),
-        };
         let url = self.graph(&format!("groups/{id}?$select=id,displayName"));
-        let name = match api.get(&url).await {
-            Ok(a) => a.json["displayName"].as_str().map(str::to_lowercase),
-            Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 404) => None,
-            Err(e) => return Err(e),
+        let found = api.get_optional(&url).await?;
+        let Some(name) = found
+            .as_ref()
+            .and_then(|a| a.json["displayName"].as_str())
+            .map(str::to_lowercase)
+        else {
+            return Ok(Seen::gone(id));
         };
-        let Some(name) = name else { return Ok(gone) };
         // the user filter names groups by id (`includeGroup:<id>,…`, `excludeGroup:<id>`)
         let user_filter = Filter::parse(self.sync.user_filter.as_deref());
         let gid = id.to_lowercase();
@@ -470,7 +452,7 @@ impl EntraSource {
         Ok(if synced || named_by_users {
             Seen::Group(id.to_string())
         } else {
-            gone
+            Seen::gone(id)
         })
     }
 

@@ -101,6 +101,46 @@ pub enum Seen {
     },
 }
 
+impl Seen {
+    /// Not there, or outside what the sync reads: named by the feed's id.
+    pub fn gone(id: &str) -> Seen {
+        Seen::Gone {
+            dn: None,
+            id: Some(id.to_string()),
+        }
+    }
+
+    /// A group as the directory answers for it (`name`; `None`: not there): one the sync reads
+    /// when groups are synced and the group filter passes its name, else gone.
+    pub fn group(
+        sync: &crate::config::SyncConfig,
+        filter: &super::filter::Filter,
+        id: &str,
+        name: Option<&str>,
+    ) -> Seen {
+        match name {
+            Some(n) if sync.groups && filter.passes(Some(n)) => Seen::Group(id.to_string()),
+            _ => Seen::gone(id),
+        }
+    }
+
+    /// The user a change names as the directory answers for it (`None`: not there): one the
+    /// user filter passes, else gone under the change's names.
+    pub fn user(
+        user: Option<crate::engine::DirUser>,
+        filter: &super::filter::Filter,
+        change: &Change,
+    ) -> Seen {
+        match user.filter(|u| filter.passes(u.email.as_deref())) {
+            Some(u) => Seen::User(u),
+            None => Seen::Gone {
+                dn: change.dn.clone(),
+                id: change.id.clone(),
+            },
+        }
+    }
+}
+
 /// What one look at a feed found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Poll {

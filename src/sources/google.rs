@@ -393,10 +393,6 @@ impl GoogleSource {
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             let Some(id) = c.id.as_deref() else { continue };
-            let gone = Seen::Gone {
-                dn: c.dn.clone(),
-                id: Some(id.to_string()),
-            };
             if let Some(g) = id.strip_prefix("group:") {
                 let found = match self
                     .get_one(&api, self.url(&format!("groups/{g}"), &[])?)
@@ -406,19 +402,14 @@ impl GoogleSource {
                     Lookup::NotFound => None,
                     Lookup::Hidden => continue,
                 };
-                out.push(match found {
-                    Some(j) if self.sync.groups && group_filter.passes(j["name"].as_str()) => {
-                        match j["id"].as_str() {
-                            Some(gid) => Seen::Group(gid.to_string()),
-                            None => gone,
-                        }
-                    }
-                    _ => gone,
-                });
+                // named by its email in the log, by its id in the organization
+                let gid = found.as_ref().and_then(|j| j["id"].as_str()).unwrap_or(g);
+                let name = found.as_ref().and_then(|j| j["name"].as_str());
+                out.push(Seen::group(&self.sync, &group_filter, gid, name));
                 continue;
             }
             let Some(email) = id.strip_prefix("email:") else {
-                out.push(gone);
+                out.push(Seen::user(None, &user_filter, c));
                 continue;
             };
             let raw = match user_filter.query.as_deref() {
@@ -438,32 +429,22 @@ impl GoogleSource {
                     Lookup::Hidden => continue,
                 },
             };
-            out.push(
-                match raw
-                    .as_ref()
-                    .and_then(|u| user_of(u, false))
-                    .filter(|u| user_filter.passes(u.email.as_deref()))
-                {
-                    Some(u) => Seen::User(u),
-                    None => gone,
-                },
-            );
+            let user = raw.as_ref().and_then(|u| user_of(u, false));
+            out.push(Seen::user(user, &user_filter, c));
         }
         Ok(out)
     }
 
     /// One object, as Google answers for it.
     async fn get_one(&self, api: &Api, url: url::Url) -> anyhow::Result<Lookup> {
-        match api.get(url.as_str()).await {
-            Ok(a) => Ok(Lookup::Found(a.json)),
-            Err(e) => match super::http::refused(&e).map(|r| r.status) {
-                Some(404) => Ok(Lookup::NotFound),
-                Some(403) => {
-                    tracing::debug!("fast lane: Google will not show {url}: left out");
-                    Ok(Lookup::Hidden)
-                }
-                _ => Err(e),
-            },
+        match api.get_optional(url.as_str()).await {
+            Ok(Some(a)) => Ok(Lookup::Found(a.json)),
+            Ok(None) => Ok(Lookup::NotFound),
+            Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 403) => {
+                tracing::debug!("fast lane: Google will not show {url}: left out");
+                Ok(Lookup::Hidden)
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -454,6 +454,15 @@ impl Api {
         self.authorization(false).await.map(|_| ())
     }
 
+    /// GET a JSON document that may not be there: `None` when the API answers 404.
+    pub async fn get_optional(&self, url: &str) -> anyhow::Result<Option<Answer>> {
+        match self.get(url).await {
+            Ok(a) => Ok(Some(a)),
+            Err(e) if refused(&e).is_some_and(|r| r.status == 404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// GET a JSON document, authorized; a 401 renews an OAuth token once and tries again.
     pub async fn get(&self, url: &str) -> anyhow::Result<Answer> {
         let what = format!("GET {url}");

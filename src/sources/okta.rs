@@ -216,21 +216,14 @@ impl OktaSource {
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             let Some(id) = c.id.as_deref() else { continue };
-            let gone = |id: &str| Seen::Gone {
-                dn: None,
-                id: Some(id.to_string()),
-            };
             if let Some(g) = id.strip_prefix("group:") {
-                let name = self
-                    .get_one(&api, format!("{}/groups/{g}", self.base()))
-                    .await?
-                    .and_then(|j| j["profile"]["name"].as_str().map(str::to_string));
-                out.push(match name {
-                    Some(n) if self.sync.groups && group_filter.passes(Some(&n)) => {
-                        Seen::Group(g.to_string())
-                    }
-                    _ => gone(g),
-                });
+                let found = api
+                    .get_optional(&format!("{}/groups/{g}", self.base()))
+                    .await?;
+                let name = found
+                    .as_ref()
+                    .and_then(|a| a.json["profile"]["name"].as_str());
+                out.push(Seen::group(&self.sync, &group_filter, g, name));
                 continue;
             }
             let raw = match user_filter.query.as_deref() {
@@ -241,32 +234,15 @@ impl OktaSource {
                         .await?;
                     found.into_iter().next()
                 }
-                None => {
-                    self.get_one(&api, format!("{}/users/{id}", self.base()))
-                        .await?
-                }
+                // a deleted user is 404 E0000007
+                None => api
+                    .get_optional(&format!("{}/users/{id}", self.base()))
+                    .await?
+                    .map(|a| a.json),
             };
-            out.push(
-                match raw
-                    .as_ref()
-                    .and_then(user_of)
-                    .filter(|u| user_filter.passes(u.email.as_deref()))
-                {
-                    Some(u) => Seen::User(u),
-                    None => gone(id),
-                },
-            );
+            out.push(Seen::user(raw.as_ref().and_then(user_of), &user_filter, c));
         }
         Ok(out)
-    }
-
-    /// One object, or `None` when Okta answers 404 (E0000007).
-    async fn get_one(&self, api: &Api, url: String) -> anyhow::Result<Option<serde_json::Value>> {
-        match api.get(&url).await {
-            Ok(a) => Ok(Some(a.json)),
-            Err(e) if super::http::refused(&e).is_some_and(|r| r.status == 404) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     fn base(&self) -> String {

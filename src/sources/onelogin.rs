@@ -275,10 +275,6 @@ impl OneLoginSource {
         let mut out = Vec::with_capacity(changes.len());
         for c in changes {
             let Some(id) = c.id.as_deref() else { continue };
-            let gone = |id: &str| Seen::Gone {
-                dn: None,
-                id: Some(id.to_string()),
-            };
             let enc =
                 |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
             if let Some(r) = id.strip_prefix("group:") {
@@ -288,12 +284,7 @@ impl OneLoginSource {
                     .iter()
                     .find(|x| id_string(&x["id"]).as_deref() == Some(r))
                     .and_then(|x| x["name"].as_str());
-                out.push(match name {
-                    Some(n) if self.sync.groups && group_filter.passes(Some(n)) => {
-                        Seen::Group(r.to_string())
-                    }
-                    _ => gone(r),
-                });
+                out.push(Seen::group(&self.sync, &group_filter, r, name));
                 continue;
             }
             let q = match user_filter.query.as_deref() {
@@ -304,12 +295,8 @@ impl OneLoginSource {
             let user = found
                 .iter()
                 .find(|x| id_string(&x["id"]).as_deref() == Some(id))
-                .and_then(|x| user_of(x, suffix))
-                .filter(|u| user_filter.passes(u.email.as_deref()));
-            out.push(match user {
-                Some(u) => Seen::User(u),
-                None => gone(id),
-            });
+                .and_then(|x| user_of(x, suffix));
+            out.push(Seen::user(user, &user_filter, c));
         }
         Ok(out)
     }

@@ -160,17 +160,19 @@ impl FeedSource {
             FeedSource::Google(s) => s.confirm(changes).await,
         }
     }
+}
 
-    /// The feed in words, for `test`.
-    fn name(&self) -> &'static str {
-        match self {
-            FeedSource::Ldap(s) if s.ldap.ad => "Active Directory's uSNChanged",
-            FeedSource::Ldap(_) => "RFC 4533 content synchronisation",
-            FeedSource::Entra(_) => "Microsoft Graph's /users/delta",
-            FeedSource::Okta(_) => "Okta's System Log",
-            FeedSource::OneLogin(_) => "OneLogin's Events API",
-            FeedSource::Google(_) => "Google's Reports API (admin activity)",
-        }
+/// A cursor's feed (`Cursor::feed`) in words, for `test`.
+fn feed_name(feed: &str) -> &str {
+    match feed {
+        "syncrepl" => "RFC 4533 content synchronisation",
+        "usn" => "Active Directory's uSNChanged",
+        "dirsync" => "Active Directory's DirSync",
+        "entra-delta" => "Microsoft Graph's /users/delta",
+        "okta-log" => "Okta's System Log",
+        "onelogin-events" => "OneLogin's Events API",
+        "google-reports" => "Google's Reports API (admin activity)",
+        other => other,
     }
 }
 
@@ -211,16 +213,14 @@ fn feed_source(cfg: &Config, secret: String) -> Option<FeedSource> {
 }
 
 /// Why there is no feed without a directory.
-fn no_feed_for(_: &Config) -> String {
-    "no directory is configured".into()
-}
+const NO_DIRECTORY: &str = "no directory is configured";
 
 /// One look at the directory of `cfg` (see the module doc). `store` is on the organization's
 /// scope: the cache says who the connector synced, the kept records who it revoked.
 pub async fn look(cfg: &Config, secret: String, store: &Store) -> anyhow::Result<Looked> {
     let Some(source) = feed_source(cfg, secret) else {
         return Ok(Looked {
-            look: Look::Unavailable(no_feed_for(cfg)),
+            look: Look::Unavailable(NO_DIRECTORY.into()),
             cursor: None,
         });
     };
@@ -318,17 +318,12 @@ pub async fn availability(cfg: &Config, secret: String) -> Option<String> {
         )
     };
     let Some(source) = feed_source(cfg, secret) else {
-        return Some(without(no_feed_for(cfg)));
+        return Some(without(NO_DIRECTORY.into()));
     };
-    let feed = source.name();
     Some(match source.poll(None).await {
         Ok(Poll::Unavailable(why)) => without(why),
         Ok(Poll::Started(c) | Poll::Reset { cursor: c, .. } | Poll::Changes { cursor: c, .. }) => {
-            let feed = if c.feed == "dirsync" {
-                "Active Directory's DirSync"
-            } else {
-                feed
-            };
+            let feed = feed_name(&c.feed);
             let blind = c
                 .blind_spot()
                 .map(|b| format!("; but {b}: a full read every {} s finds it", period * 10))

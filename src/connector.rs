@@ -447,12 +447,10 @@ impl Connector {
     pub async fn doorbell(
         &self,
         ring: &(dyn Fn() + Send + Sync),
-    ) -> anyhow::Result<Option<String>> {
+    ) -> anyhow::Result<crate::sync::watch::Doorbell> {
         let cfg = self.checked_config()?;
-        if cfg.directory.kind != Some(crate::config::DirectoryType::Ldap)
-            || cfg.sync.watch_seconds == 0
-        {
-            return Ok(None);
+        if !crate::sync::watch::has_doorbell(&cfg) {
+            return Ok(crate::sync::watch::Doorbell::Absent);
         }
         let cursor = {
             let key = self.api_key()?;

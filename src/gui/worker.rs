@@ -119,6 +119,22 @@ pub struct Activity {
     pub fraction: Option<f32>,
 }
 
+impl Activity {
+    /// Shows `job` at `stage` (`bar`: with the sync's bar); a new operation resets Cancel (an
+    /// earlier click does not stop it).
+    fn begin(&mut self, cancel: &AtomicBool, job: &'static str, stage: String, bar: bool) {
+        if self.job.is_none() {
+            cancel.store(false, Ordering::SeqCst);
+        }
+        *self = Activity {
+            job: Some(job),
+            stage,
+            count: 0,
+            fraction: bar.then_some(0.0),
+        };
+    }
+}
+
 /// The share of the whole sync each pushing stage covers (from, to): reading takes the first
 /// 30 %, the member requests the next 30 %, the group requests 30 % more, the check after the
 /// push the rest.
@@ -263,14 +279,13 @@ impl Worker {
             return self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok());
         }
         if let Ok(mut a) = self.activity.lock() {
-            if a.job.is_none() {
-                // a new operation: an earlier Cancel does not stop it
-                self.cancel.store(false, Ordering::SeqCst);
-            }
-            a.job = Some(job.name());
-            a.stage = format!("{}...", super::words::button(job.name()));
-            a.count = 0;
-            a.fraction = matches!(job, Job::Sync { .. }).then_some(0.0);
+            let stage = format!("{}...", super::words::button(job.name()));
+            a.begin(
+                &self.cancel,
+                job.name(),
+                stage,
+                matches!(job, Job::Sync { .. }),
+            );
         }
         self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok())
     }
@@ -609,13 +624,12 @@ fn run(
                         // the window started shows already)
                         let shown = match activity.lock() {
                             Ok(mut a) if a.job.is_none() => {
-                                progress.cancel.store(false, Ordering::SeqCst);
-                                *a = Activity {
-                                    job: Some(LANE_SYNC),
-                                    stage: format!("Fast lane: {why}"),
-                                    fraction: Some(0.0),
-                                    ..Activity::default()
-                                };
+                                a.begin(
+                                    &progress.cancel,
+                                    LANE_SYNC,
+                                    format!("Fast lane: {why}"),
+                                    true,
+                                );
                                 true
                             }
                             _ => false,

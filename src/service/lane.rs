@@ -13,7 +13,6 @@
 //!   the guard refused stops the lane; one cancelled, cut or failed leaves the changes to a
 //!   later look, after a back-off that doubles from one period up to
 //!   [`MAX_BACKOFF`], said once).
-//!
 //! * The first look comes right after the first run; then one every period, or at once when
 //!   the doorbell rings ([`doorbell`]: a persistent search where the LDAP server or domain
 //!   controller offers one), at most one a second.
@@ -364,6 +363,12 @@ impl Lane {
         f: &Finished,
     ) {
         let refused = f.record.outcome == RunOutcome::Refused;
+        let finished = matches!(f.record.outcome, RunOutcome::Synced | RunOutcome::Unchanged);
+        if finished {
+            // the lane's sync, or a full sync that covered what the lane waits to retry
+            self.failures = 0;
+            self.retry_at = None;
+        }
         match self.pending.take() {
             Some((cursor, found)) => {
                 if refused {
@@ -375,7 +380,7 @@ impl Lane {
                     self.stop(conn, (cfg, status, alerts), why, "").await;
                     return;
                 }
-                if !matches!(f.record.outcome, RunOutcome::Synced | RunOutcome::Unchanged) {
+                if !finished {
                     // cancelled, cut or failed: the changes are not handled yet; the cursor
                     // before them stays, so a later look finds them again
                     let what = format!(
@@ -386,8 +391,6 @@ impl Lane {
                     self.sync_not_finished(cfg, &what);
                     return;
                 }
-                self.failures = 0;
-                self.retry_at = None;
                 keep_cursor(conn, cursor.as_ref());
                 let revoked = f.record.server.as_ref().map_or(0, |s| s.revoked);
                 if let Some(found) = found
@@ -405,11 +408,6 @@ impl Lane {
                 }
             }
             None => {
-                if matches!(f.record.outcome, RunOutcome::Synced | RunOutcome::Unchanged) {
-                    // a full sync covered whatever the lane was waiting to retry
-                    self.failures = 0;
-                    self.retry_at = None;
-                }
                 if self.stopped && !refused && f.report.is_some() {
                     self.stopped = false;
                     let msg = "watching again after a full sync";
@@ -459,44 +457,47 @@ pub async fn doorbell(
         Some(s) => Connector::with_store(&data_dir, s),
         None => Connector::open(&data_dir),
     };
-    let Ok(conn) = conn else { return };
-    let mut said: Option<String> = None;
+    let conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            super::say(&format!(
+                "fast lane: no persistent search: the data directory cannot be opened for it \
+                 ({}); the looks every period go on",
+                crate::logging::redact(&format!("{e:#}"))
+            ));
+            return;
+        }
+    };
+    // a refusal is said once until a search is held again
+    let mut said = false;
     let mut holding = false;
     loop {
-        let ldap = conn.config().is_ok_and(|c| {
-            c.directory.kind == Some(crate::config::DirectoryType::Ldap) && c.sync.watch_seconds > 0
-        });
-        if !ldap {
-            // another directory (their feeds have no persistent form), or the lane off
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(60)) => continue,
-                () = stop.stopped() => return,
-            }
-        }
+        use crate::sync::watch::Doorbell;
         let ring = || bell.notify_one();
         let ended = tokio::select! {
             r = conn.doorbell(&ring) => r,
             () = stop.stopped() => return,
         };
         let wait = match ended {
+            // another directory, or the lane off: the configuration may change
+            Ok(Doorbell::Absent) => Duration::from_secs(60),
             // nothing to hold yet: look again soon (the lane's first look makes the cursor)
-            Ok(None) => Duration::from_secs(2),
-            Ok(Some(why)) => {
+            Ok(Doorbell::NotYet) => Duration::from_secs(2),
+            Ok(Doorbell::Ended(why)) => {
                 tracing::info!("fast lane: the persistent search ended ({why}); holding it again");
                 holding = true;
+                said = false;
                 Duration::from_secs(5)
             }
             Err(e) => {
                 let msg = crate::logging::redact(&format!("{e:#}"));
-                // the reason without the volatile parts is said once
-                let key = msg.split(':').next().unwrap_or_default().to_string();
-                if said.as_deref() != Some(key.as_str()) {
+                if said {
+                    tracing::debug!("fast lane: no persistent search: {msg}");
+                } else {
                     super::say(&format!(
                         "fast lane: no persistent search ({msg}); the looks every period go on"
                     ));
-                    said = Some(key);
-                } else {
-                    tracing::debug!("fast lane: no persistent search: {msg}");
+                    said = true;
                 }
                 if holding {
                     Duration::from_secs(30)

@@ -337,24 +337,40 @@ pub async fn availability(cfg: &Config, secret: String) -> Option<String> {
     })
 }
 
-/// The fast lane's doorbell for the directory of `cfg` (LDAP and AD only: see
-/// [`LdapSource::doorbell`]): `Ok(None)` where there is none (another directory, the lane off,
-/// no cursor yet), else why the persistent search ended.
+/// What holding the fast lane's doorbell came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Doorbell {
+    /// This directory has none (not LDAP or AD: the cloud feeds have no persistent form), or
+    /// the lane is off.
+    Absent,
+    /// Not yet: no cursor to start from (OpenLDAP's starts from the cookie).
+    NotYet,
+    /// The server ended the persistent search: why.
+    Ended(String),
+}
+
+/// Whether the directory of `cfg` may have a doorbell (LDAP or AD, the lane on).
+pub fn has_doorbell(cfg: &Config) -> bool {
+    cfg.directory.kind == Some(DirectoryType::Ldap) && cfg.sync.watch_seconds > 0
+}
+
+/// Holds the fast lane's doorbell for the LDAP directory of `cfg` (see
+/// [`LdapSource::doorbell`]) until the server ends it.
 pub async fn doorbell(
     cfg: &Config,
     secret: String,
     cursor: Option<Cursor>,
     ring: &(dyn Fn() + Send + Sync),
-) -> anyhow::Result<Option<String>> {
-    if cfg.directory.kind != Some(DirectoryType::Ldap) || cfg.sync.watch_seconds == 0 {
-        return Ok(None);
-    }
+) -> anyhow::Result<Doorbell> {
     let source = LdapSource {
         ldap: cfg.ldap.clone(),
         sync: cfg.sync.clone(),
         password: secret,
     };
-    source.doorbell(cursor.as_ref(), ring).await
+    Ok(match source.doorbell(cursor.as_ref(), ring).await? {
+        Some(why) => Doorbell::Ended(why),
+        None => Doorbell::NotYet,
+    })
 }
 
 /// What the connector knows of the organization, from the store.

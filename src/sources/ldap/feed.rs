@@ -34,8 +34,8 @@ use ldap3::{Ldap, LdapError, Scope};
 
 use super::entry::Entry;
 use super::{
-    LdapSource, Query, SHOW_DELETED_OID, describe_error, domain_root, guid_to_string, normalize_dn,
-    object_guid, search_base, search_each, search_filter, url,
+    LdapSource, Query, SHOW_DELETED_OID, critical, describe_error, domain_root, guid_to_string,
+    normalize_dn, object_guid, search_base, search_each, search_filter, url,
 };
 use crate::progress::NoProgress;
 use crate::sources::feed::{
@@ -183,15 +183,7 @@ impl LdapSource {
         } else {
             "(objectClass=*)"
         };
-        let request = ldap3::controls::SyncRequest {
-            mode: ldap3::controls::RefreshMode::RefreshOnly,
-            cookie,
-            reload_hint: false,
-        };
-        let mut control = RawControl::from(request);
-        // critical: a server without syncprov must refuse, not answer a plain search
-        control.crit = true;
-        debug_assert_eq!(control.ctype, SYNC_REQUEST_OID);
+        let control = sync_control(ldap3::controls::RefreshMode::RefreshOnly, cookie);
         let ctx = || format!("LDAP change feed (content synchronisation) under `{base}`");
         ldap.with_timeout(Duration::from_secs(cfg.timeout_seconds))
             .with_controls(vec![control]);
@@ -315,12 +307,7 @@ impl LdapSource {
         let cfg = &self.ldap;
         let root = cfg.root_path.as_deref().unwrap_or_default();
         let (base, control) = if cfg.ad {
-            let control = RawControl {
-                ctype: NOTIFICATION_OID.to_string(),
-                crit: true,
-                val: None,
-            };
-            (domain_root(root).to_string(), control)
+            (domain_root(root).to_string(), critical(NOTIFICATION_OID))
         } else {
             let Some(cookie) = cursor
                 .filter(|c| c.directory == self.feed_directory() && c.feed == "syncrepl")
@@ -329,14 +316,8 @@ impl LdapSource {
             else {
                 return Ok(None);
             };
-            let request = ldap3::controls::SyncRequest {
-                mode: ldap3::controls::RefreshMode::RefreshAndPersist,
-                cookie: Some(cookie),
-                reload_hint: false,
-            };
-            let mut control = RawControl::from(request);
-            control.crit = true;
-            (root.to_string(), control)
+            let mode = ldap3::controls::RefreshMode::RefreshAndPersist;
+            (root.to_string(), sync_control(mode, Some(cookie)))
         };
         let mut ldap = self.connect().await?;
         ldap.with_controls(vec![control]);
@@ -609,11 +590,7 @@ impl LdapSource {
         let cfg = &self.ldap;
         let root = domain_root(cfg.root_path.as_deref().unwrap_or_default()).to_string();
         let base = format!("CN=Deleted Objects,{root}");
-        let show_deleted = RawControl {
-            ctype: SHOW_DELETED_OID.to_string(),
-            crit: true,
-            val: None,
-        };
+        let show_deleted = critical(SHOW_DELETED_OID);
         let result = ldap
             .with_timeout(Duration::from_secs(cfg.timeout_seconds))
             .with_controls(vec![show_deleted])
@@ -658,11 +635,7 @@ impl LdapSource {
             let base = format!("CN=Deleted Objects,{root}");
             let filter = format!("(&(isDeleted=TRUE){range})");
             let mut q = Query::new("deleted entry", &base, &filter, &attrs);
-            q.controls.push(RawControl {
-                ctype: SHOW_DELETED_OID.to_string(),
-                crit: true,
-                val: None,
-            });
+            q.controls.push(critical(SHOW_DELETED_OID));
             let found = search_each(ldap, cfg, q, &NoProgress, |e| {
                 if let Ok(e) = e {
                     changes.push(ad_change(e, true));
@@ -782,6 +755,19 @@ fn ad_change(e: Entry, deleted: bool) -> Change {
         dn: (!deleted).then_some(e.dn),
         deleted,
     }
+}
+
+/// The RFC 4533 Sync Request control, critical: a server without `syncprov` must refuse, not
+/// answer a plain search of everything.
+fn sync_control(mode: ldap3::controls::RefreshMode, cookie: Option<Vec<u8>>) -> RawControl {
+    let mut control = RawControl::from(ldap3::controls::SyncRequest {
+        mode,
+        cookie,
+        reload_hint: false,
+    });
+    control.crit = true;
+    debug_assert_eq!(control.ctype, SYNC_REQUEST_OID);
+    control
 }
 
 /// The DirSync request control: flags 0 (the caller's right to replicate, not per-object

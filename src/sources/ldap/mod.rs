@@ -353,6 +353,16 @@ impl<'q> Query<'q> {
 
 /// AD's Show Deleted control: tombstones are returned.
 const SHOW_DELETED_OID: &str = "1.2.840.113556.1.4.417";
+
+/// A critical control without a value (show-deleted, change notification): a server that does
+/// not know it refuses the search instead of answering a plain one.
+fn critical(oid: &str) -> RawControl {
+    RawControl {
+        ctype: oid.to_string(),
+        crit: true,
+        val: None,
+    }
+}
 /// AD's transitive ("in chain") matching rule.
 const IN_CHAIN_RULE: &str = "1.2.840.113556.1.4.1941";
 /// AD refuses pages larger than this (MaxPageSize).
@@ -672,11 +682,7 @@ impl LdapSource {
         );
         let attrs = mapping.attrs();
         let mut q = Query::new("deleted user", &base, &filter, &attrs);
-        q.controls.push(RawControl {
-            ctype: SHOW_DELETED_OID.to_string(),
-            crit: true,
-            val: None,
-        });
+        q.controls.push(critical(SHOW_DELETED_OID));
         search_each(ldap, cfg, q, progress, |e| {
             users.push(mapping.to_user(e, true))
         })

@@ -438,6 +438,23 @@ mod ad {
         port
     }
 
+    /// An OU of its own with Alice and Bob (`alice@<prefix>.test`), the server, and an env
+    /// reading it as the service account with the lane looking every second.
+    fn alice_and_bob(prefix: &str) -> (String, FakeBitwarden, Env) {
+        let ou = unique_ou(prefix);
+        let alice = format!("alice@{prefix}.test");
+        let bob = format!("bob@{prefix}.test");
+        dc().modify(&ou_ldif(
+            &ou,
+            &[("Alice", Some(&alice), false), ("Bob", Some(&bob), false)],
+            &[],
+        ));
+        let server = FakeBitwarden::start();
+        let env = Env::new();
+        configure_ad(&env, &server, &ou);
+        (ou, server, env)
+    }
+
     fn ad_status(server: &FakeBitwarden, mail: &str) -> Option<i32> {
         server.org().members.get(mail).map(|m| m.status)
     }
@@ -530,18 +547,7 @@ mod ad {
 
     #[test]
     fn ad_an_account_that_cannot_list_deleted_objects_finds_deletions_by_a_full_read() {
-        let ou = unique_ou("laneblind");
-        dc().modify(&ou_ldif(
-            &ou,
-            &[
-                ("Alice", Some("alice@laneblind.test"), false),
-                ("Bob", Some("bob@laneblind.test"), false),
-            ],
-            &[],
-        ));
-        let server = FakeBitwarden::start();
-        let env = Env::new();
-        configure_ad(&env, &server, &ou);
+        let (ou, server, env) = alice_and_bob("laneblind");
         let t = env.ok(&["test"]);
         assert!(
             t.stdout
@@ -638,18 +644,7 @@ mod ad {
 
     #[test]
     fn ad_the_change_notification_rings_the_lane_at_once_however_long_the_period() {
-        let ou = unique_ou("lanenotify");
-        dc().modify(&ou_ldif(
-            &ou,
-            &[
-                ("Alice", Some("alice@lanenotify.test"), false),
-                ("Bob", Some("bob@lanenotify.test"), false),
-            ],
-            &[],
-        ));
-        let server = FakeBitwarden::start();
-        let env = Env::new();
-        configure_ad(&env, &server, &ou);
+        let (ou, server, env) = alice_and_bob("lanenotify");
         env.set("sync.watch_seconds", "3600");
         let service = start(&env);
         std::thread::sleep(std::time::Duration::from_secs(3));
@@ -665,18 +660,7 @@ mod ad {
 
     #[test]
     fn ad_a_restored_domain_controller_falls_back_to_a_full_read() {
-        let ou = unique_ou("lanerst");
-        dc().modify(&ou_ldif(
-            &ou,
-            &[
-                ("Alice", Some("alice@lanerst.test"), false),
-                ("Bob", Some("bob@lanerst.test"), false),
-            ],
-            &[],
-        ));
-        let server = FakeBitwarden::start();
-        let env = Env::new();
-        configure_ad(&env, &server, &ou);
+        let (ou, server, env) = alice_and_bob("lanerst");
         let service = start(&env);
         let (code, log) = sigterm_and_wait(service);
         assert_eq!(code, 0, "{log}");
